@@ -1,1 +1,103 @@
-fn main() {}
+//! The `cemsd` command line: parses arguments and hands over to the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cemsd::cli;
+
+#[derive(Parser)]
+#[command(name = "cemsd", version, about = "Continuous emissions monitoring daemon")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Poll the configured analysers and commit every reading to the store.
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config (and the profiles it uses) without running anything.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// List or print the shipped device profiles.
+    Profiles {
+        #[command(subcommand)]
+        action: ProfilesAction,
+    },
+    /// Serve a device profile's registers over Modbus TCP with realistic values.
+    Simulate {
+        #[arg(long)]
+        profile: String,
+        #[arg(long, default_value = "127.0.0.1:5020")]
+        listen: std::net::SocketAddr,
+        /// Scenario file (fixed values, calibration, fault, exceedance, frozen, silent windows).
+        #[arg(long)]
+        scenario: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Print what the store holds.
+    Query {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only this device.
+        #[arg(long)]
+        device: Option<String>,
+        /// Only this quantity (SO2, NOx, O2, …).
+        #[arg(long)]
+        quantity: Option<String>,
+        /// Only the latest value of each channel.
+        #[arg(long)]
+        latest: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfilesAction {
+    List,
+    Show { name: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::init_logging();
+    let result = match cli.command {
+        Command::Run { config } => cli::run(&config),
+        Command::Check { config } => cli::check(&config),
+        Command::Profiles {
+            action: ProfilesAction::List,
+        } => cli::profiles_list(),
+        Command::Profiles {
+            action: ProfilesAction::Show { name },
+        } => cli::profiles_show(&name),
+        Command::Simulate {
+            profile,
+            listen,
+            scenario,
+            seed,
+        } => cli::simulate(&profile, listen, scenario.as_deref(), seed),
+        Command::Query {
+            config,
+            device,
+            quantity,
+            latest,
+            limit,
+        } => cli::query(&config, device, quantity, latest, limit),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("error: {}", failure.message);
+            ExitCode::from(failure.exit_code)
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! What each `cemsd` subcommand does; `main.rs` only parses arguments.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::config::{self, ConfigError, Loaded};
+use crate::profile::{self, ProfileSet};
+use crate::store::{Query, RecordKind, Store, StoreOptions, Stored};
+
+/// Why a command failed and which exit code says so: 2 for anything the user wrote wrong
+/// (config, profile, arguments), 1 for failures at run time.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            exit_code: 2,
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            exit_code: 1,
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Self {
+        Failure::usage(err.to_string())
+    }
+}
+
+/// Logs go to stderr: compact on a terminal, without our own timestamps under systemd
+/// (journald adds them).
+pub fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("CEMSD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().with_ansi(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+}
+
+pub fn run(config_path: &Path) -> Result<(), Failure> {
+    let loaded = config::load(config_path)?;
+    runtime()?.block_on(crate::daemon::run(loaded))
+}
+
+pub fn check(config_path: &Path) -> Result<(), Failure> {
+    let Loaded { config, .. } = config::load(config_path)?;
+    println!(
+        "{}: ok ({} stacks, {} devices, {} simulators)",
+        config_path.display(),
+        config.stacks.len(),
+        config.devices.len(),
+        config.simulators.len()
+    );
+    Ok(())
+}
+
+fn shipped_profiles() -> Result<ProfileSet, Failure> {
+    ProfileSet::shipped().map_err(|e| Failure::runtime(format!("a shipped profile is invalid: {e}")))
+}
+
+pub fn profiles_list() -> Result<(), Failure> {
+    let profiles = shipped_profiles()?;
+    println!("{:<28} {:<22} {:<26} {:>8}  channels", "NAME", "VENDOR", "MODEL", "VERIFIED");
+    for p in profiles.iter() {
+        let channels: Vec<_> = p.channels.iter().map(|c| c.name.as_str()).collect();
+        println!(
+            "{:<28} {:<22} {:<26} {:>8}  {}",
+            p.name,
+            p.vendor,
+            p.model,
+            if p.verified { "yes" } else { "no" },
+            channels.join(",")
+        );
+    }
+    Ok(())
+}
+
+pub fn profiles_show(name: &str) -> Result<(), Failure> {
+    let profiles = shipped_profiles()?;
+    match profile::shipped_text(name) {
+        Some(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        None => Err(Failure::usage(format!(
+            "no shipped profile {name:?}\n  help: one of: {}",
+            profiles.names().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+pub fn simulate(
+    profile_name: &str,
+    listen: SocketAddr,
+    scenario_path: Option<&Path>,
+    seed: u64,
+) -> Result<(), Failure> {
+    let profiles = shipped_profiles()?;
+    let Some(profile) = profiles.get(profile_name) else {
+        return Err(Failure::usage(format!(
+            "no shipped profile {profile_name:?}\n  help: one of: {}",
+            profiles.names().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let scenario = match scenario_path {
+        Some(path) => crate::sim::Scenario::load(path).map_err(|e| Failure::usage(e.to_string()))?,
+        None => crate::sim::Scenario::default(),
+    };
+    let profile = profile.clone();
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
+        tracing::info!(profile = %profile.name, %listen, "simulating");
+        let sim = crate::sim::Simulator::new(profile, scenario, seed, crate::sim::wall_clock());
+        tokio::select! {
+            served = crate::sim::serve(listener, sim) => served.map_err(|e| Failure::runtime(format!("simulator stopped: {e}"))),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
+pub fn query(
+    config_path: &Path,
+    device: Option<String>,
+    quantity: Option<String>,
+    latest: bool,
+    limit: usize,
+) -> Result<(), Failure> {
+    let loaded = config::load(config_path)?;
+    let quantity = quantity
+        .map(|q| q.parse())
+        .transpose()
+        .map_err(Failure::usage)?;
+    let path = config::relative_to(&loaded.path, &loaded.config.store.path);
+    if !path.exists() {
+        return Err(Failure::runtime(format!(
+            "{}: no store yet\n  help: start the daemon with `cemsd run --config {}` first",
+            path.display(),
+            config_path.display()
+        )));
+    }
+    let store = Store::open(&path, StoreOptions::default())
+        .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+    let rows = if latest {
+        store.latest()
+    } else {
+        store.query(&Query {
+            kind: Some(RecordKind::Reading),
+            device,
+            quantity,
+            limit,
+            ..Query::default()
+        })
+    }
+    .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+    print_rows(&rows);
+    Ok(())
+}
+
+fn print_rows(rows: &[Stored]) {
+    println!(
+        "{:>8}  {:<24}  {:<8} {:<12} {:<10} {:<8} {:>12} {:<6} FLAG",
+        "SEQ", "TIME (UTC)", "KIND", "DEVICE", "CHANNEL", "QUANTITY", "VALUE", "UNIT"
+    );
+    for Stored { seq, record: r } in rows {
+        let value = r.measured.or(r.raw).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        println!(
+            "{:>8}  {:<24}  {:<8} {:<12} {:<10} {:<8} {:>12} {:<6} {}",
+            seq,
+            r.ts.to_string(),
+            r.kind.as_str(),
+            r.device,
+            r.channel,
+            r.quantity.map(|q| q.name()).unwrap_or("-"),
+            value,
+            r.unit.map(|u| u.symbol()).unwrap_or("-"),
+            r.flags.primary()
+        );
+    }
+}

@@ -1,0 +1,152 @@
+//! `cemsd run`: wires simulators, collectors, the pipeline and the store writer together and
+//! stops them in the order that commits everything already read.
+
+use std::collections::HashMap;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::cli::Failure;
+use crate::collect::tcp::TcpCollector;
+use crate::config::{self, Loaded};
+use crate::live::Live;
+use crate::model::Sample;
+use crate::pipeline::Pipeline;
+use crate::sim;
+use crate::store::{Store, StoreOptions, StoreWriter};
+
+/// How long collectors and the pipeline get to finish after a stop signal.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+pub async fn run(loaded: Loaded) -> Result<(), Failure> {
+    let Loaded {
+        path: config_path,
+        config,
+        profiles,
+    } = loaded;
+    let store_path = config::relative_to(&config_path, &config.store.path);
+    let store = Store::open(
+        &store_path,
+        StoreOptions {
+            retention: config.store.retention.map(|r| r.0),
+            ..StoreOptions::default()
+        },
+    )
+    .map_err(|e| Failure::runtime(format!("{}: cannot open the store: {e}", store_path.display())))?;
+    let (store_handle, store_thread) = StoreWriter::spawn(store);
+    tracing::info!(store = %store_path.display(), "store open");
+
+    let mut simulators = JoinSet::new();
+    for s in &config.simulators {
+        let Some(profile) = profiles.get(&s.profile) else {
+            continue; // validated in config::parse
+        };
+        let scenario = match &s.scenario {
+            Some(path) => sim::Scenario::load(&config::relative_to(&config_path, path))
+                .map_err(|e| Failure::usage(e.to_string()))?,
+            None => sim::Scenario::default(),
+        };
+        let listener = tokio::net::TcpListener::bind(s.listen)
+            .await
+            .map_err(|e| Failure::runtime(format!("simulator cannot listen on {}: {e}", s.listen)))?;
+        let simulator = sim::Simulator::new(profile.clone(), scenario, s.seed, sim::wall_clock());
+        tracing::info!(profile = %profile.name, listen = %s.listen, "simulator started");
+        simulators.spawn(sim::serve(listener, simulator));
+    }
+
+    let live = Live::new();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (samples_tx, samples_rx) = mpsc::channel::<Vec<Sample>>(1024);
+    let mut collectors = JoinSet::new();
+    let mut stack_of_device = HashMap::new();
+    for device in &config.devices {
+        let Some(profile) = profiles.get(&device.profile) else {
+            continue; // validated in config::parse
+        };
+        stack_of_device.insert(Arc::<str>::from(device.id.as_str()), Arc::<str>::from(device.stack.as_str()));
+        let collector = TcpCollector::new(device, profile);
+        collectors.spawn(collector.run(samples_tx.clone(), shutdown_rx.clone(), live.clone()));
+    }
+    drop(samples_tx);
+    tracing::info!(devices = config.devices.len(), "collectors started");
+
+    let pipeline = Pipeline::new(stack_of_device, store_handle.clone(), live.clone());
+    let pipeline_task = tokio::spawn(pipeline.run(samples_rx));
+    let console = tokio::spawn(console(live.clone(), shutdown_rx.clone()));
+
+    wait_for_stop_signal().await;
+    tracing::info!("stopping: finishing current polls and committing");
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+        while collectors.join_next().await.is_some() {}
+        let _ = pipeline_task.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("collectors did not stop within {DRAIN_LIMIT:?}; committing what arrived");
+    }
+    simulators.abort_all();
+    let _ = console.await;
+    drop(store_handle);
+    let store_result = tokio::task::spawn_blocking(move || store_thread.join())
+        .await
+        .map_err(|e| Failure::runtime(format!("store writer did not finish: {e}")))?;
+    match store_result {
+        Ok(Ok(())) => {
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(Failure::runtime(format!("store writer failed: {e}"))),
+        Err(_) => Err(Failure::runtime("store writer panicked")),
+    }
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!("cannot watch SIGTERM ({e}); stopping on Ctrl-C only");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// On a terminal, redraws a compact per-device status every two seconds.
+async fn console(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
+    if !std::io::stdout().is_terminal() {
+        return;
+    }
+    let mut lines_drawn = 0usize;
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let text = live.render();
+        let mut out = std::io::stdout().lock();
+        if lines_drawn > 0 {
+            // move up and clear what was drawn last time
+            let _ = write!(out, "\x1b[{lines_drawn}A\x1b[J");
+        }
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+        lines_drawn = text.lines().count();
+    }
+}

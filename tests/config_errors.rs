@@ -1,0 +1,173 @@
+//! Every kind of config mistake a technician makes must name file, line, column, key and the
+//! fix, and `cemsd check` must exit 2 on it.
+
+use std::path::Path;
+use std::process::Command;
+
+use cemsd::config;
+
+const GOOD: &str = r#"[site]
+id = "plant"
+
+[[stack]]
+id = "unit1"
+
+[[device]]
+id = "so2"
+profile = "thermo-43i"
+stack = "unit1"
+transport = "tcp"
+address = "127.0.0.1:5020"
+poll_interval = "10s"
+
+[[device]]
+id = "plc"
+profile = "sdl-scs900-plc"
+stack = "unit1"
+transport = "tcp"
+address = "127.0.0.1:5021"
+spans = { so2 = [0, 750] }
+"#;
+
+/// Parses `text` and returns the error message, failing the test if it parsed.
+fn error_of(text: &str) -> String {
+    match config::parse(Path::new("site.toml"), text) {
+        Ok(_) => panic!("config should have been rejected:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts the message starts with `site.toml:LINE:` and names the key and a help text.
+fn assert_points_at(message: &str, line: usize, key: &str, help_contains: &str) {
+    assert!(
+        message.starts_with(&format!("site.toml:{line}:")),
+        "expected line {line} in: {message}"
+    );
+    assert!(message.contains(key), "expected key {key} in: {message}");
+    assert!(
+        message.contains("help:") && message.contains(help_contains),
+        "expected help containing {help_contains:?} in: {message}"
+    );
+}
+
+#[test]
+fn the_good_config_parses() {
+    let loaded = config::parse(Path::new("site.toml"), GOOD).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.config.devices.len(), 2);
+    assert_eq!(
+        loaded.config.devices[0].poll_interval.0,
+        std::time::Duration::from_secs(10)
+    );
+}
+
+#[test]
+fn unknown_key() {
+    let text = GOOD.replace("poll_interval = \"10s\"", "pol_interval = \"10s\"");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 13, "device[0].pol_interval", "poll_interval");
+}
+
+#[test]
+fn wrong_type() {
+    let text = GOOD.replace("id = \"plant\"", "id = 7");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 2, "site.id", "type");
+}
+
+#[test]
+fn bad_duration() {
+    let text = GOOD.replace("\"10s\"", "\"10 parsecs\"");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 13, "device[0].poll_interval", "");
+    assert!(msg.contains("\"500ms\""), "{msg}");
+}
+
+#[test]
+fn unknown_profile() {
+    let text = GOOD.replace("\"thermo-43i\"", "\"thermo-43x\"");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 9, "device[0].profile", "thermo-43i");
+}
+
+#[test]
+fn duplicate_device_id() {
+    let text = GOOD.replace("id = \"plc\"", "id = \"so2\"");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 16, "device[1].id", "own id");
+}
+
+#[test]
+fn device_bound_to_missing_stack() {
+    let text = GOOD.replacen("stack = \"unit1\"", "stack = \"unit9\"", 1);
+    let msg = error_of(&text);
+    assert_points_at(&msg, 10, "device[0].stack", "unit1");
+}
+
+#[test]
+fn span_for_a_register_not_in_the_profile() {
+    let text = GOOD.replace("spans = { so2", "spans = { so3");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 21, "device[1].spans.so3", "so2");
+}
+
+#[test]
+fn channel_not_in_the_profile() {
+    let text = GOOD.replace(
+        "poll_interval = \"10s\"",
+        "poll_interval = \"10s\"\nchannels = [\"SO2\"]",
+    );
+    let msg = error_of(&text);
+    assert_points_at(&msg, 14, "device[0].channels[0]", "so2");
+}
+
+#[test]
+fn bad_enum_value() {
+    let text = GOOD.replacen("transport = \"tcp\"", "transport = \"udp\"", 1);
+    let msg = error_of(&text);
+    assert_points_at(&msg, 11, "device[0].transport", "tcp");
+}
+
+#[test]
+fn missing_required_key() {
+    let text = GOOD.replacen("address = \"127.0.0.1:5020\"\n", "", 1);
+    let msg = error_of(&text);
+    assert!(msg.contains("address"), "{msg}");
+    assert!(msg.contains("help:"), "{msg}");
+}
+
+#[test]
+fn timeout_not_shorter_than_interval() {
+    let text = GOOD.replace(
+        "poll_interval = \"10s\"",
+        "poll_interval = \"10s\"\ntimeout = \"10s\"",
+    );
+    let msg = error_of(&text);
+    assert_points_at(&msg, 14, "device[0].timeout", "shorter");
+}
+
+#[test]
+fn check_exits_2_and_prints_the_position() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, GOOD.replace("\"thermo-43i\"", "\"nope\""))
+        .unwrap_or_else(|e| panic!("write: {e}"));
+    let out = Command::new(env!("CARGO_BIN_EXE_cemsd"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("run cemsd: {e}"));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bad.toml:9:"), "{stderr}");
+    assert!(stderr.contains("device[0].profile"), "{stderr}");
+}
+
+#[test]
+fn shipped_configs_check_ok() {
+    for name in ["deploy/demo.toml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
+        if let Err(e) = config::load(&path) {
+            panic!("{name}: {e}");
+        }
+    }
+}
