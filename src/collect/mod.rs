@@ -1,0 +1,3 @@
+//! Collectors: each talks to one kind of source and emits samples, never normalising them.
+
+pub mod modbus;
