@@ -4,7 +4,14 @@
 //! aggregation turn them into readings a bureau accepts; the store keeps everything durable
 //! until every sink has taken it.
 
+pub mod cli;
+pub mod collect;
 pub mod config;
+pub mod daemon;
 pub mod diagnostic;
+pub mod live;
 pub mod model;
+pub mod pipeline;
 pub mod profile;
+pub mod sim;
+pub mod store;

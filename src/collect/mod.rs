@@ -1,0 +1,4 @@
+//! Collectors: each talks to one kind of source and emits samples, never normalising them.
+
+pub mod modbus;
+pub mod tcp;
