@@ -387,7 +387,44 @@ impl Profile {
 
 /// The profiles shipped in `device-profiles/`, compiled into the binary so a gateway
 /// needs no files besides its config.
-const SHIPPED: &[(&str, &str)] = &[];
+const SHIPPED: &[(&str, &str)] = &[
+    (
+        "juguang-cems-2000d",
+        include_str!("../device-profiles/juguang-cems-2000d.toml"),
+    ),
+    (
+        "juguang-cems-2000d-nox",
+        include_str!("../device-profiles/juguang-cems-2000d-nox.toml"),
+    ),
+    (
+        "sdl-model-1080",
+        include_str!("../device-profiles/sdl-model-1080.toml"),
+    ),
+    (
+        "sdl-scs900-plc",
+        include_str!("../device-profiles/sdl-scs900-plc.toml"),
+    ),
+    (
+        "sick-gm32",
+        include_str!("../device-profiles/sick-gm32.toml"),
+    ),
+    (
+        "sick-mcs100ft",
+        include_str!("../device-profiles/sick-mcs100ft.toml"),
+    ),
+    (
+        "siemens-ga700",
+        include_str!("../device-profiles/siemens-ga700.toml"),
+    ),
+    (
+        "thermo-42i",
+        include_str!("../device-profiles/thermo-42i.toml"),
+    ),
+    (
+        "thermo-43i",
+        include_str!("../device-profiles/thermo-43i.toml"),
+    ),
+];
 
 /// Every profile a config may refer to: the shipped ones, plus those in an optional
 /// site directory (which may replace a shipped one of the same name).
@@ -539,5 +576,15 @@ flag = "C"
         assert!(err.starts_with("t.toml:15:"), "{err}");
         assert!(err.contains("scael"), "{err}");
         assert!(err.contains("allowed here"), "{err}");
+    }
+
+    #[test]
+    fn shipped_names_are_unique() {
+        // ProfileSet keys by name, so a repeated name would silently hide a profile.
+        assert!(!SHIPPED.is_empty(), "no profile is shipped");
+        let mut seen = HashSet::new();
+        for (name, _) in SHIPPED {
+            assert!(seen.insert(*name), "profile {name:?} is shipped twice");
+        }
     }
 }
