@@ -165,6 +165,12 @@ impl PollPlan {
         }
     }
 
+    /// Which read carries channel `channel_index`, so its value can be stamped with the time
+    /// that read completed.
+    pub fn block_of_channel(&self, channel_index: usize) -> Option<usize> {
+        self.channels.get(channel_index).map(|slot| slot.block)
+    }
+
     /// The status word or bit of every status entry, given one result per block.
     pub fn status_data(&self, results: &[BlockData]) -> StatusData {
         StatusData(
