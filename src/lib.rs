@@ -8,3 +8,4 @@ pub mod collect;
 pub mod diagnostic;
 pub mod model;
 pub mod profile;
+pub mod sim;
