@@ -128,7 +128,8 @@ pub fn simulate(
         )));
     };
     let scenario = match scenario_path {
-        Some(path) => crate::sim::Scenario::load(path).map_err(|e| Failure::usage(e.to_string()))?,
+        Some(path) => crate::sim::Scenario::load(path, profile)
+            .map_err(|e| Failure::usage(e.to_string()))?,
         None => crate::sim::Scenario::default(),
     };
     let profile = profile.clone();
@@ -137,7 +138,7 @@ pub fn simulate(
             .await
             .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
         tracing::info!(profile = %profile.name, %listen, "simulating");
-        let sim = crate::sim::Simulator::new(profile, scenario, seed, crate::sim::wall_clock());
+        let sim = crate::sim::Simulator::new(profile, scenario, seed, crate::sim::WallClock::start());
         tokio::select! {
             served = crate::sim::serve(listener, sim) => served.map_err(|e| Failure::runtime(format!("simulator stopped: {e}"))),
             _ = tokio::signal::ctrl_c() => Ok(()),
@@ -174,7 +175,7 @@ pub fn query(
             kind: Some(RecordKind::Reading),
             device,
             quantity,
-            limit,
+            limit: Some(limit),
             ..Query::default()
         })
     }

@@ -16,7 +16,7 @@ use crate::live::Live;
 use crate::model::Sample;
 use crate::pipeline::Pipeline;
 use crate::sim;
-use crate::store::{Store, StoreOptions, StoreWriter};
+use crate::store::{Store, StoreOptions, StoreWriter, WriterOptions};
 
 /// How long collectors and the pipeline get to finish after a stop signal.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -36,7 +36,8 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         },
     )
     .map_err(|e| Failure::runtime(format!("{}: cannot open the store: {e}", store_path.display())))?;
-    let (store_handle, store_thread) = StoreWriter::spawn(store);
+    let (store_handle, store_thread) = StoreWriter::spawn(store, WriterOptions::default())
+        .map_err(|e| Failure::runtime(format!("cannot start the store writer: {e}")))?;
     tracing::info!(store = %store_path.display(), "store open");
 
     let mut simulators = JoinSet::new();
@@ -45,14 +46,14 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
             continue; // validated in config::parse
         };
         let scenario = match &s.scenario {
-            Some(path) => sim::Scenario::load(&config::relative_to(&config_path, path))
+            Some(path) => sim::Scenario::load(&config::relative_to(&config_path, path), profile)
                 .map_err(|e| Failure::usage(e.to_string()))?,
             None => sim::Scenario::default(),
         };
         let listener = tokio::net::TcpListener::bind(s.listen)
             .await
             .map_err(|e| Failure::runtime(format!("simulator cannot listen on {}: {e}", s.listen)))?;
-        let simulator = sim::Simulator::new(profile.clone(), scenario, s.seed, sim::wall_clock());
+        let simulator = sim::Simulator::new(profile.clone(), scenario, s.seed, sim::WallClock::start());
         tracing::info!(profile = %profile.name, listen = %s.listen, "simulator started");
         simulators.spawn(sim::serve(listener, simulator));
     }
@@ -90,17 +91,15 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     }
     simulators.abort_all();
     let _ = console.await;
-    drop(store_handle);
-    let store_result = tokio::task::spawn_blocking(move || store_thread.join())
-        .await
-        .map_err(|e| Failure::runtime(format!("store writer did not finish: {e}")))?;
-    match store_result {
-        Ok(Ok(())) => {
+    let committed = store_handle.shutdown().await;
+    let joined = tokio::task::spawn_blocking(move || store_thread.join()).await;
+    match (committed, joined) {
+        (Ok(()), Ok(Ok(_store))) => {
             tracing::info!("stopped cleanly");
             Ok(())
         }
-        Ok(Err(e)) => Err(Failure::runtime(format!("store writer failed: {e}"))),
-        Err(_) => Err(Failure::runtime("store writer panicked")),
+        (Err(e), _) => Err(Failure::runtime(format!("store writer failed: {e}"))),
+        (_, _) => Err(Failure::runtime("store writer thread did not finish")),
     }
 }
 

@@ -80,11 +80,10 @@ impl<'a> SourceText<'a> {
     /// message where it names one and adding what is allowed.
     pub fn from_toml(&self, err: &toml::de::Error) -> SourceError {
         let span = err.span().unwrap_or(0..0);
-        let message = err.message().trim().to_string();
+        let (message, help) = split_toml_message(err.message().trim());
         let key = self
             .key_at(span.start)
             .unwrap_or_else(|| "(document)".into());
-        let help = toml_help(&message);
         self.error_at(span, key, message, help)
     }
 
@@ -196,19 +195,28 @@ impl SourceText<'_> {
     }
 }
 
-fn toml_help(message: &str) -> Option<String> {
-    if let Some(rest) = message.split("expected one of ").nth(1) {
-        return Some(format!("allowed here: {}", rest.trim()));
+/// Splits serde's message into what is wrong and what is allowed, so every error carries a
+/// help line a person can act on.
+fn split_toml_message(message: &str) -> (String, Option<String>) {
+    if let Some((what, allowed)) = message.split_once(", expected one of ") {
+        return (what.into(), Some(format!("allowed here: {}", allowed.trim())));
     }
-    if message.starts_with("missing field") {
-        return Some("add the key; see the sample configs in deploy/".into());
+    if message.starts_with("unknown variant") {
+        if let Some((what, allowed)) = message.split_once(", expected ") {
+            return (what.into(), Some(format!("allowed here: {}", allowed.trim())));
+        }
     }
-    if message.starts_with("invalid type") {
-        return Some(
-            "check the value's type: numbers unquoted, text in quotes, durations as \"10s\"".into(),
-        );
+    if let Some((what, fix)) = message.split_once(": expected ") {
+        return (what.into(), Some(format!("write {}", fix.trim())));
     }
-    None
+    let help = if message.starts_with("missing field") {
+        Some("add the key; see the sample configs in deploy/".into())
+    } else if message.starts_with("invalid type") {
+        Some("check the value's type: numbers unquoted, text in quotes, durations as \"10s\"".into())
+    } else {
+        None
+    };
+    (message.into(), help)
 }
 
 #[cfg(test)]

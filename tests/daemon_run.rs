@@ -1,19 +1,13 @@
 //! The vertical slice as a user runs it: `cemsd run` with in-process simulators polls over
 //! Modbus TCP, commits to the store, and on SIGTERM stops with exit 0 having lost nothing.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use cemsd::model::{Flag, Quantity};
-use cemsd::store::{Query, RecordKind, Store, StoreOptions};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or_else(|e| panic!("no free port: {e}"))
-}
+use cemsd::store::{Store, StoreOptions};
+use common::{free_port, readings, start_daemon, terminate, wait_for};
 
 fn write_config(dir: &Path, port_a: u16, port_b: u16, dead_port: u16) -> std::path::PathBuf {
     let text = format!(
@@ -67,55 +61,21 @@ timeout = "100ms"
     path
 }
 
-fn readings(store: &Store, device: &str) -> Vec<cemsd::store::Stored> {
-    store
-        .query(&Query {
-            kind: Some(RecordKind::Reading),
-            device: Some(device.into()),
-            limit: 100_000,
-            ..Query::default()
-        })
-        .unwrap_or_else(|e| panic!("query: {e}"))
-}
-
-fn stop(child: &mut Child) -> Option<i32> {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("kill: {e}"));
-    assert!(status.success());
-    child.wait().ok().and_then(|s| s.code())
-}
-
 #[test]
 fn run_polls_simulators_commits_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let config = write_config(dir.path(), free_port(), free_port(), free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_cemsd"))
-        .args(["run", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start cemsd: {e}"));
+    let mut child = start_daemon(&config);
     let db = dir.path().join("data/cemsd.db");
 
-    // Wait (bounded) until both live devices have a few polls committed.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Wait until both live devices have a few polls committed.
     let mut seen = 0;
-    while Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-        if let Ok(store) = Store::open(&db, StoreOptions::default()) {
-            let so2 = readings(&store, "so2").len();
-            let multi = readings(&store, "multi").len();
-            if so2 >= 5 && multi >= 25 {
-                seen = store.count().unwrap_or(0);
-                break;
-            }
-        }
-    }
-    let code = stop(&mut child);
-    assert!(seen > 0, "no readings were committed within 30 s");
+    let polled = wait_for(&db, |store| {
+        seen = store.count().unwrap_or(0);
+        readings(store, "so2").len() >= 5 && readings(store, "multi").len() >= 25
+    });
+    let code = terminate(&mut child);
+    assert!(polled, "no readings were committed within 30 s");
     assert_eq!(code, Some(0), "cemsd must exit 0 on SIGTERM");
 
     let store = Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("reopen: {e}"));
