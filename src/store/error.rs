@@ -1,0 +1,45 @@
+//! Why a store operation failed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Errors are `Clone` because one failed commit answers every caller whose records were
+/// coalesced into that transaction; the underlying causes are shared behind `Arc`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the directory for the store {path}: {source}")]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
+    #[error("store database error: {0}")]
+    Sqlite(#[source] Arc<rusqlite::Error>),
+    #[error(
+        "store schema version {found} is newer than this cemsd understands ({supported}); \
+         upgrade cemsd or point it at another store file"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("stored row {row} is corrupt: {detail}")]
+    Corrupt { row: i64, detail: String },
+    #[error("sink {0:?} is not registered with the store")]
+    UnknownSink(String),
+    #[error("sink {sink:?} cannot take seq {seq}: the store has only written up to {last_seq}")]
+    CursorBeyondEnd {
+        sink: String,
+        seq: u64,
+        last_seq: u64,
+    },
+    #[error("seq {0} does not fit the store's signed 64-bit key")]
+    SeqOutOfRange(u64),
+    #[error("cannot start the store writer thread: {0}")]
+    WriterThread(#[source] Arc<std::io::Error>),
+    #[error("the store writer has stopped")]
+    WriterClosed,
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(Arc::new(e))
+    }
+}

@@ -1,0 +1,109 @@
+//! Connection settings and the versioned schema. `PRAGMA user_version` holds how many
+//! migrations have run; each migration runs once, in order, inside one transaction.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::{StoreError, StoreOptions};
+
+/// Append-only: a store written by a build with migration N must open with every later build.
+const MIGRATIONS: &[&str] = &[
+    // 1: series interning keeps record rows to integers and floats; seq comes from
+    // seq_counter, not max(seq), so it keeps rising after retention deleted every row.
+    "CREATE TABLE series (
+         id INTEGER PRIMARY KEY,
+         stack TEXT NOT NULL,
+         device TEXT NOT NULL,
+         channel TEXT NOT NULL,
+         quantity TEXT,
+         unit TEXT
+     );
+     CREATE UNIQUE INDEX series_identity
+         ON series (stack, device, channel, coalesce(quantity, ''), coalesce(unit, ''));
+     CREATE TABLE record (
+         seq INTEGER PRIMARY KEY,
+         kind INTEGER NOT NULL,
+         series INTEGER NOT NULL REFERENCES series (id),
+         ts INTEGER NOT NULL,
+         end_ts INTEGER,
+         flags INTEGER NOT NULL,
+         raw REAL,
+         measured REAL,
+         corrected REAL,
+         rate REAL,
+         min REAL,
+         max REAL,
+         count INTEGER,
+         note TEXT
+     );
+     CREATE INDEX record_series_kind_ts ON record (series, kind, ts);
+     CREATE TABLE seq_counter (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         last_seq INTEGER NOT NULL
+     );
+     INSERT INTO seq_counter (id, last_seq) VALUES (1, 0);
+     CREATE TABLE sink_cursor (
+         sink TEXT PRIMARY KEY,
+         seq INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE TABLE dead_letter (
+         id INTEGER PRIMARY KEY AUTOINCREMENT,
+         ts INTEGER NOT NULL,
+         source TEXT NOT NULL,
+         reason TEXT NOT NULL,
+         payload BLOB NOT NULL
+     );
+     CREATE INDEX dead_letter_ts ON dead_letter (ts);",
+];
+
+/// The `user_version` of a fully migrated store.
+pub(super) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Enough for every statement the store prepares, so none is ever re-parsed.
+const STATEMENT_CACHE_CAPACITY: usize = 32;
+
+/// Caps the WAL file left behind after a burst; SQLite truncates it to this at checkpoint.
+const JOURNAL_SIZE_LIMIT_BYTES: i64 = 64 * 1024 * 1024;
+
+pub(super) fn configure(conn: &Connection, options: &StoreOptions) -> Result<(), StoreError> {
+    conn.busy_timeout(options.busy_timeout)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Still durable in rollback-journal mode, but readers then block the writer.
+        tracing::warn!(journal_mode = %mode, "store could not switch to WAL mode");
+    }
+    // In WAL mode NORMAL survives any process crash; FULL also survives power loss of the
+    // last commits, at the price of an fsync per transaction.
+    let synchronous = if options.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "cache_size", -i64::from(options.cache_size_kib))?;
+    conn.query_row(
+        &format!("PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT_BYTES}"),
+        [],
+        |_| Ok(()),
+    )?;
+    Ok(())
+}
+
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let supported = SCHEMA_VERSION;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if found > supported {
+        return Err(StoreError::SchemaTooNew { found, supported });
+    }
+    if found == supported {
+        return Ok(());
+    }
+    for migration in MIGRATIONS.iter().skip(found.max(0) as usize) {
+        tx.execute_batch(migration)?;
+    }
+    tx.pragma_update(None, "user_version", supported)?;
+    tx.commit()?;
+    Ok(())
+}
