@@ -80,12 +80,16 @@ pub fn check(config_path: &Path) -> Result<(), Failure> {
 }
 
 fn shipped_profiles() -> Result<ProfileSet, Failure> {
-    ProfileSet::shipped().map_err(|e| Failure::runtime(format!("a shipped profile is invalid: {e}")))
+    ProfileSet::shipped()
+        .map_err(|e| Failure::runtime(format!("a shipped profile is invalid: {e}")))
 }
 
 pub fn profiles_list() -> Result<(), Failure> {
     let profiles = shipped_profiles()?;
-    println!("{:<28} {:<22} {:<26} {:>8}  channels", "NAME", "VENDOR", "MODEL", "VERIFIED");
+    println!(
+        "{:<28} {:<22} {:<26} {:>8}  channels",
+        "NAME", "VENDOR", "MODEL", "VERIFIED"
+    );
     for p in profiles.iter() {
         let channels: Vec<_> = p.channels.iter().map(|c| c.name.as_str()).collect();
         println!(
@@ -128,8 +132,9 @@ pub fn simulate(
         )));
     };
     let scenario = match scenario_path {
-        Some(path) => crate::sim::Scenario::load(path, profile)
-            .map_err(|e| Failure::usage(e.to_string()))?,
+        Some(path) => {
+            crate::sim::Scenario::load(path, profile).map_err(|e| Failure::usage(e.to_string()))?
+        }
         None => crate::sim::Scenario::default(),
     };
     let profile = profile.clone();
@@ -190,7 +195,11 @@ fn print_rows(rows: &[Stored]) {
         "SEQ", "TIME (UTC)", "KIND", "DEVICE", "CHANNEL", "QUANTITY", "VALUE", "UNIT"
     );
     for Stored { seq, record: r } in rows {
-        let value = r.measured.or(r.raw).map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        let value = r
+            .measured
+            .or(r.raw)
+            .map(|v| format!("{v:.3}"))
+            .unwrap_or_else(|| "-".into());
         println!(
             "{:>8}  {:<24}  {:<8} {:<12} {:<10} {:<8} {:>12} {:<6} {}",
             seq,

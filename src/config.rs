@@ -275,7 +275,11 @@ fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-fn validate(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Result<(), SourceError> {
+fn validate(
+    src: &SourceText,
+    config: &SiteConfig,
+    profiles: &ProfileSet,
+) -> Result<(), SourceError> {
     let mut stack_ids = HashSet::new();
     for (i, stack) in config.stacks.iter().enumerate() {
         if !stack_ids.insert(stack.id.as_str()) {
@@ -299,7 +303,10 @@ fn validate(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Res
         if !stack_ids.contains(device.stack.as_str()) {
             return Err(src.error_at_path(
                 &at("stack"),
-                format!("device {:?} is bound to stack {:?}, which is not defined", device.id, device.stack),
+                format!(
+                    "device {:?} is bound to stack {:?}, which is not defined",
+                    device.id, device.stack
+                ),
                 Some(format!(
                     "use {}, or add a [[stack]] with id = {:?}",
                     one_of(config.stacks.iter().map(|s| s.id.as_str())),
@@ -343,7 +350,12 @@ fn validate(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Res
             for (j, name) in channels.iter().enumerate() {
                 if profile.channel(name).is_none() {
                     return Err(src.error_at_path(
-                        &[Seg::Key("device"), Seg::Index(i), Seg::Key("channels"), Seg::Index(j)],
+                        &[
+                            Seg::Key("device"),
+                            Seg::Index(i),
+                            Seg::Key("channels"),
+                            Seg::Index(j),
+                        ],
                         format!("profile {:?} has no channel {:?}", profile.name, name),
                         Some(format!("use {}", one_of(channel_names()))),
                     ));
@@ -351,7 +363,12 @@ fn validate(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Res
             }
         }
         for (name, [lo, hi]) in &device.spans {
-            let path = [Seg::Key("device"), Seg::Index(i), Seg::Key("spans"), Seg::Key(name)];
+            let path = [
+                Seg::Key("device"),
+                Seg::Index(i),
+                Seg::Key("spans"),
+                Seg::Key(name),
+            ];
             match profile.channel(name) {
                 None => {
                     return Err(src.error_at_path(
@@ -363,7 +380,9 @@ fn validate(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Res
                 Some(ch) if ch.raw_range.is_none() => {
                     return Err(src.error_at_path(
                         &path,
-                        format!("channel {name:?} is not a scaled-integer channel, so it has no span"),
+                        format!(
+                            "channel {name:?} is not a scaled-integer channel, so it has no span"
+                        ),
                         Some("spans apply to channels with raw_range in the profile".into()),
                     ))
                 }
@@ -410,7 +429,9 @@ fn validate(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Res
 
 fn looks_like_host_port(address: &str) -> bool {
     match address.rsplit_once(':') {
-        Some((host, port)) => !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok(),
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok()
+        }
         None => false,
     }
 }

@@ -35,7 +35,12 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
             ..StoreOptions::default()
         },
     )
-    .map_err(|e| Failure::runtime(format!("{}: cannot open the store: {e}", store_path.display())))?;
+    .map_err(|e| {
+        Failure::runtime(format!(
+            "{}: cannot open the store: {e}",
+            store_path.display()
+        ))
+    })?;
     let (store_handle, store_thread) = StoreWriter::spawn(store, WriterOptions::default())
         .map_err(|e| Failure::runtime(format!("cannot start the store writer: {e}")))?;
     tracing::info!(store = %store_path.display(), "store open");
@@ -50,10 +55,11 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
                 .map_err(|e| Failure::usage(e.to_string()))?,
             None => sim::Scenario::default(),
         };
-        let listener = tokio::net::TcpListener::bind(s.listen)
-            .await
-            .map_err(|e| Failure::runtime(format!("simulator cannot listen on {}: {e}", s.listen)))?;
-        let simulator = sim::Simulator::new(profile.clone(), scenario, s.seed, sim::WallClock::start());
+        let listener = tokio::net::TcpListener::bind(s.listen).await.map_err(|e| {
+            Failure::runtime(format!("simulator cannot listen on {}: {e}", s.listen))
+        })?;
+        let simulator =
+            sim::Simulator::new(profile.clone(), scenario, s.seed, sim::WallClock::start());
         tracing::info!(profile = %profile.name, listen = %s.listen, "simulator started");
         simulators.spawn(sim::serve(listener, simulator));
     }
@@ -67,7 +73,10 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         let Some(profile) = profiles.get(&device.profile) else {
             continue; // validated in config::parse
         };
-        stack_of_device.insert(Arc::<str>::from(device.id.as_str()), Arc::<str>::from(device.stack.as_str()));
+        stack_of_device.insert(
+            Arc::<str>::from(device.id.as_str()),
+            Arc::<str>::from(device.stack.as_str()),
+        );
         let collector = TcpCollector::new(device, profile);
         collectors.spawn(collector.run(samples_tx.clone(), shutdown_rx.clone(), live.clone()));
     }

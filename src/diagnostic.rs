@@ -199,11 +199,17 @@ impl SourceText<'_> {
 /// help line a person can act on.
 fn split_toml_message(message: &str) -> (String, Option<String>) {
     if let Some((what, allowed)) = message.split_once(", expected one of ") {
-        return (what.into(), Some(format!("allowed here: {}", allowed.trim())));
+        return (
+            what.into(),
+            Some(format!("allowed here: {}", allowed.trim())),
+        );
     }
     if message.starts_with("unknown variant") {
         if let Some((what, allowed)) = message.split_once(", expected ") {
-            return (what.into(), Some(format!("allowed here: {}", allowed.trim())));
+            return (
+                what.into(),
+                Some(format!("allowed here: {}", allowed.trim())),
+            );
         }
     }
     if let Some((what, fix)) = message.split_once(": expected ") {
@@ -212,7 +218,9 @@ fn split_toml_message(message: &str) -> (String, Option<String>) {
     let help = if message.starts_with("missing field") {
         Some("add the key; see the sample configs in deploy/".into())
     } else if message.starts_with("invalid type") {
-        Some("check the value's type: numbers unquoted, text in quotes, durations as \"10s\"".into())
+        Some(
+            "check the value's type: numbers unquoted, text in quotes, durations as \"10s\"".into(),
+        )
     } else {
         None
     };

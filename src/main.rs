@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 use cemsd::cli;
 
 #[derive(Parser)]
-#[command(name = "cemsd", version, about = "Continuous emissions monitoring daemon")]
+#[command(
+    name = "cemsd",
+    version,
+    about = "Continuous emissions monitoring daemon"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

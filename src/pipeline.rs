@@ -60,7 +60,9 @@ impl Pipeline {
                     return;
                 }
                 Err(e) => {
-                    tracing::error!("store commit of {n} readings failed, retrying in {delay:?}: {e}");
+                    tracing::error!(
+                        "store commit of {n} readings failed, retrying in {delay:?}: {e}"
+                    );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
                 }

@@ -296,7 +296,9 @@ impl Profile {
                         Some("remove raw_range, or set type to i16/u16".into()),
                     ))
                 }
-                (Some(raw), _) if raw[1].partial_cmp(&raw[0]) != Some(std::cmp::Ordering::Greater) => {
+                (Some(raw), _)
+                    if raw[1].partial_cmp(&raw[0]) != Some(std::cmp::Ordering::Greater) =>
+                {
                     return Err(src.error_at_path(
                         &at("raw_range"),
                         format!("raw_range [{}, {}] must rise", raw[0], raw[1]),

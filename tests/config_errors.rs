@@ -163,11 +163,17 @@ fn check_exits_2_and_prints_the_position() {
 }
 
 #[test]
-fn shipped_configs_check_ok() {
-    for name in ["deploy/demo.toml"] {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(name);
-        if let Err(e) = config::load(&path) {
-            panic!("{name}: {e}");
+fn every_sample_config_in_deploy_checks_ok() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&deploy).unwrap_or_else(|e| panic!("deploy/: {e}")) {
+        let path = entry.unwrap_or_else(|e| panic!("deploy/: {e}")).path();
+        if path.extension().is_some_and(|x| x == "toml") {
+            if let Err(e) = config::load(&path) {
+                panic!("{e}");
+            }
+            checked += 1;
         }
     }
+    assert!(checked >= 1, "no sample configs found in deploy/");
 }

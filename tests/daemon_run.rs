@@ -79,7 +79,10 @@ fn run_polls_simulators_commits_and_stops_cleanly_on_sigterm() {
     assert_eq!(code, Some(0), "cemsd must exit 0 on SIGTERM");
 
     let store = Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("reopen: {e}"));
-    assert!(store.count().unwrap_or(0) >= seen, "rows committed before SIGTERM were lost");
+    assert!(
+        store.count().unwrap_or(0) >= seen,
+        "rows committed before SIGTERM were lost"
+    );
 
     // The live analyser: normal SO2 in ppb, flagged N, polled on 200 ms boundaries.
     let so2 = readings(&store, "so2");
@@ -90,14 +93,25 @@ fn run_polls_simulators_commits_and_stops_cleanly_on_sigterm() {
         let raw = r.raw.unwrap_or(f64::NAN);
         assert!(raw.is_finite() && raw > 0.0, "implausible SO2 {raw}");
         // stamped when its reply arrived, just after a 200 ms boundary (timeout 100 ms)
-        assert!(r.ts.0 % 200 < 100, "{} is not just after a poll boundary", r.ts);
+        assert!(
+            r.ts.0 % 200 < 100,
+            "{} is not just after a poll boundary",
+            r.ts
+        );
     }
     // The dead analyser: every poll recorded, as B with no value.
     let dead = readings(&store, "dead");
-    assert!(!dead.is_empty(), "a dead device must leave B readings, not silence");
+    assert!(
+        !dead.is_empty(),
+        "a dead device must leave B readings, not silence"
+    );
     for row in &dead {
         assert_eq!(row.record.flags.primary(), Flag::B);
         assert_eq!(row.record.raw, None);
-        assert_eq!(row.record.ts.0 % 200, 0, "a missed poll is recorded at its boundary");
+        assert_eq!(
+            row.record.ts.0 % 200,
+            0,
+            "a missed poll is recorded at its boundary"
+        );
     }
 }

@@ -40,9 +40,15 @@ impl TcpCollector {
                 device
                     .channels
                     .as_ref()
-                    .is_none_or(|wanted| wanted.iter().any(|w| *w == ch.name))
+                    .is_none_or(|wanted| wanted.contains(&ch.name))
             })
-            .map(|(i, ch)| (i, Arc::from(ch.name.as_str()), device.spans.get(&ch.name).copied()))
+            .map(|(i, ch)| {
+                (
+                    i,
+                    Arc::from(ch.name.as_str()),
+                    device.spans.get(&ch.name).copied(),
+                )
+            })
             .collect();
         TcpCollector {
             device: Arc::from(device.id.as_str()),
@@ -135,7 +141,9 @@ impl TcpCollector {
             let channel = &self.profile.channels[*index];
             let (value, flags, ts) = match (
                 self.plan.channel_words(*index, &results),
-                self.plan.block_of_channel(*index).and_then(|b| read_at.get(b)),
+                self.plan
+                    .block_of_channel(*index)
+                    .and_then(|b| read_at.get(b)),
             ) {
                 (Some(words), Some(ts)) => {
                     let (value, flags) = channel_value(&self.profile, channel, words, *span);
@@ -170,7 +178,12 @@ impl TcpCollector {
         };
         tokio::time::timeout(self.timeout, connect)
             .await
-            .map_err(|_| format!("no connection to {} within {:?}", self.address, self.timeout))?
+            .map_err(|_| {
+                format!(
+                    "no connection to {} within {:?}",
+                    self.address, self.timeout
+                )
+            })?
     }
 
     fn failed_samples(&self, ts: Timestamp) -> Vec<Sample> {
@@ -212,7 +225,9 @@ pub fn backoff(interval: Duration, failures: u32) -> Duration {
         return Duration::ZERO;
     }
     let factor = 1u32 << (failures - 1).min(16);
-    interval.saturating_mul(factor).min(MAX_BACKOFF.max(interval))
+    interval
+        .saturating_mul(factor)
+        .min(MAX_BACKOFF.max(interval))
 }
 
 #[cfg(test)]
