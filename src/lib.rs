@@ -6,4 +6,6 @@
 
 pub mod diagnostic;
 pub mod model;
+pub mod normalise;
 pub mod profile;
+pub mod stack;
