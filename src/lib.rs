@@ -4,8 +4,13 @@
 //! aggregation turn them into readings a bureau accepts; the store keeps everything durable
 //! until every sink has taken it.
 
+pub mod aggregate;
 pub mod diagnostic;
+pub mod exceedance;
+pub mod fgd;
 pub mod model;
 pub mod normalise;
 pub mod profile;
+pub mod quality;
 pub mod stack;
+pub mod totals;
