@@ -219,6 +219,9 @@ impl Normaliser {
 
     /// Normalises one sample into `out`: its own reading, then any derived one (NOx as NO2 after
     /// an NO sample, standard flow after a velocity sample). `out` is not cleared.
+    ///
+    /// A reading's `unit` is that of `measured` and `corrected` (mg/m3 for gases, m3/h standard
+    /// dry for flow); `raw` stays in the wire unit and `basis` says how it was measured.
     pub fn push(&mut self, sample: &Sample, out: &mut Vec<Reading>) {
         let q = sample.quantity;
         let ts = sample.ts;

@@ -216,7 +216,8 @@ impl Quality {
         self.latest[q as usize] = Some((ts, flags));
     }
 
-    /// Opens silence gaps on channels quiet for too long, as of now − arrival_grace.
+    /// Opens silence gaps on channels quiet for too long, as of now − arrival_grace. A declared
+    /// channel that has not delivered yet is measured from its first tick (or from `restart`).
     pub fn tick(&mut self, now: Timestamp, gaps: &mut Vec<Gap>) {
         let known_until = Timestamp(now.millis().saturating_sub(self.grace_ms));
         for ch in &mut self.channels {
@@ -244,8 +245,9 @@ impl Quality {
         }
     }
 
-    /// After a start-up: every declared channel lost `last_stored..now` while cemsd was down.
-    /// Silence is then measured from `now`.
+    /// After a start-up, once the channels are declared and before the first tick: every
+    /// declared channel lost `last_stored..now` while cemsd was down. Silence is then measured
+    /// from `now`.
     pub fn restart(&mut self, last_stored: Timestamp, now: Timestamp, gaps: &mut Vec<Gap>) {
         for ch in &mut self.channels {
             if ch.silence_ms.is_none() {
