@@ -191,24 +191,31 @@ pub fn query(
 
 fn print_rows(rows: &[Stored]) {
     println!(
-        "{:>8}  {:<24}  {:<8} {:<12} {:<10} {:<8} {:>12} {:<6} FLAG",
-        "SEQ", "TIME (UTC)", "KIND", "DEVICE", "CHANNEL", "QUANTITY", "VALUE", "UNIT"
+        "{:>8}  {:<24}  {:<8} {:<8} {:<12} {:<10} {:<8} {:>12} {:>12} {:<6} FLAG",
+        "SEQ",
+        "TIME (UTC)",
+        "KIND",
+        "STACK",
+        "DEVICE",
+        "CHANNEL",
+        "QUANTITY",
+        "MEASURED",
+        "CORRECTED",
+        "UNIT"
     );
+    let show = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
     for Stored { seq, record: r } in rows {
-        let value = r
-            .measured
-            .or(r.raw)
-            .map(|v| format!("{v:.3}"))
-            .unwrap_or_else(|| "-".into());
         println!(
-            "{:>8}  {:<24}  {:<8} {:<12} {:<10} {:<8} {:>12} {:<6} {}",
+            "{:>8}  {:<24}  {:<8} {:<8} {:<12} {:<10} {:<8} {:>12} {:>12} {:<6} {}",
             seq,
             r.ts.to_string(),
             r.kind.as_str(),
+            r.stack,
             r.device,
             r.channel,
             r.quantity.map(|q| q.name()).unwrap_or("-"),
-            value,
+            show(r.measured),
+            show(r.corrected),
             r.unit.map(|u| u.symbol()).unwrap_or("-"),
             r.flags.primary()
         );

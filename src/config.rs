@@ -7,18 +7,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::FixedOffset;
 use serde::{Deserialize, Deserializer};
 
+use crate::aggregate::UtcOffset;
 use crate::diagnostic::{Seg, SourceError, SourceText};
+use crate::model::Quantity;
 use crate::profile::{ProfileDirError, ProfileSet};
+use crate::stack::{FlowSource, StackParams};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SiteConfig {
     pub site: Site,
     #[serde(rename = "stack", default)]
-    pub stacks: Vec<StackConfig>,
+    pub stacks: Vec<StackParams>,
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceConfig>,
     #[serde(default)]
@@ -40,13 +42,6 @@ pub struct Site {
     /// Local time of the site, for day boundaries and HJ 212 DataTime.
     #[serde(default = "china_standard_time")]
     pub utc_offset: UtcOffset,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct StackConfig {
-    pub id: String,
-    pub name: Option<String>,
 }
 
 /// Where an analyser samples relative to the desulfurisation unit; inlet readings feed the
@@ -136,46 +131,8 @@ impl<'de> Deserialize<'de> for Interval {
     }
 }
 
-/// A fixed offset from UTC written as "+08:00".
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UtcOffset(pub FixedOffset);
-
-impl<'de> Deserialize<'de> for UtcOffset {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        parse_utc_offset(&text).map(UtcOffset).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "invalid UTC offset {text:?}: expected \"+HH:MM\" or \"-HH:MM\", e.g. \"+08:00\""
-            ))
-        })
-    }
-}
-
-fn parse_utc_offset(text: &str) -> Option<FixedOffset> {
-    let (sign, rest) = match text.as_bytes().first()? {
-        b'+' => (1, &text[1..]),
-        b'-' => (-1, &text[1..]),
-        _ => return None,
-    };
-    let (h, m) = rest.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
-        return None;
-    }
-    let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
-    if h > 14 || m > 59 {
-        return None;
-    }
-    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
-}
-
-/// China Standard Time, which HJ 212 DataTime uses across the country.
-const CHINA_STANDARD_TIME: FixedOffset = match FixedOffset::east_opt(8 * 3600) {
-    Some(offset) => offset,
-    None => panic!("UTC+8 is a valid offset"),
-};
-
 fn china_standard_time() -> UtcOffset {
-    UtcOffset(CHINA_STANDARD_TIME)
+    UtcOffset::CHINA
 }
 
 fn unit_id_one() -> u8 {
@@ -282,6 +239,13 @@ fn validate(
 ) -> Result<(), SourceError> {
     let mut stack_ids = HashSet::new();
     for (i, stack) in config.stacks.iter().enumerate() {
+        if let Err(e) = stack.validate() {
+            return Err(src.error_at_path(
+                &[Seg::Key("stack"), Seg::Index(i), Seg::Key(e.key)],
+                e.message,
+                e.help,
+            ));
+        }
         if !stack_ids.insert(stack.id.as_str()) {
             return Err(src.error_at_path(
                 &[Seg::Key("stack"), Seg::Index(i), Seg::Key("id")],
@@ -395,6 +359,27 @@ fn validate(
                 }
                 Some(_) => {}
             }
+        }
+    }
+    for (i, stack) in config.stacks.iter().enumerate() {
+        let measures_velocity = config.devices.iter().any(|d| {
+            d.stack == stack.id
+                && profiles.get(&d.profile).is_some_and(|p| {
+                    p.channels.iter().any(|c| {
+                        c.quantity == Quantity::Velocity
+                            && d.channels.as_ref().is_none_or(|w| w.contains(&c.name))
+                    })
+                })
+        });
+        if measures_velocity
+            && stack.flow_from == FlowSource::Velocity
+            && stack.duct_area_m2.is_none()
+        {
+            return Err(src.error_at_path(
+                &[Seg::Key("stack"), Seg::Index(i)],
+                format!("stack {:?} measures flue-gas velocity but has no duct area to turn it into flow", stack.id),
+                Some("add duct_area_m2 (m2 at the measuring point), or set flow_from to \"actual_flow\" or \"standard_dry_flow\"".into()),
+            ));
         }
     }
     let mut listens = HashSet::new();

@@ -11,12 +11,18 @@ use tokio::task::JoinSet;
 
 use crate::cli::Failure;
 use crate::collect::tcp::TcpCollector;
-use crate::config::{self, Loaded};
+use chrono::Utc;
+
+use crate::aggregate::{period_start, Period};
+use crate::config::{self, Loaded, SiteConfig};
 use crate::live::Live;
-use crate::model::Sample;
-use crate::pipeline::Pipeline;
+use crate::model::{Reading, Sample, Timestamp};
+use crate::pipeline::{reading_of, Pipeline};
+use crate::process::Processor;
 use crate::sim;
-use crate::store::{Store, StoreOptions, StoreWriter, WriterOptions};
+use crate::store::{
+    Query, RecordKind, Store, StoreError, StoreOptions, StoreWriter, WriterOptions,
+};
 
 /// How long collectors and the pipeline get to finish after a stop signal.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -28,7 +34,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         profiles,
     } = loaded;
     let store_path = config::relative_to(&config_path, &config.store.path);
-    let store = Store::open(
+    let mut store = Store::open(
         &store_path,
         StoreOptions {
             retention: config.store.retention.map(|r| r.0),
@@ -41,6 +47,13 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
             store_path.display()
         ))
     })?;
+    let processor =
+        resume(&mut store, Processor::new(&config, &profiles), &config).map_err(|e| {
+            Failure::runtime(format!(
+                "{}: cannot resume from the store: {e}",
+                store_path.display()
+            ))
+        })?;
     let (store_handle, store_thread) = StoreWriter::spawn(store, WriterOptions::default())
         .map_err(|e| Failure::runtime(format!("cannot start the store writer: {e}")))?;
     tracing::info!(store = %store_path.display(), "store open");
@@ -83,7 +96,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     drop(samples_tx);
     tracing::info!(devices = config.devices.len(), "collectors started");
 
-    let pipeline = Pipeline::new(stack_of_device, store_handle.clone(), live.clone());
+    let pipeline = Pipeline::new(processor, store_handle.clone(), live.clone());
     let pipeline_task = tokio::spawn(pipeline.run(samples_rx));
     let console = tokio::spawn(console(live.clone(), shutdown_rx.clone()));
 
@@ -110,6 +123,44 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         (Err(e), _) => Err(Failure::runtime(format!("store writer failed: {e}"))),
         (_, _) => Err(Failure::runtime("store writer thread did not finish")),
     }
+}
+
+/// Picks up where the last run stopped: the downtime becomes gap records, and the hour and
+/// day in progress are rebuilt from the readings already stored.
+fn resume(
+    store: &mut Store,
+    mut processor: Processor,
+    config: &SiteConfig,
+) -> Result<Processor, StoreError> {
+    let now = Timestamp::from_datetime(Utc::now());
+    let mut last_of_point: HashMap<Arc<str>, Timestamp> = HashMap::new();
+    for stored in store.latest()? {
+        let last = last_of_point
+            .entry(stored.record.stack.clone())
+            .or_insert(stored.record.ts);
+        *last = (*last).max(stored.record.ts);
+    }
+    let today = period_start(now, Period::Day, config.site.utc_offset);
+    let readings: Vec<Reading> = store
+        .query(&Query {
+            kind: Some(RecordKind::Reading),
+            from: Some(today),
+            ..Query::default()
+        })?
+        .iter()
+        .filter_map(reading_of)
+        .collect();
+    processor.warm_up(&readings);
+    let mut gaps = Vec::new();
+    processor.restart(|point| last_of_point.get(point).copied(), now, &mut gaps);
+    if !gaps.is_empty() {
+        tracing::info!(
+            gaps = gaps.len(),
+            "recorded the downtime since the last run as gaps"
+        );
+        store.append(&gaps)?;
+    }
+    Ok(processor)
 }
 
 async fn wait_for_stop_signal() {

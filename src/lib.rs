@@ -4,14 +4,22 @@
 //! aggregation turn them into readings a bureau accepts; the store keeps everything durable
 //! until every sink has taken it.
 
+pub mod aggregate;
 pub mod cli;
 pub mod collect;
 pub mod config;
 pub mod daemon;
 pub mod diagnostic;
+pub mod exceedance;
+pub mod fgd;
 pub mod live;
 pub mod model;
+pub mod normalise;
 pub mod pipeline;
+pub mod process;
 pub mod profile;
+pub mod quality;
 pub mod sim;
+pub mod stack;
 pub mod store;
+pub mod totals;

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::model::{Flag, Sample, Timestamp, Unit};
+use crate::model::{Flag, Timestamp, Unit};
+use crate::store::{Record, RecordKind};
 
 #[derive(Debug, Clone, Default)]
 pub struct DeviceLive {
@@ -19,7 +20,10 @@ pub struct DeviceLive {
 
 #[derive(Debug, Clone)]
 pub struct ChannelLive {
+    /// At standard conditions, dry (mg/m3 for gases); NaN when none was received.
     pub value: f64,
+    /// Also at reference O2, for pollutants.
+    pub corrected: Option<f64>,
     pub unit: Unit,
     pub flag: Flag,
     pub ts: Timestamp,
@@ -57,17 +61,22 @@ impl Live {
         d.last_error = Some(error);
     }
 
-    pub fn record_samples(&self, samples: &[Sample]) {
+    /// Takes the latest reading of each device channel from records about to be committed.
+    pub fn record_readings(&self, records: &[Record]) {
         let mut devices = self.devices();
-        for s in samples {
-            let d = devices.entry(s.device.clone()).or_default();
+        for r in records.iter().filter(|r| r.kind == RecordKind::Reading) {
+            let (Some(unit), false) = (r.unit, r.device.is_empty()) else {
+                continue;
+            };
+            let d = devices.entry(r.device.clone()).or_default();
             d.values.insert(
-                s.channel.clone(),
+                r.channel.clone(),
                 ChannelLive {
-                    value: s.value,
-                    unit: s.unit,
-                    flag: s.status.primary(),
-                    ts: s.ts,
+                    value: r.measured.unwrap_or(f64::NAN),
+                    corrected: r.corrected,
+                    unit,
+                    flag: r.flags.primary(),
+                    ts: r.ts,
                 },
             );
         }

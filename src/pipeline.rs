@@ -1,50 +1,63 @@
-//! The one path every sample takes from a collector to the store, live and in replay.
+//! The live shell around [`Processor`]: takes samples from the collectors, lets wall-clock
+//! time pass once a second, and commits every record before anything else may rely on it.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use tokio::sync::mpsc;
 
 use crate::live::Live;
-use crate::model::Sample;
-use crate::store::{Record, RecordKind, StoreHandle};
+use crate::model::{Basis, Reading, Sample, Timestamp};
+use crate::process::Processor;
+use crate::store::{Record, RecordKind, StoreHandle, Stored};
 
-/// Most samples taken off the channel before one commit, so a burst becomes one transaction.
-const MAX_SAMPLES_PER_COMMIT: usize = 10_000;
+/// Most records gathered before one commit, so a burst becomes one transaction.
+const MAX_RECORDS_PER_COMMIT: usize = 10_000;
+
+/// How often periods are closed and silence is looked for when no sample arrives.
+const TICK: Duration = Duration::from_secs(1);
 
 pub struct Pipeline {
-    stack_of_device: HashMap<Arc<str>, Arc<str>>,
+    processor: Processor,
     store: StoreHandle,
     live: Arc<Live>,
 }
 
 impl Pipeline {
-    pub fn new(
-        stack_of_device: HashMap<Arc<str>, Arc<str>>,
-        store: StoreHandle,
-        live: Arc<Live>,
-    ) -> Self {
+    pub fn new(processor: Processor, store: StoreHandle, live: Arc<Live>) -> Self {
         Pipeline {
-            stack_of_device,
+            processor,
             store,
             live,
         }
     }
 
     /// Runs until every collector has dropped its sender, committing all it received.
-    pub async fn run(self, mut samples: mpsc::Receiver<Vec<Sample>>) {
-        while let Some(first) = samples.recv().await {
-            let mut batch = first;
-            while batch.len() < MAX_SAMPLES_PER_COMMIT {
-                match samples.try_recv() {
-                    Ok(more) => batch.extend(more),
-                    Err(_) => break,
+    pub async fn run(mut self, mut samples: mpsc::Receiver<Vec<Sample>>) {
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut records = Vec::new();
+        loop {
+            tokio::select! {
+                poll = samples.recv() => {
+                    let Some(poll) = poll else { break };
+                    // each poll is processed on its own (see Processor::push); what queued
+                    // up meanwhile is committed together
+                    self.processor.push(&poll, &mut records);
+                    while records.len() < MAX_RECORDS_PER_COMMIT {
+                        match samples.try_recv() {
+                            Ok(poll) => self.processor.push(&poll, &mut records),
+                            Err(_) => break,
+                        }
+                    }
                 }
+                _ = ticker.tick() => self.processor.tick(now(), &mut records),
             }
-            self.live.record_samples(&batch);
-            let records: Vec<Record> = batch.iter().map(|s| self.record_of(s)).collect();
-            self.commit(records).await;
+            if !records.is_empty() {
+                self.live.record_readings(&records);
+                self.commit(std::mem::take(&mut records)).await;
+            }
         }
     }
 
@@ -61,7 +74,7 @@ impl Pipeline {
                 }
                 Err(e) => {
                     tracing::error!(
-                        "store commit of {n} readings failed, retrying in {delay:?}: {e}"
+                        "store commit of {n} records failed, retrying in {delay:?}: {e}"
                     );
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(10));
@@ -69,31 +82,33 @@ impl Pipeline {
             }
         }
     }
+}
 
-    fn record_of(&self, sample: &Sample) -> Record {
-        let stack = self
-            .stack_of_device
-            .get(&sample.device)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(""));
-        Record {
-            kind: RecordKind::Reading,
-            ts: sample.ts,
-            end: None,
-            stack,
-            device: sample.device.clone(),
-            channel: sample.channel.clone(),
-            quantity: Some(sample.quantity),
-            unit: Some(sample.unit),
-            flags: sample.status,
-            raw: Some(sample.value).filter(|v| !v.is_nan()),
-            measured: None,
-            corrected: None,
-            rate: None,
-            min: None,
-            max: None,
-            count: None,
-            note: None,
-        }
+/// The pipeline's clock: the one place in processing that reads the wall clock.
+fn now() -> Timestamp {
+    Timestamp::from_datetime(Utc::now())
+}
+
+/// A stored reading as the aggregation stage consumed it, for warming up after a restart.
+pub fn reading_of(stored: &Stored) -> Option<Reading> {
+    let r = &stored.record;
+    if r.kind != RecordKind::Reading {
+        return None;
     }
+    Some(Reading {
+        ts: r.ts,
+        stack: r.stack.clone(),
+        device: r.device.clone(),
+        channel: r.channel.clone(),
+        quantity: r.quantity?,
+        unit: r.unit?,
+        // normalised readings are at dry basis or carry their own unit's basis; aggregation
+        // does not look at it
+        basis: Basis::Dry,
+        raw: r.raw.unwrap_or(f64::NAN),
+        measured: r.measured.unwrap_or(f64::NAN),
+        corrected: r.corrected,
+        rate: r.rate,
+        flags: r.flags,
+    })
 }

@@ -186,6 +186,9 @@ pub struct PlantStop {
 #[serde(deny_unknown_fields)]
 pub struct StackParams {
     pub id: String,
+    /// For people: shown in reports and on the status page.
+    #[serde(default)]
+    pub name: Option<String>,
     pub source_type: SourceType,
     /// Overrides the source type's reference O2 (%).
     #[serde(default)]
@@ -342,6 +345,7 @@ impl StackParams {
     pub fn new(id: impl Into<String>, source_type: SourceType) -> StackParams {
         StackParams {
             id: id.into(),
+            name: None,
             source_type,
             reference_o2: None,
             o2_correction_cap: None,
@@ -410,13 +414,6 @@ impl StackParams {
                     None,
                 ));
             }
-        }
-        if self.flow_from == FlowSource::Velocity && self.duct_area_m2.is_none() {
-            return Err(param_error(
-                "duct_area_m2",
-                "flow from velocity needs the duct area".into(),
-                Some("add duct_area_m2, or set flow_from to \"actual_flow\" or \"standard_dry_flow\""),
-            ));
         }
         if !(self.barometric_pa.is_finite() && self.barometric_pa > 0.0) {
             return Err(param_error(
@@ -627,10 +624,10 @@ mod tests {
         };
         let key = |p: StackParams| p.validate().err().map(|e| e.key);
 
-        assert_eq!(
-            key(StackParams::new("s", SourceType::CoalBoiler)),
-            Some("duct_area_m2")
-        );
+        assert_eq!(key(StackParams::new("s", SourceType::CoalBoiler)), None);
+        let mut p = base();
+        p.duct_area_m2 = Some(0.0);
+        assert_eq!(key(p), Some("duct_area_m2"));
         let mut p = base();
         p.hour_min_valid_minutes = 61;
         assert_eq!(key(p), Some("hour_min_valid_minutes"));

@@ -11,6 +11,8 @@ id = "plant"
 
 [[stack]]
 id = "unit1"
+source_type = "coal_boiler"
+duct_area_m2 = 12.5
 
 [[device]]
 id = "so2"
@@ -64,7 +66,7 @@ fn the_good_config_parses() {
 fn unknown_key() {
     let text = GOOD.replace("poll_interval = \"10s\"", "pol_interval = \"10s\"");
     let msg = error_of(&text);
-    assert_points_at(&msg, 13, "device[0].pol_interval", "poll_interval");
+    assert_points_at(&msg, 15, "device[0].pol_interval", "poll_interval");
 }
 
 #[test]
@@ -78,7 +80,7 @@ fn wrong_type() {
 fn bad_duration() {
     let text = GOOD.replace("\"10s\"", "\"10 parsecs\"");
     let msg = error_of(&text);
-    assert_points_at(&msg, 13, "device[0].poll_interval", "");
+    assert_points_at(&msg, 15, "device[0].poll_interval", "");
     assert!(msg.contains("\"500ms\""), "{msg}");
 }
 
@@ -86,28 +88,28 @@ fn bad_duration() {
 fn unknown_profile() {
     let text = GOOD.replace("\"thermo-43i\"", "\"thermo-43x\"");
     let msg = error_of(&text);
-    assert_points_at(&msg, 9, "device[0].profile", "thermo-43i");
+    assert_points_at(&msg, 11, "device[0].profile", "thermo-43i");
 }
 
 #[test]
 fn duplicate_device_id() {
     let text = GOOD.replace("id = \"plc\"", "id = \"so2\"");
     let msg = error_of(&text);
-    assert_points_at(&msg, 16, "device[1].id", "own id");
+    assert_points_at(&msg, 18, "device[1].id", "own id");
 }
 
 #[test]
 fn device_bound_to_missing_stack() {
     let text = GOOD.replacen("stack = \"unit1\"", "stack = \"unit9\"", 1);
     let msg = error_of(&text);
-    assert_points_at(&msg, 10, "device[0].stack", "unit1");
+    assert_points_at(&msg, 12, "device[0].stack", "unit1");
 }
 
 #[test]
 fn span_for_a_register_not_in_the_profile() {
     let text = GOOD.replace("spans = { so2", "spans = { so3");
     let msg = error_of(&text);
-    assert_points_at(&msg, 21, "device[1].spans.so3", "so2");
+    assert_points_at(&msg, 23, "device[1].spans.so3", "so2");
 }
 
 #[test]
@@ -117,14 +119,14 @@ fn channel_not_in_the_profile() {
         "poll_interval = \"10s\"\nchannels = [\"SO2\"]",
     );
     let msg = error_of(&text);
-    assert_points_at(&msg, 14, "device[0].channels[0]", "so2");
+    assert_points_at(&msg, 16, "device[0].channels[0]", "so2");
 }
 
 #[test]
 fn bad_enum_value() {
     let text = GOOD.replacen("transport = \"tcp\"", "transport = \"udp\"", 1);
     let msg = error_of(&text);
-    assert_points_at(&msg, 11, "device[0].transport", "tcp");
+    assert_points_at(&msg, 13, "device[0].transport", "tcp");
 }
 
 #[test]
@@ -142,7 +144,24 @@ fn timeout_not_shorter_than_interval() {
         "poll_interval = \"10s\"\ntimeout = \"10s\"",
     );
     let msg = error_of(&text);
-    assert_points_at(&msg, 14, "device[0].timeout", "shorter");
+    assert_points_at(&msg, 16, "device[0].timeout", "shorter");
+}
+
+#[test]
+fn velocity_without_duct_area() {
+    let text = GOOD.replace("duct_area_m2 = 12.5\n", "");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 4, "stack[0]", "duct_area_m2");
+}
+
+#[test]
+fn stack_parameter_out_of_range() {
+    let text = GOOD.replace(
+        "duct_area_m2 = 12.5",
+        "duct_area_m2 = 12.5\nhour_min_valid_minutes = 61",
+    );
+    let msg = error_of(&text);
+    assert_points_at(&msg, 8, "stack[0].hour_min_valid_minutes", "");
 }
 
 #[test]
@@ -158,7 +177,7 @@ fn check_exits_2_and_prints_the_position() {
         .unwrap_or_else(|e| panic!("run cemsd: {e}"));
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bad.toml:9:"), "{stderr}");
+    assert!(stderr.contains("bad.toml:11:"), "{stderr}");
     assert!(stderr.contains("device[0].profile"), "{stderr}");
 }
 

@@ -9,7 +9,7 @@ use cemsd::model::{Flag, Quantity};
 use cemsd::store::{Store, StoreOptions};
 use common::{free_port, readings, start_daemon, terminate, wait_for};
 
-fn write_config(dir: &Path, port_a: u16, port_b: u16, dead_port: u16) -> std::path::PathBuf {
+fn write_config(dir: &Path, live_port: u16, dead_port: u16) -> std::path::PathBuf {
     let text = format!(
         r#"[site]
 id = "test-plant"
@@ -19,30 +19,19 @@ path = "data/cemsd.db"
 
 [[stack]]
 id = "unit1"
+source_type = "coal_boiler"
+duct_area_m2 = 20.0
 
 [[simulate]]
-profile = "thermo-43i"
-listen = "127.0.0.1:{port_a}"
-
-[[simulate]]
-profile = "sdl-model-1080"
-listen = "127.0.0.1:{port_b}"
+profile = "sdl-scs900-plc"
+listen = "127.0.0.1:{live_port}"
 
 [[device]]
-id = "so2"
-profile = "thermo-43i"
+id = "plc"
+profile = "sdl-scs900-plc"
 stack = "unit1"
 transport = "tcp"
-address = "127.0.0.1:{port_a}"
-poll_interval = "200ms"
-timeout = "100ms"
-
-[[device]]
-id = "multi"
-profile = "sdl-model-1080"
-stack = "unit1"
-transport = "tcp"
-address = "127.0.0.1:{port_b}"
+address = "127.0.0.1:{live_port}"
 poll_interval = "200ms"
 timeout = "100ms"
 
@@ -54,6 +43,7 @@ transport = "tcp"
 address = "127.0.0.1:{dead_port}"
 poll_interval = "200ms"
 timeout = "100ms"
+channels = ["no2"]
 "#
     );
     let path = dir.join("site.toml");
@@ -64,7 +54,7 @@ timeout = "100ms"
 #[test]
 fn run_polls_simulators_commits_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let config = write_config(dir.path(), free_port(), free_port(), free_port());
+    let config = write_config(dir.path(), free_port(), free_port());
     let mut child = start_daemon(&config);
     let db = dir.path().join("data/cemsd.db");
 
@@ -72,7 +62,7 @@ fn run_polls_simulators_commits_and_stops_cleanly_on_sigterm() {
     let mut seen = 0;
     let polled = wait_for(&db, |store| {
         seen = store.count().unwrap_or(0);
-        readings(store, "so2").len() >= 5 && readings(store, "multi").len() >= 25
+        readings(store, "plc").len() >= 50 && !readings(store, "dead").is_empty()
     });
     let code = terminate(&mut child);
     assert!(polled, "no readings were committed within 30 s");
@@ -84,14 +74,25 @@ fn run_polls_simulators_commits_and_stops_cleanly_on_sigterm() {
         "rows committed before SIGTERM were lost"
     );
 
-    // The live analyser: normal SO2 in ppb, flagged N, polled on 200 ms boundaries.
-    let so2 = readings(&store, "so2");
-    for row in &so2 {
+    // The live analyser: SO2 normal, dry and O2-corrected, polled on 200 ms boundaries.
+    let plc = readings(&store, "plc");
+    let so2: Vec<_> = plc
+        .iter()
+        .filter(|r| r.record.quantity == Some(Quantity::SO2))
+        .collect();
+    assert!(!so2.is_empty());
+    for row in so2 {
         let r = &row.record;
-        assert_eq!(r.quantity, Some(Quantity::SO2));
         assert_eq!(r.flags.primary(), Flag::N, "{r:?}");
-        let raw = r.raw.unwrap_or(f64::NAN);
-        assert!(raw.is_finite() && raw > 0.0, "implausible SO2 {raw}");
+        let measured = r.measured.unwrap_or(f64::NAN);
+        assert!(
+            measured > 0.0 && measured < 750.0,
+            "implausible SO2 {measured}"
+        );
+        assert!(
+            r.corrected.is_some_and(f64::is_finite),
+            "no O2-corrected value: {r:?}"
+        );
         // stamped when its reply arrived, just after a 200 ms boundary (timeout 100 ms)
         assert!(
             r.ts.0 % 200 < 100,

@@ -28,6 +28,7 @@ fn channel_name(ty: &str, order: &str) -> String {
 }
 
 /// Channels packed back to back in holding registers, so one poll reads them in few blocks.
+/// A flue-gas temperature passes normalisation unchanged, so the store shows the wire value.
 fn profile_and_scenario() -> (String, String) {
     let mut profile = String::from(
         "vendor = \"Test\"\nmodel = \"all types\"\nsource = \"integration test\"\nverified = false\n",
@@ -39,7 +40,7 @@ fn profile_and_scenario() -> (String, String) {
             let name = channel_name(ty, order);
             let _ = write!(
                 profile,
-                "\n[[channel]]\nname = \"{name}\"\nquantity = \"SO2\"\nunit = \"ppm\"\ntable = \"holding\"\naddress = {address}\ntype = \"{ty}\"\nword_order = \"{order}\"\n"
+                "\n[[channel]]\nname = \"{name}\"\nquantity = \"temp\"\nunit = \"degC\"\ntable = \"holding\"\naddress = {address}\ntype = \"{ty}\"\nword_order = \"{order}\"\n"
             );
             let _ = writeln!(scenario, "{name} = {value:?}");
             address += registers;
@@ -68,6 +69,7 @@ path = "cemsd.db"
 
 [[stack]]
 id = "s"
+source_type = "coal_boiler"
 
 [[simulate]]
 profile = "all-types"
