@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::config::{self, ConfigError, Loaded};
+use crate::model::Timestamp;
 use crate::profile::{self, ProfileSet};
+use crate::report;
 use crate::store::{Query, RecordKind, Store, StoreOptions, Stored};
 
 /// Why a command failed and which exit code says so: 2 for anything the user wrote wrong
@@ -151,18 +153,31 @@ pub fn simulate(
     })
 }
 
-pub fn query(
-    config_path: &Path,
-    device: Option<String>,
-    quantity: Option<String>,
-    latest: bool,
-    limit: usize,
-) -> Result<(), Failure> {
+pub fn report(config_path: &Path, day: &str, format: report::Format) -> Result<(), Failure> {
+    let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|e| {
+        Failure::usage(format!(
+            "--day {day:?}: {e}\n  help: write the local date as YYYY-MM-DD"
+        ))
+    })?;
+    let (loaded, store) = open_store(config_path)?;
+    let now = Timestamp::from_datetime(chrono::Utc::now());
+    let built = report::build(&store, &loaded.config, day, now)
+        .map_err(|e| Failure::runtime(format!("cannot read the store: {e}")))?;
+    match format {
+        report::Format::Text => print!("{}", report::render_text(&built)),
+        report::Format::Csv => print!("{}", report::render_csv(&built)),
+        report::Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&built)
+                .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?
+        ),
+    }
+    Ok(())
+}
+
+/// The config and its store, which must exist already.
+fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
     let loaded = config::load(config_path)?;
-    let quantity = quantity
-        .map(|q| q.parse())
-        .transpose()
-        .map_err(Failure::usage)?;
     let path = config::relative_to(&loaded.path, &loaded.config.store.path);
     if !path.exists() {
         return Err(Failure::runtime(format!(
@@ -173,6 +188,21 @@ pub fn query(
     }
     let store = Store::open(&path, StoreOptions::default())
         .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+    Ok((loaded, store))
+}
+
+pub fn query(
+    config_path: &Path,
+    device: Option<String>,
+    quantity: Option<String>,
+    latest: bool,
+    limit: usize,
+) -> Result<(), Failure> {
+    let quantity = quantity
+        .map(|q| q.parse())
+        .transpose()
+        .map_err(Failure::usage)?;
+    let (_, store) = open_store(config_path)?;
     let rows = if latest {
         store.latest()
     } else {
@@ -184,7 +214,7 @@ pub fn query(
             ..Query::default()
         })
     }
-    .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+    .map_err(|e| Failure::runtime(format!("cannot read the store: {e}")))?;
     print_rows(&rows);
     Ok(())
 }

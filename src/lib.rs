@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod process;
 pub mod profile;
 pub mod quality;
+pub mod report;
 pub mod sim;
 pub mod stack;
 pub mod store;

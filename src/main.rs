@@ -47,6 +47,16 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
+    /// One local day per stack: hourly table, flags, gaps, exceedances, FGD efficiency, totals.
+    Report {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Local date, YYYY-MM-DD.
+        #[arg(long)]
+        day: String,
+        #[arg(long, value_enum, default_value = "text")]
+        format: cemsd::report::Format,
+    },
     /// Print what the store holds.
     Query {
         #[arg(long, short)]
@@ -89,6 +99,11 @@ fn main() -> ExitCode {
             scenario,
             seed,
         } => cli::simulate(&profile, listen, scenario.as_deref(), seed),
+        Command::Report {
+            config,
+            day,
+            format,
+        } => cli::report(&config, &day, format),
         Command::Query {
             config,
             device,

@@ -103,8 +103,9 @@ impl Processor {
         }
     }
 
-    /// After a start-up: the time since each point's last stored reading, when longer than a
-    /// poll, is a gap with cause "daemon down" on every channel of that point.
+    /// At start-up, before the first tick: the time since each point's last stored reading,
+    /// when longer than a poll, is a gap with cause "daemon down" on every channel of that
+    /// point; silence is measured from `now` on, never from before the start.
     pub fn restart(
         &mut self,
         last_stored: impl Fn(&str) -> Option<Timestamp>,
@@ -112,13 +113,11 @@ impl Processor {
         out: &mut Vec<Record>,
     ) {
         for point in &mut self.points {
-            let Some(last) = last_stored(point.normaliser.stack()) else {
-                continue;
-            };
             let poll = i64::try_from(point.slowest_poll.as_millis()).unwrap_or(i64::MAX);
-            if now.0.saturating_sub(last.0) > poll {
-                point.quality.restart(last, now, &mut self.gaps);
-            }
+            let down_since = last_stored(point.normaliser.stack())
+                .filter(|last| now.0.saturating_sub(last.0) > poll)
+                .unwrap_or(now);
+            point.quality.restart(down_since, now, &mut self.gaps);
         }
         self.drain(out);
     }
@@ -240,7 +239,6 @@ fn aggregate_record(agg: &Aggregate) -> Record {
         min: agg.min,
         max: agg.max,
         count: Some(agg.count),
-        note: agg.mass_kg.map(|kg| format!("mass_kg={kg}")),
         ..Record::new(kind, agg.start, agg.stack.clone(), no_name(), no_name())
     }
 }

@@ -1,0 +1,197 @@
+//! A local day through the live processing path into a real store, then `report::build`:
+//! hourly averages, an exceedance that opens and closes, FGD efficiency and emitted mass,
+//! each checked against numbers worked out by hand from HJ 75-2017.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use cemsd::config;
+use cemsd::model::{Basis, FlagSet, Quantity, Sample, Timestamp, Unit};
+use cemsd::process::Processor;
+use cemsd::report;
+use cemsd::store::{Store, StoreOptions};
+use chrono::NaiveDate;
+
+const CONFIG: &str = r#"[site]
+id = "plant"
+utc_offset = "+08:00"
+
+[[stack]]
+id = "u1"
+source_type = "coal_boiler"
+duct_area_m2 = 20.0
+limits = { preset = "ultra_low" }
+frozen_after = "off"
+nox = "no_only"
+
+[[device]]
+id = "out"
+profile = "sdl-scs900-plc"
+stack = "u1"
+transport = "tcp"
+address = "127.0.0.1:1502"
+
+[[device]]
+id = "in"
+profile = "sdl-scs900-plc"
+stack = "u1"
+transport = "tcp"
+address = "127.0.0.1:1503"
+position = "inlet"
+"#;
+
+/// 2026-03-10 00:00 local (UTC+8).
+const DAY_START: i64 = 1_773_072_000_000;
+const HOUR: i64 = 3_600_000;
+
+fn sample(
+    device: &str,
+    channel: &str,
+    quantity: Quantity,
+    unit: Unit,
+    value: f64,
+    ts: i64,
+) -> Sample {
+    Sample {
+        device: Arc::from(device),
+        channel: Arc::from(channel),
+        quantity,
+        unit,
+        basis: Basis::Dry,
+        value,
+        status: FlagSet::EMPTY,
+        ts: Timestamp(ts),
+    }
+}
+
+/// One poll of a device: O2 6 %, moisture 10 %, 10 m/s at 50 °C and 0 Pa gauge, and `so2`.
+fn poll(device: &str, so2: f64, ts: i64) -> Vec<Sample> {
+    vec![
+        sample(device, "o2", Quantity::O2, Unit::PercentVol, 6.0, ts),
+        sample(
+            device,
+            "h2o",
+            Quantity::Humidity,
+            Unit::PercentVol,
+            10.0,
+            ts,
+        ),
+        sample(
+            device,
+            "velocity",
+            Quantity::Velocity,
+            Unit::MetrePerSecond,
+            10.0,
+            ts,
+        ),
+        sample(device, "temp", Quantity::Temperature, Unit::DegC, 50.0, ts),
+        sample(device, "pressure", Quantity::Pressure, Unit::Pa, 0.0, ts),
+        sample(device, "so2", Quantity::SO2, Unit::MgPerM3, so2, ts),
+    ]
+}
+
+fn close(got: f64, want: f64) -> bool {
+    (got - want).abs() <= 1e-6 * want.abs().max(1.0)
+}
+
+#[test]
+fn a_day_with_an_exceedance_and_an_fgd_pair() {
+    let loaded = config::parse(Path::new("site.toml"), CONFIG).unwrap_or_else(|e| panic!("{e}"));
+    let mut processor = Processor::new(&loaded.config, &loaded.profiles);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut store = Store::open(&dir.path().join("c.db"), StoreOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // 01:00–04:00 local, a poll every 10 s; outlet SO2 20, then 40 in the second hour, then 20;
+    // inlet SO2 2000 throughout.
+    let mut records = Vec::new();
+    let from = DAY_START + HOUR;
+    let mut ts = from;
+    while ts < from + 3 * HOUR {
+        let outlet_so2 = if ts >= from + HOUR && ts < from + 2 * HOUR {
+            40.0
+        } else {
+            20.0
+        };
+        processor.push(&poll("out", outlet_so2, ts), &mut records);
+        processor.push(&poll("in", 2000.0, ts), &mut records);
+        ts += 10_000;
+    }
+    processor.tick(Timestamp(from + 3 * HOUR + 60_000), &mut records);
+    store.append(&records).unwrap_or_else(|e| panic!("{e}"));
+
+    let day = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap_or_default();
+    let built = report::build(
+        &store,
+        &loaded.config,
+        day,
+        Timestamp(DAY_START + 24 * HOUR),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let u1 = &built.stacks[0];
+
+    // Q_s = 10 m/s × 20 m2 × 3600 = 720000 m3/h
+    // Q_sn = 720000 × 273.15/(273.15+50) × (101325+0)/101325 × (1 − 0.10) = 547736.9 m3/h
+    let q_sn = 720_000.0 * 273.15 / 323.15 * 0.9;
+    // O2 6 % at a 6 % reference: corrected = measured.
+    let so2_hours: Vec<_> = u1
+        .hours
+        .iter()
+        .filter(|h| h.point == "u1" && h.quantity == "SO2")
+        .collect();
+    let hours: Vec<_> = so2_hours.iter().map(|h| h.hour.as_str()).collect();
+    assert_eq!(hours, ["01:00", "02:00", "03:00"]);
+    for (h, want) in so2_hours.iter().zip([20.0, 40.0, 20.0]) {
+        assert!(h.valid && h.flag == 'N', "{h:?}");
+        assert!(close(h.corrected_avg.unwrap_or(0.0), want), "{h:?}");
+        // G = C × Q_sn × 1e-6 kg/h
+        assert!(
+            close(h.rate_kg_h.unwrap_or(0.0), want * q_sn * 1e-6),
+            "{h:?}"
+        );
+    }
+
+    // 40 > 35 (ultra-low SO2) in the 02:00 hour only: one event, 02:00 .. 03:00, peak 40.
+    assert_eq!(u1.exceedances.len(), 1, "{:?}", u1.exceedances);
+    let event = &u1.exceedances[0];
+    assert_eq!(event.quantity, "SO2");
+    assert_eq!(event.start, "2026-03-10 02:00");
+    assert_eq!(event.end.as_deref(), Some("2026-03-10 03:00"));
+    assert!(close(event.peak.unwrap_or(0.0), 40.0));
+
+    // FGD: inlet 3 h × 2000 × Q_sn × 1e-6; outlet (20 + 40 + 20) × Q_sn × 1e-6.
+    let fgd = u1.fgd.as_ref().unwrap_or_else(|| panic!("no FGD pair"));
+    let inlet_kg = 3.0 * 2000.0 * q_sn * 1e-6;
+    let outlet_kg = 80.0 * q_sn * 1e-6;
+    assert!(close(fgd.inlet_kg, inlet_kg), "{fgd:?}");
+    assert!(close(fgd.outlet_kg, outlet_kg), "{fgd:?}");
+    assert!(close(fgd.removed_kg, inlet_kg - outlet_kg), "{fgd:?}");
+    // (6000 − 80) / 6000 = 0.986667
+    assert!(
+        close(fgd.efficiency.unwrap_or(0.0), 5920.0 / 6000.0),
+        "{fgd:?}"
+    );
+    assert_eq!(fgd.valid_hours, 3);
+
+    // Emitted SO2 over the day: the three valid hours; the other 21 are missing, not filled.
+    let so2_total = u1.totals.iter().find(|t| t.quantity == "SO2");
+    let so2_total = so2_total.unwrap_or_else(|| panic!("no SO2 total: {:?}", u1.totals));
+    assert!(close(so2_total.mass_kg, outlet_kg), "{so2_total:?}");
+    assert_eq!(
+        (
+            so2_total.valid_hours,
+            so2_total.invalid_hours,
+            so2_total.missing_hours
+        ),
+        (3, 0, 21)
+    );
+
+    let text = report::render_text(&built);
+    assert!(text.contains("== stack u1"), "{text}");
+    let csv = report::render_csv(&built);
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("plant,2026-03-10,u1,u1,02:00,SO2,mg/m3,40")),
+        "{csv}"
+    );
+}
