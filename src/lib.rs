@@ -5,5 +5,6 @@
 //! until every sink has taken it.
 
 pub mod diagnostic;
+pub mod hj212;
 pub mod model;
 pub mod profile;
