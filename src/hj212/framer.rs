@@ -83,14 +83,22 @@ impl Framer {
     /// The next packet or failed candidate, `None` when more bytes are needed. Call until it
     /// returns `None` after each `push`.
     pub fn next_packet(&mut self) -> Option<Result<Frame, FrameError>> {
-        match find(&self.buf, b"##") {
-            Some(start) => self.drop_front(start, true),
-            None => {
-                // A trailing `#` may be the first half of the next header.
-                let keep = usize::from(self.buf.last() == Some(&b'#'));
-                self.drop_front(self.buf.len() - keep, true);
-                return None;
+        loop {
+            match find(&self.buf, b"##") {
+                Some(start) => self.drop_front(start, true),
+                None => {
+                    // A trailing `#` may be the first half of the next header.
+                    let keep = usize::from(self.buf.last() == Some(&b'#'));
+                    self.drop_front(self.buf.len() - keep, true);
+                    return None;
+                }
             }
+            // `###0101…`: the first `#` is noise before the real header.
+            if self.buf.get(2) == Some(&b'#') {
+                self.drop_front(1, true);
+                continue;
+            }
+            break;
         }
         if self.buf.len() < 6 {
             return None;
@@ -259,9 +267,22 @@ mod tests {
         let mut framer = Framer::new();
         framer.push(&stream);
         let results = drain(&mut framer);
-        assert!(
-            matches!(&results[0], Err(e) if e.error.kind == DecodeErrorKind::BadLengthDigits && e.error.position == 2)
-        );
-        assert!(matches!(&results[1], Ok(frame) if frame.offset == 1));
+        assert_eq!(results.len(), 1, "{results:?}");
+        assert!(matches!(&results[0], Ok(frame) if frame.offset == 1));
+        assert_eq!(framer.discarded_bytes(), 1);
+    }
+
+    #[test]
+    fn bad_length_digits_are_reported_and_skipped() {
+        let mut stream = b"##01x1".to_vec();
+        stream.extend_from_slice(EXAMPLE);
+        let mut framer = Framer::new();
+        framer.push(&stream);
+        let results = drain(&mut framer);
+        assert_eq!(results.len(), 2, "{results:?}");
+        let err = results[0].as_ref().expect_err("bad digits");
+        assert_eq!(err.error.kind, DecodeErrorKind::BadLengthDigits);
+        assert_eq!(err.error.position, 4, "the `x`");
+        assert!(matches!(&results[1], Ok(frame) if frame.offset == 6));
     }
 }
