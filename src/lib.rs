@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod diagnostic;
 pub mod exceedance;
 pub mod fgd;
+pub mod hj212;
 pub mod live;
 pub mod model;
 pub mod normalise;

@@ -1,0 +1,562 @@
+//! The command-parameter area `CP=&&…&&`: groups separated by `;`, fields of a group by `,`,
+//! each field `key=value`. Groups keep their wire order so a decoded packet re-encodes to the
+//! same bytes.
+
+use std::fmt;
+
+use crate::model::{Flag, Quantity};
+
+use super::codes;
+use super::error::{DecodeError, EncodeError};
+
+/// The suffix of a factor field (`a21026-Rtd`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum FieldKind {
+    Rtd,
+    ZsRtd,
+    Avg,
+    ZsAvg,
+    Min,
+    ZsMin,
+    Max,
+    ZsMax,
+    Cou,
+    Flag,
+    /// Any other suffix (EFlag, Info, ValidNum …), kept verbatim.
+    Other(String),
+}
+
+impl FieldKind {
+    pub fn parse(name: &str) -> FieldKind {
+        match name {
+            "Rtd" => FieldKind::Rtd,
+            "ZsRtd" => FieldKind::ZsRtd,
+            "Avg" => FieldKind::Avg,
+            "ZsAvg" => FieldKind::ZsAvg,
+            "Min" => FieldKind::Min,
+            "ZsMin" => FieldKind::ZsMin,
+            "Max" => FieldKind::Max,
+            "ZsMax" => FieldKind::ZsMax,
+            "Cou" => FieldKind::Cou,
+            "Flag" => FieldKind::Flag,
+            other => FieldKind::Other(other.to_string()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            FieldKind::Rtd => "Rtd",
+            FieldKind::ZsRtd => "ZsRtd",
+            FieldKind::Avg => "Avg",
+            FieldKind::ZsAvg => "ZsAvg",
+            FieldKind::Min => "Min",
+            FieldKind::ZsMin => "ZsMin",
+            FieldKind::Max => "Max",
+            FieldKind::ZsMax => "ZsMax",
+            FieldKind::Cou => "Cou",
+            FieldKind::Flag => "Flag",
+            FieldKind::Other(name) => name,
+        }
+    }
+
+    /// "Zs" (折算) values are converted to the reference O2 content.
+    pub fn description(&self) -> Option<&'static str> {
+        Some(match self {
+            FieldKind::Rtd => "real-time value",
+            FieldKind::ZsRtd => "real-time value at reference O2",
+            FieldKind::Avg => "average",
+            FieldKind::ZsAvg => "average at reference O2",
+            FieldKind::Min => "minimum",
+            FieldKind::ZsMin => "minimum at reference O2",
+            FieldKind::Max => "maximum",
+            FieldKind::ZsMax => "maximum at reference O2",
+            FieldKind::Cou => "cumulative amount",
+            FieldKind::Flag => "data flag",
+            FieldKind::Other(_) => return None,
+        })
+    }
+}
+
+impl fmt::Display for FieldKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// All fields of one monitoring factor in one group: `a21026-Rtd=12.3,a21026-Flag=N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Factor {
+    pub code: String,
+    pub fields: Vec<(FieldKind, String)>,
+}
+
+impl Factor {
+    pub fn new(code: impl Into<String>) -> Factor {
+        Factor {
+            code: code.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    pub fn with(mut self, kind: FieldKind, value: impl Into<String>) -> Factor {
+        self.fields.push((kind, value.into()));
+        self
+    }
+
+    pub fn with_flag(self, flag: Flag) -> Factor {
+        self.with(FieldKind::Flag, flag.code().to_string())
+    }
+
+    pub fn get(&self, kind: &FieldKind) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The data flag; decoding has already rejected flags outside N T S C M D F B.
+    pub fn flag(&self) -> Option<Flag> {
+        self.get(&FieldKind::Flag).and_then(|v| v.parse().ok())
+    }
+
+    pub fn quantity(&self) -> Option<Quantity> {
+        codes::quantity_of(&self.code).map(|(q, _)| q)
+    }
+}
+
+/// One `;`-separated group of the CP area.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CpGroup {
+    /// `DataTime=YYYYMMDDhhmmss`, alone in its group.
+    DataTime(String),
+    /// Fields of a single factor code.
+    Factor(Factor),
+    /// Anything else in wire order: `BeginTime=…,EndTime=…`, `QnRtn=1`, or a group mixing
+    /// several factor codes as some loggers send.
+    Params(Vec<(String, String)>),
+}
+
+/// The command parameters of a packet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandParams {
+    pub groups: Vec<CpGroup>,
+}
+
+/// One factor value wherever it sits, in a factor group or a mixed group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FactorValue<'a> {
+    pub code: &'a str,
+    pub kind: FieldKind,
+    pub value: &'a str,
+}
+
+impl CommandParams {
+    pub fn new() -> CommandParams {
+        CommandParams::default()
+    }
+
+    pub fn with_data_time(mut self, data_time: impl Into<String>) -> CommandParams {
+        self.groups.push(CpGroup::DataTime(data_time.into()));
+        self
+    }
+
+    /// Adds `key=value` as a group of its own.
+    pub fn with_param(mut self, key: impl Into<String>, value: impl Into<String>) -> CommandParams {
+        self.groups
+            .push(CpGroup::Params(vec![(key.into(), value.into())]));
+        self
+    }
+
+    pub fn with_factor(mut self, factor: Factor) -> CommandParams {
+        self.groups.push(CpGroup::Factor(factor));
+        self
+    }
+
+    /// The first DataTime, whether alone in its group or among other parameters.
+    pub fn data_time(&self) -> Option<&str> {
+        self.param("DataTime")
+    }
+
+    /// The first plain parameter with this key (DataTime included).
+    pub fn param(&self, key: &str) -> Option<&str> {
+        self.groups.iter().find_map(|group| match group {
+            CpGroup::DataTime(value) if key == "DataTime" => Some(value.as_str()),
+            CpGroup::Params(pairs) => pairs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_str()),
+            _ => None,
+        })
+    }
+
+    pub fn factors(&self) -> impl Iterator<Item = &Factor> {
+        self.groups.iter().filter_map(|group| match group {
+            CpGroup::Factor(factor) => Some(factor),
+            _ => None,
+        })
+    }
+
+    /// Every `CODE-Kind=value` in wire order, including those inside mixed groups, so a
+    /// collector misses nothing a logger sent.
+    pub fn values(&self) -> impl Iterator<Item = FactorValue<'_>> {
+        self.groups
+            .iter()
+            .flat_map(|group| -> Box<dyn Iterator<Item = FactorValue<'_>> + '_> {
+                match group {
+                    CpGroup::DataTime(_) => Box::new(std::iter::empty()),
+                    CpGroup::Factor(factor) => {
+                        Box::new(factor.fields.iter().map(move |(kind, value)| FactorValue {
+                            code: &factor.code,
+                            kind: kind.clone(),
+                            value,
+                        }))
+                    }
+                    CpGroup::Params(pairs) => Box::new(pairs.iter().filter_map(|(key, value)| {
+                        factor_key(key).map(|(code, kind)| FactorValue {
+                            code,
+                            kind: FieldKind::parse(kind),
+                            value,
+                        })
+                    })),
+                }
+            })
+    }
+}
+
+/// Splits `a21026-Rtd` into code and kind; plain keys have no `-`.
+fn factor_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once('-')
+}
+
+/// Bytes that structure the packet and so may not appear inside a value.
+const RESERVED: &[u8] = b";,&=";
+
+/// Parses the bytes between `CP=&&` and the closing `&&`; `offset` is where they start in the
+/// input, for error positions.
+pub(crate) fn parse(body: &[u8], offset: usize) -> Result<CommandParams, DecodeError> {
+    let mut groups = Vec::new();
+    for (group_start, group) in split_with_offsets(body, b';') {
+        let mut fields = Vec::new();
+        for (field_start, field) in split_with_offsets(group, b',') {
+            if field.is_empty() {
+                // Tolerated: `a=1,,b=2` and a trailing `;` or `,` before `&&` occur in the wild.
+                continue;
+            }
+            fields.push(parse_field(field, offset + group_start + field_start)?);
+        }
+        if !fields.is_empty() {
+            groups.push(classify(fields));
+        }
+    }
+    Ok(CommandParams { groups })
+}
+
+fn parse_field(field: &[u8], position: usize) -> Result<(String, String), DecodeError> {
+    let Some(eq) = field.iter().position(|&b| b == b'=') else {
+        return Err(DecodeError::bad_field(
+            position,
+            String::from_utf8_lossy(field),
+            "expected key=value",
+        ));
+    };
+    let (key, value) = (&field[..eq], &field[eq + 1..]);
+    let key = std::str::from_utf8(key)
+        .ok()
+        .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            DecodeError::bad_field(
+                position,
+                String::from_utf8_lossy(key),
+                "key must be printable ASCII and not empty",
+            )
+        })?;
+    let value_position = position + eq + 1;
+    if let Some(bad) = value.iter().position(|b| RESERVED.contains(b)) {
+        return Err(DecodeError::bad_field(
+            value_position + bad,
+            key,
+            format!(
+                "value contains `{}`, which only delimits fields",
+                value[bad] as char
+            ),
+        ));
+    }
+    let value = std::str::from_utf8(value)
+        .map_err(|e| {
+            DecodeError::bad_field(value_position + e.valid_up_to(), key, "value is not UTF-8")
+        })?
+        .to_string();
+    if let Some((code, kind)) = factor_key(key) {
+        if code.is_empty() || kind.is_empty() {
+            return Err(DecodeError::bad_field(
+                position,
+                key,
+                "factor field must be CODE-Kind",
+            ));
+        }
+        if kind == "Flag" && value.parse::<Flag>().is_err() {
+            return Err(DecodeError::bad_field(
+                value_position,
+                key,
+                format!("data flag {value:?} is not one of N, T, S, C, M, D, F, B"),
+            ));
+        }
+    }
+    Ok((key.to_string(), value))
+}
+
+/// Picks the most specific representation that re-encodes to the same text.
+fn classify(fields: Vec<(String, String)>) -> CpGroup {
+    if let [(key, value)] = fields.as_slice() {
+        if key == "DataTime" {
+            return CpGroup::DataTime(value.clone());
+        }
+    }
+    let first_code = fields
+        .first()
+        .and_then(|(k, _)| factor_key(k))
+        .map(|(c, _)| c);
+    if let Some(code) = first_code {
+        let same_code = fields
+            .iter()
+            .all(|(k, _)| factor_key(k).is_some_and(|(c, _)| c == code));
+        if same_code {
+            let factor = Factor {
+                code: code.to_string(),
+                fields: fields
+                    .iter()
+                    .filter_map(|(k, v)| {
+                        factor_key(k).map(|(_, kind)| (FieldKind::parse(kind), v.clone()))
+                    })
+                    .collect(),
+            };
+            return CpGroup::Factor(factor);
+        }
+    }
+    CpGroup::Params(fields)
+}
+
+/// Pieces of `bytes` between separators, with the offset of each piece.
+fn split_with_offsets(bytes: &[u8], separator: u8) -> impl Iterator<Item = (usize, &[u8])> {
+    let mut start = 0;
+    bytes.split(move |&b| b == separator).map(move |piece| {
+        let at = start;
+        start += piece.len() + 1;
+        (at, piece)
+    })
+}
+
+/// Appends the groups, `;`-separated, validating every key and value.
+pub(crate) fn write_groups(groups: &[CpGroup], out: &mut String) -> Result<(), EncodeError> {
+    for (index, group) in groups.iter().enumerate() {
+        if index > 0 {
+            out.push(';');
+        }
+        match group {
+            CpGroup::DataTime(value) => write_pair(out, "DataTime", value)?,
+            CpGroup::Factor(factor) => {
+                if factor.fields.is_empty() {
+                    return Err(EncodeError::EmptyGroup { index });
+                }
+                check_name("factor code", &factor.code, false)?;
+                for (i, (kind, value)) in factor.fields.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    check_name("field kind", kind.name(), true)?;
+                    let key = format!("{}-{}", factor.code, kind.name());
+                    if *kind == FieldKind::Flag {
+                        check_flag(&key, value)?;
+                    }
+                    write_pair(out, &key, value)?;
+                }
+            }
+            CpGroup::Params(pairs) => {
+                if pairs.is_empty() {
+                    return Err(EncodeError::EmptyGroup { index });
+                }
+                for (i, (key, value)) in pairs.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    check_name("key", key, true)?;
+                    if let Some((code, kind)) = factor_key(key) {
+                        if code.is_empty() || kind.is_empty() {
+                            return Err(EncodeError::invalid(
+                                key.as_str(),
+                                "factor field must be CODE-Kind",
+                            ));
+                        }
+                        if kind == "Flag" {
+                            check_flag(key, value)?;
+                        }
+                    }
+                    write_pair(out, key, value)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_pair(out: &mut String, key: &str, value: &str) -> Result<(), EncodeError> {
+    check_value(key, value)?;
+    out.push_str(key);
+    out.push('=');
+    out.push_str(value);
+    Ok(())
+}
+
+fn check_flag(key: &str, value: &str) -> Result<(), EncodeError> {
+    value.parse::<Flag>().map(|_| ()).map_err(|_| {
+        EncodeError::invalid(
+            key,
+            format!("data flag {value:?} is not one of N, T, S, C, M, D, F, B"),
+        )
+    })
+}
+
+/// Keys, codes and kinds: printable ASCII without the structural characters.
+fn check_name(what: &str, name: &str, dash_allowed: bool) -> Result<(), EncodeError> {
+    let valid = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !RESERVED.contains(&b) && (dash_allowed || b != b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(EncodeError::invalid(
+            name,
+            format!(
+                "{what} must be non-empty printable ASCII without `;` `,` `&` `=`{}",
+                if dash_allowed { "" } else { " or `-`" }
+            ),
+        ))
+    }
+}
+
+/// A value may hold anything but the characters that delimit fields and line breaks.
+pub(crate) fn check_value(field: &str, value: &str) -> Result<(), EncodeError> {
+    if let Some(c) = value
+        .chars()
+        .find(|c| c.is_ascii() && RESERVED.contains(&(*c as u8)))
+    {
+        return Err(EncodeError::invalid(
+            field,
+            format!("value {value:?} contains `{c}`, which delimits fields"),
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err(EncodeError::invalid(
+            field,
+            format!("value {value:?} contains a control character"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(body: &str) -> Result<CommandParams, DecodeError> {
+        parse(body.as_bytes(), 0)
+    }
+
+    fn write_str(cp: &CommandParams) -> Result<String, EncodeError> {
+        let mut out = String::new();
+        write_groups(&cp.groups, &mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn groups_are_classified_and_round_trip() {
+        let body = "DataTime=20260101120000;a21026-Rtd=12.3,a21026-ZsRtd=15.1,a21026-Flag=N;BeginTime=20260101000000,EndTime=20260101235959;05-Rtd=6.8,S05-Flag=N";
+        let cp = parse_str(body).expect("valid CP");
+        assert_eq!(cp.groups.len(), 4);
+        assert_eq!(cp.groups[0], CpGroup::DataTime("20260101120000".into()));
+        assert_eq!(
+            cp.groups[1],
+            CpGroup::Factor(
+                Factor::new("a21026")
+                    .with(FieldKind::Rtd, "12.3")
+                    .with(FieldKind::ZsRtd, "15.1")
+                    .with_flag(Flag::N)
+            )
+        );
+        assert_eq!(cp.param("EndTime"), Some("20260101235959"));
+        assert!(matches!(&cp.groups[3], CpGroup::Params(p) if p.len() == 2));
+        assert_eq!(write_str(&cp).expect("encodable"), body);
+    }
+
+    #[test]
+    fn values_include_mixed_groups() {
+        let cp = parse_str("a21026-Rtd=1;05-Rtd=6.8,S05-Flag=N").expect("valid CP");
+        let values: Vec<_> = cp
+            .values()
+            .map(|v| (v.code, v.kind.name().to_string(), v.value))
+            .collect();
+        assert_eq!(
+            values,
+            vec![
+                ("a21026", "Rtd".to_string(), "1"),
+                ("05", "Rtd".to_string(), "6.8"),
+                ("S05", "Flag".to_string(), "N"),
+            ]
+        );
+    }
+
+    #[test]
+    fn empty_groups_and_fields_are_skipped() {
+        let cp = parse_str("a=1,,b=2;;c=3;").expect("tolerated");
+        assert_eq!(cp.groups.len(), 2);
+        assert_eq!(parse_str("").expect("empty CP").groups.len(), 0);
+    }
+
+    #[test]
+    fn field_errors_name_the_byte() {
+        // "a=1;bad" : `bad` starts at byte 4.
+        let err = parse(b"a=1;bad", 10).expect_err("no =");
+        assert_eq!(err.position, 14);
+        // Flag value `X` at byte 9 of "a21026-Flag=X" -> 12.
+        let err = parse_str("a21026-Flag=X").expect_err("bad flag");
+        assert_eq!(err.position, 12);
+        // `&` is byte 3 of "a=1&2".
+        let err = parse_str("a=1&2").expect_err("reserved char");
+        assert_eq!(err.position, 3);
+        let err = parse_str("-Rtd=1").expect_err("empty code");
+        assert_eq!(err.position, 0);
+    }
+
+    #[test]
+    fn encoder_rejects_injection() {
+        let cp = CommandParams::new()
+            .with_factor(Factor::new("a21026").with(FieldKind::Rtd, "1;CN=9014"));
+        assert!(matches!(
+            write_str(&cp),
+            Err(EncodeError::InvalidValue { .. })
+        ));
+        let cp = CommandParams::new().with_param("Bad=Key", "1");
+        assert!(matches!(
+            write_str(&cp),
+            Err(EncodeError::InvalidValue { .. })
+        ));
+        let cp = CommandParams::new().with_factor(Factor::new("a-1").with(FieldKind::Rtd, "1"));
+        assert!(matches!(
+            write_str(&cp),
+            Err(EncodeError::InvalidValue { .. })
+        ));
+        let cp = CommandParams::new().with_factor(Factor::new("a21026").with(FieldKind::Flag, "X"));
+        assert!(matches!(
+            write_str(&cp),
+            Err(EncodeError::InvalidValue { .. })
+        ));
+        let cp = CommandParams::new().with_factor(Factor::new("a21026"));
+        assert_eq!(write_str(&cp), Err(EncodeError::EmptyGroup { index: 0 }));
+        let cp = CommandParams::new().with_data_time("2026\r\n");
+        assert!(matches!(
+            write_str(&cp),
+            Err(EncodeError::InvalidValue { .. })
+        ));
+    }
+}
