@@ -191,6 +191,50 @@ fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
     Ok((loaded, store))
 }
 
+pub fn hj212_decode(file: Option<&Path>) -> Result<(), Failure> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    match file {
+        Some(path) => {
+            bytes = std::fs::read(path)
+                .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?
+        }
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| Failure::runtime(format!("cannot read stdin: {e}")))?;
+        }
+    }
+    let mut framer = crate::hj212::Framer::new();
+    framer.push(&bytes);
+    let (mut good, mut bad) = (0, 0);
+    while let Some(found) = framer.next_packet() {
+        match found {
+            Ok(frame) => {
+                good += 1;
+                println!(
+                    "packet at byte {}:\n{}",
+                    frame.offset,
+                    crate::hj212::describe(&frame.packet)
+                );
+            }
+            Err(failed) => {
+                bad += 1;
+                println!(
+                    "bad packet: {}\n{}\n",
+                    failed.error,
+                    failed.error.point_at(&bytes)
+                );
+            }
+        }
+    }
+    println!("{good} packets decoded, {bad} rejected");
+    if good == 0 && bad > 0 {
+        return Err(Failure::runtime("no packet could be decoded"));
+    }
+    Ok(())
+}
+
 pub fn query(
     config_path: &Path,
     device: Option<String>,

@@ -57,6 +57,11 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: cemsd::report::Format,
     },
+    /// HJ 212 tools for checking a line.
+    Hj212 {
+        #[command(subcommand)]
+        action: Hj212Action,
+    },
     /// Print what the store holds.
     Query {
         #[arg(long, short)]
@@ -72,6 +77,15 @@ enum Command {
         latest: bool,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum Hj212Action {
+    /// Print every packet in a file (or stdin) field by field; bad packets say where they break.
+    Decode {
+        /// File of captured packets; stdin when absent.
+        file: Option<PathBuf>,
     },
 }
 
@@ -104,6 +118,9 @@ fn main() -> ExitCode {
             day,
             format,
         } => cli::report(&config, &day, format),
+        Command::Hj212 {
+            action: Hj212Action::Decode { file },
+        } => cli::hj212_decode(file.as_deref()),
         Command::Query {
             config,
             device,
