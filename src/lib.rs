@@ -14,4 +14,5 @@ pub mod model;
 pub mod pipeline;
 pub mod profile;
 pub mod sim;
+pub mod sink;
 pub mod store;
