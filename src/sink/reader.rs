@@ -40,8 +40,33 @@ impl StoreReader {
         StoreReader { path, store: None }
     }
 
+    /// How far the store has written; for the backlog gauge while a batch is stuck.
+    pub async fn last_seq(&mut self) -> Result<u64, ReadError> {
+        self.with_store(|store| store.last_seq()).await
+    }
+
     /// Up to `limit` records with seq above `after`, in seq order, plus the store's last seq.
     pub async fn read_after(&mut self, after: u64, limit: usize) -> Result<ReadBatch, ReadError> {
+        self.with_store(move |store| {
+            let last_seq = store.last_seq()?;
+            let records = store.read_after(after, limit)?;
+            // Rows committed between the two statements may be newer than last_seq, so the
+            // batch's own last seq raises it.
+            let newest = records.last().map_or(last_seq, |s| s.seq.max(last_seq));
+            Ok(ReadBatch {
+                records,
+                last_seq: newest,
+            })
+        })
+        .await
+    }
+
+    /// Runs `read` on the blocking pool with the connection, opening it first if needed.
+    async fn with_store<R, F>(&mut self, read: F) -> Result<R, ReadError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Store) -> Result<R, StoreError> + Send + 'static,
+    {
         let store = self.store.take();
         let path = self.path.clone();
         let joined = tokio::task::spawn_blocking(move || {
@@ -58,17 +83,7 @@ impl StoreReader {
                     Err(e) => return (None, Err(e)),
                 },
             };
-            // Rows committed between the two statements may be newer than last_seq, so the
-            // batch's own last seq raises it.
-            let result = store.last_seq().and_then(|last_seq| {
-                store.read_after(after, limit).map(|records| {
-                    let newest = records.last().map_or(last_seq, |s| s.seq.max(last_seq));
-                    ReadBatch {
-                        records,
-                        last_seq: newest,
-                    }
-                })
-            });
+            let result = read(&store);
             (Some(store), result)
         })
         .await;
@@ -141,6 +156,7 @@ mod tests {
         let seqs: Vec<u64> = rest.records.iter().map(|s| s.seq).collect();
         assert_eq!(seqs, vec![4, 5, 6, 7]);
         assert_eq!(rest.last_seq, 7);
+        assert_eq!(reader.last_seq().await.ok(), Some(7));
 
         assert!(handle.shutdown().await.is_ok());
         assert!(join.join().is_ok());

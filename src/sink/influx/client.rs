@@ -110,6 +110,14 @@ pub enum ClientError {
     Build { sink: String, reason: String },
 }
 
+/// reqwest is built without a bundled crypto provider, so that TLS uses ring (Rust and
+/// assembly; no OpenSSL, no CMake) instead of aws-lc. Any reqwest client in the process
+/// needs this first, or building it panics. Installing twice is harmless.
+pub fn install_crypto_provider() {
+    // Err only means a provider is already installed, which is just as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Server messages beyond this are cut: they go into logs and the dead-letter table.
 const MAX_MESSAGE_BYTES: usize = 2048;
 
@@ -124,10 +132,7 @@ impl WriteClient {
         let mut auth = HeaderValue::from_str(&format!("Token {}", token.expose()))
             .map_err(|_| ClientError::Token { sink: sink.clone() })?;
         auth.set_sensitive(true);
-        // reqwest is built without a bundled crypto provider so that TLS uses ring (pure
-        // Rust and assembly, no OpenSSL or CMake). Another caller may have installed one
-        // first, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(config.timeout.0)
             .user_agent(concat!("cemsd/", env!("CARGO_PKG_VERSION")))

@@ -73,6 +73,8 @@ pub struct Forwarder {
     flush_interval: Duration,
     backoff: Backoff,
     backlog: BacklogMonitor,
+    /// Last seq delivered and recorded in the store.
+    cursor: u64,
     stats: Arc<ForwarderStats>,
     clock: Clock,
 }
@@ -99,6 +101,7 @@ impl Forwarder {
             flush_interval: config.flush_interval.0,
             backoff: Backoff::new(INITIAL_BACKOFF, config.max_backoff.0, seed),
             backlog: BacklogMonitor::new(config.backlog_warning),
+            cursor: 0,
             stats: Arc::new(ForwarderStats::default()),
             clock,
         })
@@ -111,12 +114,13 @@ impl Forwarder {
     /// Forwards until `shutdown` turns true (or its sender is dropped). A request already
     /// sent is finished and recorded first; waits (idle, backoff) end at once.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
-        let Some(mut cursor) = self.start(&mut shutdown).await else {
+        let Some(cursor) = self.start(&mut shutdown).await else {
             return;
         };
+        self.cursor = cursor;
         tracing::info!(sink = %self.name, url = %self.client.url(), cursor, "influx forwarder started");
         while !stop_requested(&shutdown) {
-            let batch = match self.reader.read_after(cursor, self.batch_size).await {
+            let batch = match self.reader.read_after(self.cursor, self.batch_size).await {
                 Ok(batch) => batch,
                 Err(e) => {
                     let delay = self.backoff.next_delay();
@@ -127,7 +131,7 @@ impl Forwarder {
                     continue;
                 }
             };
-            self.observe_backlog(batch.last_seq.saturating_sub(cursor));
+            self.observe_backlog(batch.last_seq);
             let Some(last) = batch.records.last().map(|s| s.seq) else {
                 if pause(self.flush_interval, &mut shutdown).await {
                     break;
@@ -141,14 +145,14 @@ impl Forwarder {
             if !self.commit(last, dead, &mut shutdown).await {
                 break;
             }
-            cursor = last;
-            self.stats.set_cursor(cursor);
-            self.observe_backlog(batch.last_seq.saturating_sub(cursor));
+            self.cursor = last;
+            self.stats.set_cursor(last);
+            self.observe_backlog(batch.last_seq);
             if !full && pause(self.flush_interval, &mut shutdown).await {
                 break;
             }
         }
-        tracing::info!(sink = %self.name, cursor, "influx forwarder stopped");
+        tracing::info!(sink = %self.name, cursor = self.cursor, "influx forwarder stopped");
     }
 
     /// Registers the sink (a new one starts at the oldest retained record) and reads its
@@ -274,6 +278,11 @@ impl Forwarder {
                         None => self.backoff.next_delay(),
                     };
                     self.stats.add_retry();
+                    // The backlog keeps growing while this body waits; keep the gauge and
+                    // the warning honest.
+                    if let Ok(last_seq) = self.reader.last_seq().await {
+                        self.observe_backlog(last_seq);
+                    }
                     tracing::warn!(sink = %self.name, attempt, "write failed, retrying in {delay:?}: {reason}");
                     if pause(delay, shutdown).await {
                         return None;
@@ -330,7 +339,9 @@ impl Forwarder {
         }
     }
 
-    fn observe_backlog(&mut self, backlog: u64) {
+    /// Updates the backlog gauge from the store's last seq.
+    fn observe_backlog(&mut self, last_seq: u64) {
+        let backlog = last_seq.saturating_sub(self.cursor);
         self.stats.set_backlog(backlog);
         match self.backlog.observe(backlog) {
             Some(BacklogChange::Exceeded) => {

@@ -19,7 +19,10 @@ use tokio::task::JoinSet;
 use crate::model::Timestamp;
 use crate::store::StoreHandle;
 
-pub use client::{parse_retry_after, ClientError, Payload, RetryAfter, WriteClient, WriteOutcome};
+pub use client::{
+    install_crypto_provider, parse_retry_after, ClientError, Payload, RetryAfter, WriteClient,
+    WriteOutcome,
+};
 pub use config::{validate, InfluxSinkConfig, Precision, Token, TokenError};
 pub use encode::{flag_code, EncodeError, EncodedBatch, Encoder};
 pub use forwarder::{Clock, Forwarder};
