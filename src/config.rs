@@ -30,6 +30,9 @@ pub struct SiteConfig {
     pub simulators: Vec<SimulateConfig>,
     /// Extra device profiles for this site, next to the shipped ones; relative to the config file.
     pub profiles_dir: Option<PathBuf>,
+    /// InfluxDB v2 write-API sinks.
+    #[serde(rename = "influx", default)]
+    pub influx: Vec<crate::sink::influx::InfluxSinkConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -400,6 +403,7 @@ fn validate(
             ));
         }
     }
+    crate::sink::influx::validate(src, &config.influx)?;
     if let Some(retention) = &config.store.retention {
         if retention.0 < Duration::from_secs(3600) {
             return Err(src.error_at_path(

@@ -79,6 +79,15 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
 
     let live = Live::new();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let influx = crate::sink::influx::InfluxSinks::start(
+        &config.influx,
+        &config.site.id,
+        &config_path,
+        &store_path,
+        &store_handle,
+        &shutdown_rx,
+    )
+    .map_err(|e| Failure::runtime(e.to_string()))?;
     let (samples_tx, samples_rx) = mpsc::channel::<Vec<Sample>>(1024);
     let mut collectors = JoinSet::new();
     let mut stack_of_device = HashMap::new();
@@ -113,6 +122,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     }
     simulators.abort_all();
     let _ = console.await;
+    influx.stopped().await;
     let committed = store_handle.shutdown().await;
     let joined = tokio::task::spawn_blocking(move || store_thread.join()).await;
     match (committed, joined) {

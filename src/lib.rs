@@ -22,6 +22,7 @@ pub mod profile;
 pub mod quality;
 pub mod report;
 pub mod sim;
+pub mod sink;
 pub mod stack;
 pub mod store;
 pub mod totals;

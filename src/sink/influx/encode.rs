@@ -1,0 +1,513 @@
+//! Store records as InfluxDB line protocol.
+//!
+//! One line per record: measurement `<prefix>_<kind>` (reading, minute, hour, day, gap,
+//! exceedance, event); tags channel, device, flag, quantity, site, stack, unit (sorted by key,
+//! as InfluxDB recommends; empty ones left out); fields raw, measured, corrected, rate, min,
+//! max, count, duration_ms, note and flag_code. The HJ 212 flag is a tag because stores such
+//! as VictoriaMetrics turn string fields into numbers; `flag_code` repeats it as a number
+//! and guarantees every line has a field even when the record carries no value.
+//!
+//! Escaping follows the line-protocol reference: measurement names escape comma and space;
+//! tag keys, tag values and field keys escape comma, equals sign and space; string field
+//! values escape double quote and backslash. Backslashes are doubled everywhere, so a value
+//! ending in one cannot swallow the delimiter after it. Line breaks cannot be escaped in line
+//! protocol, so they are written as the two characters `\n` (or `\r`).
+
+use std::fmt::Write as _;
+
+use crate::model::Flag;
+use crate::store::Record;
+
+use super::config::Precision;
+
+/// Turns records into lines for one site and precision.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    /// Escaped measurement names by `RecordKind` code order.
+    measurements: [String; 7],
+    site: String,
+    precision: Precision,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EncodeError {
+    #[error("timestamp {millis} ms cannot be written at precision {precision}")]
+    TimestampOutOfRange {
+        millis: i64,
+        precision: &'static str,
+    },
+}
+
+/// Lines for a run of records: one body, and where each record's line ends, so any
+/// contiguous run of lines can be sent again without copying.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EncodedBatch {
+    text: String,
+    /// (seq, end offset) of each line in `text`, in order.
+    ends: Vec<(u64, usize)>,
+}
+
+impl EncodedBatch {
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The text of lines `range` (each ending in a newline).
+    pub fn text(&self, range: std::ops::Range<usize>) -> &str {
+        if range.is_empty() {
+            return "";
+        }
+        let start = match range.start {
+            0 => 0,
+            i => self.ends[i - 1].1,
+        };
+        &self.text[start..self.ends[range.end - 1].1]
+    }
+
+    /// The seq of the record on line `index`.
+    pub fn seq(&self, index: usize) -> u64 {
+        self.ends[index].0
+    }
+}
+
+impl Encoder {
+    pub fn new(measurement_prefix: &str, site: &str, precision: Precision) -> Encoder {
+        let measurements = crate::store::RecordKind::ALL.map(|kind| {
+            let mut name = String::new();
+            escape_measurement(&mut name, &format!("{measurement_prefix}_{kind}"));
+            name
+        });
+        let mut escaped_site = String::new();
+        escape_key_or_tag(&mut escaped_site, site);
+        Encoder {
+            measurements,
+            site: escaped_site,
+            precision,
+        }
+    }
+
+    /// Appends the line of `record` (with its newline) to `out`. On error `out` is unchanged.
+    pub fn encode(&self, record: &Record, out: &mut String) -> Result<(), EncodeError> {
+        let ts = self.timestamp(record.ts.millis())?;
+        let kind_index = crate::store::RecordKind::ALL
+            .iter()
+            .position(|k| *k == record.kind)
+            .unwrap_or(0);
+        out.push_str(&self.measurements[kind_index]);
+        tag(out, "channel", &record.channel);
+        tag(out, "device", &record.device);
+        let flag = record.flags.primary();
+        let mut code = [0u8; 4];
+        tag(out, "flag", flag.code().encode_utf8(&mut code));
+        if let Some(q) = record.quantity {
+            tag(out, "quantity", q.name());
+        }
+        if !self.site.is_empty() {
+            out.push_str(",site=");
+            out.push_str(&self.site);
+        }
+        tag(out, "stack", &record.stack);
+        if let Some(u) = record.unit {
+            tag(out, "unit", u.symbol());
+        }
+        out.push(' ');
+        // Written first because it is always there, so later fields all start with a comma.
+        let _ = write!(out, "flag_code={}i", flag_code(flag));
+        float_field(out, "raw", record.raw);
+        float_field(out, "measured", record.measured);
+        float_field(out, "corrected", record.corrected);
+        float_field(out, "rate", record.rate);
+        float_field(out, "min", record.min);
+        float_field(out, "max", record.max);
+        if let Some(count) = record.count {
+            let _ = write!(out, ",count={count}i");
+        }
+        if let Some(end) = record.end {
+            let duration = end.millis().saturating_sub(record.ts.millis());
+            let _ = write!(out, ",duration_ms={duration}i");
+        }
+        if let Some(note) = &record.note {
+            out.push_str(",note=\"");
+            escape_string(out, note);
+            out.push('"');
+        }
+        let _ = writeln!(out, " {ts}");
+        Ok(())
+    }
+
+    /// Encodes `records` in order. Records that cannot be encoded are returned with their
+    /// seq instead, for the dead-letter table.
+    pub fn encode_batch(
+        &self,
+        records: &[crate::store::Stored],
+    ) -> (EncodedBatch, Vec<(u64, EncodeError)>) {
+        let mut batch = EncodedBatch {
+            text: String::with_capacity(records.len() * 200),
+            ends: Vec::with_capacity(records.len()),
+        };
+        let mut failed = Vec::new();
+        for stored in records {
+            match self.encode(&stored.record, &mut batch.text) {
+                Ok(()) => batch.ends.push((stored.seq, batch.text.len())),
+                Err(e) => failed.push((stored.seq, e)),
+            }
+        }
+        (batch, failed)
+    }
+
+    fn timestamp(&self, millis: i64) -> Result<i64, EncodeError> {
+        let scaled = match self.precision {
+            Precision::Ns => millis.checked_mul(1_000_000),
+            Precision::Us => millis.checked_mul(1_000),
+            Precision::Ms => Some(millis),
+            Precision::S => Some(millis.div_euclid(1_000)),
+        };
+        scaled.ok_or(EncodeError::TimestampOutOfRange {
+            millis,
+            precision: self.precision.as_str(),
+        })
+    }
+}
+
+/// The flag's rank by severity (N 0 … B 7, the order `Flag` declares), so "worse than" is
+/// a numeric comparison in a dashboard query.
+pub fn flag_code(flag: Flag) -> u8 {
+    flag as u8
+}
+
+/// Tags with an empty value are invalid line protocol, so they are left out.
+fn tag(out: &mut String, key: &str, value: &str) {
+    if value.is_empty() {
+        return;
+    }
+    out.push(',');
+    out.push_str(key);
+    out.push('=');
+    escape_key_or_tag(out, value);
+}
+
+/// NaN and infinities have no line-protocol form; the field is left out and the line keeps
+/// its flag.
+fn float_field(out: &mut String, key: &str, value: Option<f64>) {
+    if let Some(v) = value.filter(|v| v.is_finite()) {
+        // `{:?}` is the shortest text that reads back to the same f64, with an exponent
+        // for very large or small values, which line protocol accepts.
+        let _ = write!(out, ",{key}={v:?}");
+    }
+}
+
+fn escape_measurement(out: &mut String, text: &str) {
+    escape(out, text, &[',', ' ']);
+}
+
+/// Tag keys, tag values and field keys escape the same characters.
+fn escape_key_or_tag(out: &mut String, text: &str) {
+    escape(out, text, &[',', '=', ' ']);
+}
+
+fn escape_string(out: &mut String, text: &str) {
+    escape(out, text, &['"']);
+}
+
+fn escape(out: &mut String, text: &str, special: &[char]) {
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if special.contains(&c) => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{FlagSet, Quantity, Timestamp, Unit};
+    use crate::store::{RecordKind, Stored};
+
+    const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+    fn reading() -> Record {
+        Record {
+            quantity: Some(Quantity::SO2),
+            unit: Some(Unit::MgPerM3),
+            raw: Some(12.5),
+            measured: Some(35.75),
+            corrected: Some(41.0),
+            ..Record::new(
+                RecordKind::Reading,
+                Timestamp::from_millis(T0),
+                "unit1".into(),
+                "so2-a".into(),
+                "so2".into(),
+            )
+        }
+    }
+
+    fn line(encoder: &Encoder, record: &Record) -> String {
+        let mut out = String::new();
+        encoder
+            .encode(record, &mut out)
+            .unwrap_or_else(|e| panic!("encode: {e}"));
+        out
+    }
+
+    #[test]
+    fn a_reading_has_sorted_tags_its_values_and_a_millisecond_timestamp() {
+        let encoder = Encoder::new("cems", "plant-1", Precision::Ms);
+        assert_eq!(
+            line(&encoder, &reading()),
+            "cems_reading,channel=so2,device=so2-a,flag=N,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
+             flag_code=0i,raw=12.5,measured=35.75,corrected=41.0 1767225600000\n"
+        );
+    }
+
+    #[test]
+    fn precision_scales_the_millisecond_timestamp() {
+        let mut record = reading();
+        record.ts = Timestamp::from_millis(T0 + 1_234);
+        let ts_of = |precision, record: &Record| {
+            let text = line(&Encoder::new("cems", "p", precision), record);
+            text.trim_end()
+                .rsplit(' ')
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(ts_of(Precision::Ms, &record), "1767225601234");
+        assert_eq!(ts_of(Precision::Us, &record), "1767225601234000");
+        assert_eq!(ts_of(Precision::Ns, &record), "1767225601234000000");
+        assert_eq!(
+            ts_of(Precision::S, &record),
+            "1767225601",
+            "truncated to the second"
+        );
+
+        // Before 1970 seconds round down, not toward zero: -1 ms is in second -1.
+        record.ts = Timestamp::from_millis(-1);
+        assert_eq!(ts_of(Precision::S, &record), "-1");
+    }
+
+    #[test]
+    fn a_timestamp_that_overflows_in_nanoseconds_is_an_error_and_writes_nothing() {
+        let mut record = reading();
+        // i64::MAX ns is 2262-04-11; 9.3e12 ms is past it.
+        record.ts = Timestamp::from_millis(9_300_000_000_000);
+        let mut out = String::from("kept\n");
+        let e = Encoder::new("cems", "p", Precision::Ns).encode(&record, &mut out);
+        assert_eq!(
+            e,
+            Err(EncodeError::TimestampOutOfRange {
+                millis: 9_300_000_000_000,
+                precision: "ns"
+            })
+        );
+        assert_eq!(out, "kept\n");
+        assert!(Encoder::new("cems", "p", Precision::Ms)
+            .encode(&record, &mut out)
+            .is_ok());
+    }
+
+    #[test]
+    fn nan_and_infinite_values_are_left_out_but_the_flag_stays() {
+        let mut record = reading();
+        record.raw = Some(f64::NAN);
+        record.measured = Some(f64::INFINITY);
+        record.corrected = Some(f64::NEG_INFINITY);
+        record.flags = FlagSet::of(Flag::B);
+        assert_eq!(
+            line(&Encoder::new("cems", "p", Precision::Ms), &record),
+            "cems_reading,channel=so2,device=so2-a,flag=B,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
+             flag_code=7i 1767225600000\n"
+        );
+    }
+
+    #[test]
+    fn aggregates_gaps_and_events_carry_their_own_fields() {
+        let encoder = Encoder::new("cems", "p", Precision::Ms);
+        let hour = Record {
+            kind: RecordKind::Hour,
+            end: Some(Timestamp::from_millis(T0 + 3_600_000)),
+            flags: FlagSet::of(Flag::T).with(Flag::C),
+            min: Some(-0.5),
+            max: Some(1e21),
+            rate: Some(1.5e-7),
+            count: Some(45),
+            raw: None,
+            corrected: None,
+            ..reading()
+        };
+        // Primary flag of {T, C} is C (rank 3); the hour lasts 3 600 000 ms.
+        assert_eq!(
+            line(&encoder, &hour),
+            "cems_hour,channel=so2,device=so2-a,flag=C,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
+             flag_code=3i,measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i \
+             1767225600000\n"
+        );
+        let gap = Record {
+            end: Some(Timestamp::from_millis(T0 + 90_000)),
+            note: Some("no answer".into()),
+            ..Record::new(
+                RecordKind::Gap,
+                Timestamp::from_millis(T0),
+                "".into(),
+                "so2-a".into(),
+                "so2".into(),
+            )
+        };
+        // Empty stack and missing quantity/unit leave their tags out.
+        assert_eq!(
+            line(&encoder, &gap),
+            "cems_gap,channel=so2,device=so2-a,flag=N,site=p flag_code=0i,duration_ms=90000i,\
+             note=\"no answer\" 1767225600000\n"
+        );
+        for (kind, measurement) in [
+            (RecordKind::Minute, "cems_minute,"),
+            (RecordKind::Day, "cems_day,"),
+            (RecordKind::Exceedance, "cems_exceedance,"),
+            (RecordKind::Event, "cems_event,"),
+        ] {
+            let record = Record { kind, ..reading() };
+            assert!(line(&encoder, &record).starts_with(measurement), "{kind}");
+        }
+    }
+
+    #[test]
+    fn tag_values_escape_comma_equals_space_backslash_and_line_breaks() {
+        let record = Record::new(
+            RecordKind::Event,
+            Timestamp::from_millis(0),
+            "stack 1,a=b".into(),
+            "dev\\".into(),
+            "ch\nx".into(),
+        );
+        assert_eq!(
+            line(&Encoder::new("cems", "site one", Precision::Ms), &record),
+            "cems_event,channel=ch\\nx,device=dev\\\\,flag=N,site=site\\ one,stack=stack\\ 1\\,a\\=b \
+             flag_code=0i 0\n"
+        );
+    }
+
+    #[test]
+    fn measurement_escapes_comma_and_space_but_not_equals() {
+        let record = Record::new(
+            RecordKind::Day,
+            Timestamp::from_millis(0),
+            "s".into(),
+            "d".into(),
+            "c".into(),
+        );
+        let text = line(&Encoder::new("my plant,x=1", "p", Precision::Ms), &record);
+        assert!(
+            text.starts_with("my\\ plant\\,x=1_day,channel=c,"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn string_fields_escape_quotes_and_backslashes_only() {
+        let mut record = reading();
+        record.kind = RecordKind::Event;
+        record.raw = None;
+        record.measured = None;
+        record.corrected = None;
+        record.note = Some("say \"hi\", a=b c:\\x\r\n".into());
+        let text = line(&Encoder::new("cems", "p", Precision::Ms), &record);
+        assert!(
+            text.ends_with(",note=\"say \\\"hi\\\", a=b c:\\\\x\\r\\n\" 1767225600000\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_fixed_keys_need_no_escaping() {
+        let keys = [
+            "channel",
+            "device",
+            "flag",
+            "quantity",
+            "site",
+            "stack",
+            "unit",
+            "flag_code",
+            "raw",
+            "measured",
+            "corrected",
+            "rate",
+            "min",
+            "max",
+            "count",
+            "duration_ms",
+            "note",
+        ];
+        for key in keys {
+            let mut escaped = String::new();
+            escape_key_or_tag(&mut escaped, key);
+            assert_eq!(escaped, key);
+        }
+        // Quantity names and unit symbols go out verbatim as tag values.
+        for q in Quantity::ALL {
+            let mut escaped = String::new();
+            escape_key_or_tag(&mut escaped, q.name());
+            assert_eq!(escaped, q.name());
+        }
+        for u in Unit::ALL {
+            let mut escaped = String::new();
+            escape_key_or_tag(&mut escaped, u.symbol());
+            assert_eq!(escaped, u.symbol());
+        }
+    }
+
+    #[test]
+    fn a_batch_keeps_seqs_and_slices_lines_and_reports_what_it_could_not_encode() {
+        let encoder = Encoder::new("cems", "p", Precision::Ns);
+        let mut far = reading();
+        far.ts = Timestamp::from_millis(i64::MAX);
+        let records = vec![
+            Stored {
+                seq: 4,
+                record: Record::new(
+                    RecordKind::Gap,
+                    Timestamp::from_millis(1),
+                    "".into(),
+                    "a".into(),
+                    "x".into(),
+                ),
+            },
+            Stored {
+                seq: 5,
+                record: far,
+            },
+            Stored {
+                seq: 6,
+                record: Record::new(
+                    RecordKind::Gap,
+                    Timestamp::from_millis(2),
+                    "".into(),
+                    "b".into(),
+                    "y".into(),
+                ),
+            },
+        ];
+        let (batch, failed) = encoder.encode_batch(&records);
+        assert_eq!(batch.len(), 2);
+        assert_eq!((batch.seq(0), batch.seq(1)), (4, 6));
+        let first = "cems_gap,channel=x,device=a,flag=N,site=p flag_code=0i 1000000\n";
+        let second = "cems_gap,channel=y,device=b,flag=N,site=p flag_code=0i 2000000\n";
+        assert_eq!(batch.text(0..1), first);
+        assert_eq!(batch.text(1..2), second);
+        assert_eq!(batch.text(0..2), format!("{first}{second}"));
+        assert_eq!(batch.text(1..1), "");
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].0, 5);
+    }
+}

@@ -1,0 +1,372 @@
+//! The store-and-forward loop of one InfluxDB sink.
+//!
+//! Reads records after the sink's persistent cursor, writes them, and moves the cursor only
+//! once every record of the batch is either acknowledged by the server or in the dead-letter
+//! table. A crash between the write and the cursor update resends that batch: delivery is
+//! at least once, and because a point is keyed by series and timestamp the store ends up
+//! with each record exactly once.
+//!
+//! What each answer means:
+//! - 2xx: delivered.
+//! - 400/422: some line is bad. The batch is halved until the bad lines stand alone; the
+//!   good halves are delivered, each bad line goes to the dead-letter table with the
+//!   server's message. Nothing is dropped silently and one bad point never blocks the rest.
+//! - 413: halved the same way; a single line still too large is a dead letter.
+//! - everything else (no connection, timeout, 401/403/404, 429, 5xx): the same body again
+//!   after an exponential backoff with jitter, or after `Retry-After` on 429/503. The
+//!   backlog waits in the store and is sent in order, at full speed, once the server is back.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::model::Timestamp;
+use crate::sink::backlog::{BacklogChange, BacklogMonitor};
+use crate::sink::backoff::Backoff;
+use crate::sink::reader::StoreReader;
+use crate::store::{StoreError, StoreHandle, Stored};
+
+use super::client::{ClientError, WriteClient, WriteOutcome};
+use super::config::{InfluxSinkConfig, Token};
+use super::encode::{EncodedBatch, Encoder};
+use super::stats::ForwarderStats;
+
+/// The time source for dead-letter timestamps and `Retry-After` dates.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// First retry delay; it doubles up to `max_backoff`.
+const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
+
+/// A longer `Retry-After` (a misconfigured proxy, a date years ahead) is cut to this, so
+/// the sink checks back within minutes rather than days.
+const RETRY_AFTER_LIMIT: Duration = Duration::from_secs(600);
+
+/// The server's final word on one body, once retries are over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    Accepted,
+    /// 400/422 (some line is bad) or 413 (too large): split, or dead-letter a single line.
+    Refused {
+        status: u16,
+        message: String,
+    },
+}
+
+/// A record the server (or the encoder) refused, on its way to the dead-letter table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct DeadLine {
+    seq: u64,
+    reason: String,
+    payload: Vec<u8>,
+}
+
+pub struct Forwarder {
+    name: String,
+    encoder: Encoder,
+    client: WriteClient,
+    reader: StoreReader,
+    store: StoreHandle,
+    batch_size: usize,
+    flush_interval: Duration,
+    backoff: Backoff,
+    backlog: BacklogMonitor,
+    /// Last seq delivered and recorded in the store.
+    cursor: u64,
+    stats: Arc<ForwarderStats>,
+    clock: Clock,
+}
+
+impl Forwarder {
+    /// The forwarder reads `store_path` through its own connection; cursor moves and dead
+    /// letters go through `store`, the writer thread. `seed` drives the jitter.
+    pub fn new(
+        config: &InfluxSinkConfig,
+        site: &str,
+        token: &Token,
+        store_path: PathBuf,
+        store: StoreHandle,
+        clock: Clock,
+        seed: u64,
+    ) -> Result<Forwarder, ClientError> {
+        Ok(Forwarder {
+            name: config.store_name(),
+            encoder: Encoder::new(&config.measurement_prefix, site, config.precision),
+            client: WriteClient::new(config, token)?,
+            reader: StoreReader::new(store_path),
+            store,
+            batch_size: config.batch_size,
+            flush_interval: config.flush_interval.0,
+            backoff: Backoff::new(INITIAL_BACKOFF, config.max_backoff.0, seed),
+            backlog: BacklogMonitor::new(config.backlog_warning),
+            cursor: 0,
+            stats: Arc::new(ForwarderStats::default()),
+            clock,
+        })
+    }
+
+    pub fn stats(&self) -> Arc<ForwarderStats> {
+        self.stats.clone()
+    }
+
+    /// Forwards until `shutdown` turns true (or its sender is dropped). A request already
+    /// sent is finished and recorded first; waits (idle, backoff) end at once.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let Some(cursor) = self.start(&mut shutdown).await else {
+            return;
+        };
+        self.cursor = cursor;
+        tracing::info!(sink = %self.name, url = %self.client.url(), cursor, "influx forwarder started");
+        while !stop_requested(&shutdown) {
+            let batch = match self.reader.read_after(self.cursor, self.batch_size).await {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    tracing::error!(sink = %self.name, "cannot read the store, retrying in {delay:?}: {e}");
+                    if pause(delay, &mut shutdown).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            self.observe_backlog(batch.last_seq);
+            let Some(last) = batch.records.last().map(|s| s.seq) else {
+                if pause(self.flush_interval, &mut shutdown).await {
+                    break;
+                }
+                continue;
+            };
+            let full = batch.records.len() >= self.batch_size;
+            let Some(dead) = self.deliver_batch(&batch.records, &mut shutdown).await else {
+                break;
+            };
+            if !self.commit(last, dead, &mut shutdown).await {
+                break;
+            }
+            self.cursor = last;
+            self.stats.set_cursor(last);
+            self.observe_backlog(batch.last_seq);
+            if !full && pause(self.flush_interval, &mut shutdown).await {
+                break;
+            }
+        }
+        tracing::info!(sink = %self.name, cursor = self.cursor, "influx forwarder stopped");
+    }
+
+    /// Registers the sink (a new one starts at the oldest retained record) and reads its
+    /// cursor; `None` if asked to stop first.
+    async fn start(&mut self, shutdown: &mut watch::Receiver<bool>) -> Option<u64> {
+        loop {
+            let name = self.name.clone();
+            let registered = self
+                .store
+                .call(move |store| {
+                    store.register_sink(&name)?;
+                    store.cursor(&name)
+                })
+                .await;
+            match registered {
+                Ok(Ok(cursor)) => {
+                    self.stats.set_cursor(cursor);
+                    self.backoff.reset();
+                    return Some(cursor);
+                }
+                Err(StoreError::WriterClosed) => return None,
+                Ok(Err(e)) | Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    tracing::error!(sink = %self.name, "cannot register with the store, retrying in {delay:?}: {e}");
+                    if pause(delay, shutdown).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers or dead-letters every record of `records`; `None` if stopped first.
+    async fn deliver_batch(
+        &mut self,
+        records: &[Stored],
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<DeadLine>> {
+        let (encoded, unencodable) = self.encoder.encode_batch(records);
+        let mut dead: Vec<DeadLine> = unencodable
+            .into_iter()
+            .map(|(seq, error)| {
+                let record = records.iter().find(|s| s.seq == seq).map(|s| &s.record);
+                DeadLine {
+                    seq,
+                    reason: format!("cannot encode: {error}"),
+                    payload: format!("{record:?}").into_bytes(),
+                }
+            })
+            .collect();
+        dead.extend(self.deliver(&encoded, shutdown).await?);
+        dead.sort_by_key(|d| d.seq);
+        Some(dead)
+    }
+
+    /// Sends `batch`, halving any part the server rejects until each bad line stands alone.
+    /// Halves go out left first, so lines still arrive in seq order.
+    async fn deliver(
+        &mut self,
+        batch: &EncodedBatch,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Vec<DeadLine>> {
+        let mut rejected = Vec::new();
+        let mut pending: Vec<Range<usize>> = vec![0..batch.len()];
+        if batch.is_empty() {
+            pending.clear();
+        }
+        while let Some(range) = pending.pop() {
+            let text = batch.text(range.clone());
+            let payload = self.client.payload(text);
+            let (status, message) = match self.send(&payload, shutdown).await? {
+                Answer::Accepted => {
+                    self.stats.add_delivered(range.len() as u64);
+                    continue;
+                }
+                Answer::Refused { status, message } => (status, message),
+            };
+            if range.len() == 1 {
+                let seq = batch.seq(range.start);
+                tracing::warn!(sink = %self.name, seq, status, %message, "the server rejected a record; it goes to the dead-letter table");
+                rejected.push(DeadLine {
+                    seq,
+                    reason: format!("HTTP {status}: {message}"),
+                    payload: text.trim_end_matches('\n').as_bytes().to_vec(),
+                });
+            } else {
+                tracing::debug!(sink = %self.name, lines = range.len(), status, "splitting a rejected batch");
+                let middle = range.start + range.len() / 2;
+                pending.push(middle..range.end);
+                pending.push(range.start..middle);
+            }
+        }
+        if !rejected.is_empty() && rejected.len() == batch.len() && batch.len() > 1 {
+            tracing::error!(sink = %self.name, lines = batch.len(), "the server rejected every line of a batch; check org, bucket and precision, and the dead-letter table");
+        }
+        Some(rejected)
+    }
+
+    /// Sends `payload` until the server gives a final answer; `None` if stopped while
+    /// waiting to retry.
+    async fn send(
+        &mut self,
+        payload: &super::client::Payload,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<Answer> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            self.stats.add_request();
+            let answer = match self.client.write(payload).await {
+                WriteOutcome::Accepted => Answer::Accepted,
+                WriteOutcome::Rejected { status, message } => Answer::Refused { status, message },
+                WriteOutcome::TooLarge { message } => Answer::Refused {
+                    status: 413,
+                    message,
+                },
+                WriteOutcome::Retry {
+                    reason,
+                    retry_after,
+                } => {
+                    let delay = match retry_after {
+                        Some(at) => at.delay_from((self.clock)()).min(RETRY_AFTER_LIMIT),
+                        None => self.backoff.next_delay(),
+                    };
+                    self.stats.add_retry();
+                    // The backlog keeps growing while this body waits; keep the gauge and
+                    // the warning honest.
+                    if let Ok(last_seq) = self.reader.last_seq().await {
+                        self.observe_backlog(last_seq);
+                    }
+                    tracing::warn!(sink = %self.name, attempt, "write failed, retrying in {delay:?}: {reason}");
+                    if pause(delay, shutdown).await {
+                        return None;
+                    }
+                    continue;
+                }
+            };
+            if attempt > 1 {
+                tracing::info!(sink = %self.name, attempt, "the server answers again");
+            }
+            self.backoff.reset();
+            return Some(answer);
+        }
+    }
+
+    /// Records the dead letters and moves the cursor to `last`. Returns false if the store
+    /// is gone or a stop came while retrying.
+    async fn commit(
+        &mut self,
+        last: u64,
+        dead: Vec<DeadLine>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let dead = Arc::new(dead);
+        loop {
+            let (name, letters, now) = (self.name.clone(), dead.clone(), (self.clock)());
+            let recorded = self
+                .store
+                .call(move |store| {
+                    for letter in letters.iter() {
+                        let reason = format!("seq {}: {}", letter.seq, letter.reason);
+                        store.append_dead_letter(&name, &reason, &letter.payload, now)?;
+                    }
+                    store.set_cursor(&name, last)
+                })
+                .await;
+            match recorded {
+                Ok(Ok(())) => {
+                    self.stats.add_dead_letters(dead.len() as u64);
+                    return true;
+                }
+                Err(StoreError::WriterClosed) => {
+                    tracing::error!(sink = %self.name, "the store closed before the cursor could move to {last}; that batch will be sent again");
+                    return false;
+                }
+                Ok(Err(e)) | Err(e) => {
+                    let delay = self.backoff.next_delay();
+                    tracing::error!(sink = %self.name, "cannot record delivery up to seq {last}, retrying in {delay:?}: {e}");
+                    if pause(delay, shutdown).await {
+                        return false;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Updates the backlog gauge from the store's last seq.
+    fn observe_backlog(&mut self, last_seq: u64) {
+        let backlog = last_seq.saturating_sub(self.cursor);
+        self.stats.set_backlog(backlog);
+        match self.backlog.observe(backlog) {
+            Some(BacklogChange::Exceeded) => {
+                self.stats.add_backlog_warning();
+                tracing::warn!(sink = %self.name, backlog, "records waiting for delivery exceed backlog_warning; the server is down or too slow");
+            }
+            Some(BacklogChange::Recovered) => {
+                tracing::info!(sink = %self.name, backlog, "the delivery backlog is draining");
+            }
+            None => {}
+        }
+    }
+}
+
+fn stop_requested(shutdown: &watch::Receiver<bool>) -> bool {
+    *shutdown.borrow() || shutdown.has_changed().is_err()
+}
+
+/// Waits `delay`; true if a stop was requested meanwhile (or before).
+async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
+    if stop_requested(shutdown) {
+        return true;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(delay) => stop_requested(shutdown),
+        changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
+    }
+}

@@ -1,0 +1,250 @@
+//! `cemsd run` draining a large backlog into VictoriaMetrics is SIGKILLed at random moments
+//! 20 times and restarted each time; in the end the server holds exactly what the store
+//! holds: nothing lost, nothing extra (resent batches collapse under dedup).
+
+mod influx_support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use cemsd::model::{Quantity, Timestamp, Unit};
+use cemsd::store::{Record, RecordKind, Store, StoreOptions};
+use influx_support::{fill_store, Rng, Series, VictoriaMetrics, TEST_TOKEN};
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+const RECORDS: usize = 120_000;
+const KILLS: usize = 20;
+const SINK: &str = "influx:vm";
+const TOKEN_ENV: &str = "CEMSD_TEST_INFLUX_TOKEN";
+const CHANNELS: [(&str, Quantity); 4] = [
+    ("so2", Quantity::SO2),
+    ("nox", Quantity::NOx),
+    ("o2", Quantity::O2),
+    ("dust", Quantity::Dust),
+];
+
+fn value(i: usize) -> f64 {
+    (i % 4) as f64 * 1000.0 + (i / 4) as f64 * 0.5
+}
+
+fn ts(i: usize) -> i64 {
+    T0 + (i / 4) as i64 * 1000
+}
+
+fn records() -> Vec<Record> {
+    (0..RECORDS)
+        .map(|i| {
+            let (channel, quantity) = CHANNELS[i % 4];
+            Record {
+                quantity: Some(quantity),
+                unit: Some(Unit::MgPerM3),
+                raw: Some(value(i)),
+                ..Record::new(
+                    RecordKind::Reading,
+                    Timestamp::from_millis(ts(i)),
+                    "unit1".into(),
+                    "multi".into(),
+                    channel.into(),
+                )
+            }
+        })
+        .collect()
+}
+
+fn write_config(dir: &Path, vm_url: &str) -> PathBuf {
+    let text = format!(
+        r#"[site]
+id = "plant-1"
+
+[store]
+path = "data/cemsd.db"
+
+[[influx]]
+id = "vm"
+url = "{vm_url}"
+bucket = "cems"
+token_env = "{TOKEN_ENV}"
+batch_size = 2000
+flush_interval = "50ms"
+"#
+    );
+    let path = dir.join("site.toml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write config: {e}"));
+    path
+}
+
+/// A running `cemsd run`; dropping it kills the process, so a failed test leaves none behind.
+struct Daemon(Option<Child>);
+
+impl Daemon {
+    fn start(config: &Path) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_cemsd"))
+            .args(["run", "--config"])
+            .arg(config)
+            .env(TOKEN_ENV, TEST_TOKEN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start cemsd: {e}"));
+        Daemon(Some(child))
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM; returns the exit code.
+    fn terminate(&mut self) -> Option<i32> {
+        let mut child = self.0.take()?;
+        let sent = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM cemsd failed");
+        child.wait().ok().and_then(|s| s.code())
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The sink's cursor as the store has it (0 before the sink registered).
+fn cursor(store: &Store) -> u64 {
+    store.cursor(SINK).unwrap_or(0)
+}
+
+/// Polls until `done(cursor)`, for at most `limit`; returns the last cursor seen.
+fn wait_cursor(store: &Store, limit: Duration, done: impl Fn(u64) -> bool) -> u64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let c = cursor(store);
+        if done(c) || Instant::now() >= deadline {
+            return c;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let vm = VictoriaMetrics::start(dir.path(), true).await;
+    let db = dir.path().join("data/cemsd.db");
+    let last = fill_store(&db, &records());
+    assert_eq!(last, RECORDS as u64);
+    let config = write_config(dir.path(), &vm.url());
+    let store = Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        | 1;
+    let mut rng = Rng(seed);
+    let mut cursors = Vec::new();
+    for round in 0..KILLS {
+        let before = cursor(&store);
+        let mut daemon = Daemon::start(&config);
+        // Kill only once this run has delivered something, then after a random extra moment,
+        // so kills land at every stage: mid-request, between request and cursor update, idle.
+        let seen = wait_cursor(&store, Duration::from_secs(30), |c| c > before);
+        assert!(
+            seen > before || before == last,
+            "round {round} (seed {seed}): no progress from {before}"
+        );
+        std::thread::sleep(Duration::from_millis(rng.below(150)));
+        daemon.kill();
+        cursors.push(cursor(&store));
+    }
+    eprintln!("seed {seed}: cursor after each kill: {cursors:?}");
+    let mid_drain = cursors.iter().filter(|c| **c < last).count();
+    assert!(
+        mid_drain >= KILLS / 2,
+        "seed {seed}: only {mid_drain} kills landed during the drain: {cursors:?}"
+    );
+    assert!(
+        cursors.windows(2).all(|w| w[0] <= w[1]),
+        "the cursor never moves back: {cursors:?}"
+    );
+
+    let mut daemon = Daemon::start(&config);
+    let final_cursor = wait_cursor(&store, Duration::from_secs(120), |c| c == last);
+    let code = daemon.terminate();
+    assert_eq!(final_cursor, last, "seed {seed}: drain did not finish");
+    assert_eq!(code, Some(0), "cemsd must stop cleanly on SIGTERM");
+
+    let series = vm.export(r#"{__name__=~"cems_.*"}"#).await;
+    if let Some(difference) = first_difference(&expected(), &exported(&series)) {
+        panic!("seed {seed}: the export differs from the store: {difference}");
+    }
+    assert!(
+        store.dead_letters(1).is_ok_and(|d| d.is_empty()),
+        "no dead letters"
+    );
+}
+
+/// (metric, channel) → points.
+type Points = BTreeMap<(String, String), Vec<(i64, f64)>>;
+
+fn expected() -> Points {
+    let mut out = Points::new();
+    for i in 0..RECORDS {
+        let channel = CHANNELS[i % 4].0.to_string();
+        out.entry(("cems_reading_raw".into(), channel.clone()))
+            .or_default()
+            .push((ts(i), value(i)));
+        out.entry(("cems_reading_flag_code".into(), channel))
+            .or_default()
+            .push((ts(i), 0.0));
+    }
+    out
+}
+
+fn exported(series: &[Series]) -> Points {
+    series
+        .iter()
+        .map(|s| {
+            let channel = s.labels.get("channel").cloned().unwrap_or_default();
+            let pts = s
+                .timestamps
+                .iter()
+                .copied()
+                .zip(s.values.iter().copied())
+                .collect();
+            ((s.name.clone(), channel), pts)
+        })
+        .collect()
+}
+
+/// Where two point sets first differ, briefly (the full sets are 240 000 points).
+fn first_difference(want: &Points, got: &Points) -> Option<String> {
+    let want_keys: Vec<_> = want.keys().collect();
+    let got_keys: Vec<_> = got.keys().collect();
+    if want_keys != got_keys {
+        return Some(format!("series {got_keys:?}, expected {want_keys:?}"));
+    }
+    for (key, want_points) in want {
+        let got_points = &got[key];
+        if got_points.len() != want_points.len() {
+            return Some(format!(
+                "{key:?}: {} points, expected {}",
+                got_points.len(),
+                want_points.len()
+            ));
+        }
+        if let Some(i) = (0..want_points.len()).find(|&i| got_points[i] != want_points[i]) {
+            return Some(format!(
+                "{key:?} point {i}: {:?}, expected {:?}",
+                got_points[i], want_points[i]
+            ));
+        }
+    }
+    None
+}
