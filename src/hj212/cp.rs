@@ -262,12 +262,16 @@ fn parse_field(field: &[u8], position: usize) -> Result<(String, String), Decode
     let (key, value) = (&field[..eq], &field[eq + 1..]);
     let key = std::str::from_utf8(key)
         .ok()
-        .filter(|k| !k.is_empty() && k.bytes().all(|b| b.is_ascii_graphic()))
+        .filter(|k| {
+            !k.is_empty()
+                && k.bytes()
+                    .all(|b| b.is_ascii_graphic() && !RESERVED.contains(&b))
+        })
         .ok_or_else(|| {
             DecodeError::bad_field(
                 position,
                 String::from_utf8_lossy(key),
-                "key must be printable ASCII and not empty",
+                "key must be printable ASCII without `&` and not empty",
             )
         })?;
     let value_position = position + eq + 1;
@@ -526,6 +530,9 @@ mod tests {
         assert_eq!(err.position, 3);
         let err = parse_str("-Rtd=1").expect_err("empty code");
         assert_eq!(err.position, 0);
+        // The field starting at byte 4 has `&` in its key.
+        let err = parse_str("a=1;b&c=2").expect_err("reserved char in key");
+        assert_eq!(err.position, 4);
     }
 
     #[test]
