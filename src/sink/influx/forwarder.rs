@@ -216,9 +216,9 @@ impl Forwarder {
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Vec<DeadLine>> {
         let mut rejected = Vec::new();
-        let mut pending: Vec<Range<usize>> = vec![0..batch.len()];
-        if batch.is_empty() {
-            pending.clear();
+        let mut pending: Vec<Range<usize>> = Vec::new();
+        if !batch.is_empty() {
+            pending.push(0..batch.len());
         }
         while let Some(range) = pending.pop() {
             let text = batch.text(range.clone());
