@@ -4,6 +4,7 @@
 //! aggregation turn them into readings a bureau accepts; the store keeps everything durable
 //! until every sink has taken it.
 
+pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod config;
