@@ -266,3 +266,208 @@ impl<S: ByteStream> Link for RtuLink<S> {
         self.broken
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collect::modbus::frame::crc16;
+    use crate::collect::modbus::plan::BlockTable;
+    use tokio::io::{duplex, AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    const TIMEOUT: Duration = Duration::from_millis(200);
+
+    fn holding(start: u16, count: u16) -> ReadBlock {
+        ReadBlock {
+            table: BlockTable::Holding,
+            start,
+            count,
+        }
+    }
+
+    fn reply(unit: u8, words: &[u16]) -> Vec<u8> {
+        let mut frame = vec![unit, 3, (words.len() * 2) as u8];
+        for w in words {
+            frame.extend_from_slice(&w.to_be_bytes());
+        }
+        let crc = crc16(&frame);
+        frame.extend_from_slice(&crc.to_le_bytes());
+        frame
+    }
+
+    /// 9600 baud, 11-bit characters: 1.146 ms per character, 3.5 characters = 4.01 ms.
+    fn timing() -> RtuTiming {
+        let char_time = Duration::from_micros(1_146);
+        RtuTiming {
+            char_time,
+            inter_frame: char_time.mul_f64(3.5),
+            turnaround: Duration::ZERO,
+        }
+    }
+
+    async fn request_from(device: &mut DuplexStream) -> Vec<u8> {
+        let mut request = [0u8; 8];
+        device
+            .read_exact(&mut request)
+            .await
+            .unwrap_or_else(|e| panic!("device read: {e}"));
+        request.to_vec()
+    }
+
+    async fn send(device: &mut DuplexStream, bytes: &[u8]) {
+        device
+            .write_all(bytes)
+            .await
+            .unwrap_or_else(|e| panic!("device write: {e}"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_is_read_and_the_request_is_on_the_wire() {
+        let (master, mut device) = duplex(1024);
+        let mut link = RtuLink::new(master, timing());
+        let device_task = tokio::spawn(async move {
+            let request = request_from(&mut device).await;
+            send(&mut device, &reply(1, &[0x1CD5, 0x3F8E])).await;
+            (request, device)
+        });
+        let mut events = Vec::new();
+        let data = link.read(1, &holding(0, 2), TIMEOUT, &mut events).await;
+        assert_eq!(data, Ok(BlockData::Registers(vec![0x1CD5, 0x3F8E])));
+        let (request, _device) = device_task.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(request, [1, 3, 0, 0, 0, 2, 0xC4, 0x0B]);
+        assert_eq!(events, [CommEvent::Request, CommEvent::Reply]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stale_input_is_discarded_before_the_request() {
+        let (master, mut device) = duplex(1024);
+        let mut link = RtuLink::new(master, timing());
+        // a late reply that arrived while nobody was listening
+        send(&mut device, &reply(2, &[7])).await;
+        let device_task = tokio::spawn(async move {
+            request_from(&mut device).await;
+            send(&mut device, &reply(1, &[42])).await;
+            device
+        });
+        let mut events = Vec::new();
+        let data = link.read(1, &holding(0, 1), TIMEOUT, &mut events).await;
+        assert_eq!(data, Ok(BlockData::Registers(vec![42])));
+        // 1 + 1 + 1 + 2 + 2 = 7 stale bytes
+        assert_eq!(
+            events,
+            [CommEvent::Stale(7), CommEvent::Request, CommEvent::Reply]
+        );
+        drop(device_task);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reply_arriving_after_the_next_request_is_skipped() {
+        let (master, mut device) = duplex(1024);
+        let mut link = RtuLink::new(master, timing());
+        let device_task = tokio::spawn(async move {
+            // unit 2's answer to an earlier request turns up just now, then unit 3's own
+            request_from(&mut device).await;
+            let both = [reply(2, &[2, 2]), reply(3, &[3, 3])].concat();
+            send(&mut device, &both).await;
+            device
+        });
+        let mut events = Vec::new();
+        let data = link.read(3, &holding(0, 2), TIMEOUT, &mut events).await;
+        assert_eq!(data, Ok(BlockData::Registers(vec![3, 3])));
+        assert_eq!(
+            events,
+            [CommEvent::Request, CommEvent::Foreign(1), CommEvent::Reply]
+        );
+        drop(device_task);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_corrupted_crc_fails_the_read_and_the_next_one_works() {
+        let (master, mut device) = duplex(1024);
+        let mut link = RtuLink::new(master, timing());
+        let device_task = tokio::spawn(async move {
+            request_from(&mut device).await;
+            let mut bad = reply(1, &[9]);
+            bad[5] ^= 0xFF;
+            send(&mut device, &bad).await;
+            request_from(&mut device).await;
+            send(&mut device, &reply(1, &[10])).await;
+            device
+        });
+        let mut events = Vec::new();
+        let first = link.read(1, &holding(0, 1), TIMEOUT, &mut events).await;
+        assert_eq!(first, Err(TransactionError::BadCrc));
+        let second = link.read(1, &holding(0, 1), TIMEOUT, &mut events).await;
+        assert_eq!(second, Ok(BlockData::Registers(vec![10])));
+        assert_eq!(
+            events,
+            [
+                CommEvent::Request,
+                CommEvent::BadCrc,
+                CommEvent::Request,
+                CommEvent::Reply
+            ]
+        );
+        assert!(!link.is_broken());
+        drop(device_task);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_times_out_after_the_timeout_plus_wire_time() {
+        let (master, _device) = duplex(1024);
+        let mut link = RtuLink::new(master, timing());
+        let started = Instant::now();
+        let mut events = Vec::new();
+        let outcome = link.read(1, &holding(0, 2), TIMEOUT, &mut events).await;
+        assert_eq!(outcome, Err(TransactionError::Timeout));
+        // 4.01 ms inter-frame wait, 8-byte request (9.17 ms), 200 ms, 9-byte reply (10.31 ms)
+        // = 223.49 ms; the timer wheel rounds each of the two waits up to a whole millisecond
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_micros(223_490) && waited <= Duration::from_millis(226),
+            "{waited:?}"
+        );
+        assert_eq!(events, [CommEvent::Request, CommEvent::Timeout]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_truncated_reply_is_garbled_not_silent() {
+        let (master, mut device) = duplex(1024);
+        let mut link = RtuLink::new(master, timing());
+        let device_task = tokio::spawn(async move {
+            request_from(&mut device).await;
+            send(&mut device, &reply(1, &[1, 2])[..5]).await;
+            device
+        });
+        let mut events = Vec::new();
+        let outcome = link.read(1, &holding(0, 2), TIMEOUT, &mut events).await;
+        assert_eq!(outcome, Err(TransactionError::Garbled));
+        assert_eq!(
+            events,
+            [CommEvent::Request, CommEvent::Noise(5), CommEvent::Garbled]
+        );
+        drop(device_task);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_keep_the_inter_frame_silence_after_a_reply() {
+        let (master, mut device) = duplex(1024);
+        let mut link = RtuLink::new(master, timing());
+        let device_task = tokio::spawn(async move {
+            let mut gaps = Vec::new();
+            for _ in 0..2 {
+                request_from(&mut device).await;
+                send(&mut device, &reply(1, &[1])).await;
+                gaps.push(Instant::now());
+            }
+            gaps
+        });
+        let mut events = Vec::new();
+        for _ in 0..2 {
+            let outcome = link.read(1, &holding(0, 1), TIMEOUT, &mut events).await;
+            assert!(outcome.is_ok(), "{outcome:?}");
+        }
+        let replies = device_task.await.unwrap_or_else(|e| panic!("{e}"));
+        // the second reply went out no sooner than 3.5 characters after the first
+        assert!(replies[1] - replies[0] >= timing().inter_frame);
+    }
+}
