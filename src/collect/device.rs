@@ -36,8 +36,11 @@ pub struct DevicePoller {
 pub struct PollOutcome {
     /// One sample per wanted channel: the value read, or NaN flagged B.
     pub samples: Vec<Sample>,
-    /// At least one read got data; a device that answers nothing is backed off.
+    /// At least one read got data.
     pub succeeded: bool,
+    /// The device answered something, if only an exception or a damaged frame: it is alive
+    /// and is not backed off (backoff is for devices that cost a timeout on every poll).
+    pub answered: bool,
     /// The first error, for the live view and the log.
     pub error: Option<TransactionError>,
 }
@@ -102,6 +105,7 @@ impl DevicePoller {
         let mut results = Vec::with_capacity(self.plan.blocks.len());
         let mut read_at = Vec::with_capacity(self.plan.blocks.len());
         let mut first_error = None;
+        let mut answered = false;
         for block in &self.plan.blocks {
             let mut outcome = link.read(self.unit_id, block, self.timeout, events).await;
             if outcome.as_ref().is_err_and(|e| e.is_line_noise()) && !link.is_broken() {
@@ -109,10 +113,12 @@ impl DevicePoller {
             }
             match outcome {
                 Ok(data) => {
+                    answered = true;
                     results.push(data);
                     read_at.push(now());
                 }
                 Err(error) => {
+                    answered |= error.device_answered();
                     let give_up = !error.device_answered() || link.is_broken();
                     first_error.get_or_insert(error);
                     results.push(BlockData::Missing);
@@ -149,6 +155,7 @@ impl DevicePoller {
         PollOutcome {
             samples,
             succeeded,
+            answered,
             error: first_error,
         }
     }

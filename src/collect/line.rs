@@ -141,7 +141,7 @@ impl<C: Connector> Line<C> {
         let outcome = device
             .poll(open, due.boundary, wall_clock, &mut events)
             .await;
-        schedule.record(due.device, due.boundary, outcome.succeeded);
+        schedule.record(due.device, due.boundary, outcome.answered);
         if !outcome.succeeded {
             events.push(CommEvent::PollFailed);
         }

@@ -138,12 +138,12 @@ impl LineSchedule {
         holes
     }
 
-    /// Records how the poll of `device` at `boundary` went.
-    pub fn record(&mut self, device: usize, boundary: Timestamp, succeeded: bool) {
+    /// Records whether `device` answered its poll at `boundary`.
+    pub fn record(&mut self, device: usize, boundary: Timestamp, answered: bool) {
         let Some(slot) = self.devices.get_mut(device) else {
             return;
         };
-        if succeeded {
+        if answered {
             slot.failures = 0;
             slot.retry_at = None;
         } else {

@@ -423,3 +423,43 @@ pub async fn run_collectors(dir: &Path, config: &str, duration: Duration) -> Run
 pub fn wire_value(value: f64) -> f64 {
     f64::from(value as f32)
 }
+
+/// Serves `bus` on `listener`: Modbus TCP, or with `rtu_framing` RTU frames over TCP as a
+/// serial device server passes them on. Aborting the task closes the listener and every
+/// connection.
+pub fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    bus: SimBus,
+    rtu_framing: bool,
+) -> JoinHandle<()> {
+    let bus = Arc::new(bus);
+    tokio::spawn(async move {
+        let new_service = move |_peer| Ok(Some(Arc::clone(&bus)));
+        let on_error = |_err: std::io::Error| {};
+        if rtu_framing {
+            use tokio_modbus::server::rtu_over_tcp::{accept_tcp_connection, Server};
+            let on_connected =
+                |stream, peer| ready(accept_tcp_connection(stream, peer, &new_service));
+            let _ = Server::new(listener).serve(&on_connected, on_error).await;
+        } else {
+            use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
+            let on_connected =
+                |stream, peer| ready(accept_tcp_connection(stream, peer, &new_service));
+            let _ = Server::new(listener).serve(&on_connected, on_error).await;
+        }
+    })
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+pub async fn listen(port: u16) -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"))
+}
