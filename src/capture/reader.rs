@@ -230,9 +230,7 @@ mod tests {
     /// then per record ts_sec, ts_usec, incl_len, orig_len and the bytes.
     fn classic_pcap(link: u32, records: &[(u32, u32, &[u8])]) -> Vec<u8> {
         let mut out = Vec::new();
-        for word in [0xA1B2_C3D4u32] {
-            out.extend_from_slice(&word.to_le_bytes());
-        }
+        out.extend_from_slice(&0xA1B2_C3D4u32.to_le_bytes());
         out.extend_from_slice(&2u16.to_le_bytes());
         out.extend_from_slice(&4u16.to_le_bytes());
         for word in [0u32, 0, 65_535, link] {

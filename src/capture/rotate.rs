@@ -5,7 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -140,10 +140,7 @@ impl DailyCapture {
             while let Some(frame) = next {
                 let written = self.write(&frame);
                 failing = report(&self.bus, written, failing);
-                next = match frames.try_recv() {
-                    Ok(frame) => Some(frame),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => None,
-                };
+                next = frames.try_recv().ok();
             }
             // flushed whenever the queue runs dry, so a file is complete up to the last poll
             let flushed = self.flush();

@@ -241,6 +241,22 @@ impl Line {
     }
 }
 
+/// Holds a frame for its wire time to the microsecond: the timer wheel's 1 ms ticks would
+/// lengthen every emulated frame, so the last stretch is waited out by yielding.
+async fn wire_sleep(wire_time: Duration) {
+    if wire_time.is_zero() {
+        return;
+    }
+    let until = tokio::time::Instant::now() + wire_time;
+    let coarse = wire_time.saturating_sub(Duration::from_millis(2));
+    if !coarse.is_zero() {
+        tokio::time::sleep(coarse).await;
+    }
+    while tokio::time::Instant::now() < until {
+        tokio::task::yield_now().await;
+    }
+}
+
 async fn requests(
     mut from_bus: ReadHalf<SerialStream>,
     mut to_device: WriteHalf<SerialStream>,
@@ -267,7 +283,7 @@ async fn requests(
                 continue;
             }
             // the request's wire time, then the 3.5 characters a device waits for its end
-            tokio::time::sleep(char_time.mul_f64(frame.len() as f64 + 3.5)).await;
+            wire_sleep(char_time.mul_f64(frame.len() as f64 + 3.5)).await;
             if to_device.write_all(&frame).await.is_err() {
                 return;
             }
@@ -311,7 +327,7 @@ async fn replies(
                 None => {}
             }
             sent.extend(frame);
-            tokio::time::sleep(char_time.mul_f64(sent.len() as f64)).await;
+            wire_sleep(char_time.mul_f64(sent.len() as f64)).await;
             if to_bus.write_all(&sent).await.is_err() {
                 return;
             }
