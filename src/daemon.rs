@@ -107,6 +107,8 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     if drained.is_err() {
         tracing::warn!("collectors did not stop within {DRAIN_LIMIT:?}; committing what arrived");
     }
+    // stragglers are cut off, so their capture sinks close as well
+    collectors.shutdown().await;
     simulators.abort_all();
     // capture threads end once their bus owners are gone, after flushing their files
     for capture in started.captures {
