@@ -84,6 +84,13 @@ impl UtcOffset {
     pub fn millis(self) -> i64 {
         i64::from(self.seconds) * 1000
     }
+
+    /// The same offset for chrono's calendar arithmetic (file rotation at local midnight).
+    pub fn to_chrono(self) -> chrono::FixedOffset {
+        // from_seconds keeps |seconds| < 24 h, the range FixedOffset accepts
+        use chrono::Offset;
+        chrono::FixedOffset::east_opt(self.seconds).unwrap_or_else(|| chrono::Utc.fix())
+    }
 }
 
 impl fmt::Display for UtcOffset {

@@ -10,9 +10,10 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::aggregate::UtcOffset;
+use crate::collect::modbus::plan::{PlanOptions, MAX_REGISTERS_PER_READ};
 use crate::diagnostic::{Seg, SourceError, SourceText};
 use crate::model::Quantity;
-use crate::profile::{ProfileDirError, ProfileSet};
+use crate::profile::{Profile, ProfileDirError, ProfileSet};
 use crate::stack::{FlowSource, StackParams};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -21,6 +22,9 @@ pub struct SiteConfig {
     pub site: Site,
     #[serde(rename = "stack", default)]
     pub stacks: Vec<StackParams>,
+    /// Serial RS-485 buses, each owned by one task; `transport = "rtu"` devices name theirs.
+    #[serde(rename = "bus", default)]
+    pub buses: Vec<BusConfig>,
     #[serde(rename = "device", default)]
     pub devices: Vec<DeviceConfig>,
     #[serde(default)]
@@ -57,10 +61,103 @@ pub enum Position {
     Outlet,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Transport {
+    /// Modbus TCP (MBAP header) to `address`.
     Tcp,
+    /// Modbus RTU on the serial `bus`.
+    Rtu,
+    /// Modbus RTU frames over a TCP socket to `address`: a serial device server or DTU.
+    RtuOverTcp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Rtu => "rtu",
+            Transport::RtuOverTcp => "rtu-over-tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    /// Most analysers ship set to 8N1, so that is the default, although the Modbus serial
+    /// line spec names even parity as its default.
+    #[default]
+    None,
+    Even,
+    Odd,
+}
+
+/// One serial RS-485 (or RS-232) port and the timing of the Modbus RTU line on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    pub id: String,
+    /// Device path, e.g. "/dev/ttyUSB0" or "/dev/serial/by-id/…".
+    pub port: String,
+    #[serde(default = "baud_9600")]
+    pub baud: u32,
+    #[serde(default = "eight")]
+    pub data_bits: u8,
+    #[serde(default)]
+    pub parity: Parity,
+    #[serde(default = "one")]
+    pub stop_bits: u8,
+    /// How long a device may take to start answering; the wire time of the request and the
+    /// reply at this baud rate is added on top. Devices may override it with `timeout`.
+    #[serde(default = "half_a_second")]
+    pub response_timeout: Interval,
+    /// Silence before each request; default 3.5 character times, 1.75 ms above 19200 baud.
+    pub inter_frame_delay: Option<Interval>,
+    /// Extra pause after each reply before the next request, for slow devices.
+    pub turnaround_delay: Option<Interval>,
+    /// Write every frame on this bus to a daily pcapng file in `capture_dir`.
+    #[serde(default)]
+    pub capture: bool,
+    /// Where capture files go, relative to the config file; default "capture".
+    pub capture_dir: Option<PathBuf>,
+}
+
+impl BusConfig {
+    /// Bits one character takes on the wire: start, data, parity, stop.
+    pub fn bits_per_char(&self) -> u32 {
+        let parity = u32::from(self.parity != Parity::None);
+        1 + u32::from(self.data_bits) + parity + u32::from(self.stop_bits)
+    }
+
+    /// Time one character takes at the configured baud rate.
+    pub fn char_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.bits_per_char()) / f64::from(self.baud.max(1)))
+    }
+
+    /// The Modbus serial line spec (V1.02 §2.5.1.1): frames are separated by 3.5 character
+    /// times of silence, fixed at 1.75 ms above 19200 baud.
+    pub fn inter_frame(&self) -> Duration {
+        match self.inter_frame_delay {
+            Some(delay) => delay.0,
+            None if self.baud > 19_200 => Duration::from_micros(1_750),
+            None => self.char_time().mul_f64(3.5),
+        }
+    }
+
+    pub fn turnaround(&self) -> Duration {
+        self.turnaround_delay.map_or(Duration::ZERO, |d| d.0)
+    }
+
+    /// The directory capture files are written to.
+    pub fn capture_dir(&self, config_path: &Path) -> PathBuf {
+        relative_to(
+            config_path,
+            self.capture_dir
+                .as_deref()
+                .unwrap_or_else(|| Path::new("capture")),
+        )
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,15 +167,30 @@ pub struct DeviceConfig {
     pub profile: String,
     pub stack: String,
     pub transport: Transport,
-    /// host:port of a Modbus TCP device.
-    pub address: String,
+    /// host:port of a Modbus TCP device or of the serial device server in front of an RTU one.
+    pub address: Option<String>,
+    /// The `[[bus]]` an RTU device hangs on.
+    pub bus: Option<String>,
     #[serde(default = "unit_id_one")]
     pub unit_id: u8,
     #[serde(default = "ten_seconds")]
     pub poll_interval: Interval,
-    /// How long one request may take before the device counts as silent.
-    #[serde(default = "one_second")]
-    pub timeout: Interval,
+    /// How long one request may take before the device counts as silent; default 1 s, or the
+    /// bus's `response_timeout` for RTU devices.
+    pub timeout: Option<Interval>,
+    /// Sockets cemsd may hold open to this device's endpoint at once (TCP transports); the
+    /// devices behind one endpoint are spread over them. Default 1.
+    pub max_connections: Option<u16>,
+    /// Close the socket after every poll, for devices that accept a single client and must
+    /// leave it to other masters in between.
+    pub close_after_poll: Option<bool>,
+    /// For devices that answer only single-value reads.
+    #[serde(default)]
+    pub one_value_per_request: bool,
+    /// Largest read this device gets, at most 125 (and the profile's own limit).
+    pub max_registers: Option<u16>,
+    /// Unused registers a read may span to join two values into one request.
+    pub max_hole: Option<u16>,
     #[serde(default)]
     pub position: Position,
     /// Only these channels of the profile; all when absent.
@@ -142,12 +254,51 @@ fn unit_id_one() -> u8 {
     1
 }
 
+fn baud_9600() -> u32 {
+    9600
+}
+
+fn eight() -> u8 {
+    8
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn half_a_second() -> Interval {
+    Interval(Duration::from_millis(500))
+}
+
 fn ten_seconds() -> Interval {
     Interval(Duration::from_secs(10))
 }
 
-fn one_second() -> Interval {
-    Interval(Duration::from_secs(1))
+/// Reply timeout of network devices that do not set one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl DeviceConfig {
+    /// The request timeout in force: the device's own, else its bus's, else 1 s.
+    pub fn effective_timeout(&self, buses: &[BusConfig]) -> Duration {
+        match (self.timeout, self.transport, &self.bus) {
+            (Some(timeout), _, _) => timeout.0,
+            (None, Transport::Rtu, Some(bus)) => buses
+                .iter()
+                .find(|b| &b.id == bus)
+                .map_or(DEFAULT_TIMEOUT, |b| b.response_timeout.0),
+            _ => DEFAULT_TIMEOUT,
+        }
+    }
+
+    /// Read planning limits for this device on top of its profile's.
+    pub fn plan_options(&self, profile: &Profile) -> PlanOptions {
+        let defaults = PlanOptions::for_profile(profile);
+        PlanOptions {
+            max_registers: self.max_registers.unwrap_or(defaults.max_registers),
+            max_hole: self.max_hole.unwrap_or(defaults.max_hole),
+            one_value_per_request: self.one_value_per_request || defaults.one_value_per_request,
+        }
+    }
 }
 
 fn default_store_path() -> PathBuf {
@@ -257,6 +408,7 @@ fn validate(
             ));
         }
     }
+    validate_buses(src, &config.buses)?;
     let mut device_ids = HashSet::new();
     for (i, device) in config.devices.iter().enumerate() {
         let at = |key| [Seg::Key("device"), Seg::Index(i), Seg::Key(key)];
@@ -291,13 +443,7 @@ fn validate(
                 )),
             ));
         };
-        if device.address.parse::<SocketAddr>().is_err() && !looks_like_host_port(&device.address) {
-            return Err(src.error_at_path(
-                &at("address"),
-                format!("{:?} is not a host:port address", device.address),
-                Some("write e.g. \"192.168.1.20:502\"".into()),
-            ));
-        }
+        validate_transport(src, config, i, device)?;
         if device.poll_interval.0 < Duration::from_millis(100) {
             return Err(src.error_at_path(
                 &at("poll_interval"),
@@ -305,7 +451,8 @@ fn validate(
                 Some("analysers update about once a second; use e.g. \"1s\" or \"10s\"".into()),
             ));
         }
-        if device.timeout.0.is_zero() || device.timeout.0 >= device.poll_interval.0 {
+        let timeout = device.effective_timeout(&config.buses);
+        if timeout.is_zero() || timeout >= device.poll_interval.0 {
             return Err(src.error_at_path(
                 &at("timeout"),
                 "the timeout must be above zero and shorter than the poll interval",
@@ -385,6 +532,7 @@ fn validate(
             ));
         }
     }
+    validate_endpoints(src, config)?;
     let mut listens = HashSet::new();
     for (i, sim) in config.simulators.iter().enumerate() {
         let at = |key| [Seg::Key("simulate"), Seg::Index(i), Seg::Key(key)];
@@ -411,6 +559,253 @@ fn validate(
                 "a retention under one hour would delete data before it can be aggregated",
                 Some("use e.g. \"90d\"; rows are kept until every sink has them anyway".into()),
             ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_buses(src: &SourceText, buses: &[BusConfig]) -> Result<(), SourceError> {
+    let mut ids = HashSet::new();
+    let mut ports: Vec<(&str, Option<PathBuf>)> = Vec::new();
+    for (i, bus) in buses.iter().enumerate() {
+        let at = |key| [Seg::Key("bus"), Seg::Index(i), Seg::Key(key)];
+        if !ids.insert(bus.id.as_str()) {
+            return Err(src.error_at_path(
+                &at("id"),
+                format!("bus id {:?} is used twice", bus.id),
+                Some("give every [[bus]] its own id".into()),
+            ));
+        }
+        // the same device may be written two ways (a by-id link and /dev/ttyUSB0)
+        let resolved = std::fs::canonicalize(&bus.port).ok();
+        if let Some((other, _)) = ports
+            .iter()
+            .find(|(port, real)| *port == bus.port || (resolved.is_some() && *real == resolved))
+        {
+            return Err(src.error_at_path(
+                &at("port"),
+                format!(
+                    "port {:?} is already used by another bus ({other:?})",
+                    bus.port
+                ),
+                Some(
+                    "one serial port is one bus: put every device on it under the same [[bus]] \
+                     and give them different unit_id values"
+                        .into(),
+                ),
+            ));
+        }
+        ports.push((&bus.port, resolved));
+        if !(50..=4_000_000).contains(&bus.baud) {
+            return Err(src.error_at_path(
+                &at("baud"),
+                format!("baud rate {} is out of range", bus.baud),
+                Some("use the analyser's setting, e.g. 9600, 19200 or 38400".into()),
+            ));
+        }
+        if bus.data_bits != 8 {
+            return Err(src.error_at_path(
+                &at("data_bits"),
+                format!("{} data bits cannot carry Modbus RTU", bus.data_bits),
+                Some("RTU frames are 8-bit bytes: data_bits = 8 (or remove the key)".into()),
+            ));
+        }
+        if !(1..=2).contains(&bus.stop_bits) {
+            return Err(src.error_at_path(
+                &at("stop_bits"),
+                format!("{} stop bits is not a serial setting", bus.stop_bits),
+                Some("use 1 or 2".into()),
+            ));
+        }
+        if bus.response_timeout.0.is_zero() {
+            return Err(src.error_at_path(
+                &at("response_timeout"),
+                "a response timeout of zero would fail every request",
+                Some("analysers answer within 50–500 ms; use e.g. \"500ms\"".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The keys a device needs and must not have for its transport.
+fn validate_transport(
+    src: &SourceText,
+    config: &SiteConfig,
+    i: usize,
+    device: &DeviceConfig,
+) -> Result<(), SourceError> {
+    let at = |key| [Seg::Key("device"), Seg::Index(i), Seg::Key(key)];
+    let transport = device.transport.name();
+    match device.transport {
+        Transport::Rtu => {
+            if device.address.is_some() {
+                return Err(src.error_at_path(
+                    &at("address"),
+                    "an rtu device is reached through its bus, not an address",
+                    Some("remove address and set bus = \"<id of a [[bus]]>\"; for a serial device server use transport = \"rtu-over-tcp\"".into()),
+                ));
+            }
+            let Some(bus) = &device.bus else {
+                return Err(src.error_at_path(
+                    &at("bus"),
+                    format!(
+                        "device {:?} uses transport \"rtu\" but names no bus",
+                        device.id
+                    ),
+                    Some(format!(
+                        "add bus = \"…\" with {}",
+                        one_of(config.buses.iter().map(|b| b.id.as_str()))
+                    )),
+                ));
+            };
+            if !config.buses.iter().any(|b| &b.id == bus) {
+                return Err(src.error_at_path(
+                    &at("bus"),
+                    format!(
+                        "device {:?} is on bus {bus:?}, which is not defined",
+                        device.id
+                    ),
+                    Some(format!(
+                        "use {}, or add a [[bus]] with id = {bus:?}",
+                        one_of(config.buses.iter().map(|b| b.id.as_str()))
+                    )),
+                ));
+            }
+            if !(1..=247).contains(&device.unit_id) {
+                return Err(src.error_at_path(
+                    &at("unit_id"),
+                    format!("unit id {} cannot be polled on a serial bus", device.unit_id),
+                    Some("serial devices have addresses 1 to 247 (0 is broadcast, which gets no reply)".into()),
+                ));
+            }
+            for key in ["max_connections", "close_after_poll"] {
+                let set = match key {
+                    "max_connections" => device.max_connections.is_some(),
+                    _ => device.close_after_poll.is_some(),
+                };
+                if set {
+                    return Err(src.error_at_path(
+                        &at(key),
+                        format!("{key} applies to network connections, not to a serial bus"),
+                        Some(
+                            "remove it; a bus has one owner that polls its devices in turn".into(),
+                        ),
+                    ));
+                }
+            }
+        }
+        Transport::Tcp | Transport::RtuOverTcp => {
+            if device.bus.is_some() {
+                return Err(src.error_at_path(
+                    &at("bus"),
+                    format!("a {transport} device is reached at its address, not on a bus"),
+                    Some(
+                        "remove bus, or use transport = \"rtu\" for a device wired to a [[bus]]"
+                            .into(),
+                    ),
+                ));
+            }
+            let Some(address) = &device.address else {
+                return Err(src.error_at_path(
+                    &at("address"),
+                    format!(
+                        "device {:?} uses transport \"{transport}\" but has no address",
+                        device.id
+                    ),
+                    Some("add address = \"host:port\", e.g. \"192.168.1.20:502\"".into()),
+                ));
+            };
+            if address.parse::<SocketAddr>().is_err() && !looks_like_host_port(address) {
+                return Err(src.error_at_path(
+                    &at("address"),
+                    format!("{address:?} is not a host:port address"),
+                    Some("write e.g. \"192.168.1.20:502\"".into()),
+                ));
+            }
+            if device.max_connections == Some(0) {
+                return Err(src.error_at_path(
+                    &at("max_connections"),
+                    "at least one connection is needed to poll the device",
+                    Some("use 1 for devices that accept a single client".into()),
+                ));
+            }
+        }
+    }
+    if let Some(max) = device.max_registers {
+        if !(1..=MAX_REGISTERS_PER_READ).contains(&max) {
+            return Err(src.error_at_path(
+                &at("max_registers"),
+                format!("max_registers = {max} is outside 1..=125"),
+                Some("Modbus reads at most 125 registers at a time".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Devices that share a line must agree on it: one unit id per device on a bus, one transport
+/// and one set of connection options per network endpoint.
+fn validate_endpoints(src: &SourceText, config: &SiteConfig) -> Result<(), SourceError> {
+    for (i, device) in config.devices.iter().enumerate() {
+        let at = |key| [Seg::Key("device"), Seg::Index(i), Seg::Key(key)];
+        for other in &config.devices[..i] {
+            match (&device.bus, &other.bus) {
+                (Some(bus), Some(other_bus))
+                    if bus == other_bus && device.unit_id == other.unit_id =>
+                {
+                    return Err(src.error_at_path(
+                        &at("unit_id"),
+                        format!(
+                            "unit id {} is already used on bus {bus:?} by device {:?}",
+                            device.unit_id, other.id
+                        ),
+                        Some("every device on one bus needs its own unit_id; set the analyser's Modbus address to a free one".into()),
+                    ));
+                }
+                _ => {}
+            }
+            let (Some(address), Some(other_address)) = (&device.address, &other.address) else {
+                continue;
+            };
+            if address != other_address {
+                continue;
+            }
+            if device.transport != other.transport {
+                return Err(src.error_at_path(
+                    &at("transport"),
+                    format!(
+                        "{address} is reached with {} by device {:?}; one endpoint speaks one protocol",
+                        other.transport.name(),
+                        other.id
+                    ),
+                    Some(format!("use transport = \"{}\"", other.transport.name())),
+                ));
+            }
+            let conflicts = [
+                (
+                    "max_connections",
+                    device.max_connections.is_some()
+                        && other.max_connections.is_some()
+                        && device.max_connections != other.max_connections,
+                ),
+                (
+                    "close_after_poll",
+                    device.close_after_poll.is_some()
+                        && other.close_after_poll.is_some()
+                        && device.close_after_poll != other.close_after_poll,
+                ),
+            ];
+            if let Some((key, _)) = conflicts.into_iter().find(|(_, differ)| *differ) {
+                return Err(src.error_at_path(
+                    &at(key),
+                    format!(
+                        "device {:?} at the same address {address} sets {key} differently",
+                        other.id
+                    ),
+                    Some("connection options belong to the endpoint: give every device behind it the same value, or set it on one only".into()),
+                ));
+            }
         }
     }
     Ok(())

@@ -10,10 +10,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::Failure;
-use crate::collect::tcp::TcpCollector;
 use chrono::Utc;
 
 use crate::aggregate::{period_start, Period};
+use crate::collect::start::start as start_collectors;
 use crate::config::{self, Loaded, SiteConfig};
 use crate::live::Live;
 use crate::model::{Reading, Sample, Timestamp};
@@ -89,21 +89,23 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     )
     .map_err(|e| Failure::runtime(e.to_string()))?;
     let (samples_tx, samples_rx) = mpsc::channel::<Vec<Sample>>(1024);
-    let mut collectors = JoinSet::new();
-    let mut stack_of_device = HashMap::new();
-    for device in &config.devices {
-        let Some(profile) = profiles.get(&device.profile) else {
-            continue; // validated in config::parse
-        };
-        stack_of_device.insert(
-            Arc::<str>::from(device.id.as_str()),
-            Arc::<str>::from(device.stack.as_str()),
-        );
-        let collector = TcpCollector::new(device, profile);
-        collectors.spawn(collector.run(samples_tx.clone(), shutdown_rx.clone(), live.clone()));
-    }
+    let started = start_collectors(
+        &config_path,
+        &config,
+        &profiles,
+        config.site.utc_offset.to_chrono(),
+        &samples_tx,
+        &shutdown_rx,
+        &live,
+    )
+    .map_err(Failure::runtime)?;
+    let mut collectors = started.tasks;
     drop(samples_tx);
-    tracing::info!(devices = config.devices.len(), "collectors started");
+    tracing::info!(
+        devices = config.devices.len(),
+        lines = started.lines,
+        "collectors started"
+    );
 
     let pipeline = Pipeline::new(processor, store_handle.clone(), live.clone());
     let pipeline_task = tokio::spawn(pipeline.run(samples_rx));
@@ -120,7 +122,13 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     if drained.is_err() {
         tracing::warn!("collectors did not stop within {DRAIN_LIMIT:?}; committing what arrived");
     }
+    // stragglers are cut off, so their capture sinks close as well
+    collectors.shutdown().await;
     simulators.abort_all();
+    // capture threads end once their bus owners are gone, after flushing their files
+    for capture in started.captures {
+        let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+    }
     let _ = console.await;
     influx.stopped().await;
     let committed = store_handle.shutdown().await;

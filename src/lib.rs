@@ -5,6 +5,7 @@
 //! until every sink has taken it.
 
 pub mod aggregate;
+pub mod capture;
 pub mod cli;
 pub mod collect;
 pub mod config;

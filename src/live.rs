@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::collect::stats::{CommEvent, CommStats};
 use crate::model::{Flag, Timestamp, Unit};
 use crate::store::{Record, RecordKind};
 
@@ -16,6 +17,8 @@ pub struct DeviceLive {
     pub last_error: Option<String>,
     /// Latest value per channel.
     pub values: BTreeMap<Arc<str>, ChannelLive>,
+    /// What happened on the wire for this device.
+    pub comm: CommStats,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +35,8 @@ pub struct ChannelLive {
 #[derive(Debug, Default)]
 pub struct Live {
     devices: Mutex<BTreeMap<Arc<str>, DeviceLive>>,
+    /// Counters per line: serial bus id or network endpoint.
+    lines: Mutex<BTreeMap<Arc<str>, CommStats>>,
     pub committed: AtomicU64,
 }
 
@@ -59,6 +64,26 @@ impl Live {
         d.polls += 1;
         d.errors += 1;
         d.last_error = Some(error);
+    }
+
+    /// Counts what happened on `line` while talking to `device`, for both.
+    pub fn comm(&self, line: &Arc<str>, device: &Arc<str>, events: &[CommEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        {
+            let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+            let stats = lines.entry(line.clone()).or_default();
+            events.iter().for_each(|e| stats.record(*e));
+        }
+        let mut devices = self.devices();
+        let stats = &mut devices.entry(device.clone()).or_default().comm;
+        events.iter().for_each(|e| stats.record(*e));
+    }
+
+    /// Counters of every line.
+    pub fn lines(&self) -> BTreeMap<Arc<str>, CommStats> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Takes the latest reading of each device channel from records about to be committed.
@@ -112,6 +137,9 @@ impl Live {
                 d.errors,
                 values.join("  ")
             ));
+        }
+        for (line, stats) in self.lines() {
+            out.push_str(&format!("line {line:<19} {}\n", stats.summary()));
         }
         out.push_str(&format!(
             "store: {} rows committed this run\n",

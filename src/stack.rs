@@ -189,6 +189,8 @@ pub struct StackParams {
     /// For people: shown in reports and on the status page.
     #[serde(default)]
     pub name: Option<String>,
+    /// Coal-fired boilers (6 % O2) unless said otherwise: the plants cemsd is built for.
+    #[serde(default = "coal_boiler")]
     pub source_type: SourceType,
     /// Overrides the source type's reference O2 (%).
     #[serde(default)]
@@ -281,6 +283,10 @@ fn default_frozen_after() -> Option<Duration> {
 fn default_negative_tolerance() -> f64 {
     2.0
 }
+fn coal_boiler() -> SourceType {
+    SourceType::CoalBoiler
+}
+
 fn default_gap_missed_polls() -> u32 {
     3
 }

@@ -1,7 +1,9 @@
-//! Modbus collection in two pure halves: `plan` decides which reads cover a profile, `decode`
-//! turns the words those reads return into values and flags. The transports only move frames.
+//! Modbus collection, pure parts: `plan` decides which reads cover a profile, `decode` turns
+//! the words those reads return into values and flags, `frame` is the RTU wire format. The
+//! transports only move frames.
 
 pub mod decode;
+pub mod frame;
 pub mod plan;
 
 pub use decode::{
