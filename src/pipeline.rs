@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::live::Live;
 use crate::model::{Basis, Reading, Sample, Timestamp};
@@ -18,10 +18,26 @@ const MAX_RECORDS_PER_COMMIT: usize = 10_000;
 /// How often periods are closed and silence is looked for when no sample arrives.
 const TICK: Duration = Duration::from_secs(1);
 
+/// Note on readings whose time is when cemsd received them: the payload gave none.
+pub const RECEIVE_TIME_NOTE: &str = "receive_time";
+
+/// Samples from a source that acknowledges its upstream only once they are durable (MQTT
+/// QoS 1/2). `committed` fires after the commit holding every record derived from them,
+/// which is after everything received before them is committed too; when they yield no
+/// record it fires once everything before them is committed.
+pub struct Delivery {
+    pub samples: Vec<Sample>,
+    /// The receive time, when samples without a time in the payload were given it: readings
+    /// at that instant from this delivery are stored with the note [`RECEIVE_TIME_NOTE`].
+    pub receive_time: Option<Timestamp>,
+    pub committed: Option<oneshot::Sender<()>>,
+}
+
 pub struct Pipeline {
     processor: Processor,
     store: StoreHandle,
     live: Arc<Live>,
+    deliveries: Option<mpsc::Receiver<Delivery>>,
 }
 
 impl Pipeline {
@@ -30,7 +46,14 @@ impl Pipeline {
             processor,
             store,
             live,
+            deliveries: None,
         }
+    }
+
+    /// Also takes deliveries whose senders wait for their commit.
+    pub fn with_deliveries(mut self, deliveries: mpsc::Receiver<Delivery>) -> Self {
+        self.deliveries = Some(deliveries);
+        self
     }
 
     /// Runs until every collector has dropped its sender, committing all it received.
@@ -38,27 +61,62 @@ impl Pipeline {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut records = Vec::new();
+        let mut committed = Vec::new();
+        let mut samples_open = true;
+        let mut deliveries = self.deliveries.take();
         loop {
             tokio::select! {
-                poll = samples.recv() => {
-                    let Some(poll) = poll else { break };
+                poll = samples.recv(), if samples_open => match poll {
                     // each poll is processed on its own (see Processor::push); what queued
                     // up meanwhile is committed together
-                    self.processor.push(&poll, &mut records);
-                    while records.len() < MAX_RECORDS_PER_COMMIT {
-                        match samples.try_recv() {
-                            Ok(poll) => self.processor.push(&poll, &mut records),
-                            Err(_) => break,
-                        }
-                    }
-                }
+                    Some(poll) => self.processor.push(&poll, &mut records),
+                    None => samples_open = false,
+                },
+                delivery = next_delivery(&mut deliveries), if deliveries.is_some() => match delivery {
+                    Some(delivery) => self.take(delivery, &mut records, &mut committed),
+                    None => deliveries = None,
+                },
                 _ = ticker.tick() => self.processor.tick(now(), &mut records),
+            }
+            while records.len() < MAX_RECORDS_PER_COMMIT {
+                if let Ok(poll) = samples.try_recv() {
+                    self.processor.push(&poll, &mut records);
+                } else if let Some(Ok(delivery)) = deliveries.as_mut().map(|d| d.try_recv()) {
+                    self.take(delivery, &mut records, &mut committed);
+                } else {
+                    break;
+                }
             }
             if !records.is_empty() {
                 self.live.record_readings(&records);
                 self.commit(std::mem::take(&mut records)).await;
             }
+            for done in committed.drain(..) {
+                // the sender may have stopped waiting (shutting down); the records are stored
+                let _ = done.send(());
+            }
+            if !samples_open && deliveries.is_none() {
+                break;
+            }
         }
+    }
+
+    fn take(
+        &mut self,
+        delivery: Delivery,
+        records: &mut Vec<Record>,
+        committed: &mut Vec<oneshot::Sender<()>>,
+    ) {
+        let first = records.len();
+        self.processor.push(&delivery.samples, records);
+        if let Some(at) = delivery.receive_time {
+            for record in &mut records[first..] {
+                if record.kind == RecordKind::Reading && record.ts == at {
+                    record.note = Some(RECEIVE_TIME_NOTE.to_string());
+                }
+            }
+        }
+        committed.extend(delivery.committed);
     }
 
     /// Retries a failed commit (disk full, I/O error) until it succeeds: collectors wait on
@@ -81,6 +139,13 @@ impl Pipeline {
                 }
             }
         }
+    }
+}
+
+async fn next_delivery(deliveries: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
+    match deliveries {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
     }
 }
 
