@@ -30,6 +30,9 @@ pub struct SiteConfig {
     pub simulators: Vec<SimulateConfig>,
     /// Extra device profiles for this site, next to the shipped ones; relative to the config file.
     pub profiles_dir: Option<PathBuf>,
+    /// MQTT brokers to subscribe to, with the devices that publish through them.
+    #[serde(rename = "mqtt", default)]
+    pub mqtt: Vec<crate::collect::mqtt::MqttSourceConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -400,6 +403,7 @@ fn validate(
             ));
         }
     }
+    crate::collect::mqtt::config::validate(src, &config.mqtt, &stack_ids, &device_ids)?;
     if let Some(retention) = &config.store.retention {
         if retention.0 < Duration::from_secs(3600) {
             return Err(src.error_at_path(

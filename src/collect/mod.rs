@@ -1,4 +1,5 @@
 //! Collectors: each talks to one kind of source and emits samples, never normalising them.
 
 pub mod modbus;
+pub mod mqtt;
 pub mod tcp;
