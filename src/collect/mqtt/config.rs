@@ -68,20 +68,20 @@ impl BrokerUrl {
             (false, rest)
         } else {
             return Err(format!(
-                "{text:?} is not a broker URL: it must start with mqtt:// or mqtts://"
+                "{text:?} is not a broker URL: expected mqtt://host[:port] or mqtts://host[:port]"
             ));
         };
         let authority = rest.strip_suffix('/').unwrap_or(rest);
         if authority.contains('/') || authority.contains('@') || authority.contains('?') {
             return Err(format!(
-                "{text:?}: write only host and port; credentials go in username and password_file"
+                "{text:?} has more than host and port: expected mqtt://host[:port]; credentials go in username and password_file"
             ));
         }
         let default_port = if tls { 8883 } else { 1883 };
         let (host, port) = match authority.rsplit_once(':') {
             Some((host, port)) if !host.ends_with(']') && host.contains(':') => {
                 return Err(format!(
-                    "{text:?}: write an IPv6 address in brackets, e.g. mqtt://[::1]:{port}"
+                    "{text:?} has an IPv6 address without brackets: expected e.g. mqtt://[::1]:{port}"
                 ));
             }
             Some((host, port)) => {
@@ -89,14 +89,18 @@ impl BrokerUrl {
                     .parse::<u16>()
                     .ok()
                     .filter(|p| *p != 0)
-                    .ok_or_else(|| format!("{text:?}: {port:?} is not a port number"))?;
+                    .ok_or_else(|| {
+                        format!("{text:?}: {port:?} is not a port number: expected 1 to 65535")
+                    })?;
                 (host, port)
             }
             None => (authority, default_port),
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() || host.contains(' ') {
-            return Err(format!("{text:?} names no host"));
+            return Err(format!(
+                "{text:?} names no host: expected mqtt://host[:port]"
+            ));
         }
         Ok(BrokerUrl {
             host: host.to_string(),

@@ -44,13 +44,13 @@ impl TimeFormat {
                 let mut probe = String::new();
                 let sample = chrono::DateTime::<Utc>::UNIX_EPOCH.fixed_offset();
                 if write!(probe, "{}", sample.format(pattern)).is_err() {
-                    return Err(format!("{pattern:?} is not a valid time pattern"));
+                    return Err(format!("{pattern:?} is not a valid time pattern: expected chrono specifiers such as %Y-%m-%d %H:%M:%S"));
                 }
                 TimeFormat::Pattern(pattern.to_string())
             }
             other => {
                 return Err(format!(
-                    "unknown time format {other:?}: use rfc3339, unix_s, unix_ms, unix_us, unix_ns, hj212, or a pattern such as \"%Y-%m-%d %H:%M:%S\""
+                    "unknown time format {other:?}: expected rfc3339, unix_s, unix_ms, unix_us, unix_ns, hj212, or a pattern such as \"%Y-%m-%d %H:%M:%S\""
                 ))
             }
         })

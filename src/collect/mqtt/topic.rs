@@ -20,30 +20,30 @@ impl Filter {
         if let Some(rest) = text.strip_prefix("$share/") {
             let Some((group, _)) = rest.split_once('/') else {
                 return Err(format!(
-                    "{text:?}: a shared subscription is $share/GROUP/FILTER, e.g. \"$share/cemsd/plant/#\""
+                    "{text:?} is not a shared subscription: expected $share/GROUP/FILTER, e.g. \"$share/cemsd/plant/#\""
                 ));
             };
             if group.is_empty() || group.contains(['+', '#']) {
                 return Err(format!(
-                    "{text:?}: the share group must be a plain name, e.g. \"$share/cemsd/plant/#\""
+                    "{text:?} has no plain share group name: expected e.g. \"$share/cemsd/plant/#\""
                 ));
             }
             start = "$share/".len() + group.len() + 1;
         }
         let filter = &text[start..];
         if filter.is_empty() {
-            return Err("the topic filter is empty".into());
+            return Err("the topic filter is empty: expected e.g. \"plant/#\"".into());
         }
         let levels: Vec<&str> = filter.split('/').collect();
         for (i, level) in levels.iter().enumerate() {
             if level.contains('#') && (*level != "#" || i + 1 != levels.len()) {
                 return Err(format!(
-                    "{text:?}: '#' must be a whole level and the last one, e.g. \"plant/#\""
+                    "{text:?} has '#' inside a level or before the last: expected '#' as the whole last level, e.g. \"plant/#\""
                 ));
             }
             if level.contains('+') && *level != "+" {
                 return Err(format!(
-                    "{text:?}: '+' must be a whole level, e.g. \"plant/+/so2\""
+                    "{text:?} has '+' inside a level: expected '+' as a whole level, e.g. \"plant/+/so2\""
                 ));
             }
         }
@@ -136,17 +136,19 @@ impl Template {
                     !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !valid {
                     return Err(format!(
-                        "{text:?}: {level:?} is not a level name; write e.g. {{device}}"
+                        "{text:?}: {level:?} is not a level name: expected e.g. {{device}}"
                     ));
                 }
                 if names.contains(&name) {
-                    return Err(format!("{text:?}: {{{name}}} appears twice"));
+                    return Err(format!(
+                        "{text:?} names {{{name}}} twice: expected each name once"
+                    ));
                 }
                 names.push(name);
                 levels.push(Level::Named(name.to_string()));
             } else if level.contains(['{', '}', '+', '#']) {
                 return Err(format!(
-                    "{text:?}: a level is either literal text or a whole {{name}}, not {level:?}"
+                    "{text:?} has the level {level:?}: expected literal text or a whole {{name}} per level, e.g. \"plant/{{site}}/{{device}}/{{channel}}\""
                 ));
             } else {
                 levels.push(Level::Literal(level.to_string()));
