@@ -177,3 +177,127 @@ pub fn reading_of(stored: &Stored) -> Option<Reading> {
         flags: r.flags,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::model::{Basis, FlagSet, Quantity, Unit};
+    use crate::store::{Query, Store, StoreOptions, StoreWriter, WriterOptions};
+
+    const SITE: &str = r#"
+[site]
+id = "t"
+[[stack]]
+id = "unit1"
+source_type = "coal_boiler"
+[[mqtt]]
+id = "m"
+url = "mqtt://127.0.0.1"
+client_id = "c"
+[[mqtt.subscribe]]
+filter = "x/#"
+format = "plain"
+topic = "x/{device}/{channel}"
+[[mqtt.device]]
+id = "dtu"
+stack = "unit1"
+interval = "10s"
+channels = { O2 = { unit = "%vol" } }
+"#;
+
+    fn o2(ts: i64) -> Sample {
+        Sample {
+            device: Arc::from("dtu"),
+            channel: Arc::from("O2"),
+            quantity: Quantity::O2,
+            unit: Unit::PercentVol,
+            basis: Basis::Dry,
+            value: 6.0,
+            status: FlagSet::EMPTY,
+            ts: Timestamp(ts),
+        }
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_confirmed_after_their_commit_and_notes_mark_receive_times() {
+        let loaded =
+            config::parse(std::path::Path::new("t.toml"), SITE).unwrap_or_else(|e| panic!("{e}"));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let store = Store::open(&dir.path().join("t.db"), StoreOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (handle, thread) =
+            StoreWriter::spawn(store, WriterOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+        let processor = Processor::new(&loaded.config, &loaded.profiles);
+        let (tx, rx) = mpsc::channel(8);
+        let (samples_tx, samples_rx) = mpsc::channel(1);
+        drop(samples_tx);
+        let pipeline = tokio::spawn(
+            Pipeline::new(processor, handle.clone(), Live::new())
+                .with_deliveries(rx)
+                .run(samples_rx),
+        );
+        // 2026-01-01T04:00:00Z and one second later
+        let (t0, t1) = (1_767_240_000_000, 1_767_240_001_000);
+        let (done0, wait0) = oneshot::channel();
+        let (done1, wait1) = oneshot::channel();
+        let (done2, wait2) = oneshot::channel();
+        let sent = [
+            Delivery {
+                samples: vec![o2(t0)],
+                receive_time: None,
+                committed: Some(done0),
+            },
+            Delivery {
+                samples: vec![o2(t1)],
+                receive_time: Some(Timestamp(t1)),
+                committed: Some(done1),
+            },
+            // nothing to store: confirmed once the earlier ones are committed
+            Delivery {
+                samples: Vec::new(),
+                receive_time: None,
+                committed: Some(done2),
+            },
+        ];
+        for delivery in sent {
+            tx.send(delivery)
+                .await
+                .unwrap_or_else(|_| panic!("pipeline gone"));
+        }
+        // a second connection sees only committed rows: each confirmation must find its
+        // readings there already
+        let committed_readings = || {
+            let reader = Store::open(&dir.path().join("t.db"), StoreOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            reader
+                .query(&Query {
+                    kind: Some(RecordKind::Reading),
+                    device: Some("dtu".into()),
+                    ..Query::default()
+                })
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        for (wait, at_least) in [(wait0, 1), (wait1, 2), (wait2, 2)] {
+            wait.await
+                .unwrap_or_else(|_| panic!("a delivery was never confirmed"));
+            assert!(
+                committed_readings().len() >= at_least,
+                "confirmed before its commit"
+            );
+        }
+        let rows = committed_readings();
+        let got: Vec<_> = rows
+            .iter()
+            .map(|r| (r.record.ts.0, r.record.note.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(t0, None), (t1, Some(RECEIVE_TIME_NOTE.to_string()))]
+        );
+        drop(tx);
+        pipeline.await.unwrap_or_else(|e| panic!("{e}"));
+        handle.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
+        let _ = thread.join();
+    }
+}
