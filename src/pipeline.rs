@@ -22,7 +22,7 @@ const TICK: Duration = Duration::from_secs(1);
 pub const RECEIVE_TIME_NOTE: &str = "receive_time";
 
 /// Samples from a source that acknowledges its upstream only once they are durable (MQTT
-/// QoS 1/2). `committed` fires after the commit holding every record derived from them,
+/// QoS 1). `committed` fires after the commit holding every record derived from them,
 /// which is after everything received before them is committed too; when they yield no
 /// record it fires once everything before them is committed.
 pub struct Delivery {

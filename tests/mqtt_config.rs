@@ -103,6 +103,8 @@ fn url_filter_and_template_errors_point_at_their_value() {
     );
     let e = error_of(&with("qos = 1", "qos = 3"));
     assert_points_at(&e, 25, "mqtt[0].subscribe[0].qos", "at least once");
+    let e = error_of(&with("qos = 1", "qos = 2"));
+    assert_points_at(&e, 25, "mqtt[0].subscribe[0].qos", "use qos = 1");
 }
 
 #[test]

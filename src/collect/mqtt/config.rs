@@ -27,7 +27,7 @@ pub struct MqttSourceConfig {
     pub client_id: String,
     #[serde(default = "thirty_seconds")]
     pub keep_alive: Interval,
-    /// false keeps the session (subscriptions and unacknowledged QoS 1/2 messages) at the
+    /// false keeps the session (subscriptions and unacknowledged QoS 1 messages) at the
     /// broker while cemsd is away, so nothing published meanwhile is lost.
     #[serde(default)]
     pub clean_session: bool,
@@ -518,14 +518,22 @@ fn validate_subscription(
             Seg::Key(key),
         ]
     };
-    if sub.qos > 2 {
-        return Err(src.error_at_path(
-            &at("qos"),
-            format!("QoS {} does not exist", sub.qos),
-            Some(
-                "use 0 (may lose messages), 1 (at least once; cemsd stores each once) or 2".into(),
-            ),
-        ));
+    match sub.qos {
+        0 | 1 => {}
+        2 => {
+            return Err(src.error_at_path(
+                &at("qos"),
+                "QoS 2 is not supported: a QoS 2 handshake cut by a cemsd restart cannot be resumed by the MQTT client library, which would then refuse the broker's PUBREL on every reconnect",
+                Some("use qos = 1: the broker delivers QoS 2 messages at QoS 1, and cemsd stores each reading once anyway (see deploy/mqtt.md)".into()),
+            ))
+        }
+        other => {
+            return Err(src.error_at_path(
+                &at("qos"),
+                format!("QoS {other} does not exist"),
+                Some("use 1 (at least once; cemsd stores each reading once) or 0 (may lose messages)".into()),
+            ))
+        }
     }
     if let Some(template) = &sub.topic {
         if !template.fits(&sub.filter) {

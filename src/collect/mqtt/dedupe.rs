@@ -1,4 +1,4 @@
-//! Exactly-once storage of at-least-once deliveries. A QoS 1/2 message is redelivered when
+//! Exactly-once storage of at-least-once deliveries. A QoS 1 message is redelivered when
 //! its acknowledgement did not reach the broker (cemsd crashed after the commit, or the
 //! connection dropped), so the same reading can arrive twice. A reading is taken only if it
 //! is newer than every reading already taken on its channel; the others are either copies

@@ -1,5 +1,5 @@
 //! MQTT collector: subscribes to a broker and turns JSON, InfluxDB line protocol, plain
-//! number and HJ 212 payloads into samples. QoS 1/2 messages are acknowledged only after
+//! number and HJ 212 payloads into samples. QoS 1 messages are acknowledged only after
 //! their readings (or their dead letter) are committed, with a persistent session, so a
 //! broker, network or cemsd restart means redelivery, never loss; redelivered readings are
 //! recognised (see [`dedupe`]) so each is stored once.

@@ -1,7 +1,7 @@
 //! One MQTT broker connection feeding the pipeline. The rumqttc event loop runs in a task of
 //! its own that only polls (so it is never cancelled half-way through a packet) and hands
 //! events over; this task decodes messages, passes their samples on, and acknowledges each
-//! QoS 1/2 message only once what it carried is committed: its readings, or its dead letter.
+//! QoS 1 message only once what it carried is committed: its readings, or its dead letter.
 //! Acknowledgements go out in the order the messages came, as MQTT requires.
 
 use std::collections::{HashSet, VecDeque};
@@ -564,11 +564,11 @@ fn describe(error: &ConnectionError) -> String {
     }
 }
 
+/// Validation admits 0 and 1 only (see config::validate for why not 2).
 fn qos(level: u8) -> QoS {
     match level {
         0 => QoS::AtMostOnce,
-        1 => QoS::AtLeastOnce,
-        _ => QoS::ExactlyOnce,
+        _ => QoS::AtLeastOnce,
     }
 }
 

@@ -36,7 +36,7 @@ pub struct SourceSnapshot {
     pub duplicates: u64,
     /// Retained copies the broker sent on (re)subscribing, skipped: see `MqttSource`.
     pub retained: u64,
-    /// QoS 1/2 messages acknowledged to the broker.
+    /// QoS 1 messages acknowledged to the broker.
     pub acknowledged: u64,
     /// Refused messages by reason key; every reason is present.
     pub rejected: BTreeMap<&'static str, u64>,
