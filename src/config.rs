@@ -403,7 +403,7 @@ fn validate(
             ));
         }
     }
-    crate::collect::mqtt::config::validate(src, &config.mqtt, &stack_ids, &device_ids)?;
+    crate::collect::mqtt::config::validate(src, &config.mqtt, &config.stacks, &device_ids)?;
     if let Some(retention) = &config.store.retention {
         if retention.0 < Duration::from_secs(3600) {
             return Err(src.error_at_path(

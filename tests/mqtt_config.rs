@@ -121,6 +121,11 @@ fn device_errors_name_the_device_key() {
         "h2o = { unit = \"%vol\" }",
     ));
     assert_points_at(&e, 33, "mqtt[0].device[0].channels.h2o", "quantity = ");
+    let e = error_of(&with(
+        "h2o = { quantity",
+        "v = { quantity = \"velocity\", unit = \"m/s\" }, h2o = { quantity",
+    ));
+    assert_points_at(&e, 33, "mqtt[0].device[0].channels.v", "duct_area_m2");
     let e = error_of(&with("unit = \"mg/m3\" }", "unit = \"mg/m³\" }"));
     assert_points_at(&e, 33, "device[0].channels", "`mg/m3`");
 }

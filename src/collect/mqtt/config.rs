@@ -12,6 +12,7 @@ use crate::config::{Interval, Position};
 use crate::diagnostic::{Seg, SourceError, SourceText};
 use crate::hj212::codes::quantity_of;
 use crate::model::{Basis, Flag, Quantity, Unit};
+use crate::stack::{FlowSource, StackParams};
 
 use super::time::TimeFormat;
 use super::topic::{Filter, Template};
@@ -282,13 +283,14 @@ fn qos_one() -> u8 {
 }
 
 /// Checks what serde cannot: references between keys and combinations of keys.
-/// `stack_ids` and `other_device_ids` are the site's stacks and its non-MQTT devices.
+/// `other_device_ids` are the site's non-MQTT devices.
 pub fn validate(
     src: &SourceText,
     sources: &[MqttSourceConfig],
-    stack_ids: &HashSet<&str>,
+    stacks: &[StackParams],
     other_device_ids: &HashSet<&str>,
 ) -> Result<(), SourceError> {
+    let stack_ids: HashSet<&str> = stacks.iter().map(|s| s.id.as_str()).collect();
     let mut source_ids = HashSet::new();
     let mut client_ids = HashSet::new();
     let mut device_ids = HashSet::new();
@@ -458,6 +460,7 @@ pub fn validate(
                     ),
                 ));
             }
+            let stack = stacks.iter().find(|s| s.id == device.stack);
             for (name, channel) in &device.channels {
                 let path = [
                     Seg::Key("mqtt"),
@@ -479,6 +482,16 @@ pub fn validate(
                                 .collect::<Vec<_>>()
                                 .join(", ")
                         )),
+                    ));
+                }
+                let needs_area = stack.is_some_and(|s| {
+                    s.flow_from == FlowSource::Velocity && s.duct_area_m2.is_none()
+                });
+                if needs_area && channel.quantity_of(name) == Some(Quantity::Velocity) {
+                    return Err(src.error_at_path(
+                        &path,
+                        format!("stack {:?} gets flue-gas velocity from this channel but has no duct area to turn it into flow", device.stack),
+                        Some("add duct_area_m2 (m2 at the measuring point) to the [[stack]], or set its flow_from to \"actual_flow\" or \"standard_dry_flow\"".into()),
                     ));
                 }
                 if let Some([lo, hi]) = channel.range {
