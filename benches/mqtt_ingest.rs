@@ -1,7 +1,8 @@
-//! Sustained MQTT ingest with store commits: messages of 100 readings (10 channels × 10
+//! Sustained MQTT ingest with store commits: 1000 messages of 100 readings (10 channels × 10
 //! instants, JSON) wait in cemsd's persistent session at a loopback mosquitto; the bench
 //! connects the source and times until every message is committed and acknowledged. For
-//! comparison, the broker alone: the same messages from mosquitto_pub to mosquitto_sub.
+//! comparison, the broker alone: the same messages from mosquitto_pub to mosquitto_sub, QoS 1.
+//! Both with mosquitto's default of 20 messages in flight per client and with 1000.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -98,11 +99,11 @@ struct Rig {
 }
 
 impl Rig {
-    fn new() -> Rig {
-        // Up to 1000 unacknowledged messages in flight to cemsd instead of mosquitto's 20,
-        // so commits batch many messages.
+    /// `inflight`: unacknowledged messages the broker sends ahead (mosquitto's default is
+    /// 20); more lets one commit batch more messages.
+    fn new(inflight: u32) -> Rig {
         let broker = Broker::start_with(BrokerSetup {
-            global: "max_inflight_messages 1000\n".into(),
+            global: format!("max_inflight_messages {inflight}\n"),
             ..BrokerSetup::default()
         });
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -226,7 +227,10 @@ fn broker_alone(broker: &Broker, messages: usize, payload_file: &Path) -> Durati
 }
 
 fn bench(c: &mut Criterion) {
-    let mut rig = Rig::new();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let payload_file = dir.path().join("payloads.txt");
+    let lines: Vec<String> = (0..MESSAGES).map(|i| message(i as i64 * 10_000)).collect();
+    std::fs::write(&payload_file, lines.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("mqtt_ingest");
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
@@ -234,20 +238,19 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(
         (MESSAGES * READINGS_PER_MESSAGE) as u64,
     ));
-    group.bench_function("cemsd_json_100_readings_per_message_committed", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| rig.ingest(MESSAGES)).sum())
-    });
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let payload_file = dir.path().join("payloads.txt");
-    let lines: Vec<String> = (0..MESSAGES).map(|i| message(i as i64 * 10_000)).collect();
-    std::fs::write(&payload_file, lines.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
-    group.bench_function("mosquitto_pub_to_mosquitto_sub_same_messages", |b| {
-        b.iter_custom(|iters| {
-            (0..iters)
-                .map(|_| broker_alone(&rig.broker, MESSAGES, &payload_file))
-                .sum()
-        })
-    });
+    for inflight in [20, 1000] {
+        let mut rig = Rig::new(inflight);
+        group.bench_function(format!("cemsd_committed/inflight_{inflight}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| rig.ingest(MESSAGES)).sum())
+        });
+        group.bench_function(format!("mosquitto_pub_to_sub/inflight_{inflight}"), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| broker_alone(&rig.broker, MESSAGES, &payload_file))
+                    .sum()
+            })
+        });
+    }
     group.finish();
 }
 
