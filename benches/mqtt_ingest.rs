@@ -2,7 +2,8 @@
 //! instants, JSON) wait in cemsd's persistent session at a loopback mosquitto; the bench
 //! connects the source and times until every message is committed and acknowledged. For
 //! comparison, the broker alone: the same messages from mosquitto_pub to mosquitto_sub, QoS 1.
-//! Both with mosquitto's default of 20 messages in flight per client and with 1000.
+//! Both with mosquitto's default of 20 messages in flight per client and with 1000; and
+//! 10,000 messages of one reading each, for the message rate alone.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -25,6 +26,8 @@ use cemsd::store::{Store, StoreHandle, StoreOptions, StoreWriter, WriterOptions}
 use mqtt_support::{publish, Broker, BrokerSetup};
 
 const MESSAGES: usize = 1000;
+/// Messages of one reading each, in the one-reading-per-message case.
+const SINGLE_MESSAGES: usize = 10_000;
 const CHANNELS: [&str; 10] = [
     "SO2", "O2", "CO", "CO2", "HCl", "NH3", "dust", "temp", "pressure", "humidity",
 ];
@@ -74,11 +77,17 @@ channels = {{ {} }}
     )
 }
 
-/// One message: every channel at `INSTANTS_PER_MESSAGE` consecutive seconds from `t0`.
-fn message(t0: i64) -> String {
+/// One message: every channel at `INSTANTS_PER_MESSAGE` consecutive seconds from `t0`, or,
+/// when not `batched`, one SO2 reading at `t0`.
+fn message(t0: i64, batched: bool) -> String {
+    let (instants, channels) = if batched {
+        (INSTANTS_PER_MESSAGE, &CHANNELS[..])
+    } else {
+        (1, &CHANNELS[..1])
+    };
     let mut items = Vec::with_capacity(READINGS_PER_MESSAGE);
-    for k in 0..INSTANTS_PER_MESSAGE {
-        for (i, c) in CHANNELS.iter().enumerate() {
+    for k in 0..instants {
+        for (i, c) in channels.iter().enumerate() {
             items.push(format!(
                 r#"{{"c":"{c}","v":{}.5,"t":{}}}"#,
                 10 + i,
@@ -126,17 +135,17 @@ impl Rig {
             _dir: dir,
         };
         // creates the persistent session that later messages wait in
-        rig.ingest(0);
+        rig.ingest(0, true);
         rig
     }
 
     /// Publishes `messages` while cemsd is away, then times draining them into the store.
-    fn ingest(&mut self, messages: usize) -> Duration {
+    fn ingest(&mut self, messages: usize, batched: bool) -> Duration {
         let batch: Vec<(String, Vec<u8>)> = (0..messages)
             .map(|_| {
                 let t0 = self.next_t;
                 self.next_t += INSTANTS_PER_MESSAGE * 1000;
-                ("bench/dtu".to_string(), message(t0).into_bytes())
+                ("bench/dtu".to_string(), message(t0, batched).into_bytes())
             })
             .collect();
         publish(self.broker.port, &batch);
@@ -229,19 +238,20 @@ fn broker_alone(broker: &Broker, messages: usize, payload_file: &Path) -> Durati
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let payload_file = dir.path().join("payloads.txt");
-    let lines: Vec<String> = (0..MESSAGES).map(|i| message(i as i64 * 10_000)).collect();
+    let lines: Vec<String> = (0..MESSAGES)
+        .map(|i| message(i as i64 * 10_000, true))
+        .collect();
     std::fs::write(&payload_file, lines.join("\n") + "\n").unwrap_or_else(|e| panic!("{e}"));
     let mut group = c.benchmark_group("mqtt_ingest");
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(30));
-    group.throughput(Throughput::Elements(
-        (MESSAGES * READINGS_PER_MESSAGE) as u64,
-    ));
+    let batch = Throughput::Elements((MESSAGES * READINGS_PER_MESSAGE) as u64);
     for inflight in [20, 1000] {
         let mut rig = Rig::new(inflight);
+        group.throughput(batch.clone());
         group.bench_function(format!("cemsd_committed/inflight_{inflight}"), |b| {
-            b.iter_custom(|iters| (0..iters).map(|_| rig.ingest(MESSAGES)).sum())
+            b.iter_custom(|iters| (0..iters).map(|_| rig.ingest(MESSAGES, true)).sum())
         });
         group.bench_function(format!("mosquitto_pub_to_sub/inflight_{inflight}"), |b| {
             b.iter_custom(|iters| {
@@ -250,6 +260,12 @@ fn bench(c: &mut Criterion) {
                     .sum()
             })
         });
+        // one reading per message: the message rate alone
+        group.throughput(Throughput::Elements(SINGLE_MESSAGES as u64));
+        group.bench_function(
+            format!("cemsd_committed_one_reading_per_message/inflight_{inflight}"),
+            |b| b.iter_custom(|iters| (0..iters).map(|_| rig.ingest(SINGLE_MESSAGES, false)).sum()),
+        );
     }
     group.finish();
 }
