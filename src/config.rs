@@ -37,6 +37,9 @@ pub struct SiteConfig {
     /// InfluxDB v2 write-API sinks.
     #[serde(rename = "influx", default)]
     pub influx: Vec<crate::sink::influx::InfluxSinkConfig>,
+    /// MQTT brokers to subscribe to, with the devices that publish through them.
+    #[serde(rename = "mqtt", default)]
+    pub mqtt: Vec<crate::collect::mqtt::MqttSourceConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -552,6 +555,7 @@ fn validate(
         }
     }
     crate::sink::influx::validate(src, &config.influx)?;
+    crate::collect::mqtt::config::validate(src, &config.mqtt, &config.stacks, &device_ids)?;
     if let Some(retention) = &config.store.retention {
         if retention.0 < Duration::from_secs(3600) {
             return Err(src.error_at_path(

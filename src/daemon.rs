@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::cli::Failure;
+use crate::collect::mqtt::MqttSource;
 use chrono::Utc;
 
 use crate::aggregate::{period_start, Period};
@@ -17,7 +18,7 @@ use crate::collect::start::start as start_collectors;
 use crate::config::{self, Loaded, SiteConfig};
 use crate::live::Live;
 use crate::model::{Reading, Sample, Timestamp};
-use crate::pipeline::{reading_of, Pipeline};
+use crate::pipeline::{reading_of, Delivery, Pipeline};
 use crate::process::Processor;
 use crate::sim;
 use crate::store::{
@@ -106,8 +107,22 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         lines = started.lines,
         "collectors started"
     );
+    let (deliveries_tx, deliveries_rx) = mpsc::channel::<Delivery>(1024);
+    let mut mqtt_stats = Vec::new();
+    for source in &config.mqtt {
+        let source = MqttSource::new(source, config.site.utc_offset, &config_path)
+            .map_err(|e| Failure::usage(format!("mqtt source {:?}: {e}", source.id)))?;
+        mqtt_stats.push((source.id().to_string(), source.stats()));
+        collectors.spawn(source.run(
+            deliveries_tx.clone(),
+            store_handle.clone(),
+            shutdown_rx.clone(),
+        ));
+    }
+    drop(deliveries_tx);
 
-    let pipeline = Pipeline::new(processor, store_handle.clone(), live.clone());
+    let pipeline =
+        Pipeline::new(processor, store_handle.clone(), live.clone()).with_deliveries(deliveries_rx);
     let pipeline_task = tokio::spawn(pipeline.run(samples_rx));
     let console = tokio::spawn(console(live.clone(), shutdown_rx.clone()));
 
@@ -128,6 +143,11 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     // capture threads end once their bus owners are gone, after flushing their files
     for capture in started.captures {
         let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+    }
+    for (id, stats) in &mqtt_stats {
+        let s = stats.snapshot();
+        let refused: u64 = s.rejected.values().sum();
+        tracing::info!(source = %id, messages = s.messages, readings = s.readings, duplicates = s.duplicates, refused, acknowledged = s.acknowledged, "mqtt source stopped");
     }
     let _ = console.await;
     influx.stopped().await;

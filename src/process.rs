@@ -48,12 +48,9 @@ impl Processor {
         let mut points = Vec::new();
         let mut index_of_point: HashMap<String, usize> = HashMap::new();
         let mut point_of_device = HashMap::new();
-        for device in &config.devices {
-            let (Some(params), Some(profile)) = (
-                config.stacks.iter().find(|s| s.id == device.stack),
-                profiles.get(&device.profile),
-            ) else {
-                continue; // config::parse rejects both
+        for device in bindings(config, profiles) {
+            let Some(params) = config.stacks.iter().find(|s| s.id == device.stack) else {
+                continue; // config::parse rejects it
             };
             let point_id = match device.position {
                 Position::Outlet => params.id.clone(),
@@ -73,24 +70,18 @@ impl Processor {
                 points.len() - 1
             });
             let point = &mut points[index];
-            let device_id: Arc<str> = Arc::from(device.id.as_str());
-            for channel in &profile.channels {
-                let wanted = device
-                    .channels
-                    .as_ref()
-                    .is_none_or(|w| w.contains(&channel.name));
-                if wanted {
-                    point.quality.add_channel(
-                        device_id.clone(),
-                        Arc::from(channel.name.as_str()),
-                        ChannelSpec {
-                            expected_interval: device.poll_interval.0,
-                            range: channel.range,
-                        },
-                    );
-                }
+            let device_id: Arc<str> = Arc::from(device.id);
+            for (channel, range) in device.channels {
+                point.quality.add_channel(
+                    device_id.clone(),
+                    Arc::from(channel),
+                    ChannelSpec {
+                        expected_interval: device.interval,
+                        range,
+                    },
+                );
             }
-            point.slowest_poll = point.slowest_poll.max(device.poll_interval.0);
+            point.slowest_poll = point.slowest_poll.max(device.interval);
             point_of_device.insert(device_id, index);
         }
         Processor {
@@ -201,6 +192,52 @@ impl Processor {
         out.extend(self.aggregates.drain(..).map(|a| aggregate_record(&a)));
         out.extend(self.events.drain(..).map(|e| exceedance_record(&e)));
     }
+}
+
+/// A device as processing sees it, whether polled over Modbus or publishing over MQTT.
+struct Binding<'a> {
+    id: &'a str,
+    stack: &'a str,
+    position: Position,
+    /// How often each channel delivers a value.
+    interval: Duration,
+    /// Channel names with their measuring range in the wire unit.
+    channels: Vec<(&'a str, Option<[f64; 2]>)>,
+}
+
+fn bindings<'a>(config: &'a SiteConfig, profiles: &'a ProfileSet) -> Vec<Binding<'a>> {
+    let polled = config.devices.iter().filter_map(|device| {
+        let profile = profiles.get(&device.profile)?; // config::parse rejects unknown ones
+        let channels = profile
+            .channels
+            .iter()
+            .filter(|c| device.channels.as_ref().is_none_or(|w| w.contains(&c.name)))
+            .map(|c| (c.name.as_str(), c.range))
+            .collect();
+        Some(Binding {
+            id: &device.id,
+            stack: &device.stack,
+            position: device.position,
+            interval: device.poll_interval.0,
+            channels,
+        })
+    });
+    let published = config
+        .mqtt
+        .iter()
+        .flat_map(|source| &source.devices)
+        .map(|device| Binding {
+            id: &device.id,
+            stack: &device.stack,
+            position: device.position,
+            interval: device.interval.0,
+            channels: device
+                .channels
+                .iter()
+                .map(|(name, c)| (name.as_str(), c.range))
+                .collect(),
+        });
+    polled.chain(published).collect()
 }
 
 fn no_name() -> Arc<str> {

@@ -8,6 +8,7 @@ pub mod device;
 pub mod line;
 pub mod link;
 pub mod modbus;
+pub mod mqtt;
 pub mod rtu;
 pub mod schedule;
 pub mod serial;

@@ -1,0 +1,587 @@
+//! One MQTT broker connection feeding the pipeline. The rumqttc event loop runs in a task of
+//! its own that only polls (so it is never cancelled half-way through a packet) and hands
+//! events over; this task decodes messages, passes their samples on, and acknowledges each
+//! QoS 1 message only once what it carried is committed: its readings, or its dead letter.
+//! Acknowledgements go out in the order the messages came, as MQTT requires.
+
+use std::collections::{HashSet, VecDeque};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::{
+    AsyncClient, ConnectionError, Event, EventLoop, Incoming, MqttOptions, Outgoing, Publish, QoS,
+    SubscribeFilter, TlsConfiguration, Transport,
+};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::aggregate::UtcOffset;
+use crate::model::{Sample, Timestamp};
+use crate::pipeline::Delivery;
+use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle};
+
+use super::backoff::Backoff;
+use super::config::MqttSourceConfig;
+use super::credentials;
+use super::decode::Decoder;
+use super::dedupe::HighWater;
+use super::payload::{truncated, PayloadError, Reason};
+use super::stats::SourceStats;
+use super::tls::{self, TlsFiles};
+
+/// Requests (acks, subscribes) queued for the event loop; acks beyond it wait their turn.
+const REQUEST_CAPACITY: usize = 4096;
+/// Events buffered between the event loop task and this one.
+const EVENT_CAPACITY: usize = 1024;
+/// Largest message accepted; a bigger one closes the connection (rumqttc's rule).
+const MAX_PACKET_BYTES: usize = 1 << 20;
+/// How much of a refused payload goes into the log line (all of it goes to the dead letters).
+const LOGGED_PAYLOAD_CHARS: usize = 200;
+/// At shutdown, how long committed messages get to be acknowledged before disconnecting.
+const ACK_DRAIN_LIMIT: Duration = Duration::from_secs(5);
+/// How long the DISCONNECT gets to be written.
+const DISCONNECT_LIMIT: Duration = Duration::from_secs(1);
+
+/// Resolves true when the message may be acknowledged: what it carried is durable.
+type Gate = Pin<Box<dyn Future<Output = bool> + Send>>;
+
+/// An event of the event loop with the connection it happened on, or a connection error.
+type PumpEvent = (u64, Result<Event, String>);
+
+struct Pending {
+    /// The message to acknowledge; None for QoS 0, which has no acknowledgement.
+    publish: Option<Publish>,
+    /// Connection the message came on: an acknowledgement on a later connection could
+    /// acknowledge another message that reuses the packet id.
+    connection: u64,
+    gate: Gate,
+}
+
+pub struct MqttSource {
+    id: Arc<str>,
+    options: MqttOptions,
+    filters: Vec<SubscribeFilter>,
+    decoder: Decoder,
+    devices: HashSet<Arc<str>>,
+    backoff: Backoff,
+    stats: Arc<SourceStats>,
+}
+
+impl MqttSource {
+    /// Reads the password and TLS files; `config_path` anchors their relative paths. The
+    /// error says which file or variable is at fault, never a secret.
+    pub fn new(
+        config: &MqttSourceConfig,
+        site_zone: UtcOffset,
+        config_path: &Path,
+    ) -> Result<MqttSource, String> {
+        let at = |p: &Option<std::path::PathBuf>| {
+            p.as_ref()
+                .map(|p| crate::config::relative_to(config_path, p))
+        };
+        let mut options = MqttOptions::new(
+            config.client_id.clone(),
+            config.url.host.clone(),
+            config.url.port,
+        );
+        options
+            .set_keep_alive(config.keep_alive.0)
+            .set_clean_session(config.clean_session)
+            .set_manual_acks(true)
+            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+            .set_request_channel_capacity(REQUEST_CAPACITY);
+        if let Some(user) = &config.username {
+            let password = credentials::password(config, config_path)?;
+            options.set_credentials(
+                user.clone(),
+                password.as_ref().map(|p| p.expose()).unwrap_or_default(),
+            );
+        }
+        if config.url.tls {
+            let (ca, cert, key) = (
+                at(&config.ca_file),
+                at(&config.client_cert),
+                at(&config.client_key),
+            );
+            let client_config = tls::client_config(&TlsFiles {
+                ca_file: ca.as_deref(),
+                client_cert: cert.as_deref(),
+                client_key: key.as_deref(),
+            })?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                client_config,
+            )));
+        }
+        let filters = config
+            .subscriptions
+            .iter()
+            .map(|s| SubscribeFilter::new(s.filter.as_str().to_string(), qos(s.qos)))
+            .collect();
+        let seed = config
+            .client_id
+            .bytes()
+            .fold(u64::from(std::process::id()), |h, b| {
+                h.rotate_left(5) ^ u64::from(b)
+            });
+        Ok(MqttSource {
+            id: Arc::from(config.id.as_str()),
+            options,
+            filters,
+            decoder: Decoder::new(config, site_zone),
+            devices: config
+                .devices
+                .iter()
+                .map(|d| Arc::from(d.id.as_str()))
+                .collect(),
+            backoff: Backoff::new(config.reconnect_min.0, config.reconnect_max.0, seed),
+            stats: Arc::new(SourceStats::default()),
+        })
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn stats(&self) -> Arc<SourceStats> {
+        self.stats.clone()
+    }
+
+    /// Runs until `shutdown` turns true; then acknowledges what was committed, disconnects
+    /// (the broker keeps the session) and returns.
+    pub async fn run(
+        self,
+        out: mpsc::Sender<Delivery>,
+        store: StoreHandle,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut high_water = HighWater::new();
+        let devices = self.devices.clone();
+        match store.call(move |s: &mut Store| s.latest()).await {
+            Ok(Ok(latest)) => {
+                for stored in latest
+                    .into_iter()
+                    .filter(|s| devices.contains(&s.record.device))
+                {
+                    let r = stored.record;
+                    high_water.remember(r.device, r.channel, r.ts);
+                }
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(source = %self.id, "cannot read the newest stored readings, not connecting: {e}");
+                return;
+            }
+        }
+        let (client, eventloop) = AsyncClient::new(self.options.clone(), REQUEST_CAPACITY);
+        let connection = Arc::new(AtomicU64::new(0));
+        let (events_tx, events) = mpsc::channel(EVENT_CAPACITY);
+        let pump = tokio::spawn(pump(
+            eventloop,
+            events_tx,
+            self.backoff.clone(),
+            connection.clone(),
+        ));
+        tracing::info!(source = %self.id, broker = %broker(&self.options), "mqtt source started");
+        let mut session = Session {
+            id: self.id.clone(),
+            client,
+            filters: self.filters,
+            decoder: self.decoder,
+            high_water,
+            stats: self.stats,
+            out,
+            store,
+            connection,
+            pending: VecDeque::new(),
+            ack_backlog: VecDeque::new(),
+        };
+        session.serve(events, &mut shutdown).await;
+        pump.abort();
+    }
+}
+
+struct Session {
+    id: Arc<str>,
+    client: AsyncClient,
+    filters: Vec<SubscribeFilter>,
+    decoder: Decoder,
+    high_water: HighWater,
+    stats: Arc<SourceStats>,
+    out: mpsc::Sender<Delivery>,
+    store: StoreHandle,
+    /// Counts connections made and lost, so an acknowledgement is sent only on the
+    /// connection its message came on.
+    connection: Arc<AtomicU64>,
+    pending: VecDeque<Pending>,
+    /// Acks the request queue had no room for, sent first once it drains.
+    ack_backlog: VecDeque<Publish>,
+}
+
+impl Session {
+    async fn serve(
+        &mut self,
+        mut events: mpsc::Receiver<PumpEvent>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) {
+        let mut draining = false;
+        let drain_deadline = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(drain_deadline);
+        loop {
+            tokio::select! {
+                changed = shutdown.changed(), if !draining => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        draining = true;
+                        drain_deadline.as_mut().reset(tokio::time::Instant::now() + ACK_DRAIN_LIMIT);
+                    }
+                }
+                event = events.recv() => match event {
+                    Some((connection, Ok(event))) => {
+                        if !self.on_event(event, connection, draining).await {
+                            return;
+                        }
+                    }
+                    Some((_, Err(error))) => {
+                        tracing::warn!(source = %self.id, "mqtt connection: {error}");
+                        self.stats.connection_failed(error);
+                    }
+                    None => return,
+                },
+                allowed = head_gate(&mut self.pending), if self.ack_backlog.is_empty() => {
+                    if let Some(done) = self.pending.pop_front() {
+                        self.acknowledge(done, allowed);
+                    }
+                }
+                _ = &mut drain_deadline, if draining => {
+                    tracing::warn!(source = %self.id, unacknowledged = self.pending.len(), "stopping before every message was committed; the broker redelivers the rest");
+                    break;
+                }
+            }
+            self.flush_ack_backlog();
+            if draining && self.pending.is_empty() && self.ack_backlog.is_empty() {
+                break;
+            }
+        }
+        self.disconnect(&mut events).await;
+    }
+
+    /// Handles one event; false when the pipeline is gone and nothing more can be stored.
+    async fn on_event(&mut self, event: Event, connection: u64, draining: bool) -> bool {
+        match event {
+            Event::Incoming(Incoming::ConnAck(connack)) => {
+                self.stats.set_connected(true);
+                tracing::info!(source = %self.id, session_present = connack.session_present, "connected");
+                if let Err(e) = self.client.try_subscribe_many(self.filters.clone()) {
+                    tracing::error!(source = %self.id, "cannot queue the subscriptions: {e}");
+                }
+            }
+            Event::Incoming(Incoming::SubAck(suback)) => {
+                let refused = suback
+                    .return_codes
+                    .iter()
+                    .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                    .count();
+                if refused > 0 {
+                    tracing::error!(source = %self.id, refused, "the broker refused subscriptions (check its ACL)");
+                }
+            }
+            // In shutdown, new messages are left unacknowledged: the broker redelivers them
+            // to the next session.
+            Event::Incoming(Incoming::Publish(publish)) if !draining => {
+                return self.on_publish(publish, connection).await;
+            }
+            _ => {}
+        }
+        true
+    }
+
+    async fn on_publish(&mut self, publish: Publish, connection: u64) -> bool {
+        self.stats.message();
+        let received = Timestamp::from_datetime(Utc::now());
+        let to_ack = (publish.qos != QoS::AtMostOnce).then(|| publish.clone());
+        if publish.retain {
+            // Sent because of our (re)subscription: a copy of an old message, already
+            // received in this session or published before it; its time may be unknown.
+            self.stats.retained();
+            if to_ack.is_some() {
+                self.pending.push_back(Pending {
+                    publish: to_ack,
+                    connection,
+                    gate: Box::pin(std::future::ready(true)),
+                });
+            }
+            return true;
+        }
+        let gate: Gate = match self
+            .decoder
+            .decode(&publish.topic, &publish.payload, received)
+        {
+            Ok(decoded) => {
+                let (taken, not_newer) = self.high_water.admit(decoded.samples);
+                self.stats.readings(taken.len());
+                let wait = to_ack.is_some() || !not_newer.is_empty();
+                if taken.is_empty() && !wait {
+                    return true;
+                }
+                let (committed, confirmation) = if wait {
+                    let (tx, rx) = oneshot::channel();
+                    (Some(tx), Some(rx))
+                } else {
+                    (None, None)
+                };
+                let delivery = Delivery {
+                    samples: taken,
+                    receive_time: decoded.receive_timed.then_some(received),
+                    committed,
+                };
+                if self.out.send(delivery).await.is_err() {
+                    return false;
+                }
+                let Some(confirmation) = confirmation else {
+                    return true;
+                };
+                if not_newer.is_empty() {
+                    Box::pin(async move { confirmation.await.is_ok() })
+                } else {
+                    let check = LateCheck {
+                        source: self.id.clone(),
+                        topic: publish.topic.clone(),
+                        payload: publish.payload.to_vec(),
+                        received,
+                        store: self.store.clone(),
+                        stats: self.stats.clone(),
+                    };
+                    Box::pin(
+                        async move { confirmation.await.is_ok() && check.run(not_newer).await },
+                    )
+                }
+            }
+            Err(error) => self.refuse(&publish, error, received),
+        };
+        self.pending.push_back(Pending {
+            publish: to_ack,
+            connection,
+            gate,
+        });
+        true
+    }
+
+    /// Counts, logs and dead-letters a refused message; the gate opens once the dead letter
+    /// is committed.
+    fn refuse(&self, publish: &Publish, error: PayloadError, received: Timestamp) -> Gate {
+        self.stats.rejected(error.reason);
+        tracing::warn!(
+            source = %self.id,
+            topic = %publish.topic,
+            reason = error.reason.key(),
+            payload = %truncated(&publish.payload, LOGGED_PAYLOAD_CHARS),
+            "refused: {}", error.detail
+        );
+        let stored = self.store.append_dead_letter(
+            &dead_letter_source(&self.id),
+            &dead_letter_reason(&error, &publish.topic),
+            publish.payload.to_vec(),
+            received,
+        );
+        let id = self.id.clone();
+        Box::pin(async move {
+            match stored.await {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::error!(source = %id, "cannot store a dead letter, the broker will redeliver it: {e}");
+                    false
+                }
+            }
+        })
+    }
+
+    fn acknowledge(&mut self, done: Pending, allowed: bool) {
+        let Some(publish) = done.publish else { return };
+        // A message from a connection that is gone is redelivered on the new one and
+        // acknowledged there.
+        if !allowed || done.connection != self.connection.load(Ordering::Acquire) {
+            return;
+        }
+        self.ack_backlog.push_back(publish);
+    }
+
+    fn flush_ack_backlog(&mut self) {
+        while let Some(publish) = self.ack_backlog.front() {
+            match self.client.try_ack(publish) {
+                Ok(()) => {
+                    self.stats.acknowledged();
+                    self.ack_backlog.pop_front();
+                }
+                // The request queue is full: try again after the next event.
+                Err(_) => break,
+            }
+        }
+    }
+
+    async fn disconnect(&mut self, events: &mut mpsc::Receiver<PumpEvent>) {
+        if self.client.try_disconnect().is_err() {
+            return;
+        }
+        let sent = tokio::time::timeout(DISCONNECT_LIMIT, async {
+            while let Some(event) = events.recv().await {
+                if matches!(event, (_, Ok(Event::Outgoing(Outgoing::Disconnect)))) {
+                    return;
+                }
+            }
+        })
+        .await;
+        self.stats.set_connected(false);
+        if sent.is_ok() {
+            tracing::info!(source = %self.id, "disconnected; the broker keeps the session");
+        }
+    }
+}
+
+/// Resolves the readings of a message that were not newer than their channel's newest:
+/// copies of stored readings are dropped, the others refuse the message as late.
+struct LateCheck {
+    source: Arc<str>,
+    topic: String,
+    payload: Vec<u8>,
+    received: Timestamp,
+    store: StoreHandle,
+    stats: Arc<SourceStats>,
+}
+
+impl LateCheck {
+    async fn run(self, not_newer: Vec<Sample>) -> bool {
+        let LateCheck {
+            source,
+            topic,
+            payload,
+            received,
+            store,
+            stats,
+        } = self;
+        let letter_source = dead_letter_source(&source);
+        let checked = store
+            .call(move |s: &mut Store| -> Result<(usize, Option<PayloadError>), StoreError> {
+                let mut late = Vec::new();
+                for sample in &not_newer {
+                    if !is_stored(s, sample)? {
+                        late.push(sample);
+                    }
+                }
+                let duplicates = not_newer.len() - late.len();
+                let Some(first) = late.first() else {
+                    return Ok((duplicates, None));
+                };
+                let error = PayloadError::new(
+                    Reason::Late,
+                    format!(
+                        "{} reading(s) older than the newest taken on their channel, first {}/{} at {}; the rest of the message is stored",
+                        late.len(), first.device, first.channel, first.ts
+                    ),
+                );
+                s.append_dead_letter(&letter_source, &dead_letter_reason(&error, &topic), &payload, received)?;
+                Ok((duplicates, Some(error)))
+            })
+            .await;
+        match checked {
+            Ok(Ok((duplicates, late))) => {
+                stats.duplicates(duplicates);
+                if let Some(error) = late {
+                    stats.rejected(error.reason);
+                    tracing::warn!(source = %source, reason = error.reason.key(), "refused: {}", error.detail);
+                }
+                true
+            }
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(source = %source, "cannot check for redelivered readings, the broker will redeliver: {e}");
+                false
+            }
+        }
+    }
+}
+
+fn is_stored(store: &Store, sample: &Sample) -> Result<bool, StoreError> {
+    let found = store.query(&Query {
+        kind: Some(RecordKind::Reading),
+        device: Some(sample.device.to_string()),
+        channel: Some(sample.channel.to_string()),
+        from: Some(sample.ts),
+        to: Some(Timestamp(sample.ts.0.saturating_add(1))),
+        limit: Some(1),
+        ..Query::default()
+    })?;
+    Ok(!found.is_empty())
+}
+
+/// Opens when the oldest pending message may be acknowledged; never while none is pending.
+async fn head_gate(pending: &mut VecDeque<Pending>) -> bool {
+    match pending.front_mut() {
+        Some(head) => (&mut head.gate).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Polls the event loop for ever, reconnecting after errors with backoff; ends when the
+/// session stops listening.
+async fn pump(
+    mut eventloop: EventLoop,
+    events: mpsc::Sender<PumpEvent>,
+    mut backoff: Backoff,
+    connection: Arc<AtomicU64>,
+) {
+    loop {
+        match eventloop.poll().await {
+            Ok(event) => {
+                if matches!(event, Event::Incoming(Incoming::ConnAck(_))) {
+                    connection.fetch_add(1, Ordering::AcqRel);
+                    backoff.reset();
+                }
+                let on = connection.load(Ordering::Acquire);
+                if events.send((on, Ok(event))).await.is_err() {
+                    return;
+                }
+            }
+            Err(error) => {
+                let on = connection.fetch_add(1, Ordering::AcqRel) + 1;
+                let delay = backoff.next_delay();
+                let text = format!("{}; reconnecting in {delay:.1?}", describe(&error));
+                if events.send((on, Err(text))).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+fn describe(error: &ConnectionError) -> String {
+    match error {
+        ConnectionError::ConnectionRefused(code) => {
+            format!("the broker refused the connection: {code:?}")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Validation admits 0 and 1 only (see config::validate for why not 2).
+fn qos(level: u8) -> QoS {
+    match level {
+        0 => QoS::AtMostOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
+fn broker(options: &MqttOptions) -> String {
+    let (host, port) = options.broker_address();
+    format!("{host}:{port}")
+}
+
+/// The dead letter's `source`: the path ("mqtt") and which configured source.
+fn dead_letter_source(id: &str) -> String {
+    format!("mqtt:{id}")
+}
+
+fn dead_letter_reason(error: &PayloadError, topic: &str) -> String {
+    format!("{}: {} (topic {topic})", error.reason.key(), error.detail)
+}
