@@ -144,10 +144,12 @@ function drawChart(node, series) {
     const band = r.map(p => `${x(p.t).toFixed(1)},${y(p.max).toFixed(1)}`)
       .concat(r.slice().reverse().map(p => `${x(p.t).toFixed(1)},${y(p.min).toFixed(1)}`));
     chart.append(svg("polygon", { class: "range", points: band.join(" ") }));
-    const line = r.length === 1
-      ? `${x(r[0].t).toFixed(1)},${y(r[0].mean).toFixed(1)} ${(x(r[0].t) + 1.5).toFixed(1)},${y(r[0].mean).toFixed(1)}`
-      : r.map(p => `${x(p.t).toFixed(1)},${y(p.mean).toFixed(1)}`).join(" ");
-    chart.append(svg("polyline", { class: "mean", points: line }));
+    if (r.length === 1) {
+      // A lone bucket between gaps: a dot, since a one-point line is invisible.
+      chart.append(svg("circle", { class: "mean dot", cx: x(r[0].t).toFixed(1), cy: y(r[0].mean).toFixed(1), r: 2 }));
+    } else {
+      chart.append(svg("polyline", { class: "mean", points: r.map(p => `${x(p.t).toFixed(1)},${y(p.mean).toFixed(1)}`).join(" ") }));
+    }
   }
   if (series.limit !== null && series.limit !== undefined) {
     const ly = y(series.limit).toFixed(1);
