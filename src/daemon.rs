@@ -56,16 +56,25 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         .map_err(|e| tracing::warn!("{e}; /metrics stays empty"))
         .ok();
 
+    // Bound before anything polls, so a taken port stops the start with nothing read yet.
+    let http_listener = match &loaded.config.http {
+        Some(http) => {
+            let listener = tokio::net::TcpListener::bind(http.listen)
+                .await
+                .map_err(|e| {
+                    Failure::runtime(format!("cannot serve http on {}: {e}", http.listen))
+                })?;
+            tracing::info!(listen = %http.listen, "status page, /health and /metrics served");
+            Some(listener)
+        }
+        None => None,
+    };
     let mut workers = Workers::start(&loaded, &store_handle).await?;
     let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
     let state = OpsState::new(generation_rx, store_handle.clone(), reader, metrics);
     let (ops_stop_tx, ops_stop_rx) = watch::channel(false);
     let mut ops_tasks = JoinSet::new();
-    if let Some(http) = &loaded.config.http {
-        let listener = tokio::net::TcpListener::bind(http.listen)
-            .await
-            .map_err(|e| Failure::runtime(format!("cannot serve http on {}: {e}", http.listen)))?;
-        tracing::info!(listen = %http.listen, "status page, /health and /metrics served");
+    if let Some(listener) = http_listener {
         ops_tasks.spawn(ops::http::serve(
             listener,
             state.clone(),

@@ -271,10 +271,7 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
         dom.contains("data-key=\"unit1/so2/so2\""),
         "no SO2 chart:\n{dom}"
     );
-    assert!(
-        dom.contains("class=\"mean"),
-        "no chart line drawn:\n{dom}"
-    );
+    assert!(dom.contains("class=\"mean"), "no chart line drawn:\n{dom}");
     let (code, _) = http_get(http, "/api/series?stack=unit1").unwrap_or_else(|| panic!("GET"));
     assert_eq!(code, 400, "missing parameters are a client error");
 

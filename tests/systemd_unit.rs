@@ -15,7 +15,8 @@ fn exposure(args: &[&str]) -> (f64, String) {
         .unwrap_or_else(|e| {
             panic!("cannot run systemd-analyze ({e}); install Debian's systemd package (scripts/test does)")
         });
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     let score = text
         .lines()
         .find_map(|l| l.split("Overall exposure level for cemsd.service:").nth(1))
@@ -30,7 +31,10 @@ fn the_unit_scores_at_most_2_5() {
     let unit = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/cemsd.service");
     let (score, text) = exposure(&[&unit.to_string_lossy()]);
     println!("cemsd.service exposure: {score}");
-    assert!(score <= MAX_EXPOSURE, "exposure {score} > {MAX_EXPOSURE}:\n{text}");
+    assert!(
+        score <= MAX_EXPOSURE,
+        "exposure {score} > {MAX_EXPOSURE}:\n{text}"
+    );
 }
 
 #[test]
@@ -54,5 +58,8 @@ fn the_unit_with_the_serial_drop_in_still_scores_at_most_2_5() {
         text.contains("/dev/ttyUSB0:rw") && text.contains("/dev/ttyS1:rw"),
         "the drop-in was not applied:\n{text}"
     );
-    assert!(score <= MAX_EXPOSURE, "exposure {score} > {MAX_EXPOSURE}:\n{text}");
+    assert!(
+        score <= MAX_EXPOSURE,
+        "exposure {score} > {MAX_EXPOSURE}:\n{text}"
+    );
 }

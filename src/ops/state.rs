@@ -48,6 +48,10 @@ impl Generation {
     }
 }
 
+/// Page cache of the read connection: the status page reads recent rows of a few series,
+/// so a small cache serves it and keeps the daemon's memory small on a gateway.
+const READER_CACHE_KIB: u32 = 2 * 1024;
+
 /// How long a probe of the store writer may take before it counts as hung.
 const WRITER_PROBE_LIMIT: Duration = Duration::from_secs(5);
 
@@ -119,7 +123,11 @@ pub struct StoreReader {
 
 impl StoreReader {
     pub fn open(path: &Path) -> Result<StoreReader, StoreError> {
-        let store = Store::open(path, StoreOptions::default())?;
+        let options = StoreOptions {
+            cache_size_kib: READER_CACHE_KIB,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(path, options)?;
         Ok(StoreReader {
             path: path.to_path_buf(),
             store: Arc::new(Mutex::new(store)),
