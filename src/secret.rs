@@ -83,27 +83,45 @@ impl fmt::Display for Secret {
 }
 
 /// Where a config says a secret is: exactly one of `token_file` or `token_env`, written
-/// flattened into the section that needs it.
+/// flattened into the section that needs it (`#[serde(flatten)] token: SecretSource`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[serde(try_from = "SecretKeys")]
 pub enum SecretSource {
-    File {
-        /// Relative to the config file.
-        token_file: PathBuf,
-    },
-    Env {
-        token_env: String,
-    },
+    /// Relative to the config file.
+    File(PathBuf),
+    Env(String),
+}
+
+/// The keys as written, before checking that exactly one is there.
+#[derive(Deserialize)]
+struct SecretKeys {
+    token_file: Option<PathBuf>,
+    token_env: Option<String>,
+}
+
+impl TryFrom<SecretKeys> for SecretSource {
+    type Error = String;
+    fn try_from(keys: SecretKeys) -> Result<Self, Self::Error> {
+        match (keys.token_file, keys.token_env) {
+            (Some(file), None) => Ok(SecretSource::File(file)),
+            (None, Some(var)) => Ok(SecretSource::Env(var)),
+            (Some(_), Some(_)) => Err("set token_file or token_env, not both".into()),
+            (None, None) => Err(
+                "missing token_file or token_env: name a file holding the token, or an environment variable"
+                    .into(),
+            ),
+        }
+    }
 }
 
 impl SecretSource {
     /// Loads the secret; `config_path` anchors a relative `token_file`.
     pub fn load(&self, config_path: &Path) -> Result<Secret, SecretError> {
         match self {
-            SecretSource::File { token_file } => {
-                Secret::from_file(&crate::config::relative_to(config_path, token_file))
+            SecretSource::File(path) => {
+                Secret::from_file(&crate::config::relative_to(config_path, path))
             }
-            SecretSource::Env { token_env } => Secret::from_env(token_env),
+            SecretSource::Env(var) => Secret::from_env(var),
         }
     }
 }
@@ -274,23 +292,30 @@ mod tests {
             toml::from_str("url = \"http://127.0.0.1:8086\"\ntoken_env = \"CEMSD_TOKEN\"\n");
         assert_eq!(
             file.map(|s| s.token).ok(),
-            Some(SecretSource::File {
-                token_file: "influx.token".into()
-            })
+            Some(SecretSource::File("influx.token".into()))
         );
         assert_eq!(
             env.map(|s| s.token).ok(),
-            Some(SecretSource::Env {
-                token_env: "CEMSD_TOKEN".into()
-            })
+            Some(SecretSource::Env("CEMSD_TOKEN".into()))
+        );
+        let both: Result<Sink, _> = toml::from_str(
+            "url = \"u\"\ntoken_file = \"influx.token\"\ntoken_env = \"CEMSD_TOKEN\"\n",
+        );
+        let neither: Result<Sink, _> = toml::from_str("url = \"u\"\n");
+        let message = |r: Result<Sink, toml::de::Error>| r.err().map(|e| e.message().to_string());
+        assert_eq!(
+            message(both).as_deref(),
+            Some("set token_file or token_env, not both")
+        );
+        assert!(
+            message(neither).is_some_and(|m| m.starts_with("missing token_file or token_env")),
+            "a section without a secret is an error"
         );
 
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
         std::fs::write(dir.path().join("influx.token"), TOKEN)
             .unwrap_or_else(|e| panic!("write: {e}"));
-        let source = SecretSource::File {
-            token_file: "influx.token".into(),
-        };
+        let source = SecretSource::File("influx.token".into());
         let loaded = source.load(&dir.path().join("site.toml"));
         assert_eq!(loaded.map(|s| s.0), Ok(TOKEN.to_string()));
     }
