@@ -276,3 +276,58 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
         "one store across the reload, no seq lost"
     );
 }
+
+#[test]
+fn logs_are_json_on_request_and_carry_no_timestamp_under_journald() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let sim = free_port();
+    let config = write(
+        dir.path(),
+        &(header(None) + &simulator("thermo-43i", sim) + &device("a", "thermo-43i", sim)),
+    );
+    let run = |env: &[(&str, String)]| {
+        let mut daemon = Daemon::start(&config, dir.path(), env);
+        assert!(
+            eventually(Duration::from_secs(20), || daemon
+                .log_text()
+                .contains("collectors started")),
+            "no start-up lines:\n{}",
+            daemon.log_text()
+        );
+        daemon.signal("TERM");
+        let (code, _) = daemon.wait_exit(Duration::from_secs(15));
+        assert_eq!(code, Some(0));
+        daemon.log_text()
+    };
+
+    let json = run(&[("CEMSD_LOG_FORMAT", "json".to_string())]);
+    let mut messages = Vec::new();
+    for line in json.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        assert!(value["timestamp"].is_string(), "{line}");
+        assert!(value["level"].is_string(), "{line}");
+        messages.push(
+            value["fields"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+        );
+    }
+    assert!(
+        messages.iter().any(|m| m == "collectors started"),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.starts_with("stopped cleanly")),
+        "{messages:?}"
+    );
+
+    let journal = run(&[("JOURNAL_STREAM", "8:12345".to_string())]);
+    for line in journal.lines() {
+        assert!(
+            line.starts_with(" INFO") || line.starts_with(" WARN") || line.starts_with("ERROR"),
+            "a journald line starts with its level, not a time: {line:?}"
+        );
+    }
+}
