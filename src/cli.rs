@@ -1,11 +1,11 @@
 //! What each `cemsd` subcommand does; `main.rs` only parses arguments.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::config::{self, ConfigError, Loaded};
 use crate::model::Timestamp;
+pub use crate::ops::logging::LogFormat;
 use crate::profile::{self, ProfileSet};
 use crate::report;
 use crate::store::{Query, RecordKind, Store, StoreOptions, Stored};
@@ -41,19 +41,9 @@ impl From<ConfigError> for Failure {
 }
 
 /// Logs go to stderr: compact on a terminal, without our own timestamps under systemd
-/// (journald adds them).
-pub fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("CEMSD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().with_ansi(false).init();
-    } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
-    }
+/// (journald adds them), JSON when asked for (see [`crate::ops::logging`]).
+pub fn init_logging(format: Option<LogFormat>) {
+    crate::ops::logging::init(format);
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {

@@ -40,6 +40,15 @@ pub struct SiteConfig {
     /// MQTT brokers to subscribe to, with the devices that publish through them.
     #[serde(rename = "mqtt", default)]
     pub mqtt: Vec<crate::collect::mqtt::MqttSourceConfig>,
+    /// Health, metrics and the status page; none served when absent.
+    pub http: Option<HttpConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A loopback address: the endpoints have no authentication.
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -556,6 +565,17 @@ fn validate(
     }
     crate::sink::influx::validate(src, &config.influx)?;
     crate::collect::mqtt::config::validate(src, &config.mqtt, &config.stacks, &device_ids)?;
+    if let Some(http) = config
+        .http
+        .as_ref()
+        .filter(|h| !h.listen.ip().is_loopback())
+    {
+        return Err(src.error_at_path(
+            &[Seg::Key("http"), Seg::Key("listen")],
+            format!("{} is not a loopback address", http.listen),
+            Some("the status page and metrics have no authentication: listen on e.g. \"127.0.0.1:8080\" and put a reverse proxy with authentication in front".into()),
+        ));
+    }
     if let Some(retention) = &config.store.retention {
         if retention.0 < Duration::from_secs(3600) {
             return Err(src.error_at_path(

@@ -1,5 +1,6 @@
 //! `cemsd run`: wires simulators, collectors, the pipeline and the store writer together and
-//! stops them in the order that commits everything already read.
+//! stops them in the order that commits everything already read. The store stays open for
+//! the whole run; the rest (the [`Workers`]) is replaced when SIGHUP brings a new config.
 
 use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
@@ -7,38 +8,41 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinHandle, JoinSet};
 
-use crate::cli::Failure;
-use crate::collect::mqtt::MqttSource;
 use chrono::Utc;
 
 use crate::aggregate::{period_start, Period};
+use crate::capture::DailyCapture;
+use crate::cli::Failure;
+use crate::collect::mqtt::MqttSource;
 use crate::collect::start::start as start_collectors;
 use crate::config::{self, Loaded, SiteConfig};
 use crate::live::Live;
 use crate::model::{Reading, Sample, Timestamp};
+use crate::ops;
+use crate::ops::signals::{Request, Signals};
+use crate::ops::state::{Generation, OpsState, StoreReader};
+use crate::ops::status::StackLimits;
 use crate::pipeline::{reading_of, Delivery, Pipeline};
 use crate::process::Processor;
 use crate::sim;
 use crate::store::{
-    Query, RecordKind, Store, StoreError, StoreOptions, StoreWriter, WriterOptions,
+    Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, StoreWriter, WriterOptions,
 };
 
 /// How long collectors and the pipeline get to finish after a stop signal.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 pub async fn run(loaded: Loaded) -> Result<(), Failure> {
-    let Loaded {
-        path: config_path,
-        config,
-        profiles,
-    } = loaded;
-    let store_path = config::relative_to(&config_path, &config.store.path);
-    let mut store = Store::open(
+    // First, so a stop or reload during start-up waits for the loop below.
+    let mut signals = Signals::install()
+        .map_err(|e| Failure::runtime(format!("cannot watch for signals: {e}")))?;
+    let store_path = config::relative_to(&loaded.path, &loaded.config.store.path);
+    let store = Store::open(
         &store_path,
         StoreOptions {
-            retention: config.store.retention.map(|r| r.0),
+            retention: loaded.config.store.retention.map(|r| r.0),
             ..StoreOptions::default()
         },
     )
@@ -48,114 +52,104 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
             store_path.display()
         ))
     })?;
-    let processor =
-        resume(&mut store, Processor::new(&config, &profiles), &config).map_err(|e| {
-            Failure::runtime(format!(
-                "{}: cannot resume from the store: {e}",
-                store_path.display()
-            ))
-        })?;
     let (store_handle, store_thread) = StoreWriter::spawn(store, WriterOptions::default())
         .map_err(|e| Failure::runtime(format!("cannot start the store writer: {e}")))?;
+    let reader = StoreReader::open(&store_path).map_err(|e| {
+        Failure::runtime(format!(
+            "{}: cannot read the store: {e}",
+            store_path.display()
+        ))
+    })?;
     tracing::info!(store = %store_path.display(), "store open");
+    let metrics = ops::metrics::install()
+        .map_err(|e| tracing::warn!("{e}; /metrics stays empty"))
+        .ok();
 
-    let mut simulators = JoinSet::new();
-    for s in &config.simulators {
-        let Some(profile) = profiles.get(&s.profile) else {
-            continue; // validated in config::parse
-        };
-        let scenario = match &s.scenario {
-            Some(path) => sim::Scenario::load(&config::relative_to(&config_path, path), profile)
-                .map_err(|e| Failure::usage(e.to_string()))?,
-            None => sim::Scenario::default(),
-        };
-        let listener = tokio::net::TcpListener::bind(s.listen).await.map_err(|e| {
-            Failure::runtime(format!("simulator cannot listen on {}: {e}", s.listen))
-        })?;
-        let simulator =
-            sim::Simulator::new(profile.clone(), scenario, s.seed, sim::WallClock::start());
-        tracing::info!(profile = %profile.name, listen = %s.listen, "simulator started");
-        simulators.spawn(sim::serve(listener, simulator));
-    }
-
-    let live = Live::new();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Bound before anything polls, so a taken port stops the start with nothing read yet.
+    let http_listener = match &loaded.config.http {
+        Some(http) => {
+            let listener = tokio::net::TcpListener::bind(http.listen)
+                .await
+                .map_err(|e| {
+                    Failure::runtime(format!("cannot serve http on {}: {e}", http.listen))
+                })?;
+            tracing::info!(listen = %http.listen, "status page, /health and /metrics served");
+            Some(listener)
+        }
+        None => None,
+    };
+    // Sinks read the store on their own; a reload does not restart them.
+    let (sinks_stop_tx, sinks_stop_rx) = watch::channel(false);
     let influx = crate::sink::influx::InfluxSinks::start(
-        &config.influx,
-        &config.site.id,
-        &config_path,
+        &loaded.config.influx,
+        &loaded.config.site.id,
+        &loaded.path,
         &store_path,
         &store_handle,
-        &shutdown_rx,
+        &sinks_stop_rx,
     )
     .map_err(|e| Failure::runtime(e.to_string()))?;
-    let (samples_tx, samples_rx) = mpsc::channel::<Vec<Sample>>(1024);
-    let started = start_collectors(
-        &config_path,
-        &config,
-        &profiles,
-        config.site.utc_offset.to_chrono(),
-        &samples_tx,
-        &shutdown_rx,
-        &live,
-    )
-    .map_err(Failure::runtime)?;
-    let mut collectors = started.tasks;
-    drop(samples_tx);
-    tracing::info!(
-        devices = config.devices.len(),
-        lines = started.lines,
-        "collectors started"
-    );
-    let (deliveries_tx, deliveries_rx) = mpsc::channel::<Delivery>(1024);
-    let mut mqtt_stats = Vec::new();
-    for source in &config.mqtt {
-        let source = MqttSource::new(source, config.site.utc_offset, &config_path)
-            .map_err(|e| Failure::usage(format!("mqtt source {:?}: {e}", source.id)))?;
-        mqtt_stats.push((source.id().to_string(), source.stats()));
-        collectors.spawn(source.run(
-            deliveries_tx.clone(),
-            store_handle.clone(),
-            shutdown_rx.clone(),
+    let mut workers = Workers::start(&loaded, &store_handle).await?;
+    let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
+    let state = OpsState::new(generation_rx, store_handle.clone(), reader, metrics);
+    let (ops_stop_tx, ops_stop_rx) = watch::channel(false);
+    let mut ops_tasks = JoinSet::new();
+    if let Some(listener) = http_listener {
+        ops_tasks.spawn(ops::http::serve(
+            listener,
+            state.clone(),
+            ops_stop_rx.clone(),
         ));
     }
-    drop(deliveries_tx);
+    let watchdog = ops::systemd::watchdog_period(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    );
+    ops_tasks.spawn(ops::systemd::supervise(state, watchdog, ops_stop_rx));
+    ops::systemd::ready(&format!("polling {} devices", loaded.config.devices.len()));
 
-    let pipeline =
-        Pipeline::new(processor, store_handle.clone(), live.clone()).with_deliveries(deliveries_rx);
-    let pipeline_task = tokio::spawn(pipeline.run(samples_rx));
-    let console = tokio::spawn(console(live.clone(), shutdown_rx.clone()));
+    let mut running = loaded;
+    while signals.next().await == Request::Reload {
+        ops::systemd::reloading();
+        if let Ok(new) = ops::reload::load(&running.path, &running.config) {
+            workers.stop().await;
+            workers = match Workers::start(&new, &store_handle).await {
+                Ok(started) => {
+                    ops::metrics::config_reloaded(true);
+                    tracing::info!(devices = new.config.devices.len(), "config reloaded");
+                    running = new;
+                    started
+                }
+                Err(failure) => {
+                    ops::metrics::config_reloaded(false);
+                    tracing::error!(
+                        "reload failed, going back to the running config: {}",
+                        failure.message
+                    );
+                    Workers::start(&running, &store_handle).await?
+                }
+            };
+            generation_tx.send_replace(workers.generation.clone());
+        }
+        ops::systemd::ready(&format!("polling {} devices", running.config.devices.len()));
+    }
 
-    wait_for_stop_signal().await;
+    ops::systemd::stopping();
     tracing::info!("stopping: finishing current polls and committing");
-    let _ = shutdown_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
-        while collectors.join_next().await.is_some() {}
-        let _ = pipeline_task.await;
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("collectors did not stop within {DRAIN_LIMIT:?}; committing what arrived");
-    }
-    // stragglers are cut off, so their capture sinks close as well
-    collectors.shutdown().await;
-    simulators.abort_all();
-    // capture threads end once their bus owners are gone, after flushing their files
-    for capture in started.captures {
-        let _ = tokio::task::spawn_blocking(move || capture.join()).await;
-    }
-    for (id, stats) in &mqtt_stats {
-        let s = stats.snapshot();
-        let refused: u64 = s.rejected.values().sum();
-        tracing::info!(source = %id, messages = s.messages, readings = s.readings, duplicates = s.duplicates, refused, acknowledged = s.acknowledged, "mqtt source stopped");
-    }
-    let _ = console.await;
+    workers.stop().await;
+    let _ = sinks_stop_tx.send(true);
     influx.stopped().await;
+    let _ = ops_stop_tx.send(true);
+    while ops_tasks.join_next().await.is_some() {}
     let committed = store_handle.shutdown().await;
     let joined = tokio::task::spawn_blocking(move || store_thread.join()).await;
     match (committed, joined) {
         (Ok(()), Ok(Ok(_store))) => {
-            tracing::info!("stopped cleanly");
+            tracing::info!(
+                records = store_handle.stats().records_committed,
+                "stopped cleanly: every record read was committed"
+            );
             Ok(())
         }
         (Err(e), _) => Err(Failure::runtime(format!("store writer failed: {e}"))),
@@ -163,6 +157,133 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     }
 }
 
+/// Everything that runs from one config: simulators, collectors, the pipeline into the
+/// store, and the terminal view.
+struct Workers {
+    generation: Arc<Generation>,
+    shutdown: watch::Sender<bool>,
+    simulators: JoinSet<std::io::Result<()>>,
+    collectors: JoinSet<()>,
+    captures: Vec<std::thread::JoinHandle<DailyCapture>>,
+    pipeline: JoinHandle<()>,
+    console: JoinHandle<()>,
+}
+
+impl Workers {
+    async fn start(loaded: &Loaded, store: &StoreHandle) -> Result<Workers, Failure> {
+        let Loaded {
+            path: config_path,
+            config,
+            profiles,
+        } = loaded;
+        let mut simulators = JoinSet::new();
+        for s in &config.simulators {
+            let Some(profile) = profiles.get(&s.profile) else {
+                continue; // validated in config::parse
+            };
+            let scenario = match &s.scenario {
+                Some(path) => sim::Scenario::load(&config::relative_to(config_path, path), profile)
+                    .map_err(|e| Failure::usage(e.to_string()))?,
+                None => sim::Scenario::default(),
+            };
+            let listener = tokio::net::TcpListener::bind(s.listen).await.map_err(|e| {
+                Failure::runtime(format!("simulator cannot listen on {}: {e}", s.listen))
+            })?;
+            let simulator =
+                sim::Simulator::new(profile.clone(), scenario, s.seed, sim::WallClock::start());
+            tracing::info!(profile = %profile.name, listen = %s.listen, "simulator started");
+            simulators.spawn(sim::serve(listener, simulator));
+        }
+
+        let resumed = {
+            let config = config.clone();
+            let processor = Processor::new(&config, profiles);
+            store
+                .call(move |store| resume(store, processor, &config))
+                .await
+                .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
+                .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
+        };
+        let live = Live::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (samples_tx, samples_rx) = mpsc::channel::<Vec<Sample>>(1024);
+        let started = start_collectors(
+            config_path,
+            config,
+            profiles,
+            config.site.utc_offset.to_chrono(),
+            &samples_tx,
+            &shutdown_rx,
+            &live,
+        )
+        .map_err(Failure::runtime)?;
+        let mut collectors = started.tasks;
+        drop(samples_tx);
+        tracing::info!(
+            devices = config.devices.len(),
+            lines = started.lines,
+            "collectors started"
+        );
+        let (deliveries_tx, deliveries_rx) = mpsc::channel::<Delivery>(1024);
+        for source in &config.mqtt {
+            let source = MqttSource::new(source, config.site.utc_offset, config_path)
+                .map_err(|e| Failure::usage(format!("mqtt source {:?}: {e}", source.id)))?;
+            collectors.spawn(source.run(deliveries_tx.clone(), store.clone(), shutdown_rx.clone()));
+        }
+        drop(deliveries_tx);
+
+        let pipeline =
+            Pipeline::new(resumed, store.clone(), live.clone()).with_deliveries(deliveries_rx);
+        let pipeline = tokio::spawn(pipeline.run(samples_rx));
+        let console = tokio::spawn(console(live.clone(), shutdown_rx));
+        let limits: StackLimits = config
+            .stacks
+            .iter()
+            .flat_map(|s| s.limits.limited().map(move |(q, l)| ((s.id.clone(), q), l)))
+            .collect();
+        Ok(Workers {
+            generation: Arc::new(
+                Generation::new(Arc::new(config.clone()), live).with_limits(limits),
+            ),
+            shutdown,
+            simulators,
+            collectors,
+            captures: started.captures,
+            pipeline,
+            console,
+        })
+    }
+
+    /// Lets every collector finish its current poll and the pipeline commit what they read,
+    /// within [`DRAIN_LIMIT`], then stops the simulators and waits until their ports are free.
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+            while self.collectors.join_next().await.is_some() {}
+            let _ = (&mut self.pipeline).await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "collectors did not stop within {DRAIN_LIMIT:?}; committing what arrived"
+            );
+            self.collectors.abort_all();
+            // With the collectors gone the pipeline's input closes; let it commit the rest.
+            let _ = tokio::time::timeout(DRAIN_LIMIT, &mut self.pipeline).await;
+        }
+        // stragglers are cut off, so their capture sinks close as well
+        self.collectors.shutdown().await;
+        // capture threads end once their bus owners are gone, after flushing their files
+        for capture in self.captures {
+            let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+        }
+        self.simulators.abort_all();
+        while self.simulators.join_next().await.is_some() {}
+        let _ = self.console.await;
+    }
+}
+
+/// On a terminal, redraws a compact per-device status every two seconds.
 /// Picks up where the last run stopped: the downtime becomes gap records, and the hour and
 /// day in progress are rebuilt from the readings already stored.
 fn resume(
@@ -201,30 +322,6 @@ fn resume(
     Ok(processor)
 }
 
-async fn wait_for_stop_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!("cannot watch SIGTERM ({e}); stopping on Ctrl-C only");
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// On a terminal, redraws a compact per-device status every two seconds.
 async fn console(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
     if !std::io::stdout().is_terminal() {
         return;

@@ -51,6 +51,7 @@ impl Live {
     }
 
     pub fn poll_succeeded(&self, device: &Arc<str>) {
+        crate::ops::metrics::poll_succeeded(device);
         let mut devices = self.devices();
         let d = devices.entry(device.clone()).or_default();
         d.connected = true;
@@ -58,6 +59,7 @@ impl Live {
     }
 
     pub fn poll_failed(&self, device: &Arc<str>, error: String) {
+        crate::ops::metrics::poll_failed(device, &error);
         let mut devices = self.devices();
         let d = devices.entry(device.clone()).or_default();
         d.connected = false;

@@ -16,11 +16,15 @@ use cemsd::cli;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log line format: human or json (default: human, or $CEMSD_LOG_FORMAT).
+    #[arg(long, global = true, value_parser = clap::builder::PossibleValuesParser::new(["human", "json"]))]
+    log_format: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum Command {
-    /// Poll the configured analysers and commit every reading to the store.
+    /// Poll the configured analysers and commit every reading to the store; SIGHUP reloads
+    /// the config, SIGTERM stops after committing.
     Run {
         #[arg(long, short)]
         config: PathBuf,
@@ -97,7 +101,7 @@ enum ProfilesAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    cli::init_logging();
+    cli::init_logging(cli.log_format.as_deref().and_then(|f| f.parse().ok()));
     let result = match cli.command {
         Command::Run { config } => cli::run(&config),
         Command::Check { config } => cli::check(&config),

@@ -1,0 +1,285 @@
+//! What `/health` answers: is the daemon alive (the HTTP status) and is it doing its job
+//! (the JSON body: collectors connected, store writable, forwarders keeping up).
+//!
+//! The verdict is a pure function of facts gathered elsewhere, so every case is testable.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::live::DeviceLive;
+use crate::model::Timestamp;
+use crate::store::WriterStats;
+
+/// Whether the store accepts commits, as seen from the writer's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreState {
+    /// The last transaction committed (or none was needed yet).
+    Writable,
+    /// Transactions fail and none has succeeded since (disk full, I/O error, lock held).
+    Failing,
+    /// The writer thread did not answer in time: it hangs, and nothing can be committed.
+    Unresponsive,
+}
+
+/// Remembers the writer's counters between looks, because "the last transaction failed"
+/// is a property of the change between two looks, not of either alone.
+#[derive(Debug, Clone, Default)]
+pub struct StoreWatch {
+    last: WriterStats,
+    failing: bool,
+}
+
+impl StoreWatch {
+    /// Updates the verdict with new counters: a commit since the last look clears a failure,
+    /// a failed transaction with no commit since sets it, no activity keeps it.
+    pub fn observe(&mut self, stats: WriterStats) -> StoreState {
+        if stats.transactions > self.last.transactions {
+            self.failing = false;
+        } else if stats.failed_transactions > self.last.failed_transactions {
+            self.failing = true;
+        }
+        self.last = stats;
+        if self.failing {
+            StoreState::Failing
+        } else {
+            StoreState::Writable
+        }
+    }
+}
+
+/// One forwarder's position in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SinkFacts {
+    pub name: String,
+    /// Last seq the sink has delivered.
+    pub cursor: u64,
+    /// Records committed but not yet delivered.
+    pub backlog: u64,
+    /// Time of the oldest record not yet delivered; `None` when the sink is caught up.
+    pub oldest_pending: Option<Timestamp>,
+}
+
+/// Facts about the store read through a separate connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreFacts {
+    /// Database file plus its write-ahead log, in bytes.
+    pub size_bytes: u64,
+    pub rows: u64,
+    pub last_seq: u64,
+    pub sinks: Vec<SinkFacts>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Everything configured is working.
+    Ok,
+    /// Data is being committed, but a device is down or a forwarder is behind.
+    Degraded,
+    /// Nothing can be committed.
+    Failing,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceHealth {
+    pub id: String,
+    /// `None` until the first poll has finished.
+    pub connected: Option<bool>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SinkHealth {
+    pub name: String,
+    pub backlog: u64,
+    /// Seconds between the oldest undelivered record and now; 0 when caught up.
+    pub lag_seconds: f64,
+}
+
+/// The `/health` body.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Health {
+    pub status: Verdict,
+    /// The daemon can do its core job: commit readings.
+    pub ready: bool,
+    pub store: StoreState,
+    pub collectors_connected: usize,
+    pub collectors_total: usize,
+    pub devices: Vec<DeviceHealth>,
+    pub forwarders: Vec<SinkHealth>,
+}
+
+/// A forwarder whose oldest undelivered record is older than this counts as behind.
+pub const SINK_LAG_LIMIT_SECONDS: f64 = 600.0;
+
+impl Health {
+    /// `configured` lists the devices of the running config in order; `live` what the
+    /// collectors reported so far.
+    pub fn assess(
+        configured: &[Arc<str>],
+        live: &BTreeMap<Arc<str>, DeviceLive>,
+        store: StoreState,
+        sinks: &[SinkFacts],
+        now: Timestamp,
+    ) -> Health {
+        let devices: Vec<DeviceHealth> = configured
+            .iter()
+            .map(|id| {
+                let state = live.get(id).filter(|d| d.polls > 0);
+                DeviceHealth {
+                    id: id.to_string(),
+                    connected: state.map(|d| d.connected),
+                    last_error: state.and_then(|d| d.last_error.clone()),
+                }
+            })
+            .collect();
+        let forwarders: Vec<SinkHealth> = sinks
+            .iter()
+            .map(|s| SinkHealth {
+                name: s.name.clone(),
+                backlog: s.backlog,
+                lag_seconds: s
+                    .oldest_pending
+                    .map_or(0.0, |t| ((now.0 - t.0).max(0) as f64) / 1000.0),
+            })
+            .collect();
+        let connected = devices.iter().filter(|d| d.connected == Some(true)).count();
+        let down = devices.iter().any(|d| d.connected == Some(false));
+        let behind = forwarders
+            .iter()
+            .any(|f| f.lag_seconds > SINK_LAG_LIMIT_SECONDS);
+        let ready = store == StoreState::Writable;
+        let status = match (ready, down || behind) {
+            (false, _) => Verdict::Failing,
+            (true, true) => Verdict::Degraded,
+            (true, false) => Verdict::Ok,
+        };
+        Health {
+            status,
+            ready,
+            store,
+            collectors_connected: connected,
+            collectors_total: devices.len(),
+            devices,
+            forwarders,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(transactions: u64, failed: u64) -> WriterStats {
+        WriterStats {
+            transactions,
+            failed_transactions: failed,
+            ..WriterStats::default()
+        }
+    }
+
+    #[test]
+    fn store_watch_follows_the_last_outcome() {
+        let mut watch = StoreWatch::default();
+        assert_eq!(watch.observe(stats(0, 0)), StoreState::Writable);
+        assert_eq!(watch.observe(stats(5, 0)), StoreState::Writable);
+        assert_eq!(watch.observe(stats(5, 1)), StoreState::Failing);
+        assert_eq!(
+            watch.observe(stats(5, 1)),
+            StoreState::Failing,
+            "no activity keeps the failure"
+        );
+        assert_eq!(watch.observe(stats(6, 3)), StoreState::Writable);
+        assert_eq!(watch.observe(stats(6, 3)), StoreState::Writable);
+    }
+
+    fn device(connected: bool, polls: u64, error: Option<&str>) -> DeviceLive {
+        DeviceLive {
+            connected,
+            polls,
+            errors: u64::from(error.is_some()),
+            last_error: error.map(str::to_string),
+            values: BTreeMap::new(),
+            ..DeviceLive::default()
+        }
+    }
+
+    fn ids(names: &[&str]) -> Vec<Arc<str>> {
+        names.iter().map(|n| Arc::from(*n)).collect()
+    }
+
+    #[test]
+    fn a_device_down_degrades_and_an_unpolled_one_does_not() {
+        let mut live = BTreeMap::new();
+        live.insert(Arc::from("a"), device(true, 3, None));
+        live.insert(Arc::from("b"), device(false, 2, Some("no reply within 1s")));
+        live.insert(Arc::from("gone"), device(true, 9, None)); // not in the config any more
+        let now = Timestamp(1_000_000);
+        let health = Health::assess(
+            &ids(&["a", "b", "c"]),
+            &live,
+            StoreState::Writable,
+            &[],
+            now,
+        );
+        assert_eq!(health.status, Verdict::Degraded);
+        assert!(health.ready);
+        assert_eq!(
+            (health.collectors_connected, health.collectors_total),
+            (1, 3)
+        );
+        let states: Vec<_> = health.devices.iter().map(|d| d.connected).collect();
+        assert_eq!(states, vec![Some(true), Some(false), None]);
+        assert_eq!(
+            health.devices[1].last_error.as_deref(),
+            Some("no reply within 1s")
+        );
+
+        live.insert(Arc::from("b"), device(true, 3, None));
+        let health = Health::assess(&ids(&["a", "b"]), &live, StoreState::Writable, &[], now);
+        assert_eq!(health.status, Verdict::Ok);
+    }
+
+    #[test]
+    fn the_store_decides_readiness_and_a_slow_forwarder_degrades() {
+        let live = BTreeMap::new();
+        let now = Timestamp(10_000_000);
+        let sink = |oldest: Option<i64>| SinkFacts {
+            name: "influx".into(),
+            cursor: 90,
+            backlog: 10,
+            oldest_pending: oldest.map(Timestamp),
+        };
+        // Oldest pending 601 s ago: over the 600 s limit.
+        let behind = Health::assess(
+            &[],
+            &live,
+            StoreState::Writable,
+            &[sink(Some(now.0 - 601_000))],
+            now,
+        );
+        assert_eq!(behind.status, Verdict::Degraded);
+        assert_eq!(behind.forwarders[0].lag_seconds, 601.0);
+        assert_eq!(behind.forwarders[0].backlog, 10);
+        // 599.5 s is within it.
+        let keeping_up = Health::assess(
+            &[],
+            &live,
+            StoreState::Writable,
+            &[sink(Some(now.0 - 599_500))],
+            now,
+        );
+        assert_eq!(keeping_up.status, Verdict::Ok);
+        assert_eq!(keeping_up.forwarders[0].lag_seconds, 599.5);
+        let caught_up = Health::assess(&[], &live, StoreState::Writable, &[sink(None)], now);
+        assert_eq!(caught_up.forwarders[0].lag_seconds, 0.0);
+
+        for state in [StoreState::Failing, StoreState::Unresponsive] {
+            let health = Health::assess(&[], &live, state, &[], now);
+            assert_eq!((health.status, health.ready), (Verdict::Failing, false));
+        }
+    }
+}

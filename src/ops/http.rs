@@ -1,0 +1,223 @@
+//! The loopback HTTP server: `/health`, `/metrics`, the status page at `/` and the JSON it
+//! reads (`/api/status`, `/api/series`). No authentication, so it listens on loopback only
+//! (the config refuses anything else); put a reverse proxy in front to reach it remotely.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::health::{Health, StoreState};
+use super::series::{SeriesSpec, SeriesView};
+use super::state::OpsState;
+use super::status::StatusView;
+use crate::model::{Quantity, Timestamp};
+
+const INDEX_HTML: &str = include_str!("page/index.html");
+const STATUS_JS: &str = include_str!("page/status.js");
+
+/// Buckets per chart: 5 min each over 24 h.
+const CHART_BUCKETS: u32 = 288;
+/// Longest window `/api/series` serves, in hours.
+const MAX_SERIES_HOURS: u32 = 24 * 7;
+
+pub fn router(state: Arc<OpsState>) -> Router {
+    Router::new()
+        .route("/", get(|| async { Html(INDEX_HTML) }))
+        .route(
+            "/status.js",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                    STATUS_JS,
+                )
+            }),
+        )
+        .route("/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(status))
+        .route("/api/series", get(series))
+        .with_state(state)
+}
+
+/// Serves until `stop` turns true, then lets open requests finish.
+pub async fn serve(listener: TcpListener, state: Arc<OpsState>, mut stop: watch::Receiver<bool>) {
+    let shutdown = async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!("http server stopped: {e}");
+    }
+}
+
+/// The HTTP handlers are the edge that reads the wall clock.
+fn now() -> Timestamp {
+    Timestamp::from_datetime(Utc::now())
+}
+
+fn failure(status: StatusCode, message: String) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Runs a blocking store read off the async workers.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store read failed: {e}"),
+        )),
+        Err(e) => Err(failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("store read did not finish: {e}"),
+        )),
+    }
+}
+
+/// 200 while the daemon is alive (its store writer answers), 503 when it hangs; the body
+/// says whether it is ready and what is degraded.
+async fn health(State(state): State<Arc<OpsState>>) -> Response {
+    let store_state = state.store_state().await;
+    let reader = state.reader().clone();
+    let facts = match blocking(move || reader.facts()).await {
+        Ok(facts) => facts,
+        Err(response) => return response,
+    };
+    let generation = state.generation();
+    let body = Health::assess(
+        &generation.device_ids(),
+        &generation.live.snapshot(),
+        store_state,
+        &facts.sinks,
+        now(),
+    );
+    let code = if store_state == StoreState::Unresponsive {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
+    let Some(handle) = state.metrics() else {
+        return failure(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are not recorded in this process".into(),
+        );
+    };
+    let store_state = state.store_state().await;
+    let reader = state.reader().clone();
+    let facts = match blocking(move || reader.facts()).await {
+        Ok(facts) => facts,
+        Err(response) => return response,
+    };
+    let live = state.generation().live.snapshot();
+    super::metrics::refresh(state.writer().stats(), store_state, &facts, &live, now().0);
+    handle.run_upkeep();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        handle.render(),
+    )
+        .into_response()
+}
+
+async fn status(State(state): State<Arc<OpsState>>) -> Response {
+    let reader = state.reader().clone();
+    let latest = match blocking(move || reader.latest()).await {
+        Ok(latest) => latest,
+        Err(response) => return response,
+    };
+    let generation = state.generation();
+    let view = StatusView::build(
+        &generation.config,
+        &generation.live.snapshot(),
+        &latest,
+        state.writer().stats().records_committed,
+        now().0,
+    );
+    Json(view).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SeriesParams {
+    stack: String,
+    device: String,
+    channel: String,
+    /// Window length, default 24.
+    hours: Option<u32>,
+    /// End of the window in ms since the epoch, default now.
+    to: Option<i64>,
+}
+
+async fn series(
+    State(state): State<Arc<OpsState>>,
+    params: Result<Query<SeriesParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(p) = match params {
+        Ok(p) => p,
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                format!("{e}; expected ?stack=ID&device=ID&channel=NAME[&hours=24][&to=MILLIS]"),
+            )
+        }
+    };
+    let hours = p.hours.unwrap_or(24);
+    if hours == 0 || hours > MAX_SERIES_HOURS {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            format!("hours must be 1 to {MAX_SERIES_HOURS}, not {hours}"),
+        );
+    }
+    let to = p.to.unwrap_or_else(|| now().0);
+    let spec = SeriesSpec {
+        from: to - i64::from(hours) * 3_600_000,
+        to,
+        stack: p.stack,
+        device: p.device,
+        channel: p.channel,
+        buckets: CHART_BUCKETS,
+    };
+    let reader = state.reader().clone();
+    let read = spec.clone();
+    let rows = match blocking(move || {
+        reader.readings(
+            &read.stack,
+            &read.device,
+            &read.channel,
+            Timestamp(read.from),
+            Timestamp(read.to),
+        )
+    })
+    .await
+    {
+        Ok(rows) => rows,
+        Err(response) => return response,
+    };
+    let generation = state.generation();
+    let limit = rows
+        .last()
+        .and_then(|s| s.record.quantity)
+        .and_then(|q: Quantity| generation.limits.get(&(spec.stack.clone(), q)).copied());
+    Json(SeriesView::build(&spec, &rows, limit)).into_response()
+}

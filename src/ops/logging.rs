@@ -1,0 +1,86 @@
+//! Log output: readable on a terminal, journald-friendly under systemd, JSON for log shippers.
+//! Every line goes to stderr so stdout stays free for command output.
+
+use std::io::IsTerminal;
+use std::str::FromStr;
+
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Colours on a terminal; without timestamps when journald (which stamps every line
+    /// itself) reads the output, so the journal does not show two times per line.
+    Human,
+    /// One JSON object per line, with timestamp, level, message and fields.
+    Json,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "human" => Ok(LogFormat::Human),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!(
+                "unknown log format {s:?}: expected \"human\" or \"json\""
+            )),
+        }
+    }
+}
+
+/// The format asked for on the command line, else by `CEMSD_LOG_FORMAT`, else human.
+/// An unknown value in the environment falls back to human with a warning rather than
+/// stopping a service over its log style.
+pub fn choose_format(flag: Option<LogFormat>, env: Option<&str>) -> (LogFormat, Option<String>) {
+    match (flag, env) {
+        (Some(format), _) => (format, None),
+        (None, None) => (LogFormat::Human, None),
+        (None, Some(text)) => match text.parse() {
+            Ok(format) => (format, None),
+            Err(e) => (LogFormat::Human, Some(format!("CEMSD_LOG_FORMAT: {e}"))),
+        },
+    }
+}
+
+/// Installs the global subscriber. The level filter comes from `CEMSD_LOG` (e.g.
+/// `CEMSD_LOG=debug` or `CEMSD_LOG=info,cemsd::collect=debug`), default `info`.
+pub fn init(flag: Option<LogFormat>) {
+    let env = std::env::var("CEMSD_LOG_FORMAT").ok();
+    let (format, warning) = choose_format(flag, env.as_deref());
+    let filter = EnvFilter::try_from_env("CEMSD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    match format {
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Human if under_journald => builder.without_time().with_ansi(false).init(),
+        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}; logging in the human format");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flag_beats_the_environment_and_a_bad_environment_value_is_reported() {
+        assert_eq!(
+            choose_format(Some(LogFormat::Human), Some("json")),
+            (LogFormat::Human, None)
+        );
+        assert_eq!(choose_format(None, Some("json")), (LogFormat::Json, None));
+        assert_eq!(choose_format(None, None), (LogFormat::Human, None));
+        let (format, warning) = choose_format(None, Some("xml"));
+        assert_eq!(format, LogFormat::Human);
+        assert_eq!(
+            warning.as_deref(),
+            Some("CEMSD_LOG_FORMAT: unknown log format \"xml\": expected \"human\" or \"json\"")
+        );
+    }
+}

@@ -1,0 +1,386 @@
+//! Prometheus metrics, served at `/metrics`.
+//!
+//! cemsd records through the [`metrics`] facade; [`install`] puts a Prometheus recorder
+//! behind it once per process. Code that never runs under `cemsd run` (tests, `cemsd check`)
+//! records into nothing, at no cost.
+//!
+//! # Adding a metric from another module
+//!
+//! 1. Name it `cemsd_<area>_<what>[_<unit>]`, counters ending in `_total`, e.g.
+//!    `cemsd_hj212_packets_total`. Labels take a bounded set of values (device ids, sink
+//!    names, error kinds), never timestamps or free text.
+//! 2. Record where the event happens: `metrics::counter!("cemsd_hj212_packets_total",
+//!    "sink" => name.to_string(), "outcome" => "acked").increment(1);` or, for a level,
+//!    `metrics::gauge!("cemsd_mqtt_connected", "source" => id.to_string()).set(1.0);`.
+//! 3. Add its help text to [`HELP`] below, so `/metrics` explains it.
+//!
+//! Levels that are cheaper to read than to track (store size, backlogs) are set in
+//! [`refresh`], just before each scrape, from facts gathered at that moment.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use metrics::{counter, gauge, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
+
+use super::health::{StoreFacts, StoreState};
+use crate::live::DeviceLive;
+use crate::store::WriterStats;
+
+/// Help text of every metric cemsd records, described at install time.
+pub const HELP: &[(&str, Kind, &str)] = &[
+    (
+        POLLS,
+        Kind::Counter,
+        "Device polls finished, by device and outcome (ok, error).",
+    ),
+    (
+        POLL_ERRORS,
+        Kind::Counter,
+        "Failed device polls, by device and kind of failure.",
+    ),
+    (
+        DEVICE_CONNECTED,
+        Kind::Gauge,
+        "1 while the last poll of a device succeeded, 0 after a failed one.",
+    ),
+    (
+        READINGS_COMMITTED,
+        Kind::Counter,
+        "Records committed to the store since start.",
+    ),
+    (
+        STORE_TRANSACTIONS,
+        Kind::Counter,
+        "Store transactions committed since start.",
+    ),
+    (
+        STORE_FAILED_TRANSACTIONS,
+        Kind::Counter,
+        "Store transactions that failed since start.",
+    ),
+    (
+        STORE_FAILED_RECORDS,
+        Kind::Counter,
+        "Records in failed store transactions since start.",
+    ),
+    (
+        STORE_QUEUED_RECORDS,
+        Kind::Gauge,
+        "Records handed to the store writer and not yet in a transaction.",
+    ),
+    (
+        STORE_WRITABLE,
+        Kind::Gauge,
+        "1 while the store accepts commits.",
+    ),
+    (
+        STORE_SIZE,
+        Kind::Gauge,
+        "Size of the store database and its write-ahead log.",
+    ),
+    (STORE_ROWS, Kind::Gauge, "Records held in the store."),
+    (
+        STORE_LAST_SEQ,
+        Kind::Gauge,
+        "Highest sequence number handed out by the store.",
+    ),
+    (
+        SINK_BACKLOG,
+        Kind::Gauge,
+        "Records committed but not yet delivered, by forwarder.",
+    ),
+    (
+        SINK_LAG,
+        Kind::Gauge,
+        "Age of the oldest record a forwarder has not delivered.",
+    ),
+    (
+        CONFIG_RELOADS,
+        Kind::Counter,
+        "SIGHUP config reloads, by result (applied, rejected).",
+    ),
+];
+
+pub const POLLS: &str = "cemsd_polls_total";
+pub const POLL_ERRORS: &str = "cemsd_poll_errors_total";
+pub const DEVICE_CONNECTED: &str = "cemsd_device_connected";
+pub const READINGS_COMMITTED: &str = "cemsd_store_records_committed_total";
+pub const STORE_TRANSACTIONS: &str = "cemsd_store_transactions_total";
+pub const STORE_FAILED_TRANSACTIONS: &str = "cemsd_store_failed_transactions_total";
+pub const STORE_FAILED_RECORDS: &str = "cemsd_store_failed_records_total";
+pub const STORE_QUEUED_RECORDS: &str = "cemsd_store_queued_records";
+pub const STORE_WRITABLE: &str = "cemsd_store_writable";
+pub const STORE_SIZE: &str = "cemsd_store_size_bytes";
+pub const STORE_ROWS: &str = "cemsd_store_rows";
+pub const STORE_LAST_SEQ: &str = "cemsd_store_last_seq";
+pub const SINK_BACKLOG: &str = "cemsd_forwarder_backlog_records";
+pub const SINK_LAG: &str = "cemsd_forwarder_lag_seconds";
+pub const CONFIG_RELOADS: &str = "cemsd_config_reloads_total";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+/// Gauges not set for this long disappear from `/metrics`, so a device removed by a reload
+/// stops being reported instead of showing its last state forever.
+const IDLE_GAUGE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Installs the process-wide Prometheus recorder. Fails only when another recorder is
+/// already installed.
+pub fn install() -> Result<PrometheusHandle, String> {
+    let handle = builder()
+        .install_recorder()
+        .map_err(|e| format!("cannot install the metrics recorder: {e}"))?;
+    describe();
+    Ok(handle)
+}
+
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new().idle_timeout(MetricKindMask::GAUGE, Some(IDLE_GAUGE_TIMEOUT))
+}
+
+/// Registers the help text and units of [`HELP`] with the current recorder.
+pub fn describe() {
+    for &(name, kind, help) in HELP {
+        let unit = if name.ends_with("_bytes") {
+            Some(Unit::Bytes)
+        } else if name.ends_with("_seconds") {
+            Some(Unit::Seconds)
+        } else {
+            None
+        };
+        match (kind, unit) {
+            (Kind::Counter, Some(unit)) => metrics::describe_counter!(name, unit, help),
+            (Kind::Counter, None) => metrics::describe_counter!(name, help),
+            (Kind::Gauge, Some(unit)) => metrics::describe_gauge!(name, unit, help),
+            (Kind::Gauge, None) => metrics::describe_gauge!(name, help),
+        }
+    }
+}
+
+/// A finished, successful poll of `device`.
+pub fn poll_succeeded(device: &str) {
+    counter!(POLLS, "device" => device.to_string(), "outcome" => "ok").increment(1);
+}
+
+/// A failed poll of `device`; `error` is the collector's message, sorted into a kind.
+pub fn poll_failed(device: &str, error: &str) {
+    counter!(POLLS, "device" => device.to_string(), "outcome" => "error").increment(1);
+    counter!(POLL_ERRORS, "device" => device.to_string(), "kind" => PollErrorKind::of(error).as_str())
+        .increment(1);
+}
+
+/// A SIGHUP reload, applied or rejected.
+pub fn config_reloaded(applied: bool) {
+    let result = if applied { "applied" } else { "rejected" };
+    counter!(CONFIG_RELOADS, "result" => result).increment(1);
+}
+
+/// Why a poll failed, coarse enough to alert on: a timeout points at the device or the
+/// line, a refused connection at the network, an exception at the register map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollErrorKind {
+    Timeout,
+    Connect,
+    Transport,
+    Exception,
+    Malformed,
+    Other,
+}
+
+impl PollErrorKind {
+    /// Sorts a collector's error message by the wording the collectors use ("no reply
+    /// within", "cannot connect", "transport error", "exception", "malformed reply").
+    pub fn of(message: &str) -> PollErrorKind {
+        let m = message.to_ascii_lowercase();
+        if m.starts_with("no reply within")
+            || m.contains("within") && m.starts_with("no connection")
+        {
+            PollErrorKind::Timeout
+        } else if m.starts_with("cannot connect")
+            || m.starts_with("cannot resolve")
+            || m.contains("resolves to no address")
+        {
+            PollErrorKind::Connect
+        } else if m.starts_with("transport error") {
+            PollErrorKind::Transport
+        } else if m.starts_with("exception") {
+            PollErrorKind::Exception
+        } else if m.starts_with("malformed") {
+            PollErrorKind::Malformed
+        } else {
+            PollErrorKind::Other
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollErrorKind::Timeout => "timeout",
+            PollErrorKind::Connect => "connect",
+            PollErrorKind::Transport => "transport",
+            PollErrorKind::Exception => "exception",
+            PollErrorKind::Malformed => "malformed",
+            PollErrorKind::Other => "other",
+        }
+    }
+}
+
+/// Sets the levels and since-start totals that are read rather than counted, just before
+/// a scrape renders them.
+pub fn refresh(
+    writer: WriterStats,
+    store_state: StoreState,
+    store: &StoreFacts,
+    devices: &BTreeMap<Arc<str>, DeviceLive>,
+    now_ms: i64,
+) {
+    counter!(READINGS_COMMITTED).absolute(writer.records_committed);
+    counter!(STORE_TRANSACTIONS).absolute(writer.transactions);
+    counter!(STORE_FAILED_TRANSACTIONS).absolute(writer.failed_transactions);
+    counter!(STORE_FAILED_RECORDS).absolute(writer.records_failed);
+    gauge!(STORE_QUEUED_RECORDS).set(writer.queued_records as f64);
+    gauge!(STORE_WRITABLE).set(f64::from(u8::from(store_state == StoreState::Writable)));
+    gauge!(STORE_SIZE).set(store.size_bytes as f64);
+    gauge!(STORE_ROWS).set(store.rows as f64);
+    gauge!(STORE_LAST_SEQ).set(store.last_seq as f64);
+    for sink in &store.sinks {
+        gauge!(SINK_BACKLOG, "sink" => sink.name.clone()).set(sink.backlog as f64);
+        let lag = sink
+            .oldest_pending
+            .map_or(0.0, |t| ((now_ms - t.0).max(0) as f64) / 1000.0);
+        gauge!(SINK_LAG, "sink" => sink.name.clone()).set(lag);
+    }
+    for (id, device) in devices.iter().filter(|(_, d)| d.polls > 0) {
+        gauge!(DEVICE_CONNECTED, "device" => id.to_string())
+            .set(f64::from(u8::from(device.connected)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Timestamp;
+    use crate::ops::health::SinkFacts;
+
+    #[test]
+    fn error_messages_sort_into_kinds() {
+        let cases = [
+            ("no reply within 1s to Block { .. }", "timeout"),
+            ("no connection to 10.0.0.5:502 within 1s", "timeout"),
+            (
+                "cannot connect to 127.0.0.1:1: Connection refused",
+                "connect",
+            ),
+            ("cannot resolve plc.local:502: failed to lookup", "connect"),
+            ("plc.local:502 resolves to no address", "connect"),
+            ("transport error: broken pipe", "transport"),
+            ("exception IllegalDataAddress for Block { .. }", "exception"),
+            ("malformed reply to Block { .. }", "malformed"),
+            ("CRC mismatch", "other"),
+        ];
+        for (message, kind) in cases {
+            assert_eq!(PollErrorKind::of(message).as_str(), kind, "{message}");
+        }
+    }
+
+    /// Value of the sample line that starts with `series ` in a rendered exposition.
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[test]
+    fn events_and_refreshed_levels_render_with_help_and_labels() {
+        let recorder = builder().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            poll_succeeded("u1-so2");
+            poll_succeeded("u1-so2");
+            poll_failed("u1-so2", "no reply within 1s to block");
+            poll_failed("dead", "cannot connect to 127.0.0.1:9: refused");
+            config_reloaded(false);
+            let mut devices = BTreeMap::new();
+            devices.insert(
+                Arc::from("u1-so2"),
+                DeviceLive {
+                    connected: true,
+                    polls: 3,
+                    ..DeviceLive::default()
+                },
+            );
+            devices.insert(
+                Arc::from("dead"),
+                DeviceLive {
+                    connected: false,
+                    polls: 1,
+                    ..DeviceLive::default()
+                },
+            );
+            devices.insert(Arc::from("unpolled"), DeviceLive::default());
+            let store = StoreFacts {
+                size_bytes: 4096,
+                rows: 120,
+                last_seq: 130,
+                sinks: vec![SinkFacts {
+                    name: "influx".into(),
+                    cursor: 100,
+                    backlog: 30,
+                    oldest_pending: Some(Timestamp(55_000)),
+                }],
+            };
+            let writer = WriterStats {
+                records_committed: 130,
+                transactions: 12,
+                failed_transactions: 1,
+                records_failed: 4,
+                queued_records: 2,
+            };
+            refresh(writer, StoreState::Writable, &store, &devices, 60_000);
+        });
+        let text = handle.render();
+        let expect = [
+            (r#"cemsd_polls_total{device="u1-so2",outcome="ok"}"#, 2.0),
+            (r#"cemsd_polls_total{device="u1-so2",outcome="error"}"#, 1.0),
+            (
+                r#"cemsd_poll_errors_total{device="u1-so2",kind="timeout"}"#,
+                1.0,
+            ),
+            (
+                r#"cemsd_poll_errors_total{device="dead",kind="connect"}"#,
+                1.0,
+            ),
+            (r#"cemsd_config_reloads_total{result="rejected"}"#, 1.0),
+            ("cemsd_store_records_committed_total", 130.0),
+            ("cemsd_store_transactions_total", 12.0),
+            ("cemsd_store_failed_records_total", 4.0),
+            ("cemsd_store_queued_records", 2.0),
+            ("cemsd_store_writable", 1.0),
+            ("cemsd_store_size_bytes", 4096.0),
+            ("cemsd_store_rows", 120.0),
+            ("cemsd_store_last_seq", 130.0),
+            (r#"cemsd_forwarder_backlog_records{sink="influx"}"#, 30.0),
+            // oldest pending at 55 s, now 60 s: 5 s behind
+            (r#"cemsd_forwarder_lag_seconds{sink="influx"}"#, 5.0),
+            (r#"cemsd_device_connected{device="u1-so2"}"#, 1.0),
+            (r#"cemsd_device_connected{device="dead"}"#, 0.0),
+        ];
+        for (series, value) in expect {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+        assert!(
+            !text.contains("unpolled"),
+            "a device never polled has no connection state yet:\n{text}"
+        );
+        assert!(
+            text.contains("# HELP cemsd_polls_total Device polls finished"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE cemsd_store_rows gauge"), "{text}");
+    }
+}

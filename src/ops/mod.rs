@@ -1,0 +1,13 @@
+//! Running cemsd as a service: systemd notification and watchdog, signals and config reload,
+//! health, Prometheus metrics, the live status page, and log output.
+
+pub mod health;
+pub mod http;
+pub mod logging;
+pub mod metrics;
+pub mod reload;
+pub mod series;
+pub mod signals;
+pub mod state;
+pub mod status;
+pub mod systemd;

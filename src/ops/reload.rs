@@ -1,0 +1,74 @@
+//! SIGHUP: read the config file again and decide whether it can replace the running one.
+//! A config that does not validate is rejected with the same positioned errors as at start,
+//! and the running one stays.
+
+use std::path::Path;
+
+use crate::config::{self, ConfigError, Loaded, SiteConfig};
+
+/// Keys a running daemon cannot change: the store stays open across a reload and the HTTP
+/// server keeps its socket. A new value takes effect at the next restart.
+pub fn restart_only_changes(running: &SiteConfig, new: &SiteConfig) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if running.store.path != new.store.path {
+        changed.push("store.path");
+    }
+    if running.store.retention != new.store.retention {
+        changed.push("store.retention");
+    }
+    if running.http.as_ref().map(|h| h.listen) != new.http.as_ref().map(|h| h.listen) {
+        changed.push("http.listen");
+    }
+    changed
+}
+
+/// Loads and validates the config at `path` for a reload, logging the outcome.
+pub fn load(path: &Path, running: &SiteConfig) -> Result<Loaded, ConfigError> {
+    let loaded = match config::load(path) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!("reload rejected, the running config stays:\n{e}");
+            super::metrics::config_reloaded(false);
+            return Err(e);
+        }
+    };
+    for key in restart_only_changes(running, &loaded.config) {
+        tracing::warn!(
+            "{}: {key} changed; it takes effect at the next restart",
+            path.display()
+        );
+    }
+    Ok(loaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> SiteConfig {
+        match config::parse(Path::new("site.toml"), text) {
+            Ok(l) => l.config,
+            Err(e) => panic!("test config: {e}"),
+        }
+    }
+
+    #[test]
+    fn only_store_and_listen_changes_need_a_restart() {
+        let base =
+            "[site]\nid = \"a\"\n[store]\npath = \"a.db\"\n[http]\nlisten = \"127.0.0.1:8080\"\n";
+        let running = parse(base);
+        assert!(restart_only_changes(&running, &parse(base)).is_empty());
+        let renamed = base.replace("id = \"a\"", "id = \"b\"");
+        assert!(restart_only_changes(&running, &parse(&renamed)).is_empty());
+        let moved = base.replace("a.db", "b.db").replace("8080", "8081") + "";
+        assert_eq!(
+            restart_only_changes(&running, &parse(&moved)),
+            vec!["store.path", "http.listen"]
+        );
+        let no_http = "[site]\nid = \"a\"\n[store]\npath = \"a.db\"\nretention = \"30d\"\n";
+        assert_eq!(
+            restart_only_changes(&running, &parse(no_http)),
+            vec!["store.retention", "http.listen"]
+        );
+    }
+}

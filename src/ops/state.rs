@@ -1,0 +1,189 @@
+//! What the operations side (HTTP, watchdog) can see of the running daemon, and the reads
+//! that gather it. The running config and its live state form a [`Generation`], replaced
+//! whole on a reload, so a reader never sees a new config with the old devices' state.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use super::health::{SinkFacts, StoreFacts, StoreState, StoreWatch};
+use super::status::StackLimits;
+use crate::config::SiteConfig;
+use crate::live::Live;
+use crate::model::Timestamp;
+use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, Stored};
+
+/// One running config and the live state of its collectors.
+#[derive(Debug)]
+pub struct Generation {
+    pub config: Arc<SiteConfig>,
+    pub live: Arc<Live>,
+    pub limits: StackLimits,
+}
+
+impl Generation {
+    pub fn new(config: Arc<SiteConfig>, live: Arc<Live>) -> Generation {
+        Generation {
+            config,
+            live,
+            limits: StackLimits::new(),
+        }
+    }
+
+    /// With emission limits per stack and pollutant, drawn on the status page's charts.
+    pub fn with_limits(mut self, limits: StackLimits) -> Generation {
+        self.limits = limits;
+        self
+    }
+
+    pub fn device_ids(&self) -> Vec<Arc<str>> {
+        self.config
+            .devices
+            .iter()
+            .map(|d| Arc::from(d.id.as_str()))
+            .collect()
+    }
+}
+
+/// Page cache of the read connection: the status page reads recent rows of a few series,
+/// so a small cache serves it and keeps the daemon's memory small on a gateway.
+const READER_CACHE_KIB: u32 = 2 * 1024;
+
+/// How long a probe of the store writer may take before it counts as hung.
+const WRITER_PROBE_LIMIT: Duration = Duration::from_secs(5);
+
+/// Shared by the HTTP handlers and the watchdog.
+pub struct OpsState {
+    generation: watch::Receiver<Arc<Generation>>,
+    writer: StoreHandle,
+    reader: StoreReader,
+    store_watch: Mutex<StoreWatch>,
+    metrics: Option<PrometheusHandle>,
+}
+
+impl OpsState {
+    pub fn new(
+        generation: watch::Receiver<Arc<Generation>>,
+        writer: StoreHandle,
+        reader: StoreReader,
+        metrics: Option<PrometheusHandle>,
+    ) -> Arc<OpsState> {
+        Arc::new(OpsState {
+            generation,
+            writer,
+            reader,
+            store_watch: Mutex::new(StoreWatch::default()),
+            metrics,
+        })
+    }
+
+    pub fn generation(&self) -> Arc<Generation> {
+        self.generation.borrow().clone()
+    }
+
+    pub fn writer(&self) -> &StoreHandle {
+        &self.writer
+    }
+
+    pub fn reader(&self) -> &StoreReader {
+        &self.reader
+    }
+
+    pub fn metrics(&self) -> Option<&PrometheusHandle> {
+        self.metrics.as_ref()
+    }
+
+    /// Asks the writer thread for a no-op between its transactions: an answer proves it
+    /// is not hung; its counters then tell whether commits succeed.
+    pub async fn store_state(&self) -> StoreState {
+        let answered = tokio::time::timeout(WRITER_PROBE_LIMIT, self.writer.call(|_| ())).await;
+        let stats = self.writer.stats();
+        let observed = self
+            .store_watch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .observe(stats);
+        match answered {
+            Ok(Ok(())) => observed,
+            _ => StoreState::Unresponsive,
+        }
+    }
+}
+
+/// A read-only connection to the store, beside the writer's: WAL lets it read while the
+/// writer commits. Its calls block, so async code runs them with `spawn_blocking`.
+#[derive(Clone)]
+pub struct StoreReader {
+    path: PathBuf,
+    store: Arc<Mutex<Store>>,
+}
+
+impl StoreReader {
+    pub fn open(path: &Path) -> Result<StoreReader, StoreError> {
+        let options = StoreOptions {
+            cache_size_kib: READER_CACHE_KIB,
+            ..StoreOptions::default()
+        };
+        let store = Store::open(path, options)?;
+        Ok(StoreReader {
+            path: path.to_path_buf(),
+            store: Arc::new(Mutex::new(store)),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Size, rows, last seq and every forwarder's backlog.
+    pub fn facts(&self) -> Result<StoreFacts, StoreError> {
+        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
+        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+        let size_bytes = size(&self.path) + size(&wal);
+        let store = self.lock();
+        let last_seq = store.last_seq()?;
+        let mut sinks = Vec::new();
+        for (name, cursor) in store.sinks()? {
+            let oldest_pending = store.read_after(cursor, 1)?.first().map(|s| s.record.ts);
+            sinks.push(SinkFacts {
+                name,
+                cursor,
+                backlog: last_seq.saturating_sub(cursor),
+                oldest_pending,
+            });
+        }
+        Ok(StoreFacts {
+            size_bytes,
+            rows: store.count()?,
+            last_seq,
+            sinks,
+        })
+    }
+
+    pub fn latest(&self) -> Result<Vec<Stored>, StoreError> {
+        self.lock().latest()
+    }
+
+    /// Readings of one channel of one device on one stack in `[from, to)`.
+    pub fn readings(
+        &self,
+        stack: &str,
+        device: &str,
+        channel: &str,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<Stored>, StoreError> {
+        self.lock().query(&Query {
+            kind: Some(RecordKind::Reading),
+            stack: Some(stack.to_string()),
+            device: Some(device.to_string()),
+            channel: Some(channel.to_string()),
+            from: Some(from),
+            to: Some(to),
+            ..Query::default()
+        })
+    }
+}

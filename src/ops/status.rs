@@ -1,0 +1,343 @@
+//! The JSON behind the status page (`/api/status`): per stack and device, the latest committed
+//! values with units and flags, and the connection state the collectors report.
+//!
+//! Values come from the store, not from memory, so the page shows exactly what is kept as
+//! evidence (and the corrected values once the pipeline computes them).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::config::{Position, SiteConfig};
+use crate::live::DeviceLive;
+use crate::model::Quantity;
+use crate::store::{Record, Stored};
+
+/// Emission limits by stack id and pollutant, in the unit of the corrected values
+/// (mg/m3 at standard condition, dry, reference O2).
+pub type StackLimits = BTreeMap<(String, Quantity), f64>;
+
+/// Which value of a record is shown: the most processed one present.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValueKind {
+    Raw,
+    Measured,
+    Corrected,
+}
+
+impl ValueKind {
+    pub fn of(record: &Record) -> Option<(ValueKind, f64)> {
+        record
+            .corrected
+            .map(|v| (ValueKind::Corrected, v))
+            .or(record.measured.map(|v| (ValueKind::Measured, v)))
+            .or(record.raw.map(|v| (ValueKind::Raw, v)))
+    }
+
+    pub fn value(self, record: &Record) -> Option<f64> {
+        match self {
+            ValueKind::Corrected => record.corrected,
+            ValueKind::Measured => record.measured,
+            ValueKind::Raw => record.raw,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatusView {
+    pub site_id: String,
+    pub site_name: Option<String>,
+    /// Milliseconds since the epoch when the view was made.
+    pub now: i64,
+    /// Records the store writer committed since the daemon started.
+    pub committed: u64,
+    pub stacks: Vec<StackView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StackView {
+    pub id: String,
+    pub name: Option<String>,
+    pub devices: Vec<DeviceView>,
+    /// One small 24 h chart per pollutant channel of the stack.
+    pub charts: Vec<ChartRef>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    /// No poll has finished yet.
+    Waiting,
+    Connected,
+    Down,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub profile: String,
+    pub address: String,
+    pub position: &'static str,
+    pub connection: Connection,
+    pub polls: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    pub values: Vec<ValueView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ValueView {
+    pub channel: String,
+    pub quantity: Option<&'static str>,
+    pub unit: Option<&'static str>,
+    /// `None` when the latest reading carries no value (flag B).
+    pub value: Option<f64>,
+    pub kind: Option<ValueKind>,
+    pub flag: char,
+    pub ts: i64,
+    pub seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChartRef {
+    pub device: String,
+    pub channel: String,
+    pub quantity: &'static str,
+}
+
+impl StatusView {
+    /// `latest` is the store's latest reading per channel; `live` the collectors' state.
+    pub fn build(
+        config: &SiteConfig,
+        live: &BTreeMap<Arc<str>, DeviceLive>,
+        latest: &[Stored],
+        committed: u64,
+        now: i64,
+    ) -> StatusView {
+        let stacks = config
+            .stacks
+            .iter()
+            .map(|stack| {
+                let devices: Vec<DeviceView> = config
+                    .devices
+                    .iter()
+                    .filter(|d| d.stack == stack.id)
+                    .map(|d| {
+                        let state = live.get(d.id.as_str());
+                        let values = latest
+                            .iter()
+                            .filter(|s| *s.record.stack == *stack.id && *s.record.device == *d.id)
+                            .map(value_view)
+                            .collect();
+                        DeviceView {
+                            id: d.id.clone(),
+                            profile: d.profile.clone(),
+                            address: d
+                                .address
+                                .clone()
+                                .or_else(|| d.bus.clone())
+                                .unwrap_or_default(),
+                            position: match d.position {
+                                Position::Inlet => "inlet",
+                                Position::Outlet => "outlet",
+                            },
+                            connection: match state {
+                                Some(s) if s.polls > 0 && s.connected => Connection::Connected,
+                                Some(s) if s.polls > 0 => Connection::Down,
+                                _ => Connection::Waiting,
+                            },
+                            polls: state.map_or(0, |s| s.polls),
+                            errors: state.map_or(0, |s| s.errors),
+                            last_error: state.and_then(|s| s.last_error.clone()),
+                            values,
+                        }
+                    })
+                    .collect();
+                let charts = devices
+                    .iter()
+                    .flat_map(|d| {
+                        d.values.iter().filter_map(move |v| {
+                            let quantity: Quantity = v.quantity?.parse().ok()?;
+                            quantity.is_pollutant().then(|| ChartRef {
+                                device: d.id.clone(),
+                                channel: v.channel.clone(),
+                                quantity: quantity.name(),
+                            })
+                        })
+                    })
+                    .collect();
+                StackView {
+                    id: stack.id.clone(),
+                    name: stack.name.clone(),
+                    devices,
+                    charts,
+                }
+            })
+            .collect();
+        StatusView {
+            site_id: config.site.id.clone(),
+            site_name: config.site.name.clone(),
+            now,
+            committed,
+            stacks,
+        }
+    }
+}
+
+fn value_view(stored: &Stored) -> ValueView {
+    let r = &stored.record;
+    let shown = ValueKind::of(r);
+    ValueView {
+        channel: r.channel.to_string(),
+        quantity: r.quantity.map(Quantity::name),
+        unit: r.unit.map(|u| u.symbol()),
+        value: shown.map(|(_, v)| v),
+        kind: shown.map(|(k, _)| k),
+        flag: r.flags.primary().code(),
+        ts: r.ts.0,
+        seq: stored.seq,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Flag, FlagSet, Timestamp, Unit};
+    use crate::store::RecordKind;
+
+    const CONFIG: &str = r#"
+[site]
+id = "plant"
+name = "Plant"
+
+[[stack]]
+id = "unit1"
+name = "Unit 1"
+
+[[stack]]
+id = "unit2"
+
+[[device]]
+id = "so2"
+profile = "thermo-43i"
+stack = "unit1"
+transport = "tcp"
+address = "127.0.0.1:1502"
+
+[[device]]
+id = "o2"
+profile = "sdl-model-1080"
+stack = "unit1"
+transport = "tcp"
+address = "127.0.0.1:1503"
+position = "inlet"
+
+[[device]]
+id = "nox"
+profile = "thermo-42i"
+stack = "unit2"
+transport = "tcp"
+address = "127.0.0.1:1504"
+"#;
+
+    fn stored(seq: u64, stack: &str, device: &str, channel: &str, q: Quantity) -> Stored {
+        let mut record = Record::new(
+            RecordKind::Reading,
+            Timestamp(1_000 * seq as i64),
+            stack.into(),
+            device.into(),
+            channel.into(),
+        );
+        record.quantity = Some(q);
+        record.unit = Some(Unit::Ppm);
+        record.raw = Some(seq as f64 + 0.5);
+        Stored { seq, record }
+    }
+
+    #[test]
+    fn devices_sit_under_their_stacks_with_store_values_and_live_state() {
+        let loaded = crate::config::parse(std::path::Path::new("site.toml"), CONFIG);
+        let config = match loaded {
+            Ok(l) => l.config,
+            Err(e) => panic!("test config: {e}"),
+        };
+        let mut so2 = stored(7, "unit1", "so2", "SO2", Quantity::SO2);
+        so2.record.measured = Some(20.25);
+        so2.record.corrected = Some(31.0);
+        so2.record.unit = Some(Unit::MgPerM3);
+        let mut o2 = stored(8, "unit1", "o2", "O2", Quantity::O2);
+        o2.record.raw = None;
+        o2.record.flags = FlagSet::of(Flag::B);
+        let nox = stored(9, "unit2", "nox", "NOx", Quantity::NOx);
+        // Same device id on a stack it is no longer bound to: not shown under unit1.
+        let moved = stored(3, "unit9", "so2", "SO2", Quantity::SO2);
+        let latest = vec![so2, o2, nox, moved];
+
+        let mut live = BTreeMap::new();
+        live.insert(
+            Arc::from("so2"),
+            DeviceLive {
+                connected: true,
+                polls: 4,
+                ..DeviceLive::default()
+            },
+        );
+        live.insert(
+            Arc::from("o2"),
+            DeviceLive {
+                connected: false,
+                polls: 4,
+                errors: 2,
+                last_error: Some("no reply within 1s".into()),
+                ..DeviceLive::default()
+            },
+        );
+        let view = StatusView::build(&config, &live, &latest, 42, 5_000);
+        assert_eq!(view.site_id, "plant");
+        assert_eq!(view.committed, 42);
+        let stack_ids: Vec<_> = view.stacks.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(stack_ids, vec!["unit1", "unit2"]);
+
+        let unit1 = &view.stacks[0];
+        let so2 = &unit1.devices[0];
+        assert_eq!(so2.connection, Connection::Connected);
+        assert_eq!(so2.values.len(), 1, "the unit9 row is not unit1's");
+        let v = &so2.values[0];
+        assert_eq!(
+            (v.value, v.kind, v.unit, v.flag, v.ts, v.seq),
+            (
+                Some(31.0),
+                Some(ValueKind::Corrected),
+                Some("mg/m3"),
+                'N',
+                7_000,
+                7
+            )
+        );
+        let o2 = &unit1.devices[1];
+        assert_eq!(
+            (o2.connection, o2.errors, o2.position),
+            (Connection::Down, 2, "inlet")
+        );
+        assert_eq!(o2.last_error.as_deref(), Some("no reply within 1s"));
+        assert_eq!(
+            (o2.values[0].value, o2.values[0].kind, o2.values[0].flag),
+            (None, None, 'B')
+        );
+        // Charts for pollutants only: SO2 yes, O2 no.
+        assert_eq!(
+            unit1.charts,
+            vec![ChartRef {
+                device: "so2".into(),
+                channel: "SO2".into(),
+                quantity: "SO2"
+            }]
+        );
+        let nox = &view.stacks[1].devices[0];
+        assert_eq!(nox.connection, Connection::Waiting, "never polled this run");
+        assert_eq!(nox.values[0].value, Some(9.5));
+        assert_eq!(nox.values[0].kind, Some(ValueKind::Raw));
+    }
+}

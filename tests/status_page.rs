@@ -1,0 +1,406 @@
+//! The status page in a real browser (Debian's headless Chromium; scripts/test installs it):
+//! against a running `cemsd run` the values shown are the store's, and a stack limit is
+//! drawn on a chart of corrected values. Screenshots go to the test output directory.
+
+mod ops_support;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use cemsd::live::Live;
+use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
+use cemsd::ops::state::{Generation, OpsState, StoreReader};
+use cemsd::ops::status::{StackLimits, ValueKind};
+use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions, StoreWriter, WriterOptions};
+use ops_support::{eventually, free_port, http_get, open_store, Daemon};
+
+/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`) and gives
+/// its stdout. Virtual time lets the page's fetches finish before the DOM is taken.
+fn chromium(url: &str, mode: &str) -> String {
+    let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("profile dir: {e}"));
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            "--window-size=1280,1400",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(mode)
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run chromium ({e}); install Debian's chromium package (scripts/test does)"
+            )
+        });
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn screenshot(url: &str, name: &str) {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let _ = std::fs::remove_file(&path);
+    chromium(url, &format!("--screenshot={}", path.display()));
+    assert!(path.exists(), "no screenshot at {}", path.display());
+    println!("screenshot: {}", path.display());
+}
+
+/// The value of attribute `name` in the tag text `tag`.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let start = tag.find(&format!(" {name}=\""))? + name.len() + 3;
+    let len = tag[start..].find('"')?;
+    Some(&tag[start..start + len])
+}
+
+/// Text inside the first element that starts with `open` in `html`.
+fn inner<'a>(html: &'a str, open: &str) -> Option<&'a str> {
+    let start = html.find(open)?;
+    let body = &html[start..];
+    let text_start = body.find('>')? + 1;
+    let text_end = body[text_start..].find('<')? + text_start;
+    Some(&body[text_start..text_end])
+}
+
+#[derive(Debug)]
+struct Shown {
+    stack: String,
+    device: String,
+    channel: String,
+    seq: u64,
+    ts: i64,
+    value: String,
+    unit: String,
+    flag: String,
+}
+
+/// Every `<tr class="reading">` of the rendered page.
+fn shown_readings(dom: &str) -> Vec<Shown> {
+    dom.split("<tr class=\"reading\"")
+        .skip(1)
+        .map(|row| {
+            let row = &row[..row.find("</tr>").unwrap_or(row.len())];
+            let tag = &row[..row.find('>').unwrap_or(0)];
+            let get = |name| attr(tag, name).unwrap_or_else(|| panic!("no {name} in {tag}"));
+            Shown {
+                stack: get("data-stack").to_string(),
+                device: get("data-device").to_string(),
+                channel: get("data-channel").to_string(),
+                seq: get("data-seq").parse().unwrap_or(0),
+                ts: get("data-ts").parse().unwrap_or(0),
+                value: inner(row, "<td class=\"value\"").unwrap_or("").to_string(),
+                unit: inner(row, "<td class=\"unit\"").unwrap_or("").to_string(),
+                flag: inner(row, "<span class=\"flag").unwrap_or("").to_string(),
+            }
+        })
+        .collect()
+}
+
+const CONFIG: &str = r#"
+[site]
+id = "browser-test"
+name = "Browser test plant"
+
+[http]
+listen = "127.0.0.1:HTTP"
+
+[store]
+path = "data/cemsd.db"
+
+[[stack]]
+id = "unit1"
+name = "Unit 1"
+
+[[stack]]
+id = "unit2"
+name = "Unit 2"
+
+[[simulate]]
+profile = "thermo-43i"
+listen = "127.0.0.1:SIM_A"
+
+[[simulate]]
+profile = "sdl-model-1080"
+listen = "127.0.0.1:SIM_B"
+
+[[device]]
+id = "so2"
+profile = "thermo-43i"
+stack = "unit1"
+transport = "tcp"
+address = "127.0.0.1:SIM_A"
+poll_interval = "1s"
+timeout = "300ms"
+
+[[device]]
+id = "multi"
+profile = "sdl-model-1080"
+stack = "unit2"
+transport = "tcp"
+address = "127.0.0.1:SIM_B"
+poll_interval = "1s"
+timeout = "300ms"
+
+[[device]]
+id = "dead"
+profile = "thermo-42i"
+stack = "unit2"
+transport = "tcp"
+address = "127.0.0.1:DEAD"
+poll_interval = "1s"
+timeout = "200ms"
+"#;
+
+#[test]
+fn the_page_shows_the_stores_latest_values_in_chromium() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let http = free_port();
+    let text = CONFIG
+        .replace("HTTP", &http.to_string())
+        .replace("SIM_A", &free_port().to_string())
+        .replace("SIM_B", &free_port().to_string())
+        .replace("DEAD", &free_port().to_string());
+    let config = dir.path().join("site.toml");
+    std::fs::write(&config, text).unwrap_or_else(|e| panic!("write config: {e}"));
+    let mut daemon = Daemon::start(&config, dir.path(), &[]);
+    let db = dir.path().join("data/cemsd.db");
+    let count = |device: &str| {
+        open_store(&db)
+            .and_then(|s| {
+                s.query(&Query {
+                    kind: Some(RecordKind::Reading),
+                    device: Some(device.into()),
+                    ..Query::default()
+                })
+                .ok()
+            })
+            .map_or(0, |r| r.len())
+    };
+    assert!(
+        eventually(Duration::from_secs(30), || count("so2") >= 2
+            && count("multi") >= 10
+            && count("dead") >= 2),
+        "not every device committed:\n{}",
+        daemon.log_text()
+    );
+    let url = format!("http://127.0.0.1:{http}/");
+    let dom = chromium(&url, "--dump-dom");
+    let shown = shown_readings(&dom);
+    screenshot(&url, "status-page.png");
+
+    let store = open_store(&db).unwrap_or_else(|| panic!("open the store"));
+    // The same channels as the store has, per device: 1 for the 43i, 5 for the 1080, and
+    // the dead 42i's channels with flag B and no value.
+    let latest = store.latest().unwrap_or_else(|e| panic!("latest: {e}"));
+    let channels = |rows: Vec<(String, String, String)>| rows.into_iter().collect::<BTreeSet<_>>();
+    assert_eq!(
+        channels(
+            shown
+                .iter()
+                .map(|s| (s.stack.clone(), s.device.clone(), s.channel.clone()))
+                .collect()
+        ),
+        channels(
+            latest
+                .iter()
+                .map(|s| (
+                    s.record.stack.to_string(),
+                    s.record.device.to_string(),
+                    s.record.channel.to_string()
+                ))
+                .collect()
+        ),
+        "page:\n{dom}"
+    );
+    for s in &shown {
+        let rows = store
+            .query(&Query {
+                kind: Some(RecordKind::Reading),
+                stack: Some(s.stack.clone()),
+                device: Some(s.device.clone()),
+                channel: Some(s.channel.clone()),
+                from: Some(Timestamp(s.ts)),
+                to: Some(Timestamp(s.ts + 1)),
+                ..Query::default()
+            })
+            .unwrap_or_else(|e| panic!("query: {e}"));
+        let row = rows
+            .iter()
+            .find(|r| r.seq == s.seq)
+            .unwrap_or_else(|| panic!("{s:?} is not in the store"));
+        let r = &row.record;
+        assert_eq!(s.unit, r.unit.map(|u| u.symbol()).unwrap_or(""), "{s:?}");
+        assert_eq!(s.flag, r.flags.primary().to_string(), "{s:?}");
+        match ValueKind::of(r) {
+            Some((_, value)) => {
+                let shown: f64 = s
+                    .value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("not a number: {s:?}"));
+                // Two decimals below 1000, none above: half a unit of the last digit.
+                let tolerance = if value.abs() >= 1000.0 { 0.5 } else { 0.005 } + 1e-9;
+                assert!((shown - value).abs() <= tolerance, "{s:?} vs {value}");
+            }
+            None => assert_eq!((s.value.as_str(), s.flag.as_str()), ("–", "B"), "{s:?}"),
+        }
+    }
+    assert!(
+        shown.iter().any(|s| s.device == "dead" && s.flag == "B"),
+        "the dead device shows flag B"
+    );
+    assert!(
+        dom.contains("class=\"state down\""),
+        "the dead device shows as down"
+    );
+    assert!(dom.contains("class=\"state connected\""));
+    // A chart per pollutant channel, drawn from /api/series.
+    assert!(
+        dom.contains("data-key=\"unit1/so2/so2\""),
+        "no SO2 chart:\n{dom}"
+    );
+    assert!(dom.contains("class=\"mean"), "no chart line drawn:\n{dom}");
+    let (code, _) = http_get(http, "/api/series?stack=unit1").unwrap_or_else(|| panic!("GET"));
+    assert_eq!(code, 400, "missing parameters are a client error");
+
+    daemon.signal("TERM");
+    let (code, _) = daemon.wait_exit(Duration::from_secs(15));
+    assert_eq!(code, Some(0));
+}
+
+fn corrected(ts: i64, stack: &str, device: &str, channel: &str, q: Quantity, value: f64) -> Record {
+    let mut r = Record::new(
+        RecordKind::Reading,
+        Timestamp(ts),
+        stack.into(),
+        device.into(),
+        channel.into(),
+    );
+    r.quantity = Some(q);
+    r.unit = Some(Unit::MgPerM3);
+    r.raw = Some(value * 2.0);
+    r.corrected = Some(value);
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stack_limit_is_drawn_on_charts_of_corrected_values() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let db = dir.path().join("cemsd.db");
+    let now = chrono::Utc::now().timestamp_millis();
+    let hour = 3_600_000;
+    let mut store =
+        Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("store: {e}"));
+    let mut raw_nox = corrected(now - hour, "unit2", "nox", "nox", Quantity::NOx, 40.0);
+    raw_nox.corrected = None;
+    raw_nox.flags = FlagSet::of(Flag::T);
+    store
+        .append(&[
+            corrected(now - 2 * hour, "unit1", "so2", "so2", Quantity::SO2, 20.0),
+            corrected(now - hour, "unit1", "so2", "so2", Quantity::SO2, 30.0),
+            raw_nox,
+        ])
+        .unwrap_or_else(|e| panic!("append: {e}"));
+    let (writer, writer_thread) = StoreWriter::spawn(store, WriterOptions::default())
+        .unwrap_or_else(|e| panic!("writer: {e}"));
+    let reader = StoreReader::open(&db).unwrap_or_else(|e| panic!("reader: {e}"));
+    let config_text = r#"
+[site]
+id = "limits"
+[[stack]]
+id = "unit1"
+[[stack]]
+id = "unit2"
+[[device]]
+id = "so2"
+profile = "thermo-43i"
+stack = "unit1"
+transport = "tcp"
+address = "127.0.0.1:1"
+[[device]]
+id = "nox"
+profile = "thermo-42i"
+stack = "unit2"
+transport = "tcp"
+address = "127.0.0.1:1"
+"#;
+    let config = cemsd::config::parse(&dir.path().join("site.toml"), config_text)
+        .unwrap_or_else(|e| panic!("config: {e}"))
+        .config;
+    let mut limits = StackLimits::new();
+    limits.insert(("unit1".into(), Quantity::SO2), 35.0);
+    limits.insert(("unit2".into(), Quantity::NOx), 50.0);
+    let generation = Arc::new(Generation::new(Arc::new(config), Live::new()).with_limits(limits));
+    let (_generation_tx, generation_rx) = tokio::sync::watch::channel(generation);
+    let state = OpsState::new(generation_rx, writer.clone(), reader, None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap_or_else(|e| panic!("bind: {e}"));
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(cemsd::ops::http::serve(listener, state, stop_rx));
+
+    let url = format!("http://127.0.0.1:{port}/");
+    let page = url.clone();
+    let dom = tokio::task::spawn_blocking(move || {
+        let dom = chromium(&page, "--dump-dom");
+        screenshot(&page, "status-page-limits.png");
+        dom
+    })
+    .await
+    .unwrap_or_else(|e| panic!("chromium task: {e}"));
+
+    let chart = |key: &str| {
+        let start = dom
+            .find(&format!("data-key=\"{key}\""))
+            .unwrap_or_else(|| panic!("no chart {key}:\n{dom}"));
+        let end = dom[start..].find("</svg>").map_or(dom.len(), |e| start + e);
+        dom[start..end].to_string()
+    };
+    let so2 = chart("unit1/so2/so2");
+    let line = so2
+        .split("<line class=\"limit\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no limit line on the corrected SO2 chart:\n{so2}"));
+    // Values 20 and 30, limit 35: the axis runs 0 .. 35 × 1.1 = 38.5 over 94 px from y = 8,
+    // so the limit sits at 8 + (38.5 − 35) / 38.5 × 94 = 16.545 → "16.5".
+    assert_eq!(attr(line, "y1"), Some("16.5"), "{line}");
+    assert_eq!(attr(line, "data-limit"), Some("35"), "{line}");
+    assert!(so2.contains("limit 35.00"), "limit label: {so2}");
+    let nox = chart("unit2/nox/nox");
+    assert!(
+        nox.contains("class=\"mean"),
+        "the NOx chart is drawn:\n{nox}"
+    );
+    assert!(
+        !nox.contains("class=\"limit\""),
+        "raw values are not comparable with the limit, so none is drawn:\n{nox}"
+    );
+    // The table shows the corrected SO2 value, 30.00 mg/m3.
+    let shown = shown_readings(&dom);
+    let so2_row = shown
+        .iter()
+        .find(|s| s.device == "so2")
+        .unwrap_or_else(|| panic!("no so2 row:\n{dom}"));
+    assert_eq!(
+        (so2_row.value.as_str(), so2_row.unit.as_str()),
+        ("30.00", "mg/m3")
+    );
+
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    let _ = writer.shutdown().await;
+    let _ = writer_thread.join();
+}
