@@ -38,7 +38,7 @@ fn char_time() -> Duration {
 /// A site with `profiles` at unit ids 1, 2, … on one 9600 8E1 bus at `port`.
 fn site(port: &str, profiles: &[&str]) -> Loaded {
     let mut text = format!(
-        "[site]\nid = \"bench\"\n\n[[stack]]\nid = \"s\"\n\n[[bus]]\nid = \"rs485\"\nport = \"{port}\"\nbaud = {BAUD}\nparity = \"even\"\nresponse_timeout = \"300ms\"\n"
+        "[site]\nid = \"bench\"\n\n[[stack]]\nid = \"s\"\nduct_area_m2 = 20.0\n\n[[bus]]\nid = \"rs485\"\nport = \"{port}\"\nbaud = {BAUD}\nparity = \"even\"\nresponse_timeout = \"300ms\"\n"
     );
     for (i, profile) in profiles.iter().enumerate() {
         text.push_str(&format!(

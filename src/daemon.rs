@@ -15,7 +15,7 @@ use chrono::Utc;
 use crate::aggregate::{period_start, Period};
 use crate::capture::DailyCapture;
 use crate::cli::Failure;
-use crate::collect::mqtt::MqttSource;
+use crate::collect::mqtt::{MqttSource, SourceStats};
 use crate::collect::start::start as start_collectors;
 use crate::config::{self, Loaded, SiteConfig};
 use crate::live::Live;
@@ -165,6 +165,7 @@ struct Workers {
     simulators: JoinSet<std::io::Result<()>>,
     collectors: JoinSet<()>,
     captures: Vec<std::thread::JoinHandle<DailyCapture>>,
+    mqtt_stats: Vec<(String, Arc<SourceStats>)>,
     pipeline: JoinHandle<()>,
     console: JoinHandle<()>,
 }
@@ -225,9 +226,11 @@ impl Workers {
             "collectors started"
         );
         let (deliveries_tx, deliveries_rx) = mpsc::channel::<Delivery>(1024);
+        let mut mqtt_stats = Vec::new();
         for source in &config.mqtt {
             let source = MqttSource::new(source, config.site.utc_offset, config_path)
                 .map_err(|e| Failure::usage(format!("mqtt source {:?}: {e}", source.id)))?;
+            mqtt_stats.push((source.id().to_string(), source.stats()));
             collectors.spawn(source.run(deliveries_tx.clone(), store.clone(), shutdown_rx.clone()));
         }
         drop(deliveries_tx);
@@ -249,6 +252,7 @@ impl Workers {
             simulators,
             collectors,
             captures: started.captures,
+            mqtt_stats,
             pipeline,
             console,
         })
@@ -276,6 +280,11 @@ impl Workers {
         // capture threads end once their bus owners are gone, after flushing their files
         for capture in self.captures {
             let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+        }
+        for (id, stats) in &self.mqtt_stats {
+            let s = stats.snapshot();
+            let refused: u64 = s.rejected.values().sum();
+            tracing::info!(source = %id, messages = s.messages, readings = s.readings, duplicates = s.duplicates, refused, acknowledged = s.acknowledged, "mqtt source stopped");
         }
         self.simulators.abort_all();
         while self.simulators.join_next().await.is_some() {}
