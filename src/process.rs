@@ -177,15 +177,6 @@ impl Processor {
         self.drain(out);
     }
 
-    /// Exceedance events open right now, for status views.
-    pub fn open_exceedances(&self) -> Vec<Exceedance> {
-        self.points
-            .iter()
-            .filter_map(|p| p.exceedances.as_ref())
-            .flat_map(|t| t.open_events().cloned())
-            .collect()
-    }
-
     fn drain(&mut self, out: &mut Vec<Record>) {
         out.extend(self.readings.drain(..).map(|r| Record::from(&r)));
         out.extend(self.gaps.drain(..).map(|g| gap_record(&g)));
