@@ -266,6 +266,8 @@ fn aggregate_record(agg: &Aggregate) -> Record {
         rate: agg.rate_avg,
         min: agg.min,
         max: agg.max,
+        corrected_min: agg.corrected_min,
+        corrected_max: agg.corrected_max,
         count: Some(agg.count),
         ..Record::new(kind, agg.start, agg.stack.clone(), no_name(), no_name())
     }

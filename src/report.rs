@@ -228,8 +228,8 @@ fn latest_aggregates(rows: Vec<Stored>, start: Timestamp, end: Timestamp) -> Vec
                 min: r.min,
                 max: r.max,
                 corrected_avg: r.corrected,
-                corrected_min: None,
-                corrected_max: None,
+                corrected_min: r.corrected_min,
+                corrected_max: r.corrected_max,
                 rate_avg: r.rate,
                 // HJ 75: an hour's mass is its mean emission rate over the hour, valid hours only
                 mass_kg: r.rate.filter(|_| valid && period == Period::Hour),

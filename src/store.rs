@@ -354,6 +354,8 @@ mod tests {
             min: Some(f64::MIN_POSITIVE),
             max: Some(f64::INFINITY),
             count: Some(u32::MAX),
+            corrected_min: Some(-1e-300),
+            corrected_max: Some(f64::MAX),
             note: Some("维护 after calibration".to_string()),
         };
         let bare = Record::new(
@@ -804,5 +806,43 @@ mod tests {
             Err(StoreError::SchemaTooNew { found, supported })
                 if found == schema::SCHEMA_VERSION + 1 && supported == schema::SCHEMA_VERSION
         ));
+    }
+
+    #[test]
+    fn a_store_from_before_corrected_extremes_keeps_its_rows_and_gains_the_columns() {
+        let dir = temp();
+        let path = dir.path().join("v1.db");
+        let mut store = ok(Store::open(&path, StoreOptions::default()));
+        let mut hour = Record::new(
+            RecordKind::Hour,
+            Timestamp::from_millis(T0),
+            "s1".into(),
+            "".into(),
+            "".into(),
+        );
+        hour.min = Some(3.0);
+        ok(store.append(std::slice::from_ref(&hour)));
+        // Undo migration 2 by hand, as a build from before it left the file.
+        ok(store
+            .conn
+            .execute_batch(
+                "ALTER TABLE record DROP COLUMN corrected_min;
+                 ALTER TABLE record DROP COLUMN corrected_max;
+                 PRAGMA user_version = 1;",
+            )
+            .map_err(StoreError::from));
+        drop(store);
+
+        let mut store = ok(Store::open(&path, StoreOptions::default()));
+        let mut later = hour.clone();
+        later.ts = Timestamp::from_millis(T0 + HOUR);
+        later.corrected_min = Some(4.5);
+        later.corrected_max = Some(9.25);
+        ok(store.append(std::slice::from_ref(&later)));
+        let back: Vec<Record> = ok(store.read_after(0, 10))
+            .into_iter()
+            .map(|s| s.record)
+            .collect();
+        assert_eq!(back, vec![hour, later]);
     }
 }

@@ -105,6 +105,9 @@ pub struct Record {
     pub min: Option<f64>,
     pub max: Option<f64>,
     pub count: Option<u32>,
+    /// O2-corrected extremes of an aggregate period (HJ 212 ZsMin/ZsMax).
+    pub corrected_min: Option<f64>,
+    pub corrected_max: Option<f64>,
     /// Gap cause, event detail.
     pub note: Option<String>,
 }
@@ -135,6 +138,8 @@ impl Record {
             min: None,
             max: None,
             count: None,
+            corrected_min: None,
+            corrected_max: None,
             note: None,
         }
     }

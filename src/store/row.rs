@@ -9,11 +9,13 @@ use super::{Record, RecordKind, StoreError, Stored};
 
 /// The columns every read selects, in the order `decode` expects.
 pub(super) const COLUMNS: &str =
-    "seq, kind, series, ts, end_ts, flags, raw, measured, corrected, rate, min, max, count, note";
+    "seq, kind, series, ts, end_ts, flags, raw, measured, corrected, rate, min, max, count, note, \
+     corrected_min, corrected_max";
 
 pub(super) const INSERT: &str = "INSERT INTO record
-     (seq, kind, series, ts, end_ts, flags, raw, measured, corrected, rate, min, max, count, note)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+     (seq, kind, series, ts, end_ts, flags, raw, measured, corrected, rate, min, max, count, note,
+      corrected_min, corrected_max)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
 
 pub(super) fn insert(
     stmt: &mut Statement<'_>,
@@ -36,6 +38,8 @@ pub(super) fn insert(
         r.max,
         r.count,
         r.note.as_deref(),
+        r.corrected_min,
+        r.corrected_max,
     ])?;
     Ok(())
 }
@@ -92,6 +96,8 @@ pub(super) fn decode(
         max: row.get(11)?,
         count,
         note: row.get(13)?,
+        corrected_min: row.get(14)?,
+        corrected_max: row.get(15)?,
     };
     let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq".to_string()))?;
     Ok(Stored { seq, record })

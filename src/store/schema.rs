@@ -53,6 +53,10 @@ const MIGRATIONS: &[&str] = &[
          payload BLOB NOT NULL
      );
      CREATE INDEX dead_letter_ts ON dead_letter (ts);",
+    // 2: HJ 212 minute/hour/day uploads carry the O2-corrected extremes (ZsMin, ZsMax) beside
+    // the measured ones; rows written before stay NULL there, which reads as "no value".
+    "ALTER TABLE record ADD COLUMN corrected_min REAL;
+     ALTER TABLE record ADD COLUMN corrected_max REAL;",
 ];
 
 /// The `user_version` of a fully migrated store.

@@ -123,6 +123,8 @@ impl Encoder {
         float_field(out, "rate", record.rate);
         float_field(out, "min", record.min);
         float_field(out, "max", record.max);
+        float_field(out, "corrected_min", record.corrected_min);
+        float_field(out, "corrected_max", record.corrected_max);
         if let Some(count) = record.count {
             let _ = write!(out, ",count={count}i");
         }
