@@ -337,7 +337,9 @@ fn read_log(
         .as_deref()
         .map(|d| {
             chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|e| {
-                Failure::usage(format!("--date {d:?}: {e}\n  help: write the local date as YYYY-MM-DD"))
+                Failure::usage(format!(
+                    "--date {d:?}: {e}\n  help: write the local date as YYYY-MM-DD"
+                ))
             })
         })
         .transpose()?;
@@ -358,8 +360,17 @@ fn read_log(
     let imported = import(&bytes, Some(format), &import_options)
         .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
     for skipped in imported.skipped.iter().take(SKIPPED_SHOWN) {
-        let place = if imported.format == Format::Raw { "byte" } else { "line" };
-        eprintln!("{}: {place} {}: skipped: {}", path.display(), skipped.line, skipped.reason);
+        let place = if imported.format == Format::Raw {
+            "byte"
+        } else {
+            "line"
+        };
+        eprintln!(
+            "{}: {place} {}: skipped: {}",
+            path.display(),
+            skipped.line,
+            skipped.reason
+        );
     }
     if imported.skipped.len() > SKIPPED_SHOWN {
         eprintln!(
@@ -369,7 +380,10 @@ fn read_log(
         );
     }
     if let Some(damage) = &imported.damage {
-        eprintln!("{}: {damage}; the frames before it are used", path.display());
+        eprintln!(
+            "{}: {damage}; the frames before it are used",
+            path.display()
+        );
     }
     if imported.synthesized_times {
         eprintln!(
@@ -451,12 +465,10 @@ pub fn replay(
     let mut replayer = Replayer::new(&config, &profiles, bus)
         .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
     let mut store = match &output.store {
-        Some(path) if path.exists() => {
-            return Err(Failure::usage(format!(
-                "{}: exists already\n  help: a replay writes a new store; remove it or name another",
-                path.display()
-            )))
-        }
+        Some(path) if path.exists() => return Err(Failure::usage(format!(
+            "{}: exists already\n  help: a replay writes a new store; remove it or name another",
+            path.display()
+        ))),
         Some(path) => Some(
             Store::open(path, StoreOptions::default())
                 .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?,
@@ -464,9 +476,14 @@ pub fn replay(
         None => None,
     };
     let stdout = std::io::stdout().lock();
-    let mut writer = output
-        .format
-        .map(|format| RecordWriter::new(std::io::BufWriter::new(stdout), format, output.all, &config.site.id));
+    let mut writer = output.format.map(|format| {
+        RecordWriter::new(
+            std::io::BufWriter::new(stdout),
+            format,
+            output.all,
+            &config.site.id,
+        )
+    });
     let mut records = Vec::with_capacity(REPLAY_BATCH);
     let mut flush = |records: &mut Vec<crate::store::Record>| -> Result<(), Failure> {
         if let Some(store) = &mut store {

@@ -155,7 +155,10 @@ fn modbus_poll_traffic() {
     assert_eq!(log.frames[3].bytes, [0x01, 0x03, 0x14, 0x00]);
     assert_eq!(skipped_lines(&log), [7]);
     let (exchanges, stats) = pair(&log.frames);
-    let answers: Vec<_> = exchanges.iter().map(|e| matches!(e.answer, Answer::Data(_))).collect();
+    let answers: Vec<_> = exchanges
+        .iter()
+        .map(|e| matches!(e.answer, Answer::Data(_)))
+        .collect();
     assert_eq!(answers, [true, false, true]);
     assert_eq!(stats.noise_bytes, 4);
 }
@@ -165,7 +168,11 @@ fn raw_stream_frames_are_found_between_noise() {
     let log = imported("raw.bin");
     assert_eq!(log.format, Format::Raw);
     let exception = [0x01, 0x83, 0x02, 0xC0, 0xF1];
-    let found: Vec<_> = log.frames.iter().map(|f| (f.direction, f.bytes.clone())).collect();
+    let found: Vec<_> = log
+        .frames
+        .iter()
+        .map(|f| (f.direction, f.bytes.clone()))
+        .collect();
     assert_eq!(
         found,
         [
@@ -182,7 +189,15 @@ fn raw_stream_frames_are_found_between_noise() {
     // 44, 2 trailing at 67
     assert_eq!(skipped_lines(&log), [0, 11, 21, 44, 67]);
     let (_, stats) = pair(&log.frames);
-    assert_eq!((stats.requests, stats.replies, stats.exceptions, stats.silent), (4, 3, 1, 1));
+    assert_eq!(
+        (
+            stats.requests,
+            stats.replies,
+            stats.exceptions,
+            stats.silent
+        ),
+        (4, 3, 1, 1)
+    );
 }
 
 #[test]
@@ -198,7 +213,8 @@ fn formats_are_told_apart_by_content() {
     for (name, format) in cases {
         assert_eq!(detect(&bytes_of(name)), Some(format), "{name}");
     }
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/serial/bus-20min.pcapng");
+    let golden =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/serial/bus-20min.pcapng");
     let capture = std::fs::read(golden).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(detect(&capture), Some(Format::Pcap));
     assert_eq!(detect(b"hello\nworld\n"), None);
@@ -210,7 +226,10 @@ fn a_log_with_nothing_readable_is_an_error_naming_the_first_bad_line() {
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();
-    assert!(error.starts_with("no frame could be read from this sscom log"), "{error}");
+    assert!(
+        error.starts_with("no frame could be read from this sscom log"),
+        "{error}"
+    );
     assert!(error.contains("line 1"), "{error}");
 }
 
@@ -227,8 +246,19 @@ fn convert_writes_the_capture_format() {
     let out = dir.path().join("socat.pcapng");
     let input = sample("socat.log");
     let path = |p: &Path| p.to_string_lossy().into_owned();
-    let run = cemsd(&["capture", "convert", &path(&input), &path(&out), "--utc-offset", "+08:00"]);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let run = cemsd(&[
+        "capture",
+        "convert",
+        &path(&input),
+        &path(&out),
+        "--utc-offset",
+        "+08:00",
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("line 12: skipped"), "{stderr}");
     let (frames, damage) = read_file(&out).unwrap_or_else(|e| panic!("{e}"));
@@ -244,7 +274,13 @@ fn convert_writes_the_capture_format() {
     let junk = dir.path().join("junk.log");
     std::fs::write(&junk, "Tx:nonsense\n").unwrap_or_else(|e| panic!("{e}"));
     let run = cemsd(&[
-        "capture", "convert", &path(&junk), &path(&out), "--format", "modbus-poll", "--start",
+        "capture",
+        "convert",
+        &path(&junk),
+        &path(&out),
+        "--format",
+        "modbus-poll",
+        "--start",
         "2026-03-01T10:00:00+08:00",
     ]);
     assert_eq!(run.status.code(), Some(1));
@@ -259,21 +295,25 @@ fn with_crc(body: &[u8]) -> Vec<u8> {
 /// A read request or a register reply of a random unit, CRC included.
 fn valid_frame() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
-        (1u8..=247, 3u8..=4, any::<u16>(), 1u16..=125)
-            .prop_map(|(unit, function, start, count)| {
+        (1u8..=247, 3u8..=4, any::<u16>(), 1u16..=125).prop_map(
+            |(unit, function, start, count)| {
                 let [sh, sl] = start.to_be_bytes();
                 let [ch, cl] = count.to_be_bytes();
                 with_crc(&[unit, function, sh, sl, ch, cl])
-            }),
-        (1u8..=247, 3u8..=4, prop::collection::vec(any::<u8>(), 1..=10)).prop_map(
-            |(unit, function, words)| {
+            }
+        ),
+        (
+            1u8..=247,
+            3u8..=4,
+            prop::collection::vec(any::<u8>(), 1..=10)
+        )
+            .prop_map(|(unit, function, words)| {
                 let mut body = vec![unit, function, (words.len() * 2) as u8];
                 for w in words {
                     body.extend([0, w]);
                 }
                 with_crc(&body)
-            }
-        ),
+            }),
     ]
 }
 

@@ -113,11 +113,18 @@ fn replay_equals_the_golden_output_every_time() {
     assert_eq!(summary, again);
 
     // 20 min at 5 s, first boundary 5 s after the start: 239 boundaries per device
-    assert_eq!(summary.assembly.polls + summary.assembly.holes, 4 * 239, "{summary:?}");
+    assert_eq!(
+        summary.assembly.polls + summary.assembly.holes,
+        4 * 239,
+        "{summary:?}"
+    );
     // the dead unit 4 is tried at boundaries 1, 2, 4, 8, 16, 32, 64 (backoff doubles from
     // 10 s), then every 300 s = 60 boundaries: 124, 184 → 9 tries, all silent
     assert_eq!(summary.frames.silent, 9, "{summary:?}");
-    assert!(summary.frames.crc_errors > 0 && summary.frames.noise_bytes > 0, "{summary:?}");
+    assert!(
+        summary.frames.crc_errors > 0 && summary.frames.noise_bytes > 0,
+        "{summary:?}"
+    );
     assert_eq!(summary.frames.exceptions, 0);
 }
 
@@ -137,7 +144,10 @@ fn hand_checked_readings_flags_and_holes() {
         .iter()
         .find(|f| f.direction == Direction::Inbound && f.bytes.first() == Some(&1))
         .unwrap_or_else(|| panic!("no reply from unit 1"));
-    assert_eq!(&reply.bytes[..7], &[0x01, 0x03, 0x04, 0x00, 0x00, 0x41, 0x48]);
+    assert_eq!(
+        &reply.bytes[..7],
+        &[0x01, 0x03, 0x04, 0x00, 0x00, 0x41, 0x48]
+    );
 
     let (records, _) = replayed();
     let so2 = readings(&records, "so2-1", "so2");
@@ -154,7 +164,11 @@ fn hand_checked_readings_flags_and_holes() {
     let corrected = second.corrected.unwrap_or(f64::NAN);
     assert!((corrected - 15.4817).abs() < 1e-3, "{corrected}");
     assert_eq!(second.flags.primary(), Flag::N);
-    assert_eq!(second.ts.0, START_US / 1000 + 10_034, "read 34 ms after the 10 s boundary");
+    assert_eq!(
+        second.ts.0,
+        START_US / 1000 + 10_034,
+        "read 34 ms after the 10 s boundary"
+    );
 
     // mcs-1 in calibration from minute 5 to 8 of the simulator's clock: flagged C; in fault
     // from 12 to 14: flagged D
@@ -211,7 +225,11 @@ fn a_real_device_exchange_decodes_as_the_data_logger_did() {
     // = 1 + 924 885 / 8 388 608 = 1.110255… mg/m3
     let site = site();
     let frames = [
-        (START_US + 2_000, Direction::Outbound, vec![1, 3, 0, 0, 0, 2, 0xC4, 0x0B]),
+        (
+            START_US + 2_000,
+            Direction::Outbound,
+            vec![1, 3, 0, 0, 0, 2, 0xC4, 0x0B],
+        ),
         (
             START_US + 40_000,
             Direction::Inbound,

@@ -47,7 +47,15 @@ capture_dir = "cap"
 }
 
 /// What the comparison looks at, values as bits; the store keeps NaN as NULL.
-type Row = (i64, String, String, Option<u64>, Option<u64>, Option<u64>, u8);
+type Row = (
+    i64,
+    String,
+    String,
+    Option<u64>,
+    Option<u64>,
+    Option<u64>,
+    u8,
+);
 
 fn row(r: &Record) -> Row {
     let bits = |v: Option<f64>| v.filter(|v| !v.is_nan()).map(f64::to_bits);
@@ -120,7 +128,10 @@ async fn replaying_the_daemons_capture_gives_what_it_stored() {
     let loaded = config::load(&site).unwrap_or_else(|e| panic!("{e}"));
     let (records, summary) = replay_all(frames, &loaded.config, &loaded.profiles, None)
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(summary.frames.crc_errors >= 1 && summary.frames.noise_bytes >= 4, "{summary}");
+    assert!(
+        summary.frames.crc_errors >= 1 && summary.frames.noise_bytes >= 4,
+        "{summary}"
+    );
 
     // the shutdown may cut the last round short on either side: compare up to a second
     // before the last frame
@@ -152,12 +163,27 @@ async fn replaying_the_daemons_capture_gives_what_it_stored() {
     };
     for device in ["a1", "a2", "a3"] {
         for channel in ["so2", "o2"] {
-            let (l, r) = (series(&live, device, channel), series(&replayed, device, channel));
-            assert_eq!(l.len(), r.len(), "{device}.{channel}: live {l:?}\nreplayed {r:?}");
+            let (l, r) = (
+                series(&live, device, channel),
+                series(&replayed, device, channel),
+            );
+            assert_eq!(
+                l.len(),
+                r.len(),
+                "{device}.{channel}: live {l:?}\nreplayed {r:?}"
+            );
             for (l, r) in l.iter().zip(&r) {
-                assert!((l.0 - r.0).abs() <= STAMP_SLACK_MS, "{device}.{channel}: {l:?} vs {r:?}");
+                assert!(
+                    (l.0 - r.0).abs() <= STAMP_SLACK_MS,
+                    "{device}.{channel}: {l:?} vs {r:?}"
+                );
                 assert_eq!(&l.1[..], &r.1[..]);
-                assert_eq!((l.3, l.4, l.5, l.6), (r.3, r.4, r.5, r.6), "{device}.{channel} at {}", l.0);
+                assert_eq!(
+                    (l.3, l.4, l.5, l.6),
+                    (r.3, r.4, r.5, r.6),
+                    "{device}.{channel} at {}",
+                    l.0
+                );
             }
         }
     }

@@ -117,7 +117,12 @@ impl Pairer {
                 Direction::Unknown => f.direction,
                 given => given,
             };
-            self.valid(frame.ts_us, direction, &bytes[f.offset..f.offset + f.len], out);
+            self.valid(
+                frame.ts_us,
+                direction,
+                &bytes[f.offset..f.offset + f.len],
+                out,
+            );
             next = f.offset + f.len;
         }
         self.garbage(&bytes[next..]);
@@ -296,7 +301,10 @@ mod tests {
             Answer::Data(vec![0x1C, 0xD5, 0x3F, 0x8E])
         );
         assert_eq!(exchanges[0].ts_us, 40);
-        assert_eq!(exchanges[0].request.map(|r| (r.start, r.count)), Some((0, 2)));
+        assert_eq!(
+            exchanges[0].request.map(|r| (r.start, r.count)),
+            Some((0, 2))
+        );
         assert_eq!(exchanges[1].answer, Answer::Silence);
         assert_eq!(exchanges[1].unit, 2);
         assert_eq!(
@@ -317,7 +325,11 @@ mod tests {
             frame(30, Direction::Inbound, &exception),
             frame(40, Direction::Outbound, &REQUEST),
             // noise glued to the reply in one record: the reply is still found
-            frame(50, Direction::Inbound, &[&[0x00, 0xFF][..], &REPLY].concat()),
+            frame(
+                50,
+                Direction::Inbound,
+                &[&[0x00, 0xFF][..], &REPLY].concat(),
+            ),
             // a second copy arrives late: its request was answered already
             frame(60, Direction::Inbound, &REPLY),
         ]);

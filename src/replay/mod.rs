@@ -76,12 +76,29 @@ impl fmt::Display for Summary {
         };
         let p = &self.frames;
         let a = &self.assembly;
-        writeln!(f, "log:         {} .. {}", time(self.first_us), time(self.last_us))?;
-        writeln!(f, "frames:      {} ({} other functions, {} noise bytes)", p.frames, p.other, p.noise_bytes)?;
+        writeln!(
+            f,
+            "log:         {} .. {}",
+            time(self.first_us),
+            time(self.last_us)
+        )?;
+        writeln!(
+            f,
+            "frames:      {} ({} other functions, {} noise bytes)",
+            p.frames, p.other, p.noise_bytes
+        )?;
         writeln!(f, "requests:    {} ({} unanswered)", p.requests, p.silent)?;
-        writeln!(f, "replies:     {} ({} exceptions, {} unpaired)", p.replies, p.exceptions, p.unpaired)?;
+        writeln!(
+            f,
+            "replies:     {} ({} exceptions, {} unpaired)",
+            p.replies, p.exceptions, p.unpaired
+        )?;
         writeln!(f, "crc errors:  {}", p.crc_errors)?;
-        writeln!(f, "polls:       {} ({} boundaries without a poll)", a.polls, a.holes)?;
+        writeln!(
+            f,
+            "polls:       {} ({} boundaries without a poll)",
+            a.polls, a.holes
+        )?;
         if a.unknown_unit + a.unplanned + a.unplaced > 0 {
             writeln!(
                 f,
@@ -89,7 +106,11 @@ impl fmt::Display for Summary {
                 a.unknown_unit, a.unplanned, a.unplaced
             )?;
         }
-        writeln!(f, "readings:    {} ({} without a value, flagged B)", self.readings, self.readings_missing)?;
+        writeln!(
+            f,
+            "readings:    {} ({} without a value, flagged B)",
+            self.readings, self.readings_missing
+        )?;
         writeln!(f, "aggregates:  {}", self.aggregates)?;
         writeln!(f, "gaps:        {}", self.gaps)?;
         write!(f, "exceedances: {}", self.exceedances)
@@ -136,7 +157,11 @@ impl Replayer {
         }
         for (i, a) in devices.iter().enumerate() {
             if let Some(b) = devices[i + 1..].iter().find(|b| b.unit_id == a.unit_id) {
-                return Err(ReplayError::SharedUnitId(a.id.clone(), b.id.clone(), a.unit_id));
+                return Err(ReplayError::SharedUnitId(
+                    a.id.clone(),
+                    b.id.clone(),
+                    a.unit_id,
+                ));
             }
         }
         let pollers = devices
@@ -174,7 +199,10 @@ impl Replayer {
             self.processor.restart(|_| None, start, out);
             self.ticked_s = Some(start.0.div_euclid(1000));
         }
-        let now_us = self.summary.last_us.map_or(frame.ts_us, |l| l.max(frame.ts_us));
+        let now_us = self
+            .summary
+            .last_us
+            .map_or(frame.ts_us, |l| l.max(frame.ts_us));
         self.summary.last_us = Some(now_us);
         self.pairer.push(frame, &mut self.exchanges);
         self.assemble();

@@ -143,12 +143,14 @@ impl Assembler {
         let window_ms = self.window_ms;
         let track = &mut self.tracks[index];
         let continues = track.open.as_ref().is_some_and(|open| {
-            let later_block = block > open.last_block || (block == open.last_block && open.last_damaged);
+            let later_block =
+                block > open.last_block || (block == open.last_block && open.last_damaged);
             later_block && started_us - open.start_us < track.interval_ms * 1000
         });
         if !continues {
             track.close(&mut self.stats, out);
-            let floor = started_us.div_euclid(1000).div_euclid(track.interval_ms) * track.interval_ms;
+            let floor =
+                started_us.div_euclid(1000).div_euclid(track.interval_ms) * track.interval_ms;
             let boundary_ms = match track.last_boundary_ms {
                 Some(last) if last >= floor => last + track.interval_ms,
                 _ => floor,
@@ -188,7 +190,8 @@ impl Assembler {
         for track in &mut self.tracks {
             track.close(&mut self.stats, out);
             let end_ms = end_us.div_euclid(1000);
-            let after_last = end_ms.div_euclid(track.interval_ms) * track.interval_ms + track.interval_ms;
+            let after_last =
+                end_ms.div_euclid(track.interval_ms) * track.interval_ms + track.interval_ms;
             track.holes_before(after_last, window_ms, &mut self.stats, out);
         }
     }
@@ -200,9 +203,9 @@ impl Track {
             return;
         };
         stats.polls += 1;
-        let samples = self
-            .poller
-            .samples(&open.results, &open.read_at, Timestamp(open.boundary_ms));
+        let samples =
+            self.poller
+                .samples(&open.results, &open.read_at, Timestamp(open.boundary_ms));
         self.last_boundary_ms = Some(open.boundary_ms);
         out.push(Batch {
             key_us: open.start_us,

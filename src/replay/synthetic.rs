@@ -78,11 +78,19 @@ impl<'a> SyntheticBus<'a> {
             .collect();
         let pollers = devices
             .iter()
-            .filter_map(|d| Some(DevicePoller::new(d, profiles.get(&d.profile)?, &config.buses)))
+            .filter_map(|d| {
+                Some(DevicePoller::new(
+                    d,
+                    profiles.get(&d.profile)?,
+                    &config.buses,
+                ))
+            })
             .collect();
         let timeouts_us = devices
             .iter()
-            .map(|d| i64::try_from(d.effective_timeout(&config.buses).as_micros()).unwrap_or(i64::MAX))
+            .map(|d| {
+                i64::try_from(d.effective_timeout(&config.buses).as_micros()).unwrap_or(i64::MAX)
+            })
             .collect();
         SyntheticBus {
             pollers,
@@ -126,7 +134,8 @@ impl<'a> SyntheticBus<'a> {
                     self.clock.set(Duration::from_micros(
                         u64::try_from(now_us - start_us).unwrap_or(0),
                     ));
-                    let Some(reply) = simulator.and_then(|s| answer(s, poller.unit_id(), block)) else {
+                    let Some(reply) = simulator.and_then(|s| answer(s, poller.unit_id(), block))
+                    else {
                         now_us += self.timeouts_us[due.device];
                         break;
                     };

@@ -30,9 +30,11 @@ fn parse(line: &[u8]) -> Option<Result<(Direction, Vec<u8>), String>> {
     let mut bytes = Vec::new();
     let mut rest = line;
     while !rest.is_empty() {
-        let token = rest
-            .strip_prefix(&[open])
-            .and_then(|r| r.get(..3).filter(|t| t[2] == close).map(|t| (&t[..2], &r[3..])));
+        let token = rest.strip_prefix(&[open]).and_then(|r| {
+            r.get(..3)
+                .filter(|t| t[2] == close)
+                .map(|t| (&t[..2], &r[3..]))
+        });
         match token {
             Some((hex, after)) => match hex_byte(hex) {
                 Ok(b) => {
@@ -86,7 +88,10 @@ mod tests {
     fn both_directions_and_damage() {
         assert_eq!(
             parse(b"[01][03][00][00][00][02][C4][0B]"),
-            Some(Ok((Direction::Outbound, vec![1, 3, 0, 0, 0, 2, 0xC4, 0x0B])))
+            Some(Ok((
+                Direction::Outbound,
+                vec![1, 3, 0, 0, 0, 2, 0xC4, 0x0B]
+            )))
         );
         assert_eq!(
             parse(b"<01><83><02>"),

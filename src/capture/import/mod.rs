@@ -199,7 +199,9 @@ pub fn import(
     format: Option<Format>,
     options: &ImportOptions,
 ) -> Result<Imported, ImportError> {
-    let format = format.or_else(|| detect(bytes)).ok_or(ImportError::UnknownFormat)?;
+    let format = format
+        .or_else(|| detect(bytes))
+        .ok_or(ImportError::UnknownFormat)?;
     let mut imported = Imported {
         format,
         frames: Vec::new(),

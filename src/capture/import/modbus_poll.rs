@@ -77,7 +77,10 @@ mod tests {
         let want = Some((Direction::Outbound, b"01 03".as_slice()));
         assert_eq!(split(b"Tx:000001-01 03"), want);
         assert_eq!(split(b"000001-Tx:01 03"), want);
-        assert_eq!(split(b"Rx:000002-01").map(|s| s.0), Some(Direction::Inbound));
+        assert_eq!(
+            split(b"Rx:000002-01").map(|s| s.0),
+            Some(Direction::Inbound)
+        );
         assert_eq!(split(b"Qx:000001-01 03"), None);
         assert_eq!(split(b"Tx:0a-01 03"), None);
     }

@@ -11,7 +11,7 @@
 //! caller gives the local date of the first line; a time earlier than the one before it by
 //! more than 12 hours is the next day.
 
-use chrono::{Duration, NaiveDate, NaiveTime, FixedOffset};
+use chrono::{Duration, FixedOffset, NaiveDate, NaiveTime};
 
 use super::socat::local_to_utc_us;
 use super::text::{hex_bytes, lines, show, Chunks};
