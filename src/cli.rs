@@ -285,3 +285,233 @@ fn print_rows(rows: &[Stored]) {
         );
     }
 }
+
+/// How to read a serial log (see [`crate::capture::import`]).
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Forced format name; detected from the content when absent.
+    pub format: Option<String>,
+    /// Local date (YYYY-MM-DD) for logs that print the time of day only.
+    pub date: Option<String>,
+    /// Start time for logs without times: RFC 3339, or local `YYYY-MM-DDTHH:MM:SS`.
+    pub start: Option<String>,
+    /// Offset of the local times a log prints, e.g. `+08:00`.
+    pub utc_offset: Option<String>,
+}
+
+/// Most skipped lines listed one by one; the rest are counted.
+const SKIPPED_SHOWN: usize = 20;
+
+fn read_log(
+    path: &Path,
+    options: &LogOptions,
+    site_offset: Option<crate::aggregate::UtcOffset>,
+) -> Result<crate::capture::import::Imported, Failure> {
+    use crate::capture::import::{detect, import, Format, ImportOptions};
+    let bytes =
+        std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let format = match &options.format {
+        Some(name) => name.parse::<Format>().map_err(Failure::usage)?,
+        None => detect(&bytes).ok_or_else(|| {
+            Failure::usage(format!(
+                "{}: cannot tell the log format\n  help: pass --format (one of {})",
+                path.display(),
+                Format::ALL.map(|f| f.name()).join(", ")
+            ))
+        })?,
+    };
+    let offset = match (&options.utc_offset, site_offset) {
+        (Some(text), _) => text
+            .parse::<crate::aggregate::UtcOffset>()
+            .map_err(|e| Failure::usage(format!("--utc-offset: {e}")))?,
+        (None, Some(site)) => site,
+        (None, None) if matches!(format, Format::Socat | Format::Sscom) => {
+            return Err(Failure::usage(format!(
+                "a {format} log prints local times\n  help: pass --utc-offset with the site's offset, e.g. +08:00"
+            )))
+        }
+        (None, None) => crate::aggregate::UtcOffset::UTC,
+    };
+    let date = options
+        .date
+        .as_deref()
+        .map(|d| {
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|e| {
+                Failure::usage(format!(
+                    "--date {d:?}: {e}\n  help: write the local date as YYYY-MM-DD"
+                ))
+            })
+        })
+        .transpose()?;
+    let start_us = match (&options.start, format.is_untimed()) {
+        (Some(text), _) => parse_start(text, offset)?,
+        (None, true) => {
+            return Err(Failure::usage(format!(
+                "a {format} log has no times\n  help: pass --start with the time of its first request, e.g. 2026-01-01T08:00:00+08:00"
+            )))
+        }
+        (None, false) => 0,
+    };
+    let import_options = ImportOptions {
+        date,
+        utc_offset: offset.to_chrono(),
+        start_us,
+    };
+    let imported = import(&bytes, Some(format), &import_options)
+        .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+    for skipped in imported.skipped.iter().take(SKIPPED_SHOWN) {
+        let place = if imported.format == Format::Raw {
+            "byte"
+        } else {
+            "line"
+        };
+        eprintln!(
+            "{}: {place} {}: skipped: {}",
+            path.display(),
+            skipped.line,
+            skipped.reason
+        );
+    }
+    if imported.skipped.len() > SKIPPED_SHOWN {
+        eprintln!(
+            "{}: … and {} more skipped",
+            path.display(),
+            imported.skipped.len() - SKIPPED_SHOWN
+        );
+    }
+    if let Some(damage) = &imported.damage {
+        eprintln!(
+            "{}: {damage}; the frames before it are used",
+            path.display()
+        );
+    }
+    if imported.synthesized_times {
+        eprintln!(
+            "{}: a {} log has no times: request n is put at --start + n s, its reply 10 ms later",
+            path.display(),
+            imported.format
+        );
+    }
+    Ok(imported)
+}
+
+fn parse_start(text: &str, offset: crate::aggregate::UtcOffset) -> Result<i64, Failure> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.timestamp_micros());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .and_then(|local| {
+            use chrono::TimeZone;
+            offset.to_chrono().from_local_datetime(&local).single()
+        })
+        .map(|at| at.timestamp_micros())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--start {text:?}: not a time\n  help: write e.g. 2026-01-01T08:00:00+08:00, or a local 2026-01-01T08:00:00"
+            ))
+        })
+}
+
+/// `cemsd capture convert`: any readable serial log to cemsd's pcapng capture format.
+pub fn capture_convert(input: &Path, output: &Path, options: &LogOptions) -> Result<(), Failure> {
+    let imported = read_log(input, options, None)?;
+    let file = std::fs::File::create(output)
+        .map_err(|e| Failure::runtime(format!("{}: {e}", output.display())))?;
+    let write_failed = |e: std::io::Error| Failure::runtime(format!("{}: {e}", output.display()));
+    let mut writer =
+        crate::capture::CaptureWriter::new(std::io::BufWriter::new(file)).map_err(write_failed)?;
+    for frame in &imported.frames {
+        writer.write(frame).map_err(write_failed)?;
+    }
+    std::io::Write::flush(writer.get_mut()).map_err(write_failed)?;
+    eprintln!(
+        "{}: {} frames from a {} log, {} lines skipped",
+        output.display(),
+        imported.frames.len(),
+        imported.format,
+        imported.skipped.len()
+    );
+    Ok(())
+}
+
+/// Where `cemsd replay` puts what it produced.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOutput {
+    /// A new store to write every record into.
+    pub store: Option<std::path::PathBuf>,
+    /// Records printed on stdout.
+    pub format: Option<crate::replay::OutputFormat>,
+    /// Print aggregates, gaps and exceedances too, not only readings.
+    pub all: bool,
+}
+
+/// Records gathered before they are written out.
+const REPLAY_BATCH: usize = 10_000;
+
+/// `cemsd replay`: a captured log through the live decoding and processing, on log time.
+pub fn replay(
+    log: &Path,
+    config_path: &Path,
+    bus: Option<&str>,
+    options: &LogOptions,
+    output: &ReplayOutput,
+) -> Result<(), Failure> {
+    use crate::replay::{RecordWriter, Replayer};
+    let Loaded {
+        config, profiles, ..
+    } = config::load(config_path)?;
+    let imported = read_log(log, options, Some(config.site.utc_offset))?;
+    let mut replayer = Replayer::new(&config, &profiles, bus)
+        .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
+    let mut store = match &output.store {
+        Some(path) if path.exists() => return Err(Failure::usage(format!(
+            "{}: exists already\n  help: a replay writes a new store; remove it or name another",
+            path.display()
+        ))),
+        Some(path) => Some(
+            Store::open(path, StoreOptions::default())
+                .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let stdout = std::io::stdout().lock();
+    let mut writer = output.format.map(|format| {
+        RecordWriter::new(
+            std::io::BufWriter::new(stdout),
+            format,
+            output.all,
+            &config.site.id,
+        )
+    });
+    let mut records = Vec::with_capacity(REPLAY_BATCH);
+    let mut flush = |records: &mut Vec<crate::store::Record>| -> Result<(), Failure> {
+        if let Some(store) = &mut store {
+            store
+                .append(records)
+                .map_err(|e| Failure::runtime(format!("store: {e}")))?;
+        }
+        if let Some(writer) = &mut writer {
+            writer
+                .write(records)
+                .map_err(|e| Failure::runtime(format!("stdout: {e}")))?;
+        }
+        records.clear();
+        Ok(())
+    };
+    for frame in &imported.frames {
+        replayer.push(frame, &mut records);
+        if records.len() >= REPLAY_BATCH {
+            flush(&mut records)?;
+        }
+    }
+    let summary = replayer.finish(&mut records);
+    flush(&mut records)?;
+    if let Some(writer) = writer {
+        writer
+            .into_inner()
+            .map_err(|e| Failure::runtime(format!("stdout: {e}")))?;
+    }
+    eprintln!("{summary}");
+    Ok(())
+}

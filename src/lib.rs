@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod process;
 pub mod profile;
 pub mod quality;
+pub mod replay;
 pub mod report;
 pub mod secret;
 pub mod sim;

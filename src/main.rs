@@ -61,6 +61,34 @@ enum Command {
         #[arg(long, value_enum, default_value = "text")]
         format: cemsd::report::Format,
     },
+    /// Captured serial traffic: convert the logs field tools write into cemsd's capture format.
+    Capture {
+        #[command(subcommand)]
+        action: CaptureAction,
+    },
+    /// Run a captured serial log through the live decoding, normalisation, quality checks and
+    /// aggregation, on the log's own clock; prints a summary on stderr.
+    Replay {
+        /// pcap/pcapng capture, or a socat, SSCOM, libmodbus, Modbus Poll or raw log.
+        log: PathBuf,
+        /// The site config whose RTU devices (by unit id) were on the captured bus.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only the devices of this bus (needed when unit ids repeat across buses).
+        #[arg(long)]
+        bus: Option<String>,
+        #[command(flatten)]
+        log_options: LogArgs,
+        /// Write every record into a new store at this path.
+        #[arg(long)]
+        store: Option<PathBuf>,
+        /// Print the readings on stdout.
+        #[arg(long, value_enum)]
+        output: Option<cemsd::replay::OutputFormat>,
+        /// With --output: aggregates, gaps and exceedances too.
+        #[arg(long)]
+        all: bool,
+    },
     /// HJ 212 tools for checking a line.
     Hj212 {
         #[command(subcommand)]
@@ -82,6 +110,45 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum CaptureAction {
+    /// Convert a serial log (format detected, or --format) into a pcapng capture.
+    Convert {
+        input: PathBuf,
+        output: PathBuf,
+        #[command(flatten)]
+        log_options: LogArgs,
+    },
+}
+
+/// How to read a serial log.
+#[derive(clap::Args)]
+struct LogArgs {
+    /// pcap, socat, sscom, libmodbus, modbus-poll or raw (default: detected).
+    #[arg(long)]
+    format: Option<String>,
+    /// Local date of the first line, YYYY-MM-DD, for logs with the time of day only (SSCOM).
+    #[arg(long)]
+    date: Option<String>,
+    /// Time of the first request for logs without times (libmodbus, Modbus Poll, raw).
+    #[arg(long)]
+    start: Option<String>,
+    /// Offset of the local times in the log, e.g. +08:00 (replay: the site's by default).
+    #[arg(long, allow_hyphen_values = true)]
+    utc_offset: Option<String>,
+}
+
+impl From<LogArgs> for cli::LogOptions {
+    fn from(a: LogArgs) -> Self {
+        cli::LogOptions {
+            format: a.format,
+            date: a.date,
+            start: a.start,
+            utc_offset: a.utc_offset,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -122,6 +189,33 @@ fn main() -> ExitCode {
             day,
             format,
         } => cli::report(&config, &day, format),
+        Command::Capture {
+            action:
+                CaptureAction::Convert {
+                    input,
+                    output,
+                    log_options,
+                },
+        } => cli::capture_convert(&input, &output, &log_options.into()),
+        Command::Replay {
+            log,
+            config,
+            bus,
+            log_options,
+            store,
+            output,
+            all,
+        } => cli::replay(
+            &log,
+            &config,
+            bus.as_deref(),
+            &log_options.into(),
+            &cli::ReplayOutput {
+                store,
+                format: output,
+                all,
+            },
+        ),
         Command::Hj212 {
             action: Hj212Action::Decode { file },
         } => cli::hj212_decode(file.as_deref()),

@@ -8,6 +8,8 @@
 //! files with link type 147, as modbus-sniffer writes them, are read too, with direction
 //! unknown. In Wireshark, map DLT User 0 to `mbrtu` to decode the frames.
 
+pub mod import;
+pub mod pair;
 mod reader;
 mod rotate;
 mod split;

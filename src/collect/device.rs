@@ -130,13 +130,29 @@ impl DevicePoller {
             }
         }
         let succeeded = results.iter().any(|r| *r != BlockData::Missing);
-        let status = status_flags(&self.profile, &self.plan.status_data(&results));
-        let samples = self
-            .channels
+        PollOutcome {
+            samples: self.samples(&results, &read_at, boundary),
+            succeeded,
+            answered,
+            error: first_error,
+        }
+    }
+
+    /// The samples of one poll from what each block of the plan returned (`results`, one per
+    /// block, `Missing` where the read failed or never happened) and when each read completed
+    /// (`read_at`). Pure, so a replay of captured replies decodes exactly as the live poll did.
+    pub fn samples(
+        &self,
+        results: &[BlockData],
+        read_at: &[Timestamp],
+        boundary: Timestamp,
+    ) -> Vec<Sample> {
+        let status = status_flags(&self.profile, &self.plan.status_data(results));
+        self.channels
             .iter()
             .map(|wanted| {
                 let channel = &self.profile.channels[wanted.index];
-                let words = self.plan.channel_words(wanted.index, &results);
+                let words = self.plan.channel_words(wanted.index, results);
                 let ts = self
                     .plan
                     .block_of_channel(wanted.index)
@@ -151,13 +167,7 @@ impl DevicePoller {
                 };
                 self.sample(wanted, value, flags, ts)
             })
-            .collect();
-        PollOutcome {
-            samples,
-            succeeded,
-            answered,
-            error: first_error,
-        }
+            .collect()
     }
 
     /// NaN flagged B for every channel: the poll at `ts` got nothing.
