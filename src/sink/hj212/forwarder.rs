@@ -35,6 +35,8 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 pub const WINDOW: usize = 8;
 /// Records read from the store at a time.
 const BATCH: usize = 2000;
+/// Store reads in one go before the session looks at the socket again.
+const READS_PER_FILL: usize = 8;
 /// How often an idle uplink looks for new records.
 const POLL: Duration = Duration::from_millis(500);
 const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
@@ -132,7 +134,8 @@ pub struct Uplink {
     pub(super) history: VecDeque<Upload>,
     pub(super) jobs: Vec<HistoryJob>,
     pub(super) next_job: u64,
-    /// The store had nothing new at the last read; read again at this instant.
+    /// Read the store again no earlier than this: it had nothing new, or the session gets a
+    /// turn at the socket first.
     pub(super) idle_until: Option<Instant>,
     /// Cursor as recorded in the store.
     pub(super) saved_cursor: u64,
@@ -278,6 +281,7 @@ impl Uplink {
     /// Moves uploads into the window while it has room, reading the store when the backlog
     /// queue runs dry.
     pub(super) async fn fill(&mut self) {
+        let mut reads = 0;
         while self.window.has_room() {
             if let Some(upload) = self.history.pop_front() {
                 self.window.push(upload);
@@ -290,6 +294,13 @@ impl Uplink {
             if self.idle_until.is_some_and(|t| Instant::now() < t) {
                 return;
             }
+            if reads == READS_PER_FILL {
+                // Records that yield no upload (readings) can run long: let the session answer
+                // the platform in between, and come back at once.
+                self.idle_until = Some(Instant::now());
+                return;
+            }
+            reads += 1;
             self.idle_until = None;
             if !self.read_backlog().await {
                 self.idle_until = Some(Instant::now() + POLL);
