@@ -37,6 +37,9 @@ pub struct SiteConfig {
     /// InfluxDB v2 write-API sinks.
     #[serde(rename = "influx", default)]
     pub influx: Vec<crate::sink::influx::InfluxSinkConfig>,
+    /// HJ 212-2017 uplinks to bureau platforms.
+    #[serde(rename = "hj212", default)]
+    pub hj212: Vec<crate::sink::hj212::Hj212SinkConfig>,
     /// MQTT brokers to subscribe to, with the devices that publish through them.
     #[serde(rename = "mqtt", default)]
     pub mqtt: Vec<crate::collect::mqtt::MqttSourceConfig>,
@@ -564,6 +567,7 @@ fn validate(
         }
     }
     crate::sink::influx::validate(src, &config.influx)?;
+    crate::sink::hj212::validate(src, &config.hj212, &config.site, &config.stacks)?;
     crate::collect::mqtt::config::validate(src, &config.mqtt, &config.stacks, &device_ids)?;
     if let Some(http) = config
         .http

@@ -89,6 +89,14 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         &sinks_stop_rx,
     )
     .map_err(|e| Failure::runtime(e.to_string()))?;
+    let hj212 = crate::sink::hj212::Hj212Uplinks::start(
+        &loaded.config,
+        &loaded.path,
+        &store_path,
+        &store_handle,
+        &sinks_stop_rx,
+    )
+    .map_err(|e| Failure::runtime(e.to_string()))?;
     let mut workers = Workers::start(&loaded, &store_handle).await?;
     let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
     let state = OpsState::new(generation_rx, store_handle.clone(), reader, metrics);
@@ -140,6 +148,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     workers.stop().await;
     let _ = sinks_stop_tx.send(true);
     influx.stopped().await;
+    hj212.stopped().await;
     let _ = ops_stop_tx.send(true);
     while ops_tasks.join_next().await.is_some() {}
     let committed = store_handle.shutdown().await;

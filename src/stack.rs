@@ -189,6 +189,10 @@ pub struct StackParams {
     /// For people: shown in reports and on the status page.
     #[serde(default)]
     pub name: Option<String>,
+    /// HJ 212 device id (MN, up to 24 characters) the stack's data is uploaded under; a
+    /// site with one stack may leave it to `site.mn`.
+    #[serde(default)]
+    pub mn: Option<String>,
     /// Coal-fired boilers (6 % O2) unless said otherwise: the plants cemsd is built for.
     #[serde(default = "coal_boiler")]
     pub source_type: SourceType,
@@ -352,6 +356,7 @@ impl StackParams {
         StackParams {
             id: id.into(),
             name: None,
+            mn: None,
             source_type,
             reference_o2: None,
             o2_correction_cap: None,

@@ -196,3 +196,116 @@ fn every_sample_config_in_deploy_checks_ok() {
     }
     assert!(checked >= 1, "no sample configs found in deploy/");
 }
+
+/// GOOD with an HJ 212 uplink: `stack_mn` is line 8 when given, and `[[hj212]]` is line 26
+/// with it (name 27, address 28, password 29, extra keys from 30).
+fn with_uplink(stack_mn: &str, sink: &str) -> String {
+    let text = GOOD.replace(
+        "duct_area_m2 = 12.5\n",
+        &format!("duct_area_m2 = 12.5\n{stack_mn}"),
+    );
+    format!("{text}\n[[hj212]]\n{sink}")
+}
+
+const UPLINK: &str = r#"name = "province"
+address = "10.1.2.3:8001"
+password = { file = "hj212.pw" }
+"#;
+
+#[test]
+fn an_uplink_with_a_stack_mn_parses() {
+    let text = with_uplink("mn = \"88888880000001\"\n", UPLINK);
+    let loaded = config::parse(Path::new("site.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    let sink = &loaded.config.hj212[0];
+    assert_eq!(sink.store_name(), "hj212:province");
+    assert_eq!(sink.system_code, 31);
+    assert_eq!(sink.retries, 3);
+    assert_eq!(sink.realtime_interval(), None);
+    assert_eq!(
+        sink.point_mns(&loaded.config.site, &loaded.config.stacks),
+        vec![("unit1".to_string(), "88888880000001".to_string())]
+    );
+}
+
+#[test]
+fn uploaded_stack_without_an_mn() {
+    let msg = error_of(&with_uplink("", UPLINK));
+    assert_points_at(&msg, 4, "stack[0]", "mn");
+}
+
+#[test]
+fn site_mn_serves_a_single_stack() {
+    let text = with_uplink("", UPLINK)
+        .replace("id = \"plant\"", "id = \"plant\"\nmn = \"88888880000001\"");
+    let loaded = config::parse(Path::new("site.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        loaded.config.hj212[0].point_mns(&loaded.config.site, &loaded.config.stacks)[0].1,
+        "88888880000001"
+    );
+}
+
+#[test]
+fn mn_too_long() {
+    let msg = error_of(&with_uplink("mn = \"0123456789012345678901234\"\n", UPLINK));
+    assert_points_at(&msg, 8, "stack[0].mn", "bureau");
+}
+
+#[test]
+fn uplink_address_without_a_port() {
+    let sink = UPLINK.replace("10.1.2.3:8001", "10.1.2.3");
+    let msg = error_of(&with_uplink("mn = \"MN1\"\n", &sink));
+    assert_points_at(&msg, 28, "hj212[0].address", "10.1.2.3:8001");
+}
+
+#[test]
+fn uplink_names_used_twice() {
+    let text = format!(
+        "{}\n[[hj212]]\n{UPLINK}",
+        with_uplink("mn = \"MN1\"\n", UPLINK)
+    );
+    let msg = error_of(&text);
+    assert_points_at(&msg, 32, "hj212[1].name", "own name");
+}
+
+#[test]
+fn uplink_password_in_two_places() {
+    let sink = UPLINK.replace(
+        "{ file = \"hj212.pw\" }",
+        "{ file = \"hj212.pw\", env = \"PW\" }",
+    );
+    let msg = error_of(&with_uplink("mn = \"MN1\"\n", &sink));
+    assert_points_at(&msg, 29, "hj212[0].password", "one of them");
+}
+
+#[test]
+fn uplink_point_that_is_not_a_stack() {
+    let sink = format!("{UPLINK}points = [\"unit9\"]\n");
+    let msg = error_of(&with_uplink("mn = \"MN1\"\n", &sink));
+    assert_points_at(&msg, 30, "hj212[0].points[0]", "unit1");
+}
+
+#[test]
+fn uplink_unknown_key() {
+    let sink = format!("{UPLINK}retry = 3\n");
+    let msg = error_of(&with_uplink("mn = \"MN1\"\n", &sink));
+    assert_points_at(&msg, 30, "hj212[0].retry", "retries");
+}
+
+#[test]
+fn the_commented_hj212_example_in_deploy_checks_ok() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/cemsd.toml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (before, rest) = text
+        .split_once("# BEGIN hj212 example\n")
+        .unwrap_or_else(|| panic!("no hj212 example in {}", path.display()));
+    let (example, _) = rest
+        .split_once("# END hj212 example")
+        .unwrap_or_else(|| panic!("hj212 example not closed"));
+    let uncommented: String = example
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+        .collect();
+    let loaded =
+        config::parse(&path, &format!("{before}{uncommented}")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(loaded.config.hj212.len(), 1);
+}

@@ -16,6 +16,7 @@ mod framer;
 mod packet;
 mod split;
 mod time;
+pub mod upload;
 
 pub use codes::{CodeEdition, CommandCode, SystemCode};
 pub use cp::{CommandParams, CpGroup, Factor, FactorValue, FieldKind};
@@ -26,6 +27,7 @@ pub use framer::{Frame, FrameError, Framer};
 pub use packet::{decode, decode_with_limit, encode, Packet, PacketFlag};
 pub use split::{split, Reassembler, ReassemblyError};
 pub use time::{format_data_time, format_qn, parse_data_time, parse_qn};
+pub use upload::{QnSequence, UploadHeader};
 
 /// Largest data segment one packet may carry (HJ 212-2017); longer messages are split.
 pub const MAX_DATA_LEN: usize = 1024;

@@ -101,6 +101,51 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "SIGHUP config reloads, by result (applied, rejected).",
     ),
+    (
+        HJ212_PACKETS_SENT,
+        Kind::Counter,
+        "HJ 212 uplink packets written, first sends only, by sink and command (2011, 2051, 2061, 2031, replies).",
+    ),
+    (
+        HJ212_ACKS,
+        Kind::Counter,
+        "HJ 212 uploads the platform acknowledged with a 9014, by sink.",
+    ),
+    (
+        HJ212_RESENDS,
+        Kind::Counter,
+        "HJ 212 uploads sent again with the same QN after an ack timeout or a reconnect, by sink.",
+    ),
+    (
+        HJ212_ACK_TIMEOUTS,
+        Kind::Counter,
+        "HJ 212 uploads whose 9014 did not come within ack_timeout, by sink.",
+    ),
+    (
+        HJ212_RECONNECTS,
+        Kind::Counter,
+        "HJ 212 uplink connections lost or given up (no ack after the retries), by sink.",
+    ),
+    (
+        HJ212_CONNECTED,
+        Kind::Gauge,
+        "1 while an HJ 212 uplink is connected to its platform.",
+    ),
+    (
+        HJ212_BACKLOG,
+        Kind::Gauge,
+        "Store records after an HJ 212 uplink's cursor (last seq minus cursor), by sink.",
+    ),
+    (
+        HJ212_HISTORY_REQUESTS,
+        Kind::Counter,
+        "History pulls (BeginTime/EndTime) served by an HJ 212 uplink, by sink.",
+    ),
+    (
+        HJ212_REJECTED_REQUESTS,
+        Kind::Counter,
+        "Platform requests an HJ 212 uplink refused, by sink and reason (password, mn, st, qn, cn, refused).",
+    ),
 ];
 
 pub const POLLS: &str = "cemsd_polls_total";
@@ -118,6 +163,15 @@ pub const STORE_LAST_SEQ: &str = "cemsd_store_last_seq";
 pub const SINK_BACKLOG: &str = "cemsd_forwarder_backlog_records";
 pub const SINK_LAG: &str = "cemsd_forwarder_lag_seconds";
 pub const CONFIG_RELOADS: &str = "cemsd_config_reloads_total";
+pub const HJ212_PACKETS_SENT: &str = "cemsd_hj212_uplink_packets_total";
+pub const HJ212_ACKS: &str = "cemsd_hj212_uplink_acks_total";
+pub const HJ212_RESENDS: &str = "cemsd_hj212_uplink_resends_total";
+pub const HJ212_ACK_TIMEOUTS: &str = "cemsd_hj212_uplink_ack_timeouts_total";
+pub const HJ212_RECONNECTS: &str = "cemsd_hj212_uplink_reconnects_total";
+pub const HJ212_CONNECTED: &str = "cemsd_hj212_uplink_connected";
+pub const HJ212_BACKLOG: &str = "cemsd_hj212_uplink_backlog_records";
+pub const HJ212_HISTORY_REQUESTS: &str = "cemsd_hj212_uplink_history_requests_total";
+pub const HJ212_REJECTED_REQUESTS: &str = "cemsd_hj212_uplink_rejected_requests_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

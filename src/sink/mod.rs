@@ -4,5 +4,6 @@
 
 pub mod backlog;
 pub mod backoff;
+pub mod hj212;
 pub mod influx;
 pub mod reader;

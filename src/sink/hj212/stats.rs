@@ -1,0 +1,116 @@
+//! Counters and gauges of one uplink: kept as atomics for tests and the stop log, and recorded
+//! as Prometheus metrics at the same moment.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use metrics::{counter, gauge};
+
+use crate::ops::metrics::{
+    HJ212_ACKS, HJ212_ACK_TIMEOUTS, HJ212_BACKLOG, HJ212_CONNECTED, HJ212_HISTORY_REQUESTS,
+    HJ212_PACKETS_SENT, HJ212_RECONNECTS, HJ212_REJECTED_REQUESTS, HJ212_RESENDS,
+};
+
+#[derive(Debug, Default)]
+pub struct UplinkStats {
+    sink: String,
+    packets_sent: AtomicU64,
+    acks: AtomicU64,
+    resends: AtomicU64,
+    ack_timeouts: AtomicU64,
+    reconnects: AtomicU64,
+    connected: AtomicU64,
+    backlog: AtomicU64,
+    cursor: AtomicU64,
+    history_requests: AtomicU64,
+    rejected_requests: AtomicU64,
+}
+
+/// A copy of the counters at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UplinkSnapshot {
+    /// Packets written for the first time (a split upload counts each part).
+    pub packets_sent: u64,
+    pub acks: u64,
+    pub resends: u64,
+    pub ack_timeouts: u64,
+    pub reconnects: u64,
+    pub connected: bool,
+    pub backlog: u64,
+    /// Last seq below which every upload is acknowledged and recorded in the store.
+    pub cursor: u64,
+    pub history_requests: u64,
+    pub rejected_requests: u64,
+}
+
+impl UplinkStats {
+    pub fn new(sink: impl Into<String>) -> UplinkStats {
+        UplinkStats {
+            sink: sink.into(),
+            ..UplinkStats::default()
+        }
+    }
+
+    pub fn snapshot(&self) -> UplinkSnapshot {
+        UplinkSnapshot {
+            packets_sent: self.packets_sent.load(Ordering::Relaxed),
+            acks: self.acks.load(Ordering::Relaxed),
+            resends: self.resends.load(Ordering::Relaxed),
+            ack_timeouts: self.ack_timeouts.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            connected: self.connected.load(Ordering::Relaxed) == 1,
+            backlog: self.backlog.load(Ordering::Relaxed),
+            cursor: self.cursor.load(Ordering::Relaxed),
+            history_requests: self.history_requests.load(Ordering::Relaxed),
+            rejected_requests: self.rejected_requests.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(super) fn sent(&self, cn: &'static str, packets: u64) {
+        self.packets_sent.fetch_add(packets, Ordering::Relaxed);
+        counter!(HJ212_PACKETS_SENT, "sink" => self.sink.clone(), "cn" => cn).increment(packets);
+    }
+
+    pub(super) fn acked(&self) {
+        self.acks.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_ACKS, "sink" => self.sink.clone()).increment(1);
+    }
+
+    pub(super) fn resent(&self) {
+        self.resends.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_RESENDS, "sink" => self.sink.clone()).increment(1);
+    }
+
+    pub(super) fn timed_out(&self) {
+        self.ack_timeouts.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_ACK_TIMEOUTS, "sink" => self.sink.clone()).increment(1);
+    }
+
+    pub(super) fn reconnecting(&self) {
+        self.reconnects.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_RECONNECTS, "sink" => self.sink.clone()).increment(1);
+    }
+
+    pub(super) fn set_connected(&self, connected: bool) {
+        self.connected
+            .store(u64::from(connected), Ordering::Relaxed);
+        gauge!(HJ212_CONNECTED, "sink" => self.sink.clone()).set(f64::from(u8::from(connected)));
+    }
+
+    pub(super) fn set_progress(&self, cursor: u64, last_seq: u64) {
+        let backlog = last_seq.saturating_sub(cursor);
+        self.cursor.store(cursor, Ordering::Relaxed);
+        self.backlog.store(backlog, Ordering::Relaxed);
+        gauge!(HJ212_BACKLOG, "sink" => self.sink.clone()).set(backlog as f64);
+    }
+
+    pub(super) fn history_request(&self) {
+        self.history_requests.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_HISTORY_REQUESTS, "sink" => self.sink.clone()).increment(1);
+    }
+
+    pub(super) fn rejected(&self, reason: &'static str) {
+        self.rejected_requests.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_REJECTED_REQUESTS, "sink" => self.sink.clone(), "reason" => reason)
+            .increment(1);
+    }
+}
