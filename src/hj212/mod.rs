@@ -14,6 +14,7 @@ mod describe;
 mod error;
 mod framer;
 mod packet;
+mod records;
 mod split;
 mod time;
 
@@ -24,6 +25,7 @@ pub use describe::describe;
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use framer::{Frame, FrameError, Framer};
 pub use packet::{decode, decode_with_limit, encode, Packet, PacketFlag};
+pub use records::{data_time_utc, kind_of, records_of, unit_of, RecordsError};
 pub use split::{split, Reassembler, ReassemblyError};
 pub use time::{format_data_time, format_qn, parse_data_time, parse_qn};
 
