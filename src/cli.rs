@@ -465,10 +465,12 @@ pub fn replay(
     let mut replayer = Replayer::new(&config, &profiles, bus)
         .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
     let mut store = match &output.store {
-        Some(path) if path.exists() => return Err(Failure::usage(format!(
+        Some(path) if path.exists() => {
+            return Err(Failure::usage(format!(
             "{}: exists already\n  help: a replay writes a new store; remove it or name another",
             path.display()
-        ))),
+        )))
+        }
         Some(path) => Some(
             Store::open(path, StoreOptions::default())
                 .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?,

@@ -45,6 +45,8 @@ pub struct SiteConfig {
     pub mqtt: Vec<crate::collect::mqtt::MqttSourceConfig>,
     /// Health, metrics and the status page; none served when absent.
     pub http: Option<HttpConfig>,
+    /// Receives HJ 212 uploads from data loggers (bureau side).
+    pub hj212_listener: Option<crate::collect::hj212::ListenerConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -569,6 +571,13 @@ fn validate(
     crate::sink::influx::validate(src, &config.influx)?;
     crate::sink::hj212::validate(src, &config.hj212, &config.site, &config.stacks)?;
     crate::collect::mqtt::config::validate(src, &config.mqtt, &config.stacks, &device_ids)?;
+    let taken: Vec<SocketAddr> = config
+        .http
+        .iter()
+        .map(|h| h.listen)
+        .chain(listens.iter().copied())
+        .collect();
+    crate::collect::hj212::validate(src, config.hj212_listener.as_ref(), &taken)?;
     if let Some(http) = config
         .http
         .as_ref()

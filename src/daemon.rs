@@ -97,6 +97,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         &sinks_stop_rx,
     )
     .map_err(|e| Failure::runtime(e.to_string()))?;
+    let hj212_listener = start_hj212_listener(&loaded, &store_handle).await?;
     let mut workers = Workers::start(&loaded, &store_handle).await?;
     let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
     let state = OpsState::new(generation_rx, store_handle.clone(), reader, metrics);
@@ -146,6 +147,9 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     ops::systemd::stopping();
     tracing::info!("stopping: finishing current polls and committing");
     workers.stop().await;
+    if let Some(listener) = hj212_listener {
+        listener.stop().await;
+    }
     let _ = sinks_stop_tx.send(true);
     influx.stopped().await;
     hj212.stopped().await;
@@ -164,6 +168,25 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         (Err(e), _) => Err(Failure::runtime(format!("store writer failed: {e}"))),
         (_, _) => Err(Failure::runtime("store writer thread did not finish")),
     }
+}
+
+/// The HJ 212 listener runs for the whole process, like the sinks: a reload does not cut
+/// the loggers' connections.
+async fn start_hj212_listener(
+    loaded: &Loaded,
+    store: &StoreHandle,
+) -> Result<Option<crate::collect::hj212::Hj212Listener>, Failure> {
+    use crate::collect::hj212::{Devices, Hj212Listener};
+    let Some(config) = &loaded.config.hj212_listener else {
+        return Ok(None);
+    };
+    let devices = Devices::load(config, loaded.config.site.utc_offset, &loaded.path)
+        .map_err(Failure::usage)?;
+    let clock = Arc::new(|| Timestamp::from_datetime(Utc::now()));
+    Hj212Listener::start(config, devices, store.clone(), clock)
+        .await
+        .map(Some)
+        .map_err(Failure::runtime)
 }
 
 /// Everything that runs from one config: simulators, collectors, the pipeline into the

@@ -309,3 +309,87 @@ fn the_commented_hj212_example_in_deploy_checks_ok() {
         config::parse(&path, &format!("{before}{uncommented}")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(loaded.config.hj212.len(), 1);
 }
+
+/// GOOD plus a listener for two loggers; line 25 is `[hj212_listener]`.
+fn with_listener() -> String {
+    format!(
+        r#"{GOOD}
+[hj212_listener]
+listen = "0.0.0.0:9001"
+
+[[hj212_listener.device]]
+mn = "010000A8900016F000169DC0"
+password = {{ env = "CEMSD_HJ212_PW_PLANT_A" }}
+stack = "plant-a.unit1"
+
+[[hj212_listener.device]]
+mn = "010000A8900016F000169DC1"
+password = {{ file = "plant-b.pw" }}
+stack = "plant-b.unit1"
+"#
+    )
+}
+
+#[test]
+fn hj212_listener_good_config_parses() {
+    let loaded =
+        config::parse(Path::new("site.toml"), &with_listener()).unwrap_or_else(|e| panic!("{e}"));
+    let listener = loaded
+        .config
+        .hj212_listener
+        .unwrap_or_else(|| panic!("no listener"));
+    assert_eq!(listener.devices.len(), 2);
+    assert_eq!(listener.max_connections, 2000);
+    assert_eq!(listener.idle_timeout.0, std::time::Duration::from_secs(900));
+}
+
+#[test]
+fn hj212_listener_duplicate_mn() {
+    let text = with_listener().replace("169DC1", "169DC0");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 34, "hj212_listener.device[1].mn", "listed once");
+}
+
+#[test]
+fn hj212_listener_mn_over_24_characters() {
+    let text = with_listener().replace("169DC0\"", "169DC0X\"");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 29, "hj212_listener.device[0].mn", "data logger");
+    assert!(msg.contains("25 characters"), "{msg}");
+}
+
+#[test]
+fn hj212_listener_bad_listen_address() {
+    let text = with_listener().replace("\"0.0.0.0:9001\"", "\"0.0.0.0\"");
+    let msg = error_of(&text);
+    assert!(msg.starts_with("site.toml:26:"), "{msg}");
+    assert!(msg.contains("hj212_listener.listen"), "{msg}");
+}
+
+#[test]
+fn hj212_listener_password_needs_file_or_env() {
+    let text = with_listener().replace("{ env = \"CEMSD_HJ212_PW_PLANT_A\" }", "\"secret\"");
+    let msg = error_of(&text);
+    assert!(msg.starts_with("site.toml:30:"), "{msg}");
+    assert!(msg.contains("hj212_listener.device[0].password"), "{msg}");
+    let text = with_listener().replace("{ file = \"plant-b.pw\" }", "{ path = \"plant-b.pw\" }");
+    let msg = error_of(&text);
+    assert!(msg.contains("hj212_listener.device[1].password"), "{msg}");
+}
+
+#[test]
+fn hj212_listener_zero_connections() {
+    let text = with_listener().replace(
+        "listen = \"0.0.0.0:9001\"",
+        "listen = \"0.0.0.0:9001\"\nmax_connections = 0",
+    );
+    let msg = error_of(&text);
+    assert_points_at(&msg, 27, "hj212_listener.max_connections", "2000");
+}
+
+#[test]
+fn hj212_listener_without_tcp_or_serial() {
+    let text = with_listener().replace("listen = \"0.0.0.0:9001\"\n", "");
+    let msg = error_of(&text);
+    assert_points_at(&msg, 25, "hj212_listener", "serial");
+}

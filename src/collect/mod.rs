@@ -5,6 +5,7 @@
 //! a shared RS-485 pair and a dead analyser costs only its own timeout.
 
 pub mod device;
+pub mod hj212;
 pub mod line;
 pub mod link;
 pub mod modbus;

@@ -25,6 +25,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
 use super::health::{StoreFacts, StoreState};
+use crate::collect::hj212::stats as hj212_listener;
 use crate::live::DeviceLive;
 use crate::store::WriterStats;
 
@@ -146,6 +147,41 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         Kind::Counter,
         "Platform requests an HJ 212 uplink refused, by sink and reason (password, mn, st, qn, cn, refused).",
     ),
+    (
+        hj212_listener::CONNECTIONS_OPEN,
+        Kind::Gauge,
+        "HJ 212 listener connections open now.",
+    ),
+    (
+        hj212_listener::CONNECTIONS,
+        Kind::Counter,
+        "HJ 212 listener connections, by outcome (accepted, refused over max_connections).",
+    ),
+    (
+        hj212_listener::PACKETS,
+        Kind::Counter,
+        "HJ 212 packets received by the listener, by command code (CN).",
+    ),
+    (
+        hj212_listener::REJECTED,
+        Kind::Counter,
+        "HJ 212 packets or bytes the listener refused, by reason (crc, length, garbage, syntax, unknown_mn, bad_password, unsupported_command, bad_data, split, store, connection_limit).",
+    ),
+    (
+        hj212_listener::RECORDS,
+        Kind::Counter,
+        "Records the HJ 212 listener committed from uploads.",
+    ),
+    (
+        hj212_listener::HISTORY_PULLS,
+        Kind::Counter,
+        "History requests the HJ 212 listener sent for missing periods, by command code.",
+    ),
+    (
+        hj212_listener::ACK_LATENCY,
+        Kind::Histogram,
+        "Time from an HJ 212 upload read to its 9014 ack written, commit included.",
+    ),
 ];
 
 pub const POLLS: &str = "cemsd_polls_total";
@@ -177,6 +213,7 @@ pub const HJ212_REJECTED_REQUESTS: &str = "cemsd_hj212_uplink_rejected_requests_
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 /// Gauges not set for this long disappear from `/metrics`, so a device removed by a reload
@@ -212,6 +249,8 @@ pub fn describe() {
             (Kind::Counter, None) => metrics::describe_counter!(name, help),
             (Kind::Gauge, Some(unit)) => metrics::describe_gauge!(name, unit, help),
             (Kind::Gauge, None) => metrics::describe_gauge!(name, help),
+            (Kind::Histogram, Some(unit)) => metrics::describe_histogram!(name, unit, help),
+            (Kind::Histogram, None) => metrics::describe_histogram!(name, help),
         }
     }
 }

@@ -1,0 +1,173 @@
+//! HJ 212 listener throughput with store commits: 1000 loggers on loopback connections, each
+//! sending minute uploads (6 factors, Flag=5) one after the other and waiting for each 9014
+//! ack, as real loggers do. Every ack follows the commit of its 6 records. History pulls are
+//! off, so the figures are the upload path alone.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use cemsd::aggregate::UtcOffset;
+use cemsd::collect::hj212::{Device, Devices, Hj212Listener, ListenerConfig};
+use cemsd::hj212::{
+    encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
+};
+use cemsd::model::{Flag, Timestamp};
+use cemsd::secret::Secret;
+use cemsd::store::{Store, StoreOptions, StoreWriter, WriterOptions};
+
+const CONNECTIONS: usize = 1000;
+/// Uploads each connection sends per measured round.
+const UPLOADS_PER_ROUND: usize = 10;
+const FACTORS: [&str; 6] = ["a21026", "a21002", "a34013", "a19001", "a01012", "a01011"];
+const PASSWORD: &str = "123456";
+
+fn mn_of(logger: usize) -> String {
+    format!("BENCH{logger:019}") // 24 characters
+}
+
+fn upload(mn: &str, qn: u64, minute: u64) -> Vec<u8> {
+    let data_time = format!("20260101{:02}{:02}00", 10 + minute / 60 % 10, minute % 60);
+    let mut cp = CommandParams::new().with_data_time(data_time);
+    for (i, code) in FACTORS.iter().enumerate() {
+        cp = cp.with_factor(
+            Factor::new(*code)
+                .with(FieldKind::Avg, format!("{}.25", 10 + i))
+                .with(FieldKind::Min, format!("{}", 5 + i))
+                .with(FieldKind::Max, format!("{}.5", 20 + i))
+                .with_flag(Flag::N),
+        );
+    }
+    let packet = Packet {
+        qn: Some(format!("20260101100000{:03}", qn % 1000)),
+        pw: Some(PASSWORD.into()),
+        flag: Some(PacketFlag::hj212_2017(true)),
+        cp,
+        ..Packet::new(SystemCode::AirPollutionSource, CommandCode::MinuteData, mn)
+    };
+    encode(&packet).unwrap_or_else(|e| panic!("encode: {e}"))
+}
+
+/// One logger: sends its uploads one at a time, each after the previous ack.
+async fn logger(mut stream: TcpStream, uploads: Arc<Vec<Vec<u8>>>) -> TcpStream {
+    let mut framer = Framer::new();
+    let mut buf = [0u8; 1024];
+    for packet in uploads.iter() {
+        if let Err(e) = stream.write_all(packet).await {
+            panic!("send: {e}");
+        }
+        loop {
+            match framer.next_packet() {
+                Some(Ok(frame)) if frame.packet.cn == CommandCode::DataResponse => break,
+                Some(other) => panic!("unexpected reply {other:?}"),
+                None => {}
+            }
+            match stream.read(&mut buf).await {
+                Ok(0) => panic!("listener closed the connection"),
+                Ok(n) => framer.push(&buf[..n]),
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+    stream
+}
+
+fn bench(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let store = Store::open(&dir.path().join("cemsd.db"), StoreOptions::default())
+        .unwrap_or_else(|e| panic!("store: {e}"));
+    let (store, writer_thread) = StoreWriter::spawn(store, WriterOptions::default())
+        .unwrap_or_else(|e| panic!("writer: {e}"));
+    let config: ListenerConfig =
+        toml::from_str("listen = \"127.0.0.1:0\"\nmax_connections = 2000\nhistory_pull = false\n")
+            .unwrap_or_else(|e| panic!("config: {e}"));
+    let devices = Devices::new((0..CONNECTIONS).map(|i| Device {
+        mn: mn_of(i).into(),
+        stack: format!("plant{i}.unit1").into(),
+        password: Secret::new(PASSWORD),
+        zone: UtcOffset::CHINA,
+    }));
+    let clock = Arc::new(|| Timestamp(1_767_240_000_000));
+    let listener = runtime
+        .block_on(Hj212Listener::start(&config, devices, store.clone(), clock))
+        .unwrap_or_else(|e| panic!("listener: {e}"));
+    let address = listener
+        .local_addr()
+        .unwrap_or_else(|| panic!("listener has no address"));
+    let mut streams: Vec<TcpStream> = runtime.block_on(async {
+        let mut streams = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
+            let stream = TcpStream::connect(address)
+                .await
+                .unwrap_or_else(|e| panic!("connect: {e}"));
+            let _ = stream.set_nodelay(true);
+            streams.push(stream);
+        }
+        streams
+    });
+    let uploads: Vec<Arc<Vec<Vec<u8>>>> = (0..CONNECTIONS)
+        .map(|i| {
+            let mn = mn_of(i);
+            Arc::new(
+                (0..UPLOADS_PER_ROUND as u64)
+                    .map(|n| upload(&mn, n, n))
+                    .collect(),
+            )
+        })
+        .collect();
+
+    let mut group = c.benchmark_group("hj212_listener");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(20));
+    group.throughput(Throughput::Elements(
+        (CONNECTIONS * UPLOADS_PER_ROUND) as u64,
+    ));
+    group.bench_function("1000_connections_minute_uploads_acked", |b| {
+        b.iter_custom(|rounds| {
+            let mut total = Duration::ZERO;
+            for _ in 0..rounds {
+                let taken = std::mem::take(&mut streams);
+                let started = Instant::now();
+                streams = runtime.block_on(async {
+                    let tasks: Vec<_> = taken
+                        .into_iter()
+                        .zip(&uploads)
+                        .map(|(stream, uploads)| tokio::spawn(logger(stream, uploads.clone())))
+                        .collect();
+                    let mut back = Vec::with_capacity(CONNECTIONS);
+                    for task in tasks {
+                        back.push(task.await.unwrap_or_else(|e| panic!("logger: {e}")));
+                    }
+                    back
+                });
+                total += started.elapsed();
+            }
+            total
+        })
+    });
+    group.finish();
+
+    let stats = store.stats();
+    eprintln!(
+        "store: {} records in {} transactions ({:.0} records per commit)",
+        stats.records_committed,
+        stats.transactions,
+        stats.records_committed as f64 / stats.transactions.max(1) as f64
+    );
+    drop(streams);
+    runtime.block_on(listener.stop());
+    runtime.block_on(async {
+        let _ = store.shutdown().await;
+    });
+    let _ = writer_thread.join();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

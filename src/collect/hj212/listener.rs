@@ -1,0 +1,202 @@
+//! The listener's tasks: a TCP accept loop with one task per connection (at most
+//! `max_connections`), and one task per serial port. Stopping closes the listening socket
+//! first, then lets every connection finish the packets it has read (commit and ack).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+
+use crate::config::BusConfig;
+use crate::store::StoreHandle;
+
+use super::config::{ListenerConfig, ListenerSerial};
+use super::devices::Devices;
+use super::gaps::GapTracker;
+use super::session::{serve, Clock, Context};
+use super::stats;
+
+/// How long connections get to finish their current packets after a stop.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+/// Longest wait before reopening a serial port that failed.
+const MAX_REOPEN_DELAY: Duration = Duration::from_secs(30);
+
+pub struct Hj212Listener {
+    local_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl Hj212Listener {
+    /// Binds the TCP address (so a taken port fails the start) and starts serving.
+    pub async fn start(
+        config: &ListenerConfig,
+        devices: Devices,
+        store: StoreHandle,
+        clock: Clock,
+    ) -> Result<Hj212Listener, String> {
+        let context = Arc::new(Context {
+            devices,
+            store,
+            gaps: config
+                .history_pull
+                .then(|| Mutex::new(GapTracker::new(config.minute_gap.0, config.history_max.0))),
+            history_max: config.history_max.0,
+            clock,
+        });
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let mut local_addr = None;
+        if let Some(listen) = config.listen {
+            let socket = TcpListener::bind(listen)
+                .await
+                .map_err(|e| format!("HJ 212 listener cannot listen on {listen}: {e}"))?;
+            local_addr = socket.local_addr().ok();
+            tracing::info!(%listen, devices = context.devices.len(), "HJ 212 listener accepting");
+            tasks.spawn(accept_loop(
+                socket,
+                context.clone(),
+                config.max_connections,
+                config.idle_timeout.0,
+                stopped.clone(),
+            ));
+        }
+        for serial in &config.serial {
+            tasks.spawn(serial_loop(
+                serial.clone(),
+                context.clone(),
+                stopped.clone(),
+            ));
+        }
+        Ok(Hj212Listener {
+            local_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The bound TCP address (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.local_addr
+    }
+
+    /// Stops accepting, waits for connections to commit and ack what they have read.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+async fn accept_loop(
+    socket: TcpListener,
+    context: Arc<Context>,
+    max_connections: usize,
+    idle: Duration,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => break,
+            accepted = socket.accept() => accepted,
+            // reap finished connections so the set does not grow
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // EMFILE and the like: back off instead of spinning
+                tracing::warn!(%error, "HJ 212 listener cannot accept");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            stats::connection_refused();
+            tracing::warn!(%peer, max_connections, "HJ 212 connection refused: max_connections reached");
+            drop(stream);
+            continue;
+        };
+        stats::connection_accepted();
+        let _ = stream.set_nodelay(true);
+        let context = context.clone();
+        let stopped = stopped.clone();
+        connections.spawn(async move {
+            serve_tcp(stream, peer, &context, idle, stopped).await;
+            stats::connection_closed();
+            drop(slot);
+        });
+    }
+    drop(socket);
+    let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("HJ 212 connections did not finish within {DRAIN_LIMIT:?}; cutting them");
+        connections.shutdown().await;
+    }
+}
+
+async fn serve_tcp(
+    stream: TcpStream,
+    peer: SocketAddr,
+    context: &Context,
+    idle: Duration,
+    stopped: watch::Receiver<bool>,
+) {
+    let peer = peer.to_string();
+    tracing::debug!(%peer, "HJ 212 connection accepted");
+    serve(stream, &peer, context, Some(idle), stopped).await;
+}
+
+/// Keeps one serial port open, reopening it with growing delays when it fails (a USB
+/// adapter unplugged), until the stop.
+async fn serial_loop(
+    serial: ListenerSerial,
+    context: Arc<Context>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let bus = bus_of(&serial);
+    let mut delay = Duration::from_secs(1);
+    loop {
+        if *stopped.borrow() {
+            return;
+        }
+        match crate::collect::serial::open_port(&bus) {
+            Ok(port) => {
+                tracing::info!(port = %serial.port, baud = serial.baud, "HJ 212 serial port open");
+                delay = Duration::from_secs(1);
+                serve(port, &serial.port, &context, None, stopped.clone()).await;
+            }
+            Err(error) => tracing::warn!(%error, "HJ 212 serial port"),
+        }
+        tokio::select! {
+            _ = stopped.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(MAX_REOPEN_DELAY);
+    }
+}
+
+/// The serial settings in the form the port opener takes; the Modbus timing fields do not
+/// apply to a line that only carries HJ 212 text.
+fn bus_of(serial: &ListenerSerial) -> BusConfig {
+    BusConfig {
+        id: format!("hj212:{}", serial.port),
+        port: serial.port.clone(),
+        baud: serial.baud,
+        data_bits: 8,
+        parity: serial.parity,
+        stop_bits: serial.stop_bits,
+        response_timeout: crate::config::Interval(Duration::from_secs(1)),
+        inter_frame_delay: None,
+        turnaround_delay: None,
+        capture: false,
+        capture_dir: None,
+    }
+}

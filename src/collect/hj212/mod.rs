@@ -1,0 +1,16 @@
+//! HJ 212 listener: data loggers at plants (or analysers on a serial line) send their uploads
+//! here; each upload is committed to the store, then acknowledged with 9014, and holes in a
+//! logger's hour or minute data are asked for again with history requests.
+
+pub mod config;
+pub mod devices;
+pub mod gaps;
+pub mod listener;
+pub mod reply;
+pub mod session;
+pub mod stats;
+
+pub use config::{validate, ListenerConfig, ListenerDevice, ListenerSerial, PasswordSource};
+pub use devices::{Device, Devices};
+pub use listener::Hj212Listener;
+pub use session::Clock;

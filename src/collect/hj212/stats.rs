@@ -1,0 +1,100 @@
+//! The listener's metrics. Label values are bounded: command codes outside the standard's
+//! table and every rejection are folded into fixed names, so a hostile peer cannot grow the
+//! exposition.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+use crate::hj212::CommandCode;
+
+pub const CONNECTIONS_OPEN: &str = "cemsd_hj212_listener_connections";
+pub const CONNECTIONS: &str = "cemsd_hj212_listener_connections_total";
+pub const PACKETS: &str = "cemsd_hj212_listener_packets_total";
+pub const REJECTED: &str = "cemsd_hj212_listener_rejected_total";
+pub const RECORDS: &str = "cemsd_hj212_listener_records_committed_total";
+pub const HISTORY_PULLS: &str = "cemsd_hj212_listener_history_pulls_total";
+pub const ACK_LATENCY: &str = "cemsd_hj212_listener_ack_latency_seconds";
+
+/// Why a packet (or bytes that were meant to be one) was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reject {
+    /// CRC digits present but wrong.
+    Crc,
+    /// Length field unreadable, over 1024 or not matching the data.
+    Length,
+    /// Bytes between packets that are not a packet.
+    Garbage,
+    /// Header or CP that does not parse.
+    Syntax,
+    UnknownMn,
+    BadPassword,
+    /// Not a data upload or a reply to our requests.
+    UnsupportedCommand,
+    /// An upload whose DataTime or values cannot be read.
+    BadData,
+    /// PNUM/PNO that cannot be joined.
+    Split,
+    /// The store refused the commit; not acked, so the logger sends again.
+    Store,
+    /// Over `max_connections`.
+    ConnectionLimit,
+}
+
+impl Reject {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::Crc => "crc",
+            Reject::Length => "length",
+            Reject::Garbage => "garbage",
+            Reject::Syntax => "syntax",
+            Reject::UnknownMn => "unknown_mn",
+            Reject::BadPassword => "bad_password",
+            Reject::UnsupportedCommand => "unsupported_command",
+            Reject::BadData => "bad_data",
+            Reject::Split => "split",
+            Reject::Store => "store",
+            Reject::ConnectionLimit => "connection_limit",
+        }
+    }
+}
+
+pub fn rejected(reason: Reject) {
+    counter!(REJECTED, "reason" => reason.as_str()).increment(1);
+}
+
+pub fn packet(cn: CommandCode) {
+    let label = if cn.description().is_some() {
+        cn.to_string()
+    } else {
+        "other".to_string()
+    };
+    counter!(PACKETS, "cn" => label).increment(1);
+}
+
+pub fn connection_accepted() {
+    counter!(CONNECTIONS, "outcome" => "accepted").increment(1);
+    gauge!(CONNECTIONS_OPEN).increment(1.0);
+}
+
+pub fn connection_closed() {
+    gauge!(CONNECTIONS_OPEN).decrement(1.0);
+}
+
+pub fn connection_refused() {
+    counter!(CONNECTIONS, "outcome" => "refused").increment(1);
+    rejected(Reject::ConnectionLimit);
+}
+
+pub fn committed(records: usize) {
+    counter!(RECORDS).increment(records as u64);
+}
+
+pub fn history_pull(cn: CommandCode) {
+    counter!(HISTORY_PULLS, "cn" => cn.to_string()).increment(1);
+}
+
+/// From the last byte of an upload read to its ack written, commit included.
+pub fn acked(latency: Duration) {
+    histogram!(ACK_LATENCY).record(latency.as_secs_f64());
+}

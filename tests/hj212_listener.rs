@@ -1,0 +1,526 @@
+//! The HJ 212 listener as a bureau runs it: `cemsd run` with `[hj212_listener]`, data loggers
+//! played by the test with the crate's codec on 127.0.0.1 (and on a pty pair for the serial
+//! path). Checks rows against hand values, acks against the store, refusals in /metrics.
+
+mod ops_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cemsd::hj212::{
+    encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
+};
+use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
+use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions};
+use ops_support::{eventually, free_port, metric, scrape, Daemon};
+
+const MN: &str = "010000A8900016F000169DC0";
+const PW: &str = "123456";
+const STACK: &str = "plant-a.unit1";
+const HOUR: i64 = 3_600_000;
+/// 2026-01-01 12:00:00 at +08:00 (the site default) = 04:00:00Z.
+const NOON_CST: i64 = 1_767_240_000_000;
+
+struct Site {
+    dir: tempfile::TempDir,
+    tcp_port: u16,
+    http_port: u16,
+    daemon: Daemon,
+}
+
+impl Site {
+    /// Starts `cemsd run` with a listener on a free port; `extra` goes into the listener
+    /// table (e.g. a serial port).
+    fn start(extra: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let (tcp_port, http_port) = (free_port(), free_port());
+        std::fs::write(dir.path().join("plant-a.pw"), format!("{PW}\n"))
+            .unwrap_or_else(|e| panic!("write password: {e}"));
+        let text = format!(
+            r#"[site]
+id = "bureau"
+
+[store]
+path = "data/cemsd.db"
+
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[hj212_listener]
+listen = "127.0.0.1:{tcp_port}"
+minute_gap = "10m"
+
+[[hj212_listener.device]]
+mn = "{MN}"
+password = {{ file = "plant-a.pw" }}
+stack = "{STACK}"
+{extra}
+"#
+        );
+        let config = dir.path().join("bureau.toml");
+        std::fs::write(&config, text).unwrap_or_else(|e| panic!("write config: {e}"));
+        let daemon = Daemon::start(&config, dir.path(), &[]);
+        let site = Site {
+            dir,
+            tcp_port,
+            http_port,
+            daemon,
+        };
+        let up = eventually(Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", tcp_port)).is_ok()
+        });
+        assert!(up, "listener did not come up:\n{}", site.daemon.log_text());
+        site
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("data/cemsd.db")
+    }
+
+    fn logger(&self) -> Logger<TcpStream> {
+        let stream = TcpStream::connect(("127.0.0.1", self.tcp_port))
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap_or_else(|e| panic!("timeout: {e}"));
+        Logger::new(stream)
+    }
+
+    fn rows(&self, kind: RecordKind) -> Vec<Record> {
+        rows_in(&self.db(), kind)
+    }
+
+    fn rejected(&self, reason: &str) -> f64 {
+        metric(
+            &scrape(self.http_port),
+            "cemsd_hj212_listener_rejected_total",
+            &[("reason", reason)],
+        )
+        .unwrap_or(0.0)
+    }
+
+    fn stop(mut self) {
+        self.daemon.signal("TERM");
+        let (code, _) = self.daemon.wait_exit(Duration::from_secs(20));
+        assert_eq!(code, Some(0), "{}", self.daemon.log_text());
+    }
+}
+
+fn rows_in(db: &Path, kind: RecordKind) -> Vec<Record> {
+    let store =
+        Store::open(db, StoreOptions::default()).unwrap_or_else(|e| panic!("open store: {e}"));
+    store
+        .query(&Query {
+            kind: Some(kind),
+            device: Some(MN.into()),
+            ..Query::default()
+        })
+        .unwrap_or_else(|e| panic!("query: {e}"))
+        .into_iter()
+        .map(|s| s.record)
+        .collect()
+}
+
+/// A data logger's end of the link: sends uploads, collects whatever the listener writes.
+struct Logger<S> {
+    stream: S,
+    framer: Framer,
+}
+
+impl<S: Read + Write> Logger<S> {
+    fn new(stream: S) -> Logger<S> {
+        Logger {
+            stream,
+            framer: Framer::new(),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream
+            .write_all(bytes)
+            .unwrap_or_else(|e| panic!("send: {e}"));
+        self.stream.flush().unwrap_or_else(|e| panic!("flush: {e}"));
+    }
+
+    /// The next packet from the listener, waiting at most `limit`.
+    fn receive(&mut self, limit: Duration) -> Option<Packet> {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 2048];
+        loop {
+            if let Some(found) = self.framer.next_packet() {
+                let frame = found.unwrap_or_else(|e| panic!("listener sent a bad packet: {e}"));
+                return Some(frame.packet);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.framer.push(&buf[..n]),
+                Err(_) => {} // read timeout: look at the deadline again
+            }
+        }
+    }
+}
+
+fn upload(cn: CommandCode, qn: &str, data_time: &str, factors: Vec<Factor>) -> Packet {
+    let mut cp = CommandParams::new().with_data_time(data_time);
+    for factor in factors {
+        cp = cp.with_factor(factor);
+    }
+    Packet {
+        qn: Some(qn.into()),
+        pw: Some(PW.into()),
+        flag: Some(PacketFlag::hj212_2017(true)),
+        cp,
+        ..Packet::new(SystemCode::AirPollutionSource, cn, MN)
+    }
+}
+
+fn wire(packet: &Packet) -> Vec<u8> {
+    encode(packet).unwrap_or_else(|e| panic!("encode: {e}"))
+}
+
+fn minute_upload(qn: &str, data_time: &str, so2: &str) -> Packet {
+    upload(
+        CommandCode::MinuteData,
+        qn,
+        data_time,
+        vec![Factor::new("a21026")
+            .with(FieldKind::Avg, so2)
+            .with_flag(Flag::N)],
+    )
+}
+
+fn hour_upload(qn: &str, data_time: &str) -> Packet {
+    upload(
+        CommandCode::HourData,
+        qn,
+        data_time,
+        vec![Factor::new("a21026")
+            .with(FieldKind::Avg, "30")
+            .with_flag(Flag::N)],
+    )
+}
+
+/// Asserts `packet` is the 9014 for `qn`/`cn`.
+fn assert_ack(packet: Option<Packet>, qn: &str, cn: CommandCode) {
+    let packet = packet.unwrap_or_else(|| panic!("no ack for {qn}"));
+    assert_eq!(packet.cn, CommandCode::DataResponse, "{packet:?}");
+    assert_eq!(packet.st, SystemCode::SystemInteraction);
+    assert_eq!(packet.qn.as_deref(), Some(qn));
+    assert_eq!(packet.mn.as_deref(), Some(MN));
+    assert_eq!(packet.pw.as_deref(), Some(PW));
+    assert_eq!(packet.flag, Some(PacketFlag::hj212_2017(false)));
+    assert_eq!(packet.cp.param("QN"), Some(qn));
+    assert_eq!(packet.cp.param("CN"), Some(cn.to_string().as_str()));
+}
+
+#[test]
+fn uploads_are_committed_before_their_ack_with_every_value() {
+    let site = Site::start("");
+    let mut logger = site.logger();
+    let packet = upload(
+        CommandCode::HourData,
+        "20260101130000001",
+        "20260101120000",
+        vec![
+            Factor::new("a21026")
+                .with(FieldKind::Avg, "31.25")
+                .with(FieldKind::ZsAvg, "40.5")
+                .with(FieldKind::Min, "20")
+                .with(FieldKind::Max, "44.125")
+                .with(FieldKind::ZsMin, "26")
+                .with(FieldKind::ZsMax, "57.75")
+                .with(FieldKind::Cou, "0.4375")
+                .with_flag(Flag::T),
+            Factor::new("a19001")
+                .with(FieldKind::Avg, "6.2")
+                .with_flag(Flag::N),
+        ],
+    );
+    logger.send(&wire(&packet));
+    let ack = logger.receive(Duration::from_secs(10));
+    // Read the store the moment the ack is in: the rows must already be there.
+    let rows = site.rows(RecordKind::Hour);
+    assert_ack(ack, "20260101130000001", CommandCode::HourData);
+    let end = Some(Timestamp(NOON_CST + HOUR));
+    let so2 = Record {
+        end,
+        quantity: Some(Quantity::SO2),
+        unit: Some(Unit::MgPerM3),
+        flags: FlagSet::of(Flag::T),
+        measured: Some(31.25),
+        corrected: Some(40.5),
+        min: Some(20.0),
+        max: Some(44.125),
+        corrected_min: Some(26.0),
+        corrected_max: Some(57.75),
+        note: Some("cou=0.4375".into()),
+        ..Record::new(
+            RecordKind::Hour,
+            Timestamp(NOON_CST),
+            STACK.into(),
+            MN.into(),
+            "a21026".into(),
+        )
+    };
+    let o2 = Record {
+        end,
+        quantity: Some(Quantity::O2),
+        unit: Some(Unit::PercentVol),
+        flags: FlagSet::of(Flag::N),
+        measured: Some(6.2),
+        ..Record::new(
+            RecordKind::Hour,
+            Timestamp(NOON_CST),
+            STACK.into(),
+            MN.into(),
+            "a19001".into(),
+        )
+    };
+    assert_eq!(rows, vec![so2, o2]);
+
+    // HJ/T 212-2005 codes as TianHong loggers send them: `02` is SO2, `S01` O2.
+    let old = upload(
+        CommandCode::RealTimeData,
+        "20260101120000500",
+        "20260101120000",
+        vec![
+            Factor::new("02")
+                .with(FieldKind::Rtd, "0035")
+                .with(FieldKind::ZsRtd, "0041")
+                .with_flag(Flag::N),
+            Factor::new("S01").with(FieldKind::Rtd, "20.9"),
+        ],
+    );
+    logger.send(&wire(&old));
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101120000500",
+        CommandCode::RealTimeData,
+    );
+    let readings = site.rows(RecordKind::Reading);
+    let summary: Vec<_> = readings
+        .iter()
+        .map(|r| (r.channel.to_string(), r.quantity, r.raw, r.corrected))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (
+                "02".to_string(),
+                Some(Quantity::SO2),
+                Some(35.0),
+                Some(41.0)
+            ),
+            ("S01".to_string(), Some(Quantity::O2), Some(20.9), None),
+        ]
+    );
+    site.stop();
+}
+
+#[test]
+fn bad_packets_are_counted_and_the_good_ones_around_them_stored() {
+    let site = Site::start("");
+    let mut logger = site.logger();
+    let good_1 = wire(&minute_upload("20260101120100001", "20260101120000", "1"));
+    let mut bad_crc = wire(&minute_upload("20260101120100002", "20260101120100", "2"));
+    let crc_at = bad_crc.len() - 3; // last CRC digit, before CRLF
+    bad_crc[crc_at] = if bad_crc[crc_at] == b'0' { b'1' } else { b'0' };
+    let mut wrong_pw = minute_upload("20260101120100003", "20260101120200", "3");
+    wrong_pw.pw = Some("654321".into());
+    let mut unknown_mn = minute_upload("20260101120100004", "20260101120300", "4");
+    unknown_mn.mn = Some("NOTCONFIGURED".into());
+    let good_5 = wire(&minute_upload("20260101120100005", "20260101120400", "5"));
+    // A message in two parts (PNUM=2), joined by QN; acked once, after the last part.
+    let mut part_1 = minute_upload("20260101120100006", "20260101120500", "6");
+    part_1.flag = Some(PacketFlag::from_bits(7));
+    part_1.pnum = Some(2);
+    part_1.pno = Some(1);
+    let mut part_2 = part_1.clone();
+    part_2.pno = Some(2);
+    part_2.cp = CommandParams::new()
+        .with_data_time("20260101120500")
+        .with_factor(Factor::new("a19001").with(FieldKind::Avg, "6.5"));
+
+    let mut stream = good_1.clone();
+    stream.extend_from_slice(&bad_crc);
+    stream.extend_from_slice(b"AT+CSQ noise\r\n");
+    stream.extend_from_slice(&wire(&wrong_pw));
+    stream.extend_from_slice(&wire(&unknown_mn));
+    logger.send(&stream);
+    // The next packet arrives in two writes, cut in the middle.
+    logger.send(&good_5[..40]);
+    std::thread::sleep(Duration::from_millis(100));
+    logger.send(&good_5[40..]);
+    logger.send(&wire(&part_1));
+    logger.send(&wire(&part_2));
+
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101120100001",
+        CommandCode::MinuteData,
+    );
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101120100005",
+        CommandCode::MinuteData,
+    );
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101120100006",
+        CommandCode::MinuteData,
+    );
+    assert!(
+        logger.receive(Duration::from_millis(500)).is_none(),
+        "refused packets get no reply"
+    );
+    let rows = site.rows(RecordKind::Minute);
+    let stored: Vec<_> = rows
+        .iter()
+        .map(|r| (r.ts.0, r.channel.to_string(), r.measured))
+        .collect();
+    let minute = |m: i64| NOON_CST + m * 60_000;
+    assert_eq!(
+        stored,
+        vec![
+            (minute(0), "a21026".to_string(), Some(1.0)),
+            (minute(4), "a21026".to_string(), Some(5.0)),
+            (minute(5), "a21026".to_string(), Some(6.0)),
+            (minute(5), "a19001".to_string(), Some(6.5)),
+        ]
+    );
+    for reason in ["crc", "garbage", "bad_password", "unknown_mn"] {
+        assert_eq!(site.rejected(reason), 1.0, "reason {reason}");
+    }
+    let log = site.daemon.log_text();
+    assert!(log.contains("CRC mismatch"), "{log}");
+    site.stop();
+}
+
+#[test]
+fn a_hole_in_hour_data_is_pulled_and_the_answers_stored() {
+    let site = Site::start("");
+    let mut logger = site.logger();
+    logger.send(&wire(&hour_upload("20260101110000001", "20260101100000")));
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101110000001",
+        CommandCode::HourData,
+    );
+    // 13:00 after 10:00: 11:00 and 12:00 are missing.
+    logger.send(&wire(&hour_upload("20260101140000001", "20260101130000")));
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101140000001",
+        CommandCode::HourData,
+    );
+    let request = logger
+        .receive(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no history request:\n{}", site.daemon.log_text()));
+    assert_eq!(request.cn, CommandCode::HourData);
+    assert_eq!(request.st, SystemCode::AirPollutionSource);
+    assert_eq!(request.flag, Some(PacketFlag::hj212_2017(true)));
+    assert_eq!(request.pw.as_deref(), Some(PW));
+    assert_eq!(request.cp.param("BeginTime"), Some("20260101110000"));
+    assert_eq!(request.cp.param("EndTime"), Some("20260101120000"));
+
+    // The logger answers as the standard says: 9011, the periods, 9012.
+    let qn = request.qn.clone().unwrap_or_default();
+    let reply = |cn: CommandCode, key: &str| Packet {
+        qn: Some(qn.clone()),
+        pw: Some(PW.into()),
+        flag: Some(PacketFlag::hj212_2017(false)),
+        cp: CommandParams::new().with_param(key, "1"),
+        ..Packet::new(SystemCode::SystemInteraction, cn, MN)
+    };
+    let ready = wire(&reply(CommandCode::RequestResponse, "QnRtn"));
+    let done = wire(&reply(CommandCode::ExecutionResult, "ExeRtn"));
+    logger.send(&ready);
+    for (qn, data_time) in [
+        ("20260101140000101", "20260101110000"),
+        ("20260101140000102", "20260101120000"),
+    ] {
+        logger.send(&wire(&hour_upload(qn, data_time)));
+        assert_ack(
+            logger.receive(Duration::from_secs(10)),
+            qn,
+            CommandCode::HourData,
+        );
+    }
+    logger.send(&done);
+    let hours: Vec<i64> = site
+        .rows(RecordKind::Hour)
+        .iter()
+        .map(|r| (r.ts.0 - NOON_CST) / HOUR)
+        .collect();
+    // 10:00 .. 13:00 local are -2 .. +1 hours from noon.
+    assert_eq!(hours, vec![-2, -1, 0, 1]);
+    assert!(
+        logger.receive(Duration::from_millis(500)).is_none(),
+        "the answers fill the hole: no second request"
+    );
+    let pulls = metric(
+        &scrape(site.http_port),
+        "cemsd_hj212_listener_history_pulls_total",
+        &[("cn", "2061")],
+    );
+    assert_eq!(pulls, Some(1.0));
+    site.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_line_uploads_are_acked_on_the_line() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_serial::{SerialPort, SerialStream};
+
+    let (mut master, slave) = SerialStream::pair().unwrap_or_else(|e| panic!("pty pair: {e}"));
+    let port = slave
+        .name()
+        .unwrap_or_else(|| panic!("the pty slave has no path"));
+    drop(slave);
+    let site = tokio::task::spawn_blocking(move || {
+        Site::start(&format!(
+            "\n[[hj212_listener.serial]]\nport = \"{port}\"\nbaud = 9600\n"
+        ))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("start: {e}"));
+    let packet = wire(&minute_upload("20260101120100009", "20260101120000", "7.5"));
+    let mut framer = Framer::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut ack = None;
+    let mut buf = [0u8; 1024];
+    // The daemon opens the port shortly after it listens on TCP: resend until it answers,
+    // as a logger would.
+    while ack.is_none() && Instant::now() < deadline {
+        // Fails while nobody has the other end open yet; the next round tries again.
+        let _ = AsyncWriteExt::write_all(&mut master, &packet).await;
+        let read = tokio::time::timeout(
+            Duration::from_millis(500),
+            AsyncReadExt::read(&mut master, &mut buf),
+        )
+        .await;
+        if let Ok(Ok(n)) = read {
+            framer.push(&buf[..n]);
+        }
+        while let Some(found) = framer.next_packet() {
+            ack = found.ok().map(|f| f.packet);
+        }
+    }
+    assert_ack(ack, "20260101120100009", CommandCode::MinuteData);
+    let db = site.db();
+    let rows = tokio::task::spawn_blocking(move || rows_in(&db, RecordKind::Minute))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!rows.is_empty(), "no rows from the serial line");
+    assert!(rows
+        .iter()
+        .all(|r| r.measured == Some(7.5) && r.ts == Timestamp(NOON_CST)));
+    tokio::task::spawn_blocking(move || site.stop())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+}
