@@ -428,7 +428,24 @@ struct Series {
 impl Series {
     /// Closes every period that ends at or before `t`, minute before hour before day.
     fn advance(&mut self, t: i64, rules: &Rules, stack: &Arc<str>, out: &mut Vec<Aggregate>) {
-        if let Some(minute) = self.minute.take_if(|m| m.start + MINUTE_MS <= t) {
+        self.close(
+            |period, start| start + period.millis() <= t,
+            rules,
+            stack,
+            out,
+        );
+    }
+
+    /// Closes the open periods `due` picks, minute before hour before day, each closed one
+    /// entering the next longer period.
+    fn close(
+        &mut self,
+        due: impl Fn(Period, i64) -> bool,
+        rules: &Rules,
+        stack: &Arc<str>,
+        out: &mut Vec<Aggregate>,
+    ) {
+        if let Some(minute) = self.minute.take_if(|m| due(Period::Minute, m.start)) {
             self.watermark = minute.start + MINUTE_MS;
             let agg = rules.finish(minute, Period::Minute, stack, self.quantity, self.unit);
             let hour_start = floor(agg.start.millis(), HOUR_MS, rules.offset_ms);
@@ -437,7 +454,7 @@ impl Series {
                 .add(&Entry::of_aggregate(&agg));
             out.push(agg);
         }
-        if let Some(hour) = self.hour.take_if(|h| h.start + HOUR_MS <= t) {
+        if let Some(hour) = self.hour.take_if(|h| due(Period::Hour, h.start)) {
             let agg = rules.finish(hour, Period::Hour, stack, self.quantity, self.unit);
             let day_start = floor(agg.start.millis(), DAY_MS, rules.offset_ms);
             self.day
@@ -445,7 +462,7 @@ impl Series {
                 .add(&Entry::of_aggregate(&agg));
             out.push(agg);
         }
-        if let Some(day) = self.day.take_if(|d| d.start + DAY_MS <= t) {
+        if let Some(day) = self.day.take_if(|d| due(Period::Day, d.start)) {
             out.push(rules.finish(day, Period::Day, stack, self.quantity, self.unit));
         }
     }
@@ -512,6 +529,22 @@ impl Aggregator {
         let t = now.millis().saturating_sub(self.grace_ms);
         for series in self.series.iter_mut().flatten() {
             series.advance(t, &self.rules, &self.stack, out);
+        }
+    }
+
+    /// After a warm-up from stored readings: closes, without emitting them, the open periods
+    /// `stored` says the last run already closed and stored, so they are not written twice.
+    pub fn settle_stored(&mut self, stored: impl Fn(Quantity, Period, Timestamp) -> bool) {
+        let mut already_stored = Vec::new();
+        for series in self.series.iter_mut().flatten() {
+            let quantity = series.quantity;
+            series.close(
+                |period, start| stored(quantity, period, Timestamp(start)),
+                &self.rules,
+                &self.stack,
+                &mut already_stored,
+            );
+            already_stored.clear();
         }
     }
 

@@ -2,7 +2,7 @@
 //! stops them in the order that commits everything already read. The store stays open for
 //! the whole run; the rest (the [`Workers`]) is replaced when SIGHUP brings a new config.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,20 +12,20 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use chrono::Utc;
 
-use crate::aggregate::{period_start, Period};
+use crate::aggregate::{period_start, Aggregate, Period, HOUR_MS};
 use crate::capture::DailyCapture;
 use crate::cli::Failure;
 use crate::collect::mqtt::{MqttSource, SourceStats};
 use crate::collect::start::start as start_collectors;
 use crate::config::{self, Loaded, SiteConfig};
 use crate::live::Live;
-use crate::model::{Reading, Sample, Timestamp};
+use crate::model::{Quantity, Reading, Sample, Timestamp};
 use crate::ops;
 use crate::ops::signals::{Request, Signals};
 use crate::ops::state::{Generation, OpsState, StoreReader};
 use crate::ops::status::StackLimits;
 use crate::pipeline::{reading_of, Delivery, Pipeline};
-use crate::process::Processor;
+use crate::process::{aggregate_of, Processor};
 use crate::sim;
 use crate::store::{
     Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, StoreWriter, WriterOptions,
@@ -232,7 +232,14 @@ impl Workers {
             let config = config.clone();
             let processor = Processor::new(&config, profiles);
             store
-                .call(move |store| resume(store, processor, &config))
+                .call(move |store| {
+                    resume(
+                        store,
+                        processor,
+                        &config,
+                        Timestamp::from_datetime(Utc::now()),
+                    )
+                })
                 .await
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
@@ -324,15 +331,14 @@ impl Workers {
     }
 }
 
-/// On a terminal, redraws a compact per-device status every two seconds.
-/// Picks up where the last run stopped: the downtime becomes gap records, and the hour and
-/// day in progress are rebuilt from the readings already stored.
-fn resume(
+/// Picks up where the last run stopped: the downtime becomes gap records, the hour and day in
+/// progress are rebuilt from the readings already stored, and exceedance events still open go on.
+pub fn resume(
     store: &mut Store,
     mut processor: Processor,
     config: &SiteConfig,
+    now: Timestamp,
 ) -> Result<Processor, StoreError> {
-    let now = Timestamp::from_datetime(Utc::now());
     let mut last_of_point: HashMap<Arc<str>, Timestamp> = HashMap::new();
     for stored in store.latest()? {
         let last = last_of_point
@@ -350,7 +356,21 @@ fn resume(
         .iter()
         .filter_map(reading_of)
         .collect();
-    processor.warm_up(&readings);
+    let mut stored_periods = HashSet::new();
+    for kind in [RecordKind::Minute, RecordKind::Hour, RecordKind::Day] {
+        for stored in store.query(&Query {
+            kind: Some(kind),
+            from: Some(today),
+            ..Query::default()
+        })? {
+            if let Some(period) = aggregate_of(&stored.record) {
+                stored_periods.insert((period.stack, period.quantity, period.period, period.start));
+            }
+        }
+    }
+    processor.warm_up(&readings, &stored_periods);
+    let hours = hours_for_open_exceedances(store, &processor, now)?;
+    processor.warm_exceedances(&hours);
     let mut gaps = Vec::new();
     processor.restart(|point| last_of_point.get(point).copied(), now, &mut gaps);
     if !gaps.is_empty() {
@@ -361,6 +381,49 @@ fn resume(
         store.append(&gaps)?;
     }
     Ok(processor)
+}
+
+/// On a terminal, redraws a compact per-device status every two seconds.
+/// The stored hour averages (valid or not) that rebuild exceedance state: from one rolling window
+/// before the oldest event still open (or before now), in time order, the latest row of each
+/// (point, quantity, hour) winning.
+fn hours_for_open_exceedances(
+    store: &Store,
+    processor: &Processor,
+    now: Timestamp,
+) -> Result<Vec<Aggregate>, StoreError> {
+    let mut closed = HashSet::new();
+    let mut starts = Vec::new();
+    for stored in store.query(&Query {
+        kind: Some(RecordKind::Exceedance),
+        ..Query::default()
+    })? {
+        let r = stored.record;
+        let key = (r.stack.clone(), r.quantity, r.ts);
+        if r.end.is_some() {
+            closed.insert(key);
+        } else {
+            starts.push(key);
+        }
+    }
+    let oldest_open = starts
+        .into_iter()
+        .filter(|key| !closed.contains(key))
+        .map(|(_, _, start)| start)
+        .min()
+        .unwrap_or(now);
+    let window = i64::from(processor.exceedance_lookback_hours()) * HOUR_MS;
+    let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
+    for stored in store.query(&Query {
+        kind: Some(RecordKind::Hour),
+        from: Some(Timestamp(oldest_open.0.saturating_sub(window))),
+        ..Query::default()
+    })? {
+        if let Some(hour) = aggregate_of(&stored.record) {
+            latest.insert((hour.start.0, hour.stack.clone(), hour.quantity), hour);
+        }
+    }
+    Ok(latest.into_values().collect())
 }
 
 async fn console(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {

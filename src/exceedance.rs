@@ -114,6 +114,10 @@ impl ExceedanceTracker {
         }
     }
 
+    pub fn window_hours(&self) -> u32 {
+        self.window_hours
+    }
+
     /// Events still open, e.g. for a status page.
     pub fn open_events(&self) -> impl Iterator<Item = &Exceedance> {
         self.tracked.iter().filter_map(|t| t.open.as_ref())

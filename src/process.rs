@@ -3,14 +3,14 @@
 //! aggregate → exceedance. Time comes only from the samples and from `tick(now)`, so live
 //! running, replay and tests give the same records for the same input.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::aggregate::{Aggregate, Aggregator, Period};
 use crate::config::{Position, SiteConfig};
 use crate::exceedance::{Exceedance, ExceedanceTracker};
-use crate::model::{FlagSet, Reading, Sample, Timestamp};
+use crate::model::{FlagSet, Quantity, Reading, Sample, Timestamp};
 use crate::normalise::Normaliser;
 use crate::profile::ProfileSet;
 use crate::quality::{ChannelSpec, Gap, Quality};
@@ -115,10 +115,15 @@ impl Processor {
 
     /// Rebuilds the aggregation state of the current periods from readings already stored,
     /// so the hour and day in progress at a restart count the minutes before it. Nothing is
-    /// emitted: those periods' earlier results are in the store already.
-    pub fn warm_up(&mut self, stored: &[Reading]) {
+    /// emitted, and periods in `stored` (point, quantity, period, start) — closed and written
+    /// by the last run — are not emitted again later either.
+    pub fn warm_up(
+        &mut self,
+        readings: &[Reading],
+        stored: &HashSet<(Arc<str>, Quantity, Period, Timestamp)>,
+    ) {
         let mut discarded = Vec::new();
-        for reading in stored {
+        for reading in readings {
             if let Some(point) = self
                 .point_of_device
                 .get(&reading.device)
@@ -128,6 +133,41 @@ impl Processor {
                 discarded.clear();
             }
         }
+        for point in &mut self.points {
+            let id = point.normaliser.stack().clone();
+            point.aggregator.settle_stored(|quantity, period, start| {
+                stored.contains(&(id.clone(), quantity, period, start))
+            });
+        }
+    }
+
+    /// Rebuilds the exceedance state from stored hour averages in time order, so an event open
+    /// at a restart goes on (same start, hours and peak) instead of opening a second time.
+    /// Nothing is emitted: those events are in the store already.
+    pub fn warm_exceedances(&mut self, hours: &[Aggregate]) {
+        let mut discarded = Vec::new();
+        for hour in hours {
+            let tracker = self
+                .points
+                .iter_mut()
+                .find(|p| **p.normaliser.stack() == *hour.stack)
+                .and_then(|p| p.exceedances.as_mut());
+            if let Some(tracker) = tracker {
+                tracker.push(hour, &mut discarded);
+                discarded.clear();
+            }
+        }
+    }
+
+    /// The longest rolling window of any stack's exceedance check, in hours: how much hour
+    /// history `warm_exceedances` needs before the oldest open event.
+    pub fn exceedance_lookback_hours(&self) -> u32 {
+        self.points
+            .iter()
+            .filter_map(|p| p.exceedances.as_ref())
+            .map(ExceedanceTracker::window_hours)
+            .max()
+            .unwrap_or(1)
     }
 
     /// Processes a batch of samples (typically one poll); records for the store are appended
@@ -247,6 +287,42 @@ fn gap_record(gap: &Gap) -> Record {
             gap.channel.clone(),
         )
     }
+}
+
+/// A stored minute, hour or day row as the aggregate it was written from; `None` for other
+/// kinds and for rows without quantity or unit.
+pub fn aggregate_of(r: &Record) -> Option<Aggregate> {
+    let period = match r.kind {
+        RecordKind::Minute => Period::Minute,
+        RecordKind::Hour => Period::Hour,
+        RecordKind::Day => Period::Day,
+        _ => return None,
+    };
+    let (quantity, unit) = (r.quantity?, r.unit?);
+    let flag = r.flags.primary();
+    let valid = flag.valid_for_average();
+    Some(Aggregate {
+        period,
+        start: r.ts,
+        end: r.end.unwrap_or(r.ts),
+        stack: r.stack.clone(),
+        quantity,
+        unit,
+        valid,
+        flag,
+        count: r.count.unwrap_or(0),
+        total: r.count.unwrap_or(0),
+        raw_avg: r.raw,
+        avg: r.measured,
+        min: r.min,
+        max: r.max,
+        corrected_avg: r.corrected,
+        corrected_min: r.corrected_min,
+        corrected_max: r.corrected_max,
+        rate_avg: r.rate,
+        // HJ 75: an hour's mass is its mean emission rate over the hour, valid hours only
+        mass_kg: r.rate.filter(|_| valid && period == Period::Hour),
+    })
 }
 
 fn aggregate_record(agg: &Aggregate) -> Record {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use crate::aggregate::{Aggregate, Period, UtcOffset, HOUR_MS};
+use crate::aggregate::{Aggregate, UtcOffset, HOUR_MS};
 use crate::config::SiteConfig;
 use crate::fgd::{fgd_hour, summarise};
 use crate::model::{Quantity, Timestamp};
-use crate::process::inlet_point;
+use crate::process::{aggregate_of, inlet_point};
 use crate::store::{Query, RecordKind, Store, StoreError, Stored};
 use crate::totals::{calendar_bounds, emitted_totals, CalendarPeriod};
 
@@ -197,44 +197,12 @@ fn latest_aggregates(rows: Vec<Stored>, start: Timestamp, end: Timestamp) -> Vec
     let mut latest: BTreeMap<(i64, Quantity), Aggregate> = BTreeMap::new();
     for stored in rows {
         let r = &stored.record;
-        let (Some(quantity), Some(unit)) = (r.quantity, r.unit) else {
-            continue;
-        };
         if r.ts < start || r.ts >= end {
             continue;
         }
-        let period = match r.kind {
-            RecordKind::Day => Period::Day,
-            RecordKind::Minute => Period::Minute,
-            _ => Period::Hour,
-        };
-        let flag = r.flags.primary();
-        let valid = flag.valid_for_average();
-        latest.insert(
-            (r.ts.0, quantity),
-            Aggregate {
-                period,
-                start: r.ts,
-                end: r.end.unwrap_or(r.ts),
-                stack: r.stack.clone(),
-                quantity,
-                unit,
-                valid,
-                flag,
-                count: r.count.unwrap_or(0),
-                total: r.count.unwrap_or(0),
-                raw_avg: r.raw,
-                avg: r.measured,
-                min: r.min,
-                max: r.max,
-                corrected_avg: r.corrected,
-                corrected_min: r.corrected_min,
-                corrected_max: r.corrected_max,
-                rate_avg: r.rate,
-                // HJ 75: an hour's mass is its mean emission rate over the hour, valid hours only
-                mass_kg: r.rate.filter(|_| valid && period == Period::Hour),
-            },
-        );
+        if let Some(aggregate) = aggregate_of(r) {
+            latest.insert((r.ts.0, aggregate.quantity), aggregate);
+        }
     }
     latest.into_values().collect()
 }

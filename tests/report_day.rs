@@ -6,10 +6,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cemsd::config;
+use cemsd::daemon;
 use cemsd::model::{Basis, FlagSet, Quantity, Sample, Timestamp, Unit};
 use cemsd::process::Processor;
 use cemsd::report;
-use cemsd::store::{Store, StoreOptions};
+use cemsd::store::{Query, RecordKind, Store, StoreOptions};
 use chrono::NaiveDate;
 
 const CONFIG: &str = r#"[site]
@@ -194,4 +195,75 @@ fn a_day_with_an_exceedance_and_an_fgd_pair() {
             .any(|l| l.starts_with("plant,2026-03-10,u1,u1,02:00,SO2,mg/m3,40")),
         "{csv}"
     );
+}
+
+/// A restart in the middle of an exceedance: the event open when the daemon stops goes on (one
+/// event 01:00–04:00 over three hours, not a second one opening at 03:00), and the minutes and
+/// hours the first run closed are not written again by the second.
+#[test]
+fn a_restart_continues_open_exceedances_and_stores_each_period_once() {
+    let loaded = config::parse(Path::new("site.toml"), CONFIG).unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut store = Store::open(&dir.path().join("c.db"), StoreOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let from = DAY_START + HOUR;
+    // Outlet SO2 40 > 35 from 01:00; the run stops at 03:00 with the event open.
+    let run = |processor: &mut Processor, store: &mut Store, start: i64, hours: i64, so2: f64| {
+        let mut records = Vec::new();
+        let mut ts = start;
+        while ts < start + hours * HOUR {
+            processor.push(&poll("out", so2, ts), &mut records);
+            ts += 10_000;
+        }
+        processor.tick(Timestamp(start + hours * HOUR + 60_000), &mut records);
+        store.append(&records).unwrap_or_else(|e| panic!("{e}"));
+    };
+    let mut first = Processor::new(&loaded.config, &loaded.profiles);
+    run(&mut first, &mut store, from, 2, 40.0);
+    drop(first);
+
+    let restarted = daemon::resume(
+        &mut store,
+        Processor::new(&loaded.config, &loaded.profiles),
+        &loaded.config,
+        Timestamp(from + 2 * HOUR + 60_000),
+    );
+    let mut second = restarted.unwrap_or_else(|e| panic!("{e}"));
+    // 03:00 still 40, 04:00 back to 20: the event closes at 04:00 after 3 hours.
+    run(&mut second, &mut store, from + 2 * HOUR, 1, 40.0);
+    run(&mut second, &mut store, from + 3 * HOUR, 1, 20.0);
+
+    let day = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap_or_default();
+    let built = report::build(
+        &store,
+        &loaded.config,
+        day,
+        Timestamp(DAY_START + 24 * HOUR),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let events = &built.stacks[0].exceedances;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].start, "2026-03-10 01:00");
+    assert_eq!(events[0].end.as_deref(), Some("2026-03-10 04:00"));
+    assert_eq!(events[0].hours, Some(3));
+    assert!(close(events[0].peak.unwrap_or(0.0), 40.0), "{events:?}");
+
+    // Each SO2 hour and minute of the outlet is stored once, across the restart too.
+    for (kind, expected) in [(RecordKind::Hour, 4), (RecordKind::Minute, 4 * 60)] {
+        let rows = store
+            .query(&Query {
+                kind: Some(kind),
+                stack: Some("u1".into()),
+                ..Query::default()
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let starts: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.record.quantity == Some(Quantity::SO2))
+            .map(|r| r.record.ts.0)
+            .collect();
+        let distinct: std::collections::BTreeSet<i64> = starts.iter().copied().collect();
+        assert_eq!(starts.len(), expected, "{kind}: {starts:?}");
+        assert_eq!(distinct.len(), expected, "{kind} stored twice: {starts:?}");
+    }
 }
