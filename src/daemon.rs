@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,25 +79,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         }
         None => None,
     };
-    // Sinks read the store on their own; a reload does not restart them.
-    let (sinks_stop_tx, sinks_stop_rx) = watch::channel(false);
-    let influx = crate::sink::influx::InfluxSinks::start(
-        &loaded.config.influx,
-        &loaded.config.site.id,
-        &loaded.path,
-        &store_path,
-        &store_handle,
-        &sinks_stop_rx,
-    )
-    .map_err(|e| Failure::runtime(e.to_string()))?;
-    let hj212 = crate::sink::hj212::Hj212Uplinks::start(
-        &loaded.config,
-        &loaded.path,
-        &store_path,
-        &store_handle,
-        &sinks_stop_rx,
-    )
-    .map_err(|e| Failure::runtime(e.to_string()))?;
+    let mut sinks = Sinks::start(&loaded, &store_path, &store_handle)?;
     let hj212_listener = start_hj212_listener(&loaded, &store_handle).await?;
     let mut workers = Workers::start(&loaded, &store_handle).await?;
     let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
@@ -123,7 +106,14 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         ops::systemd::reloading();
         if let Ok(new) = ops::reload::load(&running.path, &running.config) {
             workers.stop().await;
-            workers = match Workers::start(&new, &store_handle).await {
+            sinks.stop().await;
+            let started = match Sinks::start(&new, &store_path, &store_handle) {
+                Ok(new_sinks) => Workers::start(&new, &store_handle)
+                    .await
+                    .map(|workers| (workers, new_sinks)),
+                Err(failure) => Err(failure),
+            };
+            (workers, sinks) = match started {
                 Ok(started) => {
                     ops::metrics::config_reloaded(true);
                     tracing::info!(devices = new.config.devices.len(), "config reloaded");
@@ -136,7 +126,8 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
                         "reload failed, going back to the running config: {}",
                         failure.message
                     );
-                    Workers::start(&running, &store_handle).await?
+                    let sinks = Sinks::start(&running, &store_path, &store_handle)?;
+                    (Workers::start(&running, &store_handle).await?, sinks)
                 }
             };
             generation_tx.send_replace(workers.generation.clone());
@@ -150,9 +141,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     if let Some(listener) = hj212_listener {
         listener.stop().await;
     }
-    let _ = sinks_stop_tx.send(true);
-    influx.stopped().await;
-    hj212.stopped().await;
+    sinks.stop().await;
     let _ = ops_stop_tx.send(true);
     while ops_tasks.join_next().await.is_some() {}
     let committed = store_handle.shutdown().await;
@@ -167,6 +156,49 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         }
         (Err(e), _) => Err(Failure::runtime(format!("store writer failed: {e}"))),
         (_, _) => Err(Failure::runtime("store writer thread did not finish")),
+    }
+}
+
+/// The store's readers towards InfluxDB and the bureau platforms. A reload restarts them with
+/// the new config; they go on from their stored cursors, so nothing is skipped, and what was
+/// in flight is sent again (InfluxDB overwrites the same point, a platform acks a resend).
+struct Sinks {
+    stop: watch::Sender<bool>,
+    influx: crate::sink::influx::InfluxSinks,
+    hj212: crate::sink::hj212::Hj212Uplinks,
+}
+
+impl Sinks {
+    fn start(loaded: &Loaded, store_path: &Path, store: &StoreHandle) -> Result<Sinks, Failure> {
+        let (stop, stop_rx) = watch::channel(false);
+        let influx = crate::sink::influx::InfluxSinks::start(
+            &loaded.config.influx,
+            &loaded.config.site.id,
+            &loaded.path,
+            store_path,
+            store,
+            &stop_rx,
+        )
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+        let hj212 = crate::sink::hj212::Hj212Uplinks::start(
+            &loaded.config,
+            &loaded.path,
+            store_path,
+            store,
+            &stop_rx,
+        )
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+        Ok(Sinks {
+            stop,
+            influx,
+            hj212,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.influx.stopped().await;
+        self.hj212.stopped().await;
     }
 }
 

@@ -28,7 +28,23 @@ fn header(http_port: Option<u16>) -> String {
     let http = http_port
         .map(|p| format!("[http]\nlisten = \"127.0.0.1:{p}\"\n\n"))
         .unwrap_or_default();
-    format!("[site]\nid = \"ops-test\"\n\n{http}[store]\npath = \"data/cemsd.db\"\n\n[[stack]]\nid = \"unit1\"\n\n")
+    format!("[site]\nid = \"ops-test\"\n\n{http}[store]\npath = \"data/cemsd.db\"\n\n[[stack]]\nid = \"unit1\"\nmn = \"88888880000001\"\n\n")
+}
+
+/// An HJ 212 uplink to a platform on `port`, for the stack `header` writes.
+fn uplink(port: u16) -> String {
+    format!("[[hj212]]\nname = \"bureau\"\naddress = \"127.0.0.1:{port}\"\npassword = {{ file = \"hj212.pw\" }}\nrealtime_interval = \"1s\"\n\n")
+}
+
+/// A platform socket that only counts the uplink connections it is offered.
+fn platform() -> (std::net::TcpListener, u16) {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind platform: {e}"));
+    listener
+        .set_nonblocking(true)
+        .unwrap_or_else(|e| panic!("nonblocking: {e}"));
+    let port = listener.local_addr().map_or(0, |a| a.port());
+    (listener, port)
 }
 
 fn write(dir: &Path, text: &str) -> PathBuf {
@@ -137,10 +153,14 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let http = free_port();
     let (sim_a, sim_b, dead) = (free_port(), free_port(), free_port());
+    let ((old_platform, old_port), (new_platform, new_port)) = (platform(), platform());
+    std::fs::write(dir.path().join("hj212.pw"), "123456")
+        .unwrap_or_else(|e| panic!("write password: {e}"));
     let first = header(Some(http))
         + &simulator("thermo-43i", sim_a)
         + &device("a", "thermo-43i", sim_a)
-        + &device("dead", "thermo-42i", dead);
+        + &device("dead", "thermo-42i", dead)
+        + &uplink(old_port);
     let config = write(dir.path(), &first);
     let mut daemon = Daemon::start(&config, dir.path(), &[]);
     let db = dir.path().join("data/cemsd.db");
@@ -229,9 +249,18 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
         "{health}"
     );
 
-    // A good config: device b on a new simulator replaces a and dead.
-    let second =
-        header(Some(http)) + &simulator("sick-gm32", sim_b) + &device("b", "sick-gm32", sim_b);
+    assert!(
+        eventually(Duration::from_secs(10), || old_platform.accept().is_ok()),
+        "the uplink never connected to its platform:\n{}",
+        daemon.log_text()
+    );
+
+    // A good config: device b on a new simulator replaces a and dead, and the uplink moves
+    // to another platform.
+    let second = header(Some(http))
+        + &simulator("sick-gm32", sim_b)
+        + &device("b", "sick-gm32", sim_b)
+        + &uplink(new_port);
     write(dir.path(), &second);
     daemon.signal("HUP");
     assert!(
@@ -250,6 +279,11 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
     assert!(
         health.contains("\"id\":\"b\"") && !health.contains("\"id\":\"a\""),
         "{health}"
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || new_platform.accept().is_ok()),
+        "the uplink did not move to the new platform after the reload:\n{}",
+        daemon.log_text()
     );
     let applied = scrape(http);
     assert_eq!(

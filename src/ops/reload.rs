@@ -6,8 +6,9 @@ use std::path::Path;
 
 use crate::config::{self, ConfigError, Loaded, SiteConfig};
 
-/// Keys a running daemon cannot change: the store stays open across a reload and the HTTP
-/// server keeps its socket. A new value takes effect at the next restart.
+/// Keys a running daemon cannot change: the store stays open across a reload, the HTTP
+/// server keeps its socket and the HJ 212 listener its loggers' connections. A new value takes
+/// effect at the next restart.
 pub fn restart_only_changes(running: &SiteConfig, new: &SiteConfig) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if running.store.path != new.store.path {
@@ -18,6 +19,9 @@ pub fn restart_only_changes(running: &SiteConfig, new: &SiteConfig) -> Vec<&'sta
     }
     if running.http.as_ref().map(|h| h.listen) != new.http.as_ref().map(|h| h.listen) {
         changed.push("http.listen");
+    }
+    if running.hj212_listener != new.hj212_listener {
+        changed.push("hj212_listener");
     }
     changed
 }
@@ -53,7 +57,7 @@ mod tests {
     }
 
     #[test]
-    fn only_store_and_listen_changes_need_a_restart() {
+    fn only_store_http_and_listener_changes_need_a_restart() {
         let base =
             "[site]\nid = \"a\"\n[store]\npath = \"a.db\"\n[http]\nlisten = \"127.0.0.1:8080\"\n";
         let running = parse(base);
@@ -70,5 +74,19 @@ mod tests {
             restart_only_changes(&running, &parse(no_http)),
             vec!["store.retention", "http.listen"]
         );
+        let listener = format!(
+            "{base}[hj212_listener]\nlisten = \"127.0.0.1:9001\"\n[[hj212_listener.device]]\nmn = \"MN1\"\npassword = {{ env = \"PW\" }}\nstack = \"s\"\n"
+        );
+        assert_eq!(
+            restart_only_changes(&running, &parse(&listener)),
+            vec!["hj212_listener"]
+        );
+        let with_listener = parse(&listener);
+        let second_logger = listener.replace("MN1", "MN2");
+        assert_eq!(
+            restart_only_changes(&with_listener, &parse(&second_logger)),
+            vec!["hj212_listener"]
+        );
+        assert!(restart_only_changes(&with_listener, &parse(&listener)).is_empty());
     }
 }

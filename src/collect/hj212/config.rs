@@ -12,7 +12,7 @@ use crate::config::{Interval, Parity};
 use crate::diagnostic::{Seg, SourceError, SourceText};
 use crate::secret::SecretSource;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     /// TCP address data loggers connect to; none for a serial-only listener.
@@ -43,7 +43,7 @@ pub struct ListenerConfig {
 }
 
 /// One data logger that may upload.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerDevice {
     /// HJ 212 device id, up to 24 characters.
@@ -80,7 +80,7 @@ impl TryFrom<PasswordKeys> for PasswordSource {
 }
 
 /// A serial port an analyser or an old logger writes HJ 212 text to, 8 data bits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSerial {
     pub port: String,
