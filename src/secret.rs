@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::diagnostic::{Seg, SourceError, SourceText};
+
 /// What `Debug` and `Display` print instead of the value.
 pub const REDACTED: &str = "[redacted]";
 
@@ -122,6 +124,49 @@ impl SecretSource {
                 Secret::from_file(&crate::config::relative_to(config_path, path))
             }
             SecretSource::Env(var) => Secret::from_env(var),
+        }
+    }
+}
+
+/// Where an HJ 212 password (PW) is: `password = { file = "…" }` (relative to the config
+/// file) or `password = { env = "VAR" }`, for the uplinks and the listener's loggers alike.
+/// Both keys are optional to serde so that `validate` can say precisely what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSource {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+}
+
+impl PasswordSource {
+    /// `None` until `validate` has passed.
+    pub fn source(&self) -> Option<SecretSource> {
+        match (&self.file, &self.env) {
+            (Some(file), None) => Some(SecretSource::File(file.clone())),
+            (None, Some(env)) => Some(SecretSource::Env(env.clone())),
+            _ => None,
+        }
+    }
+
+    /// Exactly one place, and a usable variable name; `at` is this key's path in the config.
+    pub fn validate(&self, src: &SourceText, at: &[Seg]) -> Result<(), SourceError> {
+        match (&self.file, &self.env) {
+            (None, None) => Err(src.error_at_path(
+                at,
+                "no password source",
+                Some("write password = { file = \"/etc/cemsd/hj212.pw\" } or { env = \"CEMSD_HJ212_PW\" }; passwords are never written in the config".into()),
+            )),
+            (Some(_), Some(_)) => Err(src.error_at_path(
+                at,
+                "password names both a file and an environment variable",
+                Some("keep one of them".into()),
+            )),
+            (None, Some(var)) if var.is_empty() || var.contains('=') => Err(src.error_at_path(
+                at,
+                format!("{var:?} is not an environment variable name"),
+                Some("write e.g. { env = \"CEMSD_HJ212_PW\" }".into()),
+            )),
+            _ => Ok(()),
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::aggregate::UtcOffset;
 use crate::config::{Interval, Parity};
 use crate::diagnostic::{Seg, SourceError, SourceText};
-use crate::secret::SecretSource;
+use crate::secret::PasswordSource;
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -56,30 +56,6 @@ pub struct ListenerDevice {
     pub utc_offset: Option<UtcOffset>,
 }
 
-/// Where a device's password is.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "PasswordKeys")]
-pub struct PasswordSource(pub SecretSource);
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PasswordKeys {
-    file: Option<std::path::PathBuf>,
-    env: Option<String>,
-}
-
-impl TryFrom<PasswordKeys> for PasswordSource {
-    type Error = String;
-    fn try_from(keys: PasswordKeys) -> Result<Self, Self::Error> {
-        match (keys.file, keys.env) {
-            (Some(file), None) => Ok(PasswordSource(SecretSource::File(file))),
-            (None, Some(var)) => Ok(PasswordSource(SecretSource::Env(var))),
-            _ => Err("write password = { file = \"/etc/cemsd/plant.pw\" } or password = { env = \"CEMSD_HJ212_PW\" }: exactly one of file or env".into()),
-        }
-    }
-}
-
-/// A serial port an analyser or an old logger writes HJ 212 text to, 8 data bits.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSerial {
@@ -199,6 +175,7 @@ pub fn validate(
     let mut mns = HashSet::new();
     for (i, device) in listener.devices.iter().enumerate() {
         let at = |key| [TABLE, Seg::Key("device"), Seg::Index(i), Seg::Key(key)];
+        device.password.validate(src, &at("password"))?;
         let mn = device.mn.as_str();
         let length = mn.chars().count();
         if length == 0 || length > MAX_MN_LEN {

@@ -37,7 +37,8 @@ impl Devices {
         for device in &config.devices {
             let password = device
                 .password
-                .0
+                .source()
+                .ok_or_else(|| format!("HJ 212 device {:?}: no password source", device.mn))?
                 .load(config_path)
                 .map_err(|e| format!("HJ 212 device {:?}: password: {e}", device.mn))?;
             devices.push(Device {

@@ -10,7 +10,7 @@ pub mod reply;
 pub mod session;
 pub mod stats;
 
-pub use config::{validate, ListenerConfig, ListenerDevice, ListenerSerial, PasswordSource};
+pub use config::{validate, ListenerConfig, ListenerDevice, ListenerSerial};
 pub use devices::{Device, Devices};
 pub use listener::Hj212Listener;
 pub use session::Clock;

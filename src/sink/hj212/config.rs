@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::config::{Interval, Site};
 use crate::diagnostic::{Seg, SourceError, SourceText};
 use crate::hj212::SystemCode;
-use crate::secret::{Secret, SecretError, SecretSource};
+use crate::secret::{PasswordSource, Secret, SecretError};
 use crate::stack::StackParams;
 use crate::store::RecordKind;
 
@@ -41,25 +41,6 @@ pub struct Hj212SinkConfig {
     pub retries: u32,
     /// Measuring points (stack ids) to upload; every stack when absent.
     pub points: Option<Vec<String>>,
-}
-
-/// Where the HJ 212 access password (PW) is: `{ file = "…" }` (relative to the config file)
-/// or `{ env = "VAR" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PasswordSource {
-    pub file: Option<PathBuf>,
-    pub env: Option<String>,
-}
-
-impl PasswordSource {
-    fn source(&self) -> Option<SecretSource> {
-        match (&self.file, &self.env) {
-            (Some(file), None) => Some(SecretSource::File(file.clone())),
-            (None, Some(env)) => Some(SecretSource::Env(env.clone())),
-            _ => None,
-        }
-    }
 }
 
 /// Aggregate periods a sink uploads.
@@ -218,30 +199,7 @@ pub fn validate(
                 Some("write e.g. \"10.1.2.3:8001\" or \"platform.example.gov.cn:8001\"".into()),
             ));
         }
-        match (&sink.password.file, &sink.password.env) {
-            (None, None) => {
-                return Err(src.error_at_path(
-                    &at("password"),
-                    "no password source",
-                    Some("write password = { file = \"/etc/cemsd/hj212.pw\" } or { env = \"CEMSD_HJ212_PW\" }; passwords are never written in the config".into()),
-                ))
-            }
-            (Some(_), Some(_)) => {
-                return Err(src.error_at_path(
-                    &at("password"),
-                    "password names both a file and an environment variable",
-                    Some("keep one of them".into()),
-                ))
-            }
-            (None, Some(var)) if var.is_empty() || var.contains('=') => {
-                return Err(src.error_at_path(
-                    &at("password"),
-                    format!("{var:?} is not an environment variable name"),
-                    Some("write e.g. { env = \"CEMSD_HJ212_PW\" }".into()),
-                ))
-            }
-            _ => {}
-        }
+        sink.password.validate(src, &at("password"))?;
         if !(1..=99).contains(&sink.system_code) {
             return Err(src.error_at_path(
                 &at("system_code"),

@@ -24,7 +24,7 @@ use crate::config::SiteConfig;
 use crate::model::Timestamp;
 use crate::store::StoreHandle;
 
-pub use config::{validate, Hj212SinkConfig, PasswordError, PasswordSource, UploadPeriod};
+pub use config::{validate, Hj212SinkConfig, PasswordError, UploadPeriod};
 pub use forwarder::{Clock, Uplink, UplinkSettings, WINDOW};
 pub use stats::{UplinkSnapshot, UplinkStats};
 
