@@ -16,9 +16,11 @@ mod ops_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cemsd::aggregate::UtcOffset;
 use cemsd::config;
 use cemsd::hj212::codes::code_2017;
-use cemsd::hj212::upload::to_hj212_unit;
+use cemsd::hj212::upload::{group_periods, period_packet, to_hj212_unit, to_wire};
+use cemsd::hj212::{SystemCode, UploadHeader};
 use cemsd::replay::synthetic::{SteppedClock, SyntheticBus};
 use cemsd::replay::Replayer;
 use cemsd::sim::{Scenario, Simulator};
@@ -332,6 +334,39 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
         minutes >= 240 && hours >= 4 && days >= 1,
         "{minutes} {hours} {days}"
     );
+    // A minute of the PLC's ten quantities is over 1024 bytes: it travels split into
+    // PNUM/PNO parts, which the bureau must join and ack once.
+    let stored: Vec<Stored> = night
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Stored {
+            seq: i as u64 + 1,
+            record: r.clone(),
+        })
+        .collect();
+    let first_minute = group_periods(
+        stored
+            .iter()
+            .filter(|s| s.record.kind == RecordKind::Minute),
+    )
+    .into_iter()
+    .next()
+    .unwrap_or_else(|| panic!("no minute replayed"));
+    let header = UploadHeader {
+        st: SystemCode::AirPollutionSource,
+        password: PASSWORD.into(),
+        mn: MN.into(),
+        ack_required: true,
+    };
+    let encoded = period_packet(
+        &header,
+        "20260101000000000",
+        &first_minute,
+        UtcOffset::CHINA,
+    );
+    let parts = to_wire(&encoded.packet).unwrap_or_else(|e| panic!("{e}"));
+    assert!(parts.len() >= 2, "one minute fits {} part", parts.len());
+
     let (plant_dir, bureau_dir) = (tempdir(), tempdir());
     let (_, seeded_last) = append(&Plant::db_in(plant_dir.path()), &night);
     let port = free_port();
