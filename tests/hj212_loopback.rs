@@ -490,6 +490,7 @@ fn a_bureau_killed_mid_upload_gets_every_period_and_the_cursor_passes_only_acked
         .filter(|s| is_upload(&s.record))
         .filter(|s| bureau_rows.iter().any(|b| carries(&b.record, &s.record)))
         .count();
+    eprintln!("cut after {delivered} of {total} records, cursor {cut_cursor}");
     assert!(
         delivered < total,
         "the cut came after all {total} records; make the night longer"
