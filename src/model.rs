@@ -348,6 +348,36 @@ impl Unit {
             Unit::KgPerHour => "kg/h",
         }
     }
+
+    /// `value` in this unit stated in `to`, for units that differ by a fixed factor whatever
+    /// the substance: Pa and kPa; ppb, ppm and %vol (volume fractions, 1 %vol = 10 000 ppm).
+    /// `None` across dimensions, and for ppm ↔ mg/m3, which depends on the gas (see
+    /// `normalise::to_reporting_unit`).
+    pub fn convert(self, value: f64, to: Unit) -> Option<f64> {
+        if self == to {
+            return Some(value);
+        }
+        // In multiples of the dimension's smallest unit, so each ratio is an exact integer
+        // and the result is one correctly rounded multiplication or division.
+        let scale = |unit: Unit| match unit {
+            Unit::Pa => Some(("pressure", 1.0)),
+            Unit::KPa => Some(("pressure", 1e3)),
+            Unit::Ppb => Some(("fraction", 1.0)),
+            Unit::Ppm => Some(("fraction", 1e3)),
+            Unit::PercentVol => Some(("fraction", 1e7)),
+            _ => None,
+        };
+        let (from_dimension, from_scale) = scale(self)?;
+        let (to_dimension, to_scale) = scale(to)?;
+        if from_dimension != to_dimension {
+            return None;
+        }
+        Some(if from_scale >= to_scale {
+            value * (from_scale / to_scale)
+        } else {
+            value / (to_scale / from_scale)
+        })
+    }
 }
 
 impl fmt::Display for Unit {
@@ -462,6 +492,27 @@ mod tests {
         }
         assert!("X".parse::<Flag>().is_err());
         assert!("so2".parse::<Quantity>().is_err());
+    }
+
+    #[test]
+    fn units_convert_by_fixed_factors_only() {
+        // 101 300 Pa / 1000 = 101.3 kPa; 2.5 kPa × 1000 = 2500 Pa.
+        assert_eq!(Unit::Pa.convert(101_300.0, Unit::KPa), Some(101.3));
+        assert_eq!(Unit::KPa.convert(2.5, Unit::Pa), Some(2500.0));
+        // 1 %vol = 10 000 ppm; 250 ppb = 0.25 ppm.
+        assert_eq!(Unit::PercentVol.convert(1.0, Unit::Ppm), Some(10_000.0));
+        assert_eq!(Unit::Ppb.convert(250.0, Unit::Ppm), Some(0.25));
+        assert_eq!(Unit::DegC.convert(120.0, Unit::DegC), Some(120.0));
+        assert_eq!(Unit::Pa.convert(1.0, Unit::DegC), None);
+        assert_eq!(
+            Unit::Ppm.convert(1.0, Unit::MgPerM3),
+            None,
+            "depends on the gas"
+        );
+        assert_eq!(
+            Unit::CubicMetrePerHour.convert(1.0, Unit::MetrePerSecond),
+            None
+        );
     }
 
     #[test]

@@ -14,9 +14,10 @@ use std::time::Duration;
 
 use cemsd::aggregate::UtcOffset;
 use cemsd::hj212::{
-    crc16_hj212, encode, CommandCode, CommandParams, Framer, Packet, PacketFlag, SystemCode,
+    crc16_hj212, encode, unit_of, CommandCode, CommandParams, Framer, Packet, PacketFlag,
+    SystemCode,
 };
-use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
+use cemsd::model::{Flag, FlagSet, Quantity, Timestamp};
 use cemsd::secret::Secret;
 use cemsd::sink::hj212::{Uplink, UplinkSettings, UplinkStats};
 use cemsd::store::{
@@ -316,7 +317,8 @@ fn aggregate(kind: RecordKind, ts: i64, minutes: i64, quantity: Quantity, avg: f
     Record {
         end: Some(Timestamp(ts + minutes * MINUTE)),
         quantity: Some(quantity),
-        unit: Some(Unit::MgPerM3),
+        // Stored in the HJ 212 unit, so the packets carry the values as given.
+        unit: Some(unit_of(quantity)),
         flags: FlagSet::of(Flag::N),
         measured: Some(avg),
         count: Some(1),

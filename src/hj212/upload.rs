@@ -9,21 +9,27 @@
 //!   `-ZsMax`, `-Cou`, `-Flag`, each only where the store has the value.
 //! - `-Cou` is the pollutant mass emitted in the period, kg: the mean emission rate (kg/h) times
 //!   the period's length in hours.
-//! - Numbers are Rust's shortest round-trip form of the stored f64, so the receiving store gets
-//!   the same f64 back.
+//! - Values are stated in the HJ 212 unit of their quantity ([`unit_of`]: pressure in kPa
+//!   although a probe may be read and stored in Pa). A factor whose stored unit has no exact
+//!   conversion is left out and reported in [`Encoded::left_out`]: a missing value is visible
+//!   at the platform, a number in the wrong unit is not.
+//! - Numbers are Rust's shortest round-trip form of the (converted) f64, so the receiving
+//!   store gets the same f64 back.
 
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
 
 use crate::aggregate::UtcOffset;
-use crate::model::Timestamp;
+use crate::model::{Quantity, Timestamp, Unit};
+use crate::normalise::to_reporting_unit;
 use crate::store::{Record, RecordKind, Stored};
 
 use super::codes::{code_2017, CommandCode, SystemCode};
 use super::cp::{CommandParams, Factor, FieldKind};
 use super::error::EncodeError;
 use super::packet::{encode, Packet, PacketFlag};
+use super::records::unit_of;
 use super::split::split;
 use super::time::{format_data_time, format_qn};
 
@@ -112,13 +118,49 @@ pub fn group_periods<'a>(records: impl IntoIterator<Item = &'a Stored>) -> Vec<P
     groups
 }
 
+/// A quantity whose values could not be stated in its HJ 212 unit, so its factor group was
+/// left out of an upload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unconvertible {
+    pub quantity: Quantity,
+    /// The unit the store holds it in; `None` when the record has none.
+    pub unit: Option<Unit>,
+}
+
+/// An upload and the factor groups left out of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    pub packet: Packet,
+    pub left_out: Vec<Unconvertible>,
+}
+
+impl Encoded {
+    /// Whether any factor group made it into the packet.
+    pub fn has_factors(&self) -> bool {
+        self.packet.cp.factors().next().is_some()
+    }
+}
+
+/// `value` of `quantity`, stored in `unit`, in the quantity's HJ 212 unit ([`unit_of`]):
+/// Pa ↔ kPa and volume fractions by [`Unit::convert`], ppm/ppb of a gas to mg/m3 by the
+/// HJ 75-2017 factors the normaliser uses. `None` when no exact conversion exists.
+pub fn to_hj212_unit(quantity: Quantity, unit: Option<Unit>, value: f64) -> Option<f64> {
+    let unit = unit?;
+    let target = unit_of(quantity);
+    unit.convert(value, target).or_else(|| {
+        let gas = target == Unit::MgPerM3 && matches!(unit, Unit::Ppm | Unit::Ppb);
+        gas.then(|| to_reporting_unit(quantity, unit, value))
+            .flatten()
+    })
+}
+
 /// The upload of one period: 2051/2061/2031 for aggregates, 2011 for readings.
 pub fn period_packet(
     header: &UploadHeader,
     qn: &str,
     group: &PeriodGroup<'_>,
     offset: UtcOffset,
-) -> Packet {
+) -> Encoded {
     let records: Vec<&Record> = group.records.iter().map(|s| &s.record).collect();
     let cn = upload_command(group.kind).unwrap_or(CommandCode::RealTimeData);
     packet(header, qn, cn, group.ts, &records, offset)
@@ -131,7 +173,7 @@ pub fn realtime_packet(
     qn: &str,
     readings: &[&Record],
     offset: UtcOffset,
-) -> Option<Packet> {
+) -> Option<Encoded> {
     let readings: Vec<&Record> = readings
         .iter()
         .copied()
@@ -155,27 +197,45 @@ fn packet(
     ts: Timestamp,
     records: &[&Record],
     offset: UtcOffset,
-) -> Packet {
+) -> Encoded {
     let mut cp = CommandParams::new().with_data_time(format_data_time(local_time(ts, offset)));
+    let mut left_out = Vec::new();
     for record in records {
-        if let Some(factor) = factor(record) {
-            cp = cp.with_factor(factor);
+        match factor(record) {
+            Ok(Some(factor)) => cp = cp.with_factor(factor),
+            Ok(None) => {}
+            Err(unconvertible) => left_out.push(unconvertible),
         }
     }
-    Packet {
+    let packet = Packet {
         qn: Some(qn.to_string()),
         pw: Some(header.password.clone()),
         flag: Some(PacketFlag::hj212_2017(header.ack_required)),
         cp,
         ..Packet::new(header.st, cn, header.mn.clone())
-    }
+    };
+    Encoded { packet, left_out }
 }
 
-/// The factor group of one record; `None` for a quantity without a 2017 code.
-fn factor(record: &Record) -> Option<Factor> {
-    let code = record.quantity.and_then(code_2017)?;
+/// The factor group of one record, values in the HJ 212 unit; `None` for a quantity without
+/// a 2017 code. Every value of a record shares its unit, so one that cannot be converted
+/// leaves out the whole group.
+fn factor(record: &Record) -> Result<Option<Factor>, Unconvertible> {
+    let Some((quantity, code)) = record
+        .quantity
+        .and_then(|q| code_2017(q).map(|code| (q, code)))
+    else {
+        return Ok(None);
+    };
+    if to_hj212_unit(quantity, record.unit, 1.0).is_none() {
+        return Err(Unconvertible {
+            quantity,
+            unit: record.unit,
+        });
+    }
     let mut factor = Factor::new(code);
     let mut put = |kind: FieldKind, value: Option<f64>| {
+        let value = value.and_then(|v| to_hj212_unit(quantity, record.unit, v));
         if let Some(text) = value.and_then(format_value) {
             factor.fields.push((kind, text));
         }
@@ -190,9 +250,12 @@ fn factor(record: &Record) -> Option<Factor> {
         put(FieldKind::Max, record.max);
         put(FieldKind::ZsMin, record.corrected_min);
         put(FieldKind::ZsMax, record.corrected_max);
-        put(FieldKind::Cou, emitted_mass_kg(record));
+        // A mass in kg from the rate in kg/h: not in the record's unit, never converted.
+        if let Some(text) = emitted_mass_kg(record).and_then(format_value) {
+            factor.fields.push((FieldKind::Cou, text));
+        }
     }
-    Some(factor.with_flag(record.flags.primary()))
+    Ok(Some(factor.with_flag(record.flags.primary())))
 }
 
 /// Mass of a pollutant emitted in an aggregate period: mean rate (kg/h) × hours.
@@ -280,7 +343,7 @@ mod tests {
             record: Record {
                 end: Some(Timestamp(T0 + minutes * MINUTE)),
                 quantity: Some(quantity),
-                unit: Some(Unit::MgPerM3),
+                unit: Some(unit_of(quantity)),
                 flags: FlagSet::of(Flag::N),
                 ..Record::new(kind, ts, "unit1".into(), "".into(), "".into())
             },
@@ -316,7 +379,8 @@ mod tests {
             "20260101120100000",
             &groups[0],
             UtcOffset::CHINA,
-        );
+        )
+        .packet;
         // Cou: 12.5 kg/h × 1 h = 12.5 kg. O2 has no rate, no Zs values; its flag C is the most
         // severe of {N, C}.
         let data = "QN=20260101120100000;ST=31;CN=2061;PW=123456;MN=MN0001;Flag=5;CP=&&\
@@ -343,7 +407,8 @@ mod tests {
             "20260101120100000",
             &groups[0],
             UtcOffset::CHINA,
-        );
+        )
+        .packet;
         // 3 kg/h × 1/60 h = 0.05 kg
         assert!(
             text(&packet).contains(";CN=2051;")
@@ -369,7 +434,8 @@ mod tests {
             "20260102000500000",
             &groups[0],
             UtcOffset::CHINA,
-        );
+        )
+        .packet;
         let wire = text(&packet);
         assert!(wire.contains(";CN=2031;"), "{wire}");
         assert!(
@@ -382,7 +448,7 @@ mod tests {
     fn realtime_upload_from_readings() {
         let reading = |quantity, measured, corrected: Option<f64>, ts| Record {
             quantity: Some(quantity),
-            unit: Some(Unit::MgPerM3),
+            unit: Some(unit_of(quantity)),
             raw: Some(measured),
             measured: Some(measured),
             corrected,
@@ -404,7 +470,8 @@ mod tests {
             &[&so2, &o2, &co2],
             UtcOffset::CHINA,
         )
-        .unwrap_or_else(|| panic!("two uploadable readings"));
+        .unwrap_or_else(|| panic!("two uploadable readings"))
+        .packet;
         let wire = text(&packet);
         // Newest uploadable reading 12:00:02.750 local → DataTime 20260101120002.
         let data = "QN=20260101120003000;ST=31;CN=2011;PW=123456;MN=MN0001;Flag=4;CP=&&\
@@ -412,7 +479,7 @@ mod tests {
                     a19001-Rtd=7,a19001-Flag=N&&";
         assert_eq!(wire[6..wire.len() - 6], *data);
         assert_eq!(
-            realtime_packet(&header(false), "1", &[&co2], UtcOffset::CHINA),
+            realtime_packet(&header(false), "1", &[&co2], UtcOffset::CHINA).map(|e| e.packet),
             None
         );
     }
@@ -459,7 +526,8 @@ mod tests {
             "20260101120100000",
             &groups[0],
             UtcOffset::CHINA,
-        );
+        )
+        .packet;
         let wire = to_wire(&packet).unwrap_or_else(|e| panic!("{e}"));
         assert!(wire.len() >= 2, "12 full factor groups exceed 1024 bytes");
         let mut factors = 0;
@@ -479,6 +547,111 @@ mod tests {
             }
         }
         assert_eq!(factors, 12, "every quantity with a 2017 code, once");
+    }
+
+    #[test]
+    fn values_go_out_in_the_hj212_unit_of_their_quantity() {
+        // The probe is read in Pa and stored so; a01013 is in kPa: 101 300 Pa = 101.3 kPa,
+        // 101 000 Pa = 101 kPa, 101 650 Pa = 101.65 kPa.
+        let mut pressure = aggregate(1, RecordKind::Hour, Quantity::Pressure, 60);
+        pressure.record.unit = Some(Unit::Pa);
+        pressure.record.measured = Some(101_300.0);
+        pressure.record.min = Some(101_000.0);
+        pressure.record.max = Some(101_650.0);
+        let mut temperature = aggregate(2, RecordKind::Hour, Quantity::Temperature, 60);
+        temperature.record.unit = Some(Unit::DegC);
+        temperature.record.measured = Some(120.5);
+        // SO2 kept in ppm by some other source: 50 ppm × 2.86 (HJ 75-2017) = 143 mg/m3, and
+        // the O2-corrected 60 ppm × 2.86 = 171.6 mg/m3.
+        let mut so2 = aggregate(3, RecordKind::Hour, Quantity::SO2, 60);
+        so2.record.unit = Some(Unit::Ppm);
+        so2.record.measured = Some(50.0);
+        so2.record.corrected = Some(60.0);
+        let records = [pressure, temperature, so2];
+        let groups = group_periods(&records);
+        let encoded = period_packet(&header(true), "1", &groups[0], UtcOffset::CHINA);
+        assert_eq!(encoded.left_out, vec![]);
+        let wire = text(&encoded.packet);
+        assert!(
+            wire.contains("a01013-Avg=101.3,a01013-Min=101,a01013-Max=101.65,a01013-Flag=N;"),
+            "{wire}"
+        );
+        assert!(wire.contains("a01012-Avg=120.5,a01012-Flag=N;"), "{wire}");
+        let so2 = encoded
+            .packet
+            .cp
+            .factors()
+            .find(|f| f.code == "a21026")
+            .unwrap_or_else(|| panic!("SO2 in {wire}"));
+        let number = |kind| -> f64 {
+            so2.get(&kind)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{kind:?} in {wire}"))
+        };
+        assert!((number(FieldKind::Avg) - 143.0).abs() < 1e-9, "{wire}");
+        assert!((number(FieldKind::ZsAvg) - 171.6).abs() < 1e-9, "{wire}");
+    }
+
+    #[test]
+    fn a_value_without_an_exact_conversion_is_left_out_not_sent_wrong() {
+        let mut o2 = aggregate(1, RecordKind::Minute, Quantity::O2, 1);
+        o2.record.unit = Some(Unit::PercentVol);
+        o2.record.measured = Some(6.5);
+        // Dust has no ppm → mg/m3 factor; a pressure record without a unit is ambiguous.
+        let mut dust = aggregate(2, RecordKind::Minute, Quantity::Dust, 1);
+        dust.record.unit = Some(Unit::Ppm);
+        dust.record.measured = Some(3.0);
+        let mut pressure = aggregate(3, RecordKind::Minute, Quantity::Pressure, 1);
+        pressure.record.unit = None;
+        pressure.record.measured = Some(101.0);
+        let records = [o2, dust, pressure];
+        let groups = group_periods(&records);
+        let encoded = period_packet(&header(true), "1", &groups[0], UtcOffset::CHINA);
+        assert_eq!(
+            encoded.left_out,
+            vec![
+                Unconvertible {
+                    quantity: Quantity::Dust,
+                    unit: Some(Unit::Ppm)
+                },
+                Unconvertible {
+                    quantity: Quantity::Pressure,
+                    unit: None
+                }
+            ]
+        );
+        assert!(encoded.has_factors());
+        let wire = text(&encoded.packet);
+        assert!(
+            wire.contains(";CP=&&DataTime=20260101120000;a19001-Avg=6.5,a19001-Flag=N&&"),
+            "only O2 goes out: {wire}"
+        );
+    }
+
+    #[test]
+    fn realtime_pressure_in_pa_goes_out_in_kpa() {
+        let reading = Record {
+            quantity: Some(Quantity::Pressure),
+            unit: Some(Unit::Pa),
+            raw: Some(-250.0),
+            measured: Some(-250.0),
+            flags: FlagSet::EMPTY,
+            ..Record::new(
+                RecordKind::Reading,
+                Timestamp(T0),
+                "unit1".into(),
+                "plc".into(),
+                "pressure".into(),
+            )
+        };
+        let encoded = realtime_packet(&header(true), "1", &[&reading], UtcOffset::CHINA)
+            .unwrap_or_else(|| panic!("an uploadable reading"));
+        // −250 Pa / 1000 = −0.25 kPa
+        assert!(
+            text(&encoded.packet).contains("a01013-Rtd=-0.25,a01013-Flag=N&&"),
+            "{}",
+            text(&encoded.packet)
+        );
     }
 
     #[test]

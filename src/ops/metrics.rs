@@ -148,6 +148,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "Platform requests an HJ 212 uplink refused, by sink and reason (password, mn, st, qn, cn, refused).",
     ),
     (
+        HJ212_UNCONVERTIBLE,
+        Kind::Counter,
+        "Values an HJ 212 uplink left out because their stored unit has no exact conversion to the HJ 212 unit, by sink and quantity.",
+    ),
+    (
         hj212_listener::CONNECTIONS_OPEN,
         Kind::Gauge,
         "HJ 212 listener connections open now.",
@@ -208,6 +213,7 @@ pub const HJ212_CONNECTED: &str = "cemsd_hj212_uplink_connected";
 pub const HJ212_BACKLOG: &str = "cemsd_hj212_uplink_backlog_records";
 pub const HJ212_HISTORY_REQUESTS: &str = "cemsd_hj212_uplink_history_requests_total";
 pub const HJ212_REJECTED_REQUESTS: &str = "cemsd_hj212_uplink_rejected_requests_total";
+pub const HJ212_UNCONVERTIBLE: &str = "cemsd_hj212_uplink_unconvertible_values_total";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

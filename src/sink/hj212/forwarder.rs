@@ -15,7 +15,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::aggregate::UtcOffset;
-use crate::hj212::upload::{group_periods, period_packet, realtime_packet, to_wire, PeriodGroup};
+use crate::hj212::upload::{
+    group_periods, period_packet, realtime_packet, to_wire, PeriodGroup, Unconvertible,
+};
 use crate::hj212::{QnSequence, SystemCode, UploadHeader};
 use crate::model::{Quantity, Timestamp};
 use crate::secret::Secret;
@@ -379,7 +381,15 @@ impl Uplink {
             .ok_or_else(|| format!("point {:?} has no MN", group.point))?;
         let header = self.settings.header(mn, true);
         let qn = self.qns.next((self.clock)(), self.settings.offset);
-        let packet = period_packet(&header, &qn, group, self.settings.offset);
+        let encoded = period_packet(&header, &qn, group, self.settings.offset);
+        self.count_left_out(&group.point, &encoded.left_out);
+        if !encoded.has_factors() {
+            return Err(format!(
+                "no value of point {:?} can be stated in its HJ 212 unit: {:?}",
+                group.point, encoded.left_out
+            ));
+        }
+        let packet = encoded.packet;
         let frames = to_wire(&packet).map_err(|e| e.to_string())?;
         Ok(Upload {
             qn,
@@ -433,11 +443,15 @@ impl Uplink {
             readings.sort_by_key(|r| r.quantity.map(|q| q.name()));
             let header = self.settings.header(&mn, self.settings.realtime_ack);
             let qn = self.qns.next((self.clock)(), self.settings.offset);
-            let Some(packet) = realtime_packet(&header, &qn, &readings, self.settings.offset)
+            let Some(encoded) = realtime_packet(&header, &qn, &readings, self.settings.offset)
             else {
                 continue;
             };
-            match to_wire(&packet) {
+            self.count_left_out(&point, &encoded.left_out);
+            if !encoded.has_factors() {
+                continue;
+            }
+            match to_wire(&encoded.packet) {
                 Ok(frames) => uploads.push(Upload {
                     qn,
                     cn: cn_label(2011),
@@ -450,6 +464,15 @@ impl Uplink {
             }
         }
         uploads
+    }
+
+    /// Counts and logs the factor groups an upload left out for want of a unit conversion.
+    fn count_left_out(&self, point: &str, left_out: &[Unconvertible]) {
+        for skipped in left_out {
+            self.stats.unconvertible(skipped.quantity);
+            let unit = skipped.unit.map_or("none", |u| u.symbol());
+            tracing::warn!(sink = %self.settings.name, point, quantity = %skipped.quantity, unit, "value left out of an HJ 212 upload: no exact conversion to its HJ 212 unit");
+        }
     }
 
     /// Records the cursor in the store when acks moved it.

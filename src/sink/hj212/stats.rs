@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use metrics::{counter, gauge};
 
+use crate::model::Quantity;
 use crate::ops::metrics::{
     HJ212_ACKS, HJ212_ACK_TIMEOUTS, HJ212_BACKLOG, HJ212_CONNECTED, HJ212_HISTORY_REQUESTS,
     HJ212_PACKETS_SENT, HJ212_RECONNECTS, HJ212_REJECTED_REQUESTS, HJ212_RESENDS,
+    HJ212_UNCONVERTIBLE,
 };
 
 #[derive(Debug, Default)]
@@ -23,6 +25,7 @@ pub struct UplinkStats {
     cursor: AtomicU64,
     history_requests: AtomicU64,
     rejected_requests: AtomicU64,
+    unconvertible: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -40,6 +43,8 @@ pub struct UplinkSnapshot {
     pub cursor: u64,
     pub history_requests: u64,
     pub rejected_requests: u64,
+    /// Factor groups left out of uploads: no exact conversion to the HJ 212 unit.
+    pub unconvertible: u64,
 }
 
 impl UplinkStats {
@@ -62,6 +67,7 @@ impl UplinkStats {
             cursor: self.cursor.load(Ordering::Relaxed),
             history_requests: self.history_requests.load(Ordering::Relaxed),
             rejected_requests: self.rejected_requests.load(Ordering::Relaxed),
+            unconvertible: self.unconvertible.load(Ordering::Relaxed),
         }
     }
 
@@ -111,6 +117,12 @@ impl UplinkStats {
     pub(super) fn rejected(&self, reason: &'static str) {
         self.rejected_requests.fetch_add(1, Ordering::Relaxed);
         counter!(HJ212_REJECTED_REQUESTS, "sink" => self.sink.clone(), "reason" => reason)
+            .increment(1);
+    }
+
+    pub(super) fn unconvertible(&self, quantity: Quantity) {
+        self.unconvertible.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_UNCONVERTIBLE, "sink" => self.sink.clone(), "quantity" => quantity.name())
             .increment(1);
     }
 }
