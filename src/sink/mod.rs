@@ -7,3 +7,4 @@ pub mod backoff;
 pub mod hj212;
 pub mod influx;
 pub mod reader;
+pub mod stop;

@@ -23,6 +23,7 @@ use crate::model::{Quantity, Timestamp};
 use crate::secret::Secret;
 use crate::sink::backoff::Backoff;
 use crate::sink::reader::StoreReader;
+use crate::sink::stop::{pause, stop_requested};
 use crate::store::{Record, RecordKind, StoreError, StoreHandle, Stored};
 
 use super::config::Hj212SinkConfig;
@@ -504,20 +505,5 @@ pub(super) fn cn_label(code: u16) -> &'static str {
         9011 => "9011",
         9012 => "9012",
         _ => "other",
-    }
-}
-
-pub(super) fn stop_requested(shutdown: &watch::Receiver<bool>) -> bool {
-    *shutdown.borrow() || shutdown.has_changed().is_err()
-}
-
-/// Waits `delay`; true if a stop was requested meanwhile (or before).
-async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    if stop_requested(shutdown) {
-        return true;
-    }
-    tokio::select! {
-        () = tokio::time::sleep(delay) => stop_requested(shutdown),
-        changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
     }
 }

@@ -10,12 +10,13 @@ use tokio::time::Instant;
 use crate::hj212::upload::{group_periods, local_time};
 use crate::hj212::{encode, format_data_time, Framer, Packet};
 
-use super::forwarder::{cn_label, stop_requested, HistoryJob, Uplink};
+use super::forwarder::{cn_label, HistoryJob, Uplink};
 use super::history::{stored_window, HISTORY_LIMIT};
 use super::requests::{
     classify, execution_result, request_answer, system_time, ExeRtn, Identity, Incoming, QnRtn,
 };
 use super::window::{Expiry, Purpose, Send};
+use crate::sink::stop::stop_requested;
 
 /// How a session ended.
 pub(super) enum End {

@@ -27,6 +27,7 @@ use crate::model::Timestamp;
 use crate::sink::backlog::{BacklogChange, BacklogMonitor};
 use crate::sink::backoff::Backoff;
 use crate::sink::reader::StoreReader;
+use crate::sink::stop::{pause, stop_requested};
 use crate::store::{StoreError, StoreHandle, Stored};
 
 use super::client::{ClientError, WriteClient, WriteOutcome};
@@ -353,20 +354,5 @@ impl Forwarder {
             }
             None => {}
         }
-    }
-}
-
-fn stop_requested(shutdown: &watch::Receiver<bool>) -> bool {
-    *shutdown.borrow() || shutdown.has_changed().is_err()
-}
-
-/// Waits `delay`; true if a stop was requested meanwhile (or before).
-async fn pause(delay: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
-    if stop_requested(shutdown) {
-        return true;
-    }
-    tokio::select! {
-        () = tokio::time::sleep(delay) => stop_requested(shutdown),
-        changed = shutdown.changed() => changed.is_err() || *shutdown.borrow(),
     }
 }
