@@ -31,9 +31,14 @@ struct Site {
 }
 
 impl Site {
-    /// Starts `cemsd run` with a listener on a free port; `extra` goes into the listener
-    /// table (e.g. a serial port).
+    /// Starts `cemsd run` with a listener on a free port; `extra` goes after the device table
+    /// (e.g. a serial port).
     fn start(extra: &str) -> Site {
+        Site::start_with("", extra)
+    }
+
+    /// As `start`, with `keys` added to `[hj212_listener]` itself.
+    fn start_with(keys: &str, extra: &str) -> Site {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let (tcp_port, http_port) = (free_port(), free_port());
         std::fs::write(dir.path().join("plant-a.pw"), format!("{PW}\n"))
@@ -51,6 +56,7 @@ listen = "127.0.0.1:{http_port}"
 [hj212_listener]
 listen = "127.0.0.1:{tcp_port}"
 minute_gap = "10m"
+{keys}
 
 [[hj212_listener.device]]
 mn = "{MN}"
@@ -90,6 +96,15 @@ stack = "{STACK}"
 
     fn rows(&self, kind: RecordKind) -> Vec<Record> {
         rows_in(&self.db(), kind)
+    }
+
+    fn connections(&self, outcome: &str) -> f64 {
+        metric(
+            &scrape(self.http_port),
+            "cemsd_hj212_listener_connections_total",
+            &[("outcome", outcome)],
+        )
+        .unwrap_or(0.0)
     }
 
     fn rejected(&self, reason: &str) -> f64 {
@@ -216,6 +231,91 @@ fn assert_ack(packet: Option<Packet>, qn: &str, cn: CommandCode) {
     assert_eq!(packet.flag, Some(PacketFlag::hj212_2017(false)));
     assert_eq!(packet.cp.param("QN"), Some(qn));
     assert_eq!(packet.cp.param("CN"), Some(cn.to_string().as_str()));
+}
+
+/// True once the listener has closed `stream` (end of file within `limit`).
+fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    let mut buf = [0u8; 64];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => {} // read timeout
+        }
+    }
+    false
+}
+
+#[test]
+fn connections_over_the_limit_are_refused_and_silent_ones_closed() {
+    let site = Site::start_with("max_connections = 2\nidle_timeout = \"3s\"", "");
+    // The start-up probe's connection must have given its slot back first.
+    let open = || {
+        metric(
+            &scrape(site.http_port),
+            "cemsd_hj212_listener_connections",
+            &[],
+        )
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || open() == Some(0.0)),
+        "open connections: {:?}",
+        open()
+    );
+    let mut first = site.logger();
+    let mut second = site.logger();
+    // Both slots are taken once the first upload on each is acked.
+    first.send(&wire(&minute_upload(
+        "20260101120100001",
+        "20260101120000",
+        "30",
+    )));
+    assert_ack(
+        first.receive(Duration::from_secs(10)),
+        "20260101120100001",
+        CommandCode::MinuteData,
+    );
+    second.send(&wire(&minute_upload(
+        "20260101120200001",
+        "20260101120100",
+        "31",
+    )));
+    assert_ack(
+        second.receive(Duration::from_secs(10)),
+        "20260101120200001",
+        CommandCode::MinuteData,
+    );
+
+    // Closed at once, well before the 3 s idle timeout could have done it.
+    let mut third = site.logger();
+    assert!(
+        closed_within(&mut third.stream, Duration::from_secs(1)),
+        "a third connection over max_connections = 2 stayed open"
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || site.connections("refused")
+            >= 1.0),
+        "the refusal was not counted"
+    );
+
+    // Silent for idle_timeout: both are closed, which frees their slots.
+    assert!(closed_within(&mut first.stream, Duration::from_secs(8)));
+    assert!(closed_within(&mut second.stream, Duration::from_secs(2)));
+    let mut again = site.logger();
+    again.send(&wire(&minute_upload(
+        "20260101120300001",
+        "20260101120200",
+        "32",
+    )));
+    assert_ack(
+        again.receive(Duration::from_secs(10)),
+        "20260101120300001",
+        CommandCode::MinuteData,
+    );
+    assert_eq!(site.rows(RecordKind::Minute).len(), 3);
+    site.stop();
 }
 
 #[test]
