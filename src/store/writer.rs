@@ -1,7 +1,8 @@
 //! The store's writer thread for the async daemon. SQLite calls block, so they run on one
 //! OS thread that owns the `Store`; tasks talk to it through cloneable `StoreHandle`s.
 //! Whatever is queued when the thread gets to it is committed in one transaction, so
-//! under load it commits big batches and the per-commit cost is shared.
+//! under load it commits big batches and the per-commit cost is shared. WAL checkpoints run
+//! on a thread of their own (`checkpoint`), so their fsyncs do not delay commits.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
