@@ -7,6 +7,7 @@
 //! One `Store` should write (normally owned by a [`StoreWriter`] thread); further `Store`s
 //! opened on the same file may read concurrently without blocking it.
 
+mod checkpoint;
 mod cursor;
 mod dead_letter;
 mod error;

@@ -26,7 +26,7 @@ pub use describe::describe;
 pub use error::{DecodeError, DecodeErrorKind, EncodeError};
 pub use framer::{Frame, FrameError, Framer};
 pub use packet::{decode, decode_with_limit, encode, Packet, PacketFlag};
-pub use records::{data_time_utc, kind_of, records_of, unit_of, RecordsError};
+pub use records::{data_time_utc, kind_of, records_of, unit_of, ChannelNames, RecordsError};
 pub use split::{split, Reassembler, ReassemblyError};
 pub use time::{format_data_time, format_qn, parse_data_time, parse_qn};
 pub use upload::{QnSequence, UploadHeader};

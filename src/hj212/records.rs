@@ -111,20 +111,53 @@ pub fn data_time_utc(text: &str, zone: UtcOffset) -> Result<Timestamp, RecordsEr
     ))
 }
 
+/// Factor codes of one connection as shared `Arc<str>` channel names. A logger sends the
+/// same few codes in every upload: reusing the names saves an allocation per record, and
+/// the store's series lookup recognises a name it has seen by its pointer.
+#[derive(Debug, Default)]
+pub struct ChannelNames {
+    names: Vec<Arc<str>>,
+}
+
+impl ChannelNames {
+    /// More codes than any analyser set uses; a peer sending ever new codes only makes the
+    /// list start over, it cannot grow it.
+    const LIMIT: usize = 64;
+
+    pub fn new() -> ChannelNames {
+        ChannelNames::default()
+    }
+
+    pub fn name(&mut self, code: &str) -> Arc<str> {
+        if let Some(name) = self.names.iter().find(|name| ***name == *code) {
+            return name.clone();
+        }
+        if self.names.len() >= Self::LIMIT {
+            self.names.clear();
+        }
+        let name: Arc<str> = Arc::from(code);
+        self.names.push(name.clone());
+        name
+    }
+}
+
 /// The records of one (whole, reassembled) upload from the logger on `stack` with id
-/// `device` (its MN). `zone` is the logger's local offset, for DataTime.
+/// `device` (its MN). `zone` is the logger's local offset, for DataTime; `channels` holds
+/// the codes this logger sent before.
 pub fn records_of(
     packet: &Packet,
     stack: &Arc<str>,
     device: &Arc<str>,
     zone: UtcOffset,
+    channels: &mut ChannelNames,
 ) -> Result<Vec<Record>, RecordsError> {
     let (kind, period) = kind_of(packet.cn).ok_or(RecordsError::UnsupportedCommand(packet.cn))?;
     let data_time = packet.cp.data_time().ok_or(RecordsError::MissingDataTime)?;
     let ts = data_time_utc(data_time, zone)?;
     let end = period.map(|p| Timestamp(ts.0 + p.millis()));
 
-    let mut records: Vec<Record> = Vec::new();
+    // One group per factor is the usual layout, so this rarely grows.
+    let mut records: Vec<Record> = Vec::with_capacity(packet.cp.groups.len());
     for value in packet.cp.values() {
         let index = match records.iter().position(|r| &*r.channel == value.code) {
             Some(index) => index,
@@ -134,7 +167,13 @@ pub fn records_of(
                     end,
                     quantity,
                     unit: quantity.map(unit_of),
-                    ..Record::new(kind, ts, stack.clone(), device.clone(), value.code.into())
+                    ..Record::new(
+                        kind,
+                        ts,
+                        stack.clone(),
+                        device.clone(),
+                        channels.name(value.code),
+                    )
                 });
                 records.len() - 1
             }
@@ -196,7 +235,13 @@ mod tests {
 
     fn convert(packet: &Packet) -> Result<Vec<Record>, RecordsError> {
         let (stack, device) = origin();
-        records_of(packet, &stack, &device, UtcOffset::CHINA)
+        records_of(
+            packet,
+            &stack,
+            &device,
+            UtcOffset::CHINA,
+            &mut ChannelNames::new(),
+        )
     }
 
     // 2026-01-01 12:00:00 +08:00 = 2026-01-01T04:00:00Z = 1_767_240_000_000 ms.
@@ -366,6 +411,37 @@ mod tests {
             convert(&request),
             Err(RecordsError::UnsupportedCommand(CommandCode::SetTime))
         );
+    }
+
+    #[test]
+    fn channel_names_are_shared_across_uploads_and_bounded() {
+        let (stack, device) = origin();
+        let mut channels = ChannelNames::new();
+        let packet = upload(
+            CommandCode::MinuteData,
+            CommandParams::new()
+                .with_data_time("20260101120000")
+                .with_factor(Factor::new("a21026").with(FieldKind::Avg, "1"))
+                .with_factor(Factor::new("a19001").with(FieldKind::Avg, "2")),
+        );
+        let mut convert = || {
+            records_of(&packet, &stack, &device, UtcOffset::CHINA, &mut channels)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let (first, second) = (convert(), convert());
+        assert_eq!(first, second);
+        for (a, b) in first.iter().zip(&second) {
+            assert!(Arc::ptr_eq(&a.channel, &b.channel), "{} reused", a.channel);
+        }
+        // 64 other codes later the list has started over: a21026 is a new string.
+        let mut names = ChannelNames::new();
+        let kept = names.name("a21026");
+        for i in 0..64 {
+            names.name(&format!("x{i}"));
+        }
+        let again = names.name("a21026");
+        assert_eq!(*again, *kept);
+        assert!(!Arc::ptr_eq(&kept, &again));
     }
 
     #[test]

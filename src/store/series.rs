@@ -31,12 +31,35 @@ impl SeriesKey {
     }
 }
 
+/// A series by the addresses of its name strings. Producers reuse one `Arc` per name for
+/// every record (the listener per connection, the pipeline per configured channel), so
+/// comparing addresses finds the series without hashing or comparing the text.
+type NamesAt = (usize, usize, usize, Option<Quantity>, Option<Unit>);
+
+fn names_at(record: &Record) -> NamesAt {
+    let at = |name: &Arc<str>| Arc::as_ptr(name).cast::<u8>() as usize;
+    (
+        at(&record.stack),
+        at(&record.device),
+        at(&record.channel),
+        record.quantity,
+        record.unit,
+    )
+}
+
+/// Entries kept in the by-address map before it starts over, so producers that make new
+/// strings for every record cannot grow it without bound.
+const NAMES_AT_LIMIT: usize = 65_536;
+
 /// In-memory mirror of the `series` table. Other connections on the same file may add
 /// series, so a miss is answered by reloading what was added since the last look.
 #[derive(Debug, Default)]
 pub(super) struct SeriesTable {
     ids: HashMap<SeriesKey, i64>,
     keys: HashMap<i64, SeriesKey>,
+    /// The id and the record's own names: holding those `Arc`s keeps their addresses from
+    /// being reused for other text while the entry exists.
+    by_address: HashMap<NamesAt, (i64, SeriesKey)>,
     loaded_up_to: i64,
 }
 
@@ -80,10 +103,23 @@ impl SeriesTable {
     /// The id of the record's series, adding the series if it is new. Must run inside the
     /// transaction that inserts the record; if that transaction fails, call `forget_all`.
     pub fn intern(&mut self, conn: &Connection, record: &Record) -> Result<i64, StoreError> {
-        let key = SeriesKey::of(record);
-        if let Some(id) = self.ids.get(&key) {
+        let at = names_at(record);
+        if let Some((id, _)) = self.by_address.get(&at) {
             return Ok(*id);
         }
+        let key = SeriesKey::of(record);
+        let id = match self.ids.get(&key) {
+            Some(id) => *id,
+            None => self.insert(conn, key.clone())?,
+        };
+        if self.by_address.len() >= NAMES_AT_LIMIT {
+            self.by_address.clear();
+        }
+        self.by_address.insert(at, (id, key));
+        Ok(id)
+    }
+
+    fn insert(&mut self, conn: &Connection, key: SeriesKey) -> Result<i64, StoreError> {
         let quantity = key.quantity.map(Quantity::name);
         let unit = key.unit.map(Unit::symbol);
         let params = rusqlite::params![&*key.stack, &*key.device, &*key.channel, quantity, unit];
@@ -135,5 +171,49 @@ impl SeriesTable {
     fn remember(&mut self, key: SeriesKey, id: i64) {
         self.ids.insert(key.clone(), id);
         self.keys.insert(id, key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::model::{Quantity, Timestamp, Unit};
+    use crate::store::{Record, RecordKind, Store, StoreOptions};
+
+    fn record(stack: &Arc<str>, channel: &Arc<str>, quantity: Quantity) -> Record {
+        Record {
+            quantity: Some(quantity),
+            unit: Some(Unit::MgPerM3),
+            ..Record::new(
+                RecordKind::Minute,
+                Timestamp::from_millis(0),
+                stack.clone(),
+                "MN1".into(),
+                channel.clone(),
+            )
+        }
+    }
+
+    /// Shared names, fresh copies of the same text and a changed quantity, in one store.
+    #[test]
+    fn series_are_found_by_shared_names_and_by_text_alike() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let mut store = Store::open(&dir.path().join("cems.db"), StoreOptions::default())
+            .unwrap_or_else(|e| panic!("open: {e}"));
+        let stack: Arc<str> = "plant.unit1".into();
+        let channel: Arc<str> = "a21026".into();
+        let shared = record(&stack, &channel, Quantity::SO2);
+        let copied = record(&"plant.unit1".into(), &"a21026".into(), Quantity::SO2);
+        let other_quantity = record(&stack, &channel, Quantity::NOx);
+        let appended = store.append(&[shared.clone(), shared, copied, other_quantity]);
+        assert!(appended.is_ok(), "append: {appended:?}");
+        let series: Vec<i64> = store
+            .conn
+            .prepare("SELECT series FROM record ORDER BY seq")
+            .and_then(|mut stmt| stmt.query_map([], |row| row.get(0))?.collect())
+            .unwrap_or_else(|e| panic!("read back: {e}"));
+        // The first three name one series; the NOx one (same strings) is the second.
+        assert_eq!(series, vec![1, 1, 1, 2]);
     }
 }

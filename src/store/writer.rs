@@ -1,7 +1,8 @@
 //! The store's writer thread for the async daemon. SQLite calls block, so they run on one
 //! OS thread that owns the `Store`; tasks talk to it through cloneable `StoreHandle`s.
 //! Whatever is queued when the thread gets to it is committed in one transaction, so
-//! under load it commits big batches and the per-commit cost is shared.
+//! under load it commits big batches and the per-commit cost is shared. WAL checkpoints run
+//! on a thread of their own (`checkpoint`), so their fsyncs do not delay commits.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::model::Timestamp;
 
+use super::checkpoint::Checkpointer;
 use super::{Record, Store, StoreError};
 
 type AppendResult = Result<Option<(u64, u64)>, StoreError>;
@@ -66,6 +68,8 @@ struct Counters {
 
 pub struct StoreWriter {
     store: Store,
+    /// `None` for an in-memory store.
+    checkpointer: Option<Checkpointer>,
     commands: mpsc::UnboundedReceiver<Command>,
     counters: Arc<Counters>,
     options: WriterOptions,
@@ -76,13 +80,15 @@ impl StoreWriter {
     /// queued, when every handle is dropped or on `StoreHandle::shutdown`, and gives the
     /// store back through the join handle.
     pub fn spawn(
-        store: Store,
+        mut store: Store,
         options: WriterOptions,
     ) -> Result<(StoreHandle, JoinHandle<Store>), StoreError> {
+        let checkpointer = Checkpointer::start(&mut store.conn, store.options.busy_timeout)?;
         let (sender, commands) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let writer = StoreWriter {
             store,
+            checkpointer,
             commands,
             counters: counters.clone(),
             options,
@@ -119,6 +125,11 @@ impl StoreWriter {
                     self.commands.close();
                     shutdown_waiters.push(waiter);
                 }
+            }
+        }
+        if let Some(checkpointer) = self.checkpointer.take() {
+            if let Err(error) = checkpointer.stop(&mut self.store.conn) {
+                tracing::warn!(%error, "store checkpoint thread did not stop cleanly");
             }
         }
         for waiter in shutdown_waiters {

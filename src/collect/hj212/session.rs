@@ -23,8 +23,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::hj212::{
-    kind_of, records_of, CommandCode, DecodeErrorKind, Frame, FrameError, Framer, Packet,
-    Reassembler,
+    kind_of, records_of, ChannelNames, CommandCode, DecodeErrorKind, Frame, FrameError, Framer,
+    Packet, Reassembler,
 };
 use crate::model::Timestamp;
 use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle};
@@ -69,6 +69,7 @@ pub async fn serve<S>(
         context,
         framer: Framer::new(),
         reassembler: Reassembler::new(MAX_PENDING_MESSAGES, MAX_PENDING_PARTS),
+        channels: ChannelNames::new(),
         discarded: 0,
     };
     let mut buffer = vec![0u8; READ_BUFFER];
@@ -135,6 +136,7 @@ struct Session<'a> {
     context: &'a Context,
     framer: Framer,
     reassembler: Reassembler,
+    channels: ChannelNames,
     /// Garbage bytes already reported.
     discarded: u64,
 }
@@ -182,7 +184,13 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        let records = match records_of(&whole, &device.stack, &device.mn, device.zone) {
+        let records = match records_of(
+            &whole,
+            &device.stack,
+            &device.mn,
+            device.zone,
+            &mut self.channels,
+        ) {
             Ok(records) => records,
             Err(error) => {
                 stats::rejected(Reject::BadData);
