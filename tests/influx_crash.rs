@@ -76,19 +76,36 @@ flush_interval = "50ms"
 }
 
 /// A running `cemsd run`; dropping it kills the process, so a failed test leaves none behind.
-struct Daemon(Option<Child>);
+/// `cemsd run` with its log in a file beside the config.
+struct Daemon(Option<Child>, PathBuf);
 
 impl Daemon {
     fn start(config: &Path) -> Daemon {
+        let log = config.with_extension("log");
+        let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
         let child = Command::new(env!("CARGO_BIN_EXE_cemsd"))
             .args(["run", "--config"])
             .arg(config)
             .env(TOKEN_ENV, TEST_TOKEN)
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .unwrap_or_else(|e| panic!("start cemsd: {e}"));
-        Daemon(Some(child))
+        Daemon(Some(child), log)
+    }
+
+    /// Waits until the daemon has its signal handlers and store: a SIGTERM sooner would meet
+    /// the default action and kill it, which says nothing about how cemsd stops.
+    fn wait_started(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
+            if log.contains("store open") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("cemsd did not open its store within 30 s");
     }
 
     fn kill(&mut self) {
@@ -175,6 +192,7 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
     );
 
     let mut daemon = Daemon::start(&config);
+    daemon.wait_started();
     let final_cursor = wait_cursor(&store, Duration::from_secs(120), |c| c == last);
     let code = daemon.terminate();
     assert_eq!(final_cursor, last, "seed {seed}: drain did not finish");
