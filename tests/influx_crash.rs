@@ -3,15 +3,16 @@
 //! holds: nothing lost, nothing extra (resent batches collapse under dedup).
 
 mod influx_support;
+mod ops_support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cemsd::model::{Quantity, Timestamp, Unit};
 use cemsd::store::{Record, RecordKind, Store, StoreOptions};
 use influx_support::{fill_store, Rng, Series, VictoriaMetrics, TEST_TOKEN};
+use ops_support::{eventually, Daemon};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const RECORDS: usize = 120_000;
@@ -75,61 +76,8 @@ flush_interval = "50ms"
     path
 }
 
-/// A running `cemsd run`; dropping it kills the process, so a failed test leaves none behind.
-/// `cemsd run` with its log in a file beside the config.
-struct Daemon(Option<Child>, PathBuf);
-
-impl Daemon {
-    fn start(config: &Path) -> Daemon {
-        let log = config.with_extension("log");
-        let stderr = std::fs::File::create(&log).unwrap_or_else(|e| panic!("log file: {e}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_cemsd"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env(TOKEN_ENV, TEST_TOKEN)
-            .stdout(Stdio::null())
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("start cemsd: {e}"));
-        Daemon(Some(child), log)
-    }
-
-    /// Waits until the daemon has its signal handlers and store: a SIGTERM sooner would meet
-    /// the default action and kill it, which says nothing about how cemsd stops.
-    fn wait_started(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while Instant::now() < deadline {
-            let log = std::fs::read_to_string(&self.1).unwrap_or_default();
-            if log.contains("store open") {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("cemsd did not open its store within 30 s");
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut child) = self.0.take() {
-            let _ = child.kill(); // SIGKILL
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM; returns the exit code.
-    fn terminate(&mut self) -> Option<i32> {
-        let mut child = self.0.take()?;
-        let sent = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        assert!(sent.is_ok_and(|s| s.success()), "kill -TERM cemsd failed");
-        child.wait().ok().and_then(|s| s.code())
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        self.kill();
-    }
+fn start(config: &Path, dir: &Path) -> Daemon {
+    Daemon::start(config, dir, &[(TOKEN_ENV, TEST_TOKEN.to_string())])
 }
 
 /// The sink's cursor as the store has it (0 before the sink registered).
@@ -168,7 +116,7 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
     let mut cursors = Vec::new();
     for round in 0..KILLS {
         let before = cursor(&store);
-        let mut daemon = Daemon::start(&config);
+        let mut daemon = start(&config, dir.path());
         // Kill only once this run has delivered something, then after a random extra moment,
         // so kills land at every stage: mid-request, between request and cursor update, idle.
         let seen = wait_cursor(&store, Duration::from_secs(30), |c| c > before);
@@ -177,7 +125,8 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
             "round {round} (seed {seed}): no progress from {before}"
         );
         std::thread::sleep(Duration::from_millis(rng.below(150)));
-        daemon.kill();
+        daemon.signal("KILL");
+        daemon.wait_exit(Duration::from_secs(10));
         cursors.push(cursor(&store));
     }
     eprintln!("seed {seed}: cursor after each kill: {cursors:?}");
@@ -191,10 +140,19 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
         "the cursor never moves back: {cursors:?}"
     );
 
-    let mut daemon = Daemon::start(&config);
-    daemon.wait_started();
+    let mut daemon = start(&config, dir.path());
+    // A SIGTERM before the daemon has its signal handlers would meet the default action and
+    // kill it, which says nothing about how cemsd stops.
+    assert!(
+        eventually(Duration::from_secs(30), || daemon
+            .log_text()
+            .contains("store open")),
+        "cemsd did not open its store:\n{}",
+        daemon.log_text()
+    );
     let final_cursor = wait_cursor(&store, Duration::from_secs(120), |c| c == last);
-    let code = daemon.terminate();
+    daemon.signal("TERM");
+    let (code, _) = daemon.wait_exit(Duration::from_secs(30));
     assert_eq!(final_cursor, last, "seed {seed}: drain did not finish");
     assert_eq!(code, Some(0), "cemsd must stop cleanly on SIGTERM");
 
