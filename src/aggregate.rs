@@ -85,6 +85,23 @@ impl UtcOffset {
         i64::from(self.seconds) * 1000
     }
 
+    /// The wall-clock time here at `ts`: HJ 212 DataTime and QN are written in it.
+    pub fn local_time(self, ts: Timestamp) -> chrono::NaiveDateTime {
+        Timestamp(ts.millis().saturating_add(self.millis()))
+            .to_datetime()
+            .naive_utc()
+    }
+
+    /// The instant of a wall-clock time here (DataTime, BeginTime, SystemTime).
+    pub fn instant_of(self, local: chrono::NaiveDateTime) -> Timestamp {
+        Timestamp(
+            local
+                .and_utc()
+                .timestamp_millis()
+                .saturating_sub(self.millis()),
+        )
+    }
+
     /// The same offset for chrono's calendar arithmetic (file rotation at local midnight).
     pub fn to_chrono(self) -> chrono::FixedOffset {
         // from_seconds keeps |seconds| < 24 h, the range FixedOffset accepts

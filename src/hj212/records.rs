@@ -106,9 +106,7 @@ pub fn data_time_utc(text: &str, zone: UtcOffset) -> Result<Timestamp, RecordsEr
         _ => None,
     };
     let local = local.ok_or_else(|| RecordsError::BadDataTime(text.to_string()))?;
-    Ok(Timestamp(
-        local.and_utc().timestamp_millis() - zone.millis(),
-    ))
+    Ok(zone.instant_of(local))
 }
 
 /// Factor codes of one connection as shared `Arc<str>` channel names. A logger sends the

@@ -18,8 +18,6 @@
 
 use std::sync::Arc;
 
-use chrono::NaiveDateTime;
-
 use crate::aggregate::UtcOffset;
 use crate::model::{Quantity, Timestamp, Unit};
 use crate::normalise::to_reporting_unit;
@@ -198,7 +196,7 @@ fn packet(
     records: &[&Record],
     offset: UtcOffset,
 ) -> Encoded {
-    let mut cp = CommandParams::new().with_data_time(format_data_time(local_time(ts, offset)));
+    let mut cp = CommandParams::new().with_data_time(format_data_time(offset.local_time(ts)));
     let mut left_out = Vec::new();
     for record in records {
         match factor(record) {
@@ -279,23 +277,6 @@ pub fn to_wire(packet: &Packet) -> Result<Vec<Vec<u8>>, EncodeError> {
     split(packet)?.iter().map(encode).collect()
 }
 
-/// Local wall-clock time of an instant at the station's offset.
-pub fn local_time(ts: Timestamp, offset: UtcOffset) -> NaiveDateTime {
-    Timestamp(ts.millis().saturating_add(offset.millis()))
-        .to_datetime()
-        .naive_utc()
-}
-
-/// The instant of a local wall-clock time (BeginTime, SystemTime) at the station's offset.
-pub fn instant_of_local(local: NaiveDateTime, offset: UtcOffset) -> Timestamp {
-    Timestamp(
-        local
-            .and_utc()
-            .timestamp_millis()
-            .saturating_sub(offset.millis()),
-    )
-}
-
 /// Hands out QNs that rise strictly, even for several packets within one millisecond or a
 /// clock that steps back, because the uplink matches each 9014 to its upload by QN.
 #[derive(Debug, Clone, Default)]
@@ -314,7 +295,7 @@ impl QnSequence {
             _ => now.millis(),
         };
         self.last_ms = Some(ms);
-        format_qn(local_time(Timestamp(ms), offset))
+        format_qn(offset.local_time(Timestamp(ms)))
     }
 }
 
@@ -674,9 +655,9 @@ mod tests {
 
     #[test]
     fn local_times_convert_both_ways() {
-        let local = local_time(Timestamp(T0), UtcOffset::CHINA);
+        let local = UtcOffset::CHINA.local_time(Timestamp(T0));
         assert_eq!(format_data_time(local), "20260101120000");
-        assert_eq!(instant_of_local(local, UtcOffset::CHINA), Timestamp(T0));
+        assert_eq!(UtcOffset::CHINA.instant_of(local), Timestamp(T0));
         assert_eq!(format_value(f64::NAN), None);
         assert_eq!(format_value(-0.5).as_deref(), Some("-0.5"));
     }

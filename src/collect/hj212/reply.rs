@@ -1,8 +1,6 @@
 //! What the listener writes back: the 9014 data response to an upload that asks for one,
 //! and the history requests (2061/2051 with BeginTime/EndTime) for missing periods.
 
-use chrono::{DateTime, NaiveDateTime};
-
 use crate::aggregate::UtcOffset;
 use crate::hj212::{
     encode, format_data_time, format_qn, CommandCode, CommandParams, EncodeError, Packet,
@@ -44,21 +42,15 @@ pub fn history_request(
     now: Timestamp,
 ) -> Result<Vec<u8>, EncodeError> {
     let packet = Packet {
-        qn: Some(format_qn(local(now, zone))),
+        qn: Some(format_qn(zone.local_time(now))),
         pw: Some(password.to_string()),
         flag: Some(PacketFlag::hj212_2017(true)),
         cp: CommandParams::new()
-            .with_param("BeginTime", format_data_time(local(pull.begin, zone)))
-            .with_param("EndTime", format_data_time(local(pull.end, zone))),
+            .with_param("BeginTime", format_data_time(zone.local_time(pull.begin)))
+            .with_param("EndTime", format_data_time(zone.local_time(pull.end))),
         ..Packet::new(st, pull.cn, mn)
     };
     encode(&packet)
-}
-
-fn local(ts: Timestamp, zone: UtcOffset) -> NaiveDateTime {
-    DateTime::from_timestamp_millis(ts.0.saturating_add(zone.millis()))
-        .unwrap_or_default()
-        .naive_utc()
 }
 
 #[cfg(test)]

@@ -102,7 +102,7 @@ impl TimeFormat {
                     .map_err(|e| format!("{text:?} is not an RFC 3339 time with a zone: {e}"))
             }
             TimeFormat::Hj212 => hj212::parse_data_time(text)
-                .map(|local| local_millis(local, zone))
+                .map(|local| zone.instant_of(local).0)
                 .ok_or_else(|| format!("{text:?} is not an HJ 212 time (YYYYMMDDhhmmss)")),
             TimeFormat::Pattern(pattern) if self.carries_zone() => {
                 DateTime::parse_from_str(text, pattern)
@@ -110,7 +110,7 @@ impl TimeFormat {
                     .map_err(|e| format!("{text:?} does not fit {pattern:?}: {e}"))
             }
             TimeFormat::Pattern(pattern) => NaiveDateTime::parse_from_str(text, pattern)
-                .map(|local| local_millis(local, zone))
+                .map(|local| zone.instant_of(local).0)
                 .map_err(|e| format!("{text:?} does not fit {pattern:?}: {e}")),
             _ => Err(format!("{text:?} is not a time")),
         }?;
@@ -156,10 +156,6 @@ impl TimeFormat {
             Err(format!("{n} is not a Unix time"))
         }
     }
-}
-
-fn local_millis(local: NaiveDateTime, zone: UtcOffset) -> i64 {
-    local.and_utc().timestamp_millis() - zone.millis()
 }
 
 fn plausible(ms: i64) -> Result<Timestamp, String> {

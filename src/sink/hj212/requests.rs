@@ -12,7 +12,7 @@
 //!   7 QN wrong, 8 CN wrong, 9 CRC wrong, 100 unknown.
 
 use crate::aggregate::UtcOffset;
-use crate::hj212::upload::{instant_of_local, record_kind};
+use crate::hj212::upload::record_kind;
 use crate::hj212::{
     format_data_time, parse_data_time, CommandCode, CommandParams, Packet, PacketFlag, SystemCode,
 };
@@ -149,7 +149,7 @@ pub fn classify(packet: &Packet, me: &Identity<'_>) -> Incoming {
             .cp
             .param(key)
             .and_then(parse_data_time)
-            .map(|t| instant_of_local(t, me.offset))
+            .map(|t| me.offset.instant_of(t))
     };
     match packet.cn {
         CommandCode::GetTime => Incoming::GetTime {
@@ -222,7 +222,7 @@ pub fn system_time(
     now: Timestamp,
     offset: UtcOffset,
 ) -> Packet {
-    let local = crate::hj212::upload::local_time(now, offset);
+    let local = offset.local_time(now);
     Packet {
         qn: Some(qn.to_string()),
         pw: Some(password.to_string()),

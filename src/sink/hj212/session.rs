@@ -7,7 +7,7 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::hj212::upload::{group_periods, local_time};
+use crate::hj212::upload::group_periods;
 use crate::hj212::{encode, format_data_time, Framer, Packet};
 
 use super::forwarder::{cn_label, HistoryJob, Uplink};
@@ -218,7 +218,7 @@ impl Uplink {
             Incoming::SetTime { qn, mn, time } => {
                 let now = (self.clock)();
                 let offset_ms = time.millis() - now.millis();
-                tracing::warn!(sink = %self.settings.name, mn = %mn, requested = %format_data_time(local_time(time, self.settings.offset)), offset_ms, "the platform asks to set the device time; recorded, the system clock is left to NTP");
+                tracing::warn!(sink = %self.settings.name, mn = %mn, requested = %format_data_time(self.settings.offset.local_time(time)), offset_ms, "the platform asks to set the device time; recorded, the system clock is left to NTP");
                 self.reply(
                     write,
                     &request_answer(Some(&qn), &mn, &password, QnRtn::Ready),
