@@ -38,8 +38,19 @@ fn mn_of(logger: usize) -> String {
     format!("BENCH{logger:019}") // 24 characters
 }
 
+/// Minute `minute` counted from 2026-01-01 00:00 local time, as a DataTime.
+fn data_time(minute: u64) -> String {
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1)
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .unwrap_or_else(|| panic!("a valid date"));
+    let minutes = i64::try_from(minute).unwrap_or_else(|e| panic!("minute: {e}"));
+    (start + chrono::Duration::minutes(minutes))
+        .format("%Y%m%d%H%M%S")
+        .to_string()
+}
+
 fn upload(mn: &str, qn: u64, minute: u64) -> Vec<u8> {
-    let data_time = format!("20260101{:02}{:02}00", 10 + minute / 60 % 10, minute % 60);
+    let data_time = data_time(minute);
     let mut cp = CommandParams::new().with_data_time(data_time);
     for (i, code) in FACTORS.iter().enumerate() {
         cp = cp.with_factor(
@@ -147,16 +158,23 @@ fn loopback(c: &mut Criterion, at: StoreAt) {
         }
         streams
     });
-    let uploads: Vec<Arc<Vec<Vec<u8>>>> = (0..CONNECTIONS)
-        .map(|i| {
-            let mn = mn_of(i);
-            Arc::new(
-                (0..UPLOADS_PER_ROUND as u64)
-                    .map(|n| upload(&mn, n, n))
-                    .collect(),
-            )
-        })
-        .collect();
+    // Each round goes on where the last ended, minute after minute, as loggers do: the
+    // store then sees what it sees in service, rows arriving in time order.
+    let mut rounds_done = 0u64;
+    let mut next_round = || -> Vec<Arc<Vec<Vec<u8>>>> {
+        let first = rounds_done * UPLOADS_PER_ROUND as u64;
+        rounds_done += 1;
+        (0..CONNECTIONS)
+            .map(|i| {
+                let mn = mn_of(i);
+                Arc::new(
+                    (first..first + UPLOADS_PER_ROUND as u64)
+                        .map(|minute| upload(&mn, minute, minute))
+                        .collect(),
+                )
+            })
+            .collect()
+    };
 
     let mut group = c.benchmark_group("hj212_listener");
     group.sample_size(10);
@@ -168,6 +186,7 @@ fn loopback(c: &mut Criterion, at: StoreAt) {
         b.iter_custom(|rounds| {
             let mut total = Duration::ZERO;
             for _ in 0..rounds {
+                let uploads = next_round();
                 let taken = std::mem::take(&mut streams);
                 let started = Instant::now();
                 streams = runtime.block_on(async {
