@@ -20,12 +20,12 @@ mod series;
 mod writer;
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, TransactionBehavior};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::model::Timestamp;
 
@@ -144,9 +144,26 @@ impl Store {
             .ok_or(StoreError::SeqOutOfRange(u64::MAX))?;
         {
             let mut insert = tx.prepare_cached(row::INSERT)?;
+            // The newest (ts, seq) of each series read in this commit.
+            let mut latest: HashMap<i64, (i64, i64)> = HashMap::new();
             for (record, seq) in parts.iter().flat_map(|p| p.iter()).zip(before + 1..) {
                 let series_id = series.intern(&tx, record)?;
                 row::insert(&mut insert, seq, series_id, record)?;
+                if record.kind == RecordKind::Reading {
+                    let newest = latest.entry(series_id).or_insert((record.ts.millis(), seq));
+                    // Later seqs win ties, as they do in `latest`.
+                    if record.ts.millis() >= newest.0 {
+                        *newest = (record.ts.millis(), seq);
+                    }
+                }
+            }
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO latest_reading (series, ts, seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (series) DO UPDATE SET ts = excluded.ts, seq = excluded.seq
+                 WHERE excluded.ts >= latest_reading.ts",
+            )?;
+            for (series_id, (ts, seq)) in latest {
+                upsert.execute([series_id, ts, seq])?;
             }
         }
         tx.prepare_cached("UPDATE seq_counter SET last_seq = ?1 WHERE id = 1")?
@@ -195,25 +212,19 @@ impl Store {
     /// channel changed quantity or unit, the newest reading wins.
     pub fn latest(&self) -> Result<Vec<Stored>, StoreError> {
         let mut series = self.series.borrow_mut();
-        series.refresh(&self.conn)?;
-        let ids = series.ids_where(|_| true);
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT {} FROM record WHERE series = ?1 AND kind = ?2
-             ORDER BY ts DESC, seq DESC LIMIT 1",
+            "SELECT {} FROM record WHERE seq IN (SELECT seq FROM latest_reading)",
             row::COLUMNS
         ))?;
         let mut newest: BTreeMap<ChannelKey, Stored> = BTreeMap::new();
-        for id in ids {
-            let params = rusqlite::params![id, RecordKind::Reading.code()];
-            for stored in row::read_all(&mut stmt, params, &self.conn, &mut series)? {
-                let r = &stored.record;
-                let key = (r.stack.clone(), r.device.clone(), r.channel.clone());
-                let newer = newest
-                    .get(&key)
-                    .is_none_or(|held| (r.ts, stored.seq) > (held.record.ts, held.seq));
-                if newer {
-                    newest.insert(key, stored);
-                }
+        for stored in row::read_all(&mut stmt, [], &self.conn, &mut series)? {
+            let r = &stored.record;
+            let key = (r.stack.clone(), r.device.clone(), r.channel.clone());
+            let newer = newest
+                .get(&key)
+                .is_none_or(|held| (r.ts, stored.seq) > (held.record.ts, held.seq));
+            if newer {
+                newest.insert(key, stored);
             }
         }
         Ok(newest.into_values().collect())
@@ -231,13 +242,10 @@ impl Store {
         let ids = series.ids_where(|k| &*k.device == device && &*k.channel == channel);
         let mut stmt = self
             .conn
-            .prepare_cached("SELECT max(ts) FROM record WHERE series = ?1 AND kind = ?2")?;
+            .prepare_cached("SELECT ts FROM latest_reading WHERE series = ?1")?;
         let mut last: Option<i64> = None;
         for id in ids {
-            let ts: Option<i64> = stmt
-                .query_row(rusqlite::params![id, RecordKind::Reading.code()], |row| {
-                    row.get(0)
-                })?;
+            let ts: Option<i64> = stmt.query_row([id], |row| row.get(0)).optional()?;
             last = last.max(ts);
         }
         Ok(last.map(Timestamp::from_millis))
@@ -467,6 +475,34 @@ mod tests {
         // Two hours later seq 3 is 2.5 h old and goes too.
         assert_eq!(ok(store.prune(Timestamp::from_millis(now + 2 * HOUR))), 1);
         assert_eq!(ok(store.count()), 0);
+    }
+
+    #[test]
+    fn prune_hands_latest_to_the_newest_reading_left() {
+        let dir = temp();
+        let options = StoreOptions {
+            retention: Some(Duration::from_secs(3600)),
+            ..StoreOptions::default()
+        };
+        let mut store = open(&dir, options);
+        let now = T0 + 10 * HOUR;
+        ok(store.append(&[
+            reading(now - 3 * HOUR, "s", "d", "so2", Quantity::SO2, 1.0), // seq 1
+            reading(now - 2 * HOUR, "s", "d", "nox", Quantity::NOx, 2.0), // seq 2
+            reading(now - 4 * HOUR, "s", "d", "so2", Quantity::SO2, 3.0), // seq 3, backfill
+        ]));
+        ok(store.register_sink("influx"));
+        ok(store.set_cursor("influx", 2));
+        assert_eq!(seqs(&ok(store.latest())), vec![2, 1]);
+        // Seqs 1 and 2 are delivered and old, so they go; seq 3 is as old but undelivered.
+        assert_eq!(ok(store.prune(Timestamp::from_millis(now))), 2);
+        // so2's newest reading is now seq 3; nox has none left.
+        assert_eq!(seqs(&ok(store.latest())), vec![3]);
+        assert_eq!(
+            ok(store.last_timestamp("d", "so2")),
+            Some(Timestamp::from_millis(now - 4 * HOUR))
+        );
+        assert_eq!(ok(store.last_timestamp("d", "nox")), None);
     }
 
     #[test]
@@ -809,10 +845,30 @@ mod tests {
         ));
     }
 
+    /// A file as the first schema left it: rows written with plain SQL, as that build did.
+    fn store_from_schema_1(path: &Path) {
+        let mut conn = ok(Connection::open(path).map_err(StoreError::from));
+        ok(schema::migrate_to(&mut conn, 1));
+        ok(conn
+            .execute_batch(&format!(
+                "INSERT INTO series (id, stack, device, channel, quantity, unit)
+                 VALUES (1, 's1', '', '', NULL, NULL), (2, 's1', 'a1', 'so2', 'SO2', 'mg/m3');
+                 INSERT INTO record (seq, kind, series, ts, flags, min)
+                 VALUES (1, 2, 1, {T0}, 0, 3.0);
+                 INSERT INTO record (seq, kind, series, ts, flags, measured)
+                 VALUES (2, 0, 2, {}, 0, 7.0), (3, 0, 2, {T0}, 0, 8.0);
+                 UPDATE seq_counter SET last_seq = 3;",
+                T0 + MINUTE
+            ))
+            .map_err(StoreError::from));
+    }
+
     #[test]
-    fn a_store_from_before_corrected_extremes_keeps_its_rows_and_gains_the_columns() {
+    fn a_store_from_the_first_schema_keeps_its_rows_and_gains_what_came_since() {
         let dir = temp();
         let path = dir.path().join("v1.db");
+        store_from_schema_1(&path);
+
         let mut store = ok(Store::open(&path, StoreOptions::default()));
         let mut hour = Record::new(
             RecordKind::Hour,
@@ -822,28 +878,25 @@ mod tests {
             "".into(),
         );
         hour.min = Some(3.0);
-        ok(store.append(std::slice::from_ref(&hour)));
-        // Undo migration 2 by hand, as a build from before it left the file.
-        ok(store
-            .conn
-            .execute_batch(
-                "ALTER TABLE record DROP COLUMN corrected_min;
-                 ALTER TABLE record DROP COLUMN corrected_max;
-                 PRAGMA user_version = 1;",
-            )
-            .map_err(StoreError::from));
-        drop(store);
-
-        let mut store = ok(Store::open(&path, StoreOptions::default()));
+        // Migration 2: the O2-corrected extremes, NULL on the old row.
         let mut later = hour.clone();
         later.ts = Timestamp::from_millis(T0 + HOUR);
         later.corrected_min = Some(4.5);
         later.corrected_max = Some(9.25);
         ok(store.append(std::slice::from_ref(&later)));
-        let back: Vec<Record> = ok(store.read_after(0, 10))
-            .into_iter()
-            .map(|s| s.record)
-            .collect();
+        let hours = ok(store.query(&Query {
+            kind: Some(RecordKind::Hour),
+            stack: Some("s1".into()),
+            ..Query::default()
+        }));
+        let back: Vec<Record> = hours.into_iter().map(|s| s.record).collect();
         assert_eq!(back, vec![hour, later]);
+        // Migration 3: the newest reading of the old rows is known without a search; it is
+        // seq 2 (T0 + 1 min), stored before seq 3 (T0).
+        assert_eq!(seqs(&ok(store.latest())), vec![2]);
+        assert_eq!(
+            ok(store.last_timestamp("a1", "so2")),
+            Some(Timestamp::from_millis(T0 + MINUTE))
+        );
     }
 }

@@ -58,6 +58,12 @@ impl RecordKind {
         }
     }
 
+    /// Kinds with a per-series index (`schema::SERIES_INDEX_CONDITION`, codes 2 and up):
+    /// the sparse ones, a row per series per hour or rarer.
+    pub(crate) fn in_series_index(self) -> bool {
+        self.code() >= 2
+    }
+
     pub(crate) fn from_code(code: i64) -> Option<RecordKind> {
         RecordKind::ALL.into_iter().find(|k| k.code() == code)
     }

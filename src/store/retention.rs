@@ -26,26 +26,28 @@ impl Store {
                  FROM sink_cursor",
             )?
             .query_row([], |row| row.get(0))?;
-        let series_ids: Vec<i64> = {
-            let mut stmt = tx.prepare_cached("SELECT id FROM series")?;
-            let ids = stmt.query_map([], |row| row.get(0))?;
-            ids.collect::<Result<_, _>>()?
-        };
         let mut deleted = 0;
         {
-            // One (series, kind) at a time so each delete is a range of the
-            // (series, kind, ts) index, not a scan of everything within retention.
-            let mut delete = tx.prepare_cached(
-                "DELETE FROM record
-                 WHERE series = ?1 AND kind = ?2 AND ts < ?3 AND seq <= ?4",
-            )?;
-            for id in series_ids {
-                for kind in RecordKind::ALL {
-                    deleted +=
-                        delete.execute(rusqlite::params![id, kind.code(), cutoff, delivered])?;
-                }
+            // Kind by kind, each delete a range of the (kind, ts, series) index.
+            let mut delete =
+                tx.prepare_cached("DELETE FROM record WHERE kind = ?1 AND ts < ?2 AND seq <= ?3")?;
+            for kind in RecordKind::ALL {
+                deleted += delete.execute(rusqlite::params![kind.code(), cutoff, delivered])?;
             }
         }
+        // A series whose newest reading went keeps only readings older than the cutoff
+        // that no sink has taken yet; the newest of those becomes its latest.
+        tx.prepare_cached(
+            "DELETE FROM latest_reading
+             WHERE NOT EXISTS (SELECT 1 FROM record WHERE record.seq = latest_reading.seq)",
+        )?
+        .execute([])?;
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO latest_reading (series, ts, seq)
+             SELECT series, max(ts), seq FROM record WHERE kind = ?1 AND ts < ?2
+             GROUP BY series",
+        )?
+        .execute(rusqlite::params![RecordKind::Reading.code(), cutoff])?;
         tx.prepare_cached("DELETE FROM dead_letter WHERE ts < ?1")?
             .execute([cutoff])?;
         tx.commit()?;

@@ -306,8 +306,7 @@ impl Session<'_> {
     }
 }
 
-/// Start of the newest period of `kind` stored for `mn` before `ts`, looked for in the last
-/// hour first (the usual case, a few hundred rows), then back to `reach`.
+/// Start of the newest period of `kind` stored for `mn` before `ts`, at most `reach` back.
 fn newest_before(
     store: &Store,
     mn: &str,
@@ -315,24 +314,12 @@ fn newest_before(
     ts: Timestamp,
     reach: Duration,
 ) -> Result<Option<Timestamp>, StoreError> {
-    const RECENT: i64 = 3_600_000;
     let reach = i64::try_from(reach.as_millis()).unwrap_or(i64::MAX);
-    let recent = Timestamp(ts.0.saturating_sub(RECENT));
-    let earliest = Timestamp(ts.0.saturating_sub(reach));
-    for (from, to) in [(recent, ts), (earliest, recent)] {
-        if from >= to {
-            continue;
-        }
-        let rows = store.query(&Query {
-            kind: Some(kind),
-            device: Some(mn.to_string()),
-            from: Some(from),
-            to: Some(to),
-            ..Query::default()
-        })?;
-        if let Some(newest) = rows.last() {
-            return Ok(Some(newest.record.ts));
-        }
-    }
-    Ok(None)
+    store.newest_ts(&Query {
+        kind: Some(kind),
+        device: Some(mn.to_string()),
+        from: Some(Timestamp(ts.0.saturating_sub(reach))),
+        to: Some(ts),
+        ..Query::default()
+    })
 }
