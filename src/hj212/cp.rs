@@ -199,145 +199,220 @@ impl CommandParams {
     /// Every `CODE-Kind=value` in wire order, including those inside mixed groups, so a
     /// collector misses nothing a logger sent.
     pub fn values(&self) -> impl Iterator<Item = FactorValue<'_>> {
-        self.groups
-            .iter()
-            .flat_map(|group| -> Box<dyn Iterator<Item = FactorValue<'_>> + '_> {
-                match group {
-                    CpGroup::DataTime(_) => Box::new(std::iter::empty()),
-                    CpGroup::Factor(factor) => {
-                        Box::new(factor.fields.iter().map(move |(kind, value)| FactorValue {
-                            code: &factor.code,
-                            kind: kind.clone(),
-                            value,
-                        }))
-                    }
-                    CpGroup::Params(pairs) => Box::new(pairs.iter().filter_map(|(key, value)| {
-                        factor_key(key).map(|(code, kind)| FactorValue {
-                            code,
-                            kind: FieldKind::parse(kind),
-                            value,
-                        })
-                    })),
-                }
-            })
+        self.groups.iter().flat_map(GroupValues::of)
     }
 }
 
-/// Splits `a21026-Rtd` into code and kind; plain keys have no `-`.
+/// The factor values of one group, without boxing an iterator per group.
+enum GroupValues<'a> {
+    Factor(&'a Factor, std::slice::Iter<'a, (FieldKind, String)>),
+    Params(std::slice::Iter<'a, (String, String)>),
+    None,
+}
+
+impl<'a> GroupValues<'a> {
+    fn of(group: &'a CpGroup) -> GroupValues<'a> {
+        match group {
+            CpGroup::DataTime(_) => GroupValues::None,
+            CpGroup::Factor(factor) => GroupValues::Factor(factor, factor.fields.iter()),
+            CpGroup::Params(pairs) => GroupValues::Params(pairs.iter()),
+        }
+    }
+}
+
+impl<'a> Iterator for GroupValues<'a> {
+    type Item = FactorValue<'a>;
+
+    fn next(&mut self) -> Option<FactorValue<'a>> {
+        match self {
+            GroupValues::Factor(factor, fields) => {
+                fields.next().map(|(kind, value)| FactorValue {
+                    code: &factor.code,
+                    kind: kind.clone(),
+                    value,
+                })
+            }
+            GroupValues::Params(pairs) => pairs.find_map(|(key, value)| {
+                factor_key(key).map(|(code, kind)| FactorValue {
+                    code,
+                    kind: FieldKind::parse(kind),
+                    value,
+                })
+            }),
+            GroupValues::None => None,
+        }
+    }
+}
+
+/// Splits `a21026-Rtd` into code and kind at the first `-`; plain keys have none.
 fn factor_key(key: &str) -> Option<(&str, &str)> {
-    key.split_once('-')
+    let dash = key.bytes().position(|b| b == b'-')?;
+    Some((&key[..dash], &key[dash + 1..]))
 }
 
 /// Bytes that structure the packet and so may not appear inside a value.
 const RESERVED: &[u8] = b";,&=";
 
+fn is_reserved(byte: u8) -> bool {
+    RESERVED.contains(&byte)
+}
+
 /// Parses the bytes between `CP=&&` and the closing `&&`; `offset` is where they start in the
 /// input, for error positions.
+///
+/// Fields are read as slices of the input and only the strings a group keeps are allocated:
+/// a factor group allocates its code once and one string per value.
 pub(crate) fn parse(body: &[u8], offset: usize) -> Result<CommandParams, DecodeError> {
-    let mut groups = Vec::new();
+    let area = Area::new(body, offset);
+    let mut groups = Vec::with_capacity(body.iter().filter(|&&b| b == b';').count() + 1);
+    // The fields of the group being read, reused from group to group.
+    let mut fields: Vec<Field<'_>> = Vec::new();
     for (group_start, group) in split_with_offsets(body, b';') {
-        let mut fields = Vec::new();
         for (field_start, field) in split_with_offsets(group, b',') {
             if field.is_empty() {
                 // Tolerated: `a=1,,b=2` and a trailing `;` or `,` before `&&` occur in the wild.
                 continue;
             }
-            fields.push(parse_field(field, offset + group_start + field_start)?);
+            let start = group_start + field_start;
+            fields.push(area.field(start, start + field.len())?);
         }
         if !fields.is_empty() {
-            groups.push(classify(fields));
+            groups.push(classify(&fields));
+            fields.clear();
         }
     }
     Ok(CommandParams { groups })
 }
 
-fn parse_field(field: &[u8], position: usize) -> Result<(String, String), DecodeError> {
-    let Some(eq) = field.iter().position(|&b| b == b'=') else {
-        return Err(DecodeError::bad_field(
-            position,
-            String::from_utf8_lossy(field),
-            "expected key=value",
-        ));
-    };
-    let (key, value) = (&field[..eq], &field[eq + 1..]);
-    let key = std::str::from_utf8(key)
-        .ok()
-        .filter(|k| {
-            !k.is_empty()
-                && k.bytes()
-                    .all(|b| b.is_ascii_graphic() && !RESERVED.contains(&b))
-        })
-        .ok_or_else(|| {
-            DecodeError::bad_field(
+/// The CP area with its UTF-8 validity checked once. Loggers send ASCII, so values are
+/// sliced from the checked text; only an area with a bad sequence is checked value by value,
+/// which finds the first bad value in wire order and the byte where it goes wrong.
+struct Area<'a> {
+    bytes: &'a [u8],
+    text: Option<&'a str>,
+    /// Input position of `bytes[0]`.
+    offset: usize,
+}
+
+/// One `key=value` of a group, borrowed from the input.
+struct Field<'a> {
+    key: &'a str,
+    /// `(code, kind)` of a `CODE-Kind` key.
+    factor: Option<(&'a str, &'a str)>,
+    value: &'a str,
+}
+
+impl<'a> Area<'a> {
+    fn new(bytes: &'a [u8], offset: usize) -> Area<'a> {
+        Area {
+            bytes,
+            text: std::str::from_utf8(bytes).ok(),
+            offset,
+        }
+    }
+
+    /// `bytes[start..end]` as text, or the index of its first byte that is not UTF-8.
+    fn text(&self, start: usize, end: usize) -> Result<&'a str, usize> {
+        // Slices start and end at ASCII delimiters, so `get` only fails on an area that is
+        // not text.
+        if let Some(text) = self.text.and_then(|text| text.get(start..end)) {
+            return Ok(text);
+        }
+        std::str::from_utf8(&self.bytes[start..end]).map_err(|e| start + e.valid_up_to())
+    }
+
+    /// Reads the non-empty field `bytes[start..end]`.
+    fn field(&self, start: usize, end: usize) -> Result<Field<'a>, DecodeError> {
+        let position = self.offset + start;
+        let bytes = &self.bytes[start..end];
+        let Some(eq) = bytes.iter().position(|&b| b == b'=') else {
+            return Err(DecodeError::bad_field(
                 position,
-                String::from_utf8_lossy(key),
-                "key must be printable ASCII without `&` and not empty",
-            )
+                String::from_utf8_lossy(bytes),
+                "expected key=value",
+            ));
+        };
+        let key_bytes = &bytes[..eq];
+        let key_valid = !key_bytes.is_empty()
+            && key_bytes
+                .iter()
+                .all(|&b| b.is_ascii_graphic() && !is_reserved(b));
+        // A key of printable ASCII is text; `text` cannot fail on it.
+        let key = match self.text(start, start + eq) {
+            Ok(key) if key_valid => key,
+            _ => {
+                return Err(DecodeError::bad_field(
+                    position,
+                    String::from_utf8_lossy(key_bytes),
+                    "key must be printable ASCII without `&` and not empty",
+                ))
+            }
+        };
+        let value_start = start + eq + 1;
+        if let Some(bad) = bytes[eq + 1..].iter().position(|&b| is_reserved(b)) {
+            return Err(DecodeError::bad_field(
+                self.offset + value_start + bad,
+                key,
+                format!(
+                    "value contains `{}`, which only delimits fields",
+                    char::from(bytes[eq + 1 + bad])
+                ),
+            ));
+        }
+        let value = self.text(value_start, end).map_err(|bad| {
+            DecodeError::bad_field(self.offset + bad, key, "value is not UTF-8")
         })?;
-    let value_position = position + eq + 1;
-    if let Some(bad) = value.iter().position(|b| RESERVED.contains(b)) {
-        return Err(DecodeError::bad_field(
-            value_position + bad,
-            key,
-            format!(
-                "value contains `{}`, which only delimits fields",
-                value[bad] as char
-            ),
-        ));
-    }
-    let value = std::str::from_utf8(value)
-        .map_err(|e| {
-            DecodeError::bad_field(value_position + e.valid_up_to(), key, "value is not UTF-8")
-        })?
-        .to_string();
-    if let Some((code, kind)) = factor_key(key) {
-        if code.is_empty() || kind.is_empty() {
-            return Err(DecodeError::bad_field(
-                position,
-                key,
-                "factor field must be CODE-Kind",
-            ));
+        let factor = factor_key(key);
+        if let Some((code, kind)) = factor {
+            if code.is_empty() || kind.is_empty() {
+                return Err(DecodeError::bad_field(
+                    position,
+                    key,
+                    "factor field must be CODE-Kind",
+                ));
+            }
+            if kind == "Flag" && value.parse::<Flag>().is_err() {
+                return Err(DecodeError::bad_field(
+                    self.offset + value_start,
+                    key,
+                    format!("data flag {value:?} is not one of N, T, S, C, M, D, F, B"),
+                ));
+            }
         }
-        if kind == "Flag" && value.parse::<Flag>().is_err() {
-            return Err(DecodeError::bad_field(
-                value_position,
-                key,
-                format!("data flag {value:?} is not one of N, T, S, C, M, D, F, B"),
-            ));
-        }
+        Ok(Field { key, factor, value })
     }
-    Ok((key.to_string(), value))
 }
 
 /// Picks the most specific representation that re-encodes to the same text.
-fn classify(fields: Vec<(String, String)>) -> CpGroup {
-    if let [(key, value)] = fields.as_slice() {
-        if key == "DataTime" {
-            return CpGroup::DataTime(value.clone());
+fn classify(fields: &[Field<'_>]) -> CpGroup {
+    if let [only] = fields {
+        if only.key == "DataTime" {
+            return CpGroup::DataTime(only.value.to_string());
         }
     }
-    let first_code = fields
-        .first()
-        .and_then(|(k, _)| factor_key(k))
-        .map(|(c, _)| c);
-    if let Some(code) = first_code {
+    if let Some((code, _)) = fields.first().and_then(|f| f.factor) {
         let same_code = fields
             .iter()
-            .all(|(k, _)| factor_key(k).is_some_and(|(c, _)| c == code));
+            .all(|f| f.factor.is_some_and(|(c, _)| c == code));
         if same_code {
-            let factor = Factor {
+            return CpGroup::Factor(Factor {
                 code: code.to_string(),
                 fields: fields
                     .iter()
-                    .filter_map(|(k, v)| {
-                        factor_key(k).map(|(_, kind)| (FieldKind::parse(kind), v.clone()))
+                    .filter_map(|f| {
+                        f.factor
+                            .map(|(_, kind)| (FieldKind::parse(kind), f.value.to_string()))
                     })
                     .collect(),
-            };
-            return CpGroup::Factor(factor);
+            });
         }
     }
-    CpGroup::Params(fields)
+    CpGroup::Params(
+        fields
+            .iter()
+            .map(|f| (f.key.to_string(), f.value.to_string()))
+            .collect(),
+    )
 }
 
 /// Pieces of `bytes` between separators, with the offset of each piece.
