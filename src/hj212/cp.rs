@@ -225,13 +225,11 @@ impl<'a> Iterator for GroupValues<'a> {
 
     fn next(&mut self) -> Option<FactorValue<'a>> {
         match self {
-            GroupValues::Factor(factor, fields) => {
-                fields.next().map(|(kind, value)| FactorValue {
-                    code: &factor.code,
-                    kind: kind.clone(),
-                    value,
-                })
-            }
+            GroupValues::Factor(factor, fields) => fields.next().map(|(kind, value)| FactorValue {
+                code: &factor.code,
+                kind: kind.clone(),
+                value,
+            }),
             GroupValues::Params(pairs) => pairs.find_map(|(key, value)| {
                 factor_key(key).map(|(code, kind)| FactorValue {
                     code,
@@ -260,28 +258,95 @@ fn is_reserved(byte: u8) -> bool {
 /// Parses the bytes between `CP=&&` and the closing `&&`; `offset` is where they start in the
 /// input, for error positions.
 ///
-/// Fields are read as slices of the input and only the strings a group keeps are allocated:
-/// a factor group allocates its code once and one string per value.
+/// One pass over the bytes finds the fields and notes what is wrong with each; fields are
+/// borrowed from the input and only the strings a group keeps are allocated: a factor group
+/// allocates its code once and one string per value.
 pub(crate) fn parse(body: &[u8], offset: usize) -> Result<CommandParams, DecodeError> {
     let area = Area::new(body, offset);
     let mut groups = Vec::with_capacity(body.iter().filter(|&&b| b == b';').count() + 1);
     // The fields of the group being read, reused from group to group.
     let mut fields: Vec<Field<'_>> = Vec::new();
-    for (group_start, group) in split_with_offsets(body, b';') {
-        for (field_start, field) in split_with_offsets(group, b',') {
-            if field.is_empty() {
-                // Tolerated: `a=1,,b=2` and a trailing `;` or `,` before `&&` occur in the wild.
-                continue;
-            }
-            let start = group_start + field_start;
-            fields.push(area.field(start, start + field.len())?);
+    let mut scan = FieldScan::at(0);
+    for (index, &byte) in body.iter().enumerate() {
+        if PLAIN[usize::from(byte)] {
+            continue;
         }
-        if !fields.is_empty() {
-            groups.push(classify(&fields));
-            fields.clear();
+        match byte {
+            b';' | b',' => {
+                // Empty fields are tolerated: `a=1,,b=2` and a trailing `;` or `,` before
+                // `&&` occur in the wild.
+                if index > scan.start {
+                    fields.push(area.field(&scan, index)?);
+                }
+                if byte == b';' && !fields.is_empty() {
+                    groups.push(classify(&fields));
+                    fields.clear();
+                }
+                scan = FieldScan::at(index + 1);
+            }
+            _ => scan.note(index, byte),
         }
     }
+    if body.len() > scan.start {
+        fields.push(area.field(&scan, body.len())?);
+    }
+    if !fields.is_empty() {
+        groups.push(classify(&fields));
+    }
     Ok(CommandParams { groups })
+}
+
+/// Printable ASCII that is neither a delimiter nor `-`: most bytes of a CP area, and nothing
+/// the pass needs to note, so it skips them with one lookup.
+const PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        plain[byte] = (byte as u8).is_ascii_graphic()
+            && !matches!(byte as u8, b';' | b',' | b'=' | b'&' | b'-');
+        byte += 1;
+    }
+    plain
+};
+
+/// What the pass has seen of the field it is in.
+struct FieldScan {
+    start: usize,
+    /// The first `=`, which ends the key.
+    eq: Option<usize>,
+    /// The first `-` of the key, which splits a factor key into code and kind.
+    dash: Option<usize>,
+    /// False once the key has a byte that is not printable ASCII, or `&`.
+    key_printable: bool,
+    /// The first `&` or `=` after the key.
+    value_reserved: Option<usize>,
+}
+
+impl FieldScan {
+    fn at(start: usize) -> FieldScan {
+        FieldScan {
+            start,
+            eq: None,
+            dash: None,
+            key_printable: true,
+            value_reserved: None,
+        }
+    }
+
+    /// Takes in `byte`, found at `index`; `;` and `,` end the field and never come here.
+    fn note(&mut self, index: usize, byte: u8) {
+        if self.eq.is_none() {
+            match byte {
+                b'=' => self.eq = Some(index),
+                b'-' if self.dash.is_none() => self.dash = Some(index),
+                b'&' => self.key_printable = false,
+                _ if !byte.is_ascii_graphic() => self.key_printable = false,
+                _ => {}
+            }
+        } else if self.value_reserved.is_none() && is_reserved(byte) {
+            self.value_reserved = Some(index);
+        }
+    }
 }
 
 /// The CP area with its UTF-8 validity checked once. Loggers send ASCII, so values are
@@ -321,48 +386,45 @@ impl<'a> Area<'a> {
         std::str::from_utf8(&self.bytes[start..end]).map_err(|e| start + e.valid_up_to())
     }
 
-    /// Reads the non-empty field `bytes[start..end]`.
-    fn field(&self, start: usize, end: usize) -> Result<Field<'a>, DecodeError> {
+    /// The non-empty field `bytes[scan.start..end]`, checked in the order its parts are
+    /// written: `=`, key, value, factor key, flag.
+    fn field(&self, scan: &FieldScan, end: usize) -> Result<Field<'a>, DecodeError> {
+        let start = scan.start;
         let position = self.offset + start;
-        let bytes = &self.bytes[start..end];
-        let Some(eq) = bytes.iter().position(|&b| b == b'=') else {
+        let Some(eq) = scan.eq else {
             return Err(DecodeError::bad_field(
                 position,
-                String::from_utf8_lossy(bytes),
+                String::from_utf8_lossy(&self.bytes[start..end]),
                 "expected key=value",
             ));
         };
-        let key_bytes = &bytes[..eq];
-        let key_valid = !key_bytes.is_empty()
-            && key_bytes
-                .iter()
-                .all(|&b| b.is_ascii_graphic() && !is_reserved(b));
         // A key of printable ASCII is text; `text` cannot fail on it.
-        let key = match self.text(start, start + eq) {
-            Ok(key) if key_valid => key,
+        let key = match self.text(start, eq) {
+            Ok(key) if eq > start && scan.key_printable => key,
             _ => {
                 return Err(DecodeError::bad_field(
                     position,
-                    String::from_utf8_lossy(key_bytes),
+                    String::from_utf8_lossy(&self.bytes[start..eq]),
                     "key must be printable ASCII without `&` and not empty",
                 ))
             }
         };
-        let value_start = start + eq + 1;
-        if let Some(bad) = bytes[eq + 1..].iter().position(|&b| is_reserved(b)) {
+        if let Some(bad) = scan.value_reserved {
             return Err(DecodeError::bad_field(
-                self.offset + value_start + bad,
+                self.offset + bad,
                 key,
                 format!(
                     "value contains `{}`, which only delimits fields",
-                    char::from(bytes[eq + 1 + bad])
+                    char::from(self.bytes[bad])
                 ),
             ));
         }
-        let value = self.text(value_start, end).map_err(|bad| {
-            DecodeError::bad_field(self.offset + bad, key, "value is not UTF-8")
-        })?;
-        let factor = factor_key(key);
+        let value = self
+            .text(eq + 1, end)
+            .map_err(|bad| DecodeError::bad_field(self.offset + bad, key, "value is not UTF-8"))?;
+        let factor = scan
+            .dash
+            .map(|dash| (&key[..dash - start], &key[dash - start + 1..]));
         if let Some((code, kind)) = factor {
             if code.is_empty() || kind.is_empty() {
                 return Err(DecodeError::bad_field(
@@ -373,7 +435,7 @@ impl<'a> Area<'a> {
             }
             if kind == "Flag" && value.parse::<Flag>().is_err() {
                 return Err(DecodeError::bad_field(
-                    self.offset + value_start,
+                    self.offset + eq + 1,
                     key,
                     format!("data flag {value:?} is not one of N, T, S, C, M, D, F, B"),
                 ));
@@ -413,16 +475,6 @@ fn classify(fields: &[Field<'_>]) -> CpGroup {
             .map(|f| (f.key.to_string(), f.value.to_string()))
             .collect(),
     )
-}
-
-/// Pieces of `bytes` between separators, with the offset of each piece.
-fn split_with_offsets(bytes: &[u8], separator: u8) -> impl Iterator<Item = (usize, &[u8])> {
-    let mut start = 0;
-    bytes.split(move |&b| b == separator).map(move |piece| {
-        let at = start;
-        start += piece.len() + 1;
-        (at, piece)
-    })
 }
 
 /// Appends the groups, `;`-separated, validating every key and value.
@@ -640,5 +692,72 @@ mod tests {
             write_str(&cp),
             Err(EncodeError::InvalidValue { .. })
         ));
+    }
+
+    #[test]
+    fn empty_fields_and_mixed_groups_keep_their_values() {
+        let cp = parse_str(",DataTime=20260101120000,;a21026-Rtd=1.5,,a21026-Flag=N,;;05-Rtd=6.8,S05-Flag=N,Note=;")
+            .expect("tolerated");
+        assert_eq!(
+            cp.groups,
+            vec![
+                CpGroup::DataTime("20260101120000".into()),
+                CpGroup::Factor(
+                    Factor::new("a21026")
+                        .with(FieldKind::Rtd, "1.5")
+                        .with_flag(Flag::N)
+                ),
+                CpGroup::Params(vec![
+                    ("05-Rtd".into(), "6.8".into()),
+                    ("S05-Flag".into(), "N".into()),
+                    ("Note".into(), String::new()),
+                ]),
+            ]
+        );
+        // A factor field after a plain one makes the group mixed, kept in wire order.
+        let cp = parse_str("QnRtn=1,a21026-Rtd=2").expect("valid CP");
+        assert_eq!(
+            cp.groups,
+            vec![CpGroup::Params(vec![
+                ("QnRtn".into(), "1".into()),
+                ("a21026-Rtd".into(), "2".into()),
+            ])]
+        );
+        // Only the first `-` splits: code `a`, kind `b-Rtd`, kept as an unknown kind.
+        let cp = parse_str("a-b-Rtd=3").expect("valid CP");
+        assert_eq!(
+            cp.groups,
+            vec![CpGroup::Factor(
+                Factor::new("a").with(FieldKind::Other("b-Rtd".into()), "3")
+            )]
+        );
+    }
+
+    #[test]
+    fn non_ascii_values_and_their_errors() {
+        // "Info=中文" is ASCII up to byte 5, then two 3-byte characters.
+        let cp = parse_str("Info=中文;a01012-Rtd=1").expect("UTF-8 value");
+        assert_eq!(cp.param("Info"), Some("中文"));
+        // In "a=1;b=\xff", the bad byte is at 6; with offset 100, at 106.
+        let err = parse(b"a=1;b=\xff", 100).expect_err("not UTF-8");
+        assert_eq!(err.position, 106);
+        // The first bad field wins: `x` (no `=`) at byte 4 comes before the bad byte at 8.
+        let err = parse(b"a=1;x;b=\xff", 0).expect_err("no =");
+        assert_eq!(err.position, 4);
+        // A second `=` belongs to the value: in "a=1;b=2=3" it is byte 7.
+        let err = parse_str("a=1;b=2=3").expect_err("= in value");
+        assert_eq!(err.position, 7);
+        // A space in a key: the field starting at byte 4 is refused.
+        let err = parse_str("a=1;b c=2").expect_err("space in key");
+        assert_eq!(err.position, 4);
+        // An empty key: "=1" at byte 0.
+        let err = parse_str("=1").expect_err("empty key");
+        assert_eq!(err.position, 0);
+        // A non-ASCII byte in a key: the field starting at byte 4.
+        let err = parse(b"a=1;\xe4=2", 0).expect_err("non-ASCII key");
+        assert_eq!(err.position, 4);
+        // An empty kind: "a21026-=1" is refused at its start.
+        let err = parse_str("a21026-=1").expect_err("empty kind");
+        assert_eq!(err.position, 0);
     }
 }
