@@ -184,7 +184,9 @@ impl Framer {
 
 /// Where `##` starts in `haystack`.
 fn find_header(haystack: &[u8]) -> Option<usize> {
-    haystack.windows(2).position(|w| w[0] == b'#' && w[1] == b'#')
+    haystack
+        .windows(2)
+        .position(|w| w[0] == b'#' && w[1] == b'#')
 }
 
 #[cfg(test)]

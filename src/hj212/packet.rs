@@ -395,7 +395,11 @@ fn header_field<'a>(
         }
     };
     if slot.is_some() {
-        return Err(DecodeError::bad_field(position, key_text(), "appears twice"));
+        return Err(DecodeError::bad_field(
+            position,
+            key_text(),
+            "appears twice",
+        ));
     }
     let value_position = position + eq + 1;
     if let Some(bad) = value.iter().position(|&b| b == b'=' || b == b'&') {

@@ -81,8 +81,12 @@ fn date_time_of(digits: &[u8], millis: u32) -> Option<NaiveDateTime> {
         60 => (59, 1_000_000_000),
         second => (second, 0),
     };
-    let time =
-        NaiveTime::from_hms_nano_opt(field(8..10)?, field(10..12)?, second, leap + millis * 1_000_000)?;
+    let time = NaiveTime::from_hms_nano_opt(
+        field(8..10)?,
+        field(10..12)?,
+        second,
+        leap + millis * 1_000_000,
+    )?;
     Some(date.and_time(time))
 }
 
@@ -179,6 +183,9 @@ mod tests {
             .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_250_000_000));
         assert_eq!(leap.map(format_qn).as_deref(), Some("20161231235960250"));
         let early = NaiveDate::from_ymd_opt(999, 1, 2).and_then(|d| d.and_hms_opt(3, 4, 5));
-        assert_eq!(early.map(format_data_time).as_deref(), Some("09990102030405"));
+        assert_eq!(
+            early.map(format_data_time).as_deref(),
+            Some("09990102030405")
+        );
     }
 }
