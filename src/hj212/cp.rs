@@ -199,155 +199,282 @@ impl CommandParams {
     /// Every `CODE-Kind=value` in wire order, including those inside mixed groups, so a
     /// collector misses nothing a logger sent.
     pub fn values(&self) -> impl Iterator<Item = FactorValue<'_>> {
-        self.groups
-            .iter()
-            .flat_map(|group| -> Box<dyn Iterator<Item = FactorValue<'_>> + '_> {
-                match group {
-                    CpGroup::DataTime(_) => Box::new(std::iter::empty()),
-                    CpGroup::Factor(factor) => {
-                        Box::new(factor.fields.iter().map(move |(kind, value)| FactorValue {
-                            code: &factor.code,
-                            kind: kind.clone(),
-                            value,
-                        }))
-                    }
-                    CpGroup::Params(pairs) => Box::new(pairs.iter().filter_map(|(key, value)| {
-                        factor_key(key).map(|(code, kind)| FactorValue {
-                            code,
-                            kind: FieldKind::parse(kind),
-                            value,
-                        })
-                    })),
-                }
-            })
+        self.groups.iter().flat_map(GroupValues::of)
     }
 }
 
-/// Splits `a21026-Rtd` into code and kind; plain keys have no `-`.
+/// The factor values of one group, without boxing an iterator per group.
+enum GroupValues<'a> {
+    Factor(&'a Factor, std::slice::Iter<'a, (FieldKind, String)>),
+    Params(std::slice::Iter<'a, (String, String)>),
+    None,
+}
+
+impl<'a> GroupValues<'a> {
+    fn of(group: &'a CpGroup) -> GroupValues<'a> {
+        match group {
+            CpGroup::DataTime(_) => GroupValues::None,
+            CpGroup::Factor(factor) => GroupValues::Factor(factor, factor.fields.iter()),
+            CpGroup::Params(pairs) => GroupValues::Params(pairs.iter()),
+        }
+    }
+}
+
+impl<'a> Iterator for GroupValues<'a> {
+    type Item = FactorValue<'a>;
+
+    fn next(&mut self) -> Option<FactorValue<'a>> {
+        match self {
+            GroupValues::Factor(factor, fields) => fields.next().map(|(kind, value)| FactorValue {
+                code: &factor.code,
+                kind: kind.clone(),
+                value,
+            }),
+            GroupValues::Params(pairs) => pairs.find_map(|(key, value)| {
+                factor_key(key).map(|(code, kind)| FactorValue {
+                    code,
+                    kind: FieldKind::parse(kind),
+                    value,
+                })
+            }),
+            GroupValues::None => None,
+        }
+    }
+}
+
+/// Splits `a21026-Rtd` into code and kind at the first `-`; plain keys have none.
 fn factor_key(key: &str) -> Option<(&str, &str)> {
-    key.split_once('-')
+    let dash = key.bytes().position(|b| b == b'-')?;
+    Some((&key[..dash], &key[dash + 1..]))
 }
 
 /// Bytes that structure the packet and so may not appear inside a value.
 const RESERVED: &[u8] = b";,&=";
 
+fn is_reserved(byte: u8) -> bool {
+    RESERVED.contains(&byte)
+}
+
 /// Parses the bytes between `CP=&&` and the closing `&&`; `offset` is where they start in the
 /// input, for error positions.
+///
+/// One pass over the bytes finds the fields and notes what is wrong with each; fields are
+/// borrowed from the input and only the strings a group keeps are allocated: a factor group
+/// allocates its code once and one string per value.
 pub(crate) fn parse(body: &[u8], offset: usize) -> Result<CommandParams, DecodeError> {
-    let mut groups = Vec::new();
-    for (group_start, group) in split_with_offsets(body, b';') {
-        let mut fields = Vec::new();
-        for (field_start, field) in split_with_offsets(group, b',') {
-            if field.is_empty() {
-                // Tolerated: `a=1,,b=2` and a trailing `;` or `,` before `&&` occur in the wild.
-                continue;
+    let area = Area::new(body, offset);
+    let mut groups = Vec::with_capacity(body.iter().filter(|&&b| b == b';').count() + 1);
+    // The fields of the group being read, reused from group to group.
+    let mut fields: Vec<Field<'_>> = Vec::new();
+    let mut scan = FieldScan::at(0);
+    for (index, &byte) in body.iter().enumerate() {
+        if PLAIN[usize::from(byte)] {
+            continue;
+        }
+        match byte {
+            b';' | b',' => {
+                // Empty fields are tolerated: `a=1,,b=2` and a trailing `;` or `,` before
+                // `&&` occur in the wild.
+                if index > scan.start {
+                    fields.push(area.field(&scan, index)?);
+                }
+                if byte == b';' && !fields.is_empty() {
+                    groups.push(classify(&fields));
+                    fields.clear();
+                }
+                scan = FieldScan::at(index + 1);
             }
-            fields.push(parse_field(field, offset + group_start + field_start)?);
+            _ => scan.note(index, byte),
         }
-        if !fields.is_empty() {
-            groups.push(classify(fields));
-        }
+    }
+    if body.len() > scan.start {
+        fields.push(area.field(&scan, body.len())?);
+    }
+    if !fields.is_empty() {
+        groups.push(classify(&fields));
     }
     Ok(CommandParams { groups })
 }
 
-fn parse_field(field: &[u8], position: usize) -> Result<(String, String), DecodeError> {
-    let Some(eq) = field.iter().position(|&b| b == b'=') else {
-        return Err(DecodeError::bad_field(
-            position,
-            String::from_utf8_lossy(field),
-            "expected key=value",
-        ));
-    };
-    let (key, value) = (&field[..eq], &field[eq + 1..]);
-    let key = std::str::from_utf8(key)
-        .ok()
-        .filter(|k| {
-            !k.is_empty()
-                && k.bytes()
-                    .all(|b| b.is_ascii_graphic() && !RESERVED.contains(&b))
-        })
-        .ok_or_else(|| {
-            DecodeError::bad_field(
-                position,
-                String::from_utf8_lossy(key),
-                "key must be printable ASCII without `&` and not empty",
-            )
-        })?;
-    let value_position = position + eq + 1;
-    if let Some(bad) = value.iter().position(|b| RESERVED.contains(b)) {
-        return Err(DecodeError::bad_field(
-            value_position + bad,
-            key,
-            format!(
-                "value contains `{}`, which only delimits fields",
-                value[bad] as char
-            ),
-        ));
+/// Printable ASCII that is neither a delimiter nor `-`: most bytes of a CP area, and nothing
+/// the pass needs to note, so it skips them with one lookup.
+const PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        plain[byte] = (byte as u8).is_ascii_graphic()
+            && !matches!(byte as u8, b';' | b',' | b'=' | b'&' | b'-');
+        byte += 1;
     }
-    let value = std::str::from_utf8(value)
-        .map_err(|e| {
-            DecodeError::bad_field(value_position + e.valid_up_to(), key, "value is not UTF-8")
-        })?
-        .to_string();
-    if let Some((code, kind)) = factor_key(key) {
-        if code.is_empty() || kind.is_empty() {
-            return Err(DecodeError::bad_field(
-                position,
-                key,
-                "factor field must be CODE-Kind",
-            ));
-        }
-        if kind == "Flag" && value.parse::<Flag>().is_err() {
-            return Err(DecodeError::bad_field(
-                value_position,
-                key,
-                format!("data flag {value:?} is not one of N, T, S, C, M, D, F, B"),
-            ));
+    plain
+};
+
+/// What the pass has seen of the field it is in.
+struct FieldScan {
+    start: usize,
+    /// The first `=`, which ends the key.
+    eq: Option<usize>,
+    /// The first `-` of the key, which splits a factor key into code and kind.
+    dash: Option<usize>,
+    /// False once the key has a byte that is not printable ASCII, or `&`.
+    key_printable: bool,
+    /// The first `&` or `=` after the key.
+    value_reserved: Option<usize>,
+}
+
+impl FieldScan {
+    fn at(start: usize) -> FieldScan {
+        FieldScan {
+            start,
+            eq: None,
+            dash: None,
+            key_printable: true,
+            value_reserved: None,
         }
     }
-    Ok((key.to_string(), value))
+
+    /// Takes in `byte`, found at `index`; `;` and `,` end the field and never come here.
+    fn note(&mut self, index: usize, byte: u8) {
+        if self.eq.is_none() {
+            match byte {
+                b'=' => self.eq = Some(index),
+                b'-' if self.dash.is_none() => self.dash = Some(index),
+                b'&' => self.key_printable = false,
+                _ if !byte.is_ascii_graphic() => self.key_printable = false,
+                _ => {}
+            }
+        } else if self.value_reserved.is_none() && is_reserved(byte) {
+            self.value_reserved = Some(index);
+        }
+    }
+}
+
+/// The CP area with its UTF-8 validity checked once. Loggers send ASCII, so values are
+/// sliced from the checked text; only an area with a bad sequence is checked value by value,
+/// which finds the first bad value in wire order and the byte where it goes wrong.
+struct Area<'a> {
+    bytes: &'a [u8],
+    text: Option<&'a str>,
+    /// Input position of `bytes[0]`.
+    offset: usize,
+}
+
+/// One `key=value` of a group, borrowed from the input.
+struct Field<'a> {
+    key: &'a str,
+    /// `(code, kind)` of a `CODE-Kind` key.
+    factor: Option<(&'a str, &'a str)>,
+    value: &'a str,
+}
+
+impl<'a> Area<'a> {
+    fn new(bytes: &'a [u8], offset: usize) -> Area<'a> {
+        Area {
+            bytes,
+            text: std::str::from_utf8(bytes).ok(),
+            offset,
+        }
+    }
+
+    /// `bytes[start..end]` as text, or the index of its first byte that is not UTF-8.
+    fn text(&self, start: usize, end: usize) -> Result<&'a str, usize> {
+        // Slices start and end at ASCII delimiters, so `get` only fails on an area that is
+        // not text.
+        if let Some(text) = self.text.and_then(|text| text.get(start..end)) {
+            return Ok(text);
+        }
+        std::str::from_utf8(&self.bytes[start..end]).map_err(|e| start + e.valid_up_to())
+    }
+
+    /// The non-empty field `bytes[scan.start..end]`, checked in the order its parts are
+    /// written: `=`, key, value, factor key, flag.
+    fn field(&self, scan: &FieldScan, end: usize) -> Result<Field<'a>, DecodeError> {
+        let start = scan.start;
+        let position = self.offset + start;
+        let Some(eq) = scan.eq else {
+            return Err(DecodeError::bad_field(
+                position,
+                String::from_utf8_lossy(&self.bytes[start..end]),
+                "expected key=value",
+            ));
+        };
+        // A key of printable ASCII is text; `text` cannot fail on it.
+        let key = match self.text(start, eq) {
+            Ok(key) if eq > start && scan.key_printable => key,
+            _ => {
+                return Err(DecodeError::bad_field(
+                    position,
+                    String::from_utf8_lossy(&self.bytes[start..eq]),
+                    "key must be printable ASCII without `&` and not empty",
+                ))
+            }
+        };
+        if let Some(bad) = scan.value_reserved {
+            return Err(DecodeError::bad_field(
+                self.offset + bad,
+                key,
+                format!(
+                    "value contains `{}`, which only delimits fields",
+                    char::from(self.bytes[bad])
+                ),
+            ));
+        }
+        let value = self
+            .text(eq + 1, end)
+            .map_err(|bad| DecodeError::bad_field(self.offset + bad, key, "value is not UTF-8"))?;
+        let factor = scan
+            .dash
+            .map(|dash| (&key[..dash - start], &key[dash - start + 1..]));
+        if let Some((code, kind)) = factor {
+            if code.is_empty() || kind.is_empty() {
+                return Err(DecodeError::bad_field(
+                    position,
+                    key,
+                    "factor field must be CODE-Kind",
+                ));
+            }
+            if kind == "Flag" && value.parse::<Flag>().is_err() {
+                return Err(DecodeError::bad_field(
+                    self.offset + eq + 1,
+                    key,
+                    format!("data flag {value:?} is not one of N, T, S, C, M, D, F, B"),
+                ));
+            }
+        }
+        Ok(Field { key, factor, value })
+    }
 }
 
 /// Picks the most specific representation that re-encodes to the same text.
-fn classify(fields: Vec<(String, String)>) -> CpGroup {
-    if let [(key, value)] = fields.as_slice() {
-        if key == "DataTime" {
-            return CpGroup::DataTime(value.clone());
+fn classify(fields: &[Field<'_>]) -> CpGroup {
+    if let [only] = fields {
+        if only.key == "DataTime" {
+            return CpGroup::DataTime(only.value.to_string());
         }
     }
-    let first_code = fields
-        .first()
-        .and_then(|(k, _)| factor_key(k))
-        .map(|(c, _)| c);
-    if let Some(code) = first_code {
+    if let Some((code, _)) = fields.first().and_then(|f| f.factor) {
         let same_code = fields
             .iter()
-            .all(|(k, _)| factor_key(k).is_some_and(|(c, _)| c == code));
+            .all(|f| f.factor.is_some_and(|(c, _)| c == code));
         if same_code {
-            let factor = Factor {
+            return CpGroup::Factor(Factor {
                 code: code.to_string(),
                 fields: fields
                     .iter()
-                    .filter_map(|(k, v)| {
-                        factor_key(k).map(|(_, kind)| (FieldKind::parse(kind), v.clone()))
+                    .filter_map(|f| {
+                        f.factor
+                            .map(|(_, kind)| (FieldKind::parse(kind), f.value.to_string()))
                     })
                     .collect(),
-            };
-            return CpGroup::Factor(factor);
+            });
         }
     }
-    CpGroup::Params(fields)
-}
-
-/// Pieces of `bytes` between separators, with the offset of each piece.
-fn split_with_offsets(bytes: &[u8], separator: u8) -> impl Iterator<Item = (usize, &[u8])> {
-    let mut start = 0;
-    bytes.split(move |&b| b == separator).map(move |piece| {
-        let at = start;
-        start += piece.len() + 1;
-        (at, piece)
-    })
+    CpGroup::Params(
+        fields
+            .iter()
+            .map(|f| (f.key.to_string(), f.value.to_string()))
+            .collect(),
+    )
 }
 
 /// Appends the groups, `;`-separated, validating every key and value.
@@ -565,5 +692,72 @@ mod tests {
             write_str(&cp),
             Err(EncodeError::InvalidValue { .. })
         ));
+    }
+
+    #[test]
+    fn empty_fields_and_mixed_groups_keep_their_values() {
+        let cp = parse_str(",DataTime=20260101120000,;a21026-Rtd=1.5,,a21026-Flag=N,;;05-Rtd=6.8,S05-Flag=N,Note=;")
+            .expect("tolerated");
+        assert_eq!(
+            cp.groups,
+            vec![
+                CpGroup::DataTime("20260101120000".into()),
+                CpGroup::Factor(
+                    Factor::new("a21026")
+                        .with(FieldKind::Rtd, "1.5")
+                        .with_flag(Flag::N)
+                ),
+                CpGroup::Params(vec![
+                    ("05-Rtd".into(), "6.8".into()),
+                    ("S05-Flag".into(), "N".into()),
+                    ("Note".into(), String::new()),
+                ]),
+            ]
+        );
+        // A factor field after a plain one makes the group mixed, kept in wire order.
+        let cp = parse_str("QnRtn=1,a21026-Rtd=2").expect("valid CP");
+        assert_eq!(
+            cp.groups,
+            vec![CpGroup::Params(vec![
+                ("QnRtn".into(), "1".into()),
+                ("a21026-Rtd".into(), "2".into()),
+            ])]
+        );
+        // Only the first `-` splits: code `a`, kind `b-Rtd`, kept as an unknown kind.
+        let cp = parse_str("a-b-Rtd=3").expect("valid CP");
+        assert_eq!(
+            cp.groups,
+            vec![CpGroup::Factor(
+                Factor::new("a").with(FieldKind::Other("b-Rtd".into()), "3")
+            )]
+        );
+    }
+
+    #[test]
+    fn non_ascii_values_and_their_errors() {
+        // "Info=中文" is ASCII up to byte 5, then two 3-byte characters.
+        let cp = parse_str("Info=中文;a01012-Rtd=1").expect("UTF-8 value");
+        assert_eq!(cp.param("Info"), Some("中文"));
+        // In "a=1;b=\xff", the bad byte is at 6; with offset 100, at 106.
+        let err = parse(b"a=1;b=\xff", 100).expect_err("not UTF-8");
+        assert_eq!(err.position, 106);
+        // The first bad field wins: `x` (no `=`) at byte 4 comes before the bad byte at 8.
+        let err = parse(b"a=1;x;b=\xff", 0).expect_err("no =");
+        assert_eq!(err.position, 4);
+        // A second `=` belongs to the value: in "a=1;b=2=3" it is byte 7.
+        let err = parse_str("a=1;b=2=3").expect_err("= in value");
+        assert_eq!(err.position, 7);
+        // A space in a key: the field starting at byte 4 is refused.
+        let err = parse_str("a=1;b c=2").expect_err("space in key");
+        assert_eq!(err.position, 4);
+        // An empty key: "=1" at byte 0.
+        let err = parse_str("=1").expect_err("empty key");
+        assert_eq!(err.position, 0);
+        // A non-ASCII byte in a key: the field starting at byte 4.
+        let err = parse(b"a=1;\xe4=2", 0).expect_err("non-ASCII key");
+        assert_eq!(err.position, 4);
+        // An empty kind: "a21026-=1" is refused at its start.
+        let err = parse_str("a21026-=1").expect_err("empty kind");
+        assert_eq!(err.position, 0);
     }
 }

@@ -84,7 +84,7 @@ impl Framer {
     /// returns `None` after each `push`.
     pub fn next_packet(&mut self) -> Option<Result<Frame, FrameError>> {
         loop {
-            match find(&self.buf, b"##") {
+            match find_header(&self.buf) {
                 Some(start) => self.drop_front(start, true),
                 None => {
                     // A trailing `#` may be the first half of the next header.
@@ -134,7 +134,7 @@ impl Framer {
             Err(error) => {
                 // A packet cut short shows the next `##` inside its window: report the cut
                 // packet as what it is and resume at the next one.
-                let cut = find(&self.buf[2..frame_len], b"##").map(|i| i + 2);
+                let cut = find_header(&self.buf[2..frame_len]).map(|i| i + 2);
                 let (end, mut error) = match cut {
                     Some(end) => (
                         end,
@@ -182,8 +182,11 @@ impl Framer {
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
+/// Where `##` starts in `haystack`.
+fn find_header(haystack: &[u8]) -> Option<usize> {
+    haystack
+        .windows(2)
+        .position(|w| w[0] == b'#' && w[1] == b'#')
 }
 
 #[cfg(test)]

@@ -261,17 +261,18 @@ pub fn decode_with_limit(input: &[u8], max_data_len: usize) -> Result<Packet, De
     parse_data_segment(data, data_start)
 }
 
-/// Header values as found, with the position of each value for later errors.
+/// Header values as found, borrowed from the input, with the position of each value for
+/// later errors. Only QN, PW and MN become strings of the packet.
 #[derive(Default)]
-struct Header {
-    qn: Option<(String, usize)>,
-    st: Option<(String, usize)>,
-    cn: Option<(String, usize)>,
-    pw: Option<(String, usize)>,
-    mn: Option<(String, usize)>,
-    flag: Option<(String, usize)>,
-    pnum: Option<(String, usize)>,
-    pno: Option<(String, usize)>,
+struct Header<'a> {
+    qn: Option<(&'a str, usize)>,
+    st: Option<(&'a str, usize)>,
+    cn: Option<(&'a str, usize)>,
+    pw: Option<(&'a str, usize)>,
+    mn: Option<(&'a str, usize)>,
+    flag: Option<(&'a str, usize)>,
+    pnum: Option<(&'a str, usize)>,
+    pno: Option<(&'a str, usize)>,
 }
 
 fn parse_data_segment(data: &[u8], offset: usize) -> Result<Packet, DecodeError> {
@@ -314,7 +315,7 @@ fn parse_data_segment(data: &[u8], offset: usize) -> Result<Packet, DecodeError>
         cp_position,
         DecodeErrorKind::MissingField("ST"),
     ))?;
-    let st = digits(&st, 2, 2)
+    let st = digits(st, 2, 2)
         .and_then(|n| u8::try_from(n).ok())
         .map(SystemCode::from_code)
         .ok_or_else(|| {
@@ -324,16 +325,16 @@ fn parse_data_segment(data: &[u8], offset: usize) -> Result<Packet, DecodeError>
         cp_position,
         DecodeErrorKind::MissingField("CN"),
     ))?;
-    let cn = digits(&cn_text, 4, 4)
+    let cn = digits(cn_text, 4, 4)
         .and_then(|n| u16::try_from(n).ok())
         .map(CommandCode::from_code)
         .ok_or(DecodeError::at(
             cn_pos,
-            DecodeErrorKind::UnknownCommand(cn_text),
+            DecodeErrorKind::UnknownCommand(cn_text.to_string()),
         ))?;
     let flag = match header.flag {
         Some((text, pos)) => Some(
-            digits(&text, 1, 3)
+            digits(text, 1, 3)
                 .and_then(|n| u8::try_from(n).ok())
                 .map(PacketFlag::from_bits)
                 .ok_or_else(|| {
@@ -342,18 +343,18 @@ fn parse_data_segment(data: &[u8], offset: usize) -> Result<Packet, DecodeError>
         ),
         None => None,
     };
-    let part_number = |field: Option<(String, usize)>, name: &'static str| match field {
-        Some((text, pos)) => digits(&text, 1, 4).map(Some).ok_or_else(|| {
+    let part_number = |field: Option<(&str, usize)>, name: &'static str| match field {
+        Some((text, pos)) => digits(text, 1, 4).map(Some).ok_or_else(|| {
             DecodeError::bad_field(pos, name, format!("{text:?} is not a number of 1–4 digits"))
         }),
         None => Ok(None),
     };
     Ok(Packet {
-        qn: header.qn.map(|(v, _)| v),
+        qn: header.qn.map(|(v, _)| v.to_string()),
         st,
         cn,
-        pw: header.pw.map(|(v, _)| v),
-        mn: header.mn.map(|(v, _)| v),
+        pw: header.pw.map(|(v, _)| v.to_string()),
+        mn: header.mn.map(|(v, _)| v.to_string()),
         flag,
         pnum: part_number(header.pnum, "PNUM")?,
         pno: part_number(header.pno, "PNO")?,
@@ -361,7 +362,11 @@ fn parse_data_segment(data: &[u8], offset: usize) -> Result<Packet, DecodeError>
     })
 }
 
-fn header_field(header: &mut Header, field: &[u8], position: usize) -> Result<(), DecodeError> {
+fn header_field<'a>(
+    header: &mut Header<'a>,
+    field: &'a [u8],
+    position: usize,
+) -> Result<(), DecodeError> {
     let Some(eq) = field.iter().position(|&b| b == b'=') else {
         return Err(DecodeError::bad_field(
             position,
@@ -370,7 +375,8 @@ fn header_field(header: &mut Header, field: &[u8], position: usize) -> Result<()
         ));
     };
     let (key, value) = (&field[..eq], &field[eq + 1..]);
-    let key_text = String::from_utf8_lossy(key).into_owned();
+    // For errors only: the key as the technician wrote it.
+    let key_text = || String::from_utf8_lossy(key).into_owned();
     let slot = match key {
         b"QN" => &mut header.qn,
         b"ST" => &mut header.st,
@@ -383,30 +389,34 @@ fn header_field(header: &mut Header, field: &[u8], position: usize) -> Result<()
         _ => {
             return Err(DecodeError::bad_field(
                 position,
-                key_text,
+                key_text(),
                 "not a header field (QN, ST, CN, PW, MN, Flag, PNUM, PNO, then CP)",
             ))
         }
     };
     if slot.is_some() {
-        return Err(DecodeError::bad_field(position, key_text, "appears twice"));
+        return Err(DecodeError::bad_field(
+            position,
+            key_text(),
+            "appears twice",
+        ));
     }
     let value_position = position + eq + 1;
     if let Some(bad) = value.iter().position(|&b| b == b'=' || b == b'&') {
         return Err(DecodeError::bad_field(
             value_position + bad,
-            key_text,
+            key_text(),
             format!("value contains `{}`", char::from(value[bad])),
         ));
     }
     let value = std::str::from_utf8(value).map_err(|e| {
         DecodeError::bad_field(
             value_position + e.valid_up_to(),
-            key_text.clone(),
+            key_text(),
             "value is not UTF-8",
         )
     })?;
-    *slot = Some((value.to_string(), value_position));
+    *slot = Some((value, value_position));
     Ok(())
 }
 

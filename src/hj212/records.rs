@@ -156,8 +156,14 @@ pub fn records_of(
 
     // One group per factor is the usual layout, so this rarely grows.
     let mut records: Vec<Record> = Vec::with_capacity(packet.cp.groups.len());
+    // The fields of a factor group share one code string: look its record up once.
+    let mut last: Option<(&str, usize)> = None;
     for value in packet.cp.values() {
-        let index = match records.iter().position(|r| &*r.channel == value.code) {
+        let known = match last {
+            Some((code, index)) if std::ptr::eq(code, value.code) => Some(index),
+            _ => records.iter().position(|r| &*r.channel == value.code),
+        };
+        let index = match known {
             Some(index) => index,
             None => {
                 let quantity = codes::quantity_of(value.code).map(|(q, _)| q);
@@ -176,6 +182,7 @@ pub fn records_of(
                 records.len() - 1
             }
         };
+        last = Some((value.code, index));
         let record = &mut records[index];
         let number = || -> Result<f64, RecordsError> {
             value
