@@ -3,11 +3,11 @@
 //! ack, as real loggers do. Every ack follows the commit of its 6 records. History pulls are
 //! off, so the figures are the upload path alone.
 //!
-//! On 2 cores shared with other work: about 150,000 uploads/s (6.7 µs each) framed, decoded
-//! and converted on one core; about 5,000 packets/s (30,000 records/s) over loopback with the store on
-//! disk, about 12,000 with it in memory. With the file store the limit is the WAL volume:
-//! 1000 loggers × 6 factors are 6000 series, and each record dirties its own page of the
-//! series index.
+//! On 2 cores, the loggers sharing them with the listener: about 160,000 uploads/s (6.2 µs
+//! each) framed, decoded and converted on one core; 23,000–25,000 packets/s (about 145,000
+//! records/s) over loopback with the store on disk, 21,000–23,000 with it in memory. With
+//! the store led by series (before schema migration 3) the disk figure was about 5,000: 6000
+//! series written in turn put each record on a page of its own.
 
 use std::hint::black_box;
 use std::path::PathBuf;
