@@ -437,14 +437,18 @@ mod tests {
         assert_eq!(ok(store.cursor("influx")), 3, "cursor survives reopening");
     }
 
-    #[test]
-    fn prune_keeps_what_any_sink_still_needs_and_what_is_young() {
-        let dir = temp();
+    fn open_keeping_an_hour(dir: &tempfile::TempDir) -> Store {
         let options = StoreOptions {
             retention: Some(Duration::from_secs(3600)),
             ..StoreOptions::default()
         };
-        let mut store = open(&dir, options);
+        open(dir, options)
+    }
+
+    #[test]
+    fn prune_keeps_what_any_sink_still_needs_and_what_is_young() {
+        let dir = temp();
+        let mut store = open_keeping_an_hour(&dir);
         let now = T0 + 10 * HOUR;
         let records = vec![
             reading(now - 3 * HOUR, "s", "d", "so2", Quantity::SO2, 1.0), // seq 1, old
@@ -480,11 +484,7 @@ mod tests {
     #[test]
     fn prune_hands_latest_to_the_newest_reading_left() {
         let dir = temp();
-        let options = StoreOptions {
-            retention: Some(Duration::from_secs(3600)),
-            ..StoreOptions::default()
-        };
-        let mut store = open(&dir, options);
+        let mut store = open_keeping_an_hour(&dir);
         let now = T0 + 10 * HOUR;
         ok(store.append(&[
             reading(now - 3 * HOUR, "s", "d", "so2", Quantity::SO2, 1.0), // seq 1
@@ -544,11 +544,7 @@ mod tests {
     #[test]
     fn dead_letters_round_trip_newest_first_and_expire() {
         let dir = temp();
-        let options = StoreOptions {
-            retention: Some(Duration::from_secs(3600)),
-            ..StoreOptions::default()
-        };
-        let mut store = open(&dir, options);
+        let mut store = open_keeping_an_hour(&dir);
         let binary = [0xff_u8, 0x00, 0x23, 0x23, 0xfe];
         let old = Timestamp::from_millis(T0);
         let new = Timestamp::from_millis(T0 + 2 * HOUR);
