@@ -18,14 +18,15 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use cemsd::aggregate::UtcOffset;
-use cemsd::collect::hj212::{Device, Devices, Hj212Listener, ListenerConfig};
-use cemsd::hj212::{
-    encode, records_of, ChannelNames, CommandCode, CommandParams, Factor, FieldKind, Framer,
-    Packet, PacketFlag, SystemCode,
-};
+use cemsd::collect::hj212::records::{records_of, ChannelNames};
+use cemsd::collect::hj212::{Device, Devices, Hj212Listener};
+use cemsd::config::hj212_listener::ListenerConfig;
+use cemsd::config::secret::Secret;
+use cemsd::model::time::UtcOffset;
 use cemsd::model::{Flag, Timestamp};
-use cemsd::secret::Secret;
+use cemsd::protocol::hj212::{
+    encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
+};
 use cemsd::store::{Store, StoreOptions, StoreWriter, WriterOptions};
 
 const CONNECTIONS: usize = 1000;

@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+use cemsd::config::influx::Precision;
 use cemsd::model::{Quantity, Timestamp, Unit};
-use cemsd::sink::influx::{Encoder, Precision};
+use cemsd::sink::influx::Encoder;
 use cemsd::store::{Record, RecordKind, Store, StoreOptions};
 use influx_support::{fill_store, sink_config, RunningForwarder, VictoriaMetrics, Writer};
 

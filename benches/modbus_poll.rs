@@ -15,15 +15,15 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use cemsd::collect::device::DevicePoller;
-use cemsd::collect::link::ByteStream;
-use cemsd::collect::modbus::frame::Expected;
-use cemsd::collect::rtu::RtuLink;
-use cemsd::collect::serial::{open_port, timing_of};
+use cemsd::collect::modbus::device::DevicePoller;
+use cemsd::collect::modbus::link::ByteStream;
+use cemsd::collect::modbus::rtu::RtuLink;
+use cemsd::collect::modbus::serial::{open_port, timing_of};
+use cemsd::config::profile::ProfileSet;
 use cemsd::config::{self, Loaded};
+use cemsd::field::sim::{Scenario, Simulator};
 use cemsd::model::Timestamp;
-use cemsd::profile::ProfileSet;
-use cemsd::sim::{Scenario, Simulator};
+use cemsd::protocol::modbus::frame::Expected;
 use support::{Line, SimBus, WireSetup};
 
 /// The three analysers of the cycle: an SO2 analyser, a NOx analyser and a multi-gas one.

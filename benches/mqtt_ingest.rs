@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 
 use cemsd::collect::mqtt::MqttSource;
 use cemsd::config::{self, Loaded};
-use cemsd::live::Live;
+use cemsd::pipeline::live::Live;
 use cemsd::pipeline::{Delivery, Pipeline};
 use cemsd::process::Processor;
 use cemsd::store::{Store, StoreHandle, StoreOptions, StoreWriter, WriterOptions};

@@ -7,11 +7,12 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cemsd::aggregate::{Aggregate, Aggregator, UtcOffset};
+use cemsd::config::stack::{Limits, PlantStop, SourceType, StackParams};
+use cemsd::model::time::UtcOffset;
 use cemsd::model::{Basis, FlagSet, Quantity, Reading, Sample, Timestamp, Unit};
-use cemsd::normalise::Normaliser;
-use cemsd::quality::{ChannelSpec, Gap, Quality};
-use cemsd::stack::{Limits, PlantStop, SourceType, StackParams};
+use cemsd::process::aggregate::{Aggregate, Aggregator};
+use cemsd::process::normalise::Normaliser;
+use cemsd::process::quality::{ChannelSpec, Gap, Quality};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
 const STACKS: usize = 8;

@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
-use cemsd::capture::{CaptureReader, CaptureWriter, CapturedFrame};
 use cemsd::config;
-use cemsd::replay::synthetic::{SteppedClock, SyntheticBus};
-use cemsd::replay::Replayer;
-use cemsd::sim::{Scenario, Simulator};
+use cemsd::field::capture::{CaptureReader, CaptureWriter, CapturedFrame};
+use cemsd::field::replay::synthetic::{SteppedClock, SyntheticBus};
+use cemsd::field::replay::Replayer;
+use cemsd::field::sim::{Scenario, Simulator};
 
 /// 2026-03-01T00:00:00Z.
 const START_US: i64 = 1_772_323_200_000_000;

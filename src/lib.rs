@@ -1,32 +1,21 @@
 //! cemsd: continuous emissions monitoring daemon.
 //!
-//! Collectors read analysers and emit [`model::Sample`]s; normalisation, quality and
-//! aggregation turn them into readings a bureau accepts; the store keeps everything durable
-//! until every sink has taken it.
+//! Data flows one way through the modules, each layer depending only on those above it here:
+//! `model` (samples, records, time) → `config` (site schema, profiles, secrets) → `protocol`
+//! (Modbus and HJ 212 codecs) → `collect` (devices, brokers, loggers → one batch type) →
+//! `process` (HJ 75 normalisation, quality, aggregation) → `pipeline` (the only writer of
+//! ingested data) → `store` → `sink` (InfluxDB, HJ 212 uplinks); `report`, `field` (capture,
+//! replay, simulator) and `ops` (live board, HTTP, systemd) read from them; `app` wires it all.
 
-pub mod aggregate;
-pub mod capture;
-pub mod cli;
+pub mod app;
 pub mod collect;
 pub mod config;
-pub mod daemon;
-pub mod diagnostic;
-pub mod exceedance;
-pub mod fgd;
-pub mod hj212;
-pub mod live;
+pub mod field;
 pub mod model;
-pub mod normalise;
 pub mod ops;
 pub mod pipeline;
 pub mod process;
-pub mod profile;
-pub mod quality;
-pub mod replay;
+pub mod protocol;
 pub mod report;
-pub mod secret;
-pub mod sim;
 pub mod sink;
-pub mod stack;
 pub mod store;
-pub mod totals;

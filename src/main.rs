@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use cemsd::cli;
+use cemsd::app::cli;
 
 #[derive(Parser)]
 #[command(
@@ -84,7 +84,7 @@ enum Command {
         store: Option<PathBuf>,
         /// Print the readings on stdout.
         #[arg(long, value_enum)]
-        output: Option<cemsd::replay::OutputFormat>,
+        output: Option<cemsd::field::replay::OutputFormat>,
         /// With --output: aggregates, gaps and exceedances too.
         #[arg(long)]
         all: bool,

@@ -5,10 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use cemsd::capture::import::{detect, find_frames, import, Format, ImportOptions, Imported};
-use cemsd::capture::pair::{pair, Answer};
-use cemsd::capture::{read_file, CapturedFrame, Direction};
-use cemsd::collect::modbus::frame::{crc16, crc_ok, frame_len, Direction as Wire, FrameLen};
+use cemsd::field::capture::import::{detect, find_frames, import, Format, ImportOptions, Imported};
+use cemsd::field::capture::pair::{pair, Answer};
+use cemsd::field::capture::{read_file, CapturedFrame, Direction};
+use cemsd::protocol::modbus::frame::{crc16, crc_ok, frame_len, Direction as Wire, FrameLen};
 use chrono::{FixedOffset, NaiveDate};
 use proptest::prelude::*;
 

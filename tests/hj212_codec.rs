@@ -6,11 +6,11 @@
 //! length 2..6, data 6..107 (QN= 6, ST= 27, CN= 33, PW= 41, MN= 51, Flag= 79, CP= 86,
 //! RtdInterval 91), CRC 107..111.
 
-use cemsd::hj212::{
+use cemsd::model::Flag;
+use cemsd::protocol::hj212::{
     crc16_hj212, decode, decode_with_limit, describe, encode, CommandCode, CommandParams,
     DecodeErrorKind, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
 };
-use cemsd::model::Flag;
 
 const EXAMPLE_DATA: &str = "QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&";
 const EXAMPLE: &str = "##0101QN=20160801085857223;ST=32;CN=1062;PW=100000;MN=010000A8900016F000169DC0;Flag=5;CP=&&RtdInterval=30&&1C80\r\n";

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use cemsd::hj212::{crc16_hj212, decode, encode, DecodeErrorKind, EncodeError, Packet};
+use cemsd::protocol::hj212::{crc16_hj212, decode, encode, DecodeErrorKind, EncodeError, Packet};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -179,8 +179,8 @@ fn check_round_trip(f: &Fixture, packet: &Packet) {
 
 #[test]
 fn tianhong_old_codes_map_to_quantities() {
-    use cemsd::hj212::codes::quantity_of;
     use cemsd::model::Quantity;
+    use cemsd::protocol::hj212::codes::quantity_of;
     let f = fixtures()
         .into_iter()
         .find(|f| f.name == "tianhong_data_segment_framed")
@@ -192,7 +192,10 @@ fn tianhong_old_codes_map_to_quantities() {
         .find(|factor| factor.code == "02")
         .expect("SO2 under its 2005 code");
     assert_eq!(so2.quantity(), Some(Quantity::SO2));
-    assert_eq!(so2.get(&cemsd::hj212::FieldKind::Cou), Some("000.0"));
+    assert_eq!(
+        so2.get(&cemsd::protocol::hj212::FieldKind::Cou),
+        Some("000.0")
+    );
     // The mixed group still yields its humidity flag.
     let humidity_flag = packet
         .cp

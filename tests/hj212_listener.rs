@@ -9,10 +9,10 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cemsd::hj212::{
+use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
+use cemsd::protocol::hj212::{
     encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
 };
-use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
 use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions};
 use ops_support::{eventually, free_port, metric, scrape, Daemon};
 

@@ -16,14 +16,15 @@ mod ops_support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cemsd::aggregate::UtcOffset;
 use cemsd::config;
-use cemsd::hj212::codes::code_2017;
-use cemsd::hj212::upload::{group_periods, period_packet, to_hj212_unit, to_wire};
-use cemsd::hj212::{SystemCode, UploadHeader};
-use cemsd::replay::synthetic::{SteppedClock, SyntheticBus};
-use cemsd::replay::Replayer;
-use cemsd::sim::{Scenario, Simulator};
+use cemsd::field::replay::synthetic::{SteppedClock, SyntheticBus};
+use cemsd::field::replay::Replayer;
+use cemsd::field::sim::{Scenario, Simulator};
+use cemsd::model::time::UtcOffset;
+use cemsd::protocol::hj212::codes::code_2017;
+use cemsd::protocol::hj212::SystemCode;
+use cemsd::sink::hj212::upload::UploadHeader;
+use cemsd::sink::hj212::upload::{group_periods, period_packet, to_hj212_unit, to_wire};
 use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions, Stored};
 use ops_support::{eventually, free_port, Daemon};
 

@@ -1,10 +1,10 @@
 //! Properties of the HJ 212 codec over generated packets and bytes.
 
-use cemsd::hj212::{
+use cemsd::model::Flag;
+use cemsd::protocol::hj212::{
     decode, encode, split, CommandCode, CommandParams, CpGroup, Factor, FieldKind, Framer, Packet,
     PacketFlag, Reassembler, SystemCode, MAX_DATA_LEN,
 };
-use cemsd::model::Flag;
 use proptest::prelude::*;
 
 /// Values: anything but the delimiters `; , & =` and control characters, some non-ASCII.
@@ -160,7 +160,7 @@ proptest! {
         if cut { wire.truncate(i) } else { wire[i] = byte }
         if let Ok(decoded) = decode(&wire) {
             // Whatever decodes must still be describable and, if valid, encodable.
-            let _ = cemsd::hj212::describe(&decoded);
+            let _ = cemsd::protocol::hj212::describe(&decoded);
             let _ = encode(&decoded);
         }
     }

@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cemsd::aggregate::UtcOffset;
-use cemsd::hj212::{
+use cemsd::config::secret::Secret;
+use cemsd::model::time::UtcOffset;
+use cemsd::model::{Flag, FlagSet, Quantity, Timestamp};
+use cemsd::protocol::hj212::{
     crc16_hj212, encode, unit_of, CommandCode, CommandParams, Framer, Packet, PacketFlag,
     SystemCode,
 };
-use cemsd::model::{Flag, FlagSet, Quantity, Timestamp};
-use cemsd::secret::Secret;
 use cemsd::sink::hj212::{Uplink, UplinkSettings, UplinkStats};
 use cemsd::store::{
     Record, RecordKind, Store, StoreHandle, StoreOptions, StoreWriter, WriterOptions,
@@ -761,13 +761,13 @@ async fn cemsd_run_uploads_real_time_data_and_answers_the_platform() {
         .find(|f| f.code == "a21026")
         .unwrap_or_else(|| panic!("SO2 in {upload:?}"));
     assert!(so2
-        .get(&cemsd::hj212::FieldKind::Rtd)
+        .get(&cemsd::protocol::hj212::FieldKind::Rtd)
         .is_some_and(|v| v.parse::<f64>().is_ok()));
     assert!(so2.flag().is_some());
     let time = &platform.uploads(1011)[0].packet;
     let system_time = time.cp.param("SystemTime").unwrap_or("");
     assert!(
-        cemsd::hj212::parse_data_time(system_time).is_some(),
+        cemsd::protocol::hj212::parse_data_time(system_time).is_some(),
         "SystemTime {system_time:?}"
     );
 }

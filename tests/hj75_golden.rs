@@ -4,14 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use cemsd::aggregate::{Aggregate, Aggregator, Period, UtcOffset, DAY_MS, HOUR_MS, MINUTE_MS};
-use cemsd::exceedance::{Exceedance, ExceedanceTracker};
-use cemsd::fgd::{summarise, FgdPairer};
+use cemsd::config::stack::{Limits, PlantStop, SourceType, StackParams};
+use cemsd::model::time::{Period, UtcOffset, DAY_MS, HOUR_MS, MINUTE_MS};
 use cemsd::model::{Basis, Flag, FlagSet, Quantity, Reading, Sample, Timestamp, Unit};
-use cemsd::normalise::Normaliser;
-use cemsd::quality::{ChannelSpec, Gap, GapCause, Quality};
-use cemsd::stack::{Limits, PlantStop, SourceType, StackParams};
-use cemsd::totals::CalendarPeriod;
+use cemsd::process::aggregate::{Aggregate, Aggregator};
+use cemsd::process::exceedance::{Exceedance, ExceedanceTracker};
+use cemsd::process::normalise::Normaliser;
+use cemsd::process::quality::{ChannelSpec, Gap, GapCause, Quality};
+use cemsd::report::fgd::{summarise, FgdPairer};
+use cemsd::report::totals::CalendarPeriod;
 use proptest::prelude::*;
 
 /// 2026-01-01 00:00:00 at UTC+8 (2025-12-31T16:00:00Z).

@@ -6,8 +6,10 @@ mod mqtt_support;
 
 use std::time::Duration;
 
-use cemsd::hj212::{encode, CommandCode, CommandParams, Factor, FieldKind, Packet, SystemCode};
 use cemsd::model::{Flag, Timestamp};
+use cemsd::protocol::hj212::{
+    encode, CommandCode, CommandParams, Factor, FieldKind, Packet, SystemCode,
+};
 use cemsd::store::{Store, StoreOptions, Stored};
 use common::{readings, wait_for};
 use mqtt_support::{publish, signal, start_logged, Broker};

@@ -6,11 +6,11 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use cemsd::model::{Basis, Flag, Quantity, Unit};
-use cemsd::profile::{
+use cemsd::config::profile::{
     shipped_text, Channel, DataType, Profile, ProfileDirError, ProfileSet, RegisterTable,
     StatusTable, WordOrder,
 };
+use cemsd::model::{Basis, Flag, Quantity, Unit};
 
 fn profiles_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("device-profiles")
@@ -498,7 +498,7 @@ type = "f32"
 raw_range = [5530, 27648]
 "#;
 
-fn load_broken(text: &str) -> (PathBuf, cemsd::diagnostic::SourceError) {
+fn load_broken(text: &str) -> (PathBuf, cemsd::config::diagnostic::SourceError) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let path = dir.path().join("broken.toml");
     fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));

@@ -11,12 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use cemsd::capture::{read_file, CaptureWriter, CapturedFrame, Direction};
 use cemsd::config::{self, Loaded};
+use cemsd::field::capture::{read_file, CaptureWriter, CapturedFrame, Direction};
+use cemsd::field::replay::synthetic::{SteppedClock, SyntheticBus};
+use cemsd::field::replay::{replay_all, OutputFormat, RecordWriter, Summary};
+use cemsd::field::sim::{Scenario, Simulator};
 use cemsd::model::Flag;
-use cemsd::replay::synthetic::{SteppedClock, SyntheticBus};
-use cemsd::replay::{replay_all, OutputFormat, RecordWriter, Summary};
-use cemsd::sim::{Scenario, Simulator};
 use cemsd::store::{Record, RecordKind};
 
 /// 2026-03-01T02:00:00Z, 10:00 at the site (UTC+8).

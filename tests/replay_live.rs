@@ -9,9 +9,9 @@ mod support;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use cemsd::capture::read_file;
 use cemsd::config;
-use cemsd::replay::replay_all;
+use cemsd::field::capture::read_file;
+use cemsd::field::replay::replay_all;
 use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions};
 use support::{simulator, site_dir, Fault, Line, SimBus, WireSetup};
 

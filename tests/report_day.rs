@@ -5,8 +5,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use cemsd::app::daemon;
 use cemsd::config;
-use cemsd::daemon;
 use cemsd::model::{Basis, FlagSet, Quantity, Sample, Timestamp, Unit};
 use cemsd::process::Processor;
 use cemsd::report;

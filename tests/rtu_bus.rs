@@ -8,7 +8,7 @@ mod support;
 
 use std::time::Duration;
 
-use cemsd::capture::{read_file, Direction};
+use cemsd::field::capture::{read_file, Direction};
 use cemsd::model::{Flag, Sample};
 use support::{
     run_collectors, simulator, site_dir, values_of, wire_value, Fault, Line, Pymodbus, Run, SimBus,
@@ -348,7 +348,7 @@ async fn the_bus_port_is_held_exclusively() {
         );
     tokio::time::sleep(Duration::from_millis(700)).await;
     let site = cemsd::config::load(&dir.path().join("site.toml")).unwrap_or_else(|e| panic!("{e}"));
-    let second = cemsd::collect::serial::open_port(&site.config.buses[0]);
+    let second = cemsd::collect::modbus::serial::open_port(&site.config.buses[0]);
     let run = running.await.unwrap_or_else(|e| panic!("{e}"));
     match second {
         Ok(_) => panic!("a second open of the bus port succeeded"),

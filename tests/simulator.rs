@@ -7,10 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cemsd::collect::modbus::{channel_value, plan, status_flags, BlockData, PlanOptions, PollPlan};
+use cemsd::config::profile::{DataType, Profile, WordOrder};
+use cemsd::field::sim::{serve, signal, Scenario, Simulator};
 use cemsd::model::{Flag, FlagSet, Quantity, Unit};
-use cemsd::profile::{DataType, Profile, WordOrder};
-use cemsd::sim::{serve, signal, Scenario, Simulator};
+use cemsd::protocol::modbus::{
+    channel_value, plan, status_flags, BlockData, PlanOptions, PollPlan,
+};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_modbus::client::{tcp, Client, Context, Reader};

@@ -2,7 +2,7 @@
 //! whatever decodes and re-encodes must decode to the same packet.
 #![no_main]
 
-use cemsd::hj212::{crc16_hj212, decode, describe, encode, Framer};
+use cemsd::protocol::hj212::{crc16_hj212, decode, describe, encode, Framer};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

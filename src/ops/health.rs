@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::live::DeviceLive;
 use crate::model::Timestamp;
+use crate::pipeline::live::DeviceLive;
 use crate::store::WriterStats;
 
 /// Whether the store accepts commits, as seen from the writer's counters.

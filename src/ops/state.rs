@@ -12,8 +12,8 @@ use tokio::sync::watch;
 use super::health::{SinkFacts, StoreFacts, StoreState, StoreWatch};
 use super::status::StackLimits;
 use crate::config::SiteConfig;
-use crate::live::Live;
 use crate::model::Timestamp;
+use crate::pipeline::live::Live;
 use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, Stored};
 
 /// One running config and the live state of its collectors.

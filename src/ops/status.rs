@@ -10,8 +10,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{Position, SiteConfig};
-use crate::live::DeviceLive;
 use crate::model::Quantity;
+use crate::pipeline::live::DeviceLive;
 use crate::store::{Record, Stored};
 
 /// Emission limits by stack id and pollutant, in the unit of the corrected values

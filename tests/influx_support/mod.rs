@@ -10,9 +10,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use cemsd::config::influx::{InfluxSinkConfig, Precision, Token};
 use cemsd::config::Interval;
 use cemsd::model::Timestamp;
-use cemsd::sink::influx::{Forwarder, ForwarderStats, InfluxSinkConfig, Precision, Token};
+use cemsd::sink::influx::{Forwarder, ForwarderStats};
 use cemsd::store::{Record, Store, StoreHandle, StoreOptions, StoreWriter, WriterOptions};
 use tokio::sync::watch;
 

@@ -4,10 +4,10 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::aggregate::UtcOffset;
-use crate::secret::Secret;
+use crate::config::secret::Secret;
+use crate::model::time::UtcOffset;
 
-use super::config::ListenerConfig;
+use crate::config::hj212_listener::ListenerConfig;
 
 #[derive(Debug, Clone)]
 pub struct Device {

@@ -9,9 +9,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aggregate::Period;
-use crate::hj212::CommandCode;
+use crate::model::time::Period;
 use crate::model::Timestamp;
+use crate::protocol::hj212::CommandCode;
 use crate::store::RecordKind;
 
 /// A history request to send: the upload command and the first and last missing period

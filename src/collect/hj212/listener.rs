@@ -13,11 +13,11 @@ use tokio::task::JoinSet;
 use crate::config::BusConfig;
 use crate::store::StoreHandle;
 
-use super::config::{ListenerConfig, ListenerSerial};
 use super::devices::Devices;
 use super::gaps::GapTracker;
 use super::session::{serve, Clock, Context};
 use super::stats;
+use crate::config::hj212_listener::{ListenerConfig, ListenerSerial};
 
 /// How long connections get to finish their current packets after a stop.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
@@ -167,7 +167,7 @@ async fn serial_loop(
         if *stopped.borrow() {
             return;
         }
-        match crate::collect::serial::open_port(&bus) {
+        match crate::collect::modbus::serial::open_port(&bus) {
             Ok(port) => {
                 tracing::info!(port = %serial.port, baud = serial.baud, "HJ 212 serial port open");
                 delay = Duration::from_secs(1);

@@ -1,12 +1,12 @@
 //! What the listener writes back: the 9014 data response to an upload that asks for one,
 //! and the history requests (2061/2051 with BeginTime/EndTime) for missing periods.
 
-use crate::aggregate::UtcOffset;
-use crate::hj212::{
+use crate::model::time::UtcOffset;
+use crate::model::Timestamp;
+use crate::protocol::hj212::{
     encode, format_data_time, format_qn, CommandCode, CommandParams, EncodeError, Packet,
     PacketFlag, SystemCode,
 };
-use crate::model::Timestamp;
 
 use super::gaps::HistoryPull;
 
@@ -56,7 +56,7 @@ pub fn history_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hj212::{crc16_hj212, decode};
+    use crate::protocol::hj212::{crc16_hj212, decode};
 
     fn framed(data: &str) -> String {
         format!(

@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::hj212::{
-    kind_of, records_of, ChannelNames, CommandCode, DecodeErrorKind, Frame, FrameError, Framer,
-    Packet, Reassembler,
-};
 use crate::model::Timestamp;
+use crate::protocol::hj212::{
+    CommandCode, DecodeErrorKind, Frame, FrameError, Framer, Packet, Reassembler,
+};
 use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle};
 
 use super::devices::{Device, Devices};
 use super::gaps::GapTracker;
+use super::records::{kind_of, records_of, ChannelNames};
 use super::reply;
 use super::stats::{self, Reject};
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
-use crate::hj212::CommandCode;
+use crate::protocol::hj212::CommandCode;
 
 pub const CONNECTIONS_OPEN: &str = "cemsd_hj212_listener_connections";
 pub const CONNECTIONS: &str = "cemsd_hj212_listener_connections_total";

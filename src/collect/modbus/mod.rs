@@ -1,12 +1,11 @@
-//! Modbus collection, pure parts: `plan` decides which reads cover a profile, `decode` turns
-//! the words those reads return into values and flags, `frame` is the RTU wire format. The
-//! transports only move frames.
+//! Modbus collection: one task per line, device polling, schedules and line statistics.
 
-pub mod decode;
-pub mod frame;
-pub mod plan;
-
-pub use decode::{
-    channel_value, decode_words, encode_channel, encode_value, status_flags, StatusData,
-};
-pub use plan::{plan, BlockData, BlockTable, PlanOptions, PollPlan, ReadBlock};
+pub mod device;
+pub mod line;
+pub mod link;
+pub mod poll_metrics;
+pub mod rtu;
+pub mod schedule;
+pub mod serial;
+pub mod start;
+pub mod tcp;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::config::relative_to;
 
-use super::config::MqttSourceConfig;
+use crate::config::mqtt::MqttSourceConfig;
 
 pub struct Secret(String);
 

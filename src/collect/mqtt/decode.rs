@@ -6,15 +6,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use crate::aggregate::UtcOffset;
+use crate::model::time::UtcOffset;
 use crate::model::{Basis, Flag, FlagSet, Quantity, Sample, Timestamp, Unit};
 
-use super::config::{MqttSourceConfig, PayloadFormat};
 use super::json::JsonReader;
 use super::line_protocol::LineProtocolReader;
 use super::payload::{PayloadError, RawReading, Reason};
-use super::topic::{Filter, Template, TopicParts};
 use super::{hj212_packet, plain};
+use crate::config::mqtt::topic::{Filter, Template, TopicParts};
+use crate::config::mqtt::{MqttSourceConfig, PayloadFormat};
 
 /// The samples of one message.
 #[derive(Debug, Clone, PartialEq)]

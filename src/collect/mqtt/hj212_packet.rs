@@ -2,11 +2,11 @@
 //! real-time data (CN 2011) gives one reading per factor's `-Rtd` value, with its `-Flag`;
 //! the device is the packet's MN, the time its DataTime in the station's zone.
 
-use crate::aggregate::UtcOffset;
-use crate::hj212::{self, CommandCode, FieldKind};
+use crate::model::time::UtcOffset;
+use crate::protocol::hj212::{self, CommandCode, FieldKind};
 
 use super::payload::{PayloadError, RawReading, Reason};
-use super::time::TimeFormat;
+use crate::config::mqtt::time::TimeFormat;
 
 pub fn read(payload: &[u8], zone: UtcOffset) -> Result<Vec<RawReading>, PayloadError> {
     let packet = hj212::decode(payload)
@@ -63,8 +63,8 @@ pub fn read(payload: &[u8], zone: UtcOffset) -> Result<Vec<RawReading>, PayloadE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hj212::{encode, CommandParams, Factor, Packet, SystemCode};
     use crate::model::{Flag, Timestamp};
+    use crate::protocol::hj212::{encode, CommandParams, Factor, Packet, SystemCode};
 
     fn packet(cn: CommandCode, cp: CommandParams) -> Vec<u8> {
         let mut p = Packet::new(SystemCode::from_code(31), cn, "MN0001");

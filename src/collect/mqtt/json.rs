@@ -3,12 +3,12 @@
 
 use serde_json::Value;
 
-use crate::aggregate::UtcOffset;
+use crate::model::time::UtcOffset;
 use crate::model::Timestamp;
 
-use super::config::JsonMapping;
 use super::payload::{PayloadError, RawReading, Reason};
-use super::time::TimeFormat;
+use crate::config::mqtt::time::TimeFormat;
+use crate::config::mqtt::JsonMapping;
 
 /// A dotted path split once at start-up; numeric parts index arrays.
 #[derive(Debug, Clone, PartialEq, Eq)]

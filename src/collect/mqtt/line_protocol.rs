@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use crate::aggregate::UtcOffset;
+use crate::model::time::UtcOffset;
 
-use super::config::LineProtocolMapping;
 use super::payload::{self, PayloadError, RawReading, Reason};
-use super::time::TimeFormat;
+use crate::config::mqtt::time::TimeFormat;
+use crate::config::mqtt::LineProtocolMapping;
 
 #[derive(Debug, Clone)]
 pub struct LineProtocolReader {

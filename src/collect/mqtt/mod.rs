@@ -9,7 +9,6 @@
 //! unknown.
 
 mod backoff;
-pub mod config;
 mod credentials;
 mod decode;
 pub mod dedupe;
@@ -20,11 +19,8 @@ pub mod payload;
 mod plain;
 mod source;
 pub mod stats;
-pub mod time;
 mod tls;
-pub mod topic;
 
-pub use config::MqttSourceConfig;
 pub use decode::{Decoded, Decoder};
 pub use source::MqttSource;
 pub use stats::{SourceSnapshot, SourceStats};

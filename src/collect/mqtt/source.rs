@@ -19,19 +19,19 @@ use rumqttc::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::aggregate::UtcOffset;
+use crate::model::time::UtcOffset;
 use crate::model::{Sample, Timestamp};
 use crate::pipeline::Delivery;
 use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle};
 
 use super::backoff::Backoff;
-use super::config::MqttSourceConfig;
 use super::credentials;
 use super::decode::Decoder;
 use super::dedupe::HighWater;
 use super::payload::{truncated, PayloadError, Reason};
 use super::stats::SourceStats;
 use super::tls::{self, TlsFiles};
+use crate::config::mqtt::MqttSourceConfig;
 
 /// Requests (acks, subscribes) queued for the event loop; acks beyond it wait their turn.
 const REQUEST_CAPACITY: usize = 4096;

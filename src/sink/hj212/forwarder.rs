@@ -14,22 +14,23 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::aggregate::UtcOffset;
-use crate::hj212::upload::{
+use crate::config::secret::Secret;
+use crate::model::time::UtcOffset;
+use crate::model::{Quantity, Timestamp};
+use crate::protocol::hj212::SystemCode;
+use crate::sink::backoff::Backoff;
+use crate::sink::hj212::upload::{
     group_periods, period_packet, realtime_packet, to_wire, PeriodGroup, Unconvertible,
 };
-use crate::hj212::{QnSequence, SystemCode, UploadHeader};
-use crate::model::{Quantity, Timestamp};
-use crate::secret::Secret;
-use crate::sink::backoff::Backoff;
+use crate::sink::hj212::upload::{QnSequence, UploadHeader};
 use crate::sink::reader::StoreReader;
 use crate::sink::stop::{pause, stop_requested};
 use crate::store::{Record, RecordKind, StoreError, StoreHandle, Stored};
 
-use super::config::Hj212SinkConfig;
 use super::progress::{complete_prefix, Progress};
 use super::stats::UplinkStats;
 use super::window::{Purpose, Upload, Window};
+use crate::config::hj212_uplink::Hj212SinkConfig;
 
 /// The time source for QNs, DataTime of replies and dead letters.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;

@@ -2,13 +2,13 @@
 //! `[[hj212]]` table, each with its own cursor (`hj212:<name>`), so a platform that is down
 //! holds back nobody else.
 
-mod config;
 mod forwarder;
 mod history;
 mod progress;
 mod requests;
 mod session;
 mod stats;
+pub mod upload;
 mod window;
 
 use std::collections::hash_map::RandomState;
@@ -20,11 +20,11 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::config::hj212_uplink::PasswordError;
 use crate::config::SiteConfig;
 use crate::model::Timestamp;
 use crate::store::StoreHandle;
 
-pub use config::{validate, Hj212SinkConfig, PasswordError, UploadPeriod};
 pub use forwarder::{Clock, Uplink, UplinkSettings, WINDOW};
 pub use stats::{UplinkSnapshot, UplinkStats};
 

@@ -11,12 +11,12 @@
 //!   request-answer table: 1 ready, 2 refused, 3 PW wrong, 4 MN wrong, 5 ST wrong, 6 Flag wrong,
 //!   7 QN wrong, 8 CN wrong, 9 CRC wrong, 100 unknown.
 
-use crate::aggregate::UtcOffset;
-use crate::hj212::upload::record_kind;
-use crate::hj212::{
+use crate::model::time::UtcOffset;
+use crate::model::Timestamp;
+use crate::protocol::hj212::{
     format_data_time, parse_data_time, CommandCode, CommandParams, Packet, PacketFlag, SystemCode,
 };
-use crate::model::Timestamp;
+use crate::sink::hj212::upload::record_kind;
 use crate::store::RecordKind;
 
 /// Answer codes of 9011.
@@ -235,7 +235,7 @@ pub fn system_time(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hj212::{decode, encode};
+    use crate::protocol::hj212::{decode, encode};
 
     /// 2026-01-01 04:00:00 UTC = 12:00:00 at +08:00.
     const T0: i64 = 1_767_240_000_000;
@@ -251,7 +251,7 @@ mod tests {
 
     fn packet(text: &str) -> Packet {
         let data = text.as_bytes();
-        let crc = crate::hj212::crc16_hj212(data);
+        let crc = crate::protocol::hj212::crc16_hj212(data);
         let wire = format!("##{:04}{text}{crc:04X}\r\n", data.len());
         decode(wire.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text}"))
     }

@@ -7,8 +7,8 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::hj212::upload::group_periods;
-use crate::hj212::{encode, format_data_time, Framer, Packet};
+use crate::protocol::hj212::{encode, format_data_time, Framer, Packet};
+use crate::sink::hj212::upload::group_periods;
 
 use super::forwarder::{cn_label, HistoryJob, Uplink};
 use super::history::{stored_window, HISTORY_LIMIT};

@@ -13,7 +13,7 @@ use reqwest::{StatusCode, Url};
 
 use crate::model::Timestamp;
 
-use super::config::{InfluxSinkConfig, Token};
+use crate::config::influx::{InfluxSinkConfig, Token};
 
 pub struct WriteClient {
     http: reqwest::Client,
@@ -278,8 +278,8 @@ fn truncate(text: &str, max_bytes: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::influx::Precision;
     use crate::config::Interval;
-    use crate::sink::influx::config::Precision;
 
     fn config(url: &str) -> InfluxSinkConfig {
         InfluxSinkConfig {

@@ -18,7 +18,7 @@ use std::fmt::Write as _;
 use crate::model::Flag;
 use crate::store::Record;
 
-use super::config::Precision;
+use crate::config::influx::Precision;
 
 /// Turns records into lines for one site and precision.
 #[derive(Debug, Clone)]

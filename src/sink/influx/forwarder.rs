@@ -31,9 +31,9 @@ use crate::sink::stop::{pause, stop_requested};
 use crate::store::{StoreError, StoreHandle, Stored};
 
 use super::client::{ClientError, WriteClient, WriteOutcome};
-use super::config::{InfluxSinkConfig, Token};
 use super::encode::{EncodedBatch, Encoder};
 use super::stats::ForwarderStats;
+use crate::config::influx::{InfluxSinkConfig, Token};
 
 /// The time source for dead-letter timestamps and `Retry-After` dates.
 pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;

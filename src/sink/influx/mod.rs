@@ -2,7 +2,6 @@
 //! store-and-forward loop, one forwarder task per `[[influx]]` table.
 
 mod client;
-mod config;
 mod encode;
 mod forwarder;
 mod stats;
@@ -16,6 +15,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::config::influx::{InfluxSinkConfig, TokenError};
 use crate::model::Timestamp;
 use crate::store::StoreHandle;
 
@@ -23,7 +23,6 @@ pub use client::{
     install_crypto_provider, parse_retry_after, ClientError, Payload, RetryAfter, WriteClient,
     WriteOutcome,
 };
-pub use config::{validate, InfluxSinkConfig, Precision, Token, TokenError};
 pub use encode::{flag_code, EncodeError, EncodedBatch, Encoder};
 pub use forwarder::{Clock, Forwarder};
 pub use stats::{ForwarderStats, StatsSnapshot};

@@ -1,0 +1,518 @@
+//! What each `cemsd` subcommand does; `main.rs` only parses arguments.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::config::profile::{self, ProfileSet};
+use crate::config::{self, ConfigError, Loaded};
+use crate::model::Timestamp;
+pub use crate::ops::logging::LogFormat;
+use crate::report;
+use crate::store::{Query, RecordKind, Store, StoreOptions, Stored};
+
+/// Why a command failed and which exit code says so: 2 for anything the user wrote wrong
+/// (config, profile, arguments), 1 for failures at run time.
+#[derive(Debug)]
+pub struct Failure {
+    pub message: String,
+    pub exit_code: u8,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            exit_code: 2,
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            message: message.into(),
+            exit_code: 1,
+        }
+    }
+}
+
+impl From<ConfigError> for Failure {
+    fn from(err: ConfigError) -> Self {
+        Failure::usage(err.to_string())
+    }
+}
+
+/// Logs go to stderr: compact on a terminal, without our own timestamps under systemd
+/// (journald adds them), JSON when asked for (see [`crate::ops::logging`]).
+pub fn init_logging(format: Option<LogFormat>) {
+    crate::ops::logging::init(format);
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::runtime(format!("cannot start the async runtime: {e}")))
+}
+
+pub fn run(config_path: &Path) -> Result<(), Failure> {
+    let loaded = config::load(config_path)?;
+    runtime()?.block_on(crate::app::daemon::run(loaded))
+}
+
+pub fn check(config_path: &Path) -> Result<(), Failure> {
+    let Loaded { config, .. } = config::load(config_path)?;
+    println!(
+        "{}: ok ({} stacks, {} devices, {} simulators)",
+        config_path.display(),
+        config.stacks.len(),
+        config.devices.len(),
+        config.simulators.len()
+    );
+    Ok(())
+}
+
+fn shipped_profiles() -> Result<ProfileSet, Failure> {
+    ProfileSet::shipped()
+        .map_err(|e| Failure::runtime(format!("a shipped profile is invalid: {e}")))
+}
+
+pub fn profiles_list() -> Result<(), Failure> {
+    let profiles = shipped_profiles()?;
+    println!(
+        "{:<28} {:<22} {:<26} {:>8}  channels",
+        "NAME", "VENDOR", "MODEL", "VERIFIED"
+    );
+    for p in profiles.iter() {
+        let channels: Vec<_> = p.channels.iter().map(|c| c.name.as_str()).collect();
+        println!(
+            "{:<28} {:<22} {:<26} {:>8}  {}",
+            p.name,
+            p.vendor,
+            p.model,
+            if p.verified { "yes" } else { "no" },
+            channels.join(",")
+        );
+    }
+    Ok(())
+}
+
+pub fn profiles_show(name: &str) -> Result<(), Failure> {
+    let profiles = shipped_profiles()?;
+    match profile::shipped_text(name) {
+        Some(text) => {
+            print!("{text}");
+            Ok(())
+        }
+        None => Err(Failure::usage(format!(
+            "no shipped profile {name:?}\n  help: one of: {}",
+            profiles.names().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+pub fn simulate(
+    profile_name: &str,
+    listen: SocketAddr,
+    scenario_path: Option<&Path>,
+    seed: u64,
+) -> Result<(), Failure> {
+    let profiles = shipped_profiles()?;
+    let Some(profile) = profiles.get(profile_name) else {
+        return Err(Failure::usage(format!(
+            "no shipped profile {profile_name:?}\n  help: one of: {}",
+            profiles.names().collect::<Vec<_>>().join(", ")
+        )));
+    };
+    let scenario = match scenario_path {
+        Some(path) => crate::field::sim::Scenario::load(path, profile)
+            .map_err(|e| Failure::usage(e.to_string()))?,
+        None => crate::field::sim::Scenario::default(),
+    };
+    let profile = profile.clone();
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot listen on {listen}: {e}")))?;
+        tracing::info!(profile = %profile.name, %listen, "simulating");
+        let sim = crate::field::sim::Simulator::new(profile, scenario, seed, crate::field::sim::WallClock::start());
+        tokio::select! {
+            served = crate::field::sim::serve(listener, sim) => served.map_err(|e| Failure::runtime(format!("simulator stopped: {e}"))),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+        }
+    })
+}
+
+pub fn report(config_path: &Path, day: &str, format: report::Format) -> Result<(), Failure> {
+    let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|e| {
+        Failure::usage(format!(
+            "--day {day:?}: {e}\n  help: write the local date as YYYY-MM-DD"
+        ))
+    })?;
+    let (loaded, store) = open_store(config_path)?;
+    let now = Timestamp::from_datetime(chrono::Utc::now());
+    let built = report::build(&store, &loaded.config, day, now)
+        .map_err(|e| Failure::runtime(format!("cannot read the store: {e}")))?;
+    match format {
+        report::Format::Text => print!("{}", report::render_text(&built)),
+        report::Format::Csv => print!("{}", report::render_csv(&built)),
+        report::Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&built)
+                .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?
+        ),
+    }
+    Ok(())
+}
+
+/// The config and its store, which must exist already.
+fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
+    let loaded = config::load(config_path)?;
+    let path = config::relative_to(&loaded.path, &loaded.config.store.path);
+    if !path.exists() {
+        return Err(Failure::runtime(format!(
+            "{}: no store yet\n  help: start the daemon with `cemsd run --config {}` first",
+            path.display(),
+            config_path.display()
+        )));
+    }
+    let store = Store::open(&path, StoreOptions::default())
+        .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+    Ok((loaded, store))
+}
+
+pub fn hj212_decode(file: Option<&Path>) -> Result<(), Failure> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    match file {
+        Some(path) => {
+            bytes = std::fs::read(path)
+                .map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?
+        }
+        None => {
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .map_err(|e| Failure::runtime(format!("cannot read stdin: {e}")))?;
+        }
+    }
+    let mut framer = crate::protocol::hj212::Framer::new();
+    framer.push(&bytes);
+    let (mut good, mut bad) = (0, 0);
+    while let Some(found) = framer.next_packet() {
+        match found {
+            Ok(frame) => {
+                good += 1;
+                println!(
+                    "packet at byte {}:\n{}",
+                    frame.offset,
+                    crate::protocol::hj212::describe(&frame.packet)
+                );
+            }
+            Err(failed) => {
+                bad += 1;
+                println!(
+                    "bad packet: {}\n{}\n",
+                    failed.error,
+                    failed.error.point_at(&bytes)
+                );
+            }
+        }
+    }
+    println!("{good} packets decoded, {bad} rejected");
+    if good == 0 && bad > 0 {
+        return Err(Failure::runtime("no packet could be decoded"));
+    }
+    Ok(())
+}
+
+pub fn query(
+    config_path: &Path,
+    device: Option<String>,
+    quantity: Option<String>,
+    latest: bool,
+    limit: usize,
+) -> Result<(), Failure> {
+    let quantity = quantity
+        .map(|q| q.parse())
+        .transpose()
+        .map_err(Failure::usage)?;
+    let (_, store) = open_store(config_path)?;
+    let rows = if latest {
+        store.latest()
+    } else {
+        store.query(&Query {
+            kind: Some(RecordKind::Reading),
+            device,
+            quantity,
+            limit: Some(limit),
+            ..Query::default()
+        })
+    }
+    .map_err(|e| Failure::runtime(format!("cannot read the store: {e}")))?;
+    print_rows(&rows);
+    Ok(())
+}
+
+fn print_rows(rows: &[Stored]) {
+    println!(
+        "{:>8}  {:<24}  {:<8} {:<8} {:<12} {:<10} {:<8} {:>12} {:>12} {:<6} FLAG",
+        "SEQ",
+        "TIME (UTC)",
+        "KIND",
+        "STACK",
+        "DEVICE",
+        "CHANNEL",
+        "QUANTITY",
+        "MEASURED",
+        "CORRECTED",
+        "UNIT"
+    );
+    let show = |v: Option<f64>| v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+    for Stored { seq, record: r } in rows {
+        println!(
+            "{:>8}  {:<24}  {:<8} {:<8} {:<12} {:<10} {:<8} {:>12} {:>12} {:<6} {}",
+            seq,
+            r.ts.to_string(),
+            r.kind.as_str(),
+            r.stack,
+            r.device,
+            r.channel,
+            r.quantity.map(|q| q.name()).unwrap_or("-"),
+            show(r.measured),
+            show(r.corrected),
+            r.unit.map(|u| u.symbol()).unwrap_or("-"),
+            r.flags.primary()
+        );
+    }
+}
+
+/// How to read a serial log (see [`crate::field::capture::import`]).
+#[derive(Debug, Clone, Default)]
+pub struct LogOptions {
+    /// Forced format name; detected from the content when absent.
+    pub format: Option<String>,
+    /// Local date (YYYY-MM-DD) for logs that print the time of day only.
+    pub date: Option<String>,
+    /// Start time for logs without times: RFC 3339, or local `YYYY-MM-DDTHH:MM:SS`.
+    pub start: Option<String>,
+    /// Offset of the local times a log prints, e.g. `+08:00`.
+    pub utc_offset: Option<String>,
+}
+
+/// Most skipped lines listed one by one; the rest are counted.
+const SKIPPED_SHOWN: usize = 20;
+
+fn read_log(
+    path: &Path,
+    options: &LogOptions,
+    site_offset: Option<crate::model::time::UtcOffset>,
+) -> Result<crate::field::capture::import::Imported, Failure> {
+    use crate::field::capture::import::{detect, import, Format, ImportOptions};
+    let bytes =
+        std::fs::read(path).map_err(|e| Failure::usage(format!("{}: {e}", path.display())))?;
+    let format = match &options.format {
+        Some(name) => name.parse::<Format>().map_err(Failure::usage)?,
+        None => detect(&bytes).ok_or_else(|| {
+            Failure::usage(format!(
+                "{}: cannot tell the log format\n  help: pass --format (one of {})",
+                path.display(),
+                Format::ALL.map(|f| f.name()).join(", ")
+            ))
+        })?,
+    };
+    let offset = match (&options.utc_offset, site_offset) {
+        (Some(text), _) => text
+            .parse::<crate::model::time::UtcOffset>()
+            .map_err(|e| Failure::usage(format!("--utc-offset: {e}")))?,
+        (None, Some(site)) => site,
+        (None, None) if matches!(format, Format::Socat | Format::Sscom) => {
+            return Err(Failure::usage(format!(
+                "a {format} log prints local times\n  help: pass --utc-offset with the site's offset, e.g. +08:00"
+            )))
+        }
+        (None, None) => crate::model::time::UtcOffset::UTC,
+    };
+    let date = options
+        .date
+        .as_deref()
+        .map(|d| {
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").map_err(|e| {
+                Failure::usage(format!(
+                    "--date {d:?}: {e}\n  help: write the local date as YYYY-MM-DD"
+                ))
+            })
+        })
+        .transpose()?;
+    let start_us = match (&options.start, format.is_untimed()) {
+        (Some(text), _) => parse_start(text, offset)?,
+        (None, true) => {
+            return Err(Failure::usage(format!(
+                "a {format} log has no times\n  help: pass --start with the time of its first request, e.g. 2026-01-01T08:00:00+08:00"
+            )))
+        }
+        (None, false) => 0,
+    };
+    let import_options = ImportOptions {
+        date,
+        utc_offset: offset.to_chrono(),
+        start_us,
+    };
+    let imported = import(&bytes, Some(format), &import_options)
+        .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+    for skipped in imported.skipped.iter().take(SKIPPED_SHOWN) {
+        let place = if imported.format == Format::Raw {
+            "byte"
+        } else {
+            "line"
+        };
+        eprintln!(
+            "{}: {place} {}: skipped: {}",
+            path.display(),
+            skipped.line,
+            skipped.reason
+        );
+    }
+    if imported.skipped.len() > SKIPPED_SHOWN {
+        eprintln!(
+            "{}: … and {} more skipped",
+            path.display(),
+            imported.skipped.len() - SKIPPED_SHOWN
+        );
+    }
+    if let Some(damage) = &imported.damage {
+        eprintln!(
+            "{}: {damage}; the frames before it are used",
+            path.display()
+        );
+    }
+    if imported.synthesized_times {
+        eprintln!(
+            "{}: a {} log has no times: request n is put at --start + n s, its reply 10 ms later",
+            path.display(),
+            imported.format
+        );
+    }
+    Ok(imported)
+}
+
+fn parse_start(text: &str, offset: crate::model::time::UtcOffset) -> Result<i64, Failure> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(at.timestamp_micros());
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .and_then(|local| {
+            use chrono::TimeZone;
+            offset.to_chrono().from_local_datetime(&local).single()
+        })
+        .map(|at| at.timestamp_micros())
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "--start {text:?}: not a time\n  help: write e.g. 2026-01-01T08:00:00+08:00, or a local 2026-01-01T08:00:00"
+            ))
+        })
+}
+
+/// `cemsd capture convert`: any readable serial log to cemsd's pcapng capture format.
+pub fn capture_convert(input: &Path, output: &Path, options: &LogOptions) -> Result<(), Failure> {
+    let imported = read_log(input, options, None)?;
+    let file = std::fs::File::create(output)
+        .map_err(|e| Failure::runtime(format!("{}: {e}", output.display())))?;
+    let write_failed = |e: std::io::Error| Failure::runtime(format!("{}: {e}", output.display()));
+    let mut writer = crate::field::capture::CaptureWriter::new(std::io::BufWriter::new(file))
+        .map_err(write_failed)?;
+    for frame in &imported.frames {
+        writer.write(frame).map_err(write_failed)?;
+    }
+    std::io::Write::flush(writer.get_mut()).map_err(write_failed)?;
+    eprintln!(
+        "{}: {} frames from a {} log, {} lines skipped",
+        output.display(),
+        imported.frames.len(),
+        imported.format,
+        imported.skipped.len()
+    );
+    Ok(())
+}
+
+/// Where `cemsd replay` puts what it produced.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOutput {
+    /// A new store to write every record into.
+    pub store: Option<std::path::PathBuf>,
+    /// Records printed on stdout.
+    pub format: Option<crate::field::replay::OutputFormat>,
+    /// Print aggregates, gaps and exceedances too, not only readings.
+    pub all: bool,
+}
+
+/// Records gathered before they are written out.
+const REPLAY_BATCH: usize = 10_000;
+
+/// `cemsd replay`: a captured log through the live decoding and processing, on log time.
+pub fn replay(
+    log: &Path,
+    config_path: &Path,
+    bus: Option<&str>,
+    options: &LogOptions,
+    output: &ReplayOutput,
+) -> Result<(), Failure> {
+    use crate::field::replay::{RecordWriter, Replayer};
+    let Loaded {
+        config, profiles, ..
+    } = config::load(config_path)?;
+    let imported = read_log(log, options, Some(config.site.utc_offset))?;
+    let mut replayer = Replayer::new(&config, &profiles, bus)
+        .map_err(|e| Failure::usage(format!("{}: {e}", config_path.display())))?;
+    let mut store = match &output.store {
+        Some(path) if path.exists() => {
+            return Err(Failure::usage(format!(
+            "{}: exists already\n  help: a replay writes a new store; remove it or name another",
+            path.display()
+        )))
+        }
+        Some(path) => Some(
+            Store::open(path, StoreOptions::default())
+                .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
+    let stdout = std::io::stdout().lock();
+    let mut writer = output.format.map(|format| {
+        RecordWriter::new(
+            std::io::BufWriter::new(stdout),
+            format,
+            output.all,
+            &config.site.id,
+        )
+    });
+    let mut records = Vec::with_capacity(REPLAY_BATCH);
+    let mut flush = |records: &mut Vec<crate::store::Record>| -> Result<(), Failure> {
+        if let Some(store) = &mut store {
+            store
+                .append(records)
+                .map_err(|e| Failure::runtime(format!("store: {e}")))?;
+        }
+        if let Some(writer) = &mut writer {
+            writer
+                .write(records)
+                .map_err(|e| Failure::runtime(format!("stdout: {e}")))?;
+        }
+        records.clear();
+        Ok(())
+    };
+    for frame in &imported.frames {
+        replayer.push(frame, &mut records);
+        if records.len() >= REPLAY_BATCH {
+            flush(&mut records)?;
+        }
+    }
+    let summary = replayer.finish(&mut records);
+    flush(&mut records)?;
+    if let Some(writer) = writer {
+        writer
+            .into_inner()
+            .map_err(|e| Failure::runtime(format!("stdout: {e}")))?;
+    }
+    eprintln!("{summary}");
+    Ok(())
+}

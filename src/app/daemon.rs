@@ -1,0 +1,483 @@
+//! `cemsd run`: wires simulators, collectors, the pipeline and the store writer together and
+//! stops them in the order that commits everything already read. The store stays open for
+//! the whole run; the rest (the [`Workers`]) is replaced when SIGHUP brings a new config.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+use chrono::Utc;
+
+use crate::app::cli::Failure;
+use crate::collect::modbus::start::start as start_collectors;
+use crate::collect::mqtt::{MqttSource, SourceStats};
+use crate::config::{self, Loaded, SiteConfig};
+use crate::field::capture::DailyCapture;
+use crate::field::sim;
+use crate::model::time::{period_start, Period, HOUR_MS};
+use crate::model::{Quantity, Reading, Sample, Timestamp};
+use crate::ops;
+use crate::ops::signals::{Request, Signals};
+use crate::ops::state::{Generation, OpsState, StoreReader};
+use crate::ops::status::StackLimits;
+use crate::pipeline::live::Live;
+use crate::pipeline::{reading_of, Delivery, Pipeline};
+use crate::process::aggregate::Aggregate;
+use crate::process::{aggregate_of, Processor};
+use crate::store::{
+    Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, StoreWriter, WriterOptions,
+};
+
+/// How long collectors and the pipeline get to finish after a stop signal.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
+pub async fn run(loaded: Loaded) -> Result<(), Failure> {
+    // First, so a stop or reload during start-up waits for the loop below.
+    let mut signals = Signals::install()
+        .map_err(|e| Failure::runtime(format!("cannot watch for signals: {e}")))?;
+    let store_path = config::relative_to(&loaded.path, &loaded.config.store.path);
+    let store = Store::open(
+        &store_path,
+        StoreOptions {
+            retention: loaded.config.store.retention.map(|r| r.0),
+            ..StoreOptions::default()
+        },
+    )
+    .map_err(|e| {
+        Failure::runtime(format!(
+            "{}: cannot open the store: {e}",
+            store_path.display()
+        ))
+    })?;
+    let (store_handle, store_thread) = StoreWriter::spawn(store, WriterOptions::default())
+        .map_err(|e| Failure::runtime(format!("cannot start the store writer: {e}")))?;
+    let reader = StoreReader::open(&store_path).map_err(|e| {
+        Failure::runtime(format!(
+            "{}: cannot read the store: {e}",
+            store_path.display()
+        ))
+    })?;
+    tracing::info!(store = %store_path.display(), "store open");
+    let metrics = ops::metrics::install()
+        .map_err(|e| tracing::warn!("{e}; /metrics stays empty"))
+        .ok();
+
+    // Bound before anything polls, so a taken port stops the start with nothing read yet.
+    let http_listener = match &loaded.config.http {
+        Some(http) => {
+            let listener = tokio::net::TcpListener::bind(http.listen)
+                .await
+                .map_err(|e| {
+                    Failure::runtime(format!("cannot serve http on {}: {e}", http.listen))
+                })?;
+            tracing::info!(listen = %http.listen, "status page, /health and /metrics served");
+            Some(listener)
+        }
+        None => None,
+    };
+    let mut sinks = Sinks::start(&loaded, &store_path, &store_handle)?;
+    let hj212_listener = start_hj212_listener(&loaded, &store_handle).await?;
+    let mut workers = Workers::start(&loaded, &store_handle).await?;
+    let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
+    let state = OpsState::new(generation_rx, store_handle.clone(), reader, metrics);
+    let (ops_stop_tx, ops_stop_rx) = watch::channel(false);
+    let mut ops_tasks = JoinSet::new();
+    if let Some(listener) = http_listener {
+        ops_tasks.spawn(ops::http::serve(
+            listener,
+            state.clone(),
+            ops_stop_rx.clone(),
+        ));
+    }
+    let watchdog = ops::systemd::watchdog_period(
+        std::env::var("WATCHDOG_USEC").ok().as_deref(),
+        std::env::var("WATCHDOG_PID").ok().as_deref(),
+        std::process::id(),
+    );
+    ops_tasks.spawn(ops::systemd::supervise(state, watchdog, ops_stop_rx));
+    ops::systemd::ready(&format!("polling {} devices", loaded.config.devices.len()));
+
+    let mut running = loaded;
+    while signals.next().await == Request::Reload {
+        ops::systemd::reloading();
+        if let Ok(new) = ops::reload::load(&running.path, &running.config) {
+            workers.stop().await;
+            sinks.stop().await;
+            let started = match Sinks::start(&new, &store_path, &store_handle) {
+                Ok(new_sinks) => Workers::start(&new, &store_handle)
+                    .await
+                    .map(|workers| (workers, new_sinks)),
+                Err(failure) => Err(failure),
+            };
+            (workers, sinks) = match started {
+                Ok(started) => {
+                    ops::metrics::config_reloaded(true);
+                    tracing::info!(devices = new.config.devices.len(), "config reloaded");
+                    running = new;
+                    started
+                }
+                Err(failure) => {
+                    ops::metrics::config_reloaded(false);
+                    tracing::error!(
+                        "reload failed, going back to the running config: {}",
+                        failure.message
+                    );
+                    let sinks = Sinks::start(&running, &store_path, &store_handle)?;
+                    (Workers::start(&running, &store_handle).await?, sinks)
+                }
+            };
+            generation_tx.send_replace(workers.generation.clone());
+        }
+        ops::systemd::ready(&format!("polling {} devices", running.config.devices.len()));
+    }
+
+    ops::systemd::stopping();
+    tracing::info!("stopping: finishing current polls and committing");
+    workers.stop().await;
+    if let Some(listener) = hj212_listener {
+        listener.stop().await;
+    }
+    sinks.stop().await;
+    let _ = ops_stop_tx.send(true);
+    while ops_tasks.join_next().await.is_some() {}
+    let committed = store_handle.shutdown().await;
+    let joined = tokio::task::spawn_blocking(move || store_thread.join()).await;
+    match (committed, joined) {
+        (Ok(()), Ok(Ok(_store))) => {
+            tracing::info!(
+                records = store_handle.stats().records_committed,
+                "stopped cleanly: every record read was committed"
+            );
+            Ok(())
+        }
+        (Err(e), _) => Err(Failure::runtime(format!("store writer failed: {e}"))),
+        (_, _) => Err(Failure::runtime("store writer thread did not finish")),
+    }
+}
+
+/// The store's readers towards InfluxDB and the bureau platforms. A reload restarts them with
+/// the new config; they go on from their stored cursors, so nothing is skipped, and what was
+/// in flight is sent again (InfluxDB overwrites the same point, a platform acks a resend).
+struct Sinks {
+    stop: watch::Sender<bool>,
+    influx: crate::sink::influx::InfluxSinks,
+    hj212: crate::sink::hj212::Hj212Uplinks,
+}
+
+impl Sinks {
+    fn start(loaded: &Loaded, store_path: &Path, store: &StoreHandle) -> Result<Sinks, Failure> {
+        let (stop, stop_rx) = watch::channel(false);
+        let influx = crate::sink::influx::InfluxSinks::start(
+            &loaded.config.influx,
+            &loaded.config.site.id,
+            &loaded.path,
+            store_path,
+            store,
+            &stop_rx,
+        )
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+        let hj212 = crate::sink::hj212::Hj212Uplinks::start(
+            &loaded.config,
+            &loaded.path,
+            store_path,
+            store,
+            &stop_rx,
+        )
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+        Ok(Sinks {
+            stop,
+            influx,
+            hj212,
+        })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.influx.stopped().await;
+        self.hj212.stopped().await;
+    }
+}
+
+/// The HJ 212 listener runs for the whole process, like the sinks: a reload does not cut
+/// the loggers' connections.
+async fn start_hj212_listener(
+    loaded: &Loaded,
+    store: &StoreHandle,
+) -> Result<Option<crate::collect::hj212::Hj212Listener>, Failure> {
+    use crate::collect::hj212::{Devices, Hj212Listener};
+    let Some(config) = &loaded.config.hj212_listener else {
+        return Ok(None);
+    };
+    let devices = Devices::load(config, loaded.config.site.utc_offset, &loaded.path)
+        .map_err(Failure::usage)?;
+    let clock = Arc::new(|| Timestamp::from_datetime(Utc::now()));
+    Hj212Listener::start(config, devices, store.clone(), clock)
+        .await
+        .map(Some)
+        .map_err(Failure::runtime)
+}
+
+/// Everything that runs from one config: simulators, collectors, the pipeline into the
+/// store, and the terminal view.
+struct Workers {
+    generation: Arc<Generation>,
+    shutdown: watch::Sender<bool>,
+    simulators: JoinSet<std::io::Result<()>>,
+    collectors: JoinSet<()>,
+    captures: Vec<std::thread::JoinHandle<DailyCapture>>,
+    mqtt_stats: Vec<(String, Arc<SourceStats>)>,
+    pipeline: JoinHandle<()>,
+    console: JoinHandle<()>,
+}
+
+impl Workers {
+    async fn start(loaded: &Loaded, store: &StoreHandle) -> Result<Workers, Failure> {
+        let Loaded {
+            path: config_path,
+            config,
+            profiles,
+        } = loaded;
+        let mut simulators = JoinSet::new();
+        for s in &config.simulators {
+            let Some(profile) = profiles.get(&s.profile) else {
+                continue; // validated in config::parse
+            };
+            let scenario = match &s.scenario {
+                Some(path) => sim::Scenario::load(&config::relative_to(config_path, path), profile)
+                    .map_err(|e| Failure::usage(e.to_string()))?,
+                None => sim::Scenario::default(),
+            };
+            let listener = tokio::net::TcpListener::bind(s.listen).await.map_err(|e| {
+                Failure::runtime(format!("simulator cannot listen on {}: {e}", s.listen))
+            })?;
+            let simulator =
+                sim::Simulator::new(profile.clone(), scenario, s.seed, sim::WallClock::start());
+            tracing::info!(profile = %profile.name, listen = %s.listen, "simulator started");
+            simulators.spawn(sim::serve(listener, simulator));
+        }
+
+        let resumed = {
+            let config = config.clone();
+            let processor = Processor::new(&config, profiles);
+            store
+                .call(move |store| {
+                    resume(
+                        store,
+                        processor,
+                        &config,
+                        Timestamp::from_datetime(Utc::now()),
+                    )
+                })
+                .await
+                .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
+                .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
+        };
+        let live = Live::new();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (samples_tx, samples_rx) = mpsc::channel::<Vec<Sample>>(1024);
+        let started = start_collectors(
+            config_path,
+            config,
+            profiles,
+            config.site.utc_offset.to_chrono(),
+            &samples_tx,
+            &shutdown_rx,
+            &live,
+        )
+        .map_err(Failure::runtime)?;
+        let mut collectors = started.tasks;
+        drop(samples_tx);
+        tracing::info!(
+            devices = config.devices.len(),
+            lines = started.lines,
+            "collectors started"
+        );
+        let (deliveries_tx, deliveries_rx) = mpsc::channel::<Delivery>(1024);
+        let mut mqtt_stats = Vec::new();
+        for source in &config.mqtt {
+            let source = MqttSource::new(source, config.site.utc_offset, config_path)
+                .map_err(|e| Failure::usage(format!("mqtt source {:?}: {e}", source.id)))?;
+            mqtt_stats.push((source.id().to_string(), source.stats()));
+            collectors.spawn(source.run(deliveries_tx.clone(), store.clone(), shutdown_rx.clone()));
+        }
+        drop(deliveries_tx);
+
+        let pipeline =
+            Pipeline::new(resumed, store.clone(), live.clone()).with_deliveries(deliveries_rx);
+        let pipeline = tokio::spawn(pipeline.run(samples_rx));
+        let console = tokio::spawn(console(live.clone(), shutdown_rx));
+        let limits: StackLimits = config
+            .stacks
+            .iter()
+            .flat_map(|s| s.limits.limited().map(move |(q, l)| ((s.id.clone(), q), l)))
+            .collect();
+        Ok(Workers {
+            generation: Arc::new(
+                Generation::new(Arc::new(config.clone()), live).with_limits(limits),
+            ),
+            shutdown,
+            simulators,
+            collectors,
+            captures: started.captures,
+            mqtt_stats,
+            pipeline,
+            console,
+        })
+    }
+
+    /// Lets every collector finish its current poll and the pipeline commit what they read,
+    /// within [`DRAIN_LIMIT`], then stops the simulators and waits until their ports are free.
+    async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        let drained = tokio::time::timeout(DRAIN_LIMIT, async {
+            while self.collectors.join_next().await.is_some() {}
+            let _ = (&mut self.pipeline).await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "collectors did not stop within {DRAIN_LIMIT:?}; committing what arrived"
+            );
+            self.collectors.abort_all();
+            // With the collectors gone the pipeline's input closes; let it commit the rest.
+            let _ = tokio::time::timeout(DRAIN_LIMIT, &mut self.pipeline).await;
+        }
+        // stragglers are cut off, so their capture sinks close as well
+        self.collectors.shutdown().await;
+        // capture threads end once their bus owners are gone, after flushing their files
+        for capture in self.captures {
+            let _ = tokio::task::spawn_blocking(move || capture.join()).await;
+        }
+        for (id, stats) in &self.mqtt_stats {
+            let s = stats.snapshot();
+            let refused: u64 = s.rejected.values().sum();
+            tracing::info!(source = %id, messages = s.messages, readings = s.readings, duplicates = s.duplicates, refused, acknowledged = s.acknowledged, "mqtt source stopped");
+        }
+        self.simulators.abort_all();
+        while self.simulators.join_next().await.is_some() {}
+        let _ = self.console.await;
+    }
+}
+
+/// Picks up where the last run stopped: the downtime becomes gap records, the hour and day in
+/// progress are rebuilt from the readings already stored, and exceedance events still open go on.
+pub fn resume(
+    store: &mut Store,
+    mut processor: Processor,
+    config: &SiteConfig,
+    now: Timestamp,
+) -> Result<Processor, StoreError> {
+    let mut last_of_point: HashMap<Arc<str>, Timestamp> = HashMap::new();
+    for stored in store.latest()? {
+        let last = last_of_point
+            .entry(stored.record.stack.clone())
+            .or_insert(stored.record.ts);
+        *last = (*last).max(stored.record.ts);
+    }
+    let today = period_start(now, Period::Day, config.site.utc_offset);
+    let readings: Vec<Reading> = store
+        .query(&Query {
+            kind: Some(RecordKind::Reading),
+            from: Some(today),
+            ..Query::default()
+        })?
+        .iter()
+        .filter_map(reading_of)
+        .collect();
+    let mut stored_periods = HashSet::new();
+    for kind in [RecordKind::Minute, RecordKind::Hour, RecordKind::Day] {
+        for stored in store.query(&Query {
+            kind: Some(kind),
+            from: Some(today),
+            ..Query::default()
+        })? {
+            if let Some(period) = aggregate_of(&stored.record) {
+                stored_periods.insert((period.stack, period.quantity, period.period, period.start));
+            }
+        }
+    }
+    processor.warm_up(&readings, &stored_periods);
+    let hours = hours_for_open_exceedances(store, &processor, now)?;
+    processor.warm_exceedances(&hours);
+    let mut gaps = Vec::new();
+    processor.restart(|point| last_of_point.get(point).copied(), now, &mut gaps);
+    if !gaps.is_empty() {
+        tracing::info!(
+            gaps = gaps.len(),
+            "recorded the downtime since the last run as gaps"
+        );
+        store.append(&gaps)?;
+    }
+    Ok(processor)
+}
+
+/// On a terminal, redraws a compact per-device status every two seconds.
+/// The stored hour averages (valid or not) that rebuild exceedance state: from one rolling window
+/// before the oldest event still open (or before now), in time order, the latest row of each
+/// (point, quantity, hour) winning.
+fn hours_for_open_exceedances(
+    store: &Store,
+    processor: &Processor,
+    now: Timestamp,
+) -> Result<Vec<Aggregate>, StoreError> {
+    let mut closed = HashSet::new();
+    let mut starts = Vec::new();
+    for stored in store.query(&Query {
+        kind: Some(RecordKind::Exceedance),
+        ..Query::default()
+    })? {
+        let r = stored.record;
+        let key = (r.stack.clone(), r.quantity, r.ts);
+        if r.end.is_some() {
+            closed.insert(key);
+        } else {
+            starts.push(key);
+        }
+    }
+    let oldest_open = starts
+        .into_iter()
+        .filter(|key| !closed.contains(key))
+        .map(|(_, _, start)| start)
+        .min()
+        .unwrap_or(now);
+    let window = i64::from(processor.exceedance_lookback_hours()) * HOUR_MS;
+    let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
+    for stored in store.query(&Query {
+        kind: Some(RecordKind::Hour),
+        from: Some(Timestamp(oldest_open.0.saturating_sub(window))),
+        ..Query::default()
+    })? {
+        if let Some(hour) = aggregate_of(&stored.record) {
+            latest.insert((hour.start.0, hour.stack.clone(), hour.quantity), hour);
+        }
+    }
+    Ok(latest.into_values().collect())
+}
+
+async fn console(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
+    if !std::io::stdout().is_terminal() {
+        return;
+    }
+    let mut lines_drawn = 0usize;
+    let mut every = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let text = live.render();
+        let mut out = std::io::stdout().lock();
+        if lines_drawn > 0 {
+            // move up and clear what was drawn last time
+            let _ = write!(out, "\x1b[{lines_drawn}A\x1b[J");
+        }
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+        lines_drawn = text.lines().count();
+    }
+}

@@ -1,0 +1,4 @@
+//! The command line and the daemon that wires collectors, pipeline, store and sinks.
+
+pub mod cli;
+pub mod daemon;

@@ -1,0 +1,856 @@
+//! The site config: what a plant or bureau runs, in one TOML file. Every mistake is reported
+//! with file, line, column, the key and what is allowed, before anything starts.
+
+pub mod diagnostic;
+pub mod hj212_listener;
+pub mod hj212_uplink;
+pub mod influx;
+pub mod mqtt;
+pub mod profile;
+pub mod secret;
+pub mod stack;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::config::diagnostic::{Seg, SourceError, SourceText};
+use crate::config::profile::{ProfileDirError, ProfileSet, MAX_REGISTERS_PER_READ};
+use crate::config::stack::{FlowSource, StackParams};
+use crate::model::time::UtcOffset;
+use crate::model::Quantity;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    pub site: Site,
+    #[serde(rename = "stack", default)]
+    pub stacks: Vec<StackParams>,
+    /// Serial RS-485 buses, each owned by one task; `transport = "rtu"` devices name theirs.
+    #[serde(rename = "bus", default)]
+    pub buses: Vec<BusConfig>,
+    #[serde(rename = "device", default)]
+    pub devices: Vec<DeviceConfig>,
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// Simulated analysers started inside the daemon, for demos and commissioning.
+    #[serde(rename = "simulate", default)]
+    pub simulators: Vec<SimulateConfig>,
+    /// Extra device profiles for this site, next to the shipped ones; relative to the config file.
+    pub profiles_dir: Option<PathBuf>,
+    /// InfluxDB v2 write-API sinks.
+    #[serde(rename = "influx", default)]
+    pub influx: Vec<crate::config::influx::InfluxSinkConfig>,
+    /// HJ 212-2017 uplinks to bureau platforms.
+    #[serde(rename = "hj212", default)]
+    pub hj212: Vec<crate::config::hj212_uplink::Hj212SinkConfig>,
+    /// MQTT brokers to subscribe to, with the devices that publish through them.
+    #[serde(rename = "mqtt", default)]
+    pub mqtt: Vec<crate::config::mqtt::MqttSourceConfig>,
+    /// Health, metrics and the status page; none served when absent.
+    pub http: Option<HttpConfig>,
+    /// Receives HJ 212 uploads from data loggers (bureau side).
+    pub hj212_listener: Option<crate::config::hj212_listener::ListenerConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// A loopback address: the endpoints have no authentication.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Site {
+    pub id: String,
+    pub name: Option<String>,
+    /// HJ 212 device id (MN) of this data logger.
+    pub mn: Option<String>,
+    /// Local time of the site, for day boundaries and HJ 212 DataTime.
+    #[serde(default = "china_standard_time")]
+    pub utc_offset: UtcOffset,
+}
+
+/// Where an analyser samples relative to the desulfurisation unit; inlet readings feed the
+/// FGD efficiency only and are never reported as the stack's emissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Position {
+    Inlet,
+    #[default]
+    Outlet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transport {
+    /// Modbus TCP (MBAP header) to `address`.
+    Tcp,
+    /// Modbus RTU on the serial `bus`.
+    Rtu,
+    /// Modbus RTU frames over a TCP socket to `address`: a serial device server or DTU.
+    RtuOverTcp,
+}
+
+impl Transport {
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Rtu => "rtu",
+            Transport::RtuOverTcp => "rtu-over-tcp",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parity {
+    /// Most analysers ship set to 8N1, so that is the default, although the Modbus serial
+    /// line spec names even parity as its default.
+    #[default]
+    None,
+    Even,
+    Odd,
+}
+
+/// One serial RS-485 (or RS-232) port and the timing of the Modbus RTU line on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusConfig {
+    pub id: String,
+    /// Device path, e.g. "/dev/ttyUSB0" or "/dev/serial/by-id/…".
+    pub port: String,
+    #[serde(default = "baud_9600")]
+    pub baud: u32,
+    #[serde(default = "eight")]
+    pub data_bits: u8,
+    #[serde(default)]
+    pub parity: Parity,
+    #[serde(default = "one")]
+    pub stop_bits: u8,
+    /// How long a device may take to start answering; the wire time of the request and the
+    /// reply at this baud rate is added on top. Devices may override it with `timeout`.
+    #[serde(default = "half_a_second")]
+    pub response_timeout: Interval,
+    /// Silence before each request; default 3.5 character times, 1.75 ms above 19200 baud.
+    pub inter_frame_delay: Option<Interval>,
+    /// Extra pause after each reply before the next request, for slow devices.
+    pub turnaround_delay: Option<Interval>,
+    /// Write every frame on this bus to a daily pcapng file in `capture_dir`.
+    #[serde(default)]
+    pub capture: bool,
+    /// Where capture files go, relative to the config file; default "capture".
+    pub capture_dir: Option<PathBuf>,
+}
+
+impl BusConfig {
+    /// Bits one character takes on the wire: start, data, parity, stop.
+    pub fn bits_per_char(&self) -> u32 {
+        let parity = u32::from(self.parity != Parity::None);
+        1 + u32::from(self.data_bits) + parity + u32::from(self.stop_bits)
+    }
+
+    /// Time one character takes at the configured baud rate.
+    pub fn char_time(&self) -> Duration {
+        Duration::from_secs_f64(f64::from(self.bits_per_char()) / f64::from(self.baud.max(1)))
+    }
+
+    /// The Modbus serial line spec (V1.02 §2.5.1.1): frames are separated by 3.5 character
+    /// times of silence, fixed at 1.75 ms above 19200 baud.
+    pub fn inter_frame(&self) -> Duration {
+        match self.inter_frame_delay {
+            Some(delay) => delay.0,
+            None if self.baud > 19_200 => Duration::from_micros(1_750),
+            None => self.char_time().mul_f64(3.5),
+        }
+    }
+
+    pub fn turnaround(&self) -> Duration {
+        self.turnaround_delay.map_or(Duration::ZERO, |d| d.0)
+    }
+
+    /// The directory capture files are written to.
+    pub fn capture_dir(&self, config_path: &Path) -> PathBuf {
+        relative_to(
+            config_path,
+            self.capture_dir
+                .as_deref()
+                .unwrap_or_else(|| Path::new("capture")),
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    pub id: String,
+    pub profile: String,
+    pub stack: String,
+    pub transport: Transport,
+    /// host:port of a Modbus TCP device or of the serial device server in front of an RTU one.
+    pub address: Option<String>,
+    /// The `[[bus]]` an RTU device hangs on.
+    pub bus: Option<String>,
+    #[serde(default = "unit_id_one")]
+    pub unit_id: u8,
+    #[serde(default = "ten_seconds")]
+    pub poll_interval: Interval,
+    /// How long one request may take before the device counts as silent; default 1 s, or the
+    /// bus's `response_timeout` for RTU devices.
+    pub timeout: Option<Interval>,
+    /// Sockets cemsd may hold open to this device's endpoint at once (TCP transports); the
+    /// devices behind one endpoint are spread over them. Default 1.
+    pub max_connections: Option<u16>,
+    /// Close the socket after every poll, for devices that accept a single client and must
+    /// leave it to other masters in between.
+    pub close_after_poll: Option<bool>,
+    /// For devices that answer only single-value reads.
+    #[serde(default)]
+    pub one_value_per_request: bool,
+    /// Largest read this device gets, at most 125 (and the profile's own limit).
+    pub max_registers: Option<u16>,
+    /// Unused registers a read may span to join two values into one request.
+    pub max_hole: Option<u16>,
+    #[serde(default)]
+    pub position: Position,
+    /// Only these channels of the profile; all when absent.
+    pub channels: Option<Vec<String>>,
+    /// Per-site spans of scaled-integer channels, e.g. `spans = { SO2 = [0, 750] }`.
+    #[serde(default)]
+    pub spans: BTreeMap<String, [f64; 2]>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "default_store_path")]
+    pub path: PathBuf,
+    /// Rows older than this are deleted once every sink has taken them.
+    pub retention: Option<Interval>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: default_store_path(),
+            retention: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulateConfig {
+    pub profile: String,
+    pub listen: SocketAddr,
+    /// Scenario file, relative to the config file.
+    pub scenario: Option<PathBuf>,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// A duration written as "10s", "500ms", "2m", "90d".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Interval(pub Duration);
+
+impl<'de> Deserialize<'de> for Interval {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map(Interval)
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "invalid duration {text:?}: expected a number and a unit, e.g. \"10s\", \"500ms\", \"2m\", \"90d\""
+                ))
+            })
+    }
+}
+
+fn china_standard_time() -> UtcOffset {
+    UtcOffset::CHINA
+}
+
+fn unit_id_one() -> u8 {
+    1
+}
+
+fn baud_9600() -> u32 {
+    9600
+}
+
+fn eight() -> u8 {
+    8
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn half_a_second() -> Interval {
+    Interval(Duration::from_millis(500))
+}
+
+fn ten_seconds() -> Interval {
+    Interval(Duration::from_secs(10))
+}
+
+/// Reply timeout of network devices that do not set one.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+
+impl DeviceConfig {
+    /// The request timeout in force: the device's own, else its bus's, else 1 s.
+    pub fn effective_timeout(&self, buses: &[BusConfig]) -> Duration {
+        match (self.timeout, self.transport, &self.bus) {
+            (Some(timeout), _, _) => timeout.0,
+            (None, Transport::Rtu, Some(bus)) => buses
+                .iter()
+                .find(|b| &b.id == bus)
+                .map_or(DEFAULT_TIMEOUT, |b| b.response_timeout.0),
+            _ => DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+fn default_store_path() -> PathBuf {
+    PathBuf::from("cemsd-data/cemsd.db")
+}
+
+/// A validated config with everything it refers to resolved.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    pub config: SiteConfig,
+    pub profiles: ProfileSet,
+}
+
+#[derive(Debug)]
+pub enum ConfigError {
+    Unreadable(PathBuf, std::io::Error),
+    Invalid(SourceError),
+    Profiles(ProfileDirError),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Unreadable(path, err) => write!(
+                f,
+                "{}: cannot read the config: {err}\n  help: pass the path of a site config, e.g. --config deploy/demo.toml",
+                path.display()
+            ),
+            ConfigError::Invalid(err) => write!(f, "{err}"),
+            ConfigError::Profiles(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl From<SourceError> for ConfigError {
+    fn from(err: SourceError) -> Self {
+        ConfigError::Invalid(err)
+    }
+}
+
+/// Reads, parses and validates a site config.
+pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| ConfigError::Unreadable(path.into(), e))?;
+    parse(path, &text)
+}
+
+/// Parses and validates config text; `path` is used for messages and relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
+    let src = SourceText::new(path, text);
+    let config: SiteConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+    let mut profiles = ProfileSet::shipped()?;
+    if let Some(dir) = &config.profiles_dir {
+        let dir = relative_to(path, dir);
+        profiles.load_dir(&dir).map_err(ConfigError::Profiles)?;
+    }
+    validate(&src, &config, &profiles)?;
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        config,
+        profiles,
+    })
+}
+
+/// Paths in a config are relative to the config file, so a site directory can be moved whole.
+pub fn relative_to(config_path: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    config_path
+        .parent()
+        .map(|dir| dir.join(path))
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+fn one_of<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<_> = names.collect();
+    if names.is_empty() {
+        "none are defined".into()
+    } else {
+        format!("one of: {}", names.join(", "))
+    }
+}
+
+fn validate(
+    src: &SourceText,
+    config: &SiteConfig,
+    profiles: &ProfileSet,
+) -> Result<(), SourceError> {
+    let mut stack_ids = HashSet::new();
+    for (i, stack) in config.stacks.iter().enumerate() {
+        if let Err(e) = stack.validate() {
+            return Err(src.error_at_path(
+                &[Seg::Key("stack"), Seg::Index(i), Seg::Key(e.key)],
+                e.message,
+                e.help,
+            ));
+        }
+        if !stack_ids.insert(stack.id.as_str()) {
+            return Err(src.error_at_path(
+                &[Seg::Key("stack"), Seg::Index(i), Seg::Key("id")],
+                format!("stack id {:?} is used twice", stack.id),
+                Some("give every [[stack]] its own id".into()),
+            ));
+        }
+    }
+    validate_buses(src, &config.buses)?;
+    let mut device_ids = HashSet::new();
+    for (i, device) in config.devices.iter().enumerate() {
+        let at = |key| [Seg::Key("device"), Seg::Index(i), Seg::Key(key)];
+        if !device_ids.insert(device.id.as_str()) {
+            return Err(src.error_at_path(
+                &at("id"),
+                format!("device id {:?} is used twice", device.id),
+                Some("give every [[device]] its own id".into()),
+            ));
+        }
+        if !stack_ids.contains(device.stack.as_str()) {
+            return Err(src.error_at_path(
+                &at("stack"),
+                format!(
+                    "device {:?} is bound to stack {:?}, which is not defined",
+                    device.id, device.stack
+                ),
+                Some(format!(
+                    "use {}, or add a [[stack]] with id = {:?}",
+                    one_of(config.stacks.iter().map(|s| s.id.as_str())),
+                    device.stack
+                )),
+            ));
+        }
+        let Some(profile) = profiles.get(&device.profile) else {
+            return Err(src.error_at_path(
+                &at("profile"),
+                format!("unknown profile {:?}", device.profile),
+                Some(format!(
+                    "use {} (list them with `cemsd profiles list`), or add the profile to profiles_dir",
+                    one_of(profiles.names())
+                )),
+            ));
+        };
+        validate_transport(src, config, i, device)?;
+        if device.poll_interval.0 < Duration::from_millis(100) {
+            return Err(src.error_at_path(
+                &at("poll_interval"),
+                "a poll interval under 100ms is not supported",
+                Some("analysers update about once a second; use e.g. \"1s\" or \"10s\"".into()),
+            ));
+        }
+        let timeout = device.effective_timeout(&config.buses);
+        if timeout.is_zero() || timeout >= device.poll_interval.0 {
+            return Err(src.error_at_path(
+                &at("timeout"),
+                "the timeout must be above zero and shorter than the poll interval",
+                Some("e.g. timeout = \"1s\" with poll_interval = \"10s\"".into()),
+            ));
+        }
+        let channel_names = || profile.channels.iter().map(|c| c.name.as_str());
+        if let Some(channels) = &device.channels {
+            for (j, name) in channels.iter().enumerate() {
+                if profile.channel(name).is_none() {
+                    return Err(src.error_at_path(
+                        &[
+                            Seg::Key("device"),
+                            Seg::Index(i),
+                            Seg::Key("channels"),
+                            Seg::Index(j),
+                        ],
+                        format!("profile {:?} has no channel {:?}", profile.name, name),
+                        Some(format!("use {}", one_of(channel_names()))),
+                    ));
+                }
+            }
+        }
+        for (name, [lo, hi]) in &device.spans {
+            let path = [
+                Seg::Key("device"),
+                Seg::Index(i),
+                Seg::Key("spans"),
+                Seg::Key(name),
+            ];
+            match profile.channel(name) {
+                None => {
+                    return Err(src.error_at_path(
+                        &path,
+                        format!("profile {:?} has no channel {:?}", profile.name, name),
+                        Some(format!("use {}", one_of(channel_names()))),
+                    ))
+                }
+                Some(ch) if ch.raw_range.is_none() => {
+                    return Err(src.error_at_path(
+                        &path,
+                        format!(
+                            "channel {name:?} is not a scaled-integer channel, so it has no span"
+                        ),
+                        Some("spans apply to channels with raw_range in the profile".into()),
+                    ))
+                }
+                Some(_) if !(lo.is_finite() && hi.is_finite() && hi > lo) => {
+                    return Err(src.error_at_path(
+                        &path,
+                        format!("span [{lo}, {hi}] must be two finite numbers, low then high"),
+                        None,
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    for (i, stack) in config.stacks.iter().enumerate() {
+        let measures_velocity = config.devices.iter().any(|d| {
+            d.stack == stack.id
+                && profiles.get(&d.profile).is_some_and(|p| {
+                    p.channels.iter().any(|c| {
+                        c.quantity == Quantity::Velocity
+                            && d.channels.as_ref().is_none_or(|w| w.contains(&c.name))
+                    })
+                })
+        });
+        if measures_velocity
+            && stack.flow_from == FlowSource::Velocity
+            && stack.duct_area_m2.is_none()
+        {
+            return Err(src.error_at_path(
+                &[Seg::Key("stack"), Seg::Index(i)],
+                format!("stack {:?} measures flue-gas velocity but has no duct area to turn it into flow", stack.id),
+                Some("add duct_area_m2 (m2 at the measuring point), or set flow_from to \"actual_flow\" or \"standard_dry_flow\"".into()),
+            ));
+        }
+    }
+    validate_endpoints(src, config)?;
+    let mut listens = HashSet::new();
+    for (i, sim) in config.simulators.iter().enumerate() {
+        let at = |key| [Seg::Key("simulate"), Seg::Index(i), Seg::Key(key)];
+        if profiles.get(&sim.profile).is_none() {
+            return Err(src.error_at_path(
+                &at("profile"),
+                format!("unknown profile {:?}", sim.profile),
+                Some(format!("use {}", one_of(profiles.names()))),
+            ));
+        }
+        if !listens.insert(sim.listen) {
+            return Err(src.error_at_path(
+                &at("listen"),
+                format!("two simulators listen on {}", sim.listen),
+                Some("give each [[simulate]] its own port".into()),
+            ));
+        }
+    }
+    crate::config::influx::validate(src, &config.influx)?;
+    crate::config::hj212_uplink::validate(src, &config.hj212, &config.site, &config.stacks)?;
+    crate::config::mqtt::validate(src, &config.mqtt, &config.stacks, &device_ids)?;
+    let taken: Vec<SocketAddr> = config
+        .http
+        .iter()
+        .map(|h| h.listen)
+        .chain(listens.iter().copied())
+        .collect();
+    crate::config::hj212_listener::validate(src, config.hj212_listener.as_ref(), &taken)?;
+    if let Some(http) = config
+        .http
+        .as_ref()
+        .filter(|h| !h.listen.ip().is_loopback())
+    {
+        return Err(src.error_at_path(
+            &[Seg::Key("http"), Seg::Key("listen")],
+            format!("{} is not a loopback address", http.listen),
+            Some("the status page and metrics have no authentication: listen on e.g. \"127.0.0.1:8080\" and put a reverse proxy with authentication in front".into()),
+        ));
+    }
+    if let Some(retention) = &config.store.retention {
+        if retention.0 < Duration::from_secs(3600) {
+            return Err(src.error_at_path(
+                &[Seg::Key("store"), Seg::Key("retention")],
+                "a retention under one hour would delete data before it can be aggregated",
+                Some("use e.g. \"90d\"; rows are kept until every sink has them anyway".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_buses(src: &SourceText, buses: &[BusConfig]) -> Result<(), SourceError> {
+    let mut ids = HashSet::new();
+    let mut ports: Vec<(&str, Option<PathBuf>)> = Vec::new();
+    for (i, bus) in buses.iter().enumerate() {
+        let at = |key| [Seg::Key("bus"), Seg::Index(i), Seg::Key(key)];
+        if !ids.insert(bus.id.as_str()) {
+            return Err(src.error_at_path(
+                &at("id"),
+                format!("bus id {:?} is used twice", bus.id),
+                Some("give every [[bus]] its own id".into()),
+            ));
+        }
+        // the same device may be written two ways (a by-id link and /dev/ttyUSB0)
+        let resolved = std::fs::canonicalize(&bus.port).ok();
+        if let Some((other, _)) = ports
+            .iter()
+            .find(|(port, real)| *port == bus.port || (resolved.is_some() && *real == resolved))
+        {
+            return Err(src.error_at_path(
+                &at("port"),
+                format!(
+                    "port {:?} is already used by another bus ({other:?})",
+                    bus.port
+                ),
+                Some(
+                    "one serial port is one bus: put every device on it under the same [[bus]] \
+                     and give them different unit_id values"
+                        .into(),
+                ),
+            ));
+        }
+        ports.push((&bus.port, resolved));
+        if !(50..=4_000_000).contains(&bus.baud) {
+            return Err(src.error_at_path(
+                &at("baud"),
+                format!("baud rate {} is out of range", bus.baud),
+                Some("use the analyser's setting, e.g. 9600, 19200 or 38400".into()),
+            ));
+        }
+        if bus.data_bits != 8 {
+            return Err(src.error_at_path(
+                &at("data_bits"),
+                format!("{} data bits cannot carry Modbus RTU", bus.data_bits),
+                Some("RTU frames are 8-bit bytes: data_bits = 8 (or remove the key)".into()),
+            ));
+        }
+        if !(1..=2).contains(&bus.stop_bits) {
+            return Err(src.error_at_path(
+                &at("stop_bits"),
+                format!("{} stop bits is not a serial setting", bus.stop_bits),
+                Some("use 1 or 2".into()),
+            ));
+        }
+        if bus.response_timeout.0.is_zero() {
+            return Err(src.error_at_path(
+                &at("response_timeout"),
+                "a response timeout of zero would fail every request",
+                Some("analysers answer within 50–500 ms; use e.g. \"500ms\"".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The keys a device needs and must not have for its transport.
+fn validate_transport(
+    src: &SourceText,
+    config: &SiteConfig,
+    i: usize,
+    device: &DeviceConfig,
+) -> Result<(), SourceError> {
+    let at = |key| [Seg::Key("device"), Seg::Index(i), Seg::Key(key)];
+    let transport = device.transport.name();
+    match device.transport {
+        Transport::Rtu => {
+            if device.address.is_some() {
+                return Err(src.error_at_path(
+                    &at("address"),
+                    "an rtu device is reached through its bus, not an address",
+                    Some("remove address and set bus = \"<id of a [[bus]]>\"; for a serial device server use transport = \"rtu-over-tcp\"".into()),
+                ));
+            }
+            let Some(bus) = &device.bus else {
+                return Err(src.error_at_path(
+                    &at("bus"),
+                    format!(
+                        "device {:?} uses transport \"rtu\" but names no bus",
+                        device.id
+                    ),
+                    Some(format!(
+                        "add bus = \"…\" with {}",
+                        one_of(config.buses.iter().map(|b| b.id.as_str()))
+                    )),
+                ));
+            };
+            if !config.buses.iter().any(|b| &b.id == bus) {
+                return Err(src.error_at_path(
+                    &at("bus"),
+                    format!(
+                        "device {:?} is on bus {bus:?}, which is not defined",
+                        device.id
+                    ),
+                    Some(format!(
+                        "use {}, or add a [[bus]] with id = {bus:?}",
+                        one_of(config.buses.iter().map(|b| b.id.as_str()))
+                    )),
+                ));
+            }
+            if !(1..=247).contains(&device.unit_id) {
+                return Err(src.error_at_path(
+                    &at("unit_id"),
+                    format!("unit id {} cannot be polled on a serial bus", device.unit_id),
+                    Some("serial devices have addresses 1 to 247 (0 is broadcast, which gets no reply)".into()),
+                ));
+            }
+            for key in ["max_connections", "close_after_poll"] {
+                let set = match key {
+                    "max_connections" => device.max_connections.is_some(),
+                    _ => device.close_after_poll.is_some(),
+                };
+                if set {
+                    return Err(src.error_at_path(
+                        &at(key),
+                        format!("{key} applies to network connections, not to a serial bus"),
+                        Some(
+                            "remove it; a bus has one owner that polls its devices in turn".into(),
+                        ),
+                    ));
+                }
+            }
+        }
+        Transport::Tcp | Transport::RtuOverTcp => {
+            if device.bus.is_some() {
+                return Err(src.error_at_path(
+                    &at("bus"),
+                    format!("a {transport} device is reached at its address, not on a bus"),
+                    Some(
+                        "remove bus, or use transport = \"rtu\" for a device wired to a [[bus]]"
+                            .into(),
+                    ),
+                ));
+            }
+            let Some(address) = &device.address else {
+                return Err(src.error_at_path(
+                    &at("address"),
+                    format!(
+                        "device {:?} uses transport \"{transport}\" but has no address",
+                        device.id
+                    ),
+                    Some("add address = \"host:port\", e.g. \"192.168.1.20:502\"".into()),
+                ));
+            };
+            if address.parse::<SocketAddr>().is_err() && !looks_like_host_port(address) {
+                return Err(src.error_at_path(
+                    &at("address"),
+                    format!("{address:?} is not a host:port address"),
+                    Some("write e.g. \"192.168.1.20:502\"".into()),
+                ));
+            }
+            if device.max_connections == Some(0) {
+                return Err(src.error_at_path(
+                    &at("max_connections"),
+                    "at least one connection is needed to poll the device",
+                    Some("use 1 for devices that accept a single client".into()),
+                ));
+            }
+        }
+    }
+    if let Some(max) = device.max_registers {
+        if !(1..=MAX_REGISTERS_PER_READ).contains(&max) {
+            return Err(src.error_at_path(
+                &at("max_registers"),
+                format!("max_registers = {max} is outside 1..=125"),
+                Some("Modbus reads at most 125 registers at a time".into()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Devices that share a line must agree on it: one unit id per device on a bus, one transport
+/// and one set of connection options per network endpoint.
+fn validate_endpoints(src: &SourceText, config: &SiteConfig) -> Result<(), SourceError> {
+    for (i, device) in config.devices.iter().enumerate() {
+        let at = |key| [Seg::Key("device"), Seg::Index(i), Seg::Key(key)];
+        for other in &config.devices[..i] {
+            match (&device.bus, &other.bus) {
+                (Some(bus), Some(other_bus))
+                    if bus == other_bus && device.unit_id == other.unit_id =>
+                {
+                    return Err(src.error_at_path(
+                        &at("unit_id"),
+                        format!(
+                            "unit id {} is already used on bus {bus:?} by device {:?}",
+                            device.unit_id, other.id
+                        ),
+                        Some("every device on one bus needs its own unit_id; set the analyser's Modbus address to a free one".into()),
+                    ));
+                }
+                _ => {}
+            }
+            let (Some(address), Some(other_address)) = (&device.address, &other.address) else {
+                continue;
+            };
+            if address != other_address {
+                continue;
+            }
+            if device.transport != other.transport {
+                return Err(src.error_at_path(
+                    &at("transport"),
+                    format!(
+                        "{address} is reached with {} by device {:?}; one endpoint speaks one protocol",
+                        other.transport.name(),
+                        other.id
+                    ),
+                    Some(format!("use transport = \"{}\"", other.transport.name())),
+                ));
+            }
+            let conflicts = [
+                (
+                    "max_connections",
+                    device.max_connections.is_some()
+                        && other.max_connections.is_some()
+                        && device.max_connections != other.max_connections,
+                ),
+                (
+                    "close_after_poll",
+                    device.close_after_poll.is_some()
+                        && other.close_after_poll.is_some()
+                        && device.close_after_poll != other.close_after_poll,
+                ),
+            ];
+            if let Some((key, _)) = conflicts.into_iter().find(|(_, differ)| *differ) {
+                return Err(src.error_at_path(
+                    &at(key),
+                    format!(
+                        "device {:?} at the same address {address} sets {key} differently",
+                        other.id
+                    ),
+                    Some("connection options belong to the endpoint: give every device behind it the same value, or set it on one only".into()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn looks_like_host_port(address: &str) -> bool {
+    match address.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok()
+        }
+        None => false,
+    }
+}

@@ -1,0 +1,150 @@
+//! What is happening right now, per device: shared by the collectors (connection, errors),
+//! the pipeline (latest values) and whatever shows it (terminal line, status page).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::model::comm::{CommEvent, CommStats};
+use crate::model::{Flag, Timestamp, Unit};
+use crate::store::{Record, RecordKind};
+
+#[derive(Debug, Clone, Default)]
+pub struct DeviceLive {
+    pub connected: bool,
+    pub polls: u64,
+    pub errors: u64,
+    pub last_error: Option<String>,
+    /// Latest value per channel.
+    pub values: BTreeMap<Arc<str>, ChannelLive>,
+    /// What happened on the wire for this device.
+    pub comm: CommStats,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelLive {
+    /// At standard conditions, dry (mg/m3 for gases); NaN when none was received.
+    pub value: f64,
+    /// Also at reference O2, for pollutants.
+    pub corrected: Option<f64>,
+    pub unit: Unit,
+    pub flag: Flag,
+    pub ts: Timestamp,
+}
+
+#[derive(Debug, Default)]
+pub struct Live {
+    devices: Mutex<BTreeMap<Arc<str>, DeviceLive>>,
+    /// Counters per line: serial bus id or network endpoint.
+    lines: Mutex<BTreeMap<Arc<str>, CommStats>>,
+    pub committed: AtomicU64,
+}
+
+impl Live {
+    pub fn new() -> Arc<Live> {
+        Arc::new(Live::default())
+    }
+
+    /// A poisoned lock only means a panic elsewhere; the map itself is still usable.
+    fn devices(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, DeviceLive>> {
+        self.devices.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn poll_succeeded(&self, device: &Arc<str>) {
+        let mut devices = self.devices();
+        let d = devices.entry(device.clone()).or_default();
+        d.connected = true;
+        d.polls += 1;
+    }
+
+    pub fn poll_failed(&self, device: &Arc<str>, error: String) {
+        let mut devices = self.devices();
+        let d = devices.entry(device.clone()).or_default();
+        d.connected = false;
+        d.polls += 1;
+        d.errors += 1;
+        d.last_error = Some(error);
+    }
+
+    /// Counts what happened on `line` while talking to `device`, for both.
+    pub fn comm(&self, line: &Arc<str>, device: &Arc<str>, events: &[CommEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        {
+            let mut lines = self.lines.lock().unwrap_or_else(|e| e.into_inner());
+            let stats = lines.entry(line.clone()).or_default();
+            events.iter().for_each(|e| stats.record(*e));
+        }
+        let mut devices = self.devices();
+        let stats = &mut devices.entry(device.clone()).or_default().comm;
+        events.iter().for_each(|e| stats.record(*e));
+    }
+
+    /// Counters of every line.
+    pub fn lines(&self) -> BTreeMap<Arc<str>, CommStats> {
+        self.lines.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Takes the latest reading of each device channel from records about to be committed.
+    pub fn record_readings(&self, records: &[Record]) {
+        let mut devices = self.devices();
+        for r in records.iter().filter(|r| r.kind == RecordKind::Reading) {
+            let (Some(unit), false) = (r.unit, r.device.is_empty()) else {
+                continue;
+            };
+            let d = devices.entry(r.device.clone()).or_default();
+            d.values.insert(
+                r.channel.clone(),
+                ChannelLive {
+                    value: r.measured.unwrap_or(f64::NAN),
+                    corrected: r.corrected,
+                    unit,
+                    flag: r.flags.primary(),
+                    ts: r.ts,
+                },
+            );
+        }
+    }
+
+    pub fn add_committed(&self, n: u64) {
+        self.committed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<Arc<str>, DeviceLive> {
+        self.devices().clone()
+    }
+
+    /// One compact line per device, for the terminal.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for (id, d) in self.snapshot() {
+            let state = if d.connected { "ok  " } else { "DOWN" };
+            let values: Vec<String> = d
+                .values
+                .iter()
+                .map(|(ch, v)| {
+                    if v.value.is_nan() {
+                        format!("{ch}=- [{}]", v.flag)
+                    } else {
+                        format!("{ch}={:.2}{} [{}]", v.value, v.unit, v.flag)
+                    }
+                })
+                .collect();
+            out.push_str(&format!(
+                "{state} {id:<14} polls {:<6} errors {:<4} {}\n",
+                d.polls,
+                d.errors,
+                values.join("  ")
+            ));
+        }
+        for (line, stats) in self.lines() {
+            out.push_str(&format!("line {line:<19} {}\n", stats.summary()));
+        }
+        out.push_str(&format!(
+            "store: {} rows committed this run\n",
+            self.committed.load(Ordering::Relaxed)
+        ));
+        out
+    }
+}

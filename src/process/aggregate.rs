@@ -1,0 +1,679 @@
+//! Minute, hour and day statistics with HJ 75-2017 validity.
+//!
+//! - Minute: statistics of the valid readings (N, T, S) in that minute; valid with at least one.
+//! - Hour: mean of the valid minute averages; valid with at least `hour_min_valid_minutes`
+//!   (45, *verify*).
+//! - Day: mean of the valid hour averages; valid with at least `day_min_valid_hours` (20,
+//!   *verify*). Days (and hours, for offsets that are not whole hours) follow the site's local
+//!   time, a fixed UTC offset: HJ 212 DataTime is local time, UTC+8 in China.
+//!
+//! Min and max of a period are the extremes of its valid sub-periods' minima and maxima, i.e. of
+//! the valid readings underneath. A period with no valid data at all still reports the
+//! statistics of whatever data it had (so a plant-stop or calibration hour shows what was
+//! measured), with `valid = false` and `count = 0`.
+//!
+//! An invalid period carries the invalidating flag met most often among its sub-periods
+//! (readings, minutes, hours; sub-periods with no record at all count as B), ties going to the
+//! more severe flag. A valid period carries the most severe flag among its valid sub-periods
+//! (N, T or S), so an hour with one over-range minute is reported T.
+//!
+//! Periods close when a reading of the same series lies beyond their end, or when
+//! `tick(now)` finds now − arrival_grace beyond it; the result does not depend on how readings
+//! are batched as long as a tick never claims a time for which readings are still to come.
+//! Readings older than an already closed minute are counted in `late_readings` and left out.
+//! Periods without any reading produce no record; the gap records say why.
+
+use std::sync::Arc;
+
+use crate::config::stack::{millis, StackParams};
+use crate::model::time::{floor, Period, UtcOffset, DAY_MS, HOUR_MS, MINUTE_MS};
+use crate::model::{Flag, FlagSet, Quantity, Reading, Timestamp, Unit};
+
+/// Statistics of one series over one period, in the reading's reporting unit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aggregate {
+    pub period: Period,
+    /// UTC instant the period starts (local midnight for days).
+    pub start: Timestamp,
+    pub end: Timestamp,
+    pub stack: Arc<str>,
+    pub quantity: Quantity,
+    pub unit: Unit,
+    pub valid: bool,
+    pub flag: Flag,
+    /// Valid sub-periods used: readings (minute), minutes (hour), hours (day).
+    pub count: u32,
+    /// Sub-periods that had a record, valid or not.
+    pub total: u32,
+    /// Mean of `raw` (the wire value, e.g. ppm).
+    pub raw_avg: Option<f64>,
+    pub avg: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub corrected_avg: Option<f64>,
+    pub corrected_min: Option<f64>,
+    pub corrected_max: Option<f64>,
+    /// Mean emission rate, kg/h.
+    pub rate_avg: Option<f64>,
+    /// Mass from valid data: minute and hour rate_avg × duration when valid; day the sum of its
+    /// valid hours (also when the day as a whole is invalid). Never filled in for missing data.
+    pub mass_kg: Option<f64>,
+}
+
+/// One contribution to a period: a reading, or a closed sub-period.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    valid: bool,
+    flag: Flag,
+    raw: Option<f64>,
+    avg: Option<f64>,
+    min: Option<f64>,
+    max: Option<f64>,
+    corrected_avg: Option<f64>,
+    corrected_min: Option<f64>,
+    corrected_max: Option<f64>,
+    rate: Option<f64>,
+    mass: Option<f64>,
+}
+
+impl Entry {
+    fn of_reading(r: &Reading, invalid: u8) -> Entry {
+        let measured = Some(r.measured).filter(|v| v.is_finite());
+        let corrected = r.corrected.filter(|v| v.is_finite());
+        Entry {
+            valid: r.flags.bits() & invalid == 0 && measured.is_some(),
+            flag: r.flags.primary(),
+            raw: Some(r.raw).filter(|v| v.is_finite()),
+            avg: measured,
+            min: measured,
+            max: measured,
+            corrected_avg: corrected,
+            corrected_min: corrected,
+            corrected_max: corrected,
+            rate: r.rate.filter(|v| v.is_finite()),
+            mass: None,
+        }
+    }
+
+    fn of_aggregate(a: &Aggregate) -> Entry {
+        Entry {
+            valid: a.valid,
+            flag: a.flag,
+            raw: a.raw_avg,
+            avg: a.avg,
+            min: a.min,
+            max: a.max,
+            corrected_avg: a.corrected_avg,
+            corrected_min: a.corrected_min,
+            corrected_max: a.corrected_max,
+            rate: a.rate_avg,
+            mass: a.mass_kg,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Mean {
+    n: u32,
+    sum: f64,
+}
+
+impl Mean {
+    fn add(&mut self, v: Option<f64>) {
+        if let Some(v) = v {
+            self.n += 1;
+            self.sum += v;
+        }
+    }
+
+    fn get(self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / f64::from(self.n))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Extremes {
+    min: f64,
+    max: f64,
+}
+
+impl Default for Extremes {
+    fn default() -> Self {
+        Extremes {
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+}
+
+impl Extremes {
+    fn add(&mut self, min: Option<f64>, max: Option<f64>) {
+        if let Some(v) = min {
+            self.min = self.min.min(v);
+        }
+        if let Some(v) = max {
+            self.max = self.max.max(v);
+        }
+    }
+
+    fn min(self) -> Option<f64> {
+        self.min.is_finite().then_some(self.min)
+    }
+
+    fn max(self) -> Option<f64> {
+        self.max.is_finite().then_some(self.max)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Values {
+    raw: Mean,
+    avg: Mean,
+    range: Extremes,
+    corrected: Mean,
+    corrected_range: Extremes,
+    rate: Mean,
+}
+
+impl Values {
+    fn add(&mut self, e: &Entry) {
+        self.raw.add(e.raw);
+        self.avg.add(e.avg);
+        self.range.add(e.min, e.max);
+        self.corrected.add(e.corrected_avg);
+        self.corrected_range.add(e.corrected_min, e.corrected_max);
+        self.rate.add(e.rate);
+    }
+}
+
+/// A period being accumulated.
+#[derive(Debug, Clone)]
+struct Acc {
+    start: i64,
+    total: u32,
+    valid: u32,
+    invalid_tally: [u32; Flag::ALL.len()],
+    valid_flags: FlagSet,
+    of_valid: Values,
+    of_all: Values,
+    valid_mass: Mean,
+}
+
+impl Acc {
+    fn new(start: i64) -> Acc {
+        Acc {
+            start,
+            total: 0,
+            valid: 0,
+            invalid_tally: [0; Flag::ALL.len()],
+            valid_flags: FlagSet::EMPTY,
+            of_valid: Values::default(),
+            of_all: Values::default(),
+            valid_mass: Mean::default(),
+        }
+    }
+
+    fn add(&mut self, e: &Entry) {
+        self.total += 1;
+        if e.valid {
+            self.valid += 1;
+            self.valid_flags.insert(e.flag);
+            self.of_valid.add(e);
+            self.valid_mass.add(e.mass);
+        } else {
+            self.invalid_tally[e.flag as usize] += 1;
+        }
+        self.of_all.add(e);
+    }
+}
+
+/// Settings shared by every series of a stack.
+#[derive(Debug, Clone, Copy)]
+struct Rules {
+    offset_ms: i64,
+    hour_min_valid_minutes: u32,
+    day_min_valid_hours: u32,
+    invalid: u8,
+}
+
+impl Rules {
+    fn finish(
+        &self,
+        acc: Acc,
+        period: Period,
+        stack: &Arc<str>,
+        quantity: Quantity,
+        unit: Unit,
+    ) -> Aggregate {
+        let (min_valid, expected): (u32, u32) = match period {
+            Period::Minute => (1, 0),
+            Period::Hour => (self.hour_min_valid_minutes, 60),
+            Period::Day => (self.day_min_valid_hours, 24),
+        };
+        let valid = acc.valid >= min_valid;
+        let flag = if valid {
+            acc.valid_flags.primary()
+        } else {
+            let mut tally = acc.invalid_tally;
+            tally[Flag::B as usize] += expected.saturating_sub(acc.total);
+            // Most frequent; on a tie the later (more severe) flag wins.
+            Flag::ALL
+                .into_iter()
+                .filter(|f| !f.valid_for_average())
+                .max_by_key(|f| (tally[*f as usize], *f))
+                .unwrap_or(Flag::B)
+        };
+        let values = if acc.valid > 0 {
+            acc.of_valid
+        } else {
+            acc.of_all
+        };
+        let rate_avg = values.rate.get();
+        let hours = period.millis() as f64 / HOUR_MS as f64;
+        let mass_kg = match period {
+            Period::Minute | Period::Hour => rate_avg.filter(|_| valid).map(|r| r * hours),
+            Period::Day => (acc.valid_mass.n > 0).then_some(acc.valid_mass.sum),
+        };
+        Aggregate {
+            period,
+            start: Timestamp(acc.start),
+            end: Timestamp(acc.start + period.millis()),
+            stack: Arc::clone(stack),
+            quantity,
+            unit,
+            valid,
+            flag,
+            count: acc.valid,
+            total: acc.total,
+            raw_avg: values.raw.get(),
+            avg: values.avg.get(),
+            min: values.range.min(),
+            max: values.range.max(),
+            corrected_avg: values.corrected.get(),
+            corrected_min: values.corrected_range.min(),
+            corrected_max: values.corrected_range.max(),
+            rate_avg,
+            mass_kg,
+        }
+    }
+}
+
+/// One stack's one quantity.
+#[derive(Debug, Clone)]
+struct Series {
+    quantity: Quantity,
+    unit: Unit,
+    minute: Option<Acc>,
+    hour: Option<Acc>,
+    day: Option<Acc>,
+    /// Readings before this instant can no longer be placed: the start of the open minute, or
+    /// the end of the last closed one.
+    watermark: i64,
+}
+
+impl Series {
+    /// Closes every period that ends at or before `t`, minute before hour before day.
+    fn advance(&mut self, t: i64, rules: &Rules, stack: &Arc<str>, out: &mut Vec<Aggregate>) {
+        self.close(
+            |period, start| start + period.millis() <= t,
+            rules,
+            stack,
+            out,
+        );
+    }
+
+    /// Closes the open periods `due` picks, minute before hour before day, each closed one
+    /// entering the next longer period.
+    fn close(
+        &mut self,
+        due: impl Fn(Period, i64) -> bool,
+        rules: &Rules,
+        stack: &Arc<str>,
+        out: &mut Vec<Aggregate>,
+    ) {
+        if let Some(minute) = self.minute.take_if(|m| due(Period::Minute, m.start)) {
+            self.watermark = minute.start + MINUTE_MS;
+            let agg = rules.finish(minute, Period::Minute, stack, self.quantity, self.unit);
+            let hour_start = floor(agg.start.millis(), HOUR_MS, rules.offset_ms);
+            self.hour
+                .get_or_insert_with(|| Acc::new(hour_start))
+                .add(&Entry::of_aggregate(&agg));
+            out.push(agg);
+        }
+        if let Some(hour) = self.hour.take_if(|h| due(Period::Hour, h.start)) {
+            let agg = rules.finish(hour, Period::Hour, stack, self.quantity, self.unit);
+            let day_start = floor(agg.start.millis(), DAY_MS, rules.offset_ms);
+            self.day
+                .get_or_insert_with(|| Acc::new(day_start))
+                .add(&Entry::of_aggregate(&agg));
+            out.push(agg);
+        }
+        if let Some(day) = self.day.take_if(|d| due(Period::Day, d.start)) {
+            out.push(rules.finish(day, Period::Day, stack, self.quantity, self.unit));
+        }
+    }
+}
+
+/// Minute, hour and day aggregation of every quantity of one stack. Assumes one channel per
+/// quantity per stack.
+#[derive(Debug, Clone)]
+pub struct Aggregator {
+    stack: Arc<str>,
+    rules: Rules,
+    grace_ms: i64,
+    series: Vec<Option<Series>>,
+    late: u64,
+}
+
+impl Aggregator {
+    pub fn new(stack: Arc<str>, params: &StackParams, offset: UtcOffset) -> Aggregator {
+        let invalid = Flag::ALL
+            .into_iter()
+            .filter(|f| !f.valid_for_average())
+            .fold(FlagSet::EMPTY, FlagSet::with)
+            .bits();
+        Aggregator {
+            stack,
+            rules: Rules {
+                offset_ms: offset.millis(),
+                hour_min_valid_minutes: params.hour_min_valid_minutes,
+                day_min_valid_hours: params.day_min_valid_hours,
+                invalid,
+            },
+            grace_ms: millis(params.arrival_grace),
+            series: vec![None; Quantity::ALL.len()],
+            late: 0,
+        }
+    }
+
+    /// Adds a checked reading; completed periods go to `out` (not cleared).
+    pub fn push(&mut self, reading: &Reading, out: &mut Vec<Aggregate>) {
+        let ts = reading.ts.millis();
+        let rules = self.rules;
+        let series = self.series[reading.quantity as usize].get_or_insert(Series {
+            quantity: reading.quantity,
+            unit: reading.unit,
+            minute: None,
+            hour: None,
+            day: None,
+            watermark: i64::MIN,
+        });
+        if ts < series.watermark {
+            self.late += 1;
+            return;
+        }
+        series.advance(ts, &rules, &self.stack, out);
+        let minute = series
+            .minute
+            .get_or_insert_with(|| Acc::new(floor(ts, MINUTE_MS, rules.offset_ms)));
+        series.watermark = minute.start;
+        minute.add(&Entry::of_reading(reading, rules.invalid));
+    }
+
+    /// Closes periods that ended by now − arrival_grace.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Aggregate>) {
+        let t = now.millis().saturating_sub(self.grace_ms);
+        for series in self.series.iter_mut().flatten() {
+            series.advance(t, &self.rules, &self.stack, out);
+        }
+    }
+
+    /// After a warm-up from stored readings: closes, without emitting them, the open periods
+    /// `stored` says the last run already closed and stored, so they are not written twice.
+    pub fn settle_stored(&mut self, stored: impl Fn(Quantity, Period, Timestamp) -> bool) {
+        let mut already_stored = Vec::new();
+        for series in self.series.iter_mut().flatten() {
+            let quantity = series.quantity;
+            series.close(
+                |period, start| stored(quantity, period, Timestamp(start)),
+                &self.rules,
+                &self.stack,
+                &mut already_stored,
+            );
+            already_stored.clear();
+        }
+    }
+
+    /// Readings that arrived after their minute had been closed and were left out.
+    pub fn late_readings(&self) -> u64 {
+        self.late
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::stack::SourceType;
+    use crate::model::time::period_start;
+    use crate::model::Basis;
+
+    /// 2026-01-01 00:00:00 at UTC+8, i.e. 2025-12-31T16:00:00Z.
+    const T0: i64 = 1_767_196_800_000;
+    const S: i64 = 1000;
+
+    fn so2(ts: i64, value: f64, flag: Option<Flag>) -> Reading {
+        Reading {
+            ts: Timestamp(ts),
+            stack: Arc::from("s1"),
+            device: Arc::from("ana1"),
+            channel: Arc::from("SO2"),
+            quantity: Quantity::SO2,
+            unit: Unit::MgPerM3,
+            basis: Basis::Dry,
+            raw: value / 2.86,
+            measured: value,
+            corrected: Some(value * 1.25),
+            rate: Some(2.0),
+            flags: flag.map_or(FlagSet::EMPTY, FlagSet::of),
+        }
+    }
+
+    fn aggregator() -> Aggregator {
+        let mut p = StackParams::new("s1", SourceType::CoalBoiler);
+        p.duct_area_m2 = Some(1.0);
+        Aggregator::new(Arc::from("s1"), &p, UtcOffset::CHINA)
+    }
+
+    /// Feeds readings, then a tick two days later to close everything.
+    fn aggregate(readings: &[Reading]) -> Vec<Aggregate> {
+        let mut a = aggregator();
+        let mut out = Vec::new();
+        for r in readings {
+            a.push(r, &mut out);
+        }
+        let last = readings.last().map_or(T0, |r| r.ts.millis());
+        a.tick(Timestamp(last + 2 * DAY_MS), &mut out);
+        out
+    }
+
+    fn of(out: &[Aggregate], period: Period) -> Vec<&Aggregate> {
+        out.iter().filter(|a| a.period == period).collect()
+    }
+
+    fn close(a: Option<f64>, b: f64) -> bool {
+        a.is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs().max(1.0))
+    }
+
+    #[test]
+    fn minute_statistics_use_valid_readings_only() {
+        let out = aggregate(&[
+            so2(T0, 10.0, None),
+            so2(T0 + 10 * S, 20.0, Some(Flag::T)),
+            so2(T0 + 20 * S, 30.0, None),
+            so2(T0 + 30 * S, 1000.0, Some(Flag::C)),
+        ]);
+        let m = of(&out, Period::Minute);
+        assert_eq!(m.len(), 1);
+        let m = m[0];
+        // (10 + 20 + 30)/3 = 20; corrected ×1.25: 12.5, 25, 37.5 → 25
+        assert_eq!((m.valid, m.flag, m.count, m.total), (true, Flag::T, 3, 4));
+        assert!(
+            close(m.avg, 20.0) && m.min == Some(10.0) && m.max == Some(30.0),
+            "{m:?}"
+        );
+        assert!(
+            close(m.corrected_avg, 25.0) && close(m.corrected_max, 37.5),
+            "{m:?}"
+        );
+        // raw 10/2.86, 20/2.86, 30/2.86 → 20/2.86
+        assert!(close(m.raw_avg, 20.0 / 2.86), "{m:?}");
+        // 2 kg/h for 1/60 h = 0.0333… kg
+        assert!(
+            close(m.rate_avg, 2.0) && close(m.mass_kg, 2.0 / 60.0),
+            "{m:?}"
+        );
+        assert_eq!(m.start, Timestamp(T0));
+        assert_eq!(m.end, Timestamp(T0 + MINUTE_MS));
+    }
+
+    #[test]
+    fn invalid_minute_keeps_its_flag_and_what_was_measured() {
+        let out = aggregate(&[
+            so2(T0, 400.0, Some(Flag::C)),
+            so2(T0 + 10 * S, 402.0, Some(Flag::C)),
+            so2(T0 + 20 * S, 0.0, Some(Flag::M)),
+        ]);
+        let m = of(&out, Period::Minute)[0];
+        // C twice, M once: C; statistics of all three: (400 + 402 + 0)/3 = 267.33…
+        assert_eq!((m.valid, m.flag, m.count, m.total), (false, Flag::C, 0, 3));
+        assert!(close(m.avg, 802.0 / 3.0), "{m:?}");
+        assert_eq!(m.mass_kg, None);
+    }
+
+    /// One reading per minute of the hour starting at `hour_start`: `valid` minutes N with
+    /// value = minute index, then the listed invalid minutes; the rest have no reading.
+    fn hour(hour_start: i64, valid: u32, invalid: &[(Flag, u32)]) -> Vec<Reading> {
+        let mut out = Vec::new();
+        let mut minute = 0;
+        for _ in 0..valid {
+            out.push(so2(hour_start + minute * MINUTE_MS, minute as f64, None));
+            minute += 1;
+        }
+        for (flag, n) in invalid {
+            for _ in 0..*n {
+                out.push(so2(hour_start + minute * MINUTE_MS, 999.0, Some(*flag)));
+                minute += 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn hour_is_valid_with_45_valid_minutes() {
+        let out = aggregate(&hour(T0, 45, &[(Flag::C, 15)]));
+        let h = of(&out, Period::Hour)[0];
+        // minutes 0..44 → mean 22; corrected ×1.25 = 27.5
+        assert_eq!((h.valid, h.flag, h.count, h.total), (true, Flag::N, 45, 60));
+        assert!(close(h.avg, 22.0) && close(h.corrected_avg, 27.5), "{h:?}");
+        assert_eq!((h.min, h.max), (Some(0.0), Some(44.0)));
+        // 2 kg/h × 1 h
+        assert!(close(h.mass_kg, 2.0), "{h:?}");
+    }
+
+    #[test]
+    fn hour_with_44_valid_minutes_is_invalid_and_says_why() {
+        // 44 valid, 10 C, 6 without any reading (counted B): C is the most frequent
+        let out = aggregate(&hour(T0, 44, &[(Flag::C, 10)]));
+        let h = of(&out, Period::Hour)[0];
+        assert_eq!(
+            (h.valid, h.flag, h.count, h.total),
+            (false, Flag::C, 44, 54)
+        );
+        // its average still comes from the 44 valid minutes: mean of 0..43 = 21.5
+        assert!(close(h.avg, 21.5), "{h:?}");
+        assert_eq!(h.mass_kg, None);
+
+        // 44 valid, 8 C, 8 M: a tie goes to the more severe M
+        let out = aggregate(&hour(T0, 44, &[(Flag::C, 8), (Flag::M, 8)]));
+        assert_eq!(of(&out, Period::Hour)[0].flag, Flag::M);
+
+        // 44 valid, 2 D, 14 missing: B
+        let out = aggregate(&hour(T0, 44, &[(Flag::D, 2)]));
+        assert_eq!(of(&out, Period::Hour)[0].flag, Flag::B);
+    }
+
+    /// `valid` full valid hours from local midnight, then `invalid` hours of F.
+    fn day(valid: i64, invalid: i64) -> Vec<Reading> {
+        let mut out = Vec::new();
+        for h in 0..valid {
+            out.extend(hour(T0 + h * HOUR_MS, 60, &[]));
+        }
+        for h in valid..valid + invalid {
+            out.extend(hour(T0 + h * HOUR_MS, 0, &[(Flag::F, 60)]));
+        }
+        out
+    }
+
+    #[test]
+    fn day_is_valid_with_20_valid_hours() {
+        let out = aggregate(&day(20, 4));
+        let d = of(&out, Period::Day);
+        assert_eq!(d.len(), 1);
+        let d = d[0];
+        // every valid hour averages minutes 0..59 = 29.5
+        assert_eq!((d.valid, d.flag, d.count, d.total), (true, Flag::N, 20, 24));
+        assert!(close(d.avg, 29.5), "{d:?}");
+        // 20 valid hours × 2 kg
+        assert!(close(d.mass_kg, 40.0), "{d:?}");
+        assert_eq!(d.start, Timestamp(T0));
+        assert_eq!(d.end, Timestamp(T0 + DAY_MS));
+    }
+
+    #[test]
+    fn day_with_19_valid_hours_is_invalid() {
+        let out = aggregate(&day(19, 5));
+        let d = of(&out, Period::Day)[0];
+        assert_eq!((d.valid, d.flag, d.count), (false, Flag::F, 19));
+        // the valid hours' mass still counts towards totals: 19 × 2 kg
+        assert!(close(d.mass_kg, 38.0), "{d:?}");
+    }
+
+    #[test]
+    fn days_follow_local_time() {
+        // 23:59 and 00:00 local (UTC+8) are different days though the same UTC date
+        let out = aggregate(&[so2(T0 - MINUTE_MS, 5.0, None), so2(T0, 7.0, None)]);
+        let days: Vec<_> = of(&out, Period::Day).iter().map(|d| d.start).collect();
+        assert_eq!(days, [Timestamp(T0 - DAY_MS), Timestamp(T0)]);
+        assert_eq!(
+            period_start(Timestamp(T0 + 5 * HOUR_MS), Period::Day, UtcOffset::CHINA),
+            Timestamp(T0)
+        );
+        // with a half-hour offset hours start at half past in UTC
+        let ist = UtcOffset::from_seconds(5 * 3600 + 1800).unwrap_or_default();
+        assert_eq!(
+            period_start(Timestamp(45 * MINUTE_MS), Period::Hour, ist),
+            Timestamp(30 * MINUTE_MS)
+        );
+    }
+
+    #[test]
+    fn ticks_close_periods_after_the_grace_only() {
+        let mut a = aggregator();
+        let mut out = Vec::new();
+        a.push(&so2(T0, 5.0, None), &mut out);
+        // the minute ends at T0 + 60 s; grace 30 s
+        a.tick(Timestamp(T0 + 89_999), &mut out);
+        assert!(out.is_empty());
+        a.tick(Timestamp(T0 + 90_000), &mut out);
+        assert_eq!(out.len(), 1);
+        // a reading for the closed minute is late and left out
+        a.push(&so2(T0 + 59_000, 5.0, None), &mut out);
+        assert_eq!(a.late_readings(), 1);
+        // a reading of a later minute is not
+        a.push(&so2(T0 + 5 * MINUTE_MS, 5.0, None), &mut out);
+        a.push(&so2(T0 + 2 * MINUTE_MS, 5.0, None), &mut out);
+        assert_eq!(a.late_readings(), 2, "before the open minute");
+    }
+
+    #[test]
+    fn utc_offsets_parse_and_print() {
+        assert_eq!("+08:00".parse(), Ok(UtcOffset::CHINA));
+        assert_eq!("Z".parse(), Ok(UtcOffset::UTC));
+        let offset: Result<UtcOffset, _> = "-05:30".parse();
+        assert_eq!(offset.map(|o| o.seconds()), Ok(-(5 * 3600 + 1800)));
+        assert_eq!(UtcOffset::CHINA.to_string(), "+08:00");
+        for bad in ["8", "+8:00", "+24:00", "+08:60", "UTC+8", ""] {
+            assert!(bad.parse::<UtcOffset>().is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! The pure HJ 75 processing of a whole site: samples in, store records out. Every measuring
+//! point (a stack's outlet, or the FGD inlet in front of it) runs normalise → quality →
+//! aggregate → exceedance. Time comes only from the samples and from `tick(now)`, so live
+//! running, replay and tests give the same records for the same input.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::profile::ProfileSet;
+use crate::config::{Position, SiteConfig};
+use crate::model::time::Period;
+use crate::model::{FlagSet, Quantity, Reading, Sample, Timestamp};
+use crate::process::aggregate::{Aggregate, Aggregator};
+use crate::process::exceedance::{Exceedance, ExceedanceTracker};
+use crate::process::normalise::Normaliser;
+use crate::process::quality::{ChannelSpec, Gap, Quality};
+use crate::store::{Record, RecordKind};
+
+/// The id under which the FGD inlet of `stack` is normalised, aggregated and stored.
+pub fn inlet_point(stack: &str) -> String {
+    format!("{stack}.inlet")
+}
+
+/// One measuring point: where a set of analysers samples the flue gas.
+struct Point {
+    normaliser: Normaliser,
+    quality: Quality,
+    aggregator: Aggregator,
+    /// Emission limits apply at the outlet only.
+    exceedances: Option<ExceedanceTracker>,
+    /// Longest poll interval of its channels: a restart shorter than this lost nothing.
+    slowest_poll: Duration,
+}
+
+pub struct Processor {
+    points: Vec<Point>,
+    point_of_device: HashMap<Arc<str>, usize>,
+    readings: Vec<Reading>,
+    gaps: Vec<Gap>,
+    aggregates: Vec<Aggregate>,
+    events: Vec<Exceedance>,
+}
+
+impl Processor {
+    /// Builds the points of a validated config, with every device channel declared so
+    /// silence on any of them becomes a gap.
+    pub fn new(config: &SiteConfig, profiles: &ProfileSet) -> Processor {
+        let mut points = Vec::new();
+        let mut index_of_point: HashMap<String, usize> = HashMap::new();
+        let mut point_of_device = HashMap::new();
+        for device in bindings(config, profiles) {
+            let Some(params) = config.stacks.iter().find(|s| s.id == device.stack) else {
+                continue; // config::parse rejects it
+            };
+            let point_id = match device.position {
+                Position::Outlet => params.id.clone(),
+                Position::Inlet => inlet_point(&params.id),
+            };
+            let index = *index_of_point.entry(point_id.clone()).or_insert_with(|| {
+                let id: Arc<str> = Arc::from(point_id.as_str());
+                points.push(Point {
+                    normaliser: Normaliser::new(id.clone(), params),
+                    quality: Quality::new(id.clone(), params),
+                    aggregator: Aggregator::new(id.clone(), params, config.site.utc_offset),
+                    exceedances: (device.position == Position::Outlet).then(|| {
+                        ExceedanceTracker::new(id, &params.limits, params.exceedance_window_hours)
+                    }),
+                    slowest_poll: Duration::ZERO,
+                });
+                points.len() - 1
+            });
+            let point = &mut points[index];
+            let device_id: Arc<str> = Arc::from(device.id);
+            for (channel, range) in device.channels {
+                point.quality.add_channel(
+                    device_id.clone(),
+                    Arc::from(channel),
+                    ChannelSpec {
+                        expected_interval: device.interval,
+                        range,
+                    },
+                );
+            }
+            point.slowest_poll = point.slowest_poll.max(device.interval);
+            point_of_device.insert(device_id, index);
+        }
+        Processor {
+            points,
+            point_of_device,
+            readings: Vec::new(),
+            gaps: Vec::new(),
+            aggregates: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    /// At start-up, before the first tick: the time since each point's last stored reading,
+    /// when longer than a poll, is a gap with cause "daemon down" on every channel of that
+    /// point; silence is measured from `now` on, never from before the start.
+    pub fn restart(
+        &mut self,
+        last_stored: impl Fn(&str) -> Option<Timestamp>,
+        now: Timestamp,
+        out: &mut Vec<Record>,
+    ) {
+        for point in &mut self.points {
+            let poll = i64::try_from(point.slowest_poll.as_millis()).unwrap_or(i64::MAX);
+            let down_since = last_stored(point.normaliser.stack())
+                .filter(|last| now.0.saturating_sub(last.0) > poll)
+                .unwrap_or(now);
+            point.quality.restart(down_since, now, &mut self.gaps);
+        }
+        self.drain(out);
+    }
+
+    /// Rebuilds the aggregation state of the current periods from readings already stored,
+    /// so the hour and day in progress at a restart count the minutes before it. Nothing is
+    /// emitted, and periods in `stored` (point, quantity, period, start) — closed and written
+    /// by the last run — are not emitted again later either.
+    pub fn warm_up(
+        &mut self,
+        readings: &[Reading],
+        stored: &HashSet<(Arc<str>, Quantity, Period, Timestamp)>,
+    ) {
+        let mut discarded = Vec::new();
+        for reading in readings {
+            if let Some(point) = self
+                .point_of_device
+                .get(&reading.device)
+                .and_then(|&i| self.points.get_mut(i))
+            {
+                point.aggregator.push(reading, &mut discarded);
+                discarded.clear();
+            }
+        }
+        for point in &mut self.points {
+            let id = point.normaliser.stack().clone();
+            point.aggregator.settle_stored(|quantity, period, start| {
+                stored.contains(&(id.clone(), quantity, period, start))
+            });
+        }
+    }
+
+    /// Rebuilds the exceedance state from stored hour averages in time order, so an event open
+    /// at a restart goes on (same start, hours and peak) instead of opening a second time.
+    /// Nothing is emitted: those events are in the store already.
+    pub fn warm_exceedances(&mut self, hours: &[Aggregate]) {
+        let mut discarded = Vec::new();
+        for hour in hours {
+            let tracker = self
+                .points
+                .iter_mut()
+                .find(|p| **p.normaliser.stack() == *hour.stack)
+                .and_then(|p| p.exceedances.as_mut());
+            if let Some(tracker) = tracker {
+                tracker.push(hour, &mut discarded);
+                discarded.clear();
+            }
+        }
+    }
+
+    /// The longest rolling window of any stack's exceedance check, in hours: how much hour
+    /// history `warm_exceedances` needs before the oldest open event.
+    pub fn exceedance_lookback_hours(&self) -> u32 {
+        self.points
+            .iter()
+            .filter_map(|p| p.exceedances.as_ref())
+            .map(ExceedanceTracker::window_hours)
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Processes a batch of samples (typically one poll); records for the store are appended
+    /// to `out`. Within the batch the flue-gas state (O2, moisture, temperature, pressure,
+    /// flow) goes first, so pollutants read in the same poll are corrected with it rather than
+    /// with the previous poll's.
+    pub fn push(&mut self, samples: &[Sample], out: &mut Vec<Record>) {
+        let state_first = samples
+            .iter()
+            .filter(|s| !s.quantity.is_pollutant())
+            .chain(samples.iter().filter(|s| s.quantity.is_pollutant()));
+        for sample in state_first {
+            let Some(point) = self
+                .point_of_device
+                .get(&sample.device)
+                .and_then(|&i| self.points.get_mut(i))
+            else {
+                continue;
+            };
+            let first = self.readings.len();
+            point.normaliser.push(sample, &mut self.readings);
+            for reading in &mut self.readings[first..] {
+                point.quality.check(reading, &mut self.gaps);
+                point.aggregator.push(reading, &mut self.aggregates);
+            }
+            if let Some(tracker) = &mut point.exceedances {
+                for agg in &self.aggregates {
+                    tracker.push(agg, &mut self.events);
+                }
+            }
+            self.drain(out);
+        }
+    }
+
+    /// Lets time pass to `now`: closes periods nobody will add to, opens silence gaps.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Record>) {
+        for point in &mut self.points {
+            point.quality.tick(now, &mut self.gaps);
+            let first = self.aggregates.len();
+            point.aggregator.tick(now, &mut self.aggregates);
+            if let Some(tracker) = &mut point.exceedances {
+                for agg in &self.aggregates[first..] {
+                    tracker.push(agg, &mut self.events);
+                }
+            }
+        }
+        self.drain(out);
+    }
+
+    fn drain(&mut self, out: &mut Vec<Record>) {
+        out.extend(self.readings.drain(..).map(|r| Record::from(&r)));
+        out.extend(self.gaps.drain(..).map(|g| gap_record(&g)));
+        out.extend(self.aggregates.drain(..).map(|a| aggregate_record(&a)));
+        out.extend(self.events.drain(..).map(|e| exceedance_record(&e)));
+    }
+}
+
+/// A device as processing sees it, whether polled over Modbus or publishing over MQTT.
+struct Binding<'a> {
+    id: &'a str,
+    stack: &'a str,
+    position: Position,
+    /// How often each channel delivers a value.
+    interval: Duration,
+    /// Channel names with their measuring range in the wire unit.
+    channels: Vec<(&'a str, Option<[f64; 2]>)>,
+}
+
+fn bindings<'a>(config: &'a SiteConfig, profiles: &'a ProfileSet) -> Vec<Binding<'a>> {
+    let polled = config.devices.iter().filter_map(|device| {
+        let profile = profiles.get(&device.profile)?; // config::parse rejects unknown ones
+        let channels = profile
+            .channels
+            .iter()
+            .filter(|c| device.channels.as_ref().is_none_or(|w| w.contains(&c.name)))
+            .map(|c| (c.name.as_str(), c.range))
+            .collect();
+        Some(Binding {
+            id: &device.id,
+            stack: &device.stack,
+            position: device.position,
+            interval: device.poll_interval.0,
+            channels,
+        })
+    });
+    let published = config
+        .mqtt
+        .iter()
+        .flat_map(|source| &source.devices)
+        .map(|device| Binding {
+            id: &device.id,
+            stack: &device.stack,
+            position: device.position,
+            interval: device.interval.0,
+            channels: device
+                .channels
+                .iter()
+                .map(|(name, c)| (name.as_str(), c.range))
+                .collect(),
+        });
+    polled.chain(published).collect()
+}
+
+fn no_name() -> Arc<str> {
+    Arc::from("")
+}
+
+fn gap_record(gap: &Gap) -> Record {
+    Record {
+        end: gap.end,
+        note: Some(gap.cause.name().to_string()),
+        ..Record::new(
+            RecordKind::Gap,
+            gap.start,
+            gap.stack.clone(),
+            gap.device.clone(),
+            gap.channel.clone(),
+        )
+    }
+}
+
+/// A stored minute, hour or day row as the aggregate it was written from; `None` for other
+/// kinds and for rows without quantity or unit.
+pub fn aggregate_of(r: &Record) -> Option<Aggregate> {
+    let period = match r.kind {
+        RecordKind::Minute => Period::Minute,
+        RecordKind::Hour => Period::Hour,
+        RecordKind::Day => Period::Day,
+        _ => return None,
+    };
+    let (quantity, unit) = (r.quantity?, r.unit?);
+    let flag = r.flags.primary();
+    let valid = flag.valid_for_average();
+    Some(Aggregate {
+        period,
+        start: r.ts,
+        end: r.end.unwrap_or(r.ts),
+        stack: r.stack.clone(),
+        quantity,
+        unit,
+        valid,
+        flag,
+        count: r.count.unwrap_or(0),
+        total: r.count.unwrap_or(0),
+        raw_avg: r.raw,
+        avg: r.measured,
+        min: r.min,
+        max: r.max,
+        corrected_avg: r.corrected,
+        corrected_min: r.corrected_min,
+        corrected_max: r.corrected_max,
+        rate_avg: r.rate,
+        // HJ 75: an hour's mass is its mean emission rate over the hour, valid hours only
+        mass_kg: r.rate.filter(|_| valid && period == Period::Hour),
+    })
+}
+
+fn aggregate_record(agg: &Aggregate) -> Record {
+    let kind = match agg.period {
+        Period::Minute => RecordKind::Minute,
+        Period::Hour => RecordKind::Hour,
+        Period::Day => RecordKind::Day,
+    };
+    Record {
+        end: Some(agg.end),
+        quantity: Some(agg.quantity),
+        unit: Some(agg.unit),
+        flags: FlagSet::of(agg.flag),
+        raw: agg.raw_avg,
+        measured: agg.avg,
+        corrected: agg.corrected_avg,
+        rate: agg.rate_avg,
+        min: agg.min,
+        max: agg.max,
+        corrected_min: agg.corrected_min,
+        corrected_max: agg.corrected_max,
+        count: Some(agg.count),
+        ..Record::new(kind, agg.start, agg.stack.clone(), no_name(), no_name())
+    }
+}
+
+fn exceedance_record(event: &Exceedance) -> Record {
+    Record {
+        end: event.end,
+        quantity: Some(event.quantity),
+        unit: Some(crate::model::Unit::MgPerM3),
+        corrected: Some(event.peak),
+        max: Some(event.peak),
+        count: Some(event.hours),
+        note: Some(format!(
+            "limit={} window_hours={}",
+            event.limit, event.window_hours
+        )),
+        ..Record::new(
+            RecordKind::Exceedance,
+            event.start,
+            event.stack.clone(),
+            no_name(),
+            no_name(),
+        )
+    }
+}

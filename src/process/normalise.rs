@@ -1,0 +1,726 @@
+//! HJ 75-2017 normalisation: wire values to mg/m3 at standard condition (273.15 K, 101.325 kPa),
+//! dry, and to the stack's reference O2; NOx as NO2; flue-gas flow at standard condition, dry;
+//! emission rate.
+//!
+//! The [`Normaliser`] only does arithmetic. Where a value cannot be computed (no fresh O2, no
+//! humidity for a wet reading, O2 at 21 %) it leaves `measured` NaN or `corrected`/`rate` None;
+//! [`crate::process::quality::Quality`] decides the flag that explains it.
+
+use std::sync::Arc;
+
+use crate::config::stack::{millis, FlowSource, FluePressure, NoxMethod, StackParams};
+use crate::model::{Basis, Quantity, Reading, Sample, Timestamp, Unit};
+
+/// Standard condition of HJ 75-2017: 273.15 K.
+pub const STANDARD_TEMPERATURE_K: f64 = 273.15;
+/// Standard condition of HJ 75-2017: 101 325 Pa.
+pub const STANDARD_PRESSURE_PA: f64 = 101_325.0;
+/// HJ 75-2017: NOx is reported as NO2; NO converts with 46/30 ≈ 1.53.
+pub const NO_TO_NO2: f64 = 1.53;
+
+/// Channel name of readings cemsd derives itself (NOx from NO, flow from velocity), as stored.
+pub const DERIVED_NOX_CHANNEL: &str = "NOx";
+pub const DERIVED_FLOW_CHANNEL: &str = "flow";
+
+/// HJ 75-2017 ppm → mg/m3 factor at standard condition, M / 22.4, as the standard rounds it:
+/// SO2 64.06/22.4 = 2.86, NO 30.01/22.4 = 1.34, NO2 46.01/22.4 = 2.05, CO 28.01/22.4 = 1.25.
+/// NOx reported in ppm by the analyser is taken as NO2 (2.05), since NOx is reported as NO2.
+/// HCl 36.46/22.4 = 1.63 and NH3 17.03/22.4 = 0.76 follow the same formula.
+pub fn ppm_to_mg_factor(quantity: Quantity) -> Option<f64> {
+    match quantity {
+        Quantity::SO2 => Some(2.86),
+        Quantity::NO => Some(1.34),
+        Quantity::NO2 | Quantity::NOx => Some(2.05),
+        Quantity::CO => Some(1.25),
+        Quantity::HCl => Some(1.63),
+        Quantity::NH3 => Some(0.76),
+        _ => None,
+    }
+}
+
+/// A wire unit the normaliser cannot turn into the quantity's reporting unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{quantity} cannot be read in {unit}: expected {expected}")]
+pub struct UnitError {
+    pub quantity: Quantity,
+    pub unit: Unit,
+    pub expected: &'static str,
+}
+
+/// The unit a quantity is reported in after normalisation, given its wire unit. Config loading
+/// should call this for every channel so that no unconvertible channel reaches the pipeline.
+pub fn reporting_unit(quantity: Quantity, wire: Unit) -> Result<Unit, UnitError> {
+    let (ok, expected) = match quantity {
+        Quantity::SO2
+        | Quantity::NO
+        | Quantity::NO2
+        | Quantity::NOx
+        | Quantity::CO
+        | Quantity::HCl
+        | Quantity::NH3 => (
+            matches!(wire, Unit::Ppm | Unit::Ppb | Unit::MgPerM3).then_some(Unit::MgPerM3),
+            "ppm, ppb or mg/m3",
+        ),
+        Quantity::Dust => ((wire == Unit::MgPerM3).then_some(Unit::MgPerM3), "mg/m3"),
+        Quantity::O2 | Quantity::CO2 | Quantity::Humidity => {
+            ((wire == Unit::PercentVol).then_some(wire), "%vol")
+        }
+        Quantity::Temperature => ((wire == Unit::DegC).then_some(wire), "degC"),
+        Quantity::Pressure => (
+            matches!(wire, Unit::Pa | Unit::KPa).then_some(wire),
+            "Pa or kPa",
+        ),
+        Quantity::Velocity => ((wire == Unit::MetrePerSecond).then_some(wire), "m/s"),
+        Quantity::Flow => ((wire == Unit::CubicMetrePerHour).then_some(wire), "m3/h"),
+    };
+    ok.ok_or(UnitError {
+        quantity,
+        unit: wire,
+        expected,
+    })
+}
+
+/// A value in the quantity's reporting unit: gases in mg/m3 at standard condition (HJ 75-2017
+/// C = ppm × M/22.4; ppb = ppm/1000), everything else unchanged. Analyser outputs in mg/m3 are
+/// taken to be at standard condition already, as analysers compute them with 22.4 L/mol.
+pub fn to_reporting_unit(quantity: Quantity, wire: Unit, value: f64) -> Option<f64> {
+    reporting_unit(quantity, wire).ok()?;
+    match wire {
+        Unit::Ppm => ppm_to_mg_factor(quantity).map(|f| value * f),
+        Unit::Ppb => ppm_to_mg_factor(quantity).map(|f| value / 1000.0 * f),
+        _ => Some(value),
+    }
+}
+
+/// HJ 75-2017 wet → dry: C_dry = C_wet / (1 − X_sw), X_sw = humidity % / 100. Small negative
+/// humidity (zero drift) counts as 0; 100 % or more cannot be dried.
+pub fn wet_to_dry(value_wet: f64, humidity_percent: f64) -> Option<f64> {
+    let x_sw = humidity_percent.max(0.0) / 100.0;
+    (x_sw < 1.0).then(|| value_wet / (1.0 - x_sw))
+}
+
+/// Reference-oxygen correction of HJ 75-2017: C_ref = C_dry × (21 − O2_ref) / (21 − O2_dry).
+/// O2 at or above 21 − `guard_margin` gives None (flagged by quality) instead of a huge value;
+/// `cap` (*verify*, plant practice) limits the O2 used, e.g. 19 % during start-up.
+pub fn correct_to_reference_o2(
+    c_dry: f64,
+    o2_dry: f64,
+    o2_ref: f64,
+    cap: Option<f64>,
+    guard_margin: f64,
+) -> Option<f64> {
+    // Written so that NaN also fails the guard.
+    let below_guard = o2_dry < 21.0 - guard_margin;
+    if !below_guard {
+        return None;
+    }
+    let o2_used = cap.map_or(o2_dry, |c| o2_dry.min(c));
+    Some(c_dry * (21.0 - o2_ref) / (21.0 - o2_used))
+}
+
+/// HJ 75-2017 NOx as NO2: NOx = NO × 1.53 + NO2 (mg/m3); pass None for NO2 when only NO is
+/// measured.
+pub fn nox_as_no2(no_mg: f64, no2_mg: Option<f64>) -> f64 {
+    no_mg * NO_TO_NO2 + no2_mg.unwrap_or(0.0)
+}
+
+/// HJ 75-2017 flue-gas flow at standard condition, dry:
+/// Q_sn = Q_s × 273.15/(273.15 + t_s) × p_abs/101325 × (1 − X_sw), with p_abs = B_a + P_s.
+pub fn standard_dry_flow(
+    actual_m3_h: f64,
+    temperature_c: f64,
+    absolute_pressure_pa: f64,
+    humidity_percent: f64,
+) -> Option<f64> {
+    let kelvin = STANDARD_TEMPERATURE_K + temperature_c;
+    let x_sw = humidity_percent.max(0.0) / 100.0;
+    if !(kelvin > 0.0 && x_sw < 1.0 && absolute_pressure_pa > 0.0) {
+        return None;
+    }
+    Some(
+        actual_m3_h
+            * (STANDARD_TEMPERATURE_K / kelvin)
+            * (absolute_pressure_pa / STANDARD_PRESSURE_PA)
+            * (1.0 - x_sw),
+    )
+}
+
+/// HJ 75-2017 emission rate: G (kg/h) = C_dry (mg/m3, not O2-corrected) × Q_sn (m3/h) × 1e-6.
+pub fn emission_rate_kg_h(c_dry_mg_m3: f64, q_sn_m3_h: f64) -> f64 {
+    c_dry_mg_m3 * q_sn_m3_h * 1e-6
+}
+
+/// Quantities whose concentration depends on whether the gas still holds its moisture.
+fn is_concentration(q: Quantity) -> bool {
+    q.is_pollutant() || matches!(q, Quantity::O2 | Quantity::CO2)
+}
+
+/// The latest value of one flue-gas state quantity; `value` is None when the latest sample
+/// carried none (so a failed O2 read is never covered by an older one).
+#[derive(Debug, Clone, Copy)]
+struct Latest {
+    ts: Timestamp,
+    value: Option<f64>,
+}
+
+/// Turns one stack's samples into readings. Keeps the latest flue-gas state (O2, humidity,
+/// temperature, pressure, velocity, flow, NO2) to correct, dry and derive.
+#[derive(Debug, Clone)]
+pub struct Normaliser {
+    stack: Arc<str>,
+    nox_channel: Arc<str>,
+    flow_channel: Arc<str>,
+    reference_o2: f64,
+    o2_cap: Option<f64>,
+    o2_guard_margin: f64,
+    nox: NoxMethod,
+    flow_from: FlowSource,
+    duct_area_m2: Option<f64>,
+    barometric_pa: f64,
+    flue_pressure: FluePressure,
+    max_age_ms: i64,
+    o2: Option<Latest>,
+    humidity: Option<Latest>,
+    temperature: Option<Latest>,
+    pressure_pa: Option<Latest>,
+    velocity: Option<Latest>,
+    flow: Option<Latest>,
+    no2: Option<Latest>,
+}
+
+impl Normaliser {
+    pub fn new(stack: Arc<str>, params: &StackParams) -> Normaliser {
+        Normaliser {
+            stack,
+            nox_channel: Arc::from(DERIVED_NOX_CHANNEL),
+            flow_channel: Arc::from(DERIVED_FLOW_CHANNEL),
+            reference_o2: params.effective_reference_o2(),
+            o2_cap: params.o2_correction_cap,
+            o2_guard_margin: params.o2_guard_margin,
+            nox: params.nox,
+            flow_from: params.flow_from,
+            duct_area_m2: params.duct_area_m2,
+            barometric_pa: params.barometric_pa,
+            flue_pressure: params.flue_pressure,
+            max_age_ms: millis(params.state_max_age),
+            o2: None,
+            humidity: None,
+            temperature: None,
+            pressure_pa: None,
+            velocity: None,
+            flow: None,
+            no2: None,
+        }
+    }
+
+    pub fn stack(&self) -> &Arc<str> {
+        &self.stack
+    }
+
+    /// Normalises one sample into `out`: its own reading, then any derived one (NOx as NO2 after
+    /// an NO sample, standard flow after a velocity sample). `out` is not cleared.
+    ///
+    /// A reading's `unit` is that of `measured` and `corrected` (mg/m3 for gases, m3/h standard
+    /// dry for flow); `raw` stays in the wire unit and `basis` says how it was measured.
+    pub fn push(&mut self, sample: &Sample, out: &mut Vec<Reading>) {
+        let q = sample.quantity;
+        let ts = sample.ts;
+        let unit = reporting_unit(q, sample.unit).unwrap_or(sample.unit);
+        let mut value = to_reporting_unit(q, sample.unit, sample.value).filter(|v| v.is_finite());
+        if sample.basis == Basis::Wet && is_concentration(q) {
+            value = value.and_then(|v| self.humidity_at(ts).and_then(|h| wet_to_dry(v, h)));
+        }
+        self.remember(sample, value);
+        if q == Quantity::Flow && self.flow_from != FlowSource::StandardDryFlow {
+            value = value.and_then(|actual| self.standardise(actual, ts));
+        }
+
+        let mut reading = Reading {
+            ts,
+            stack: Arc::clone(&self.stack),
+            device: Arc::clone(&sample.device),
+            channel: Arc::clone(&sample.channel),
+            quantity: q,
+            unit,
+            basis: sample.basis,
+            raw: sample.value,
+            measured: value.unwrap_or(f64::NAN),
+            corrected: None,
+            rate: None,
+            flags: sample.status,
+        };
+        if q.is_pollutant() {
+            self.complete_pollutant(&mut reading);
+        }
+        out.push(reading);
+
+        if q == Quantity::NO && self.nox != NoxMethod::Direct {
+            out.push(self.derive_nox(sample, value));
+        }
+        if q == Quantity::Velocity && self.flow_from == FlowSource::Velocity {
+            out.push(self.derive_flow(sample, value));
+        }
+    }
+
+    /// Standard dry flow Q_sn (m3/h) at `ts` from the stack's configured flow source, if every
+    /// input is fresh.
+    pub fn standard_flow(&self, ts: Timestamp) -> Option<f64> {
+        match self.flow_from {
+            FlowSource::Velocity => {
+                let v = self.fresh(self.velocity, ts)?;
+                self.standardise(v * self.duct_area_m2? * 3600.0, ts)
+            }
+            FlowSource::ActualFlow => {
+                let actual = self.fresh(self.flow, ts)?;
+                self.standardise(actual, ts)
+            }
+            FlowSource::StandardDryFlow => self.fresh(self.flow, ts),
+        }
+    }
+
+    /// Q_s (m3/h, working condition) → Q_sn with the latest temperature, pressure, humidity.
+    fn standardise(&self, actual_m3_h: f64, ts: Timestamp) -> Option<f64> {
+        let t = self.fresh(self.temperature, ts)?;
+        let p = self.fresh(self.pressure_pa, ts)?;
+        let h = self.humidity_at(ts)?;
+        let absolute = match self.flue_pressure {
+            FluePressure::Gauge => self.barometric_pa + p,
+            FluePressure::Absolute => p,
+        };
+        standard_dry_flow(actual_m3_h, t, absolute, h)
+    }
+
+    fn fresh(&self, latest: Option<Latest>, ts: Timestamp) -> Option<f64> {
+        let latest = latest?;
+        if (ts.millis() - latest.ts.millis()).abs() > self.max_age_ms {
+            return None;
+        }
+        latest.value
+    }
+
+    fn humidity_at(&self, ts: Timestamp) -> Option<f64> {
+        self.fresh(self.humidity, ts)
+    }
+
+    /// Records flue-gas state; `value` is in the reporting unit, dry for O2 and NO2, and for
+    /// flow still at the condition it was measured at.
+    fn remember(&mut self, sample: &Sample, value: Option<f64>) {
+        let latest = Some(Latest {
+            ts: sample.ts,
+            value,
+        });
+        match sample.quantity {
+            Quantity::O2 => self.o2 = latest,
+            Quantity::Humidity => self.humidity = latest,
+            Quantity::Temperature => self.temperature = latest,
+            Quantity::Pressure => {
+                let pa = match sample.unit {
+                    Unit::KPa => value.map(|v| v * 1000.0),
+                    _ => value,
+                };
+                self.pressure_pa = Some(Latest {
+                    ts: sample.ts,
+                    value: pa,
+                });
+            }
+            Quantity::Velocity => self.velocity = latest,
+            Quantity::Flow => self.flow = latest,
+            Quantity::NO2 => self.no2 = latest,
+            _ => {}
+        }
+    }
+
+    /// Corrected value and emission rate of a pollutant whose `measured` is set.
+    fn complete_pollutant(&self, reading: &mut Reading) {
+        if !reading.measured.is_finite() {
+            return;
+        }
+        reading.corrected = self.fresh(self.o2, reading.ts).and_then(|o2| {
+            correct_to_reference_o2(
+                reading.measured,
+                o2,
+                self.reference_o2,
+                self.o2_cap,
+                self.o2_guard_margin,
+            )
+        });
+        reading.rate = self
+            .standard_flow(reading.ts)
+            .map(|q_sn| emission_rate_kg_h(reading.measured, q_sn));
+    }
+
+    /// NOx as NO2 from an NO sample. A derived reading has no wire value: `raw` repeats
+    /// `measured`.
+    fn derive_nox(&self, sample: &Sample, no_mg: Option<f64>) -> Reading {
+        let nox = no_mg.and_then(|no| match self.nox {
+            NoxMethod::NoOnly => Some(nox_as_no2(no, None)),
+            _ => self
+                .fresh(self.no2, sample.ts)
+                .map(|no2| nox_as_no2(no, Some(no2))),
+        });
+        let measured = nox.unwrap_or(f64::NAN);
+        let mut reading = Reading {
+            ts: sample.ts,
+            stack: Arc::clone(&self.stack),
+            device: Arc::clone(&sample.device),
+            channel: Arc::clone(&self.nox_channel),
+            quantity: Quantity::NOx,
+            unit: Unit::MgPerM3,
+            basis: sample.basis,
+            raw: measured,
+            measured,
+            corrected: None,
+            rate: None,
+            flags: sample.status,
+        };
+        self.complete_pollutant(&mut reading);
+        reading
+    }
+
+    /// Flow from a velocity sample: `raw` is Q_s = v × A × 3600 at working condition,
+    /// `measured` Q_sn at standard condition, dry.
+    fn derive_flow(&self, sample: &Sample, velocity: Option<f64>) -> Reading {
+        let actual = velocity
+            .zip(self.duct_area_m2)
+            .map(|(v, area)| v * area * 3600.0);
+        let standard = actual.and_then(|q| self.standardise(q, sample.ts));
+        Reading {
+            ts: sample.ts,
+            stack: Arc::clone(&self.stack),
+            device: Arc::clone(&sample.device),
+            channel: Arc::clone(&self.flow_channel),
+            quantity: Quantity::Flow,
+            unit: Unit::CubicMetrePerHour,
+            basis: Basis::Dry,
+            raw: actual.unwrap_or(f64::NAN),
+            measured: standard.unwrap_or(f64::NAN),
+            corrected: None,
+            rate: None,
+            flags: sample.status,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::stack::SourceType;
+    use crate::model::{Flag, FlagSet};
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+    }
+
+    fn sample(q: Quantity, unit: Unit, basis: Basis, value: f64, ts: i64) -> Sample {
+        Sample {
+            device: Arc::from("ana1"),
+            channel: Arc::from(q.name()),
+            quantity: q,
+            unit,
+            basis,
+            value,
+            status: FlagSet::EMPTY,
+            ts: Timestamp(ts),
+        }
+    }
+
+    /// Asserts a converted value equals the hand-computed one.
+    fn check(got: Option<f64>, want: f64) {
+        assert!(
+            got.is_some_and(|g| close(g, want)),
+            "got {got:?}, want {want}"
+        );
+    }
+
+    #[test]
+    fn ppm_and_ppb_to_mg_per_m3() {
+        // SO2: 100 ppm × 2.86 = 286 mg/m3; 5000 ppb = 5 ppm × 2.86 = 14.3 mg/m3
+        check(to_reporting_unit(Quantity::SO2, Unit::Ppm, 100.0), 286.0);
+        check(to_reporting_unit(Quantity::SO2, Unit::Ppb, 5000.0), 14.3);
+        // NO: 100 ppm × 1.34 = 134; NO2: 10 ppm × 2.05 = 20.5; CO: 40 ppm × 1.25 = 50
+        check(to_reporting_unit(Quantity::NO, Unit::Ppm, 100.0), 134.0);
+        check(to_reporting_unit(Quantity::NO2, Unit::Ppm, 10.0), 20.5);
+        check(to_reporting_unit(Quantity::CO, Unit::Ppm, 40.0), 50.0);
+        // NO 250 ppb = 0.25 ppm × 1.34 = 0.335 mg/m3
+        check(to_reporting_unit(Quantity::NO, Unit::Ppb, 250.0), 0.335);
+        // NOx reported in ppm is converted as NO2: 50 ppm × 2.05 = 102.5
+        check(to_reporting_unit(Quantity::NOx, Unit::Ppm, 50.0), 102.5);
+        // mg/m3 and flue-gas parameters pass through
+        check(to_reporting_unit(Quantity::Dust, Unit::MgPerM3, 7.5), 7.5);
+        check(
+            to_reporting_unit(Quantity::Temperature, Unit::DegC, 120.0),
+            120.0,
+        );
+        // dust has no molar mass; degC is no concentration
+        assert_eq!(to_reporting_unit(Quantity::Dust, Unit::Ppm, 1.0), None);
+        assert_eq!(to_reporting_unit(Quantity::SO2, Unit::DegC, 1.0), None);
+    }
+
+    #[test]
+    fn reporting_unit_rejects_what_cannot_be_converted() {
+        assert_eq!(reporting_unit(Quantity::SO2, Unit::Ppb), Ok(Unit::MgPerM3));
+        assert_eq!(reporting_unit(Quantity::Pressure, Unit::KPa), Ok(Unit::KPa));
+        let err = reporting_unit(Quantity::O2, Unit::Ppm);
+        assert_eq!(
+            err.map_err(|e| e.to_string()),
+            Err("O2 cannot be read in ppm: expected %vol".to_string())
+        );
+    }
+
+    #[test]
+    fn wet_to_dry_divides_by_dry_fraction() {
+        // 90 mg/m3 wet at 10 % moisture: 90 / (1 − 0.10) = 100 mg/m3 dry
+        check(wet_to_dry(90.0, 10.0), 100.0);
+        // small negative humidity counts as 0 %; 100 % cannot be dried
+        check(wet_to_dry(90.0, -0.2), 90.0);
+        assert_eq!(wet_to_dry(90.0, 100.0), None);
+    }
+
+    #[test]
+    fn oxygen_correction_at_each_reference() {
+        // coal boiler, 6 %: 100 × (21 − 6)/(21 − 9) = 100 × 15/12 = 125
+        check(correct_to_reference_o2(100.0, 9.0, 6.0, None, 0.1), 125.0);
+        // oil/gas boiler, 3 %: 100 × (21 − 3)/(21 − 7.5) = 100 × 18/13.5 = 133.33…
+        check(
+            correct_to_reference_o2(100.0, 7.5, 3.0, None, 0.1),
+            400.0 / 3.0,
+        );
+        // gas turbine, 15 %: 20 × (21 − 15)/(21 − 16) = 20 × 6/5 = 24
+        check(correct_to_reference_o2(20.0, 16.0, 15.0, None, 0.1), 24.0);
+        // guard: O2 at or above 21 − 0.1 = 20.9 (or NaN) gives no value instead of a blow-up
+        assert_eq!(correct_to_reference_o2(100.0, 20.9, 6.0, None, 0.1), None);
+        assert_eq!(correct_to_reference_o2(100.0, 21.0, 6.0, None, 0.1), None);
+        assert_eq!(
+            correct_to_reference_o2(100.0, f64::NAN, 6.0, None, 0.1),
+            None
+        );
+        // cap 19 %: O2 20 % is used as 19 %: 100 × 15/(21 − 19) = 750
+        check(
+            correct_to_reference_o2(100.0, 20.0, 6.0, Some(19.0), 0.1),
+            750.0,
+        );
+        // below the cap the cap does nothing: 100 × 15/12 = 125
+        check(
+            correct_to_reference_o2(100.0, 9.0, 6.0, Some(19.0), 0.1),
+            125.0,
+        );
+    }
+
+    #[test]
+    fn nox_expressed_as_no2() {
+        // NO 100 mg/m3, NO2 10 mg/m3: 100 × 1.53 + 10 = 163
+        assert!(close(nox_as_no2(100.0, Some(10.0)), 163.0));
+        // NO only: 100 × 1.53 = 153
+        assert!(close(nox_as_no2(100.0, None), 153.0));
+    }
+
+    #[test]
+    fn standard_dry_flow_and_rate() {
+        // Q_s = 720 000 m3/h at 273.15 °C (273.15/546.3 = 0.5), 101 325 Pa absolute (× 1),
+        // 10 % moisture (× 0.9): Q_sn = 720 000 × 0.5 × 1 × 0.9 = 324 000 m3/h
+        check(
+            standard_dry_flow(720_000.0, 273.15, 101_325.0, 10.0),
+            324_000.0,
+        );
+        // 100 000 Pa absolute: × 100 000/101 325 = 0.986923…; 324 000 × that = 319 763.14…
+        check(
+            standard_dry_flow(720_000.0, 273.15, 100_000.0, 10.0),
+            324_000.0 * 100_000.0 / 101_325.0,
+        );
+        // 35 mg/m3 × 1 000 000 m3/h × 1e-6 = 35 kg/h
+        assert!(close(emission_rate_kg_h(35.0, 1_000_000.0), 35.0));
+        // impossible inputs give nothing
+        assert_eq!(standard_dry_flow(1.0, -300.0, 101_325.0, 0.0), None);
+        assert_eq!(standard_dry_flow(1.0, 20.0, 101_325.0, 100.0), None);
+    }
+
+    fn coal_stack() -> StackParams {
+        let mut p = StackParams::new("s1", SourceType::CoalBoiler);
+        p.duct_area_m2 = Some(20.0);
+        p
+    }
+
+    fn feed(n: &mut Normaliser, samples: &[Sample]) -> Vec<Reading> {
+        let mut out = Vec::new();
+        for s in samples {
+            n.push(s, &mut out);
+        }
+        out
+    }
+
+    /// O2 9 % dry, humidity 10 %, 273.15 °C, gauge 0 Pa, velocity 10 m/s at t = 0.
+    fn flue_gas(ts: i64) -> Vec<Sample> {
+        vec![
+            sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, ts),
+            sample(Quantity::Humidity, Unit::PercentVol, Basis::Dry, 10.0, ts),
+            sample(Quantity::Temperature, Unit::DegC, Basis::Dry, 273.15, ts),
+            sample(Quantity::Pressure, Unit::KPa, Basis::Dry, 0.0, ts),
+            sample(
+                Quantity::Velocity,
+                Unit::MetrePerSecond,
+                Basis::Dry,
+                10.0,
+                ts,
+            ),
+        ]
+    }
+
+    #[test]
+    fn pollutant_reading_is_dried_corrected_and_rated() {
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        let mut samples = flue_gas(0);
+        // SO2 90 ppm wet: 90 × 2.86 = 257.4 mg/m3 wet; / 0.9 = 286 mg/m3 dry
+        samples.push(sample(Quantity::SO2, Unit::Ppm, Basis::Wet, 90.0, 1000));
+        let out = feed(&mut n, &samples);
+        // five flue-gas readings, the derived flow after velocity, then SO2
+        assert_eq!(out.len(), 7);
+        let flow = &out[5];
+        assert_eq!((flow.quantity, &*flow.channel), (Quantity::Flow, "flow"));
+        // Q_s = 10 m/s × 20 m2 × 3600 = 720 000 m3/h; Q_sn = 720 000 × 0.5 × 1 × 0.9 = 324 000
+        assert!(
+            close(flow.raw, 720_000.0) && close(flow.measured, 324_000.0),
+            "{flow:?}"
+        );
+        let so2 = &out[6];
+        assert_eq!(so2.unit, Unit::MgPerM3);
+        assert_eq!(so2.raw, 90.0);
+        assert!(close(so2.measured, 286.0), "{}", so2.measured);
+        // 286 × 15/12 = 357.5
+        check(so2.corrected, 357.5);
+        // 286 mg/m3 × 324 000 m3/h × 1e-6 = 92.664 kg/h (measured, not corrected)
+        check(so2.rate, 92.664);
+        check(n.standard_flow(Timestamp(1000)), 324_000.0);
+    }
+
+    #[test]
+    fn nox_is_derived_from_no_and_no2() {
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        let mut samples = flue_gas(0);
+        // NO2 10 ppm dry = 20.5 mg/m3; NO 100 ppm dry = 134 mg/m3
+        samples.push(sample(Quantity::NO2, Unit::Ppm, Basis::Dry, 10.0, 0));
+        samples.push(sample(Quantity::NO, Unit::Ppm, Basis::Dry, 100.0, 0));
+        let out = feed(&mut n, &samples);
+        let nox = out.last().filter(|r| r.quantity == Quantity::NOx);
+        let Some(nox) = nox else {
+            panic!("no NOx reading: {out:?}");
+        };
+        // 134 × 1.53 + 20.5 = 205.02 + 20.5 = 225.52; corrected × 15/12 = 281.9
+        assert!(close(nox.measured, 225.52), "{nox:?}");
+        check(nox.corrected, 281.9);
+        assert_eq!(nox.raw, nox.measured);
+        assert_eq!(&*nox.channel, DERIVED_NOX_CHANNEL);
+
+        let mut p = coal_stack();
+        p.nox = NoxMethod::NoOnly;
+        let mut n = Normaliser::new(Arc::from("s1"), &p);
+        let out = feed(
+            &mut n,
+            &[sample(Quantity::NO, Unit::Ppm, Basis::Dry, 100.0, 0)],
+        );
+        // 134 × 1.53 = 205.02; no O2 yet, so nothing to correct with
+        assert!(close(out[1].measured, 205.02), "{out:?}");
+        assert_eq!(out[1].corrected, None);
+
+        p.nox = NoxMethod::Direct;
+        let mut n = Normaliser::new(Arc::from("s1"), &p);
+        let out = feed(
+            &mut n,
+            &[sample(Quantity::NO, Unit::Ppm, Basis::Dry, 100.0, 0)],
+        );
+        assert_eq!(out.len(), 1, "direct NOx derives nothing from NO");
+    }
+
+    #[test]
+    fn missing_inputs_leave_values_out() {
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        // wet SO2 with no humidity yet: cannot be dried
+        let out = feed(
+            &mut n,
+            &[sample(Quantity::SO2, Unit::Ppm, Basis::Wet, 90.0, 0)],
+        );
+        assert!(out[0].measured.is_nan() && out[0].corrected.is_none() && out[0].rate.is_none());
+
+        // O2 older than state_max_age (5 min) is not used
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, 0),
+                sample(Quantity::SO2, Unit::Ppm, Basis::Dry, 100.0, 300_001),
+            ],
+        );
+        assert_eq!(out[1].corrected, None);
+        assert!(close(out[1].measured, 286.0));
+
+        // a failed O2 read replaces the older value instead of hiding behind it
+        let mut failed = sample(Quantity::O2, Unit::PercentVol, Basis::Dry, f64::NAN, 1000);
+        failed.status = FlagSet::of(Flag::B);
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, 0),
+                failed,
+                sample(Quantity::SO2, Unit::Ppm, Basis::Dry, 100.0, 2000),
+            ],
+        );
+        assert_eq!(out[1].flags, FlagSet::of(Flag::B));
+        assert_eq!(out[2].corrected, None);
+
+        // O2 at 21 % (guard) gives no corrected value
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 21.0, 3000),
+                sample(Quantity::SO2, Unit::Ppm, Basis::Dry, 100.0, 3000),
+            ],
+        );
+        assert_eq!(out[1].corrected, None);
+    }
+
+    #[test]
+    fn flow_channel_is_standardised_per_flow_source() {
+        let mut p = coal_stack();
+        p.flow_from = FlowSource::ActualFlow;
+        p.flue_pressure = FluePressure::Absolute;
+        let mut n = Normaliser::new(Arc::from("s1"), &p);
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::Humidity, Unit::PercentVol, Basis::Dry, 10.0, 0),
+                sample(Quantity::Temperature, Unit::DegC, Basis::Dry, 273.15, 0),
+                sample(Quantity::Pressure, Unit::Pa, Basis::Dry, 101_325.0, 0),
+                sample(
+                    Quantity::Flow,
+                    Unit::CubicMetrePerHour,
+                    Basis::Wet,
+                    720_000.0,
+                    0,
+                ),
+                sample(Quantity::Dust, Unit::MgPerM3, Basis::Dry, 10.0, 0),
+            ],
+        );
+        // absolute 101 325 Pa: 720 000 × 0.5 × 1 × 0.9 = 324 000
+        assert!(close(out[3].measured, 324_000.0), "{:?}", out[3]);
+        // dust 10 mg/m3 × 324 000 × 1e-6 = 3.24 kg/h
+        check(out[4].rate, 3.24);
+
+        p.flow_from = FlowSource::StandardDryFlow;
+        let mut n = Normaliser::new(Arc::from("s1"), &p);
+        let out = feed(
+            &mut n,
+            &[
+                sample(
+                    Quantity::Flow,
+                    Unit::CubicMetrePerHour,
+                    Basis::Dry,
+                    500_000.0,
+                    0,
+                ),
+                sample(Quantity::SO2, Unit::MgPerM3, Basis::Dry, 20.0, 0),
+            ],
+        );
+        // 20 × 500 000 × 1e-6 = 10 kg/h
+        assert_eq!(out[0].measured, 500_000.0);
+        check(out[1].rate, 10.0);
+    }
+}
