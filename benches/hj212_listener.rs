@@ -18,12 +18,16 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use cemsd::collect::batch::IngestSwitch;
 use cemsd::collect::hj212::records::{records_of, ChannelNames};
 use cemsd::collect::hj212::{Device, Devices, Hj212Listener};
 use cemsd::config::hj212_listener::ListenerConfig;
 use cemsd::config::secret::Secret;
 use cemsd::model::time::UtcOffset;
 use cemsd::model::{Flag, Timestamp};
+use cemsd::pipeline::live::Live;
+use cemsd::pipeline::Pipeline;
+use cemsd::process::Processor;
 use cemsd::protocol::hj212::{
     encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
 };
@@ -142,8 +146,26 @@ fn loopback(c: &mut Criterion, at: StoreAt) {
         zone: UtcOffset::CHINA,
     }));
     let clock = Arc::new(|| Timestamp(1_767_240_000_000));
+    // uploads reach the store through the pipeline, as in the daemon
+    let site = cemsd::config::parse(
+        std::path::Path::new("bench.toml"),
+        "[site]\nid = \"bureau\"\n",
+    )
+    .unwrap_or_else(|e| panic!("site: {e}"));
+    let (ingest, port) = IngestSwitch::new();
+    let (batches, batches_rx) = tokio::sync::mpsc::channel(1024);
+    let processor = Processor::new(&site.config, &site.profiles);
+    let pipeline =
+        runtime.spawn(Pipeline::new(processor, store.clone(), Live::new()).run(batches_rx));
+    ingest.connect(Some(batches));
     let listener = runtime
-        .block_on(Hj212Listener::start(&config, devices, store.clone(), clock))
+        .block_on(Hj212Listener::start(
+            &config,
+            devices,
+            port,
+            store.clone(),
+            clock,
+        ))
         .unwrap_or_else(|e| panic!("listener: {e}"));
     let address = listener
         .local_addr()
@@ -218,7 +240,9 @@ fn loopback(c: &mut Criterion, at: StoreAt) {
     );
     drop(streams);
     runtime.block_on(listener.stop());
+    ingest.connect(None);
     runtime.block_on(async {
+        let _ = pipeline.await;
         let _ = store.shutdown().await;
     });
     let _ = writer_thread.join();

@@ -17,10 +17,11 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tokio::sync::{mpsc, watch};
 
+use cemsd::collect::batch::Batch;
 use cemsd::collect::mqtt::MqttSource;
 use cemsd::config::{self, Loaded};
 use cemsd::pipeline::live::Live;
-use cemsd::pipeline::{Delivery, Pipeline};
+use cemsd::pipeline::Pipeline;
 use cemsd::process::Processor;
 use cemsd::store::{Store, StoreHandle, StoreOptions, StoreWriter, WriterOptions};
 use mqtt_support::{publish, Broker, BrokerSetup};
@@ -160,17 +161,15 @@ impl Rig {
         let processor = Processor::new(&loaded.config, &loaded.profiles);
         let store = self.store.clone();
         self.runtime.block_on(async move {
-            let (tx, rx) = mpsc::channel::<Delivery>(1024);
-            // no Modbus collectors: the samples channel is closed from the start
-            let (_, samples_rx) = mpsc::channel(1);
+            let (tx, rx) = mpsc::channel::<Batch>(1024);
             let (stop_tx, stop_rx) = watch::channel(false);
-            let pipeline = tokio::spawn(
-                Pipeline::new(processor, store.clone(), Live::new())
-                    .with_deliveries(rx)
-                    .run(samples_rx),
-            );
             let started = Instant::now();
-            let source_task = tokio::spawn(source.run(tx, store, stop_rx));
+            let pipeline = Pipeline::new(processor, store.clone(), Live::new())
+                .warm_up()
+                .await
+                .unwrap_or_else(|e| panic!("warm-up: {e}"));
+            let pipeline = tokio::spawn(pipeline.run(rx));
+            let source_task = tokio::spawn(source.run(tx, stop_rx));
             let wanted = messages.max(1) as u64;
             let deadline = started + Duration::from_secs(120);
             while stats.snapshot().acknowledged < wanted && Instant::now() < deadline {

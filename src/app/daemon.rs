@@ -14,19 +14,20 @@ use tokio::task::{JoinHandle, JoinSet};
 use chrono::Utc;
 
 use crate::app::cli::Failure;
+use crate::collect::batch::{Batch, BatchSender, IngestPort, IngestSwitch};
 use crate::collect::modbus::start::start as start_collectors;
 use crate::collect::mqtt::{MqttSource, SourceStats};
 use crate::config::{self, Loaded, SiteConfig};
 use crate::field::capture::DailyCapture;
 use crate::field::sim;
 use crate::model::time::{period_start, Period, HOUR_MS};
-use crate::model::{Quantity, Reading, Sample, Timestamp};
+use crate::model::{Quantity, Reading, Timestamp};
 use crate::ops;
 use crate::ops::signals::{Request, Signals};
 use crate::ops::state::{Generation, OpsState, StoreReader};
 use crate::ops::status::StackLimits;
 use crate::pipeline::live::Live;
-use crate::pipeline::{reading_of, Delivery, Pipeline};
+use crate::pipeline::{reading_of, Pipeline};
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, Processor};
 use crate::store::{
@@ -81,8 +82,10 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         None => None,
     };
     let mut sinks = Sinks::start(&loaded, &store_path, &store_handle)?;
-    let hj212_listener = start_hj212_listener(&loaded, &store_handle).await?;
+    let (ingest, ingest_port) = IngestSwitch::new();
+    let hj212_listener = start_hj212_listener(&loaded, &store_handle, ingest_port).await?;
     let mut workers = Workers::start(&loaded, &store_handle).await?;
+    ingest.connect(workers.ingest.take());
     let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
     let state = OpsState::new(generation_rx, store_handle.clone(), reader, metrics);
     let (ops_stop_tx, ops_stop_rx) = watch::channel(false);
@@ -106,6 +109,8 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     while signals.next().await == Request::Reload {
         ops::systemd::reloading();
         if let Ok(new) = ops::reload::load(&running.path, &running.config) {
+            // the listener's uploads wait while the pipelines are swapped
+            ingest.connect(None);
             workers.stop().await;
             sinks.stop().await;
             let started = match Sinks::start(&new, &store_path, &store_handle) {
@@ -131,6 +136,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
                     (Workers::start(&running, &store_handle).await?, sinks)
                 }
             };
+            ingest.connect(workers.ingest.take());
             generation_tx.send_replace(workers.generation.clone());
         }
         ops::systemd::ready(&format!("polling {} devices", running.config.devices.len()));
@@ -138,10 +144,12 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
 
     ops::systemd::stopping();
     tracing::info!("stopping: finishing current polls and committing");
-    workers.stop().await;
+    // the listener first: its connections commit and ack what they read through the pipeline
     if let Some(listener) = hj212_listener {
         listener.stop().await;
     }
+    ingest.connect(None);
+    workers.stop().await;
     sinks.stop().await;
     let _ = ops_stop_tx.send(true);
     while ops_tasks.join_next().await.is_some() {}
@@ -208,6 +216,7 @@ impl Sinks {
 async fn start_hj212_listener(
     loaded: &Loaded,
     store: &StoreHandle,
+    ingest: IngestPort,
 ) -> Result<Option<crate::collect::hj212::Hj212Listener>, Failure> {
     use crate::collect::hj212::{Devices, Hj212Listener};
     let Some(config) = &loaded.config.hj212_listener else {
@@ -216,7 +225,7 @@ async fn start_hj212_listener(
     let devices = Devices::load(config, loaded.config.site.utc_offset, &loaded.path)
         .map_err(Failure::usage)?;
     let clock = Arc::new(|| Timestamp::from_datetime(Utc::now()));
-    Hj212Listener::start(config, devices, store.clone(), clock)
+    Hj212Listener::start(config, devices, ingest, store.clone(), clock)
         .await
         .map(Some)
         .map_err(Failure::runtime)
@@ -231,6 +240,8 @@ struct Workers {
     collectors: JoinSet<()>,
     captures: Vec<std::thread::JoinHandle<DailyCapture>>,
     mqtt_stats: Vec<(String, Arc<SourceStats>)>,
+    /// The pipeline's input for the HJ 212 listener, handed to the ingest switch once.
+    ingest: Option<BatchSender>,
     pipeline: JoinHandle<()>,
     console: JoinHandle<()>,
 }
@@ -279,37 +290,36 @@ impl Workers {
         };
         let live = Live::new();
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let (samples_tx, samples_rx) = mpsc::channel::<Vec<Sample>>(1024);
+        let (batches_tx, batches_rx) = mpsc::channel::<Batch>(1024);
         let started = start_collectors(
             config_path,
             config,
             profiles,
             config.site.utc_offset.to_chrono(),
-            &samples_tx,
+            &batches_tx,
             &shutdown_rx,
             &live,
         )
         .map_err(Failure::runtime)?;
         let mut collectors = started.tasks;
-        drop(samples_tx);
         tracing::info!(
             devices = config.devices.len(),
             lines = started.lines,
             "collectors started"
         );
-        let (deliveries_tx, deliveries_rx) = mpsc::channel::<Delivery>(1024);
         let mut mqtt_stats = Vec::new();
         for source in &config.mqtt {
             let source = MqttSource::new(source, config.site.utc_offset, config_path)
                 .map_err(|e| Failure::usage(format!("mqtt source {:?}: {e}", source.id)))?;
             mqtt_stats.push((source.id().to_string(), source.stats()));
-            collectors.spawn(source.run(deliveries_tx.clone(), store.clone(), shutdown_rx.clone()));
+            collectors.spawn(source.run(batches_tx.clone(), shutdown_rx.clone()));
         }
-        drop(deliveries_tx);
 
-        let pipeline =
-            Pipeline::new(resumed, store.clone(), live.clone()).with_deliveries(deliveries_rx);
-        let pipeline = tokio::spawn(pipeline.run(samples_rx));
+        let pipeline = Pipeline::new(resumed, store.clone(), live.clone())
+            .warm_up()
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;
+        let pipeline = tokio::spawn(pipeline.run(batches_rx));
         let console = tokio::spawn(console(live.clone(), shutdown_rx));
         let limits: StackLimits = config
             .stacks
@@ -325,6 +335,7 @@ impl Workers {
             collectors,
             captures: started.captures,
             mqtt_stats,
+            ingest: Some(batches_tx),
             pipeline,
             console,
         })

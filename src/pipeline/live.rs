@@ -88,12 +88,26 @@ impl Live {
 
     /// Takes the latest reading of each device channel from records about to be committed.
     pub fn record_readings(&self, records: &[Record]) {
+        self.record_values(records.iter().filter(|r| r.kind == RecordKind::Reading));
+    }
+
+    /// Takes the latest value of each channel from records a data logger computed itself
+    /// (HJ 212 real-time, minute, hour and day uploads).
+    pub fn record_uploads(&self, records: &[Record]) {
+        self.record_values(records.iter());
+    }
+
+    fn record_values<'a>(&self, records: impl Iterator<Item = &'a Record>) {
         let mut devices = self.devices();
-        for r in records.iter().filter(|r| r.kind == RecordKind::Reading) {
+        for r in records {
             let (Some(unit), false) = (r.unit, r.device.is_empty()) else {
                 continue;
             };
             let d = devices.entry(r.device.clone()).or_default();
+            let newer = d.values.get(&r.channel).is_none_or(|v| v.ts <= r.ts);
+            if !newer {
+                continue;
+            }
             d.values.insert(
                 r.channel.clone(),
                 ChannelLive {
@@ -104,6 +118,20 @@ impl Live {
                     ts: r.ts,
                 },
             );
+        }
+    }
+
+    /// Data arrived from devices that have no link of their own to watch (MQTT publishers,
+    /// HJ 212 loggers): each counts as connected, with one more delivery.
+    pub fn delivered<'a>(&self, devices: impl Iterator<Item = &'a Arc<str>>) {
+        let mut seen: Vec<&Arc<str>> = devices.collect();
+        seen.sort();
+        seen.dedup();
+        let mut live = self.devices();
+        for device in seen {
+            let d = live.entry(device.clone()).or_default();
+            d.connected = true;
+            d.polls += 1;
         }
     }
 

@@ -1,18 +1,26 @@
-//! The live shell around [`Processor`]: takes samples from the collectors, lets wall-clock
-//! time pass once a second, and commits every record before anything else may rely on it.
+//! The only writer of ingested data. Every collector hands it [`Batch`]es; it dedupes what
+//! a redelivering source sent twice, runs samples through the [`Processor`], lets
+//! wall-clock time pass once a second, updates the live board, commits, keeps dead letters,
+//! and only then answers the batches' receipts, so a source acknowledges its upstream (MQTT
+//! PUBACK, HJ 212 9014) after its data is durable.
 
+mod dedupe;
 pub mod live;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::collect::batch::{Batch, DeadLetter, Message, Origin, Receipt, RECEIVE_TIME_NOTE};
 use crate::model::{Basis, Reading, Sample, Timestamp};
 use crate::pipeline::live::Live;
 use crate::process::Processor;
-use crate::store::{Record, RecordKind, StoreHandle, Stored};
+use crate::store::{Query, Record, RecordKind, Store, StoreError, StoreHandle, Stored};
+
+use dedupe::HighWater;
 
 /// Most records gathered before one commit, so a burst becomes one transaction.
 const MAX_RECORDS_PER_COMMIT: usize = 10_000;
@@ -20,26 +28,25 @@ const MAX_RECORDS_PER_COMMIT: usize = 10_000;
 /// How often periods are closed and silence is looked for when no sample arrives.
 const TICK: Duration = Duration::from_secs(1);
 
-/// Note on readings whose time is when cemsd received them: the payload gave none.
-pub const RECEIVE_TIME_NOTE: &str = "receive_time";
+/// Longest wait between two tries of a store write that failed (disk full, I/O error).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 
-/// Samples from a source that acknowledges its upstream only once they are durable (MQTT
-/// QoS 1). `committed` fires after the commit holding every record derived from them,
-/// which is after everything received before them is committed too; when they yield no
-/// record it fires once everything before them is committed.
-pub struct Delivery {
-    pub samples: Vec<Sample>,
-    /// The receive time, when samples without a time in the payload were given it: readings
-    /// at that instant from this delivery are stored with the note [`RECEIVE_TIME_NOTE`].
-    pub receive_time: Option<Timestamp>,
-    pub committed: Option<oneshot::Sender<()>>,
+/// What a batch still needs once the commit holding its records is done.
+struct Settle {
+    receipt: Option<oneshot::Sender<Receipt>>,
+    readings: usize,
+    origin: Origin,
+    dead_letters: Vec<DeadLetter>,
+    /// Readings that were not newer than their channel's newest: stored copies or late.
+    not_newer: Vec<Sample>,
+    message: Option<Message>,
 }
 
 pub struct Pipeline {
     processor: Processor,
     store: StoreHandle,
     live: Arc<Live>,
-    deliveries: Option<mpsc::Receiver<Delivery>>,
+    high_water: HighWater,
 }
 
 impl Pipeline {
@@ -48,107 +55,230 @@ impl Pipeline {
             processor,
             store,
             live,
-            deliveries: None,
+            high_water: HighWater::new(),
         }
     }
 
-    /// Also takes deliveries whose senders wait for their commit.
-    pub fn with_deliveries(mut self, deliveries: mpsc::Receiver<Delivery>) -> Self {
-        self.deliveries = Some(deliveries);
-        self
+    /// Learns the newest stored reading of every channel, so a redelivery after a restart
+    /// is recognised as one.
+    pub async fn warm_up(mut self) -> Result<Self, StoreError> {
+        let latest = self.store.call(|s: &mut Store| s.latest()).await??;
+        for stored in latest {
+            let r = stored.record;
+            self.high_water.remember(r.device, r.channel, r.ts);
+        }
+        Ok(self)
     }
 
-    /// Runs until every collector has dropped its sender, committing all it received.
-    pub async fn run(mut self, mut samples: mpsc::Receiver<Vec<Sample>>) {
+    /// Runs until every sender is dropped, committing all it received.
+    pub async fn run(mut self, mut batches: mpsc::Receiver<Batch>) {
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut records = Vec::new();
-        let mut committed = Vec::new();
-        let mut samples_open = true;
-        let mut deliveries = self.deliveries.take();
-        loop {
+        let mut settle = Vec::new();
+        let mut open = true;
+        while open {
             tokio::select! {
-                poll = samples.recv(), if samples_open => match poll {
-                    // each poll is processed on its own (see Processor::push); what queued
+                batch = batches.recv() => match batch {
+                    // each batch is processed on its own (see Processor::push); what queued
                     // up meanwhile is committed together
-                    Some(poll) => self.processor.push(&poll, &mut records),
-                    None => samples_open = false,
-                },
-                delivery = next_delivery(&mut deliveries), if deliveries.is_some() => match delivery {
-                    Some(delivery) => self.take(delivery, &mut records, &mut committed),
-                    None => deliveries = None,
+                    Some(batch) => self.take(batch, &mut records, &mut settle),
+                    None => open = false,
                 },
                 _ = ticker.tick() => self.processor.tick(now(), &mut records),
             }
             while records.len() < MAX_RECORDS_PER_COMMIT {
-                if let Ok(poll) = samples.try_recv() {
-                    self.processor.push(&poll, &mut records);
-                } else if let Some(Ok(delivery)) = deliveries.as_mut().map(|d| d.try_recv()) {
-                    self.take(delivery, &mut records, &mut committed);
-                } else {
-                    break;
+                match batches.try_recv() {
+                    Ok(batch) => self.take(batch, &mut records, &mut settle),
+                    Err(_) => break,
                 }
             }
             if !records.is_empty() {
                 self.live.record_readings(&records);
                 self.commit(std::mem::take(&mut records)).await;
             }
-            for done in committed.drain(..) {
-                // the sender may have stopped waiting (shutting down); the records are stored
-                let _ = done.send(());
-            }
-            if !samples_open && deliveries.is_none() {
-                break;
+            for done in settle.drain(..) {
+                self.settle(done).await;
             }
         }
     }
 
-    fn take(
-        &mut self,
-        delivery: Delivery,
-        records: &mut Vec<Record>,
-        committed: &mut Vec<oneshot::Sender<()>>,
-    ) {
+    fn take(&mut self, batch: Batch, records: &mut Vec<Record>, settle: &mut Vec<Settle>) {
+        let Batch {
+            origin,
+            samples,
+            records: computed,
+            dead_letters,
+            receive_time,
+            message,
+            receipt,
+        } = batch;
+        let (samples, not_newer) = if origin.redelivers() {
+            self.high_water.admit(samples)
+        } else {
+            (samples, Vec::new())
+        };
+        if !matches!(origin, Origin::Modbus) {
+            let devices = samples.iter().map(|s| &s.device);
+            self.live
+                .delivered(devices.chain(computed.iter().map(|r| &r.device)));
+        }
         let first = records.len();
-        self.processor.push(&delivery.samples, records);
-        if let Some(at) = delivery.receive_time {
+        self.processor.push(&samples, records);
+        if let Some(at) = receive_time {
             for record in &mut records[first..] {
                 if record.kind == RecordKind::Reading && record.ts == at {
                     record.note = Some(RECEIVE_TIME_NOTE.to_string());
                 }
             }
         }
-        committed.extend(delivery.committed);
+        if !computed.is_empty() {
+            self.live.record_uploads(&computed);
+            records.extend(computed);
+        }
+        if receipt.is_some() || !dead_letters.is_empty() || !not_newer.is_empty() {
+            settle.push(Settle {
+                receipt,
+                readings: samples.len(),
+                origin,
+                dead_letters,
+                not_newer,
+                message,
+            });
+        }
     }
 
-    /// Retries a failed commit (disk full, I/O error) until it succeeds: collectors wait on
+    /// Keeps the batch's dead letters, sorts its not-newer readings into stored copies and
+    /// late ones (which dead-letter the whole message), then answers its receipt.
+    async fn settle(&self, done: Settle) {
+        let source = done.origin.dead_letter_source();
+        for letter in done.dead_letters {
+            let source = source.clone();
+            self.retry("dead letter", move |store| {
+                let (source, letter) = (source.clone(), letter.clone());
+                async move {
+                    store
+                        .append_dead_letter(
+                            &source,
+                            &letter.reason,
+                            letter.payload,
+                            letter.received,
+                        )
+                        .await
+                        .map(|_| ())
+                }
+            })
+            .await;
+        }
+        let mut receipt = Receipt {
+            readings: done.readings,
+            ..Receipt::default()
+        };
+        if !done.not_newer.is_empty() {
+            let (not_newer, message) = (Arc::new(done.not_newer), done.message.map(Arc::new));
+            let (duplicates, late) = self
+                .retry("check of redelivered readings", move |store| {
+                    let (not_newer, message, source) =
+                        (not_newer.clone(), message.clone(), source.clone());
+                    async move {
+                        store
+                            .call(move |s: &mut Store| {
+                                late_check(s, &not_newer, message.as_deref(), &source)
+                            })
+                            .await?
+                    }
+                })
+                .await;
+            receipt.duplicates = duplicates;
+            receipt.late = late;
+        }
+        if let Some(tx) = done.receipt {
+            // the source may have stopped waiting (shutting down); the data is stored
+            let _ = tx.send(receipt);
+        }
+    }
+
+    /// Commits `records`, retrying a failed commit until it succeeds: collectors wait on
     /// the bounded channel meanwhile, so nothing read is dropped.
     async fn commit(&self, records: Vec<Record>) {
         let n = records.len() as u64;
+        let records = Arc::new(records);
+        self.retry("store commit", move |store| {
+            let records = records.clone();
+            async move { store.append(records.to_vec()).await.map(|_| ()) }
+        })
+        .await;
+        self.live.add_committed(n);
+    }
+
+    /// Runs a store operation until it succeeds, with a growing pause after each failure.
+    async fn retry<T, F, Fut>(&self, what: &str, mut attempt: F) -> T
+    where
+        F: FnMut(StoreHandle) -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
         let mut delay = Duration::from_millis(100);
         loop {
-            match self.store.append(records.clone()).await {
-                Ok(_) => {
-                    self.live.add_committed(n);
-                    return;
-                }
+            match attempt(self.store.clone()).await {
+                Ok(value) => return value,
                 Err(e) => {
-                    tracing::error!(
-                        "store commit of {n} records failed, retrying in {delay:?}: {e}"
-                    );
+                    tracing::error!("{what} failed, retrying in {delay:?}: {e}");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
+                    delay = (delay * 2).min(MAX_RETRY_DELAY);
                 }
             }
         }
     }
 }
 
-async fn next_delivery(deliveries: &mut Option<mpsc::Receiver<Delivery>>) -> Option<Delivery> {
-    match deliveries {
-        Some(receiver) => receiver.recv().await,
-        None => std::future::pending().await,
+/// Readings of a redelivering source that were not newer than their channel's newest:
+/// copies of stored readings are dropped; any other makes the message late, and the whole
+/// message goes to the dead letters (the rest of it is stored).
+fn late_check(
+    store: &mut Store,
+    not_newer: &[Sample],
+    message: Option<&Message>,
+    source: &str,
+) -> Result<(usize, Option<String>), StoreError> {
+    let mut late = Vec::new();
+    for sample in not_newer {
+        if !is_stored(store, sample)? {
+            late.push(sample);
+        }
     }
+    let duplicates = not_newer.len() - late.len();
+    let Some(first) = late.first() else {
+        return Ok((duplicates, None));
+    };
+    let detail = format!(
+        "{} reading(s) older than the newest taken on their channel, first {}/{} at {}; the rest of the message is stored",
+        late.len(),
+        first.device,
+        first.channel,
+        first.ts
+    );
+    if let Some(message) = message {
+        store.append_dead_letter(
+            source,
+            &format!("late: {detail} (topic {})", message.topic),
+            &message.payload,
+            message.received,
+        )?;
+    }
+    Ok((duplicates, Some(detail)))
+}
+
+fn is_stored(store: &Store, sample: &Sample) -> Result<bool, StoreError> {
+    let found = store.query(&Query {
+        kind: Some(RecordKind::Reading),
+        device: Some(sample.device.to_string()),
+        channel: Some(sample.channel.to_string()),
+        from: Some(sample.ts),
+        to: Some(Timestamp(sample.ts.0.saturating_add(1))),
+        limit: Some(1),
+        ..Query::default()
+    })?;
+    Ok(!found.is_empty())
 }
 
 /// The pipeline's clock: the one place in processing that reads the wall clock.
@@ -185,7 +315,7 @@ mod tests {
     use super::*;
     use crate::config;
     use crate::model::{Basis, FlagSet, Quantity, Unit};
-    use crate::store::{Query, Store, StoreOptions, StoreWriter, WriterOptions};
+    use crate::store::{Store, StoreOptions, StoreWriter, WriterOptions};
 
     const SITE: &str = r#"
 [site]
@@ -221,85 +351,203 @@ channels = { O2 = { unit = "%vol" } }
         }
     }
 
-    #[tokio::test]
-    async fn deliveries_are_confirmed_after_their_commit_and_notes_mark_receive_times() {
-        let loaded =
-            config::parse(std::path::Path::new("t.toml"), SITE).unwrap_or_else(|e| panic!("{e}"));
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let store = Store::open(&dir.path().join("t.db"), StoreOptions::default())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (handle, thread) =
-            StoreWriter::spawn(store, WriterOptions::default()).unwrap_or_else(|e| panic!("{e}"));
-        let processor = Processor::new(&loaded.config, &loaded.profiles);
-        let (tx, rx) = mpsc::channel(8);
-        let (samples_tx, samples_rx) = mpsc::channel(1);
-        drop(samples_tx);
-        let pipeline = tokio::spawn(
-            Pipeline::new(processor, handle.clone(), Live::new())
-                .with_deliveries(rx)
-                .run(samples_rx),
-        );
-        // 2026-01-01T04:00:00Z and one second later
-        let (t0, t1) = (1_767_240_000_000, 1_767_240_001_000);
-        let (done0, wait0) = oneshot::channel();
-        let (done1, wait1) = oneshot::channel();
-        let (done2, wait2) = oneshot::channel();
-        let sent = [
-            Delivery {
-                samples: vec![o2(t0)],
-                receive_time: None,
-                committed: Some(done0),
-            },
-            Delivery {
-                samples: vec![o2(t1)],
-                receive_time: Some(Timestamp(t1)),
-                committed: Some(done1),
-            },
-            // nothing to store: confirmed once the earlier ones are committed
-            Delivery {
-                samples: Vec::new(),
-                receive_time: None,
-                committed: Some(done2),
-            },
-        ];
-        for delivery in sent {
-            tx.send(delivery)
+    /// A pipeline on a fresh store, with a second connection to see only committed rows.
+    struct Harness {
+        dir: tempfile::TempDir,
+        live: Arc<Live>,
+        tx: mpsc::Sender<Batch>,
+        pipeline: tokio::task::JoinHandle<()>,
+        handle: StoreHandle,
+        thread: std::thread::JoinHandle<Store>,
+    }
+
+    impl Harness {
+        async fn start() -> Harness {
+            let loaded = config::parse(std::path::Path::new("t.toml"), SITE)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let store = Store::open(&dir.path().join("t.db"), StoreOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let (handle, thread) = StoreWriter::spawn(store, WriterOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let processor = Processor::new(&loaded.config, &loaded.profiles);
+            let live = Live::new();
+            let (tx, rx) = mpsc::channel(8);
+            let pipeline = Pipeline::new(processor, handle.clone(), live.clone())
+                .warm_up()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let pipeline = tokio::spawn(pipeline.run(rx));
+            Harness {
+                dir,
+                live,
+                tx,
+                pipeline,
+                handle,
+                thread,
+            }
+        }
+
+        async fn send(&self, batch: Batch) -> oneshot::Receiver<Receipt> {
+            let (batch, receipt) = batch.with_receipt();
+            self.tx
+                .send(batch)
                 .await
                 .unwrap_or_else(|_| panic!("pipeline gone"));
+            receipt
         }
-        // a second connection sees only committed rows: each confirmation must find its
-        // readings there already
-        let committed_readings = || {
-            let reader = Store::open(&dir.path().join("t.db"), StoreOptions::default())
+
+        fn committed(&self, kind: RecordKind, device: &str) -> Vec<Stored> {
+            let reader = Store::open(&self.dir.path().join("t.db"), StoreOptions::default())
                 .unwrap_or_else(|e| panic!("{e}"));
             reader
                 .query(&Query {
-                    kind: Some(RecordKind::Reading),
-                    device: Some("dtu".into()),
+                    kind: Some(kind),
+                    device: Some(device.into()),
                     ..Query::default()
                 })
                 .unwrap_or_else(|e| panic!("{e}"))
-        };
-        for (wait, at_least) in [(wait0, 1), (wait1, 2), (wait2, 2)] {
-            wait.await
-                .unwrap_or_else(|_| panic!("a delivery was never confirmed"));
+        }
+
+        async fn stop(self) {
+            drop(self.tx);
+            self.pipeline.await.unwrap_or_else(|e| panic!("{e}"));
+            self.handle
+                .shutdown()
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let _ = self.thread.join();
+        }
+    }
+
+    fn mqtt() -> Origin {
+        Origin::Mqtt {
+            source: Arc::from("m"),
+        }
+    }
+
+    // 2026-01-01T04:00:00Z and one second later
+    const T0: i64 = 1_767_240_000_000;
+    const T1: i64 = 1_767_240_001_000;
+
+    #[tokio::test]
+    async fn receipts_come_after_the_commit_and_notes_mark_receive_times() {
+        let h = Harness::start().await;
+        let first = h.send(Batch::readings(mqtt(), vec![o2(T0)])).await;
+        let second = h
+            .send(Batch {
+                samples: vec![o2(T1)],
+                receive_time: Some(Timestamp(T1)),
+                ..Batch::new(mqtt())
+            })
+            .await;
+        // nothing to store: answered once the earlier ones are committed
+        let empty = h.send(Batch::new(mqtt())).await;
+        for (receipt, at_least) in [(first, 1), (second, 2), (empty, 2)] {
+            receipt
+                .await
+                .unwrap_or_else(|_| panic!("a batch was never answered"));
             assert!(
-                committed_readings().len() >= at_least,
-                "confirmed before its commit"
+                h.committed(RecordKind::Reading, "dtu").len() >= at_least,
+                "answered before its commit"
             );
         }
-        let rows = committed_readings();
-        let got: Vec<_> = rows
+        let got: Vec<_> = h
+            .committed(RecordKind::Reading, "dtu")
             .iter()
             .map(|r| (r.record.ts.0, r.record.note.clone()))
             .collect();
         assert_eq!(
             got,
-            vec![(t0, None), (t1, Some(RECEIVE_TIME_NOTE.to_string()))]
+            vec![(T0, None), (T1, Some(RECEIVE_TIME_NOTE.to_string()))]
         );
-        drop(tx);
-        pipeline.await.unwrap_or_else(|e| panic!("{e}"));
-        handle.shutdown().await.unwrap_or_else(|e| panic!("{e}"));
-        let _ = thread.join();
+        let board = h.live.snapshot();
+        let dtu = board
+            .get("dtu")
+            .unwrap_or_else(|| panic!("dtu not on the live board"));
+        assert!(dtu.connected);
+        assert_eq!(dtu.polls, 3 - 1, "two batches carried dtu's readings");
+        assert_eq!(dtu.values.get("O2").map(|v| v.ts), Some(Timestamp(T1)));
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_is_dropped_and_an_older_reading_dead_letters_its_message() {
+        let h = Harness::start().await;
+        let first = h.send(Batch::readings(mqtt(), vec![o2(T1)])).await;
+        assert_eq!(first.await.ok().map(|r| r.readings), Some(1));
+        // the same reading again (a lost PUBACK), and one older than it, never stored
+        let again = h
+            .send(Batch {
+                samples: vec![o2(T1), o2(T0)],
+                message: Some(Message {
+                    topic: "x/dtu/O2".into(),
+                    payload: b"6.0".to_vec(),
+                    received: Timestamp(T1),
+                }),
+                ..Batch::new(mqtt())
+            })
+            .await;
+        let receipt = again.await.unwrap_or_else(|_| panic!("never answered"));
+        assert_eq!((receipt.readings, receipt.duplicates), (0, 1));
+        assert!(receipt.late.is_some_and(|late| late.contains("dtu/O2")));
+        assert_eq!(h.committed(RecordKind::Reading, "dtu").len(), 1);
+        let letters = h
+            .handle
+            .call(|s: &mut Store| s.dead_letters(10))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(letters.len(), 1);
+        assert_eq!(letters[0].source, "mqtt:m");
+        assert!(
+            letters[0].reason.starts_with("late: "),
+            "{}",
+            letters[0].reason
+        );
+        assert!(letters[0].reason.ends_with("(topic x/dtu/O2)"));
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_loggers_records_are_stored_as_sent_and_shown_on_the_live_board() {
+        let h = Harness::start().await;
+        let minute = Record {
+            end: Some(Timestamp(T0 + 60_000)),
+            quantity: Some(Quantity::SO2),
+            unit: Some(Unit::MgPerM3),
+            measured: Some(18.5),
+            corrected: Some(20.1),
+            ..Record::new(
+                RecordKind::Minute,
+                Timestamp(T0),
+                Arc::from("unit1"),
+                Arc::from("010000A8900016F000169DC0"),
+                Arc::from("a21026"),
+            )
+        };
+        let receipt = h
+            .send(Batch {
+                records: vec![minute.clone()],
+                ..Batch::new(Origin::Hj212 {
+                    mn: Arc::from("010000A8900016F000169DC0"),
+                })
+            })
+            .await;
+        receipt.await.unwrap_or_else(|_| panic!("never answered"));
+        let stored = h.committed(RecordKind::Minute, "010000A8900016F000169DC0");
+        assert_eq!(stored.len(), 1, "committed before the receipt");
+        assert_eq!(stored[0].record, minute);
+        let board = h.live.snapshot();
+        let logger = board
+            .get("010000A8900016F000169DC0")
+            .unwrap_or_else(|| panic!("the logger is not on the live board"));
+        assert!(logger.connected);
+        let so2 = logger
+            .values
+            .get("a21026")
+            .unwrap_or_else(|| panic!("no a21026 on the board"));
+        assert_eq!((so2.value, so2.corrected), (18.5, Some(20.1)));
+        h.stop().await;
     }
 }

@@ -417,13 +417,13 @@ pub async fn run_collectors(dir: &Path, config: &str, duration: Duration) -> Run
     let mut samples = Vec::new();
     let deadline = tokio::time::Instant::now() + duration;
     while let Ok(Some(batch)) = tokio::time::timeout_at(deadline, rx.recv()).await {
-        samples.extend(batch);
+        samples.extend(batch.samples);
     }
     let _ = stop.send(true);
     let mut tasks = collectors.tasks;
     while tasks.join_next().await.is_some() {}
     while let Ok(batch) = rx.try_recv() {
-        samples.extend(batch);
+        samples.extend(batch.samples);
     }
     for capture in collectors.captures {
         let _ = tokio::task::spawn_blocking(move || capture.join()).await;

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 
+use crate::collect::batch::IngestPort;
 use crate::config::BusConfig;
 use crate::store::StoreHandle;
 
@@ -35,11 +36,13 @@ impl Hj212Listener {
     pub async fn start(
         config: &ListenerConfig,
         devices: Devices,
+        ingest: IngestPort,
         store: StoreHandle,
         clock: Clock,
     ) -> Result<Hj212Listener, String> {
         let context = Arc::new(Context {
             devices,
+            ingest,
             store,
             gaps: config
                 .history_pull

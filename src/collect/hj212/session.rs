@@ -1,10 +1,11 @@
 //! One connection from a data logger (a TCP socket or a serial port): frames packets out of
-//! the byte stream, checks who sent them, commits uploads, then acks them, and asks for the
-//! history a hole in the data calls for.
+//! the byte stream, checks who sent them, hands uploads to the pipeline, acks each once the
+//! pipeline's receipt says it is committed, and asks for the history a hole in the data
+//! calls for.
 //!
 //! Packets are handled one after the other, so a logger sees its acks in the order it sent
-//! its uploads; throughput comes from many connections committing together (the store
-//! writer puts every append queued at that moment into one transaction). A bad packet is
+//! its uploads; throughput comes from many connections committing together (the pipeline
+//! commits every batch queued at that moment in one transaction). A bad packet is
 //! counted, logged with the peer and its stream offset, and skipped: it never takes the
 //! packets around it down with it.
 //!
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
+use crate::collect::batch::{Batch, IngestPort, Origin};
 use crate::model::Timestamp;
 use crate::protocol::hj212::{
     CommandCode, DecodeErrorKind, Frame, FrameError, Framer, Packet, Reassembler,
@@ -40,6 +42,9 @@ pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 /// What every connection of one listener shares.
 pub struct Context {
     pub devices: Devices,
+    /// Where uploads go: the current pipeline.
+    pub ingest: IngestPort,
+    /// Read only, to find the newest stored periods when pulling history.
     pub store: StoreHandle,
     /// `None` when history pulls are off.
     pub gaps: Option<Mutex<GapTracker>>,
@@ -71,6 +76,7 @@ pub async fn serve<S>(
         reassembler: Reassembler::new(MAX_PENDING_MESSAGES, MAX_PENDING_PARTS),
         channels: ChannelNames::new(),
         discarded: 0,
+        ingest: context.ingest.clone(),
     };
     let mut buffer = vec![0u8; READ_BUFFER];
     loop {
@@ -139,6 +145,7 @@ struct Session<'a> {
     channels: ChannelNames,
     /// Garbage bytes already reported.
     discarded: u64,
+    ingest: IngestPort,
 }
 
 impl Session<'_> {
@@ -201,9 +208,16 @@ impl Session<'_> {
         let period_start = records.first().map(|r| r.ts);
         let count = records.len();
         if count > 0 {
-            if let Err(error) = context.store.append(records).await {
+            let (batch, receipt) = Batch {
+                records,
+                ..Batch::new(Origin::Hj212 {
+                    mn: device.mn.clone(),
+                })
+            }
+            .with_receipt();
+            if self.ingest.send(batch).await.is_err() || receipt.await.is_err() {
                 stats::rejected(Reject::Store);
-                tracing::error!(peer, mn = %device.mn, %error, "HJ 212 upload not committed, not acked");
+                tracing::error!(peer, mn = %device.mn, "HJ 212 upload not committed (cemsd is stopping), not acked");
                 return Ok(());
             }
             stats::committed(count);

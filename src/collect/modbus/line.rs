@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::device::DevicePoller;
 use super::link::{Connector, Link};
 use super::poll_metrics;
 use super::schedule::{Action, Due, LineSchedule};
+use crate::collect::batch::{Batch, BatchSender, Origin};
 use crate::model::comm::CommEvent;
 use crate::model::{Sample, Timestamp};
 use crate::pipeline::live::Live;
@@ -52,7 +53,7 @@ impl<C: Connector> Line<C> {
     /// Polls until `shutdown` turns true or the receiver of `out` is gone.
     pub async fn run(
         mut self,
-        out: mpsc::Sender<Vec<Sample>>,
+        out: BatchSender,
         mut shutdown: watch::Receiver<bool>,
         live: Arc<Live>,
     ) {
@@ -79,7 +80,11 @@ impl<C: Connector> Line<C> {
                 let samples = self
                     .handle(due, &mut schedule, &mut link, &mut connect_failed, &live)
                     .await;
-                if out.send(samples).await.is_err() {
+                if out
+                    .send(Batch::readings(Origin::Modbus, samples))
+                    .await
+                    .is_err()
+                {
                     break 'lines;
                 }
             }

@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use chrono::FixedOffset;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::device::DevicePoller;
 use super::line::Line;
 use super::serial::SerialConnector;
 use super::tcp::{RtuOverTcpConnector, TcpConnector};
+use crate::collect::batch::BatchSender;
 use crate::config::profile::ProfileSet;
 use crate::config::{DeviceConfig, SiteConfig, Transport};
 use crate::field::capture::DailyCapture;
-use crate::model::Sample;
 use crate::pipeline::live::Live;
 
 /// The running collectors.
@@ -36,7 +36,7 @@ pub fn start(
     config: &SiteConfig,
     profiles: &ProfileSet,
     offset: FixedOffset,
-    out: &mpsc::Sender<Vec<Sample>>,
+    out: &BatchSender,
     shutdown: &watch::Receiver<bool>,
     live: &Arc<Live>,
 ) -> Result<Collectors, String> {

@@ -11,7 +11,6 @@
 mod backoff;
 mod credentials;
 mod decode;
-pub mod dedupe;
 mod hj212_packet;
 mod json;
 mod line_protocol;

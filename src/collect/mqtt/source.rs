@@ -1,10 +1,11 @@
 //! One MQTT broker connection feeding the pipeline. The rumqttc event loop runs in a task of
 //! its own that only polls (so it is never cancelled half-way through a packet) and hands
-//! events over; this task decodes messages, passes their samples on, and acknowledges each
-//! QoS 1 message only once what it carried is committed: its readings, or its dead letter.
-//! Acknowledgements go out in the order the messages came, as MQTT requires.
+//! events over; this task decodes messages, hands each to the pipeline as a batch (its
+//! readings, or its dead letter), and acknowledges each QoS 1 message only once the
+//! pipeline's receipt says it is committed. Acknowledgements go out in the order the
+//! messages came, as MQTT requires. The pipeline, not this source, recognises redeliveries.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -19,15 +20,14 @@ use rumqttc::{
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::collect::batch::{Batch, BatchSender, DeadLetter, Message, Origin, Receipt};
+
 use crate::model::time::UtcOffset;
-use crate::model::{Sample, Timestamp};
-use crate::pipeline::Delivery;
-use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle};
+use crate::model::Timestamp;
 
 use super::backoff::Backoff;
 use super::credentials;
 use super::decode::Decoder;
-use super::dedupe::HighWater;
 use super::payload::{truncated, PayloadError, Reason};
 use super::stats::SourceStats;
 use super::tls::{self, TlsFiles};
@@ -66,7 +66,6 @@ pub struct MqttSource {
     options: MqttOptions,
     filters: Vec<SubscribeFilter>,
     decoder: Decoder,
-    devices: HashSet<Arc<str>>,
     backoff: Backoff,
     stats: Arc<SourceStats>,
 }
@@ -132,11 +131,6 @@ impl MqttSource {
             options,
             filters,
             decoder: Decoder::new(config, site_zone),
-            devices: config
-                .devices
-                .iter()
-                .map(|d| Arc::from(d.id.as_str()))
-                .collect(),
             backoff: Backoff::new(config.reconnect_min.0, config.reconnect_max.0, seed),
             stats: Arc::new(SourceStats::default()),
         })
@@ -152,29 +146,7 @@ impl MqttSource {
 
     /// Runs until `shutdown` turns true; then acknowledges what was committed, disconnects
     /// (the broker keeps the session) and returns.
-    pub async fn run(
-        self,
-        out: mpsc::Sender<Delivery>,
-        store: StoreHandle,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut high_water = HighWater::new();
-        let devices = self.devices.clone();
-        match store.call(move |s: &mut Store| s.latest()).await {
-            Ok(Ok(latest)) => {
-                for stored in latest
-                    .into_iter()
-                    .filter(|s| devices.contains(&s.record.device))
-                {
-                    let r = stored.record;
-                    high_water.remember(r.device, r.channel, r.ts);
-                }
-            }
-            Ok(Err(e)) | Err(e) => {
-                tracing::error!(source = %self.id, "cannot read the newest stored readings, not connecting: {e}");
-                return;
-            }
-        }
+    pub async fn run(self, out: BatchSender, mut shutdown: watch::Receiver<bool>) {
         let (client, eventloop) = AsyncClient::new(self.options.clone(), REQUEST_CAPACITY);
         let connection = Arc::new(AtomicU64::new(0));
         let (events_tx, events) = mpsc::channel(EVENT_CAPACITY);
@@ -190,10 +162,8 @@ impl MqttSource {
             client,
             filters: self.filters,
             decoder: self.decoder,
-            high_water,
             stats: self.stats,
             out,
-            store,
             connection,
             pending: VecDeque::new(),
             ack_backlog: VecDeque::new(),
@@ -208,10 +178,8 @@ struct Session {
     client: AsyncClient,
     filters: Vec<SubscribeFilter>,
     decoder: Decoder,
-    high_water: HighWater,
     stats: Arc<SourceStats>,
-    out: mpsc::Sender<Delivery>,
-    store: StoreHandle,
+    out: BatchSender,
     /// Counts connections made and lost, so an acknowledgement is sent only on the
     /// connection its message came on.
     connection: Arc<AtomicU64>,
@@ -314,52 +282,31 @@ impl Session {
             }
             return true;
         }
-        let gate: Gate = match self
+        let mut batch = Batch::new(Origin::Mqtt {
+            source: self.id.clone(),
+        });
+        match self
             .decoder
             .decode(&publish.topic, &publish.payload, received)
         {
             Ok(decoded) => {
-                let (taken, not_newer) = self.high_water.admit(decoded.samples);
-                self.stats.readings(taken.len());
-                let wait = to_ack.is_some() || !not_newer.is_empty();
-                if taken.is_empty() && !wait {
-                    return true;
-                }
-                let (committed, confirmation) = if wait {
-                    let (tx, rx) = oneshot::channel();
-                    (Some(tx), Some(rx))
-                } else {
-                    (None, None)
-                };
-                let delivery = Delivery {
-                    samples: taken,
-                    receive_time: decoded.receive_timed.then_some(received),
-                    committed,
-                };
-                if self.out.send(delivery).await.is_err() {
-                    return false;
-                }
-                let Some(confirmation) = confirmation else {
-                    return true;
-                };
-                if not_newer.is_empty() {
-                    Box::pin(async move { confirmation.await.is_ok() })
-                } else {
-                    let check = LateCheck {
-                        source: self.id.clone(),
-                        topic: publish.topic.clone(),
-                        payload: publish.payload.to_vec(),
-                        received,
-                        store: self.store.clone(),
-                        stats: self.stats.clone(),
-                    };
-                    Box::pin(
-                        async move { confirmation.await.is_ok() && check.run(not_newer).await },
-                    )
-                }
+                batch.samples = decoded.samples;
+                batch.receive_time = decoded.receive_timed.then_some(received);
+                batch.message = Some(Message {
+                    topic: publish.topic.clone(),
+                    payload: publish.payload.to_vec(),
+                    received,
+                });
             }
-            Err(error) => self.refuse(&publish, error, received),
-        };
+            Err(error) => batch
+                .dead_letters
+                .push(self.refuse(&publish, error, received)),
+        }
+        let (batch, receipt) = batch.with_receipt();
+        if self.out.send(batch).await.is_err() {
+            return false;
+        }
+        let gate = self.gate(receipt);
         self.pending.push_back(Pending {
             publish: to_ack,
             connection,
@@ -368,9 +315,8 @@ impl Session {
         true
     }
 
-    /// Counts, logs and dead-letters a refused message; the gate opens once the dead letter
-    /// is committed.
-    fn refuse(&self, publish: &Publish, error: PayloadError, received: Timestamp) -> Gate {
+    /// Counts and logs a refused message, and makes its dead letter.
+    fn refuse(&self, publish: &Publish, error: PayloadError, received: Timestamp) -> DeadLetter {
         self.stats.rejected(error.reason);
         tracing::warn!(
             source = %self.id,
@@ -379,21 +325,27 @@ impl Session {
             payload = %truncated(&publish.payload, LOGGED_PAYLOAD_CHARS),
             "refused: {}", error.detail
         );
-        let stored = self.store.append_dead_letter(
-            &dead_letter_source(&self.id),
-            &dead_letter_reason(&error, &publish.topic),
-            publish.payload.to_vec(),
+        DeadLetter {
+            reason: dead_letter_reason(&error, &publish.topic),
+            payload: publish.payload.to_vec(),
             received,
-        );
-        let id = self.id.clone();
+        }
+    }
+
+    /// Opens once the pipeline has committed the message's batch; counts what it did.
+    fn gate(&self, receipt: oneshot::Receiver<Receipt>) -> Gate {
+        let (id, stats) = (self.id.clone(), self.stats.clone());
         Box::pin(async move {
-            match stored.await {
-                Ok(_) => true,
-                Err(e) => {
-                    tracing::error!(source = %id, "cannot store a dead letter, the broker will redeliver it: {e}");
-                    false
-                }
+            let Ok(receipt) = receipt.await else {
+                return false;
+            };
+            stats.readings(receipt.readings);
+            stats.duplicates(receipt.duplicates);
+            if let Some(detail) = receipt.late {
+                stats.rejected(Reason::Late);
+                tracing::warn!(source = %id, reason = Reason::Late.key(), "refused: {detail}");
             }
+            true
         })
     }
 
@@ -437,81 +389,6 @@ impl Session {
             tracing::info!(source = %self.id, "disconnected; the broker keeps the session");
         }
     }
-}
-
-/// Resolves the readings of a message that were not newer than their channel's newest:
-/// copies of stored readings are dropped, the others refuse the message as late.
-struct LateCheck {
-    source: Arc<str>,
-    topic: String,
-    payload: Vec<u8>,
-    received: Timestamp,
-    store: StoreHandle,
-    stats: Arc<SourceStats>,
-}
-
-impl LateCheck {
-    async fn run(self, not_newer: Vec<Sample>) -> bool {
-        let LateCheck {
-            source,
-            topic,
-            payload,
-            received,
-            store,
-            stats,
-        } = self;
-        let letter_source = dead_letter_source(&source);
-        let checked = store
-            .call(move |s: &mut Store| -> Result<(usize, Option<PayloadError>), StoreError> {
-                let mut late = Vec::new();
-                for sample in &not_newer {
-                    if !is_stored(s, sample)? {
-                        late.push(sample);
-                    }
-                }
-                let duplicates = not_newer.len() - late.len();
-                let Some(first) = late.first() else {
-                    return Ok((duplicates, None));
-                };
-                let error = PayloadError::new(
-                    Reason::Late,
-                    format!(
-                        "{} reading(s) older than the newest taken on their channel, first {}/{} at {}; the rest of the message is stored",
-                        late.len(), first.device, first.channel, first.ts
-                    ),
-                );
-                s.append_dead_letter(&letter_source, &dead_letter_reason(&error, &topic), &payload, received)?;
-                Ok((duplicates, Some(error)))
-            })
-            .await;
-        match checked {
-            Ok(Ok((duplicates, late))) => {
-                stats.duplicates(duplicates);
-                if let Some(error) = late {
-                    stats.rejected(error.reason);
-                    tracing::warn!(source = %source, reason = error.reason.key(), "refused: {}", error.detail);
-                }
-                true
-            }
-            Ok(Err(e)) | Err(e) => {
-                tracing::error!(source = %source, "cannot check for redelivered readings, the broker will redeliver: {e}");
-                false
-            }
-        }
-    }
-}
-
-fn is_stored(store: &Store, sample: &Sample) -> Result<bool, StoreError> {
-    let found = store.query(&Query {
-        kind: Some(RecordKind::Reading),
-        device: Some(sample.device.to_string()),
-        channel: Some(sample.channel.to_string()),
-        from: Some(sample.ts),
-        to: Some(Timestamp(sample.ts.0.saturating_add(1))),
-        limit: Some(1),
-        ..Query::default()
-    })?;
-    Ok(!found.is_empty())
 }
 
 /// Opens when the oldest pending message may be acknowledged; never while none is pending.
@@ -575,11 +452,6 @@ fn qos(level: u8) -> QoS {
 fn broker(options: &MqttOptions) -> String {
     let (host, port) = options.broker_address();
     format!("{host}:{port}")
-}
-
-/// The dead letter's `source`: the path ("mqtt") and which configured source.
-fn dead_letter_source(id: &str) -> String {
-    format!("mqtt:{id}")
 }
 
 fn dead_letter_reason(error: &PayloadError, topic: &str) -> String {
