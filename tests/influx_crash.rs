@@ -17,6 +17,8 @@ use ops_support::{eventually, Daemon};
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const RECORDS: usize = 120_000;
 const KILLS: usize = 20;
+/// The sink's batch_size in the config below.
+const BATCH_SIZE: u64 = 2000;
 const SINK: &str = "influx:vm";
 const TOKEN_ENV: &str = "CEMSD_TEST_INFLUX_TOKEN";
 const CHANNELS: [(&str, Quantity); 4] = [
@@ -67,7 +69,7 @@ id = "vm"
 url = "{vm_url}"
 bucket = "cems"
 token_env = "{TOKEN_ENV}"
-batch_size = 2000
+batch_size = {BATCH_SIZE}
 flush_interval = "50ms"
 "#
     );
@@ -119,12 +121,15 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
         let mut daemon = start(&config, dir.path());
         // Kill only once this run has delivered something, then after a random extra moment,
         // so kills land at every stage: mid-request, between request and cursor update, idle.
+        // The moment ends early once two more batches went through, so a fast machine does
+        // not drain the whole backlog in the first few rounds.
         let seen = wait_cursor(&store, Duration::from_secs(30), |c| c > before);
         assert!(
             seen > before || before == last,
             "round {round} (seed {seed}): no progress from {before}"
         );
-        std::thread::sleep(Duration::from_millis(rng.below(150)));
+        let extra = Duration::from_millis(rng.below(150));
+        wait_cursor(&store, extra, |c| c >= seen + 2 * BATCH_SIZE);
         daemon.signal("KILL");
         daemon.wait_exit(Duration::from_secs(10));
         cursors.push(cursor(&store));

@@ -7,7 +7,9 @@
 mod dedupe;
 pub mod live;
 
+use std::collections::VecDeque;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +32,28 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// Longest wait between two tries of a store write that failed (disk full, I/O error).
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
+
+/// Commits queued at the store writer at once: the pipeline prepares the next while the
+/// store writes the last, and the writer joins what is queued into one transaction.
+const MAX_COMMITS_IN_FLIGHT: usize = 2;
+
+/// What the store writer answers to an append: the seq range the records got.
+type Appended = Result<Option<(u64, u64)>, StoreError>;
+
+/// Records handed to the store writer, and the batches to settle once they are durable.
+struct Commit {
+    records: Arc<Vec<Record>>,
+    done: Pin<Box<dyn Future<Output = Appended> + Send>>,
+    settle: Vec<Settle>,
+}
+
+/// Resolves with the outcome of the oldest commit in flight; never while none is.
+async fn oldest(in_flight: &mut VecDeque<Commit>) -> Appended {
+    match in_flight.front_mut() {
+        Some(commit) => (&mut commit.done).await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What a batch still needs once the commit holding its records is done.
 struct Settle {
@@ -76,30 +100,63 @@ impl Pipeline {
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut records = Vec::new();
         let mut settle = Vec::new();
+        let mut in_flight = VecDeque::new();
         let mut open = true;
-        while open {
+        while open || !in_flight.is_empty() {
+            let room = in_flight.len() < MAX_COMMITS_IN_FLIGHT;
             tokio::select! {
-                batch = batches.recv() => match batch {
+                batch = batches.recv(), if open && room => match batch {
                     // each batch is processed on its own (see Processor::push); what queued
                     // up meanwhile is committed together
                     Some(batch) => self.take(batch, &mut records, &mut settle),
                     None => open = false,
                 },
-                _ = ticker.tick() => self.processor.tick(now(), &mut records),
+                _ = ticker.tick(), if open => self.processor.tick(now(), &mut records),
+                result = oldest(&mut in_flight) => {
+                    if let Some(commit) = in_flight.pop_front() {
+                        self.finish(commit, result).await;
+                    }
+                }
             }
-            while records.len() < MAX_RECORDS_PER_COMMIT {
+            if in_flight.len() >= MAX_COMMITS_IN_FLIGHT {
+                continue;
+            }
+            while open && records.len() < MAX_RECORDS_PER_COMMIT {
                 match batches.try_recv() {
                     Ok(batch) => self.take(batch, &mut records, &mut settle),
                     Err(_) => break,
                 }
             }
-            if !records.is_empty() {
+            if !records.is_empty() || !settle.is_empty() {
                 self.live.record_readings(&records);
-                self.commit(std::mem::take(&mut records)).await;
+                let records = Arc::new(std::mem::take(&mut records));
+                in_flight.push_back(Commit {
+                    done: Box::pin(self.store.append_shared(records.clone())),
+                    records,
+                    settle: std::mem::take(&mut settle),
+                });
             }
-            for done in settle.drain(..) {
-                self.settle(done).await;
-            }
+        }
+    }
+
+    /// Completes the oldest commit: retries it until it is durable (collectors wait on the
+    /// bounded channel meanwhile, so nothing read is dropped), then settles its batches.
+    async fn finish(&self, commit: Commit, result: Appended) {
+        if let Err(e) = result {
+            tracing::error!(
+                "store commit of {} records failed: {e}",
+                commit.records.len()
+            );
+            let records = commit.records.clone();
+            self.retry("store commit", move |store| {
+                let records = records.clone();
+                async move { store.append_shared(records).await.map(|_| ()) }
+            })
+            .await;
+        }
+        self.live.add_committed(commit.records.len() as u64);
+        for done in commit.settle {
+            self.settle(done).await;
         }
     }
 
@@ -196,19 +253,6 @@ impl Pipeline {
             // the source may have stopped waiting (shutting down); the data is stored
             let _ = tx.send(receipt);
         }
-    }
-
-    /// Commits `records`, retrying a failed commit until it succeeds: collectors wait on
-    /// the bounded channel meanwhile, so nothing read is dropped.
-    async fn commit(&self, records: Vec<Record>) {
-        let n = records.len() as u64;
-        let records = Arc::new(records);
-        self.retry("store commit", move |store| {
-            let records = records.clone();
-            async move { store.append(records.to_vec()).await.map(|_| ()) }
-        })
-        .await;
-        self.live.add_committed(n);
     }
 
     /// Runs a store operation until it succeeds, with a growing pause after each failure.

@@ -21,7 +21,8 @@ type StoreCall = Box<dyn FnOnce(&mut Store) + Send>;
 
 enum Command {
     Append {
-        records: Vec<Record>,
+        /// Shared, so a caller that retries a failed commit keeps its records without a copy.
+        records: Arc<Vec<Record>>,
         /// `None` for `submit`: nobody waits for the outcome.
         reply: Option<oneshot::Sender<AppendResult>>,
     },
@@ -143,7 +144,7 @@ impl StoreWriter {
     /// limit. Returns the first non-append command it took off the queue, to run next.
     fn commit_batch(
         &mut self,
-        records: Vec<Record>,
+        records: Arc<Vec<Record>>,
         reply: Option<oneshot::Sender<AppendResult>>,
     ) -> Option<Command> {
         let mut total = records.len();
@@ -227,6 +228,14 @@ impl StoreHandle {
         &self,
         records: Vec<Record>,
     ) -> impl Future<Output = Result<Option<(u64, u64)>, StoreError>> + Send + 'static {
+        self.append_shared(Arc::new(records))
+    }
+
+    /// Like `append` for records the caller keeps, e.g. to commit them again after a failure.
+    pub fn append_shared(
+        &self,
+        records: Arc<Vec<Record>>,
+    ) -> impl Future<Output = Result<Option<(u64, u64)>, StoreError>> + Send + 'static {
         let (reply, answer) = oneshot::channel();
         let sent = self.send_append(records, Some(reply));
         async move {
@@ -238,7 +247,7 @@ impl StoreHandle {
     /// Queues records without waiting. If their transaction fails they are lost (logged
     /// and counted in `records_failed`); use `append` where that is not acceptable.
     pub fn submit(&self, records: Vec<Record>) -> Result<(), StoreError> {
-        self.send_append(records, None)
+        self.send_append(Arc::new(records), None)
     }
 
     /// Runs `f` on the writer thread between transactions, after everything queued before
@@ -321,7 +330,7 @@ impl StoreHandle {
 
     fn send_append(
         &self,
-        records: Vec<Record>,
+        records: Arc<Vec<Record>>,
         reply: Option<oneshot::Sender<AppendResult>>,
     ) -> Result<(), StoreError> {
         let n = records.len() as u64;
