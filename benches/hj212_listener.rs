@@ -155,8 +155,9 @@ fn loopback(c: &mut Criterion, at: StoreAt) {
     let (ingest, port) = IngestSwitch::new();
     let (batches, batches_rx) = tokio::sync::mpsc::channel(1024);
     let processor = Processor::new(&site.config, &site.profiles);
-    let pipeline =
-        runtime.spawn(Pipeline::new(processor, store.clone(), Live::new()).run(batches_rx));
+    let pipeline = Pipeline::new(processor, store.clone(), Live::new())
+        .spawn(batches_rx)
+        .unwrap_or_else(|e| panic!("pipeline: {e}"));
     ingest.connect(Some(batches));
     let listener = runtime
         .block_on(Hj212Listener::start(

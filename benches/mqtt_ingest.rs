@@ -168,7 +168,9 @@ impl Rig {
                 .warm_up()
                 .await
                 .unwrap_or_else(|e| panic!("warm-up: {e}"));
-            let pipeline = tokio::spawn(pipeline.run(rx));
+            let pipeline = pipeline
+                .spawn(rx)
+                .unwrap_or_else(|e| panic!("pipeline: {e}"));
             let source_task = tokio::spawn(source.run(tx, stop_rx));
             let wanted = messages.max(1) as u64;
             let deadline = started + Duration::from_secs(120);

@@ -242,7 +242,7 @@ struct Workers {
     mqtt_stats: Vec<(String, Arc<SourceStats>)>,
     /// The pipeline's input for the HJ 212 listener, handed to the ingest switch once.
     ingest: Option<BatchSender>,
-    pipeline: JoinHandle<()>,
+    pipeline: crate::pipeline::Running,
     console: JoinHandle<()>,
 }
 
@@ -319,7 +319,9 @@ impl Workers {
             .warm_up()
             .await
             .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;
-        let pipeline = tokio::spawn(pipeline.run(batches_rx));
+        let pipeline = pipeline
+            .spawn(batches_rx)
+            .map_err(|e| Failure::runtime(format!("cannot start the pipeline thread: {e}")))?;
         let console = tokio::spawn(console(live.clone(), shutdown_rx));
         let limits: StackLimits = config
             .stacks
