@@ -1,6 +1,7 @@
 //! The data that flows through cemsd: samples from collectors, readings after normalisation,
 //! and the HJ 212 vocabulary (flags, quantities, units) they carry.
 
+pub mod backoff;
 pub mod comm;
 pub mod time;
 

@@ -18,7 +18,7 @@ use crate::config::secret::Secret;
 use crate::model::time::UtcOffset;
 use crate::model::{Quantity, Timestamp};
 use crate::protocol::hj212::SystemCode;
-use crate::sink::backoff::Backoff;
+use crate::model::backoff::Backoff;
 use crate::sink::hj212::upload::{
     group_periods, period_packet, realtime_packet, to_wire, PeriodGroup, Unconvertible,
 };

@@ -25,7 +25,7 @@ use tokio::sync::watch;
 
 use crate::model::Timestamp;
 use crate::sink::backlog::{BacklogChange, BacklogMonitor};
-use crate::sink::backoff::Backoff;
+use crate::model::backoff::Backoff;
 use crate::sink::reader::StoreReader;
 use crate::sink::stop::{pause, stop_requested};
 use crate::store::{StoreError, StoreHandle, Stored};
