@@ -9,7 +9,6 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -18,6 +17,7 @@ use super::health::{Health, StoreState};
 use super::series::{SeriesSpec, SeriesView};
 use super::state::OpsState;
 use super::status::StatusView;
+use crate::model::time::now;
 use crate::model::{Quantity, Timestamp};
 
 const INDEX_HTML: &str = include_str!("page/index.html");
@@ -62,11 +62,6 @@ pub async fn serve(listener: TcpListener, state: Arc<OpsState>, mut stop: watch:
     {
         tracing::error!("http server stopped: {e}");
     }
-}
-
-/// The HTTP handlers are the edge that reads the wall clock.
-fn now() -> Timestamp {
-    Timestamp::from_datetime(Utc::now())
 }
 
 fn failure(status: StatusCode, message: String) -> Response {

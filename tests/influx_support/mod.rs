@@ -297,7 +297,7 @@ impl RunningForwarder {
         store_path: &Path,
         store: &StoreHandle,
     ) -> RunningForwarder {
-        let clock: cemsd::sink::influx::Clock =
+        let clock: cemsd::model::time::Clock =
             Arc::new(|| Timestamp::from_datetime(chrono::Utc::now()));
         let forwarder = Forwarder::new(
             config,

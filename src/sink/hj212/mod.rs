@@ -22,10 +22,10 @@ use tokio::task::JoinSet;
 
 use crate::config::hj212_uplink::PasswordError;
 use crate::config::SiteConfig;
-use crate::model::Timestamp;
+use crate::model::time::system_clock;
 use crate::store::StoreHandle;
 
-pub use forwarder::{Clock, Uplink, UplinkSettings, WINDOW};
+pub use forwarder::{Uplink, UplinkSettings, WINDOW};
 pub use stats::{UplinkSnapshot, UplinkStats};
 
 /// The running uplinks of `cemsd run`.
@@ -45,7 +45,7 @@ impl Hj212Uplinks {
         store: &StoreHandle,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Hj212Uplinks, PasswordError> {
-        let clock: Clock = Arc::new(|| Timestamp::from_datetime(chrono::Utc::now()));
+        let clock = system_clock();
         let mut uplinks = Vec::new();
         for sink in &config.hj212 {
             let password = sink.load_password(config_path)?;

@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::model::Timestamp;
-use crate::sink::backlog::{BacklogChange, BacklogMonitor};
 use crate::model::backoff::Backoff;
+use crate::model::time::Clock;
+use crate::sink::backlog::{BacklogChange, BacklogMonitor};
 use crate::sink::reader::StoreReader;
 use crate::sink::stop::{pause, stop_requested};
 use crate::store::{StoreError, StoreHandle, Stored};
@@ -34,9 +34,6 @@ use super::client::{ClientError, WriteClient, WriteOutcome};
 use super::encode::{EncodedBatch, Encoder};
 use super::stats::ForwarderStats;
 use crate::config::influx::{InfluxSinkConfig, Token};
-
-/// The time source for dead-letter timestamps and `Retry-After` dates.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// First retry delay; it doubles up to `max_backoff`.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::influx::{InfluxSinkConfig, TokenError};
-use crate::model::Timestamp;
+use crate::model::time::system_clock;
 use crate::store::StoreHandle;
 
 pub use client::{
@@ -24,7 +24,7 @@ pub use client::{
     WriteOutcome,
 };
 pub use encode::{flag_code, EncodeError, EncodedBatch, Encoder};
-pub use forwarder::{Clock, Forwarder};
+pub use forwarder::Forwarder;
 pub use stats::{ForwarderStats, StatsSnapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +54,7 @@ impl InfluxSinks {
         store: &StoreHandle,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<InfluxSinks, StartError> {
-        let clock: Clock = Arc::new(|| Timestamp::from_datetime(chrono::Utc::now()));
+        let clock = system_clock();
         let mut forwarders = Vec::new();
         for sink in sinks {
             let token = sink.load_token(config_path)?;
