@@ -33,7 +33,8 @@ use crate::store::{StoreError, StoreHandle, Stored};
 use super::client::{ClientError, WriteClient, WriteOutcome};
 use super::encode::{EncodedBatch, Encoder};
 use super::stats::ForwarderStats;
-use crate::config::influx::{InfluxSinkConfig, Token};
+use crate::config::influx::InfluxSinkConfig;
+use crate::config::secret::Secret;
 
 /// First retry delay; it doubles up to `max_backoff`.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -83,7 +84,7 @@ impl Forwarder {
     pub fn new(
         config: &InfluxSinkConfig,
         site: &str,
-        token: &Token,
+        token: &Secret,
         store_path: PathBuf,
         store: StoreHandle,
         clock: Clock,
