@@ -15,7 +15,7 @@ use tokio::sync::watch;
 
 use super::health::{Health, StoreState};
 use super::series::{SeriesSpec, SeriesView};
-use super::state::OpsState;
+use super::state::{store_facts, OpsState};
 use super::status::StatusView;
 use crate::model::time::now;
 use crate::model::{Quantity, Timestamp};
@@ -90,7 +90,7 @@ async fn blocking<T: Send + 'static>(
 async fn health(State(state): State<Arc<OpsState>>) -> Response {
     let store_state = state.store_state().await;
     let reader = state.reader().clone();
-    let facts = match blocking(move || reader.facts()).await {
+    let facts = match blocking(move || store_facts(&reader)).await {
         Ok(facts) => facts,
         Err(response) => return response,
     };
@@ -119,7 +119,7 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
     };
     let store_state = state.store_state().await;
     let reader = state.reader().clone();
-    let facts = match blocking(move || reader.facts()).await {
+    let facts = match blocking(move || store_facts(&reader)).await {
         Ok(facts) => facts,
         Err(response) => return response,
     };

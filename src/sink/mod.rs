@@ -5,5 +5,4 @@
 pub mod backlog;
 pub mod hj212;
 pub mod influx;
-pub mod reader;
 pub mod stop;

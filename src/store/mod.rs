@@ -12,6 +12,7 @@ mod cursor;
 mod dead_letter;
 mod error;
 mod query;
+mod reader;
 mod record;
 mod retention;
 mod row;
@@ -32,6 +33,7 @@ use crate::model::Timestamp;
 pub use dead_letter::DeadLetter;
 pub use error::StoreError;
 pub use query::Query;
+pub use reader::{ReadBatch, ReadError, StoreReader};
 pub use record::{Record, RecordKind, Stored};
 pub use writer::{StoreHandle, StoreWriter, WriterOptions, WriterStats};
 

@@ -23,9 +23,8 @@ use crate::sink::hj212::upload::{
     group_periods, period_packet, realtime_packet, to_wire, PeriodGroup, Unconvertible,
 };
 use crate::sink::hj212::upload::{QnSequence, UploadHeader};
-use crate::sink::reader::StoreReader;
 use crate::sink::stop::{pause, stop_requested};
-use crate::store::{Record, RecordKind, StoreError, StoreHandle, Stored};
+use crate::store::{Record, RecordKind, StoreError, StoreHandle, StoreReader, Stored};
 
 use super::progress::{complete_prefix, Progress};
 use super::stats::UplinkStats;

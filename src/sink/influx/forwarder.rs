@@ -26,9 +26,8 @@ use tokio::sync::watch;
 use crate::model::backoff::Backoff;
 use crate::model::time::Clock;
 use crate::sink::backlog::{BacklogChange, BacklogMonitor};
-use crate::sink::reader::StoreReader;
 use crate::sink::stop::{pause, stop_requested};
-use crate::store::{StoreError, StoreHandle, Stored};
+use crate::store::{StoreError, StoreHandle, StoreReader, Stored};
 
 use super::client::{ClientError, WriteClient, WriteOutcome};
 use super::encode::{EncodedBatch, Encoder};
