@@ -5,7 +5,7 @@
 use std::f64::consts::TAU;
 use std::time::Duration;
 
-use crate::model::{Quantity, Unit};
+use crate::model::{unit_of, Quantity, Unit};
 
 /// Litres per mole of ideal gas at 273.15 K and 101.325 kPa (HJ 75-2017 ppm → mg/m3).
 const MOLAR_VOLUME: f64 = 22.4;
@@ -20,27 +20,29 @@ const NOISE_AMPLITUDE: f64 = 0.02;
 /// The noise takes a new random level every 10 s and moves linearly between levels.
 const NOISE_STEP: f64 = 10.0;
 
-/// Typical value at a coal-fired unit's stack after FGD and SCR, in the unit the value is
-/// naturally stated in. NOx ≈ NO·1.53 + NO2 (HJ 75) with NO 22, NO2 1.5.
+/// Typical value at a coal-fired unit's stack after FGD and SCR, in the quantity's reporting
+/// unit ([`unit_of`]). NOx ≈ NO·1.53 + NO2 (HJ 75) with NO 22, NO2 1.5.
 fn typical(quantity: Quantity) -> (f64, Unit) {
-    match quantity {
-        Quantity::SO2 => (20.0, Unit::MgPerM3),
-        Quantity::NO => (22.0, Unit::MgPerM3),
-        Quantity::NO2 => (1.5, Unit::MgPerM3),
-        Quantity::NOx => (35.0, Unit::MgPerM3),
-        Quantity::CO => (15.0, Unit::MgPerM3),
-        Quantity::HCl => (3.0, Unit::MgPerM3),
-        Quantity::NH3 => (1.5, Unit::MgPerM3),
-        Quantity::Dust => (5.0, Unit::MgPerM3),
-        Quantity::O2 => (6.0, Unit::PercentVol),
-        Quantity::CO2 => (12.0, Unit::PercentVol),
-        Quantity::Humidity => (10.0, Unit::PercentVol),
-        Quantity::Temperature => (50.0, Unit::DegC),
-        Quantity::Pressure => (-150.0, Unit::Pa),
-        Quantity::Velocity => (12.0, Unit::MetrePerSecond),
+    let value = match quantity {
+        Quantity::SO2 => 20.0,
+        Quantity::NO => 22.0,
+        Quantity::NO2 => 1.5,
+        Quantity::NOx => 35.0,
+        Quantity::CO => 15.0,
+        Quantity::HCl => 3.0,
+        Quantity::NH3 => 1.5,
+        Quantity::Dust => 5.0,
+        Quantity::O2 => 6.0,
+        Quantity::CO2 => 12.0,
+        Quantity::Humidity => 10.0,
+        Quantity::Temperature => 50.0,
+        // -150 Pa of static pressure in the duct
+        Quantity::Pressure => -0.15,
+        Quantity::Velocity => 12.0,
         // 12 m/s through a 6 m diameter duct (28.3 m2): 12 · 28.3 · 3600 ≈ 1.22e6 m3/h
-        Quantity::Flow => (1.22e6, Unit::CubicMetrePerHour),
-    }
+        Quantity::Flow => 1.22e6,
+    };
+    (value, unit_of(quantity))
 }
 
 /// g/mol, for the conversion between mg/m3 and volume fractions. NOx counts as NO2 (HJ 75).
