@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 use crate::config::hj212_uplink::PasswordError;
 use crate::config::SiteConfig;
 use crate::model::time::system_clock;
+use crate::sink::stop::join_within;
 use crate::store::StoreHandle;
 
 pub use forwarder::{Uplink, UplinkSettings, WINDOW};
@@ -92,14 +93,7 @@ impl Hj212Uplinks {
     /// any that hang; unacknowledged uploads are sent again next start.
     pub async fn stopped(mut self) {
         let limit = self.longest_timeout + Duration::from_secs(5);
-        let joined = tokio::time::timeout(limit, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if joined.is_err() {
-            tracing::warn!("hj212 uplinks did not stop within {limit:?}; aborting them");
-            self.tasks.abort_all();
-        }
+        join_within(&mut self.tasks, limit, "hj212 uplinks").await;
         for (name, stats) in &self.stats {
             let s = stats.snapshot();
             tracing::info!(sink = %name, cursor = s.cursor, sent = s.packets_sent, acks = s.acks, resends = s.resends, backlog = s.backlog, "hj212 uplink totals");

@@ -17,6 +17,7 @@ use tokio::task::JoinSet;
 
 use crate::config::influx::{InfluxSinkConfig, TokenError};
 use crate::model::time::system_clock;
+use crate::sink::stop::join_within;
 use crate::store::StoreHandle;
 
 pub use client::{
@@ -93,14 +94,7 @@ impl InfluxSinks {
     /// then aborts any that hang; whatever they had not recorded is sent again next start.
     pub async fn stopped(mut self) {
         let limit = self.longest_request + Duration::from_secs(5);
-        let joined = tokio::time::timeout(limit, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if joined.is_err() {
-            tracing::warn!("influx forwarders did not stop within {limit:?}; aborting them");
-            self.tasks.abort_all();
-        }
+        join_within(&mut self.tasks, limit, "influx forwarders").await;
         for (name, stats) in &self.stats {
             let s = stats.snapshot();
             tracing::info!(sink = %name, cursor = s.cursor, delivered = s.points_delivered, dead_letters = s.dead_letters, backlog = s.backlog, "influx sink totals");
