@@ -3,6 +3,7 @@
 
 pub mod backoff;
 pub mod comm;
+pub mod random;
 pub mod time;
 
 use std::fmt;

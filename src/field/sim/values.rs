@@ -5,6 +5,7 @@
 use std::f64::consts::TAU;
 use std::time::Duration;
 
+use crate::model::random::{mix, unit_interval, GAMMA};
 use crate::model::{unit_of, Quantity, Unit};
 
 /// Litres per mole of ideal gas at 273.15 K and 101.325 kPa (HJ 75-2017 ppm → mg/m3).
@@ -91,7 +92,7 @@ pub fn convert(value: f64, quantity: Quantity, from: Unit, to: Unit) -> Option<f
 /// returned so the simulator still answers.
 pub fn signal(quantity: Quantity, unit: Unit, seed: u64, elapsed: Duration) -> f64 {
     let (typical, typical_unit) = typical(quantity);
-    let key = mix(seed ^ (quantity as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let key = mix(seed ^ (quantity as u64 + 1).wrapping_mul(GAMMA));
     let t = elapsed.as_secs_f64();
     let fast = (TAU * t / FAST_PERIOD + TAU * unit_interval(mix(key ^ 1))).sin();
     let slow = (TAU * t / SLOW_PERIOD + TAU * unit_interval(mix(key ^ 2))).sin();
@@ -108,19 +109,6 @@ fn noise(key: u64, x: f64) -> f64 {
     let level = |i: f64| 2.0 * unit_interval(mix(key ^ (i as i64 as u64))) - 1.0;
     let (a, b) = (level(step), level(step + 1.0));
     a + (b - a) * (x - step)
-}
-
-/// SplitMix64's finaliser: a well-spread 64-bit hash.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Maps a hash onto [0, 1).
-fn unit_interval(h: u64) -> f64 {
-    (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]
