@@ -156,31 +156,12 @@ fn open(path: &Path) -> Result<Store, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Timestamp;
-    use crate::store::{Record, RecordKind, StoreWriter, WriterOptions};
-
-    fn records(n: usize) -> Vec<Record> {
-        (0..n)
-            .map(|i| {
-                Record::new(
-                    RecordKind::Event,
-                    Timestamp::from_millis(i as i64),
-                    "s".into(),
-                    "d".into(),
-                    "c".into(),
-                )
-            })
-            .collect()
-    }
+    use crate::store::testing::{events, running_writer};
 
     #[tokio::test]
     async fn reads_what_the_writer_thread_commits_while_it_keeps_running() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-        let path = dir.path().join("cems.db");
-        let store =
-            Store::open(&path, StoreOptions::default()).unwrap_or_else(|e| panic!("open: {e}"));
-        let (handle, join) = StoreWriter::spawn(store, WriterOptions::default())
-            .unwrap_or_else(|e| panic!("spawn: {e}"));
+        let (path, handle, join) = running_writer(dir.path());
 
         let reader = StoreReader::new(path);
         let empty = reader
@@ -190,7 +171,7 @@ mod tests {
         assert!(empty.records.is_empty());
         assert_eq!(empty.last_seq, 0);
 
-        let committed = handle.append(records(5)).await;
+        let committed = handle.append(events(5)).await;
         assert_eq!(committed.ok().flatten(), Some((1, 5)));
         let batch = reader
             .read_after(0, 3)
@@ -201,7 +182,7 @@ mod tests {
         assert_eq!(batch.last_seq, 5);
 
         // The writer still commits while the reader holds its connection open.
-        assert_eq!(handle.append(records(2)).await.ok().flatten(), Some((6, 7)));
+        assert_eq!(handle.append(events(2)).await.ok().flatten(), Some((6, 7)));
         let rest = reader
             .read_after(3, 100)
             .await
