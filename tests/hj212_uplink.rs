@@ -14,10 +14,9 @@ use std::time::Duration;
 
 use cemsd::config::secret::Secret;
 use cemsd::model::time::UtcOffset;
-use cemsd::model::{Flag, FlagSet, Quantity, Timestamp};
+use cemsd::model::{unit_of, Flag, FlagSet, Quantity, Timestamp};
 use cemsd::protocol::hj212::{
-    crc16_hj212, encode, unit_of, CommandCode, CommandParams, Framer, Packet, PacketFlag,
-    SystemCode,
+    crc16_hj212, encode, CommandCode, CommandParams, Framer, Packet, PacketFlag, SystemCode,
 };
 use cemsd::sink::hj212::{Uplink, UplinkSettings, UplinkStats};
 use cemsd::store::{

@@ -2,7 +2,6 @@
 //! retry. The token is never written in the config itself, only where to find it.
 
 use std::collections::HashSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::config::diagnostic::{Seg, SourceError, SourceText};
+use crate::config::secret::{Secret, SecretError, SecretSource};
 use crate::config::Interval;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,39 +77,15 @@ impl Precision {
     }
 }
 
-/// An API token. Its `Debug` and `Display` never show it, so it cannot leak into a log line.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
-
-impl Token {
-    pub fn new(secret: impl Into<String>) -> Token {
-        Token(secret.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Token(<redacted>)")
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
+/// Why a sink's token could not be loaded; never carries the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {
-    #[error("influx sink {sink:?}: cannot read the token file {path}: {source}")]
-    File {
+    #[error("influx sink {sink:?}: {source}")]
+    Unreadable {
         sink: String,
-        path: PathBuf,
         #[source]
-        source: std::io::Error,
+        source: SecretError,
     },
-    #[error("influx sink {sink:?}: the environment variable {var} is not set or not UTF-8")]
-    Env { sink: String, var: String },
-    #[error("influx sink {sink:?}: the token from {from} is empty")]
-    Empty { sink: String, from: String },
     #[error("influx sink {sink:?}: set token_file or token_env")]
     Missing { sink: String },
 }
@@ -120,34 +96,21 @@ impl InfluxSinkConfig {
         format!("influx:{}", self.id)
     }
 
-    /// Reads the token from its file (relative to `config_path`) or environment variable.
-    /// Surrounding whitespace is dropped: token files usually end with a newline.
-    pub fn load_token(&self, config_path: &Path) -> Result<Token, TokenError> {
+    /// Where the token is: `token_file` (relative to the config file) or `token_env`.
+    pub fn token_source(&self) -> Option<SecretSource> {
+        SecretSource::from_keys(self.token_file.as_ref(), self.token_env.as_ref())
+    }
+
+    /// Reads the token from its file (relative to `config_path`) or environment variable,
+    /// as every secret is read (see [`Secret::from_file`]).
+    pub fn load_token(&self, config_path: &Path) -> Result<Secret, TokenError> {
         let sink = self.id.clone();
-        let (text, from) = match (&self.token_file, &self.token_env) {
-            (Some(file), _) => {
-                let path = crate::config::relative_to(config_path, file);
-                let text = std::fs::read_to_string(&path).map_err(|source| TokenError::File {
-                    sink: sink.clone(),
-                    path: path.clone(),
-                    source,
-                })?;
-                (text, path.display().to_string())
-            }
-            (None, Some(var)) => {
-                let text = std::env::var(var).map_err(|_| TokenError::Env {
-                    sink: sink.clone(),
-                    var: var.clone(),
-                })?;
-                (text, format!("${var}"))
-            }
-            (None, None) => return Err(TokenError::Missing { sink }),
-        };
-        let token = text.trim();
-        if token.is_empty() {
-            return Err(TokenError::Empty { sink, from });
-        }
-        Ok(Token::new(token))
+        let source = self
+            .token_source()
+            .ok_or(TokenError::Missing { sink: sink.clone() })?;
+        source
+            .load(config_path)
+            .map_err(|source| TokenError::Unreadable { sink, source })
     }
 }
 
@@ -447,9 +410,9 @@ mod tests {
     }
 
     #[test]
-    fn token_debug_is_redacted_and_loading_trims() {
-        let token = Token::new("s3cr3t");
-        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+    fn token_debug_is_redacted_and_loading_drops_the_line_break() {
+        let token = Secret::new("s3cr3t");
+        assert_eq!(format!("{token:?}"), "Secret([redacted])");
 
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         std::fs::write(dir.path().join("influx.token"), "s3cr3t\n")
@@ -477,7 +440,10 @@ mod tests {
         sink.token_file = Some(PathBuf::from("blank.token"));
         assert!(matches!(
             sink.load_token(&config_path),
-            Err(TokenError::Empty { .. })
+            Err(TokenError::Unreadable {
+                source: SecretError::EmptyFile(_),
+                ..
+            })
         ));
     }
 }

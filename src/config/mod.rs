@@ -258,17 +258,39 @@ pub struct SimulateConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Interval(pub Duration);
 
+/// Reads a duration as configs and scenarios write it (humantime: "500ms", "10s", "2m",
+/// "1h 30m", "90d"); the one parser behind [`Interval`], [`duration`] and [`duration_or_off`].
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| {
+        format!(
+            "invalid duration {text:?} ({e}): expected a number and a unit, e.g. \"10s\", \"500ms\", \"2m\", \"90d\""
+        )
+    })
+}
+
 impl<'de> Deserialize<'de> for Interval {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
+        parse_duration(&text)
             .map(Interval)
-            .map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "invalid duration {text:?}: expected a number and a unit, e.g. \"10s\", \"500ms\", \"2m\", \"90d\""
-                ))
-            })
+            .map_err(serde::de::Error::custom)
     }
+}
+
+/// For a plain `Duration` field: `#[serde(deserialize_with = "crate::config::duration")]`.
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    Interval::deserialize(d).map(|i| i.0)
+}
+
+/// A duration, or "off" for none.
+pub fn duration_or_off<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    parse_duration(&text)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("{e}, or \"off\"")))
 }
 
 fn china_standard_time() -> UtcOffset {
@@ -852,5 +874,65 @@ fn looks_like_host_port(address: &str) -> bool {
             !host.is_empty() && !host.contains(' ') && port.parse::<u16>().is_ok()
         }
         None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    struct Durations {
+        interval: Option<Interval>,
+        #[serde(default, deserialize_with = "duration_or_off")]
+        frozen_after: Option<Duration>,
+        #[serde(default = "zero", deserialize_with = "duration")]
+        start: Duration,
+    }
+
+    fn zero() -> Duration {
+        Duration::ZERO
+    }
+
+    fn parse(text: &str) -> Result<Durations, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    /// Sites, stacks and scenarios parsed durations with three messages and two sets of
+    /// examples; every duration key now reads the same forms and fails with one message.
+    #[test]
+    fn every_duration_key_reads_the_same_forms_and_fails_the_same_way() {
+        for (text, expected) in [
+            ("500ms", Duration::from_millis(500)),
+            ("10s", Duration::from_secs(10)),
+            ("2m", Duration::from_secs(120)),
+            ("1h 30m", Duration::from_secs(5400)),
+            ("90d", Duration::from_secs(90 * 86_400)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(expected));
+            let parsed = parse(&format!(
+                "interval = {text:?}\nfrozen_after = {text:?}\nstart = {text:?}\n"
+            ));
+            let parsed = parsed.unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(parsed.interval, Some(Interval(expected)));
+            assert_eq!(parsed.frozen_after, Some(expected));
+            assert_eq!(parsed.start, expected);
+        }
+        assert_eq!(
+            parse("frozen_after = \"off\"").map(|d| d.frozen_after),
+            Ok(None)
+        );
+        let message = parse_duration("soon").err().unwrap_or_default();
+        assert!(
+            message.starts_with("invalid duration \"soon\" (")
+                && message.ends_with("e.g. \"10s\", \"500ms\", \"2m\", \"90d\""),
+            "{message}"
+        );
+        assert_eq!(parse("interval = \"soon\"").err(), Some(message.clone()));
+        assert_eq!(parse("start = \"soon\"").err(), Some(message.clone()));
+        assert_eq!(
+            parse("frozen_after = \"soon\"").err(),
+            Some(format!("{message}, or \"off\""))
+        );
     }
 }

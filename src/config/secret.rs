@@ -5,6 +5,9 @@
 //! Secrets never live in the site config itself, which is copied around and pasted into
 //! tickets: a config names where to find one, as `token_file = "/etc/cemsd/influx.token"`
 //! or `token_env = "CEMSD_INFLUX_TOKEN"` (see [`SecretSource`]).
+//!
+//! This is the one loader for every secret: InfluxDB tokens, HJ 212 passwords and MQTT broker
+//! passwords are read, stripped and checked the same way.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -117,6 +120,16 @@ impl TryFrom<SecretKeys> for SecretSource {
 }
 
 impl SecretSource {
+    /// The source a pair of config keys names (`token_file`/`token_env`,
+    /// `password_file`/`password_env`, `file`/`env`); `None` unless exactly one is set.
+    pub fn from_keys(file: Option<&PathBuf>, env: Option<&String>) -> Option<SecretSource> {
+        match (file, env) {
+            (Some(file), None) => Some(SecretSource::File(file.clone())),
+            (None, Some(env)) => Some(SecretSource::Env(env.clone())),
+            _ => None,
+        }
+    }
+
     /// Loads the secret; `config_path` anchors a relative `token_file`.
     pub fn load(&self, config_path: &Path) -> Result<Secret, SecretError> {
         match self {
@@ -141,11 +154,7 @@ pub struct PasswordSource {
 impl PasswordSource {
     /// `None` until `validate` has passed.
     pub fn source(&self) -> Option<SecretSource> {
-        match (&self.file, &self.env) {
-            (Some(file), None) => Some(SecretSource::File(file.clone())),
-            (None, Some(env)) => Some(SecretSource::Env(env.clone())),
-            _ => None,
-        }
+        SecretSource::from_keys(self.file.as_ref(), self.env.as_ref())
     }
 
     /// Exactly one place, and a usable variable name; `at` is this key's path in the config.
@@ -298,6 +307,53 @@ mod tests {
                 missing.display()
             ))
         );
+    }
+
+    /// The influx token loader trimmed all surrounding whitespace and the MQTT password loader
+    /// accepted an empty file or variable; every secret now follows the rule above.
+    #[test]
+    fn only_one_line_break_is_dropped_and_blank_secrets_are_errors_for_every_source() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
+        let path = dir.path().join("secret");
+        std::fs::write(&path, format!(" {TOKEN} \n")).unwrap_or_else(|e| panic!("write: {e}"));
+        assert_eq!(
+            Secret::from_file(&path).map(|s| s.0),
+            Ok(format!(" {TOKEN} "))
+        );
+        std::fs::write(&path, format!("{TOKEN}\n\n")).unwrap_or_else(|e| panic!("write: {e}"));
+        assert_eq!(
+            Secret::from_file(&path).map(|s| s.0),
+            Ok(format!("{TOKEN}\n"))
+        );
+        std::fs::write(&path, "").unwrap_or_else(|e| panic!("write: {e}"));
+        assert_eq!(
+            Secret::from_file(&path),
+            Err(SecretError::EmptyFile(path.clone()))
+        );
+        assert_eq!(
+            Secret::from_env_value("CEMSD_TOKEN", Some("".into())),
+            Err(SecretError::EnvEmpty("CEMSD_TOKEN".into()))
+        );
+        assert_eq!(
+            Secret::from_env_value("CEMSD_TOKEN", Some(format!(" {TOKEN}\n").into())).map(|s| s.0),
+            Ok(format!(" {TOKEN}\n"))
+        );
+    }
+
+    #[test]
+    fn from_keys_names_a_source_only_when_exactly_one_key_is_set() {
+        let file = PathBuf::from("influx.token");
+        let var = "CEMSD_TOKEN".to_string();
+        assert_eq!(
+            SecretSource::from_keys(Some(&file), None),
+            Some(SecretSource::File(file.clone()))
+        );
+        assert_eq!(
+            SecretSource::from_keys(None, Some(&var)),
+            Some(SecretSource::Env(var.clone()))
+        );
+        assert_eq!(SecretSource::from_keys(Some(&file), Some(&var)), None);
+        assert_eq!(SecretSource::from_keys(None, None), None);
     }
 
     #[test]

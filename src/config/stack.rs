@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::model::Quantity;
 
@@ -222,7 +222,7 @@ pub struct StackParams {
     /// sample, measured between sample timestamps.
     #[serde(
         default = "default_state_max_age",
-        deserialize_with = "duration_from_str"
+        deserialize_with = "crate::config::duration"
     )]
     pub state_max_age: Duration,
     #[serde(default)]
@@ -238,14 +238,14 @@ pub struct StackParams {
     /// earlier. A later sample of the same series closes a period at once.
     #[serde(
         default = "default_arrival_grace",
-        deserialize_with = "duration_from_str"
+        deserialize_with = "crate::config::duration"
     )]
     pub arrival_grace: Duration,
     /// A value repeated exactly for this long while the plant runs is flagged D (frozen
     /// analyser output). "off" disables the check.
     #[serde(
         default = "default_frozen_after",
-        deserialize_with = "optional_duration_from_str"
+        deserialize_with = "crate::config::duration_or_off"
     )]
     pub frozen_after: Option<Duration>,
     #[serde(default)]
@@ -296,29 +296,6 @@ fn default_gap_missed_polls() -> u32 {
 }
 fn default_exceedance_window_hours() -> u32 {
     1
-}
-
-fn duration_from_str<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(d)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?} ({e}): write e.g. \"30s\", \"5m\" or \"1h\""
-        ))
-    })
-}
-
-fn optional_duration_from_str<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<Duration>, D::Error> {
-    let text = String::deserialize(d)?;
-    if text == "off" {
-        return Ok(None);
-    }
-    humantime::parse_duration(&text).map(Some).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?} ({e}): write e.g. \"30m\", or \"off\""
-        ))
-    })
 }
 
 /// A parameter that is well-formed but unusable; `key` names it inside the stack's table.

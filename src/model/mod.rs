@@ -1,7 +1,9 @@
 //! The data that flows through cemsd: samples from collectors, readings after normalisation,
 //! and the HJ 212 vocabulary (flags, quantities, units) they carry.
 
+pub mod backoff;
 pub mod comm;
+pub mod random;
 pub mod time;
 
 use std::fmt;
@@ -296,6 +298,43 @@ impl FromStr for Quantity {
                 )
             })
     }
+}
+
+/// The one quantity → unit table: the unit a quantity is reported, stored and uploaded in
+/// (HJ 212's and HJ 75's: concentrations in mg/m3 at standard condition, O2, CO2 and humidity
+/// in %, temperature °C, pressure kPa (the standard's unit for a01013), velocity m/s, flow
+/// m3/h), and the units an analyser may send it in. The normaliser turns ppm and ppb into
+/// mg/m3 and takes every other accepted unit as it comes (a probe may be read and stored in
+/// Pa); the HJ 212 uplink states values in the first unit, and so does the simulator.
+fn unit_row(quantity: Quantity) -> (Unit, &'static [Unit]) {
+    const GAS: &[Unit] = &[Unit::Ppm, Unit::Ppb, Unit::MgPerM3];
+    match quantity {
+        Quantity::SO2
+        | Quantity::NO
+        | Quantity::NO2
+        | Quantity::NOx
+        | Quantity::CO
+        | Quantity::HCl
+        | Quantity::NH3 => (Unit::MgPerM3, GAS),
+        Quantity::Dust => (Unit::MgPerM3, &[Unit::MgPerM3]),
+        Quantity::O2 | Quantity::CO2 | Quantity::Humidity => {
+            (Unit::PercentVol, &[Unit::PercentVol])
+        }
+        Quantity::Temperature => (Unit::DegC, &[Unit::DegC]),
+        Quantity::Pressure => (Unit::KPa, &[Unit::Pa, Unit::KPa]),
+        Quantity::Velocity => (Unit::MetrePerSecond, &[Unit::MetrePerSecond]),
+        Quantity::Flow => (Unit::CubicMetrePerHour, &[Unit::CubicMetrePerHour]),
+    }
+}
+
+/// The unit values of `quantity` are reported and uploaded in (see [`unit_row`]).
+pub fn unit_of(quantity: Quantity) -> Unit {
+    unit_row(quantity).0
+}
+
+/// The units an analyser may state `quantity` in (see [`unit_row`]).
+pub fn wire_units(quantity: Quantity) -> &'static [Unit] {
+    unit_row(quantity).1
 }
 
 /// Engineering unit of a value.

@@ -3,10 +3,25 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
 use super::Timestamp;
+
+/// What time it is, for the parts that stamp what they do (QNs, DataTime of replies, dead
+/// letters, `Retry-After` dates): passed in, so tests can set the time.
+pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+
+/// The wall clock, read at the edges of the system (collectors, HTTP handlers, sinks).
+pub fn now() -> Timestamp {
+    Timestamp::from_datetime(chrono::Utc::now())
+}
+
+/// A [`Clock`] that reads the wall clock.
+pub fn system_clock() -> Clock {
+    Arc::new(now)
+}
 
 pub const MINUTE_MS: i64 = 60_000;
 pub const HOUR_MS: i64 = 3_600_000;

@@ -9,15 +9,15 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::Utc;
 use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::health::{Health, StoreState};
 use super::series::{SeriesSpec, SeriesView};
-use super::state::OpsState;
+use super::state::{store_facts, OpsState};
 use super::status::StatusView;
+use crate::model::time::now;
 use crate::model::{Quantity, Timestamp};
 
 const INDEX_HTML: &str = include_str!("page/index.html");
@@ -64,11 +64,6 @@ pub async fn serve(listener: TcpListener, state: Arc<OpsState>, mut stop: watch:
     }
 }
 
-/// The HTTP handlers are the edge that reads the wall clock.
-fn now() -> Timestamp {
-    Timestamp::from_datetime(Utc::now())
-}
-
 fn failure(status: StatusCode, message: String) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
@@ -95,7 +90,7 @@ async fn blocking<T: Send + 'static>(
 async fn health(State(state): State<Arc<OpsState>>) -> Response {
     let store_state = state.store_state().await;
     let reader = state.reader().clone();
-    let facts = match blocking(move || reader.facts()).await {
+    let facts = match blocking(move || store_facts(&reader)).await {
         Ok(facts) => facts,
         Err(response) => return response,
     };
@@ -124,7 +119,7 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
     };
     let store_state = state.store_state().await;
     let reader = state.reader().clone();
-    let facts = match blocking(move || reader.facts()).await {
+    let facts = match blocking(move || store_facts(&reader)).await {
         Ok(facts) => facts,
         Err(response) => return response,
     };

@@ -3,7 +3,7 @@
 //! whole on a reload, so a reader never sees a new config with the old devices' state.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -12,9 +12,10 @@ use tokio::sync::watch;
 use super::health::{SinkFacts, StoreFacts, StoreState, StoreWatch};
 use super::status::StackLimits;
 use crate::config::SiteConfig;
-use crate::model::Timestamp;
 use crate::pipeline::live::Live;
-use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, Stored};
+/// The status page reads through the store's reader.
+pub use crate::store::StoreReader;
+use crate::store::{StoreError, StoreHandle};
 
 /// One running config and the live state of its collectors.
 #[derive(Debug)]
@@ -47,10 +48,6 @@ impl Generation {
             .collect()
     }
 }
-
-/// Page cache of the read connection: the status page reads recent rows of a few series,
-/// so a small cache serves it and keeps the daemon's memory small on a gateway.
-const READER_CACHE_KIB: u32 = 2 * 1024;
 
 /// How long a probe of the store writer may take before it counts as hung.
 const WRITER_PROBE_LIMIT: Duration = Duration::from_secs(5);
@@ -113,37 +110,13 @@ impl OpsState {
     }
 }
 
-/// A read-only connection to the store, beside the writer's: WAL lets it read while the
-/// writer commits. Its calls block, so async code runs them with `spawn_blocking`.
-#[derive(Clone)]
-pub struct StoreReader {
-    path: PathBuf,
-    store: Arc<Mutex<Store>>,
-}
-
-impl StoreReader {
-    pub fn open(path: &Path) -> Result<StoreReader, StoreError> {
-        let options = StoreOptions {
-            cache_size_kib: READER_CACHE_KIB,
-            ..StoreOptions::default()
-        };
-        let store = Store::open(path, options)?;
-        Ok(StoreReader {
-            path: path.to_path_buf(),
-            store: Arc::new(Mutex::new(store)),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, Store> {
-        self.store.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Size, rows, last seq and every forwarder's backlog.
-    pub fn facts(&self) -> Result<StoreFacts, StoreError> {
-        let wal = PathBuf::from(format!("{}-wal", self.path.display()));
-        let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
-        let size_bytes = size(&self.path) + size(&wal);
-        let store = self.lock();
+/// Size, rows, last seq and every forwarder's backlog. Blocks.
+pub fn store_facts(reader: &StoreReader) -> Result<StoreFacts, StoreError> {
+    let path = reader.path();
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let size_bytes = size(path) + size(&wal);
+    reader.read(|store| {
         let last_seq = store.last_seq()?;
         let mut sinks = Vec::new();
         for (name, cursor) in store.sinks()? {
@@ -161,29 +134,5 @@ impl StoreReader {
             last_seq,
             sinks,
         })
-    }
-
-    pub fn latest(&self) -> Result<Vec<Stored>, StoreError> {
-        self.lock().latest()
-    }
-
-    /// Readings of one channel of one device on one stack in `[from, to)`.
-    pub fn readings(
-        &self,
-        stack: &str,
-        device: &str,
-        channel: &str,
-        from: Timestamp,
-        to: Timestamp,
-    ) -> Result<Vec<Stored>, StoreError> {
-        self.lock().query(&Query {
-            kind: Some(RecordKind::Reading),
-            stack: Some(stack.to_string()),
-            device: Some(device.to_string()),
-            channel: Some(channel.to_string()),
-            from: Some(from),
-            to: Some(to),
-            ..Query::default()
-        })
-    }
+    })
 }

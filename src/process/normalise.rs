@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use crate::config::stack::{millis, FlowSource, FluePressure, NoxMethod, StackParams};
-use crate::model::{Basis, Quantity, Reading, Sample, Timestamp, Unit};
+use crate::model::{unit_of, wire_units, Basis, Quantity, Reading, Sample, Timestamp, Unit};
 
 /// Standard condition of HJ 75-2017: 273.15 K.
 pub const STANDARD_TEMPERATURE_K: f64 = 273.15;
@@ -40,43 +40,42 @@ pub fn ppm_to_mg_factor(quantity: Quantity) -> Option<f64> {
 
 /// A wire unit the normaliser cannot turn into the quantity's reporting unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("{quantity} cannot be read in {unit}: expected {expected}")]
+#[error("{quantity} cannot be read in {unit}: expected {}", alternatives(.expected))]
 pub struct UnitError {
     pub quantity: Quantity,
     pub unit: Unit,
-    pub expected: &'static str,
+    /// The units it can be read in.
+    pub expected: &'static [Unit],
 }
 
-/// The unit a quantity is reported in after normalisation, given its wire unit. Config loading
-/// should call this for every channel so that no unconvertible channel reaches the pipeline.
+/// "ppm, ppb or mg/m3".
+fn alternatives(units: &[Unit]) -> String {
+    let symbols: Vec<&str> = units.iter().map(|u| u.symbol()).collect();
+    match symbols.split_last() {
+        Some((last, [])) => last.to_string(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+/// The unit a quantity is reported in after normalisation, given its wire unit: mg/m3 for
+/// concentrations, the wire unit for everything else (the table is [`unit_of`] and
+/// [`wire_units`]). Config loading should call this for every channel so that no
+/// unconvertible channel reaches the pipeline.
 pub fn reporting_unit(quantity: Quantity, wire: Unit) -> Result<Unit, UnitError> {
-    let (ok, expected) = match quantity {
-        Quantity::SO2
-        | Quantity::NO
-        | Quantity::NO2
-        | Quantity::NOx
-        | Quantity::CO
-        | Quantity::HCl
-        | Quantity::NH3 => (
-            matches!(wire, Unit::Ppm | Unit::Ppb | Unit::MgPerM3).then_some(Unit::MgPerM3),
-            "ppm, ppb or mg/m3",
-        ),
-        Quantity::Dust => ((wire == Unit::MgPerM3).then_some(Unit::MgPerM3), "mg/m3"),
-        Quantity::O2 | Quantity::CO2 | Quantity::Humidity => {
-            ((wire == Unit::PercentVol).then_some(wire), "%vol")
-        }
-        Quantity::Temperature => ((wire == Unit::DegC).then_some(wire), "degC"),
-        Quantity::Pressure => (
-            matches!(wire, Unit::Pa | Unit::KPa).then_some(wire),
-            "Pa or kPa",
-        ),
-        Quantity::Velocity => ((wire == Unit::MetrePerSecond).then_some(wire), "m/s"),
-        Quantity::Flow => ((wire == Unit::CubicMetrePerHour).then_some(wire), "m3/h"),
-    };
-    ok.ok_or(UnitError {
-        quantity,
-        unit: wire,
-        expected,
+    let expected = wire_units(quantity);
+    if !expected.contains(&wire) {
+        return Err(UnitError {
+            quantity,
+            unit: wire,
+            expected,
+        });
+    }
+    let reported = unit_of(quantity);
+    Ok(if reported == Unit::MgPerM3 {
+        reported
+    } else {
+        wire
     })
 }
 
@@ -454,6 +453,42 @@ mod tests {
         // dust has no molar mass; degC is no concentration
         assert_eq!(to_reporting_unit(Quantity::Dust, Unit::Ppm, 1.0), None);
         assert_eq!(to_reporting_unit(Quantity::SO2, Unit::DegC, 1.0), None);
+    }
+
+    /// The table moved to model::unit_of/wire_units; what the normaliser accepts and
+    /// reports is what its own table said.
+    #[test]
+    fn every_quantity_is_read_in_the_units_it_was_read_in_before() {
+        let expected = |q: Quantity| match q {
+            Quantity::Dust => "mg/m3",
+            Quantity::O2 | Quantity::CO2 | Quantity::Humidity => "%vol",
+            Quantity::Temperature => "degC",
+            Quantity::Pressure => "Pa or kPa",
+            Quantity::Velocity => "m/s",
+            Quantity::Flow => "m3/h",
+            _ => "ppm, ppb or mg/m3",
+        };
+        for q in Quantity::ALL {
+            for unit in Unit::ALL {
+                let accepted = expected(q).split([',', ' ']).any(|s| s == unit.symbol());
+                match reporting_unit(q, unit) {
+                    Ok(reported) => {
+                        assert!(accepted, "{q} in {unit}");
+                        let gas = expected(q).starts_with("ppm");
+                        let dust = q == Quantity::Dust;
+                        let want = if gas || dust { Unit::MgPerM3 } else { unit };
+                        assert_eq!(reported, want, "{q} in {unit}");
+                    }
+                    Err(e) => {
+                        assert!(!accepted, "{q} in {unit}");
+                        assert_eq!(
+                            e.to_string(),
+                            format!("{q} cannot be read in {unit}: expected {}", expected(q))
+                        );
+                    }
+                }
+            }
+        }
     }
 
     #[test]

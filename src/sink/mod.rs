@@ -3,8 +3,6 @@
 //! holds back another, and nothing is lost while a sink is down.
 
 pub mod backlog;
-pub mod backoff;
 pub mod hj212;
 pub mod influx;
-pub mod reader;
 pub mod stop;

@@ -86,21 +86,16 @@ fn run(conn: &Connection, signals: &Receiver<()>) {
 mod tests {
     use std::time::Instant;
 
-    use crate::model::Timestamp;
-    use crate::store::{Record, RecordKind, Store, StoreOptions, StoreWriter, WriterOptions};
+    use crate::store::testing::{events, running_writer};
+    use crate::store::Record;
 
     /// Records of about 2 KiB each (the note), so two fill a 4 KiB page.
     fn bulky(n: usize) -> Vec<Record> {
-        (0..n)
-            .map(|i| Record {
+        events(n)
+            .into_iter()
+            .map(|event| Record {
                 note: Some("x".repeat(2000)),
-                ..Record::new(
-                    RecordKind::Event,
-                    Timestamp::from_millis(i as i64),
-                    "s".into(),
-                    "d".into(),
-                    "c".into(),
-                )
+                ..event
             })
             .collect()
     }
@@ -112,11 +107,7 @@ mod tests {
     #[tokio::test]
     async fn the_thread_checkpoints_what_the_writer_committed() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("temp dir: {e}"));
-        let path = dir.path().join("cems.db");
-        let store =
-            Store::open(&path, StoreOptions::default()).unwrap_or_else(|e| panic!("open: {e}"));
-        let (handle, join) = StoreWriter::spawn(store, WriterOptions::default())
-            .unwrap_or_else(|e| panic!("spawn: {e}"));
+        let (path, handle, join) = running_writer(dir.path());
         let file_len = || std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert!(file_len() < 100 * 4096, "a new store is small");
         for _ in 0..3 {

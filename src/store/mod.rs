@@ -12,6 +12,7 @@ mod cursor;
 mod dead_letter;
 mod error;
 mod query;
+mod reader;
 mod record;
 mod retention;
 mod row;
@@ -32,6 +33,7 @@ use crate::model::Timestamp;
 pub use dead_letter::DeadLetter;
 pub use error::StoreError;
 pub use query::Query;
+pub use reader::{ReadBatch, ReadError, StoreReader};
 pub use record::{Record, RecordKind, Stored};
 pub use writer::{StoreHandle, StoreWriter, WriterOptions, WriterStats};
 
@@ -267,6 +269,41 @@ fn seq_to_sql(seq: u64) -> Result<i64, StoreError> {
 /// SQLite reads a negative LIMIT as "no limit".
 fn limit_to_sql(limit: Option<usize>) -> i64 {
     limit.map_or(-1, |n| i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// What the store's own tests share: events to append and a store with its writer running.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::path::{Path, PathBuf};
+    use std::thread::JoinHandle;
+
+    use super::{Record, RecordKind, Store, StoreHandle, StoreOptions, StoreWriter, WriterOptions};
+    use crate::model::Timestamp;
+
+    /// `n` events of one series, 1 ms apart from the epoch.
+    pub fn events(n: usize) -> Vec<Record> {
+        (0..n)
+            .map(|i| {
+                Record::new(
+                    RecordKind::Event,
+                    Timestamp::from_millis(i as i64),
+                    "s".into(),
+                    "d".into(),
+                    "c".into(),
+                )
+            })
+            .collect()
+    }
+
+    /// A new store `cems.db` in `dir` with its writer thread running.
+    pub fn running_writer(dir: &Path) -> (PathBuf, StoreHandle, JoinHandle<Store>) {
+        let path = dir.join("cems.db");
+        let store =
+            Store::open(&path, StoreOptions::default()).unwrap_or_else(|e| panic!("open: {e}"));
+        let (handle, join) = StoreWriter::spawn(store, WriterOptions::default())
+            .unwrap_or_else(|e| panic!("spawn: {e}"));
+        (path, handle, join)
+    }
 }
 
 #[cfg(test)]

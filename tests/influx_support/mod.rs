@@ -10,7 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cemsd::config::influx::{InfluxSinkConfig, Precision, Token};
+use cemsd::config::influx::{InfluxSinkConfig, Precision};
+use cemsd::config::secret::Secret as Token;
 use cemsd::config::Interval;
 use cemsd::model::Timestamp;
 use cemsd::sink::influx::{Forwarder, ForwarderStats};
@@ -297,7 +298,7 @@ impl RunningForwarder {
         store_path: &Path,
         store: &StoreHandle,
     ) -> RunningForwarder {
-        let clock: cemsd::sink::influx::Clock =
+        let clock: cemsd::model::time::Clock =
             Arc::new(|| Timestamp::from_datetime(chrono::Utc::now()));
         let forwarder = Forwarder::new(
             config,

@@ -24,7 +24,8 @@ use crate::model::time::{Period, UtcOffset};
 use crate::model::{FlagSet, Timestamp};
 use crate::store::{Record, RecordKind};
 
-use crate::protocol::hj212::codes::{self, unit_of, CommandCode};
+use crate::model::unit_of;
+use crate::protocol::hj212::codes::{self, CommandCode};
 use crate::protocol::hj212::{parse_data_time, parse_qn, FieldKind, Packet};
 
 /// Why an upload could not become records. Names the factor and field at fault, so a

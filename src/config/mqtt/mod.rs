@@ -2,6 +2,7 @@
 //! how to read their payloads, and the devices that publish through it with the stack each
 //! one measures. Validation reports every mistake at its key, before anything connects.
 
+pub mod credentials;
 pub mod time;
 pub mod topic;
 

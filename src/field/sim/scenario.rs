@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::config::diagnostic::{Seg, SourceError, SourceText};
 use crate::config::profile::Profile;
@@ -122,9 +122,9 @@ struct RawScenario {
 #[serde(deny_unknown_fields)]
 struct RawEvent {
     kind: Kind,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::config::duration")]
     start: Duration,
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "crate::config::duration")]
     duration: Duration,
     channel: Option<String>,
     value: Option<f64>,
@@ -167,15 +167,6 @@ impl Kind {
             Kind::Maintenance | Kind::Fault | Kind::Silent => &[],
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    humantime::parse_duration(&text).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {text:?} ({e}); write e.g. \"90s\", \"10m\" or \"1h 30m\""
-        ))
-    })
 }
 
 impl RawScenario {

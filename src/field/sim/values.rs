@@ -5,7 +5,8 @@
 use std::f64::consts::TAU;
 use std::time::Duration;
 
-use crate::model::{Quantity, Unit};
+use crate::model::random::{mix, unit_interval, GAMMA};
+use crate::model::{unit_of, Quantity, Unit};
 
 /// Litres per mole of ideal gas at 273.15 K and 101.325 kPa (HJ 75-2017 ppm → mg/m3).
 const MOLAR_VOLUME: f64 = 22.4;
@@ -20,27 +21,29 @@ const NOISE_AMPLITUDE: f64 = 0.02;
 /// The noise takes a new random level every 10 s and moves linearly between levels.
 const NOISE_STEP: f64 = 10.0;
 
-/// Typical value at a coal-fired unit's stack after FGD and SCR, in the unit the value is
-/// naturally stated in. NOx ≈ NO·1.53 + NO2 (HJ 75) with NO 22, NO2 1.5.
+/// Typical value at a coal-fired unit's stack after FGD and SCR, in the quantity's reporting
+/// unit ([`unit_of`]). NOx ≈ NO·1.53 + NO2 (HJ 75) with NO 22, NO2 1.5.
 fn typical(quantity: Quantity) -> (f64, Unit) {
-    match quantity {
-        Quantity::SO2 => (20.0, Unit::MgPerM3),
-        Quantity::NO => (22.0, Unit::MgPerM3),
-        Quantity::NO2 => (1.5, Unit::MgPerM3),
-        Quantity::NOx => (35.0, Unit::MgPerM3),
-        Quantity::CO => (15.0, Unit::MgPerM3),
-        Quantity::HCl => (3.0, Unit::MgPerM3),
-        Quantity::NH3 => (1.5, Unit::MgPerM3),
-        Quantity::Dust => (5.0, Unit::MgPerM3),
-        Quantity::O2 => (6.0, Unit::PercentVol),
-        Quantity::CO2 => (12.0, Unit::PercentVol),
-        Quantity::Humidity => (10.0, Unit::PercentVol),
-        Quantity::Temperature => (50.0, Unit::DegC),
-        Quantity::Pressure => (-150.0, Unit::Pa),
-        Quantity::Velocity => (12.0, Unit::MetrePerSecond),
+    let value = match quantity {
+        Quantity::SO2 => 20.0,
+        Quantity::NO => 22.0,
+        Quantity::NO2 => 1.5,
+        Quantity::NOx => 35.0,
+        Quantity::CO => 15.0,
+        Quantity::HCl => 3.0,
+        Quantity::NH3 => 1.5,
+        Quantity::Dust => 5.0,
+        Quantity::O2 => 6.0,
+        Quantity::CO2 => 12.0,
+        Quantity::Humidity => 10.0,
+        Quantity::Temperature => 50.0,
+        // -150 Pa of static pressure in the duct
+        Quantity::Pressure => -0.15,
+        Quantity::Velocity => 12.0,
         // 12 m/s through a 6 m diameter duct (28.3 m2): 12 · 28.3 · 3600 ≈ 1.22e6 m3/h
-        Quantity::Flow => (1.22e6, Unit::CubicMetrePerHour),
-    }
+        Quantity::Flow => 1.22e6,
+    };
+    (value, unit_of(quantity))
 }
 
 /// g/mol, for the conversion between mg/m3 and volume fractions. NOx counts as NO2 (HJ 75).
@@ -89,7 +92,7 @@ pub fn convert(value: f64, quantity: Quantity, from: Unit, to: Unit) -> Option<f
 /// returned so the simulator still answers.
 pub fn signal(quantity: Quantity, unit: Unit, seed: u64, elapsed: Duration) -> f64 {
     let (typical, typical_unit) = typical(quantity);
-    let key = mix(seed ^ (quantity as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let key = mix(seed ^ (quantity as u64 + 1).wrapping_mul(GAMMA));
     let t = elapsed.as_secs_f64();
     let fast = (TAU * t / FAST_PERIOD + TAU * unit_interval(mix(key ^ 1))).sin();
     let slow = (TAU * t / SLOW_PERIOD + TAU * unit_interval(mix(key ^ 2))).sin();
@@ -106,19 +109,6 @@ fn noise(key: u64, x: f64) -> f64 {
     let level = |i: f64| 2.0 * unit_interval(mix(key ^ (i as i64 as u64))) - 1.0;
     let (a, b) = (level(step), level(step + 1.0));
     a + (b - a) * (x - step)
-}
-
-/// SplitMix64's finaliser: a well-spread 64-bit hash.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Maps a hash onto [0, 1).
-fn unit_interval(h: u64) -> f64 {
-    (h >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[cfg(test)]

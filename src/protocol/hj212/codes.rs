@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::model::{Quantity, Unit};
+use crate::model::Quantity;
 
 /// ST: which kind of monitoring system the packet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -302,27 +302,6 @@ pub fn code_2005(quantity: Quantity) -> Option<&'static str> {
         .iter()
         .find(|(_, q)| *q == quantity)
         .map(|(code, _)| *code)
-}
-
-/// The unit HJ 212 values of a quantity are in: concentrations in mg/m3 at standard
-/// condition, O2 and humidity in %, temperature °C, pressure kPa (the standard's unit for
-/// a01013), velocity m/s, flow m3/h (what the store and the uplink use).
-pub fn unit_of(quantity: Quantity) -> Unit {
-    match quantity {
-        Quantity::SO2
-        | Quantity::NO
-        | Quantity::NO2
-        | Quantity::NOx
-        | Quantity::CO
-        | Quantity::HCl
-        | Quantity::NH3
-        | Quantity::Dust => Unit::MgPerM3,
-        Quantity::O2 | Quantity::CO2 | Quantity::Humidity => Unit::PercentVol,
-        Quantity::Temperature => Unit::DegC,
-        Quantity::Pressure => Unit::KPa,
-        Quantity::Velocity => Unit::MetrePerSecond,
-        Quantity::Flow => Unit::CubicMetrePerHour,
-    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! each byte. It is NOT CRC-16/MODBUS, although both use the 0xA001 polynomial; a peer that
 //! computes MODBUS CRCs gets every packet rejected.
 
+use crate::protocol::CRC_A001 as TABLE;
+
 /// CRC of a data segment (the bytes between the 4-digit length and the CRC field).
 pub fn crc16_hj212(data: &[u8]) -> u16 {
     // `(crc >> 8) ^ byte` is below 256, so the eight shift-and-mix rounds of a byte are one
@@ -23,27 +25,6 @@ pub fn crc16_hj212(data: &[u8]) -> u16 {
     }
     TABLE[usize::from(high ^ last)]
 }
-
-/// The eight rounds of shifting right and mixing in 0xA001, for each starting value 0..=255.
-const TABLE: [u16; 256] = {
-    let mut table = [0u16; 256];
-    let mut index = 0;
-    while index < 256 {
-        let mut crc = index as u16;
-        let mut round = 0;
-        while round < 8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xA001
-            } else {
-                crc >> 1
-            };
-            round += 1;
-        }
-        table[index] = crc;
-        index += 1;
-    }
-    table
-};
 
 /// `AHEAD[n][x]`: the register's high byte after the rounds of x and then n zero bytes; every
 /// packet in and out is checked, and the lookups of four bytes do not wait on each other.

@@ -17,7 +17,7 @@ mod packet;
 mod split;
 mod time;
 
-pub use codes::{unit_of, CodeEdition, CommandCode, SystemCode};
+pub use codes::{CodeEdition, CommandCode, SystemCode};
 pub use cp::{CommandParams, CpGroup, Factor, FactorValue, FieldKind};
 pub use crc::crc16_hj212;
 pub use describe::describe;

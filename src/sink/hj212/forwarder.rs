@@ -15,25 +15,21 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::secret::Secret;
-use crate::model::time::UtcOffset;
-use crate::model::{Quantity, Timestamp};
+use crate::model::backoff::Backoff;
+use crate::model::time::{Clock, UtcOffset};
+use crate::model::Quantity;
 use crate::protocol::hj212::SystemCode;
-use crate::sink::backoff::Backoff;
 use crate::sink::hj212::upload::{
     group_periods, period_packet, realtime_packet, to_wire, PeriodGroup, Unconvertible,
 };
 use crate::sink::hj212::upload::{QnSequence, UploadHeader};
-use crate::sink::reader::StoreReader;
 use crate::sink::stop::{pause, stop_requested};
-use crate::store::{Record, RecordKind, StoreError, StoreHandle, Stored};
+use crate::store::{Record, RecordKind, StoreError, StoreHandle, StoreReader, Stored};
 
 use super::progress::{complete_prefix, Progress};
 use super::stats::UplinkStats;
 use super::window::{Purpose, Upload, Window};
 use crate::config::hj212_uplink::Hj212SinkConfig;
-
-/// The time source for QNs, DataTime of replies and dead letters.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// Uploads on the wire at once; acks may come back in any order.
 pub const WINDOW: usize = 8;

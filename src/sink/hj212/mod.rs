@@ -22,10 +22,11 @@ use tokio::task::JoinSet;
 
 use crate::config::hj212_uplink::PasswordError;
 use crate::config::SiteConfig;
-use crate::model::Timestamp;
+use crate::model::time::system_clock;
+use crate::sink::stop::join_within;
 use crate::store::StoreHandle;
 
-pub use forwarder::{Clock, Uplink, UplinkSettings, WINDOW};
+pub use forwarder::{Uplink, UplinkSettings, WINDOW};
 pub use stats::{UplinkSnapshot, UplinkStats};
 
 /// The running uplinks of `cemsd run`.
@@ -45,7 +46,7 @@ impl Hj212Uplinks {
         store: &StoreHandle,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<Hj212Uplinks, PasswordError> {
-        let clock: Clock = Arc::new(|| Timestamp::from_datetime(chrono::Utc::now()));
+        let clock = system_clock();
         let mut uplinks = Vec::new();
         for sink in &config.hj212 {
             let password = sink.load_password(config_path)?;
@@ -92,14 +93,7 @@ impl Hj212Uplinks {
     /// any that hang; unacknowledged uploads are sent again next start.
     pub async fn stopped(mut self) {
         let limit = self.longest_timeout + Duration::from_secs(5);
-        let joined = tokio::time::timeout(limit, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if joined.is_err() {
-            tracing::warn!("hj212 uplinks did not stop within {limit:?}; aborting them");
-            self.tasks.abort_all();
-        }
+        join_within(&mut self.tasks, limit, "hj212 uplinks").await;
         for (name, stats) in &self.stats {
             let s = stats.snapshot();
             tracing::info!(sink = %name, cursor = s.cursor, sent = s.packets_sent, acks = s.acks, resends = s.resends, backlog = s.backlog, "hj212 uplink totals");

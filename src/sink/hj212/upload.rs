@@ -19,14 +19,14 @@
 use std::sync::Arc;
 
 use crate::model::time::UtcOffset;
-use crate::model::{Quantity, Timestamp, Unit};
+use crate::model::{unit_of, Quantity, Timestamp, Unit};
 use crate::process::normalise::to_reporting_unit;
 use crate::store::{Record, RecordKind, Stored};
 
 use crate::protocol::hj212::codes::{code_2017, CommandCode, SystemCode};
 use crate::protocol::hj212::{
-    encode, format_data_time, format_qn, split, unit_of, CommandParams, EncodeError, Factor,
-    FieldKind, Packet, PacketFlag,
+    encode, format_data_time, format_qn, split, CommandParams, EncodeError, Factor, FieldKind,
+    Packet, PacketFlag,
 };
 
 /// Header fields every upload of one sink and measuring point shares.

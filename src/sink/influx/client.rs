@@ -13,7 +13,8 @@ use reqwest::{StatusCode, Url};
 
 use crate::model::Timestamp;
 
-use crate::config::influx::{InfluxSinkConfig, Token};
+use crate::config::influx::InfluxSinkConfig;
+use crate::config::secret::Secret;
 
 pub struct WriteClient {
     http: reqwest::Client,
@@ -122,7 +123,7 @@ pub fn install_crypto_provider() {
 const MAX_MESSAGE_BYTES: usize = 2048;
 
 impl WriteClient {
-    pub fn new(config: &InfluxSinkConfig, token: &Token) -> Result<WriteClient, ClientError> {
+    pub fn new(config: &InfluxSinkConfig, token: &Secret) -> Result<WriteClient, ClientError> {
         let sink = config.id.clone();
         let url = write_url(config).map_err(|reason| ClientError::Url {
             sink: sink.clone(),
@@ -400,7 +401,7 @@ mod tests {
     #[test]
     fn gzip_payloads_decompress_to_the_lines() {
         use std::io::Read as _;
-        let token = Token::new("t");
+        let token = Secret::new("t");
         let lines = "m,t=a f=1i 1\n".repeat(100);
         let gzip = WriteClient::new(&config("http://h:1"), &token)
             .unwrap_or_else(|e| panic!("{e}"))
@@ -424,11 +425,11 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_token_and_long_messages_are_cut_on_a_char_boundary() {
-        let client = WriteClient::new(&config("http://h:1"), &Token::new("s3cr3t"))
+        let client = WriteClient::new(&config("http://h:1"), &Secret::new("s3cr3t"))
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(!format!("{client:?}").contains("s3cr3t"));
         assert!(matches!(
-            WriteClient::new(&config("http://h:1"), &Token::new("bad\ntoken")),
+            WriteClient::new(&config("http://h:1"), &Secret::new("bad\ntoken")),
             Err(ClientError::Token { .. })
         ));
         // "é" is two bytes: cutting at 3 must not split the second one.

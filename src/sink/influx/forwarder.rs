@@ -23,20 +23,17 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::model::Timestamp;
+use crate::model::backoff::Backoff;
+use crate::model::time::Clock;
 use crate::sink::backlog::{BacklogChange, BacklogMonitor};
-use crate::sink::backoff::Backoff;
-use crate::sink::reader::StoreReader;
 use crate::sink::stop::{pause, stop_requested};
-use crate::store::{StoreError, StoreHandle, Stored};
+use crate::store::{StoreError, StoreHandle, StoreReader, Stored};
 
 use super::client::{ClientError, WriteClient, WriteOutcome};
 use super::encode::{EncodedBatch, Encoder};
 use super::stats::ForwarderStats;
-use crate::config::influx::{InfluxSinkConfig, Token};
-
-/// The time source for dead-letter timestamps and `Retry-After` dates.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
+use crate::config::influx::InfluxSinkConfig;
+use crate::config::secret::Secret;
 
 /// First retry delay; it doubles up to `max_backoff`.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -86,7 +83,7 @@ impl Forwarder {
     pub fn new(
         config: &InfluxSinkConfig,
         site: &str,
-        token: &Token,
+        token: &Secret,
         store_path: PathBuf,
         store: StoreHandle,
         clock: Clock,

@@ -16,7 +16,8 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::influx::{InfluxSinkConfig, TokenError};
-use crate::model::Timestamp;
+use crate::model::time::system_clock;
+use crate::sink::stop::join_within;
 use crate::store::StoreHandle;
 
 pub use client::{
@@ -24,7 +25,7 @@ pub use client::{
     WriteOutcome,
 };
 pub use encode::{flag_code, EncodeError, EncodedBatch, Encoder};
-pub use forwarder::{Clock, Forwarder};
+pub use forwarder::Forwarder;
 pub use stats::{ForwarderStats, StatsSnapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +55,7 @@ impl InfluxSinks {
         store: &StoreHandle,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<InfluxSinks, StartError> {
-        let clock: Clock = Arc::new(|| Timestamp::from_datetime(chrono::Utc::now()));
+        let clock = system_clock();
         let mut forwarders = Vec::new();
         for sink in sinks {
             let token = sink.load_token(config_path)?;
@@ -93,14 +94,7 @@ impl InfluxSinks {
     /// then aborts any that hang; whatever they had not recorded is sent again next start.
     pub async fn stopped(mut self) {
         let limit = self.longest_request + Duration::from_secs(5);
-        let joined = tokio::time::timeout(limit, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
-        if joined.is_err() {
-            tracing::warn!("influx forwarders did not stop within {limit:?}; aborting them");
-            self.tasks.abort_all();
-        }
+        join_within(&mut self.tasks, limit, "influx forwarders").await;
         for (name, stats) in &self.stats {
             let s = stats.snapshot();
             tracing::info!(sink = %name, cursor = s.cursor, delivered = s.points_delivered, dead_letters = s.dead_letters, backlog = s.backlog, "influx sink totals");

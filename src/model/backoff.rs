@@ -1,7 +1,10 @@
-//! How long a sink waits before trying again: exponential, capped, with jitter so that many
-//! gateways cut off by the same outage do not all come back in the same second.
+//! How long to wait before trying again (a sink's next write, an MQTT source's next
+//! connection): exponential, capped, with jitter so that many gateways cut off by the same
+//! outage do not all come back in the same second.
 
 use std::time::Duration;
+
+use super::random::SplitMix64;
 
 /// Exponential backoff with "equal jitter": the n-th wait is drawn uniformly from
 /// [d/2, d] with d = min(initial · 2ⁿ, max). Half the delay is guaranteed, so a server that
@@ -39,28 +42,9 @@ impl Backoff {
         self.failures
     }
 
-    /// After a success the next failure starts again from `initial`.
+    /// After a success (a write, a connection) the next failure starts again from `initial`.
     pub fn reset(&mut self) {
         self.failures = 0;
-    }
-}
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, seedable, and good enough for jitter.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1): the top 53 bits as the mantissa.
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
@@ -120,8 +104,45 @@ mod tests {
     }
 
     #[test]
-    fn splitmix_matches_its_reference_output() {
-        // First output for seed 0 from the reference implementation (Vigna's splitmix64.c).
-        assert_eq!(SplitMix64(0).next(), 0xe220_a839_7b1d_cdaf);
+    fn doubles_to_the_cap_within_the_jitter_band() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(4), 7);
+        // steps 0.5, 1, 2, 4, 4 s; each wait lies in [step/2, step]
+        for step_ms in [500u64, 1000, 2000, 4000, 4000] {
+            let d = b.next_delay();
+            let step = Duration::from_millis(step_ms);
+            assert!(
+                d >= step / 2 && d <= step,
+                "{d:?} outside [{:?}, {step:?}]",
+                step / 2
+            );
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(500));
+    }
+
+    #[test]
+    fn seeds_spread_the_waits() {
+        let waits: Vec<Duration> = (0..8)
+            .map(|seed| {
+                Backoff::new(Duration::from_secs(8), Duration::from_secs(8), seed).next_delay()
+            })
+            .collect();
+        let mut distinct = waits.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() >= 6, "too many equal waits: {waits:?}");
+    }
+
+    #[test]
+    fn a_cap_more_than_a_million_steps_away_is_still_reached() {
+        // The documented rule is "doubles up to the cap": the ceiling keeps doubling past
+        // 2^20 steps (1 ms · 2^21 ≈ 35 min) until the cap of one hour holds it.
+        let mut b = Backoff::new(MS, Duration::from_secs(3600), 5);
+        let delays: Vec<Duration> = (0..40).map(|_| b.next_delay()).collect();
+        let last = delays[delays.len() - 1];
+        assert!(
+            last >= Duration::from_secs(1800) && last <= Duration::from_secs(3600),
+            "{last:?}"
+        );
     }
 }
