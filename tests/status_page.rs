@@ -11,9 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
-use cemsd::ops::state::{Generation, OpsState, StoreReader};
+use cemsd::ops::state::{Generation, OpsState};
 use cemsd::ops::status::{StackLimits, ValueKind};
 use cemsd::pipeline::live::Live;
+use cemsd::store::StoreReader;
 use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions, StoreWriter, WriterOptions};
 use ops_support::{eventually, free_port, http_get, open_store, Daemon};
 

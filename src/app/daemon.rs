@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use chrono::Utc;
 
 use crate::app::cli::Failure;
 use crate::collect::batch::{Batch, BatchSender, IngestPort, IngestSwitch};
@@ -24,14 +23,15 @@ use crate::model::time::{period_start, Period, HOUR_MS};
 use crate::model::{Quantity, Reading, Timestamp};
 use crate::ops;
 use crate::ops::signals::{Request, Signals};
-use crate::ops::state::{Generation, OpsState, StoreReader};
+use crate::ops::state::{Generation, OpsState};
 use crate::ops::status::StackLimits;
 use crate::pipeline::live::Live;
 use crate::pipeline::{reading_of, Pipeline};
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, Processor};
 use crate::store::{
-    Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, StoreWriter, WriterOptions,
+    Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, StoreReader, StoreWriter,
+    WriterOptions,
 };
 
 /// How long collectors and the pipeline get to finish after a stop signal.
@@ -224,7 +224,7 @@ async fn start_hj212_listener(
     };
     let devices = Devices::load(config, loaded.config.site.utc_offset, &loaded.path)
         .map_err(Failure::usage)?;
-    let clock = Arc::new(|| Timestamp::from_datetime(Utc::now()));
+    let clock = crate::model::time::system_clock();
     Hj212Listener::start(config, devices, ingest, store.clone(), clock)
         .await
         .map(Some)
@@ -281,7 +281,7 @@ impl Workers {
                         store,
                         processor,
                         &config,
-                        Timestamp::from_datetime(Utc::now()),
+                        crate::model::time::now(),
                     )
                 })
                 .await

@@ -14,7 +14,7 @@ use super::status::StackLimits;
 use crate::config::SiteConfig;
 use crate::pipeline::live::Live;
 /// The status page reads through the store's reader.
-pub use crate::store::StoreReader;
+use crate::store::StoreReader;
 use crate::store::{StoreError, StoreHandle};
 
 /// One running config and the live state of its collectors.

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::collect::batch::{Batch, DeadLetter, Message, Origin, Receipt, RECEIVE_TIME_NOTE};
@@ -145,7 +144,7 @@ impl Pipeline {
                     Some(batch) => self.take(batch, &mut records, &mut settle),
                     None => open = false,
                 },
-                _ = ticker.tick(), if open => self.processor.tick(now(), &mut records),
+                _ = ticker.tick(), if open => self.processor.tick(crate::model::time::now(), &mut records),
                 result = oldest(&mut in_flight) => {
                     if let Some(commit) = in_flight.pop_front() {
                         self.finish(commit, result).await;
@@ -357,11 +356,6 @@ fn is_stored(store: &Store, sample: &Sample) -> Result<bool, StoreError> {
         ..Query::default()
     })?;
     Ok(!found.is_empty())
-}
-
-/// The pipeline's clock: the one place in processing that reads the wall clock.
-fn now() -> Timestamp {
-    Timestamp::from_datetime(Utc::now())
 }
 
 /// A stored reading as the aggregation stage consumed it, for warming up after a restart.

@@ -16,9 +16,10 @@ use crate::store::StoreHandle;
 
 use super::devices::Devices;
 use super::gaps::GapTracker;
-use super::session::{serve, Clock, Context};
+use super::session::{serve, Context};
 use super::stats;
 use crate::config::hj212_listener::{ListenerConfig, ListenerSerial};
+use crate::model::time::Clock;
 
 /// How long connections get to finish their current packets after a stop.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);

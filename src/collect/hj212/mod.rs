@@ -12,4 +12,3 @@ pub mod stats;
 
 pub use devices::{Device, Devices};
 pub use listener::Hj212Listener;
-pub use session::Clock;

@@ -17,13 +17,14 @@
 //! - a split upload (PNUM/PNO) is acked once, by QN, when its last part is committed;
 //! - 9011/9012 from a logger answer our history requests and are only logged.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
 
 use crate::collect::batch::{Batch, IngestPort, Origin};
+use crate::model::time::Clock;
 use crate::model::Timestamp;
 use crate::protocol::hj212::{
     CommandCode, DecodeErrorKind, Frame, FrameError, Framer, Packet, Reassembler,
@@ -35,9 +36,6 @@ use super::gaps::GapTracker;
 use super::records::{kind_of, records_of, ChannelNames};
 use super::reply;
 use super::stats::{self, Reject};
-
-/// The wall clock, injected so tests and benches control QN times.
-pub type Clock = Arc<dyn Fn() -> Timestamp + Send + Sync>;
 
 /// What every connection of one listener shares.
 pub struct Context {

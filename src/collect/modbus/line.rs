@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
 use tokio::sync::watch;
 
 use super::device::DevicePoller;
@@ -13,13 +12,9 @@ use super::poll_metrics;
 use super::schedule::{Action, Due, LineSchedule};
 use crate::collect::batch::{Batch, BatchSender, Origin};
 use crate::model::comm::CommEvent;
-use crate::model::{Sample, Timestamp};
+use crate::model::time::now;
+use crate::model::Sample;
 use crate::pipeline::live::Live;
-
-/// Collectors are the edge of the system, the one place that reads the wall clock.
-pub fn wall_clock() -> Timestamp {
-    Timestamp::from_datetime(Utc::now())
-}
 
 pub struct Line<C: Connector> {
     name: Arc<str>,
@@ -58,13 +53,12 @@ impl<C: Connector> Line<C> {
         live: Arc<Live>,
     ) {
         let intervals: Vec<_> = self.devices.iter().map(|d| d.interval()).collect();
-        let mut schedule = LineSchedule::new(&intervals, wall_clock());
+        let mut schedule = LineSchedule::new(&intervals, now());
         let mut link: Option<C::Link> = None;
         let mut reported_missed = 0;
         'lines: while let Some(wake) = schedule.next_wake() {
-            let wait = std::time::Duration::from_millis(
-                u64::try_from(wake.0 - wall_clock().0).unwrap_or(0),
-            );
+            let wait =
+                std::time::Duration::from_millis(u64::try_from(wake.0 - now().0).unwrap_or(0));
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = shutdown.changed() => {}
@@ -73,7 +67,7 @@ impl<C: Connector> Line<C> {
                 break;
             }
             let mut connect_failed = false;
-            for due in schedule.take_due(wall_clock()) {
+            for due in schedule.take_due(now()) {
                 if *shutdown.borrow() {
                     break 'lines;
                 }
@@ -145,9 +139,7 @@ impl<C: Connector> Line<C> {
             return device.failed_samples(due.boundary);
         };
         let mut events = Vec::new();
-        let outcome = device
-            .poll(open, due.boundary, wall_clock, &mut events)
-            .await;
+        let outcome = device.poll(open, due.boundary, now, &mut events).await;
         schedule.record(due.device, due.boundary, outcome.answered);
         if !outcome.succeeded {
             events.push(CommEvent::PollFailed);

@@ -8,8 +8,6 @@
 //! are copies of earlier messages, and for payloads without a time their reading time is
 //! unknown.
 
-mod backoff;
-mod credentials;
 mod decode;
 mod hj212_packet;
 mod json;

@@ -22,11 +22,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::collect::batch::{Batch, BatchSender, DeadLetter, Message, Origin, Receipt};
 
+use crate::config::mqtt::credentials;
+use crate::model::backoff::Backoff;
 use crate::model::time::UtcOffset;
 use crate::model::Timestamp;
 
-use super::backoff::Backoff;
-use super::credentials;
 use super::decode::Decoder;
 use super::payload::{truncated, PayloadError, Reason};
 use super::stats::SourceStats;
