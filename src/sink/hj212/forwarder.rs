@@ -18,7 +18,7 @@ use crate::config::secret::Secret;
 use crate::model::backoff::Backoff;
 use crate::model::time::{Clock, UtcOffset};
 use crate::model::Quantity;
-use crate::protocol::hj212::SystemCode;
+use crate::protocol::hj212::{EncodeError, SystemCode};
 use crate::sink::hj212::upload::{
     group_periods, period_packet, realtime_packet, to_wire, PeriodGroup, Unconvertible,
 };
@@ -142,6 +142,18 @@ pub struct Uplink {
     pub(super) last_seq: u64,
     /// Readings after this seq are new for the next real-time upload.
     pub(super) realtime_after: u64,
+}
+
+
+/// Why a group of stored periods could not become an upload; it goes to the dead letters.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UploadError {
+    #[error("point {0:?} has no MN")]
+    NoMn(String),
+    #[error("no value of point {point:?} can be stated in its HJ 212 unit: {left_out}")]
+    NothingConvertible { point: String, left_out: String },
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
 }
 
 impl Uplink {
@@ -372,23 +384,23 @@ impl Uplink {
         &mut self,
         group: &PeriodGroup<'_>,
         purpose: Purpose,
-    ) -> Result<Upload, String> {
+    ) -> Result<Upload, UploadError> {
         let mn = self
             .settings
             .mn_of(&group.point)
-            .ok_or_else(|| format!("point {:?} has no MN", group.point))?;
+            .ok_or_else(|| UploadError::NoMn(group.point.to_string()))?;
         let header = self.settings.header(mn, true);
         let qn = self.qns.next((self.clock)(), self.settings.offset);
         let encoded = period_packet(&header, &qn, group, self.settings.offset);
         self.count_left_out(&group.point, &encoded.left_out);
         if !encoded.has_factors() {
-            return Err(format!(
-                "no value of point {:?} can be stated in its HJ 212 unit: {:?}",
-                group.point, encoded.left_out
-            ));
+            return Err(UploadError::NothingConvertible {
+                point: group.point.to_string(),
+                left_out: format!("{:?}", encoded.left_out),
+            });
         }
         let packet = encoded.packet;
-        let frames = to_wire(&packet).map_err(|e| e.to_string())?;
+        let frames = to_wire(&packet)?;
         Ok(Upload {
             qn,
             cn: cn_label(packet.cn.code()),

@@ -1,6 +1,8 @@
 //! One connection to the platform: uploads go out through the window, 9014s come back, and the
 //! platform's own requests (history pull, get/set time) are answered on the same socket.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
@@ -21,7 +23,22 @@ use crate::sink::stop::stop_requested;
 /// How a session ended.
 pub(super) enum End {
     Stopped,
-    Lost(String),
+    Lost(Lost),
+}
+
+/// Why a connection to the platform was given up; the uplink reconnects after it.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Lost {
+    #[error("the platform closed the connection")]
+    Closed,
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    #[error("write failed: {0}")]
+    Write(std::io::Error),
+    #[error("the platform took no data for {0:?}")]
+    WriteStalled(Duration),
+    #[error("no 9014 for QN {qn} after {retries} resends")]
+    NoAck { qn: String, retries: u32 },
 }
 
 impl Uplink {
@@ -49,10 +66,10 @@ impl Uplink {
 
             let deadline = self.window.next_deadline();
             let poll_at = self.idle_until.filter(|_| self.window.has_room());
-            let far = Instant::now() + std::time::Duration::from_secs(3600);
+            let far = Instant::now() + Duration::from_secs(3600);
             tokio::select! {
                 n = read.read(&mut buf) => match n {
-                    Ok(0) => return End::Lost("the platform closed the connection".into()),
+                    Ok(0) => return End::Lost(Lost::Closed),
                     Ok(n) => {
                         framer.push(&buf[..n]);
                         while let Some(frame) = framer.next_packet() {
@@ -68,7 +85,7 @@ impl Uplink {
                             }
                         }
                     }
-                    Err(e) => return End::Lost(format!("read failed: {e}")),
+                    Err(e) => return End::Lost(Lost::Read(e)),
                 },
                 () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                     match self.window.expire(Instant::now(), self.settings.ack_timeout, self.settings.retries) {
@@ -84,10 +101,10 @@ impl Uplink {
                             for _ in 0..timeouts {
                                 self.stats.timed_out();
                             }
-                            return End::Lost(format!(
-                                "no 9014 for QN {qn} after {} resends",
-                                self.settings.retries
-                            ));
+                            return End::Lost(Lost::NoAck {
+                                qn,
+                                retries: self.settings.retries,
+                            });
                         }
                     }
                 }
@@ -113,7 +130,7 @@ impl Uplink {
         &mut self,
         write: &mut OwnedWriteHalf,
         sends: Vec<Send>,
-    ) -> Result<(), String> {
+    ) -> Result<(), Lost> {
         for send in sends {
             self.write_bytes(write, &send.bytes).await?;
             if send.resend {
@@ -129,12 +146,12 @@ impl Uplink {
         &mut self,
         write: &mut OwnedWriteHalf,
         bytes: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), Lost> {
         write_within(write, bytes, self.settings.ack_timeout).await
     }
 
     /// Sends a reply that needs no ack.
-    async fn reply(&mut self, write: &mut OwnedWriteHalf, packet: &Packet) -> Result<(), String> {
+    async fn reply(&mut self, write: &mut OwnedWriteHalf, packet: &Packet) -> Result<(), Lost> {
         match encode(packet) {
             Ok(bytes) => {
                 self.write_bytes(write, &bytes).await?;
@@ -148,7 +165,7 @@ impl Uplink {
         }
     }
 
-    async fn send_realtime(&mut self, write: &mut OwnedWriteHalf) -> Result<(), String> {
+    async fn send_realtime(&mut self, write: &mut OwnedWriteHalf) -> Result<(), Lost> {
         for upload in self.realtime_uploads().await {
             if self.settings.realtime_ack {
                 self.window.push(upload);
@@ -160,7 +177,7 @@ impl Uplink {
         Ok(())
     }
 
-    async fn handle(&mut self, packet: Packet, write: &mut OwnedWriteHalf) -> Result<(), String> {
+    async fn handle(&mut self, packet: Packet, write: &mut OwnedWriteHalf) -> Result<(), Lost> {
         let mns: Vec<String> = self
             .settings
             .points
@@ -291,7 +308,7 @@ impl Uplink {
         qn: &str,
         write: &mut OwnedWriteHalf,
         password: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), Lost> {
         let Some(upload) = self.window.ack(qn) else {
             tracing::debug!(sink = %self.settings.name, qn, "9014 for no open upload (a repeated ack)");
             return Ok(());
@@ -322,11 +339,11 @@ impl Uplink {
 async fn write_within(
     write: &mut OwnedWriteHalf,
     bytes: &[u8],
-    limit: std::time::Duration,
-) -> Result<(), String> {
+    limit: Duration,
+) -> Result<(), Lost> {
     match tokio::time::timeout(limit, write.write_all(bytes)).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("write failed: {e}")),
-        Err(_) => Err(format!("the platform took no data for {limit:?}")),
+        Ok(Err(e)) => Err(Lost::Write(e)),
+        Err(_) => Err(Lost::WriteStalled(limit)),
     }
 }
