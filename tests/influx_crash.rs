@@ -2,17 +2,21 @@
 //! 20 times and restarted each time; in the end the server holds exactly what the store
 //! holds: nothing lost, nothing extra (resent batches collapse under dedup).
 
-mod influx_support;
-mod ops_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cemsd::model::{Quantity, Timestamp, Unit};
-use cemsd::store::{Record, RecordKind, Store, StoreOptions};
-use influx_support::{fill_store, Rng, Series, VictoriaMetrics, TEST_TOKEN};
-use ops_support::{eventually, Daemon};
+use cemsd::store::{Record, RecordKind, Store};
+use support::daemon::{write_config, Daemon};
+use support::influx::TEST_TOKEN;
+use support::peers::victoria::{Series, VictoriaMetrics};
+use support::rng::Rng;
+use support::site::head;
+use support::store::{fill_store, open};
+use support::time::eventually;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const RECORDS: usize = 120_000;
@@ -54,14 +58,10 @@ fn records() -> Vec<Record> {
         .collect()
 }
 
-fn write_config(dir: &Path, vm_url: &str) -> PathBuf {
-    let text = format!(
-        r#"[site]
-id = "plant-1"
-
-[store]
-path = "data/cemsd.db"
-
+fn site(dir: &Path, vm_url: &str) -> PathBuf {
+    let text = head("plant-1", "", "data/cemsd.db")
+        + &format!(
+            r#"
 [[influx]]
 id = "vm"
 url = "{vm_url}"
@@ -70,10 +70,8 @@ token_env = "{TOKEN_ENV}"
 batch_size = 2000
 flush_interval = "50ms"
 "#
-    );
-    let path = dir.join("site.toml");
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write config: {e}"));
-    path
+        );
+    write_config(dir, "site.toml", &text)
 }
 
 fn start(config: &Path, dir: &Path) -> Daemon {
@@ -104,8 +102,8 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
     let db = dir.path().join("data/cemsd.db");
     let last = fill_store(&db, &records());
     assert_eq!(last, RECORDS as u64);
-    let config = write_config(dir.path(), &vm.url());
-    let store = Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let config = site(dir.path(), &vm.url());
+    let store = open(&db);
 
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -125,8 +123,7 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
             "round {round} (seed {seed}): no progress from {before}"
         );
         std::thread::sleep(Duration::from_millis(rng.below(150)));
-        daemon.signal("KILL");
-        daemon.wait_exit(Duration::from_secs(10));
+        daemon.kill();
         cursors.push(cursor(&store));
     }
     eprintln!("seed {seed}: cursor after each kill: {cursors:?}");
@@ -199,13 +196,7 @@ fn exported(series: &[Series]) -> Points {
         .iter()
         .map(|s| {
             let channel = s.labels.get("channel").cloned().unwrap_or_default();
-            let pts = s
-                .timestamps
-                .iter()
-                .copied()
-                .zip(s.values.iter().copied())
-                .collect();
-            ((s.name.clone(), channel), pts)
+            ((s.name.clone(), channel), s.points())
         })
         .collect()
 }
