@@ -1,4 +1,4 @@
-//! pymodbus, the independent Modbus peer (tests/peers/modbus_server.py), serving the test
+//! pymodbus, the independent Modbus peer (tests/support/peers/modbus_server.py), serving the test
 //! analyser's units over TCP, RTU over TCP or a serial port.
 
 use std::path::Path;
@@ -14,7 +14,8 @@ pub struct Pymodbus {
 
 impl Pymodbus {
     pub fn start(where_: &[&str], units: &[u8]) -> Pymodbus {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/modbus_server.py");
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/peers/modbus_server.py");
         let mut command = Command::new("python3");
         command.arg(script).args(where_);
         for unit in units {
