@@ -19,7 +19,7 @@ use support::store::{fill_store, open};
 use support::time::eventually;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-const RECORDS: usize = 120_000;
+const RECORDS: usize = 210_000;
 const KILLS: usize = 20;
 const SINK: &str = "influx:vm";
 const TOKEN_ENV: &str = "CEMSD_TEST_INFLUX_TOKEN";
@@ -210,7 +210,7 @@ fn exported(series: &[Series]) -> Points {
         .collect()
 }
 
-/// Where two point sets first differ, briefly (the full sets are 240 000 points).
+/// Where two point sets first differ, briefly (the full sets are 420 000 points).
 fn first_difference(want: &Points, got: &Points) -> Option<String> {
     let want_keys: Vec<_> = want.keys().collect();
     let got_keys: Vec<_> = got.keys().collect();
