@@ -4,7 +4,7 @@
 //!
 //! Needs /usr/bin/victoria-metrics and curl. Run: `cargo bench --bench influx_drain`.
 
-#[path = "../tests/influx_support/mod.rs"]
+#[path = "../tests/support/mod.rs"]
 mod influx_support;
 
 use std::path::{Path, PathBuf};

@@ -5,9 +5,9 @@
 //! Both with mosquitto's default of 20 messages in flight per client and with 1000; and
 //! 10,000 messages of one reading each, for the message rate alone.
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/support/time.rs"]
 mod common;
-#[path = "../tests/mqtt_support/mod.rs"]
+#[path = "../tests/support/mod.rs"]
 mod mqtt_support;
 
 use std::path::Path;

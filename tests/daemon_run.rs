@@ -1,40 +1,19 @@
 //! The vertical slice as a user runs it: `cemsd run` with in-process simulators polls over
 //! Modbus TCP, commits to the store, and on SIGTERM stops with exit 0 having lost nothing.
 
-mod common;
+mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use cemsd::model::{Flag, Quantity};
-use cemsd::store::{Store, StoreOptions};
-use common::{free_port, readings, start_daemon, terminate, wait_for};
+use support::daemon::{write_config, Daemon};
+use support::ports::free_port;
+use support::site::{head, plant_stack, simulated_plc};
+use support::store::{open, readings, wait_for};
 
-fn write_config(dir: &Path, live_port: u16, dead_port: u16) -> std::path::PathBuf {
+fn site(dir: &Path, live_port: u16, dead_port: u16) -> PathBuf {
     let text = format!(
-        r#"[site]
-id = "test-plant"
-
-[store]
-path = "data/cemsd.db"
-
-[[stack]]
-id = "unit1"
-source_type = "coal_boiler"
-duct_area_m2 = 20.0
-
-[[simulate]]
-profile = "sdl-scs900-plc"
-listen = "127.0.0.1:{live_port}"
-
-[[device]]
-id = "plc"
-profile = "sdl-scs900-plc"
-stack = "unit1"
-transport = "tcp"
-address = "127.0.0.1:{live_port}"
-poll_interval = "200ms"
-timeout = "100ms"
-
+        r#"{head}{stack}{plc}
 [[device]]
 id = "dead"
 profile = "thermo-42i"
@@ -44,18 +23,19 @@ address = "127.0.0.1:{dead_port}"
 poll_interval = "200ms"
 timeout = "100ms"
 channels = ["no2"]
-"#
+"#,
+        head = head("test-plant", "", "data/cemsd.db"),
+        stack = plant_stack(""),
+        plc = simulated_plc(live_port, 0, "200ms", "100ms"),
     );
-    let path = dir.join("site.toml");
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write config: {e}"));
-    path
+    write_config(dir, "site.toml", &text)
 }
 
 #[test]
 fn run_polls_simulators_commits_and_stops_cleanly_on_sigterm() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let config = write_config(dir.path(), free_port(), free_port());
-    let mut child = start_daemon(&config);
+    let config = site(dir.path(), free_port(), free_port());
+    let mut daemon = Daemon::start(&config, dir.path(), &[]);
     let db = dir.path().join("data/cemsd.db");
 
     // Wait until both live devices have a few polls committed.
@@ -64,11 +44,11 @@ fn run_polls_simulators_commits_and_stops_cleanly_on_sigterm() {
         seen = store.count().unwrap_or(0);
         readings(store, "plc").len() >= 50 && !readings(store, "dead").is_empty()
     });
-    let code = terminate(&mut child);
+    let code = daemon.terminate();
     assert!(polled, "no readings were committed within 30 s");
     assert_eq!(code, Some(0), "cemsd must exit 0 on SIGTERM");
 
-    let store = Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("reopen: {e}"));
+    let store = open(&db);
     assert!(
         store.count().unwrap_or(0) >= seen,
         "rows committed before SIGTERM were lost"

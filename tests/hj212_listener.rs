@@ -2,7 +2,7 @@
 //! played by the test with the crate's codec on 127.0.0.1 (and on a pty pair for the serial
 //! path). Checks rows against hand values, acks against the store, refusals in /metrics.
 
-mod ops_support;
+mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -13,8 +13,13 @@ use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
 use cemsd::protocol::hj212::{
     encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
 };
-use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions};
-use ops_support::{eventually, free_port, metric, scrape, Daemon};
+use cemsd::store::{Query, Record, RecordKind};
+use support::daemon::{write_config, Daemon};
+use support::http::{metric, scrape};
+use support::ports::{free_port, listening_within};
+use support::site::head;
+use support::store::open;
+use support::time::eventually;
 
 const MN: &str = "010000A8900016F000169DC0";
 const PW: &str = "123456";
@@ -43,13 +48,9 @@ impl Site {
         let (tcp_port, http_port) = (free_port(), free_port());
         std::fs::write(dir.path().join("plant-a.pw"), format!("{PW}\n"))
             .unwrap_or_else(|e| panic!("write password: {e}"));
-        let text = format!(
-            r#"[site]
-id = "bureau"
-
-[store]
-path = "data/cemsd.db"
-
+        let text = head("bureau", "", "data/cemsd.db")
+            + &format!(
+                r#"
 [http]
 listen = "127.0.0.1:{http_port}"
 
@@ -64,9 +65,8 @@ password = {{ file = "plant-a.pw" }}
 stack = "{STACK}"
 {extra}
 "#
-        );
-        let config = dir.path().join("bureau.toml");
-        std::fs::write(&config, text).unwrap_or_else(|e| panic!("write config: {e}"));
+            );
+        let config = write_config(dir.path(), "bureau.toml", &text);
         let daemon = Daemon::start(&config, dir.path(), &[]);
         let site = Site {
             dir,
@@ -74,9 +74,7 @@ stack = "{STACK}"
             http_port,
             daemon,
         };
-        let up = eventually(Duration::from_secs(30), || {
-            TcpStream::connect(("127.0.0.1", tcp_port)).is_ok()
-        });
+        let up = listening_within(tcp_port, Duration::from_secs(30));
         assert!(up, "listener did not come up:\n{}", site.daemon.log_text());
         site
     }
@@ -117,16 +115,12 @@ stack = "{STACK}"
     }
 
     fn stop(mut self) {
-        self.daemon.signal("TERM");
-        let (code, _) = self.daemon.wait_exit(Duration::from_secs(20));
-        assert_eq!(code, Some(0), "{}", self.daemon.log_text());
+        self.daemon.stop(Duration::from_secs(20));
     }
 }
 
 fn rows_in(db: &Path, kind: RecordKind) -> Vec<Record> {
-    let store =
-        Store::open(db, StoreOptions::default()).unwrap_or_else(|e| panic!("open store: {e}"));
-    store
+    open(db)
         .query(&Query {
             kind: Some(kind),
             device: Some(MN.into()),

@@ -11,7 +11,7 @@
 //! "A platform that drops every other ack still gets every record once acked" is covered
 //! against the test platform in tests/hj212_uplink.rs.
 
-mod ops_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,8 +25,12 @@ use cemsd::protocol::hj212::codes::code_2017;
 use cemsd::protocol::hj212::SystemCode;
 use cemsd::sink::hj212::upload::UploadHeader;
 use cemsd::sink::hj212::upload::{group_periods, period_packet, to_hj212_unit, to_wire};
-use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions, Stored};
-use ops_support::{eventually, free_port, Daemon};
+use cemsd::store::{Record, RecordKind, Stored};
+use support::daemon::{write_config, Daemon};
+use support::ports::{free_port, listening_within};
+use support::site::{head, hj212_uplink, plant_stack, simulated_plc};
+use support::store::{all, append, open};
+use support::time::eventually;
 
 const MN: &str = "88888880000001";
 const PASSWORD: &str = "plant-pw-42";
@@ -41,21 +45,13 @@ const REPLAY_HOURS: i64 = 4;
 const LOST_FROM_MS: i64 = REPLAY_START_MS + HOUR_MS;
 const LOST_TO_MS: i64 = REPLAY_START_MS + 3 * HOUR_MS;
 
-const STACK: &str = r#"
-[[stack]]
-id = "unit1"
-source_type = "coal_boiler"
-duct_area_m2 = 20.0
-mn = "88888880000001"
-"#;
-
 /// The records a night of polling the PLC on an RS-485 bus produces, through `Replayer`.
 fn replayed_night() -> Vec<Record> {
     let text = format!(
         r#"[site]
 id = "plant"
 utc_offset = "+08:00"
-{STACK}
+{stack}
 [[bus]]
 id = "rs485-1"
 port = "/dev/ttyS1"
@@ -69,7 +65,8 @@ transport = "rtu"
 bus = "rs485-1"
 unit_id = 1
 poll_interval = "10s"
-"#
+"#,
+        stack = plant_stack(&format!("mn = \"{MN}\"\n")),
     );
     let loaded = config::parse(Path::new("replay.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
     let clock = SteppedClock::new();
@@ -111,26 +108,6 @@ fn is_upload(record: &Record) -> bool {
         RecordKind::Minute | RecordKind::Hour | RecordKind::Day
     ) && &*record.stack == POINT
         && record.quantity.and_then(code_2017).is_some()
-}
-
-fn open(db: &Path) -> Store {
-    Store::open(db, StoreOptions::default()).unwrap_or_else(|e| panic!("open {db:?}: {e}"))
-}
-
-fn append(db: &Path, records: &[Record]) -> (u64, u64) {
-    if let Some(dir) = db.parent() {
-        std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir {dir:?}: {e}"));
-    }
-    open(db)
-        .append(records)
-        .unwrap_or_else(|e| panic!("append: {e}"))
-        .unwrap_or_else(|| panic!("nothing appended"))
-}
-
-fn all(db: &Path) -> Vec<Stored> {
-    open(db)
-        .query(&Query::default())
-        .unwrap_or_else(|e| panic!("query {db:?}: {e}"))
 }
 
 fn cursor(db: &Path) -> u64 {
@@ -186,14 +163,9 @@ impl Bureau {
     fn config(dir: &Path, port: u16) -> PathBuf {
         std::fs::write(dir.join("plant.pw"), format!("{PASSWORD}\n"))
             .unwrap_or_else(|e| panic!("write password: {e}"));
-        let text = format!(
-            r#"[site]
-id = "bureau"
-utc_offset = "+08:00"
-
-[store]
-path = "data/cemsd.db"
-
+        let text = head("bureau", "utc_offset = \"+08:00\"\n", "data/cemsd.db")
+            + &format!(
+                r#"
 [hj212_listener]
 listen = "127.0.0.1:{port}"
 minute_gap = "10m"
@@ -204,10 +176,8 @@ mn = "{MN}"
 password = {{ file = "plant.pw" }}
 stack = "unit1"
 "#
-        );
-        let path = dir.join("bureau.toml");
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write config: {e}"));
-        path
+            );
+        write_config(dir, "bureau.toml", &text)
     }
 
     fn start(dir: &Path, port: u16) -> Bureau {
@@ -217,9 +187,7 @@ stack = "unit1"
             dir: dir.to_path_buf(),
             daemon,
         };
-        let up = eventually(Duration::from_secs(30), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let up = listening_within(port, Duration::from_secs(30));
         assert!(up, "bureau did not listen:\n{}", bureau.daemon.log_text());
         bureau
     }
@@ -229,9 +197,7 @@ stack = "unit1"
     }
 
     fn stop(mut self) -> PathBuf {
-        self.daemon.signal("TERM");
-        let (code, _) = self.daemon.wait_exit(Duration::from_secs(20));
-        assert_eq!(code, Some(0), "{}", self.daemon.log_text());
+        self.daemon.stop(Duration::from_secs(20));
         self.dir
     }
 }
@@ -249,53 +215,28 @@ impl Plant {
     /// `cemsd run` uploading to the bureau on `bureau_port`; with `live`, also polling a
     /// simulated PLC over Modbus TCP (with real-time data every 2 s).
     fn start(dir: &Path, bureau_port: u16, live: bool) -> Plant {
-        std::fs::write(dir.join("hj212.pw"), format!("{PASSWORD}\n"))
-            .unwrap_or_else(|e| panic!("write password: {e}"));
         let sim_port = free_port();
         let devices = if live {
-            format!(
-                r#"
-[[simulate]]
-profile = "sdl-scs900-plc"
-listen = "127.0.0.1:{sim_port}"
-seed = 3
-
-[[device]]
-id = "plc"
-profile = "sdl-scs900-plc"
-stack = "unit1"
-transport = "tcp"
-address = "127.0.0.1:{sim_port}"
-poll_interval = "1s"
-timeout = "500ms"
-"#
-            )
+            simulated_plc(sim_port, 3, "1s", "500ms")
         } else {
             String::new()
         };
         let realtime = if live {
-            "realtime_interval = \"2s\""
+            "realtime_interval = \"2s\"\n"
         } else {
             ""
         };
-        let text = format!(
-            r#"[site]
-id = "plant"
-utc_offset = "+08:00"
-
-[store]
-path = "data/cemsd.db"
-{STACK}{devices}
-[[hj212]]
-name = "bureau"
-address = "127.0.0.1:{bureau_port}"
-password = {{ file = "hj212.pw" }}
-ack_timeout = "2s"
-{realtime}
-"#
-        );
-        let path = dir.join("plant.toml");
-        std::fs::write(&path, text).unwrap_or_else(|e| panic!("write config: {e}"));
+        let text = head("plant", "utc_offset = \"+08:00\"\n", "data/cemsd.db")
+            + &plant_stack(&format!("mn = \"{MN}\"\n"))
+            + &devices
+            + &hj212_uplink(
+                dir,
+                "bureau",
+                &format!("127.0.0.1:{bureau_port}"),
+                PASSWORD,
+                &format!("ack_timeout = \"2s\"\n{realtime}"),
+            );
+        let path = write_config(dir, "plant.toml", &text);
         Plant {
             dir: dir.to_path_buf(),
             daemon: Daemon::start(&path, dir, &[]),
@@ -307,9 +248,7 @@ ack_timeout = "2s"
     }
 
     fn stop(mut self) {
-        self.daemon.signal("TERM");
-        let (code, _) = self.daemon.wait_exit(Duration::from_secs(30));
-        assert_eq!(code, Some(0), "{}", self.daemon.log_text());
+        self.daemon.stop(Duration::from_secs(30));
     }
 }
 

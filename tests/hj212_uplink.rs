@@ -3,7 +3,7 @@
 //! the connection, as each test says), records every packet, and sends the platform's own
 //! requests (history pull, get/set time).
 
-mod common;
+mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -22,6 +22,9 @@ use cemsd::sink::hj212::{Uplink, UplinkSettings, UplinkStats};
 use cemsd::store::{
     Record, RecordKind, Store, StoreHandle, StoreOptions, StoreWriter, WriterOptions,
 };
+use support::daemon::{write_config, Daemon};
+use support::ports::free_port;
+use support::site::{head, hj212_uplink, plant_stack, simulated_plc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -650,7 +653,7 @@ async fn two_sinks_are_independent_and_the_one_down_catches_up() {
     }
     let (_, last) = site.append(records).await;
     let up = Platform::start(0, ACK_ALL, None).await;
-    let down_port = common::free_port();
+    let down_port = free_port();
     let down_addr: SocketAddr = ([127, 0, 0, 1], down_port).into();
     let a = start(&site, settings("a", up.addr, all_periods()));
     let b = start(&site, settings("b", down_addr, all_periods()));
@@ -683,53 +686,25 @@ async fn two_sinks_are_independent_and_the_one_down_catches_up() {
 // ---------------------------------------------------------------- the real binary
 
 fn write_site(dir: &Path, sim_port: u16, platform: SocketAddr) -> PathBuf {
-    std::fs::write(dir.join("hj212.pw"), format!("{PASSWORD}\n"))
-        .unwrap_or_else(|e| panic!("write password: {e}"));
-    let text = format!(
-        r#"[site]
-id = "test-plant"
-mn = "{MN}"
-
-[store]
-path = "data/cemsd.db"
-
-[[stack]]
-id = "unit1"
-source_type = "coal_boiler"
-duct_area_m2 = 20.0
-
-[[simulate]]
-profile = "sdl-scs900-plc"
-listen = "127.0.0.1:{sim_port}"
-
-[[device]]
-id = "plc"
-profile = "sdl-scs900-plc"
-stack = "unit1"
-transport = "tcp"
-address = "127.0.0.1:{sim_port}"
-poll_interval = "200ms"
-timeout = "100ms"
-
-[[hj212]]
-name = "province"
-address = "{platform}"
-password = {{ file = "hj212.pw" }}
-realtime_interval = "1s"
-ack_timeout = "2s"
-"#
-    );
-    let path = dir.join("site.toml");
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write config: {e}"));
-    path
+    let text = head("test-plant", &format!("mn = \"{MN}\"\n"), "data/cemsd.db")
+        + &plant_stack("")
+        + &simulated_plc(sim_port, 0, "200ms", "100ms")
+        + &hj212_uplink(
+            dir,
+            "province",
+            &platform.to_string(),
+            PASSWORD,
+            "realtime_interval = \"1s\"\nack_timeout = \"2s\"\n",
+        );
+    write_config(dir, "site.toml", &text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cemsd_run_uploads_real_time_data_and_answers_the_platform() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let platform = Platform::start(0, ACK_ALL, None).await;
-    let config = write_site(dir.path(), common::free_port(), platform.addr);
-    let mut child = common::start_daemon(&config);
+    let config = write_site(dir.path(), free_port(), platform.addr);
+    let mut daemon = Daemon::start(&config, dir.path(), &[]);
     let realtime = eventually(Duration::from_secs(30), async || {
         platform.uploads(2011).iter().any(|r| r.acked)
     })
@@ -742,7 +717,7 @@ async fn cemsd_run_uploads_real_time_data_and_answers_the_platform() {
         })
         .await
     };
-    let code = common::terminate(&mut child);
+    let code = daemon.terminate();
     assert!(
         realtime,
         "no acked 2011 within 30 s: {:?}",

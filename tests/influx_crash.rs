@@ -2,20 +2,24 @@
 //! 20 times and restarted each time; in the end the server holds exactly what the store
 //! holds: nothing lost, nothing extra (resent batches collapse under dedup).
 
-mod influx_support;
-mod ops_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use cemsd::model::{Quantity, Timestamp, Unit};
-use cemsd::store::{Record, RecordKind, Store, StoreOptions};
-use influx_support::{fill_store, Rng, Series, VictoriaMetrics, TEST_TOKEN};
-use ops_support::{eventually, Daemon};
+use cemsd::store::{Record, RecordKind, Store};
+use support::daemon::{write_config, Daemon};
+use support::influx::TEST_TOKEN;
+use support::peers::victoria::{Series, VictoriaMetrics};
+use support::rng::Rng;
+use support::site::head;
+use support::store::{fill_store, open};
+use support::time::eventually;
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
-const RECORDS: usize = 120_000;
+const RECORDS: usize = 210_000;
 const KILLS: usize = 20;
 /// The sink's batch_size in the config below.
 const BATCH_SIZE: u64 = 2000;
@@ -56,14 +60,10 @@ fn records() -> Vec<Record> {
         .collect()
 }
 
-fn write_config(dir: &Path, vm_url: &str) -> PathBuf {
-    let text = format!(
-        r#"[site]
-id = "plant-1"
-
-[store]
-path = "data/cemsd.db"
-
+fn site(dir: &Path, vm_url: &str) -> PathBuf {
+    let text = head("plant-1", "", "data/cemsd.db")
+        + &format!(
+            r#"
 [[influx]]
 id = "vm"
 url = "{vm_url}"
@@ -72,10 +72,8 @@ token_env = "{TOKEN_ENV}"
 batch_size = {BATCH_SIZE}
 flush_interval = "50ms"
 "#
-    );
-    let path = dir.join("site.toml");
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write config: {e}"));
-    path
+        );
+    write_config(dir, "site.toml", &text)
 }
 
 fn start(config: &Path, dir: &Path) -> Daemon {
@@ -106,8 +104,8 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
     let db = dir.path().join("data/cemsd.db");
     let last = fill_store(&db, &records());
     assert_eq!(last, RECORDS as u64);
-    let config = write_config(dir.path(), &vm.url());
-    let store = Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let config = site(dir.path(), &vm.url());
+    let store = open(&db);
 
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -121,17 +119,25 @@ async fn sigkill_during_a_backlog_drain_twenty_times_loses_and_adds_nothing() {
         let mut daemon = start(&config, dir.path());
         // Kill only once this run has delivered something, then after a random extra moment,
         // so kills land at every stage: mid-request, between request and cursor update, idle.
-        // The moment ends early once two more batches went through, so a fast machine does
-        // not drain the whole backlog in the first few rounds.
-        let seen = wait_cursor(&store, Duration::from_secs(30), |c| c > before);
+        // Once everything is delivered no progress can come: the kill then waits only for
+        // the forwarder to run (idle), not out the 30 s. The random moment ends early once
+        // two more batches went through, so a fast machine does not drain the whole backlog
+        // in the first few rounds.
+        let seen = if before == last {
+            let _ = eventually(Duration::from_secs(30), || {
+                daemon.log_text().contains("influx forwarder started")
+            });
+            cursor(&store)
+        } else {
+            wait_cursor(&store, Duration::from_secs(30), |c| c > before)
+        };
         assert!(
             seen > before || before == last,
             "round {round} (seed {seed}): no progress from {before}"
         );
         let extra = Duration::from_millis(rng.below(150));
         wait_cursor(&store, extra, |c| c >= seen + 2 * BATCH_SIZE);
-        daemon.signal("KILL");
-        daemon.wait_exit(Duration::from_secs(10));
+        daemon.kill();
         cursors.push(cursor(&store));
     }
     eprintln!("seed {seed}: cursor after each kill: {cursors:?}");
@@ -204,18 +210,12 @@ fn exported(series: &[Series]) -> Points {
         .iter()
         .map(|s| {
             let channel = s.labels.get("channel").cloned().unwrap_or_default();
-            let pts = s
-                .timestamps
-                .iter()
-                .copied()
-                .zip(s.values.iter().copied())
-                .collect();
-            ((s.name.clone(), channel), pts)
+            ((s.name.clone(), channel), s.points())
         })
         .collect()
 }
 
-/// Where two point sets first differ, briefly (the full sets are 240 000 points).
+/// Where two point sets first differ, briefly (the full sets are 420 000 points).
 fn first_difference(want: &Points, got: &Points) -> Option<String> {
     let want_keys: Vec<_> = want.keys().collect();
     let got_keys: Vec<_> = got.keys().collect();

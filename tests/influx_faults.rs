@@ -3,14 +3,15 @@
 //! 413 splits; 429/503 honour Retry-After; auth and 5xx errors are retried unchanged; a stop
 //! during an outage leaves the cursor where it was.
 
-mod influx_support;
+mod support;
 
 use std::time::Duration;
 
 use cemsd::model::{Quantity, Timestamp, Unit};
-use cemsd::store::{Record, RecordKind, Store, StoreOptions};
-use influx_support::fault_server::{Answer, FaultServer, Received};
-use influx_support::{fill_store, sink_config, RunningForwarder, Writer, TEST_TOKEN};
+use cemsd::store::{Record, RecordKind};
+use support::influx::{sink_config, RunningForwarder, TEST_TOKEN};
+use support::peers::fault_server::{Answer, FaultServer, Received};
+use support::store::{fill_store, open, Writer};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 const TARGET: &str = "/api/v2/write?org=plant-org&bucket=cems&precision=ms";
@@ -67,10 +68,6 @@ fn accepted(received: &[Received]) -> Vec<u64> {
         .filter(|r| r.status == 204)
         .flat_map(|r| seqs(&r.body))
         .collect()
-}
-
-fn open(db: &std::path::Path) -> Store {
-    Store::open(db, StoreOptions::default()).unwrap_or_else(|e| panic!("open store: {e}"))
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! queryable with the right tags and values, and an outage of the server while records keep
 //! being committed loses, reorders and duplicates nothing.
 
-mod influx_support;
+mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
 use cemsd::store::{Record, RecordKind};
-use influx_support::{
-    fill_store, labels, sink_config, RunningForwarder, Series, VictoriaMetrics, Writer,
-};
+use support::influx::{sink_config, RunningForwarder};
+use support::peers::victoria::{labels, Series, VictoriaMetrics};
+use support::store::{fill_store, Writer};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -34,15 +34,7 @@ fn points(series: &[Series]) -> Points {
     series
         .iter()
         .filter(|s| !s.name.ends_with("_note"))
-        .map(|s| {
-            let pts = s
-                .timestamps
-                .iter()
-                .copied()
-                .zip(s.values.iter().copied())
-                .collect();
-            ((s.name.clone(), s.labels.clone()), pts)
-        })
+        .map(|s| ((s.name.clone(), s.labels.clone()), s.points()))
         .collect()
 }
 
@@ -279,13 +271,7 @@ fn exported_raw(series: &[Series]) -> BTreeMap<String, Vec<(i64, f64)>> {
         .filter(|s| s.name == "cems_reading_raw")
         .map(|s| {
             let channel = s.labels.get("channel").cloned().unwrap_or_default();
-            let pts = s
-                .timestamps
-                .iter()
-                .copied()
-                .zip(s.values.iter().copied())
-                .collect();
-            (channel, pts)
+            (channel, s.points())
         })
         .collect()
 }

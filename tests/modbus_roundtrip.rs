@@ -2,13 +2,14 @@
 //! word order is served by `[[simulate]]`, polled by `[[device]]`, and the store must hold
 //! exactly the values the scenario set.
 
-mod common;
+mod support;
 
 use std::fmt::Write as _;
 
 use cemsd::model::Flag;
-use cemsd::store::{Store, StoreOptions};
-use common::{free_port, readings, start_daemon, terminate, wait_for};
+use support::daemon::{write_config, Daemon};
+use support::ports::free_port;
+use support::store::{open, readings, wait_for};
 
 /// (type, a value that type holds exactly, registers it takes)
 const TYPES: [(&str, f64, u32); 6] = [
@@ -86,17 +87,16 @@ poll_interval = "200ms"
 timeout = "150ms"
 "#
     );
-    let config_path = dir.path().join("site.toml");
-    std::fs::write(&config_path, config).unwrap_or_else(|e| panic!("{e}"));
+    let config_path = write_config(dir.path(), "site.toml", &config);
 
-    let mut child = start_daemon(&config_path);
+    let mut daemon = Daemon::start(&config_path, dir.path(), &[]);
     let db = dir.path().join("cemsd.db");
     let channels = TYPES.len() * ORDERS.len();
     let arrived = wait_for(&db, |store| readings(store, "dev").len() >= 2 * channels);
-    assert_eq!(terminate(&mut child), Some(0));
+    assert_eq!(daemon.terminate(), Some(0));
     assert!(arrived, "no complete poll reached the store");
 
-    let store = Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    let store = open(&db);
     let rows = readings(&store, "dev");
     for (ty, value, _) in TYPES {
         for order in ORDERS {

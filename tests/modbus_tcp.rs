@@ -7,18 +7,17 @@ mod support;
 use std::time::Duration;
 
 use cemsd::model::{Flag, Sample};
-use support::{
-    free_port, listen, run_collectors, serve_tcp, simulator, site_dir, values_of, wire_value,
-    Pymodbus, Run, SimBus,
-};
+use support::analyser::{simulator, site_dir, values_of, wire_value, SimBus, SITE_HEAD};
+use support::collectors::{run_collectors, Run};
+use support::peers::modbus::serve_tcp;
+use support::peers::pymodbus::Pymodbus;
+use support::ports::{free_port, listen};
 
 const INTERVAL_MS: i64 = 300;
 
 /// Devices `(id, unit)` at `127.0.0.1:port`, polled every 300 ms with a 200 ms timeout.
 fn config(transport: &str, port: u16, devices: &[(&str, u8)], extra: &str) -> String {
-    let mut text = String::from(
-        "profiles_dir = \"profiles\"\n\n[site]\nid = \"t\"\nutc_offset = \"+00:00\"\n\n[[stack]]\nid = \"s\"\n",
-    );
+    let mut text = String::from(SITE_HEAD);
     for (id, unit) in devices {
         text.push_str(&format!(
             "\n[[device]]\nid = \"{id}\"\nprofile = \"two-floats\"\nstack = \"s\"\ntransport = \"{transport}\"\naddress = \"127.0.0.1:{port}\"\nunit_id = {unit}\npoll_interval = \"300ms\"\ntimeout = \"200ms\"\n{extra}"

@@ -1,8 +1,7 @@
 //! Every payload format through a real mosquitto and `cemsd run` into the store, and bad
 //! payloads into the dead letters without holding up the good ones.
 
-mod common;
-mod mqtt_support;
+mod support;
 
 use std::time::Duration;
 
@@ -10,36 +9,31 @@ use cemsd::model::{Flag, Timestamp};
 use cemsd::protocol::hj212::{
     encode, CommandCode, CommandParams, Factor, FieldKind, Packet, SystemCode,
 };
-use cemsd::store::{Store, StoreOptions, Stored};
-use common::{readings, wait_for};
-use mqtt_support::{publish, signal, start_logged, Broker};
+use cemsd::store::Stored;
+use support::daemon::{write_config, Daemon};
+use support::mqtt::broker;
+use support::peers::mosquitto::{publish, Broker};
+use support::site::{head, stack};
+use support::store::{open, readings, wait_for};
 
 /// 2026-01-01T04:00:00Z, i.e. 12:00 at +08:00.
 const NOON_CST_MS: i64 = 1_767_240_000_000;
 
 fn site(port: u16) -> String {
-    format!(
-        r#"[site]
-id = "formats"
-utc_offset = "+08:00"
-
-[store]
-path = "data/cemsd.db"
-
-[[stack]]
-id = "unit1"
-source_type = "coal_boiler"
-
-[[mqtt]]
-id = "plant"
-url = "mqtt://127.0.0.1:{port}"
-client_id = "cemsd-formats"
-
+    head("formats", "utc_offset = \"+08:00\"\n", "data/cemsd.db")
+        + &stack("")
+        + &broker(
+            "plant",
+            &format!("mqtt://127.0.0.1:{port}"),
+            "cemsd-formats",
+            "",
+        )
+        + r#"
 [[mqtt.subscribe]]
 filter = "json/#"
 format = "json"
 time_format = "unix_ms"
-json = {{ readings = "data", value = "v", channel = "ch", device = "dev", time = "t", status = "st" }}
+json = { readings = "data", value = "v", channel = "ch", device = "dev", time = "t", status = "st" }
 
 [[mqtt.subscribe]]
 filter = "lp/#"
@@ -49,7 +43,7 @@ time_format = "unix_ms"
 [[mqtt.subscribe]]
 filter = "plant/+/+/+"
 format = "plain"
-topic = "plant/{{site}}/{{device}}/{{channel}}"
+topic = "plant/{site}/{device}/{channel}"
 
 [[mqtt.subscribe]]
 filter = "hj212/#"
@@ -59,22 +53,21 @@ format = "hj212"
 id = "dtu"
 stack = "unit1"
 interval = "10s"
-channels = {{ SO2 = {{ unit = "mg/m3" }}, O2 = {{ unit = "%vol" }} }}
+channels = { SO2 = { unit = "mg/m3" }, O2 = { unit = "%vol" } }
 
 [[mqtt.device]]
 id = "plc"
 stack = "unit1"
 interval = "10s"
-channels = {{ NO = {{ unit = "ppm" }} }}
+channels = { NO = { unit = "ppm" } }
 
 [[mqtt.device]]
 id = "logger"
 published_as = "MN0001"
 stack = "unit1"
 interval = "10s"
-channels = {{ a21026 = {{ unit = "mg/m3" }}, a19001 = {{ unit = "%vol" }} }}
+channels = { a21026 = { unit = "mg/m3" }, a19001 = { unit = "%vol" } }
 "#
-    )
 }
 
 fn summary(stored: &[Stored]) -> Vec<(String, f64, i64, Flag)> {
@@ -98,9 +91,8 @@ fn summary(stored: &[Stored]) -> Vec<(String, f64, i64, Flag)> {
 fn every_payload_format_is_stored_and_bad_ones_are_dead_lettered() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let config = dir.path().join("site.toml");
-    std::fs::write(&config, site(broker.port)).unwrap_or_else(|e| panic!("config: {e}"));
-    let mut cemsd = start_logged(&config, &dir.path().join("cemsd.log"));
+    let config = write_config(dir.path(), "site.toml", &site(broker.port));
+    let mut cemsd = Daemon::start(&config, dir.path(), &[]);
     std::thread::sleep(Duration::from_millis(1500));
 
     let hj212 = {
@@ -151,12 +143,11 @@ fn every_payload_format_is_stored_and_bad_ones_are_dead_lettered() {
             && readings(store, "logger").len() >= 2
             && store.dead_letters(10).map(|d| d.len()).unwrap_or(0) >= 3
     });
-    signal(&cemsd, "TERM");
-    let _ = cemsd.wait();
-    let log = std::fs::read_to_string(dir.path().join("cemsd.log")).unwrap_or_default();
+    let _ = cemsd.terminate();
+    let log = cemsd.log_text();
     assert!(arrived, "not everything arrived within 30 s:\n{log}");
 
-    let store = Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("open: {e}"));
+    let store = open(&db);
     // JSON: message time for both, status M for O2, which SO2 inherits through its O2
     // correction (HJ 75 quality); line protocol: time in ms, SO2 flag D
     assert_eq!(
@@ -188,7 +179,7 @@ fn every_payload_format_is_stored_and_bad_ones_are_dead_lettered() {
         .find(|s| &*s.record.channel == "NO")
         .unwrap_or_else(|| panic!("no NO reading in {channels:?}"));
     assert_eq!(no.record.raw, Some(45.25));
-    let age = mqtt_support::now_ms() - no.record.ts.0;
+    let age = support::time::now_ms() - no.record.ts.0;
     assert!(
         (0..60_000).contains(&age),
         "receive time {} is not recent",

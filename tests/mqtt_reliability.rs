@@ -1,15 +1,15 @@
 //! No loss and no duplicate through broker restarts, cemsd crashes and scale-out: every
 //! message carries an id (its value and time), and each id must be in the store exactly once.
 
-mod common;
-mod mqtt_support;
+mod support;
 
 use std::time::{Duration, Instant};
 
-use mqtt_support::{
-    json_site, missing_and_repeated, now_ms, numbered_json, publish, signal, start_logged,
-    stored_ids, Broker,
-};
+use support::daemon::Daemon;
+use support::mqtt::{json_site, missing_and_repeated, numbered_json, stored_ids};
+use support::peers::mosquitto::{publish, Broker};
+use support::rng::Rng;
+use support::time::now_ms;
 
 /// Polls until `n` distinct ids are stored in `db` or 60 s pass; returns the ids.
 fn wait_for_ids(dbs: &[&std::path::Path], n: u64) -> Vec<u64> {
@@ -42,8 +42,7 @@ fn broker_restart_mid_stream_loses_and_repeats_nothing() {
     let mut broker = Broker::start();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let config = json_site(dir.path(), broker.port, "cemsd-restart", "plant/#");
-    let log = dir.path().join("cemsd.log");
-    let mut cemsd = start_logged(&config, &log);
+    let mut cemsd = Daemon::start(&config, dir.path(), &[]);
     let db = dir.path().join("data/cemsd.db");
     // the persistent session exists once cemsd has subscribed
     std::thread::sleep(Duration::from_millis(1500));
@@ -56,29 +55,14 @@ fn broker_restart_mid_stream_loses_and_repeats_nothing() {
     publish(broker.port, &numbered_json("plant/a", "d1", n / 2..n, base));
 
     let ids = wait_for_ids(&[&db], n);
-    signal(&cemsd, "TERM");
-    let _ = cemsd.wait();
-    let cemsd_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = cemsd.terminate();
+    let cemsd_log = cemsd.log_text();
     println!("{cemsd_log}");
     assert_exactly_once(&ids, n, &cemsd_log);
     assert!(
         cemsd_log.matches("INFO connected").count() >= 2,
         "cemsd did not reconnect:\n{cemsd_log}"
     );
-}
-
-/// A tiny deterministic generator for kill times; the seed is printed so a failure replays.
-struct Lcg(u64);
-
-impl Lcg {
-    fn below(&mut self, n: u64) -> u64 {
-        // Knuth MMIX constants
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
 }
 
 #[test]
@@ -89,9 +73,9 @@ fn sigkill_between_receive_and_commit_redelivers_and_stores_once() {
     let db = dir.path().join("data/cemsd.db");
     let seed = now_ms() as u64;
     println!("kill seed {seed}");
-    let mut rng = Lcg(seed);
+    let mut rng = Rng(seed);
 
-    let mut cemsd = start_logged(&config, &dir.path().join("cemsd-0.log"));
+    let mut cemsd = Daemon::start_logged(&config, &dir.path().join("cemsd-0.log"), &[]);
     std::thread::sleep(Duration::from_millis(1500));
     let base = now_ms();
     let n: u64 = 6000;
@@ -113,18 +97,16 @@ fn sigkill_between_receive_and_commit_redelivers_and_stores_once() {
         if kill == 1 {
             killed_while_publishing = !publisher.is_finished();
         }
-        signal(&cemsd, "KILL");
-        let _ = cemsd.wait();
+        cemsd.kill();
         std::thread::sleep(Duration::from_millis(rng.below(300)));
-        cemsd = start_logged(&config, &dir.path().join(format!("cemsd-{kill}.log")));
+        cemsd = Daemon::start_logged(&config, &dir.path().join(format!("cemsd-{kill}.log")), &[]);
     }
     publisher
         .join()
         .unwrap_or_else(|_| panic!("publisher failed"));
 
     let ids = wait_for_ids(&[&db], n);
-    signal(&cemsd, "TERM");
-    let _ = cemsd.wait();
+    let _ = cemsd.terminate();
     let last_log = std::fs::read_to_string(dir.path().join("cemsd-5.log")).unwrap_or_default();
     println!("{last_log}");
     assert!(
@@ -148,7 +130,7 @@ fn two_instances_on_a_shared_subscription_store_each_message_once() {
             &format!("cemsd-bureau-{i}"),
             "$share/cemsd/plant/#",
         );
-        instances.push(start_logged(&config, &dir.path().join("cemsd.log")));
+        instances.push(Daemon::start(&config, dir.path(), &[]));
     }
     std::thread::sleep(Duration::from_millis(1500));
     let n: u64 = 4000;
@@ -160,9 +142,8 @@ fn two_instances_on_a_shared_subscription_store_each_message_once() {
         .collect();
     let db_refs: Vec<&std::path::Path> = dbs.iter().map(|p| p.as_path()).collect();
     let ids = wait_for_ids(&db_refs, n);
-    for child in &mut instances {
-        signal(child, "TERM");
-        let _ = child.wait();
+    for daemon in &mut instances {
+        let _ = daemon.terminate();
     }
     assert_exactly_once(&ids, n, "");
     for db in &dbs {

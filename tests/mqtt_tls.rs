@@ -2,15 +2,19 @@
 //! cemsd verifies the broker and shows its own certificate; a broker signed by another CA
 //! is refused.
 
-mod common;
-mod mqtt_support;
+mod support;
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{free_port, readings, wait_for};
-use mqtt_support::{now_ms, numbered_json, publish, signal, start_logged, Broker, BrokerSetup};
+use support::daemon::{write_config, Daemon};
+use support::mqtt::{broker, json_readings, numbered_json};
+use support::peers::mosquitto::{publish, Broker, BrokerSetup};
+use support::ports::free_port;
+use support::site::{head, stack};
+use support::store::{readings, wait_for};
+use support::time::now_ms;
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -91,42 +95,23 @@ fn leaf(dir: &Path, ca: &str, leaf: &str, extensions: &str) {
 }
 
 fn site(dir: &Path, port: u16, ca_file: &str, client_id: &str) -> std::path::PathBuf {
-    let text = format!(
-        r#"[site]
-id = "tls"
-
-[store]
-path = "{client_id}/cemsd.db"
-
-[[stack]]
-id = "unit1"
-source_type = "coal_boiler"
-
-[[mqtt]]
-id = "bureau"
-url = "mqtts://localhost:{port}"
-client_id = "{client_id}"
-ca_file = "{ca_file}"
+    let text = head("tls", "", &format!("{client_id}/cemsd.db"))
+        + &stack("")
+        + &broker(
+            "bureau",
+            &format!("mqtts://localhost:{port}"),
+            client_id,
+            &format!(
+                r#"ca_file = "{ca_file}"
 client_cert = "cemsd.pem"
 client_key = "cemsd.key"
 reconnect_min = "100ms"
 reconnect_max = "500ms"
-
-[[mqtt.subscribe]]
-filter = "plant/#"
-format = "json"
-time_format = "unix_ms"
-
-[[mqtt.device]]
-id = "d1"
-stack = "unit1"
-interval = "1s"
-channels = {{ SO2 = {{ unit = "mg/m3" }} }}
 "#
-    );
-    let path = dir.join(format!("{client_id}.toml"));
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("config: {e}"));
-    path
+            ),
+        )
+        + &json_readings("plant/#", "");
+    write_config(dir, &format!("{client_id}.toml"), &text)
 }
 
 #[test]
@@ -152,13 +137,15 @@ fn mutual_tls_with_a_test_ca() {
         // the test publishes on a plain listener of the same broker
         global: format!("listener {plain_port} 127.0.0.1\n"),
     });
-    let trusting = start_logged(
+    let trusting = Daemon::start_logged(
         &site(dir, broker.port, "test-ca.pem", "trusting"),
         &dir.join("trusting.log"),
+        &[],
     );
-    let wrong_ca = start_logged(
+    let wrong_ca = Daemon::start_logged(
         &site(dir, broker.port, "other-ca.pem", "wrong-ca"),
         &dir.join("wrong-ca.log"),
+        &[],
     );
     std::thread::sleep(Duration::from_millis(1500));
 
@@ -166,9 +153,8 @@ fn mutual_tls_with_a_test_ca() {
     publish(plain_port, &numbered_json("plant/a", "d1", 0..n, now_ms()));
     let db = dir.join("trusting/cemsd.db");
     let arrived = wait_for(&db, |store| readings(store, "d1").len() as u64 >= n);
-    for mut child in [trusting, wrong_ca] {
-        signal(&child, "TERM");
-        let _ = child.wait();
+    for mut daemon in [trusting, wrong_ca] {
+        let _ = daemon.terminate();
     }
     let log = std::fs::read_to_string(dir.join("trusting.log")).unwrap_or_default();
     assert!(

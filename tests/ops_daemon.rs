@@ -3,15 +3,16 @@
 //! with positioned errors, `/metrics` parses as Prometheus text and moves, `/health` tells
 //! what runs.
 
-mod ops_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use cemsd::store::{Query, RecordKind};
-use ops_support::{
-    eventually, free_port, http_get, metric, open_store, scrape, Daemon, NotifySocket,
-};
+use support::daemon::{write_config, Daemon, NotifySocket};
+use support::http::{http_get, metric, scrape};
+use support::ports::free_port;
+use support::store::{count_readings, try_open};
+use support::time::eventually;
 
 /// One `[[device]]` polling a simulator (or nothing) every 100 ms.
 fn device(id: &str, profile: &str, port: u16) -> String {
@@ -48,22 +49,7 @@ fn platform() -> (std::net::TcpListener, u16) {
 }
 
 fn write(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("site.toml");
-    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write config: {e}"));
-    path
-}
-
-fn readings_of(db: &Path, device: &str) -> usize {
-    open_store(db)
-        .and_then(|s| {
-            s.query(&Query {
-                kind: Some(RecordKind::Reading),
-                device: Some(device.into()),
-                ..Query::default()
-            })
-            .ok()
-        })
-        .map_or(0, |rows| rows.len())
+    write_config(dir, "site.toml", text)
 }
 
 #[test]
@@ -103,7 +89,7 @@ fn sigterm_under_ingest_commits_everything_read_and_exits_0_in_bounded_time() {
     let db = dir.path().join("data/cemsd.db");
     let mut seen = 0;
     let loaded = eventually(Duration::from_secs(30), || {
-        seen = open_store(&db).and_then(|s| s.count().ok()).unwrap_or(0);
+        seen = try_open(&db).and_then(|s| s.count().ok()).unwrap_or(0);
         seen >= 3000
     });
     assert!(
@@ -126,7 +112,7 @@ fn sigterm_under_ingest_commits_everything_read_and_exits_0_in_bounded_time() {
     assert!(took < Duration::from_secs(12), "took {took:?} to stop");
     assert_eq!(notify.count("STOPPING=1"), 1, "{:?}", notify.received);
 
-    let store = open_store(&db).unwrap_or_else(|| panic!("reopen the store"));
+    let store = try_open(&db).unwrap_or_else(|| panic!("reopen the store"));
     let count = store.count().unwrap_or(0);
     let last_seq = store.last_seq().unwrap_or(0);
     assert!(
@@ -165,7 +151,7 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
     let mut daemon = Daemon::start(&config, dir.path(), &[]);
     let db = dir.path().join("data/cemsd.db");
     assert!(
-        eventually(Duration::from_secs(30), || readings_of(&db, "a") >= 5),
+        eventually(Duration::from_secs(30), || count_readings(&db, "a") >= 5),
         "device a never committed:\n{}",
         daemon.log_text()
     );
@@ -227,9 +213,9 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
         "no {expected:?} in the log:\n{}",
         daemon.log_text()
     );
-    let a_then = readings_of(&db, "a");
+    let a_then = count_readings(&db, "a");
     assert!(
-        eventually(Duration::from_secs(10), || readings_of(&db, "a")
+        eventually(Duration::from_secs(10), || count_readings(&db, "a")
             >= a_then + 5),
         "device a stopped after a rejected reload"
     );
@@ -264,14 +250,14 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
     write(dir.path(), &second);
     daemon.signal("HUP");
     assert!(
-        eventually(Duration::from_secs(30), || readings_of(&db, "b") >= 5),
+        eventually(Duration::from_secs(30), || count_readings(&db, "b") >= 5),
         "device b never committed after the reload:\n{}",
         daemon.log_text()
     );
-    let a_stopped = readings_of(&db, "a");
+    let a_stopped = count_readings(&db, "a");
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
-        readings_of(&db, "a"),
+        count_readings(&db, "a"),
         a_stopped,
         "device a still polled after the reload"
     );
@@ -303,7 +289,7 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
         "exit code after SIGINT:\n{}",
         daemon.log_text()
     );
-    let store = open_store(&db).unwrap_or_else(|| panic!("reopen the store"));
+    let store = try_open(&db).unwrap_or_else(|| panic!("reopen the store"));
     assert_eq!(
         store.count().ok(),
         store.last_seq().ok(),
@@ -328,9 +314,7 @@ fn logs_are_json_on_request_and_carry_no_timestamp_under_journald() {
             "no start-up lines:\n{}",
             daemon.log_text()
         );
-        daemon.signal("TERM");
-        let (code, _) = daemon.wait_exit(Duration::from_secs(15));
-        assert_eq!(code, Some(0));
+        daemon.stop(Duration::from_secs(15));
         daemon.log_text()
     };
 

@@ -6,44 +6,20 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cemsd::config;
 use cemsd::field::capture::read_file;
 use cemsd::field::replay::replay_all;
-use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions};
-use support::{simulator, site_dir, Fault, Line, SimBus, WireSetup};
+use cemsd::store::{Query, Record, RecordKind};
+use support::analyser::{rs485_site, simulator, site_dir, SimBus};
+use support::daemon::{write_config, Daemon};
+use support::peers::pty::{Fault, Line, WireSetup};
+use support::store::open;
 
+/// Three analysers on an RS-485 bus at `port`, with the bus's capture on.
 fn config(port: &str) -> String {
-    let mut text = format!(
-        r#"profiles_dir = "profiles"
-
-[site]
-id = "t"
-utc_offset = "+00:00"
-
-[store]
-path = "store.db"
-
-[[stack]]
-id = "s"
-
-[[bus]]
-id = "rs485"
-port = "{port}"
-baud = 9600
-response_timeout = "150ms"
-capture = true
-capture_dir = "cap"
-"#
-    );
-    for unit in 1..=3 {
-        text.push_str(&format!(
-            "\n[[device]]\nid = \"a{unit}\"\nprofile = \"two-floats\"\nstack = \"s\"\ntransport = \"rtu\"\nbus = \"rs485\"\nunit_id = {unit}\npoll_interval = \"500ms\"\n"
-        ));
-    }
-    text
+    rs485_site(port, "capture = true\ncapture_dir = \"cap\"") + "\n[store]\npath = \"store.db\"\n"
 }
 
 /// What the comparison looks at, values as bits; the store keeps NaN as NULL.
@@ -82,27 +58,13 @@ async fn replaying_the_daemons_capture_gives_what_it_stored() {
     });
     let _served = line.serve_simulators(SimBus(vec![simulator(1, ""), simulator(3, "")]));
     let dir = site_dir();
-    let site = dir.path().join("site.toml");
-    std::fs::write(&site, config(&line.bus_port)).unwrap_or_else(|e| panic!("{e}"));
+    let site = write_config(dir.path(), "site.toml", &config(&line.bus_port));
 
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_cemsd"))
-        .args(["run", "--config"])
-        .arg(&site)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start cemsd: {e}"));
+    let mut daemon = Daemon::start(&site, dir.path(), &[]);
     tokio::time::sleep(Duration::from_millis(5_500)).await;
-    let stopped = Command::new("kill")
-        .args(["-TERM", &daemon.id().to_string()])
-        .status()
-        .unwrap_or_else(|e| panic!("kill: {e}"));
-    assert!(stopped.success());
-    let exit = daemon.wait().unwrap_or_else(|e| panic!("{e}"));
-    assert!(exit.success(), "cemsd exited with {exit}");
+    daemon.stop(Duration::from_secs(60));
 
-    let store = Store::open(&dir.path().join("store.db"), StoreOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
+    let store = open(&dir.path().join("store.db"));
     let live: Vec<Record> = store
         .query(&Query {
             kind: Some(RecordKind::Reading),

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use cemsd::field::capture::{read_file, Direction};
 use cemsd::model::{Flag, Sample};
-use support::{
-    run_collectors, simulator, site_dir, values_of, wire_value, Fault, Line, Pymodbus, Run, SimBus,
-    WireSetup,
-};
+use support::analyser::{rs485_site, simulator, site_dir, values_of, wire_value, SimBus};
+use support::collectors::{run_collectors, Run};
+use support::peers::pty::{Fault, Line, WireSetup};
+use support::peers::pymodbus::Pymodbus;
 use tokio::task::JoinHandle;
 
 const INTERVAL_MS: i64 = 500;
@@ -52,34 +52,6 @@ fn bus(peer: Peer, alive: &[u8], setup: WireSetup) -> Bus {
             }
         }
     }
-}
-
-/// A site with analysers `a1`, `a2`, `a3` at unit ids 1, 2, 3 on one 9600 baud bus.
-fn config(port: &str, bus_extra: &str) -> String {
-    let mut text = format!(
-        r#"profiles_dir = "profiles"
-
-[site]
-id = "t"
-utc_offset = "+00:00"
-
-[[stack]]
-id = "s"
-
-[[bus]]
-id = "rs485"
-port = "{port}"
-baud = 9600
-response_timeout = "150ms"
-{bus_extra}
-"#
-    );
-    for unit in 1..=3 {
-        text.push_str(&format!(
-            "\n[[device]]\nid = \"a{unit}\"\nprofile = \"two-floats\"\nstack = \"s\"\ntransport = \"rtu\"\nbus = \"rs485\"\nunit_id = {unit}\npoll_interval = \"500ms\"\n"
-        ));
-    }
-    text
 }
 
 fn boundary_of(sample: &Sample) -> i64 {
@@ -121,7 +93,7 @@ async fn dead_analyser_costs_only_its_own_timeout(peer: Peer) {
     let dir = site_dir();
     let run = run_collectors(
         dir.path(),
-        &config(&bus.line.bus_port, ""),
+        &rs485_site(&bus.line.bus_port, ""),
         Duration::from_millis(4_300),
     )
     .await;
@@ -185,7 +157,7 @@ async fn late_reply_is_not_taken_as_the_next_answer(peer: Peer) {
     let dir = site_dir();
     let run = run_collectors(
         dir.path(),
-        &config(&bus.line.bus_port, ""),
+        &rs485_site(&bus.line.bus_port, ""),
         Duration::from_millis(3_300),
     )
     .await;
@@ -236,7 +208,7 @@ async fn noisy_line_is_counted_and_recovered_from(peer: Peer) {
     let dir = site_dir();
     let run = run_collectors(
         dir.path(),
-        &config(&bus.line.bus_port, ""),
+        &rs485_site(&bus.line.bus_port, ""),
         Duration::from_millis(3_300),
     )
     .await;
@@ -278,7 +250,7 @@ async fn capture_holds_the_frames_that_crossed_the_wire() {
     let dir = site_dir();
     let run = run_collectors(
         dir.path(),
-        &config(&bus.line.bus_port, "capture = true\ncapture_dir = \"cap\""),
+        &rs485_site(&bus.line.bus_port, "capture = true\ncapture_dir = \"cap\""),
         Duration::from_millis(2_300),
     )
     .await;
@@ -340,7 +312,7 @@ async fn capture_holds_the_frames_that_crossed_the_wire() {
 async fn the_bus_port_is_held_exclusively() {
     let bus = bus(Peer::Simulator, &[1], WireSetup::default());
     let dir = site_dir();
-    let text = config(&bus.line.bus_port, "");
+    let text = rs485_site(&bus.line.bus_port, "");
     let path = dir.path().to_path_buf();
     let running =
         tokio::spawn(

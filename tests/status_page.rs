@@ -2,7 +2,7 @@
 //! against a running `cemsd run` the values shown are the store's, and a stack limit is
 //! drawn on a chart of corrected values. Screenshots go to the test output directory.
 
-mod ops_support;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,9 +14,12 @@ use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
 use cemsd::ops::state::{Generation, OpsState};
 use cemsd::ops::status::{StackLimits, ValueKind};
 use cemsd::pipeline::live::Live;
-use cemsd::store::StoreReader;
-use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions, StoreWriter, WriterOptions};
-use ops_support::{eventually, free_port, http_get, open_store, Daemon};
+use cemsd::store::{Query, Record, RecordKind, StoreReader, StoreWriter, WriterOptions};
+use support::daemon::{write_config, Daemon};
+use support::http::http_get;
+use support::ports::free_port;
+use support::store::{count_readings, open, try_open};
+use support::time::eventually;
 
 /// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`) and gives
 /// its stdout. Virtual time lets the page's fetches finish before the DOM is taken.
@@ -174,22 +177,10 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
         .replace("SIM_A", &free_port().to_string())
         .replace("SIM_B", &free_port().to_string())
         .replace("DEAD", &free_port().to_string());
-    let config = dir.path().join("site.toml");
-    std::fs::write(&config, text).unwrap_or_else(|e| panic!("write config: {e}"));
+    let config = write_config(dir.path(), "site.toml", &text);
     let mut daemon = Daemon::start(&config, dir.path(), &[]);
     let db = dir.path().join("data/cemsd.db");
-    let count = |device: &str| {
-        open_store(&db)
-            .and_then(|s| {
-                s.query(&Query {
-                    kind: Some(RecordKind::Reading),
-                    device: Some(device.into()),
-                    ..Query::default()
-                })
-                .ok()
-            })
-            .map_or(0, |r| r.len())
-    };
+    let count = |device: &str| count_readings(&db, device);
     assert!(
         eventually(Duration::from_secs(30), || count("so2") >= 2
             && count("multi") >= 10
@@ -202,7 +193,7 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
     let shown = shown_readings(&dom);
     screenshot(&url, "status-page.png");
 
-    let store = open_store(&db).unwrap_or_else(|| panic!("open the store"));
+    let store = try_open(&db).unwrap_or_else(|| panic!("open the store"));
     // The same channels as the store has, per device: 1 for the 43i, 5 for the 1080, and
     // the dead 42i's channels with flag B and no value.
     let latest = store.latest().unwrap_or_else(|e| panic!("latest: {e}"));
@@ -276,9 +267,7 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
     let (code, _) = http_get(http, "/api/series?stack=unit1").unwrap_or_else(|| panic!("GET"));
     assert_eq!(code, 400, "missing parameters are a client error");
 
-    daemon.signal("TERM");
-    let (code, _) = daemon.wait_exit(Duration::from_secs(15));
-    assert_eq!(code, Some(0));
+    daemon.stop(Duration::from_secs(15));
 }
 
 fn corrected(ts: i64, stack: &str, device: &str, channel: &str, q: Quantity, value: f64) -> Record {
@@ -302,8 +291,7 @@ async fn a_stack_limit_is_drawn_on_charts_of_corrected_values() {
     let db = dir.path().join("cemsd.db");
     let now = chrono::Utc::now().timestamp_millis();
     let hour = 3_600_000;
-    let mut store =
-        Store::open(&db, StoreOptions::default()).unwrap_or_else(|e| panic!("store: {e}"));
+    let mut store = open(&db);
     let mut raw_nox = corrected(now - hour, "unit2", "nox", "nox", Quantity::NOx, 40.0);
     raw_nox.corrected = None;
     raw_nox.flags = FlagSet::of(Flag::T);

@@ -144,7 +144,6 @@ pub struct Uplink {
     pub(super) realtime_after: u64,
 }
 
-
 /// Why a group of stored periods could not become an upload; it goes to the dead letters.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum UploadError {

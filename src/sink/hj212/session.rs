@@ -142,11 +142,7 @@ impl Uplink {
         Ok(())
     }
 
-    async fn write_bytes(
-        &mut self,
-        write: &mut OwnedWriteHalf,
-        bytes: &[u8],
-    ) -> Result<(), Lost> {
+    async fn write_bytes(&mut self, write: &mut OwnedWriteHalf, bytes: &[u8]) -> Result<(), Lost> {
         write_within(write, bytes, self.settings.ack_timeout).await
     }
 
