@@ -1,0 +1,208 @@
+//! Every collector reaches the store and the live board through the one pipeline: a `cemsd
+//! run` fed by a Modbus analyser (the embedded simulator), an MQTT broker (mosquitto) or an
+//! HJ 212 data logger (played by the test) shows each device as connected in `/metrics`
+//! once its data is committed. The HJ 212 path also proves the ack comes after the commit.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use cemsd::model::Flag;
+use cemsd::protocol::hj212::{
+    encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
+};
+use cemsd::store::{Query, RecordKind};
+use support::daemon::{write_config, Daemon};
+use support::http::{metric, scrape};
+use support::mqtt::{broker, json_readings, numbered_json};
+use support::peers::mosquitto::{publish, Broker};
+use support::ports::{free_port, listening_within};
+use support::site::{head, plant_stack, simulated_plc, stack};
+use support::store::{count_readings, open, wait_for};
+use support::time::{eventually, now_ms};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn http(port: u16) -> String {
+    format!("\n[http]\nlisten = \"127.0.0.1:{port}\"\n")
+}
+
+/// `cemsd_device_connected{device}` as the daemon on `http_port` reports it now.
+fn connected(http_port: u16, device: &str) -> Option<f64> {
+    metric(
+        &scrape(http_port),
+        "cemsd_device_connected",
+        &[("device", device)],
+    )
+}
+
+fn stop(mut daemon: Daemon) {
+    daemon.stop(Duration::from_secs(30));
+}
+
+#[test]
+fn modbus_readings_reach_the_store_and_the_live_board() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (sim_port, http_port) = (free_port(), free_port());
+    let text = head("plant", "", "data/cemsd.db")
+        + &plant_stack("")
+        + &simulated_plc(sim_port, 7, "1s", "500ms")
+        + &http(http_port);
+    let config = write_config(dir.path(), "site.toml", &text);
+    let daemon = Daemon::start(&config, dir.path(), &[]);
+    let db = dir.path().join("data/cemsd.db");
+    assert!(
+        eventually(WAIT, || db.exists() && count_readings(&db, "plc") > 0),
+        "no reading of plc committed:\n{}",
+        daemon.log_text()
+    );
+    assert!(listening_within(http_port, WAIT), "no http");
+    assert!(
+        eventually(WAIT, || connected(http_port, "plc") == Some(1.0)),
+        "plc is not connected on the live board:\n{}",
+        daemon.log_text()
+    );
+    stop(daemon);
+}
+
+#[test]
+fn mqtt_readings_reach_the_store_and_the_live_board() {
+    let broker_peer = Broker::start();
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let http_port = free_port();
+    let text = head("plant", "", "data/cemsd.db")
+        + &stack("")
+        + &broker(
+            "plant",
+            &format!("mqtt://127.0.0.1:{}", broker_peer.port),
+            "ingest-paths",
+            "keep_alive = \"5s\"\nreconnect_min = \"100ms\"\nreconnect_max = \"1s\"\n",
+        )
+        + &json_readings("ingest/#", "qos = 1\n")
+        + &http(http_port);
+    let config = write_config(dir.path(), "site.toml", &text);
+    let daemon = Daemon::start(&config, dir.path(), &[]);
+    assert!(listening_within(http_port, WAIT), "no http");
+    // before any message the MQTT device has not delivered anything
+    assert_eq!(connected(http_port, "d1"), None);
+    let messages = numbered_json("ingest/d1", "d1", 0..5, now_ms() - 10_000);
+    let db = dir.path().join("data/cemsd.db");
+    // the source subscribes once it is connected; publish until the first reading is in
+    assert!(
+        eventually(WAIT, || {
+            publish(broker_peer.port, &messages);
+            db.exists() && count_readings(&db, "d1") >= 5
+        }),
+        "the MQTT readings were not committed:\n{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        count_readings(&db, "d1"),
+        5,
+        "repeated messages are stored once"
+    );
+    assert_eq!(connected(http_port, "d1"), Some(1.0));
+    stop(daemon);
+}
+
+const MN: &str = "010000A8900016F000169DC0";
+const PW: &str = "123456";
+
+/// A minute upload (2051) with the A bit, SO2 and O2 averages, the way a logger sends it.
+fn minute_upload() -> Vec<u8> {
+    let cp = CommandParams::new()
+        .with_data_time("20260101120000")
+        .with_factor(
+            Factor::new("a21026")
+                .with(FieldKind::Avg, "31.25")
+                .with_flag(Flag::N),
+        )
+        .with_factor(
+            Factor::new("a19001")
+                .with(FieldKind::Avg, "6.2")
+                .with_flag(Flag::N),
+        );
+    let packet = Packet {
+        qn: Some("20260101120100001".into()),
+        pw: Some(PW.into()),
+        flag: Some(PacketFlag::hj212_2017(true)),
+        cp,
+        ..Packet::new(SystemCode::AirPollutionSource, CommandCode::MinuteData, MN)
+    };
+    encode(&packet).unwrap_or_else(|e| panic!("encode: {e}"))
+}
+
+/// Reads from `stream` until one packet is framed or `limit` passes.
+fn receive(stream: &mut TcpStream, limit: Duration) -> Option<Packet> {
+    let mut framer = Framer::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if let Some(Ok(frame)) = framer.next_packet() {
+            return Some(frame.packet);
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => framer.push(&buf[..n]),
+            Err(_) => continue, // read timeout: try again until the deadline
+        }
+    }
+    None
+}
+
+fn minutes(db: &Path) -> usize {
+    open(db)
+        .query(&Query {
+            kind: Some(RecordKind::Minute),
+            device: Some(MN.into()),
+            ..Query::default()
+        })
+        .map_or(0, |rows| rows.len())
+}
+
+#[test]
+fn hj212_uploads_are_committed_before_their_ack_and_reach_the_live_board() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (tcp_port, http_port) = (free_port(), free_port());
+    std::fs::write(dir.path().join("plant-a.pw"), format!("{PW}\n"))
+        .unwrap_or_else(|e| panic!("write password: {e}"));
+    let text = head("bureau", "", "data/cemsd.db")
+        + &http(http_port)
+        + &format!(
+            r#"
+[hj212_listener]
+listen = "127.0.0.1:{tcp_port}"
+history_pull = false
+
+[[hj212_listener.device]]
+mn = "{MN}"
+password = {{ file = "plant-a.pw" }}
+stack = "plant-a.unit1"
+"#
+        );
+    let config = write_config(dir.path(), "bureau.toml", &text);
+    let daemon = Daemon::start(&config, dir.path(), &[]);
+    assert!(listening_within(tcp_port, WAIT), "{}", daemon.log_text());
+    assert!(listening_within(http_port, WAIT), "no http");
+    let db = dir.path().join("data/cemsd.db");
+    assert!(wait_for(&db, |_| true), "no store:\n{}", daemon.log_text());
+    let mut logger =
+        TcpStream::connect(("127.0.0.1", tcp_port)).unwrap_or_else(|e| panic!("connect: {e}"));
+    logger
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap_or_else(|e| panic!("timeout: {e}"));
+    logger
+        .write_all(&minute_upload())
+        .unwrap_or_else(|e| panic!("send: {e}"));
+    let ack = receive(&mut logger, Duration::from_secs(10));
+    // the moment the 9014 is in, the minute must be in the store already
+    let stored = minutes(&db);
+    let ack = ack.unwrap_or_else(|| panic!("no ack:\n{}", daemon.log_text()));
+    assert_eq!(ack.cn, CommandCode::DataResponse);
+    assert_eq!(stored, 2, "acked before its two factors were committed");
+    assert_eq!(connected(http_port, MN), Some(1.0));
+    stop(daemon);
+}
