@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::secret::Secret;
+use crate::config::secret::{Secret, SecretError};
 use crate::model::time::UtcOffset;
 
 use crate::config::hj212_listener::ListenerConfig;
@@ -22,6 +22,15 @@ pub struct Device {
 #[derive(Debug, Clone, Default)]
 pub struct Devices(HashMap<Arc<str>, Device>);
 
+/// A logger whose password cannot be had; names the MN, never the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    #[error("HJ 212 device {mn:?}: no password source")]
+    NoPassword { mn: String },
+    #[error("HJ 212 device {mn:?}: password: {source}")]
+    Password { mn: String, source: SecretError },
+}
+
 impl Devices {
     pub fn new(devices: impl IntoIterator<Item = Device>) -> Devices {
         Devices(devices.into_iter().map(|d| (d.mn.clone(), d)).collect())
@@ -32,15 +41,16 @@ impl Devices {
         config: &ListenerConfig,
         site_zone: UtcOffset,
         config_path: &Path,
-    ) -> Result<Devices, String> {
+    ) -> Result<Devices, DeviceError> {
         let mut devices = Vec::with_capacity(config.devices.len());
         for device in &config.devices {
+            let mn = || device.mn.clone();
             let password = device
                 .password
                 .source()
-                .ok_or_else(|| format!("HJ 212 device {:?}: no password source", device.mn))?
+                .ok_or_else(|| DeviceError::NoPassword { mn: mn() })?
                 .load(config_path)
-                .map_err(|e| format!("HJ 212 device {:?}: password: {e}", device.mn))?;
+                .map_err(|source| DeviceError::Password { mn: mn(), source })?;
             devices.push(Device {
                 mn: Arc::from(device.mn.as_str()),
                 stack: Arc::from(device.stack.as_str()),

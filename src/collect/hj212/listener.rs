@@ -26,6 +26,14 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// Longest wait before reopening a serial port that failed.
 const MAX_REOPEN_DELAY: Duration = Duration::from_secs(30);
 
+/// The listening address is taken or not ours; the daemon does not start without it.
+#[derive(Debug, thiserror::Error)]
+#[error("HJ 212 listener cannot listen on {listen}: {source}")]
+pub struct ListenError {
+    listen: SocketAddr,
+    source: std::io::Error,
+}
+
 pub struct Hj212Listener {
     local_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -40,7 +48,7 @@ impl Hj212Listener {
         ingest: IngestPort,
         store: StoreHandle,
         clock: Clock,
-    ) -> Result<Hj212Listener, String> {
+    ) -> Result<Hj212Listener, ListenError> {
         let context = Arc::new(Context {
             devices,
             ingest,
@@ -57,7 +65,7 @@ impl Hj212Listener {
         if let Some(listen) = config.listen {
             let socket = TcpListener::bind(listen)
                 .await
-                .map_err(|e| format!("HJ 212 listener cannot listen on {listen}: {e}"))?;
+                .map_err(|source| ListenError { listen, source })?;
             local_addr = socket.local_addr().ok();
             tracing::info!(%listen, devices = context.devices.len(), "HJ 212 listener accepting");
             tasks.spawn(accept_loop(

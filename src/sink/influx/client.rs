@@ -97,13 +97,22 @@ pub fn parse_retry_after(value: &str) -> Option<RetryAfter> {
         .map(|date| RetryAfter::At(Timestamp::from_datetime(date.to_utc())))
 }
 
+/// Why a sink's `url` gives no write endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("{0}")]
+    Parse(String),
+    #[error("it cannot have a path")]
+    NoPath,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("influx sink {sink:?}: {url:?} is not a usable URL: {reason}")]
     Url {
         sink: String,
         url: String,
-        reason: String,
+        reason: UrlError,
     },
     #[error("influx sink {sink:?}: the token cannot be sent in an HTTP header")]
     Token { sink: String },
@@ -236,10 +245,10 @@ fn classify(status: StatusCode, message: String, retry_after: Option<RetryAfter>
 
 /// `<base>/api/v2/write?org=…&bucket=…&precision=…`, keeping any path prefix of the base
 /// (a server behind a reverse proxy).
-fn write_url(config: &InfluxSinkConfig) -> Result<Url, String> {
-    let mut url = Url::parse(&config.url).map_err(|e| e.to_string())?;
+fn write_url(config: &InfluxSinkConfig) -> Result<Url, UrlError> {
+    let mut url = Url::parse(&config.url).map_err(|e| UrlError::Parse(e.to_string()))?;
     url.path_segments_mut()
-        .map_err(|()| "it cannot have a path".to_string())?
+        .map_err(|()| UrlError::NoPath)?
         .pop_if_empty()
         .extend(["api", "v2", "write"]);
     {

@@ -3,7 +3,7 @@
 //! `<01><03><04>…`, between chatter lines such as `Waiting for a confirmation...`. No times
 //! are printed: they are made up (see [`UntimedClock`]).
 
-use super::text::{hex_byte, lines, show, Chunks, UntimedClock};
+use super::text::{hex_byte, lines, show, Chunks, LineError, UntimedClock};
 use super::{Imported, Skipped};
 use crate::field::capture::Direction;
 
@@ -20,7 +20,7 @@ const CHATTER: [&str; 8] = [
 ];
 
 /// `(direction, bytes)` of a line made only of bracketed hex bytes.
-fn parse(line: &[u8]) -> Option<Result<(Direction, Vec<u8>), String>> {
+fn parse(line: &[u8]) -> Option<Result<(Direction, Vec<u8>), LineError>> {
     let line = line.trim_ascii();
     let (open, close, direction) = match line.first()? {
         b'[' => (b'[', b']', Direction::Outbound),
@@ -43,7 +43,7 @@ fn parse(line: &[u8]) -> Option<Result<(Direction, Vec<u8>), String>> {
                 }
                 Err(e) => return Some(Err(e)),
             },
-            None => return Some(Err(format!("cannot read {:?}", show(rest)))),
+            None => return Some(Err(LineError::Unreadable(show(rest)))),
         }
     }
     Some(Ok((direction, bytes)))
@@ -64,7 +64,7 @@ pub fn read(bytes: &[u8], start_us: i64, out: &mut Imported) {
             }
             Some(Err(reason)) => out.skipped.push(Skipped {
                 line: line.number,
-                reason,
+                reason: reason.to_string(),
             }),
             None => {
                 let text = String::from_utf8_lossy(line.bytes);

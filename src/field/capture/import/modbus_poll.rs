@@ -61,7 +61,7 @@ pub fn read(bytes: &[u8], start_us: i64, out: &mut Imported) {
             Ok(_) => {}
             Err(reason) => out.skipped.push(Skipped {
                 line: line.number,
-                reason,
+                reason: reason.to_string(),
             }),
         }
     }

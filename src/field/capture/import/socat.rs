@@ -15,7 +15,7 @@
 
 use chrono::{FixedOffset, NaiveDateTime, TimeZone};
 
-use super::text::{hex_bytes, lines, show, Chunks};
+use super::text::{hex_bytes, lines, show, Chunks, LineError};
 use super::{ImportOptions, Imported, Skipped};
 use crate::field::capture::Direction;
 
@@ -59,7 +59,7 @@ pub fn is_header(line: &[u8]) -> bool {
 
 /// The hex part of a data line: after the leading space, up to the ASCII column (which
 /// starts after a run of spaces).
-fn data_bytes(line: &[u8]) -> Option<Result<Vec<u8>, String>> {
+fn data_bytes(line: &[u8]) -> Option<Result<Vec<u8>, LineError>> {
     let rest = line.strip_prefix(b" ")?;
     let end = rest
         .windows(2)
@@ -111,7 +111,7 @@ pub fn read(bytes: &[u8], options: &ImportOptions, out: &mut Imported) {
             }),
             (Some(Err(e)), _) => out.skipped.push(Skipped {
                 line: line.number,
-                reason: e,
+                reason: e.to_string(),
             }),
             (None, _) => out.skipped.push(Skipped {
                 line: line.number,

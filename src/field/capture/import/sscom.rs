@@ -14,7 +14,7 @@
 use chrono::{Duration, FixedOffset, NaiveDate, NaiveTime};
 
 use super::socat::local_to_utc_us;
-use super::text::{hex_bytes, lines, show, Chunks};
+use super::text::{hex_bytes, lines, show, Chunks, LineError};
 use super::{Imported, Skipped};
 use crate::field::capture::Direction;
 
@@ -52,13 +52,13 @@ pub fn is_frame_line(line: &[u8]) -> bool {
 }
 
 /// The hex bytes between the arrow and diamond symbols and the trailing box symbol.
-fn payload(rest: &[u8]) -> Result<Vec<u8>, String> {
+fn payload(rest: &[u8]) -> Result<Vec<u8>, LineError> {
     let start = rest
         .iter()
         .position(|b| b.is_ascii_hexdigit())
-        .ok_or("no hex bytes")?;
+        .ok_or(LineError::NoHex)?;
     if rest[..start].iter().any(|b| b.is_ascii_graphic()) {
-        return Err(format!("unexpected text {:?}", show(&rest[..start])));
+        return Err(LineError::Unexpected(show(&rest[..start])));
     }
     let hex = &rest[start..];
     let end = hex
@@ -66,7 +66,7 @@ fn payload(rest: &[u8]) -> Result<Vec<u8>, String> {
         .position(|b| !(b.is_ascii_hexdigit() || *b == b' '))
         .unwrap_or(hex.len());
     if hex[end..].iter().any(|b| b.is_ascii_graphic()) {
-        return Err(format!("unexpected text {:?}", show(&hex[end..])));
+        return Err(LineError::Unexpected(show(&hex[end..])));
     }
     hex_bytes(&hex[..end])
 }
@@ -89,7 +89,7 @@ pub fn read(bytes: &[u8], date: NaiveDate, offset: FixedOffset, out: &mut Import
             Err(reason) => {
                 out.skipped.push(Skipped {
                     line: line.number,
-                    reason,
+                    reason: reason.to_string(),
                 });
                 continue;
             }

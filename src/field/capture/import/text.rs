@@ -35,22 +35,35 @@ pub fn looks_like_text(bytes: &[u8]) -> bool {
     control * 20 < sample.len()
 }
 
+/// Why the bytes of a log line could not be read; the importers report it with the line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LineError {
+    #[error("{0:?} is not a hex byte")]
+    NotHex(String),
+    #[error("cannot read {0:?}")]
+    Unreadable(String),
+    #[error("unexpected text {0:?}")]
+    Unexpected(String),
+    #[error("no hex bytes")]
+    NoHex,
+}
+
 /// Bytes written as two-digit hex numbers separated by spaces: `01 03 0a`.
-pub fn hex_bytes(text: &[u8]) -> Result<Vec<u8>, String> {
+pub fn hex_bytes(text: &[u8]) -> Result<Vec<u8>, LineError> {
     text.split(|b| b.is_ascii_whitespace())
         .filter(|t| !t.is_empty())
         .map(hex_byte)
         .collect()
 }
 
-pub fn hex_byte(token: &[u8]) -> Result<u8, String> {
+pub fn hex_byte(token: &[u8]) -> Result<u8, LineError> {
     let digit = |b: u8| char::from(b).to_digit(16);
     match token {
         [hi, lo] => match (digit(*hi), digit(*lo)) {
             (Some(h), Some(l)) => Ok((h * 16 + l) as u8),
-            _ => Err(format!("{:?} is not a hex byte", show(token))),
+            _ => Err(LineError::NotHex(show(token))),
         },
-        _ => Err(format!("{:?} is not a hex byte", show(token))),
+        _ => Err(LineError::NotHex(show(token))),
     }
 }
 
