@@ -111,10 +111,11 @@ fn mqtt_readings_reach_the_store_and_the_live_board() {
 const MN: &str = "010000A8900016F000169DC0";
 const PW: &str = "123456";
 
-/// A minute upload (2051) with the A bit, SO2 and O2 averages, the way a logger sends it.
-fn minute_upload() -> Vec<u8> {
+/// A minute upload (2051) with the A bit, SO2 and O2 averages, the way a logger sends it,
+/// for the minute starting at 12:`minute` local time.
+fn minute_upload(minute: u32) -> Vec<u8> {
     let cp = CommandParams::new()
-        .with_data_time("20260101120000")
+        .with_data_time(format!("2026010112{minute:02}00"))
         .with_factor(
             Factor::new("a21026")
                 .with(FieldKind::Avg, "31.25")
@@ -126,7 +127,7 @@ fn minute_upload() -> Vec<u8> {
                 .with_flag(Flag::N),
         );
     let packet = Packet {
-        qn: Some("20260101120100001".into()),
+        qn: Some(format!("2026010112{:02}00001", minute + 1)),
         pw: Some(PW.into()),
         flag: Some(PacketFlag::hj212_2017(true)),
         cp,
@@ -163,11 +164,9 @@ fn minutes(db: &Path) -> usize {
         .map_or(0, |rows| rows.len())
 }
 
-#[test]
-fn hj212_uploads_are_committed_before_their_ack_and_reach_the_live_board() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let (tcp_port, http_port) = (free_port(), free_port());
-    std::fs::write(dir.path().join("plant-a.pw"), format!("{PW}\n"))
+/// A bureau's `cemsd run` with an HJ 212 listener for one logger, and its store path.
+fn bureau(dir: &Path, tcp_port: u16, http_port: u16) -> Daemon {
+    std::fs::write(dir.join("plant-a.pw"), format!("{PW}\n"))
         .unwrap_or_else(|e| panic!("write password: {e}"));
     let text = head("bureau", "", "data/cemsd.db")
         + &http(http_port)
@@ -183,26 +182,74 @@ password = {{ file = "plant-a.pw" }}
 stack = "plant-a.unit1"
 "#
         );
-    let config = write_config(dir.path(), "bureau.toml", &text);
-    let daemon = Daemon::start(&config, dir.path(), &[]);
+    let config = write_config(dir, "bureau.toml", &text);
+    let daemon = Daemon::start(&config, dir, &[]);
     assert!(listening_within(tcp_port, WAIT), "{}", daemon.log_text());
     assert!(listening_within(http_port, WAIT), "no http");
-    let db = dir.path().join("data/cemsd.db");
-    assert!(wait_for(&db, |_| true), "no store:\n{}", daemon.log_text());
-    let mut logger =
+    assert!(
+        wait_for(&dir.join("data/cemsd.db"), |_| true),
+        "no store:\n{}",
+        daemon.log_text()
+    );
+    daemon
+}
+
+fn logger(tcp_port: u16) -> TcpStream {
+    let stream =
         TcpStream::connect(("127.0.0.1", tcp_port)).unwrap_or_else(|e| panic!("connect: {e}"));
-    logger
+    stream
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap_or_else(|e| panic!("timeout: {e}"));
-    logger
-        .write_all(&minute_upload())
+    stream
+}
+
+/// Sends the upload of `minute` and gives the number of minute rows stored the moment its
+/// 9014 arrived.
+fn upload_and_count_at_ack(stream: &mut TcpStream, minute: u32, db: &Path, log: &str) -> usize {
+    stream
+        .write_all(&minute_upload(minute))
         .unwrap_or_else(|e| panic!("send: {e}"));
-    let ack = receive(&mut logger, Duration::from_secs(10));
-    // the moment the 9014 is in, the minute must be in the store already
-    let stored = minutes(&db);
-    let ack = ack.unwrap_or_else(|| panic!("no ack:\n{}", daemon.log_text()));
+    let ack = receive(stream, Duration::from_secs(10));
+    let stored = minutes(db);
+    let ack = ack.unwrap_or_else(|| panic!("no ack for minute {minute}:\n{log}"));
     assert_eq!(ack.cn, CommandCode::DataResponse);
+    stored
+}
+
+#[test]
+fn hj212_uploads_are_committed_before_their_ack_and_reach_the_live_board() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let daemon = bureau(dir.path(), tcp_port, http_port);
+    let db = dir.path().join("data/cemsd.db");
+    let mut stream = logger(tcp_port);
+    let stored = upload_and_count_at_ack(&mut stream, 0, &db, &daemon.log_text());
     assert_eq!(stored, 2, "acked before its two factors were committed");
     assert_eq!(connected(http_port, MN), Some(1.0));
+    stop(daemon);
+}
+
+#[test]
+fn a_reload_swaps_the_pipeline_under_the_listener_without_dropping_its_loggers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let daemon = bureau(dir.path(), tcp_port, http_port);
+    let db = dir.path().join("data/cemsd.db");
+    let mut stream = logger(tcp_port);
+    assert_eq!(
+        upload_and_count_at_ack(&mut stream, 0, &db, &daemon.log_text()),
+        2
+    );
+    daemon.signal("HUP");
+    assert!(
+        eventually(WAIT, || daemon.log_text().contains("config reloaded")),
+        "no reload:\n{}",
+        daemon.log_text()
+    );
+    // the same connection: its next upload goes to the new pipeline, committed before its ack
+    assert_eq!(
+        upload_and_count_at_ack(&mut stream, 1, &db, &daemon.log_text()),
+        4
+    );
     stop(daemon);
 }
