@@ -522,7 +522,10 @@ mod tests {
         assert_eq!(find("B02").quantity, Some(Quantity::Flow));
         // B02 in m3/h and S08 in Pa here, against the 2017 table's m3/s and kPa: stored as
         // sent, without a unit that would be wrong for one of them.
-        assert_eq!((find("B02").unit, find("B02").measured), (None, Some(19278.0)));
+        assert_eq!(
+            (find("B02").unit, find("B02").measured),
+            (None, Some(19278.0))
+        );
         assert_eq!(find("S08").unit, None);
         assert_eq!(find("S01").unit, Some(Unit::PercentVol));
         assert_eq!(find("S04").quantity, None, "no meaning known for S04");

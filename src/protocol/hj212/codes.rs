@@ -471,7 +471,11 @@ mod tests {
             assert!(factor_units(code).is_some(), "{code}");
         }
         assert_eq!(factor_units("a99999"), None);
-        assert_eq!(factor_units("B02").and_then(|u| u.value), None, "m3/s or m3/h");
+        assert_eq!(
+            factor_units("B02").and_then(|u| u.value),
+            None,
+            "m3/s or m3/h"
+        );
     }
 
     #[test]

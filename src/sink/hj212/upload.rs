@@ -642,7 +642,10 @@ mod tests {
         assert!(close(number(&a00000, FieldKind::Avg), 5.331), "{a00000:?}");
         assert!(close(number(&a00000, FieldKind::Min), 5.051), "{a00000:?}");
         assert!(close(number(&a00000, FieldKind::Max), 5.617), "{a00000:?}");
-        assert!(close(number(&a00000, FieldKind::Cou), 19_191.6), "{a00000:?}");
+        assert!(
+            close(number(&a00000, FieldKind::Cou), 19_191.6),
+            "{a00000:?}"
+        );
         let minute = period_packet(&header(true), "2", &groups[1], UtcOffset::CHINA);
         let a00000 = minute
             .packet
