@@ -440,9 +440,11 @@ mod tests {
         assert_eq!(framer.discarded_bytes(), 1);
     }
 
-    /// Feeds `input` as a whole finished input and returns what the framer reports, as
-    /// (kind, position) for errors and the offset for packets.
-    fn finished(input: &[u8]) -> Vec<Result<usize, (DecodeErrorKind, usize)>> {
+    /// What a finished input gave: a packet's offset, or an error's kind and position.
+    type Found = Result<usize, (DecodeErrorKind, usize)>;
+
+    /// Feeds `input` as a whole finished input and returns what the framer reports.
+    fn finished(input: &[u8]) -> Vec<Found> {
         let mut framer = Framer::new().reporting_skipped();
         framer.push(input);
         framer.finish();
@@ -463,7 +465,7 @@ mod tests {
             v.extend_from_slice(&whole[6..]);
             v
         };
-        let cases: Vec<(Vec<u8>, Vec<Result<usize, (DecodeErrorKind, usize)>>)> = vec![
+        let cases: Vec<(Vec<u8>, Vec<Found>)> = vec![
             // cut after 60 bytes: 54 of the 101 data bytes
             (
                 whole[..60].to_vec(),
