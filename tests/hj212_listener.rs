@@ -416,6 +416,65 @@ fn uploads_are_committed_before_their_ack_with_every_value() {
     site.stop();
 }
 
+/// A real 2061 hour upload of another data logger (quoted in a public PHP HJ 212 parser's
+/// test controller, `app\api\controller\Test`, 2024-01-23), sent as published: flow a00000 in
+/// m3/s (HJ 212-2017 Table B.2) is stored in m3/h, its volume kept as sent.
+#[test]
+fn a_real_loggers_flow_in_m3_per_s_is_stored_in_m3_per_h() {
+    const OTHER_MN: &str = "81733553216103";
+    let site = Site::start(&format!(
+        "[[hj212_listener.device]]\nmn = \"{OTHER_MN}\"\npassword = {{ file = \"plant-a.pw\" }}\nstack = \"plant-b.unit1\"\n"
+    ));
+    let mut logger = site.logger();
+    logger.send(b"##0612QN=20240123101501421;ST=31;CN=2061;PW=123456;MN=81733553216103;Flag=4;CP=&&DataTime=20240122170000;a00000-Cou=19191.973,a00000-Min=5.051,a00000-Avg=5.331,a00000-Max=5.617,a00000-Flag=N;a01011-Min=6.686,a01011-Avg=7.029,a01011-Max=7.425,a01011-Flag=N;a01013-Min=-0.041,a01013-Avg=-0.026,a01013-Max=0.011,a01013-Flag=N;a01012-Min=8.074,a01012-Avg=8.524,a01012-Max=8.789,a01012-Flag=N;a24088-Cou=0.018,a24088-Min=0.665,a24088-Avg=0.933,a24088-Max=1.418,a24088-Flag=N;a05002-Cou=0.000,a05002-Min=0.000,a05002-Avg=0.000,a05002-Max=0.000,a05002-Flag=N;a01014-Min=0.828,a01014-Avg=1.040,a01014-Max=1.239,a01014-Flag=N&&0E40\r\n");
+    let rows = || -> Vec<Record> {
+        let store = Store::open(&site.db(), StoreOptions::default())
+            .unwrap_or_else(|e| panic!("open store: {e}"));
+        store
+            .query(&Query {
+                kind: Some(RecordKind::Hour),
+                device: Some(OTHER_MN.into()),
+                ..Query::default()
+            })
+            .unwrap_or_else(|e| panic!("query: {e}"))
+            .into_iter()
+            .map(|s| s.record)
+            .collect()
+    };
+    let mut stored = Vec::new();
+    let arrived = eventually(Duration::from_secs(20), || {
+        stored = rows();
+        stored.len() == 7
+    });
+    assert!(arrived, "{stored:?}\n{}", site.daemon.log_text());
+    let flow = stored
+        .iter()
+        .find(|r| &*r.channel == "a00000")
+        .unwrap_or_else(|| panic!("no flow in {stored:?}"));
+    assert_eq!(flow.quantity, Some(Quantity::Flow));
+    assert_eq!(flow.unit, Some(Unit::CubicMetrePerHour));
+    // 5.331 × 3600 = 19 191.6; 5.051 × 3600 = 18 183.6; 5.617 × 3600 = 20 221.2 m3/h
+    for (got, want) in [
+        (flow.measured, 19_191.6),
+        (flow.min, 18_183.6),
+        (flow.max, 20_221.2),
+    ] {
+        let got = got.unwrap_or(f64::NAN);
+        assert!((got - want).abs() <= 1e-9 * want, "{got} m3/h, want {want}");
+    }
+    assert_eq!(flow.note.as_deref(), Some("cou=19191.973"));
+    let pressure = stored
+        .iter()
+        .find(|r| &*r.channel == "a01013")
+        .unwrap_or_else(|| panic!("no pressure in {stored:?}"));
+    assert_eq!(
+        (pressure.unit, pressure.measured),
+        (Some(Unit::KPa), Some(-0.026))
+    );
+    assert_eq!(&*flow.stack, "plant-b.unit1");
+    site.stop();
+}
+
 #[test]
 fn bad_packets_are_counted_and_the_good_ones_around_them_stored() {
     let site = Site::start("");

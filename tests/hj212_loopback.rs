@@ -16,13 +16,14 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cemsd::collect::hj212::records::from_hj212_unit;
 use cemsd::config;
 use cemsd::field::replay::synthetic::{SteppedClock, SyntheticBus};
 use cemsd::field::replay::Replayer;
 use cemsd::field::sim::{Scenario, Simulator};
 use cemsd::model::time::UtcOffset;
 use cemsd::protocol::hj212::codes::code_2017;
-use cemsd::protocol::hj212::SystemCode;
+use cemsd::protocol::hj212::{FieldKind, SystemCode};
 use cemsd::sink::hj212::upload::UploadHeader;
 use cemsd::sink::hj212::upload::{group_periods, period_packet, to_hj212_unit, to_wire};
 use cemsd::store::{Record, RecordKind, Stored};
@@ -123,12 +124,18 @@ fn same(a: Option<f64>, b: Option<f64>) -> bool {
     }
 }
 
-/// Whether `got` (the bureau's row) carries `sent` (the plant's aggregate) in HJ 212 units.
+/// Whether `got` (the bureau's row) carries `sent` (the plant's aggregate): every value
+/// crossed the wire in the unit of its HJ 212 code (flow in m3/s, pressure in kPa) and the
+/// listener stored it in the unit cemsd keeps that quantity in (flow in m3/h, pressure in kPa).
 fn carries(got: &Record, sent: &Record) -> bool {
-    let Some(quantity) = sent.quantity else {
+    let Some((quantity, code)) = sent.quantity.and_then(|q| code_2017(q).map(|c| (q, c))) else {
         return false;
     };
-    let hj = |v: Option<f64>| v.and_then(|v| to_hj212_unit(quantity, sent.unit, v));
+    let hj = |v: Option<f64>| {
+        v.and_then(|v| to_hj212_unit(quantity, sent.unit, v))
+            .and_then(|wire| from_hj212_unit(code, wire))
+            .map(|(stored, _)| stored)
+    };
     got.kind == sent.kind
         && got.ts == sent.ts
         && got.end == sent.end
@@ -372,6 +379,44 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
     assert!(
         (kpa - pa / 1000.0).abs() <= 1e-9 * kpa.abs(),
         "{pa} Pa → {kpa} kPa"
+    );
+
+    // Flow travelled in m3/s (HJ 212-2017 Table B.2, a00000): the plant stores m3/h and
+    // uploads the value / 3600, the bureau multiplies it back and stores m3/h again.
+    let flow = bureau_rows
+        .iter()
+        .find(|s| s.record.channel.as_ref() == "a00000" && s.record.kind == RecordKind::Hour)
+        .unwrap_or_else(|| panic!("no hourly flow at the bureau"));
+    let sent = plant_rows
+        .iter()
+        .find(|s| {
+            s.record.kind == RecordKind::Hour
+                && s.record.ts == flow.record.ts
+                && s.record.quantity == flow.record.quantity
+        })
+        .unwrap_or_else(|| panic!("the plant's hour of {:?}", flow.record.ts));
+    assert_eq!(sent.record.unit.map(|u| u.symbol()), Some("m3/h"));
+    assert_eq!(flow.record.unit.map(|u| u.symbol()), Some("m3/h"));
+    let (plant_m3h, bureau_m3h) = (
+        sent.record.measured.unwrap_or(f64::NAN),
+        flow.record.measured.unwrap_or(f64::NAN),
+    );
+    assert!(
+        (bureau_m3h - plant_m3h).abs() <= 1e-9 * plant_m3h.abs() && plant_m3h > 1000.0,
+        "{plant_m3h} m3/h at the plant, {bureau_m3h} m3/h at the bureau"
+    );
+    let hour = group_periods(std::iter::once(sent));
+    let packet = period_packet(&header, "1", &hour[0], UtcOffset::CHINA).packet;
+    let a00000 = packet
+        .cp
+        .factors()
+        .find(|f| f.code == "a00000")
+        .and_then(|f| f.get(&FieldKind::Avg))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    assert!(
+        (a00000 - plant_m3h / 3600.0).abs() <= 1e-9 * a00000.abs(),
+        "a00000-Avg={a00000} for {plant_m3h} m3/h"
     );
 
     // Real-time data arrived too, as readings under the MN.

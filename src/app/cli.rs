@@ -180,7 +180,11 @@ fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
     Ok((loaded, store))
 }
 
+/// Prints every packet in the input field by field, and every part of the input that is not
+/// a packet with the byte where it goes wrong. Exits 1 when the input holds no packet that
+/// decodes (empty input, noise, cut or damaged packets only).
 pub fn hj212_decode(file: Option<&Path>) -> Result<(), Failure> {
+    use crate::protocol::hj212::{DecodeErrorKind, Framer};
     use std::io::Read;
     let mut bytes = Vec::new();
     match file {
@@ -194,9 +198,11 @@ pub fn hj212_decode(file: Option<&Path>) -> Result<(), Failure> {
                 .map_err(|e| Failure::runtime(format!("cannot read stdin: {e}")))?;
         }
     }
-    let mut framer = crate::protocol::hj212::Framer::new();
+    let mut framer = Framer::new().reporting_skipped();
     framer.push(&bytes);
-    let (mut good, mut bad) = (0, 0);
+    framer.finish();
+    let (mut good, mut bad, mut skipped) = (0, 0, 0);
+    let mut first_problem = None;
     while let Some(found) = framer.next_packet() {
         match found {
             Ok(frame) => {
@@ -208,20 +214,42 @@ pub fn hj212_decode(file: Option<&Path>) -> Result<(), Failure> {
                 );
             }
             Err(failed) => {
-                bad += 1;
+                let label = match failed.error.kind {
+                    DecodeErrorKind::NotAPacket { len } => {
+                        skipped += len;
+                        "not a packet"
+                    }
+                    _ => {
+                        bad += 1;
+                        "bad packet"
+                    }
+                };
                 println!(
-                    "bad packet: {}\n{}\n",
+                    "{label}: {}\n{}\n",
                     failed.error,
                     failed.error.point_at(&bytes)
                 );
+                first_problem.get_or_insert_with(|| failed.error.to_string());
             }
         }
     }
-    println!("{good} packets decoded, {bad} rejected");
-    if good == 0 && bad > 0 {
-        return Err(Failure::runtime("no packet could be decoded"));
+    let skipped_note = match skipped {
+        0 => String::new(),
+        1 => ", 1 byte that is not a packet".to_string(),
+        n => format!(", {n} bytes that are not packets"),
+    };
+    println!("{good} packets decoded, {bad} rejected{skipped_note}");
+    if good > 0 {
+        return Ok(());
     }
-    Ok(())
+    Err(Failure::runtime(match first_problem {
+        Some(problem) => format!("no packet could be decoded: {problem}"),
+        None if bytes.is_empty() => "no packet could be decoded: the input is empty".to_string(),
+        None => format!(
+            "no packet could be decoded: the input is {} bytes of whitespace",
+            bytes.len()
+        ),
+    }))
 }
 
 pub fn query(

@@ -223,6 +223,11 @@ pub struct DeviceConfig {
     /// Per-site spans of scaled-integer channels, e.g. `spans = { SO2 = [0, 750] }`.
     #[serde(default)]
     pub spans: BTreeMap<String, [f64; 2]>,
+    /// Site status bindings added to the profile's `[[status]]`, same keys, addresses as the
+    /// profile writes them: e.g. a DCS/PLC input that says the analyser is calibrating,
+    /// `status = [{ table = "discrete_input", address = 12, flag = "C" }]`.
+    #[serde(default)]
+    pub status: Vec<crate::config::profile::StatusBit>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -513,6 +518,12 @@ fn validate(
                 }
             }
         }
+        crate::config::profile::validate_status(
+            src,
+            &[Seg::Key("device"), Seg::Index(i)],
+            profile.address_base,
+            &device.status,
+        )?;
         for (name, [lo, hi]) in &device.spans {
             let path = [
                 Seg::Key("device"),

@@ -270,7 +270,13 @@ impl Profile {
                     Some("give every channel of a profile its own name".into()),
                 ));
             }
-            self.check_address(src, &at("address"), ch.address, ch.data_type.registers())?;
+            check_address(
+                src,
+                &at("address"),
+                self.address_base,
+                ch.address,
+                ch.data_type.registers(),
+            )?;
             for r in 0..u32::from(ch.data_type.registers()) {
                 if let Some(other) = occupied.insert((ch.table, ch.address + r), i) {
                     return Err(src.error_at_path(
@@ -333,64 +339,90 @@ impl Profile {
                 }
             }
         }
-        for (i, st) in self.status.iter().enumerate() {
-            let at = |key| [Seg::Key("status"), Seg::Index(i), Seg::Key(key)];
-            self.check_address(src, &at("address"), st.address, 1)?;
-            match (st.table.is_register(), st.bit, st.equals) {
-                (true, Some(b), None) if b < 16 => {}
-                (true, Some(b), None) => {
-                    return Err(src.error_at_path(
-                        &at("bit"),
-                        format!("bit {b} does not exist in a 16-bit register"),
-                        Some("use a bit from 0 (least significant) to 15".into()),
-                    ))
-                }
-                (true, None, Some(_)) => {}
-                (true, _, _) => {
-                    return Err(src.error_at_path(
-                        &at("table"),
-                        "a status register needs exactly one of `bit` or `equals`",
-                        Some("bit = N for a bit field, equals = N for a state code".into()),
-                    ))
-                }
-                (false, None, None) => {}
-                (false, _, _) => return Err(src.error_at_path(
+        validate_status(src, &[], self.address_base, &self.status)
+    }
+
+    /// This profile with the site's own status bindings (a `[[device]]`'s `status`) added to
+    /// its own: a DCS or PLC input, or a register of the analyser the profile does not map,
+    /// read from the same device and counted like the profile's entries.
+    pub fn with_site_status(&self, site: &[StatusBit]) -> Profile {
+        let mut profile = self.clone();
+        profile.status.extend_from_slice(site);
+        profile
+    }
+}
+
+/// Checks status entries (a profile's `[[status]]`, or a device's site-level `status`) whose
+/// addresses are written for `address_base`; errors name `prefix.status[i].key` in `src`.
+pub(crate) fn validate_status(
+    src: &SourceText,
+    prefix: &[Seg],
+    address_base: u8,
+    status: &[StatusBit],
+) -> Result<(), SourceError> {
+    for (i, st) in status.iter().enumerate() {
+        let at = |key| {
+            let mut path = prefix.to_vec();
+            path.extend([Seg::Key("status"), Seg::Index(i), Seg::Key(key)]);
+            path
+        };
+        check_address(src, &at("address"), address_base, st.address, 1)?;
+        match (st.table.is_register(), st.bit, st.equals) {
+            (true, Some(b), None) if b < 16 => {}
+            (true, Some(b), None) => {
+                return Err(src.error_at_path(
+                    &at("bit"),
+                    format!("bit {b} does not exist in a 16-bit register"),
+                    Some("use a bit from 0 (least significant) to 15".into()),
+                ))
+            }
+            (true, None, Some(_)) => {}
+            (true, _, _) => {
+                return Err(src.error_at_path(
+                    &at("table"),
+                    "a status register needs exactly one of `bit` or `equals`",
+                    Some("bit = N for a bit field, equals = N for a state code".into()),
+                ))
+            }
+            (false, None, None) => {}
+            (false, _, _) => {
+                return Err(src.error_at_path(
                     &at("table"),
                     "coils and discrete inputs are single bits: `bit` and `equals` do not apply",
                     Some("remove bit/equals, or read the status from a register table".into()),
-                )),
-            }
-            if st.flag == Flag::N || st.flag == Flag::B {
-                return Err(src.error_at_path(
-                    &at("flag"),
-                    format!("flag {} cannot come from an instrument status", st.flag),
-                    Some("use C, M, D, S, T or F".into()),
-                ));
+                ))
             }
         }
-        Ok(())
-    }
-
-    fn check_address(
-        &self,
-        src: &SourceText,
-        path: &[Seg],
-        written: u32,
-        len: u16,
-    ) -> Result<(), SourceError> {
-        let base = u32::from(self.address_base);
-        if written < base || written - base + u32::from(len) > 0x1_0000 {
+        if st.flag == Flag::N || st.flag == Flag::B {
             return Err(src.error_at_path(
-                path,
-                format!("address {written} is outside the register space for address base {base}"),
-                Some(format!(
-                    "addresses run from {base} to {}",
-                    0xFFFF + base + 1 - u32::from(len)
-                )),
+                &at("flag"),
+                format!("flag {} cannot come from an instrument status", st.flag),
+                Some("use C, M, D, S, T or F".into()),
             ));
         }
-        Ok(())
     }
+    Ok(())
+}
+
+fn check_address(
+    src: &SourceText,
+    path: &[Seg],
+    address_base: u8,
+    written: u32,
+    len: u16,
+) -> Result<(), SourceError> {
+    let base = u32::from(address_base);
+    if written < base || written - base + u32::from(len) > 0x1_0000 {
+        return Err(src.error_at_path(
+            path,
+            format!("address {written} is outside the register space for address base {base}"),
+            Some(format!(
+                "addresses run from {base} to {}",
+                0xFFFF + base + 1 - u32::from(len)
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// The profiles shipped in `device-profiles/`, compiled into the binary so a gateway

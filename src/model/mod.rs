@@ -300,12 +300,14 @@ impl FromStr for Quantity {
     }
 }
 
-/// The one quantity → unit table: the unit a quantity is reported, stored and uploaded in
-/// (HJ 212's and HJ 75's: concentrations in mg/m3 at standard condition, O2, CO2 and humidity
-/// in %, temperature °C, pressure kPa (the standard's unit for a01013), velocity m/s, flow
-/// m3/h), and the units an analyser may send it in. The normaliser turns ppm and ppb into
+/// The one quantity → unit table: the unit a quantity is reported and stored in (HJ 75's:
+/// concentrations in mg/m3 at standard condition, O2, CO2 and humidity in %, temperature °C,
+/// pressure kPa (the standard's unit for a01013), velocity m/s, flow m3/h as HJ 75 computes
+/// it), and the units an analyser may send it in. The normaliser turns ppm and ppb into
 /// mg/m3 and takes every other accepted unit as it comes (a probe may be read and stored in
-/// Pa); the HJ 212 uplink states values in the first unit, and so does the simulator.
+/// Pa); the simulator states values in the first unit. On HJ 212 links values travel in the
+/// unit of the standard's code table (`protocol::hj212::codes::factor_units`: flow in m3/s),
+/// converted by the uplink and the listener at the edge.
 fn unit_row(quantity: Quantity) -> (Unit, &'static [Unit]) {
     const GAS: &[Unit] = &[Unit::Ppm, Unit::Ppb, Unit::MgPerM3];
     match quantity {
@@ -358,12 +360,15 @@ pub enum Unit {
     MetrePerSecond,
     #[serde(rename = "m3/h")]
     CubicMetrePerHour,
+    /// Flue-gas flow as HJ 212-2017 states it on the wire (a00000); stored as m3/h.
+    #[serde(rename = "m3/s")]
+    CubicMetrePerSecond,
     #[serde(rename = "kg/h")]
     KgPerHour,
 }
 
 impl Unit {
-    pub const ALL: [Unit; 10] = [
+    pub const ALL: [Unit; 11] = [
         Unit::Ppb,
         Unit::Ppm,
         Unit::MgPerM3,
@@ -373,6 +378,7 @@ impl Unit {
         Unit::Pa,
         Unit::MetrePerSecond,
         Unit::CubicMetrePerHour,
+        Unit::CubicMetrePerSecond,
         Unit::KgPerHour,
     ];
 
@@ -387,12 +393,14 @@ impl Unit {
             Unit::Pa => "Pa",
             Unit::MetrePerSecond => "m/s",
             Unit::CubicMetrePerHour => "m3/h",
+            Unit::CubicMetrePerSecond => "m3/s",
             Unit::KgPerHour => "kg/h",
         }
     }
 
     /// `value` in this unit stated in `to`, for units that differ by a fixed factor whatever
-    /// the substance: Pa and kPa; ppb, ppm and %vol (volume fractions, 1 %vol = 10 000 ppm).
+    /// the substance: Pa and kPa; ppb, ppm and %vol (volume fractions, 1 %vol = 10 000 ppm);
+    /// m3/h and m3/s (1 m3/s = 3600 m3/h).
     /// `None` across dimensions, and for ppm ↔ mg/m3, which depends on the gas (see
     /// `normalise::to_reporting_unit`).
     pub fn convert(self, value: f64, to: Unit) -> Option<f64> {
@@ -407,6 +415,8 @@ impl Unit {
             Unit::Ppb => Some(("fraction", 1.0)),
             Unit::Ppm => Some(("fraction", 1e3)),
             Unit::PercentVol => Some(("fraction", 1e7)),
+            Unit::CubicMetrePerHour => Some(("flow", 1.0)),
+            Unit::CubicMetrePerSecond => Some(("flow", 3600.0)),
             _ => None,
         };
         let (from_dimension, from_scale) = scale(self)?;
@@ -555,6 +565,14 @@ mod tests {
             Unit::CubicMetrePerHour.convert(1.0, Unit::MetrePerSecond),
             None
         );
+        // 5.331 m3/s × 3600 = 19 191.6 m3/h; 36 000 m3/h / 3600 = 10 m3/s.
+        let per_hour = Unit::CubicMetrePerSecond.convert(5.331, Unit::CubicMetrePerHour);
+        assert!(per_hour.is_some_and(|v| (v - 19_191.6).abs() < 1e-9));
+        assert_eq!(
+            Unit::CubicMetrePerHour.convert(36_000.0, Unit::CubicMetrePerSecond),
+            Some(10.0)
+        );
+        assert_eq!(Unit::CubicMetrePerSecond.convert(1.0, Unit::KPa), None);
     }
 
     #[test]

@@ -8,8 +8,15 @@
 //!
 //! Fields: `Rtd` → raw and measured, `ZsRtd` → corrected, `Avg` → measured, `ZsAvg` →
 //! corrected, `Min`/`Max` → min/max, `ZsMin`/`ZsMax` → corrected_min/corrected_max, `Flag` →
-//! flags. `Cou` (the period's emitted mass in kg) has no column: it goes into `note` as
-//! `cou=<value>`. Other suffixes (ValidNum, EFlag, Info …) are not stored.
+//! flags. `Cou` (the period's cumulative value: kg of a pollutant, m3 of flue gas for
+//! a00000) has no column: it goes into `note` as `cou=<value>`, as sent. Other suffixes
+//! (ValidNum, EFlag, Info …) are not stored.
+//!
+//! Units: a logger states each value in the unit of its code in the standard's code table
+//! ([`codes::factor_units`]: HJ 212-2017 Table B.2, flow a00000 in m3/s); the store keeps the
+//! unit cemsd reports the quantity in ([`unit_of`]: flow in m3/h), so values are converted
+//! here, at the edge. A code whose unit loggers do not keep to (the HJ/T 212-2005 B02 and
+//! S08) is stored as sent, without a unit.
 //!
 //! An upload repeated after a lost ack is converted, stored and acked again: the store is
 //! append-only and InfluxDB downstream keys points by series and time, so the repeat is
@@ -21,7 +28,7 @@ use std::sync::Arc;
 use chrono::NaiveDateTime;
 
 use crate::model::time::{Period, UtcOffset};
-use crate::model::{FlagSet, Timestamp};
+use crate::model::{FlagSet, Quantity, Timestamp, Unit};
 use crate::store::{Record, RecordKind};
 
 use crate::model::unit_of;
@@ -63,6 +70,23 @@ impl fmt::Display for RecordsError {
 }
 
 impl std::error::Error for RecordsError {}
+
+/// For factor `code` (standing for `quantity`): the unit its values arrive in (the
+/// standard's code table) and the unit they are stored in (the quantity's reporting unit,
+/// [`unit_of`]). `None` when the code has no fixed unit, or none that converts exactly.
+fn conversion(code: &str, quantity: Quantity) -> Option<(Unit, Unit)> {
+    let wire = codes::factor_units(code)?.value?;
+    let stored = unit_of(quantity);
+    wire.convert(1.0, stored).map(|_| (wire, stored))
+}
+
+/// `value` as a logger sends it for factor `code`, in the unit the listener stores it in:
+/// 5.331 (m3/s) of a00000 is 19 191.6 (m3/h). `None` for a code without a fixed unit.
+pub fn from_hj212_unit(code: &str, value: f64) -> Option<(f64, Unit)> {
+    let quantity = codes::quantity_of(code)?.0;
+    let (wire, stored) = conversion(code, quantity)?;
+    Some((wire.convert(value, stored)?, stored))
+}
 
 /// The record kind an upload command carries, with its period length for aggregates.
 pub fn kind_of(cn: CommandCode) -> Option<(RecordKind, Option<Period>)> {
@@ -134,6 +158,8 @@ pub fn records_of(
 
     // One group per factor is the usual layout, so this rarely grows.
     let mut records: Vec<Record> = Vec::with_capacity(packet.cp.groups.len());
+    // Per record, the unit its code's values arrive in and the unit they are stored in.
+    let mut conversions: Vec<Option<(Unit, Unit)>> = Vec::with_capacity(records.capacity());
     // The fields of a factor group share one code string: look its record up once.
     let mut last: Option<(&str, usize)> = None;
     for value in packet.cp.values() {
@@ -145,10 +171,12 @@ pub fn records_of(
             Some(index) => index,
             None => {
                 let quantity = codes::quantity_of(value.code).map(|(q, _)| q);
+                let conversion = quantity.and_then(|q| conversion(value.code, q));
+                conversions.push(conversion);
                 records.push(Record {
                     end,
                     quantity,
-                    unit: quantity.map(unit_of),
+                    unit: conversion.map(|(_, stored)| stored),
                     ..Record::new(
                         kind,
                         ts,
@@ -162,7 +190,7 @@ pub fn records_of(
         };
         last = Some((value.code, index));
         let record = &mut records[index];
-        let number = || -> Result<f64, RecordsError> {
+        let as_sent = || -> Result<f64, RecordsError> {
             value
                 .value
                 .trim()
@@ -174,6 +202,16 @@ pub fn records_of(
                     field: value.kind.name().to_string(),
                     value: value.value.to_string(),
                 })
+        };
+        // From the code's unit on the wire to the unit the record is stored in; a code
+        // without a fixed unit is stored as sent.
+        let conversion = conversions[index];
+        let number = || -> Result<f64, RecordsError> {
+            let x = as_sent()?;
+            Ok(match conversion {
+                Some((wire, stored)) => wire.convert(x, stored).unwrap_or(x),
+                None => x,
+            })
         };
         match value.kind {
             FieldKind::Rtd => {
@@ -187,7 +225,7 @@ pub fn records_of(
             FieldKind::Max => record.max = Some(number()?),
             FieldKind::ZsMin => record.corrected_min = Some(number()?),
             FieldKind::ZsMax => record.corrected_max = Some(number()?),
-            FieldKind::Cou => record.note = Some(format!("cou={}", number()?)),
+            FieldKind::Cou => record.note = Some(format!("cou={}", as_sent()?)),
             FieldKind::Flag => {
                 // The decoder has refused flags outside N T S C M D F B.
                 if let Ok(flag) = value.value.parse() {
@@ -482,6 +520,14 @@ mod tests {
         assert_eq!(find("S08").quantity, Some(Quantity::Pressure));
         assert_eq!(find("S08").measured, Some(-1857.0));
         assert_eq!(find("B02").quantity, Some(Quantity::Flow));
+        // B02 in m3/h and S08 in Pa here, against the 2017 table's m3/s and kPa: stored as
+        // sent, without a unit that would be wrong for one of them.
+        assert_eq!(
+            (find("B02").unit, find("B02").measured),
+            (None, Some(19278.0))
+        );
+        assert_eq!(find("S08").unit, None);
+        assert_eq!(find("S01").unit, Some(Unit::PercentVol));
         assert_eq!(find("S04").quantity, None, "no meaning known for S04");
         let humidity = find("S05");
         assert_eq!(humidity.quantity, Some(Quantity::Humidity));
@@ -492,6 +538,53 @@ mod tests {
         // 2020-07-07 15:17:56 +08:00 = 07:17:56Z = 1_594_106_276_000 ms.
         assert!(records.iter().all(|r| r.ts == Timestamp(1_594_106_276_000)));
         assert!(records.iter().all(|r| r.kind == RecordKind::Reading));
+    }
+
+    /// A real 2061 hour upload quoted in a public PHP HJ 212 parser's test controller
+    /// (`app\api\controller\Test`, 2024-01-23); the CRC 0E40 checks. Flow a00000 arrives in
+    /// m3/s with its volume as Cou (5.331 m3/s × 3600 s ≈ 19 191.973 m3) and is stored in
+    /// m3/h; pressure a01013 is in kPa.
+    #[test]
+    fn real_hour_upload_flow_is_stored_in_cubic_metres_per_hour() {
+        let wire = b"##0612QN=20240123101501421;ST=31;CN=2061;PW=123456;MN=81733553216103;Flag=4;CP=&&DataTime=20240122170000;a00000-Cou=19191.973,a00000-Min=5.051,a00000-Avg=5.331,a00000-Max=5.617,a00000-Flag=N;a01011-Min=6.686,a01011-Avg=7.029,a01011-Max=7.425,a01011-Flag=N;a01013-Min=-0.041,a01013-Avg=-0.026,a01013-Max=0.011,a01013-Flag=N;a01012-Min=8.074,a01012-Avg=8.524,a01012-Max=8.789,a01012-Flag=N;a24088-Cou=0.018,a24088-Min=0.665,a24088-Avg=0.933,a24088-Max=1.418,a24088-Flag=N;a05002-Cou=0.000,a05002-Min=0.000,a05002-Avg=0.000,a05002-Max=0.000,a05002-Flag=N;a01014-Min=0.828,a01014-Avg=1.040,a01014-Max=1.239,a01014-Flag=N&&0E40";
+        let packet = decode(wire).unwrap_or_else(|e| panic!("{e}"));
+        let records = convert(&packet).unwrap_or_else(|e| panic!("{e}"));
+        let find = |code: &str| {
+            records
+                .iter()
+                .find(|r| &*r.channel == code)
+                .unwrap_or_else(|| panic!("no record for {code}"))
+        };
+        let close = |a: Option<f64>, b: f64| a.is_some_and(|a| (a - b).abs() <= 1e-9 * b.abs());
+        let flow = find("a00000");
+        assert_eq!(flow.quantity, Some(Quantity::Flow));
+        assert_eq!(flow.unit, Some(Unit::CubicMetrePerHour));
+        // 5.331 × 3600 = 19 191.6; 5.051 × 3600 = 18 183.6; 5.617 × 3600 = 20 221.2
+        assert!(close(flow.measured, 19_191.6), "{flow:?}");
+        assert!(close(flow.min, 18_183.6), "{flow:?}");
+        assert!(close(flow.max, 20_221.2), "{flow:?}");
+        assert_eq!(flow.note.as_deref(), Some("cou=19191.973"), "m3, as sent");
+        let pressure = find("a01013");
+        assert_eq!(
+            (pressure.unit, pressure.measured),
+            (Some(Unit::KPa), Some(-0.026))
+        );
+        let velocity = find("a01011");
+        assert_eq!(
+            (velocity.unit, velocity.measured),
+            (Some(Unit::MetrePerSecond), Some(7.029))
+        );
+        assert_eq!(find("a01012").unit, Some(Unit::DegC));
+        assert_eq!(find("a01014").unit, Some(Unit::PercentVol));
+        assert_eq!(find("a01014").measured, Some(1.04));
+        // VOC codes cemsd does not know are kept, unconverted, without a unit.
+        let unknown = find("a24088");
+        assert_eq!((unknown.unit, unknown.measured), (None, Some(0.933)));
+        assert_eq!(
+            from_hj212_unit("a00000", 5.331).map(|(_, u)| u),
+            Some(Unit::CubicMetrePerHour)
+        );
+        assert_eq!(from_hj212_unit("B02", 19_278.0), None, "no fixed unit");
     }
 
     /// guocay/hj212-protocol SAMPLE[0] from tests/fixtures/hj212 (ambient air, 2017 codes).

@@ -290,11 +290,14 @@ impl Session<'_> {
 
     fn refuse_frame(&self, error: &FrameError) {
         let reason = match error.error.kind {
-            DecodeErrorKind::BadCrc { .. } | DecodeErrorKind::BadCrcDigits => Reject::Crc,
+            DecodeErrorKind::BadCrc { .. }
+            | DecodeErrorKind::BadCrcDigits
+            | DecodeErrorKind::MissingCrc => Reject::Crc,
             DecodeErrorKind::BadLength { .. }
             | DecodeErrorKind::BadLengthDigits
-            | DecodeErrorKind::TooLong { .. } => Reject::Length,
-            DecodeErrorKind::BadHeader => Reject::Garbage,
+            | DecodeErrorKind::TooLong { .. }
+            | DecodeErrorKind::Truncated { .. } => Reject::Length,
+            DecodeErrorKind::BadHeader | DecodeErrorKind::NotAPacket { .. } => Reject::Garbage,
             DecodeErrorKind::MissingCpDelimiter
             | DecodeErrorKind::UnknownCommand(_)
             | DecodeErrorKind::MissingField(_)

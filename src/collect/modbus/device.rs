@@ -48,6 +48,8 @@ pub struct PollOutcome {
 impl DevicePoller {
     /// `buses` resolves the response timeout of RTU devices.
     pub fn new(device: &DeviceConfig, profile: &Profile, buses: &[BusConfig]) -> DevicePoller {
+        // The site's status bindings are read and applied like the profile's own.
+        let profile = &profile.with_site_status(&device.status);
         let channels = profile
             .channels
             .iter()
@@ -312,6 +314,7 @@ flag = "C"
             position: Default::default(),
             channels: None,
             spans: BTreeMap::new(),
+            status: Vec::new(),
         };
         DevicePoller::new(&device, &profile, &[])
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::model::Quantity;
+use crate::model::{Quantity, Unit};
 
 /// ST: which kind of monitoring system the packet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -276,6 +276,110 @@ const CODES_2005: [(&str, Quantity); 9] = [
     ("B02", Quantity::Flow),
 ];
 
+/// What a factor's `-Cou` (cumulative value of the period) measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Total {
+    /// Cubic metres: the flue-gas volume of the period (a00000).
+    CubicMetre,
+    /// Kilograms: the pollutant mass emitted in the period.
+    Kilogram,
+}
+
+impl Total {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Total::CubicMetre => "m3",
+            Total::Kilogram => "kg",
+        }
+    }
+}
+
+/// The units a factor code's values travel in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FactorUnits {
+    /// Unit of `-Rtd`, `-Avg`, `-Min`, `-Max` and their `Zs` forms. `None` where the edition's
+    /// table does not fix one that loggers keep to (see [`CODES_2005_UNITS`]).
+    pub value: Option<Unit>,
+    /// What `-Cou` is in; `None` for state parameters, which have no cumulative value.
+    pub total: Option<Total>,
+}
+
+/// Units of the HJ 212-2017 flue-gas codes cemsd sends and reads, as the standard's code
+/// table gives them: HJ 212-2017 Appendix B, Table B.2 "气监测因子编码表" (quoting HJ 524-2009),
+/// columns 缺省计量单位（浓度） and 缺省计量单位（排放量）, printed pages 22-24. Checked against the
+/// standard's text as published in guocay/hj212-protocol, `docs/污染物在线监控（监测）系统数据传输标准.pdf`
+/// (PDF pages 25-27). The table rows, in the standard's words:
+///
+/// | code   | 中文名称 | 原编码 | concentration | total | what cemsd uses |
+/// |--------|----------|--------|---------------|-------|-----------------|
+/// | a00000 | 废气     | B02    | 立方米/秒     | 立方米 | m3/s, Cou m3 |
+/// | a01011 | 烟气流速 | S02    | 米/秒         |       | m/s |
+/// | a01012 | 烟气温度 | S03    | 摄氏度        |       | °C |
+/// | a01013 | 烟气压力 | S08    | 千帕          |       | kPa |
+/// | a01014 | 烟气湿度 | S05    | %             |       | % |
+/// | a19001 | 氧气含量 | S01    | %             |       | % |
+/// | a21002 | 氮氧化物 | 03     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
+/// | a21003 | 一氧化氮 | --     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
+/// | a21004 | 二氧化氮 | --     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
+/// | a21005 | 一氧化碳 | 04     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
+/// | a21026 | 二氧化硫 | 02     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
+/// | a34013 | 烟尘     | 01     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
+///
+/// Appendix D.2.4 of the same standard computes flow per hour in m3/h and per day in m3/d,
+/// so a00000's Cou of a period is its volume. Real uploads agree: a 2061 hour upload quoted
+/// in a public PHP HJ 212 parser's test controller (`app\api\controller\Test`, 2024-01-23,
+/// MN 81733553216103, CRC 0E40 checks) carries `a00000-Avg=5.331` with
+/// `a00000-Cou=19191.973` (5.331 m3/s × 3600 s = 19 191.6 m3) and `a01013-Avg=-0.026` (kPa:
+/// a static pressure of −26 Pa).
+const UNITS_2017: [(&str, Option<Unit>, Option<Total>); 12] = [
+    (
+        "a00000",
+        Some(Unit::CubicMetrePerSecond),
+        Some(Total::CubicMetre),
+    ),
+    ("a01011", Some(Unit::MetrePerSecond), None),
+    ("a01012", Some(Unit::DegC), None),
+    ("a01013", Some(Unit::KPa), None),
+    ("a01014", Some(Unit::PercentVol), None),
+    ("a19001", Some(Unit::PercentVol), None),
+    ("a21002", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+    ("a21003", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+    ("a21004", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+    ("a21005", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+    ("a21026", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+    ("a34013", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+];
+
+/// Units of the HJ/T 212-2005 codes cemsd reads. The 2005 standard's own table was not
+/// available; the 2017 table lists these codes as the 原编码 of its rows, with the units
+/// above. Where loggers do not keep to one unit the value is stored without one rather than
+/// converted on a guess: the one real 2005 upload we hold (the TianHong packet in
+/// tests/fixtures/hj212) sends `B02-Rtd=19278`, which is m3/h (9.676 m/s × 0.8 m2 × 3600
+/// at standard dry conditions), not m3/s, and `S08-Rtd=-1857`, which is Pa, not kPa; the code
+/// lists of lingkejia/bocon-operation-app (`src/lib/polcodeList05.js`) likewise allow m3/s,
+/// m3/h or L/s for B02 and kPa or Pa for S08.
+pub const CODES_2005_UNITS: [(&str, Option<Unit>, Option<Total>); 9] = [
+    ("01", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+    ("02", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+    ("03", Some(Unit::MgPerM3), Some(Total::Kilogram)),
+    ("S01", Some(Unit::PercentVol), None),
+    ("S02", Some(Unit::MetrePerSecond), None),
+    ("S03", Some(Unit::DegC), None),
+    ("S05", Some(Unit::PercentVol), None),
+    ("S08", None, None),
+    ("B02", None, Some(Total::CubicMetre)),
+];
+
+/// The units values of a flue-gas factor code travel in (see [`UNITS_2017`] and
+/// [`CODES_2005_UNITS`]); `None` for a code cemsd does not know.
+pub fn factor_units(code: &str) -> Option<FactorUnits> {
+    UNITS_2017
+        .iter()
+        .chain(CODES_2005_UNITS.iter())
+        .find(|(c, _, _)| *c == code)
+        .map(|&(_, value, total)| FactorUnits { value, total })
+}
+
 /// The quantity a factor code stands for, from either edition. The 2017 codes are the ones
 /// `Quantity::hj212_code` defines, so the two directions cannot drift apart.
 pub fn quantity_of(code: &str) -> Option<(Quantity, CodeEdition)> {
@@ -332,6 +436,46 @@ mod tests {
             );
             assert_eq!(code_2017(quantity), Some(code), "{quantity}");
         }
+    }
+
+    #[test]
+    fn every_code_cemsd_knows_has_its_table_unit() {
+        // HJ 212-2017 Table B.2; the store's unit of flow is m3/h, the wire's m3/s.
+        let expected = [
+            (Quantity::Flow, "m3/s", Some("m3")),
+            (Quantity::Velocity, "m/s", None),
+            (Quantity::Temperature, "degC", None),
+            (Quantity::Pressure, "kPa", None),
+            (Quantity::Humidity, "%vol", None),
+            (Quantity::O2, "%vol", None),
+            (Quantity::NOx, "mg/m3", Some("kg")),
+            (Quantity::NO, "mg/m3", Some("kg")),
+            (Quantity::NO2, "mg/m3", Some("kg")),
+            (Quantity::CO, "mg/m3", Some("kg")),
+            (Quantity::SO2, "mg/m3", Some("kg")),
+            (Quantity::Dust, "mg/m3", Some("kg")),
+        ];
+        for (quantity, unit, total) in expected {
+            let code = code_2017(quantity).unwrap_or_else(|| panic!("{quantity} has a code"));
+            let units = factor_units(code).unwrap_or_else(|| panic!("{code} has units"));
+            assert_eq!(units.value.map(Unit::symbol), Some(unit), "{code}");
+            assert_eq!(units.total.map(Total::symbol), total, "{code}");
+        }
+        // Every 2017 code cemsd uploads is in the table, and every 2005 code it reads.
+        for quantity in Quantity::ALL {
+            if let Some(code) = code_2017(quantity) {
+                assert!(factor_units(code).is_some(), "{code}");
+            }
+        }
+        for (code, _) in CODES_2005 {
+            assert!(factor_units(code).is_some(), "{code}");
+        }
+        assert_eq!(factor_units("a99999"), None);
+        assert_eq!(
+            factor_units("B02").and_then(|u| u.value),
+            None,
+            "m3/s or m3/h"
+        );
     }
 
     #[test]

@@ -111,7 +111,13 @@ fn describe_group(out: &mut String, group: &CpGroup) {
             let _ = writeln!(out, "  DataTime = {value:<20} {note}");
         }
         CpGroup::Factor(factor) => {
-            let _ = writeln!(out, "  {:<8} {}", factor.code, code_meaning(&factor.code));
+            let _ = writeln!(
+                out,
+                "  {:<8} {}{}",
+                factor.code,
+                code_meaning(&factor.code),
+                units_note(&factor.code)
+            );
             for (kind, value) in &factor.fields {
                 let _ = writeln!(
                     out,
@@ -158,6 +164,22 @@ fn code_meaning(code: &str) -> String {
         }
         None => "factor code cemsd does not know".to_string(),
     }
+}
+
+/// The units the code's values are in, from the standard's code table.
+fn units_note(code: &str) -> String {
+    let Some(units) = codes::factor_units(code) else {
+        return String::new();
+    };
+    let value = match units.value {
+        Some(unit) => format!("; values in {unit}"),
+        None => "; values in the logger's unit (not fixed for this code)".to_string(),
+    };
+    let total = units
+        .total
+        .map(|t| format!(", Cou in {}", t.symbol()))
+        .unwrap_or_default();
+    format!("{value}{total}")
 }
 
 fn quantity_label(quantity: Quantity) -> &'static str {
@@ -222,10 +244,25 @@ mod tests {
             "reply required: yes; split: yes; protocol version 1 (HJ 212-2017)",
             "PNO   1 of 2",
             "2026-01-01 12:00:00 (station local time)",
-            "SO2 sulphur dioxide (HJ 212-2017 code)",
+            "SO2 sulphur dioxide (HJ 212-2017 code); values in mg/m3, Cou in kg",
             "average at reference O2",
             "data flag: calibration",
             "factor code cemsd does not know",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn factor_units_come_from_the_code_table() {
+        let data = "QN=20260101120000123;ST=31;CN=2061;PW=1;MN=P;Flag=4;CP=&&DataTime=20260101120000;a00000-Avg=5.331,a00000-Cou=19191.973;a01013-Avg=-0.026;B02-Avg=19278&&";
+        let crc = crate::protocol::hj212::crc16_hj212(data.as_bytes());
+        let wire = format!("##{:04}{data}{crc:04X}", data.len());
+        let text = describe(&decode(wire.as_bytes()).expect("valid packet"));
+        for expected in [
+            "flue-gas flow (HJ 212-2017 code); values in m3/s, Cou in m3",
+            "flue-gas pressure (HJ 212-2017 code); values in kPa",
+            "values in the logger's unit (not fixed for this code), Cou in m3",
         ] {
             assert!(text.contains(expected), "missing {expected:?} in\n{text}");
         }

@@ -27,6 +27,18 @@ pub enum DecodeErrorKind {
         declared: usize,
         actual: usize,
     },
+    /// The input ends inside a packet: fewer bytes follow the header than its length field
+    /// and the CRC need, and what there is does not end like a packet.
+    Truncated {
+        declared: usize,
+        received: usize,
+    },
+    /// The packet ends with its data segment (`…&&`) and no CRC after it.
+    MissingCrc,
+    /// Bytes outside any packet: no `##` header starts them.
+    NotAPacket {
+        len: usize,
+    },
     /// The last 4 characters are not hexadecimal digits.
     BadCrcDigits,
     BadCrc {
@@ -110,7 +122,25 @@ impl fmt::Display for DecodeErrorKind {
             ),
             DecodeErrorKind::BadLength { declared, actual } => write!(
                 f,
-                "length field says {declared:04} bytes but the data segment has {actual}"
+                "wrong length field: it says {declared:04} bytes but the data segment has \
+                 {actual}"
+            ),
+            DecodeErrorKind::Truncated { declared, received } => write!(
+                f,
+                "the input ends {received} bytes into a packet whose length field says \
+                 {declared:04}: the packet is cut short ({declared} bytes of data and 4 CRC \
+                 digits expected)"
+            ),
+            DecodeErrorKind::MissingCrc => write!(
+                f,
+                "the packet ends after its data segment (`&&`) without the 4 hexadecimal CRC \
+                 digits"
+            ),
+            DecodeErrorKind::NotAPacket { len } => write!(
+                f,
+                "{len} byte{} that {} not an HJ 212 packet: no `##` header",
+                if *len == 1 { "" } else { "s" },
+                if *len == 1 { "is" } else { "are" }
             ),
             DecodeErrorKind::BadCrcDigits => {
                 write!(

@@ -7,23 +7,25 @@
 //! - One factor group per quantity, code from [`code_2017`]. 2011: `-Rtd` (measured), `-ZsRtd`
 //!   (O2-corrected), `-Flag`. 2051/2061/2031: `-Avg`, `-ZsAvg`, `-Min`, `-Max`, `-ZsMin`,
 //!   `-ZsMax`, `-Cou`, `-Flag`, each only where the store has the value.
-//! - `-Cou` is the pollutant mass emitted in the period, kg: the mean emission rate (kg/h) times
-//!   the period's length in hours.
-//! - Values are stated in the HJ 212 unit of their quantity ([`unit_of`]: pressure in kPa
-//!   although a probe may be read and stored in Pa). A factor whose stored unit has no exact
-//!   conversion is left out and reported in [`Encoded::left_out`]: a missing value is visible
-//!   at the platform, a number in the wrong unit is not.
+//! - `-Cou` is the period's cumulative value in the unit the code table gives it: for a
+//!   pollutant the mass emitted, kg (the mean emission rate in kg/h times the period's length in
+//!   hours); for flue-gas flow (a00000) the volume, m3 (the mean flow in m3/h times the hours).
+//! - Values are stated in the unit HJ 212-2017's code table gives their factor code
+//!   ([`factor_units`]), converted from the unit the store holds them in: flow stored in m3/h
+//!   goes out in m3/s, pressure read and stored in Pa goes out in kPa. A factor whose stored
+//!   unit has no exact conversion is left out and reported in [`Encoded::left_out`]: a missing
+//!   value is visible at the platform, a number in the wrong unit is not.
 //! - Numbers are Rust's shortest round-trip form of the (converted) f64, so the receiving
 //!   store gets the same f64 back.
 
 use std::sync::Arc;
 
 use crate::model::time::UtcOffset;
-use crate::model::{unit_of, Quantity, Timestamp, Unit};
+use crate::model::{Quantity, Timestamp, Unit};
 use crate::process::normalise::to_reporting_unit;
 use crate::store::{Record, RecordKind, Stored};
 
-use crate::protocol::hj212::codes::{code_2017, CommandCode, SystemCode};
+use crate::protocol::hj212::codes::{code_2017, factor_units, CommandCode, SystemCode, Total};
 use crate::protocol::hj212::{
     encode, format_data_time, format_qn, split, CommandParams, EncodeError, Factor, FieldKind,
     Packet, PacketFlag,
@@ -137,12 +139,21 @@ impl Encoded {
     }
 }
 
-/// `value` of `quantity`, stored in `unit`, in the quantity's HJ 212 unit ([`unit_of`]):
-/// Pa ↔ kPa and volume fractions by [`Unit::convert`], ppm/ppb of a gas to mg/m3 by the
-/// HJ 75-2017 factors the normaliser uses. `None` when no exact conversion exists.
+/// The unit HJ 212-2017's code table gives the factor code of `quantity` ([`factor_units`]);
+/// `None` for a quantity without a 2017 code.
+pub fn hj212_unit(quantity: Quantity) -> Option<Unit> {
+    code_2017(quantity)
+        .and_then(factor_units)
+        .and_then(|units| units.value)
+}
+
+/// `value` of `quantity`, stored in `unit`, in the unit of its HJ 212 factor code
+/// ([`hj212_unit`]): m3/h ↔ m3/s, Pa ↔ kPa and volume fractions by [`Unit::convert`], ppm/ppb
+/// of a gas to mg/m3 by the HJ 75-2017 factors the normaliser uses. `None` when no exact
+/// conversion exists.
 pub fn to_hj212_unit(quantity: Quantity, unit: Option<Unit>, value: f64) -> Option<f64> {
     let unit = unit?;
-    let target = unit_of(quantity);
+    let target = hj212_unit(quantity)?;
     unit.convert(value, target).or_else(|| {
         let gas = target == Unit::MgPerM3 && matches!(unit, Unit::Ppm | Unit::Ppb);
         gas.then(|| to_reporting_unit(quantity, unit, value))
@@ -246,21 +257,46 @@ fn factor(record: &Record) -> Result<Option<Factor>, Unconvertible> {
         put(FieldKind::Max, record.max);
         put(FieldKind::ZsMin, record.corrected_min);
         put(FieldKind::ZsMax, record.corrected_max);
-        // A mass in kg from the rate in kg/h: not in the record's unit, never converted.
-        if let Some(text) = emitted_mass_kg(record).and_then(format_value) {
+        // A mass in kg from the rate in kg/h, or a volume in m3 from the flow: in the
+        // table's unit for Cou, computed here rather than converted.
+        let total = factor_units(code).and_then(|units| units.total);
+        if let Some(text) = period_total(total, record).and_then(format_value) {
             factor.fields.push((FieldKind::Cou, text));
         }
     }
     Ok(Some(factor.with_flag(record.flags.primary())))
 }
 
+/// The `-Cou` of an aggregate period in the unit the code table gives it (`total`).
+fn period_total(total: Option<Total>, record: &Record) -> Option<f64> {
+    match total? {
+        Total::Kilogram => emitted_mass_kg(record),
+        Total::CubicMetre => flow_volume_m3(record),
+    }
+}
+
+fn period_hours(record: &Record) -> Option<f64> {
+    let end = record.end?;
+    Some((end.millis() - record.ts.millis()) as f64 / 3_600_000.0)
+}
+
 /// Mass of a pollutant emitted in an aggregate period: mean rate (kg/h) × hours.
 fn emitted_mass_kg(record: &Record) -> Option<f64> {
     let pollutant = record.quantity.is_some_and(|q| q.is_pollutant());
-    let end = record.end?;
     let rate = record.rate.filter(|_| pollutant)?;
-    let hours = (end.millis() - record.ts.millis()) as f64 / 3_600_000.0;
-    Some(rate * hours)
+    Some(rate * period_hours(record)?)
+}
+
+/// Flue-gas volume of an aggregate flow period: mean flow (m3/h) × hours (HJ 212-2017
+/// Appendix D.2.4: Q_snd = Σ Q_snh).
+fn flow_volume_m3(record: &Record) -> Option<f64> {
+    if record.quantity != Some(Quantity::Flow) {
+        return None;
+    }
+    let per_hour = record
+        .unit?
+        .convert(record.measured?, Unit::CubicMetrePerHour)?;
+    Some(per_hour * period_hours(record)?)
 }
 
 /// Shortest text that parses back to the same f64; `None` for NaN and infinities, which the
@@ -300,7 +336,7 @@ impl QnSequence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{Flag, FlagSet, Quantity, Unit};
+    use crate::model::{unit_of, Flag, FlagSet, Quantity, Unit};
 
     /// 2026-01-01 04:00:00 UTC = 12:00:00 in China (+08:00).
     const T0: i64 = 1_767_240_000_000;
@@ -517,12 +553,14 @@ mod tests {
             assert_eq!(decoded.cp.data_time(), Some("20260101120000"));
             factors += decoded.cp.factors().count();
             for factor in decoded.cp.factors() {
-                // Every value reads back as exactly the stored f64.
-                assert_eq!(factor.get(&FieldKind::Avg), Some("0.3333333333333333"));
-                let min: Option<f64> = factor.get(&FieldKind::Min).and_then(|v| v.parse().ok());
-                assert_eq!(min, Some(0.1 + 0.2));
-                let max: Option<f64> = factor.get(&FieldKind::Max).and_then(|v| v.parse().ok());
-                assert_eq!(max, Some(1e-7 / 3.0));
+                // Every value reads back as exactly the f64 the store holds, stated in the
+                // code's unit: flow stored in m3/h travels in m3/s, so its values are the
+                // stored ones divided by 3600, each correctly rounded.
+                let per = if factor.code == "a00000" { 3600.0 } else { 1.0 };
+                let number = |kind| -> Option<f64> { factor.get(&kind)?.parse().ok() };
+                assert_eq!(number(FieldKind::Avg), Some(1.0 / 3.0 / per));
+                assert_eq!(number(FieldKind::Min), Some((0.1 + 0.2) / per));
+                assert_eq!(number(FieldKind::Max), Some(1e-7 / 3.0 / per));
             }
         }
         assert_eq!(factors, 12, "every quantity with a 2017 code, once");
@@ -569,6 +607,77 @@ mod tests {
         };
         assert!((number(FieldKind::Avg) - 143.0).abs() < 1e-9, "{wire}");
         assert!((number(FieldKind::ZsAvg) - 171.6).abs() < 1e-9, "{wire}");
+    }
+
+    #[test]
+    fn flow_goes_out_in_cubic_metres_per_second_with_its_volume_as_cou() {
+        // HJ 212-2017 Table B.2: a00000 in m3/s, Cou in m3. The store keeps flow in m3/h:
+        // 19 191.6 m3/h = 5.331 m3/s; over one hour that is 19 191.6 m3.
+        let mut flow = aggregate(1, RecordKind::Hour, Quantity::Flow, 60);
+        flow.record.measured = Some(19_191.6);
+        flow.record.min = Some(18_183.6);
+        flow.record.max = Some(20_221.2);
+        // The minute of the same flow is a sixtieth of the volume: 319.86 m3.
+        let mut minute = aggregate(2, RecordKind::Minute, Quantity::Flow, 1);
+        minute.record.measured = Some(19_191.6);
+        let records = [flow, minute];
+        let groups = group_periods(&records);
+        assert_eq!(groups.len(), 2);
+        let hour = period_packet(&header(true), "1", &groups[0], UtcOffset::CHINA);
+        assert_eq!(hour.left_out, vec![]);
+        let a00000 = hour
+            .packet
+            .cp
+            .factors()
+            .find(|f| f.code == "a00000")
+            .cloned()
+            .unwrap_or_else(|| panic!("flow in {}", text(&hour.packet)));
+        let number = |factor: &Factor, kind| -> f64 {
+            factor
+                .get(&kind)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{kind:?} of {factor:?}"))
+        };
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+        assert!(close(number(&a00000, FieldKind::Avg), 5.331), "{a00000:?}");
+        assert!(close(number(&a00000, FieldKind::Min), 5.051), "{a00000:?}");
+        assert!(close(number(&a00000, FieldKind::Max), 5.617), "{a00000:?}");
+        assert!(
+            close(number(&a00000, FieldKind::Cou), 19_191.6),
+            "{a00000:?}"
+        );
+        let minute = period_packet(&header(true), "2", &groups[1], UtcOffset::CHINA);
+        let a00000 = minute
+            .packet
+            .cp
+            .factors()
+            .find(|f| f.code == "a00000")
+            .cloned()
+            .unwrap_or_else(|| panic!("flow in {}", text(&minute.packet)));
+        assert!(close(number(&a00000, FieldKind::Avg), 5.331), "{a00000:?}");
+        assert!(close(number(&a00000, FieldKind::Cou), 319.86), "{a00000:?}");
+        // A real-time flow reading: 36 000 m3/h goes out as 10 m3/s.
+        let reading = Record {
+            quantity: Some(Quantity::Flow),
+            unit: Some(Unit::CubicMetrePerHour),
+            raw: Some(36_000.0),
+            measured: Some(36_000.0),
+            flags: FlagSet::EMPTY,
+            ..Record::new(
+                RecordKind::Reading,
+                Timestamp(T0),
+                "unit1".into(),
+                "".into(),
+                "flow".into(),
+            )
+        };
+        let realtime = realtime_packet(&header(true), "3", &[&reading], UtcOffset::CHINA)
+            .unwrap_or_else(|| panic!("an uploadable reading"));
+        assert!(
+            text(&realtime.packet).contains("a00000-Rtd=10,a00000-Flag=N&&"),
+            "{}",
+            text(&realtime.packet)
+        );
     }
 
     #[test]
