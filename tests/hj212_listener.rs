@@ -428,9 +428,7 @@ fn a_real_loggers_flow_in_m3_per_s_is_stored_in_m3_per_h() {
     let mut logger = site.logger();
     logger.send(b"##0612QN=20240123101501421;ST=31;CN=2061;PW=123456;MN=81733553216103;Flag=4;CP=&&DataTime=20240122170000;a00000-Cou=19191.973,a00000-Min=5.051,a00000-Avg=5.331,a00000-Max=5.617,a00000-Flag=N;a01011-Min=6.686,a01011-Avg=7.029,a01011-Max=7.425,a01011-Flag=N;a01013-Min=-0.041,a01013-Avg=-0.026,a01013-Max=0.011,a01013-Flag=N;a01012-Min=8.074,a01012-Avg=8.524,a01012-Max=8.789,a01012-Flag=N;a24088-Cou=0.018,a24088-Min=0.665,a24088-Avg=0.933,a24088-Max=1.418,a24088-Flag=N;a05002-Cou=0.000,a05002-Min=0.000,a05002-Avg=0.000,a05002-Max=0.000,a05002-Flag=N;a01014-Min=0.828,a01014-Avg=1.040,a01014-Max=1.239,a01014-Flag=N&&0E40\r\n");
     let rows = || -> Vec<Record> {
-        let store = Store::open(&site.db(), StoreOptions::default())
-            .unwrap_or_else(|e| panic!("open store: {e}"));
-        store
+        open(&site.db())
             .query(&Query {
                 kind: Some(RecordKind::Hour),
                 device: Some(OTHER_MN.into()),

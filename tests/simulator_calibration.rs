@@ -12,7 +12,8 @@ use std::time::Duration;
 use cemsd::config::profile::{Profile, ProfileSet, StatusBit, StatusTable};
 use cemsd::field::sim::{serve, Scenario, Simulator};
 use cemsd::model::{Flag, Quantity, Sample};
-use support::{listen, run_collectors};
+use support::collectors::run_collectors;
+use support::ports::listen;
 
 /// The calibration window of every simulator: minutes 10 to 15 of its clock.
 const SCENARIO: &str = "[[event]]\nkind = \"calibration\"\nstart = \"10m\"\nduration = \"5m\"\n";
