@@ -22,7 +22,7 @@ use crate::config::diagnostic::{Seg, SourceError, SourceText};
 use crate::config::profile::{ProfileDirError, ProfileSet, MAX_REGISTERS_PER_READ};
 use crate::config::stack::{FlowSource, StackParams};
 use crate::model::time::UtcOffset;
-use crate::model::Quantity;
+use crate::model::{Basis, Quantity, Unit};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +55,11 @@ pub struct SiteConfig {
     pub http: Option<HttpConfig>,
     /// Receives HJ 212 uploads from data loggers (bureau side).
     pub hj212_listener: Option<crate::config::hj212_listener::ListenerConfig>,
+    /// Not written in the file: the unit each device channel's values arrive in, by (device,
+    /// channel), resolved from the profiles when the config is loaded. Raw values, stored as
+    /// they arrived, are shown in it.
+    #[serde(skip)]
+    pub wire_units: BTreeMap<(String, String), Unit>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +228,66 @@ pub struct DeviceConfig {
     /// Per-site spans of scaled-integer channels, e.g. `spans = { SO2 = [0, 750] }`.
     #[serde(default)]
     pub spans: BTreeMap<String, [f64; 2]>,
+    /// Overrides the profile's wet/dry basis: `basis = "dry"` for every channel (a cold-dry
+    /// extractive system, whose analyser already sees dried gas), or per channel,
+    /// `basis = { so2 = "dry" }`.
+    pub basis: Option<BasisOverride>,
+}
+
+impl DeviceConfig {
+    /// The basis `channel` is measured on at this site: the override, else the profile's.
+    pub fn basis_of(&self, channel: &str, profile_basis: Basis) -> Basis {
+        match &self.basis {
+            Some(BasisOverride::All(basis)) => *basis,
+            Some(BasisOverride::Channels(map)) => {
+                map.get(channel).copied().unwrap_or(profile_basis)
+            }
+            None => profile_basis,
+        }
+    }
+}
+
+/// A device's `basis` key: one basis for all its channels, or one per channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BasisOverride {
+    All(Basis),
+    Channels(BTreeMap<String, Basis>),
+}
+
+impl<'de> Deserialize<'de> for BasisOverride {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BasisOverride;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"wet\", \"dry\" or a table of channel = \"wet\" or \"dry\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BasisOverride, E> {
+                basis_named(v).map(BasisOverride::All)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<BasisOverride, A::Error> {
+                let mut channels = BTreeMap::new();
+                while let Some((channel, basis)) = map.next_entry::<String, String>()? {
+                    channels.insert(channel, basis_named(&basis)?);
+                }
+                Ok(BasisOverride::Channels(channels))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn basis_named<E: serde::de::Error>(name: &str) -> Result<Basis, E> {
+    match name {
+        "wet" => Ok(Basis::Wet),
+        "dry" => Ok(Basis::Dry),
+        other => Err(E::custom(format!(
+            "unknown basis {other:?}, expected one of `wet`, `dry`"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -280,6 +345,12 @@ impl<'de> Deserialize<'de> for Interval {
 /// For a plain `Duration` field: `#[serde(deserialize_with = "crate::config::duration")]`.
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     Interval::deserialize(d).map(|i| i.0)
+}
+
+/// For an optional `Duration` field, absent when not written:
+/// `#[serde(default, deserialize_with = "crate::config::optional_duration")]`.
+pub fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 /// A duration, or "off" for none.
@@ -389,13 +460,17 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// Parses and validates config text; `path` is used for messages and relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     let src = SourceText::new(path, text);
-    let config: SiteConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+    let mut config: SiteConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
     let mut profiles = ProfileSet::shipped()?;
     if let Some(dir) = &config.profiles_dir {
         let dir = relative_to(path, dir);
         profiles.load_dir(&dir).map_err(ConfigError::Profiles)?;
     }
     validate(&src, &config, &profiles)?;
+    config.wire_units = bound_channels(&config, &profiles)
+        .into_iter()
+        .map(|c| ((c.device.to_string(), c.channel.to_string()), c.unit))
+        .collect();
     Ok(Loaded {
         path: path.to_path_buf(),
         config,
@@ -547,6 +622,20 @@ fn validate(
                 Some(_) => {}
             }
         }
+        if let Some(BasisOverride::Channels(map)) = &device.basis {
+            if let Some(name) = map.keys().find(|name| profile.channel(name).is_none()) {
+                return Err(src.error_at_path(
+                    &[
+                        Seg::Key("device"),
+                        Seg::Index(i),
+                        Seg::Key("basis"),
+                        Seg::Key(name),
+                    ],
+                    format!("profile {:?} has no channel {:?}", profile.name, name),
+                    Some(format!("use {}", one_of(channel_names()))),
+                ));
+            }
+        }
     }
     for (i, stack) in config.stacks.iter().enumerate() {
         let measures_velocity = config.devices.iter().any(|d| {
@@ -619,6 +708,87 @@ fn validate(
         }
     }
     Ok(())
+}
+
+/// Where a device is written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceAt {
+    /// `device[i]`, a polled device.
+    Polled(usize),
+    /// `mqtt[i].device[j]`.
+    Mqtt(usize, usize),
+}
+
+/// One device channel as processing sees it: the config's binding resolved against the
+/// device's profile (polled devices) or its MQTT channel table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundChannel<'a> {
+    pub device: &'a str,
+    pub at: DeviceAt,
+    pub stack: &'a str,
+    pub position: Position,
+    /// How often the channel delivers a value: the poll or publishing interval.
+    pub interval: Duration,
+    pub channel: &'a str,
+    pub quantity: Quantity,
+    /// The unit values arrive in (raw values are stored in it).
+    pub unit: Unit,
+    /// Wet or dry, after the device's `basis` override.
+    pub basis: Basis,
+    /// Measuring range in `unit`.
+    pub range: Option<[f64; 2]>,
+}
+
+/// Every channel of every device, polled ones first, in config order. Devices whose profile
+/// is unknown are left out (a loaded config has none).
+pub fn bound_channels<'a>(
+    config: &'a SiteConfig,
+    profiles: &'a ProfileSet,
+) -> Vec<BoundChannel<'a>> {
+    let mut out = Vec::new();
+    for (i, device) in config.devices.iter().enumerate() {
+        let Some(profile) = profiles.get(&device.profile) else {
+            continue;
+        };
+        let wanted = profile
+            .channels
+            .iter()
+            .filter(|c| device.channels.as_ref().is_none_or(|w| w.contains(&c.name)));
+        out.extend(wanted.map(|c| BoundChannel {
+            device: &device.id,
+            at: DeviceAt::Polled(i),
+            stack: &device.stack,
+            position: device.position,
+            interval: device.poll_interval.0,
+            channel: &c.name,
+            quantity: c.quantity,
+            unit: c.unit,
+            basis: device.basis_of(&c.name, c.basis),
+            range: c.range,
+        }));
+    }
+    for (i, source) in config.mqtt.iter().enumerate() {
+        for (j, device) in source.devices.iter().enumerate() {
+            for (name, c) in &device.channels {
+                let Some(quantity) = c.quantity_of(name) else {
+                    continue;
+                };
+                out.push(BoundChannel {
+                    device: &device.id,
+                    at: DeviceAt::Mqtt(i, j),
+                    stack: &device.stack,
+                    position: device.position,
+                    interval: device.interval.0,
+                    channel: name,
+                    quantity,
+                    unit: c.unit,
+                    basis: c.basis,
+                    range: c.range,
+                });
+            }
+        }
+    }
+    out
 }
 
 fn validate_buses(src: &SourceText, buses: &[BusConfig]) -> Result<(), SourceError> {

@@ -312,6 +312,7 @@ flag = "C"
             position: Default::default(),
             channels: None,
             spans: BTreeMap::new(),
+            basis: None,
         };
         DevicePoller::new(&device, &profile, &[])
     }
