@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-
 use crate::app::cli::Failure;
 use crate::collect::batch::{Batch, BatchSender, IngestPort, IngestSwitch};
 use crate::collect::modbus::start::start as start_collectors;
@@ -252,7 +251,11 @@ impl Workers {
             path: config_path,
             config,
             profiles,
+            warnings,
         } = loaded;
+        for warning in warnings {
+            tracing::warn!("{warning}");
+        }
         let mut simulators = JoinSet::new();
         for s in &config.simulators {
             let Some(profile) = profiles.get(&s.profile) else {
@@ -276,14 +279,7 @@ impl Workers {
             let config = config.clone();
             let processor = Processor::new(&config, profiles);
             store
-                .call(move |store| {
-                    resume(
-                        store,
-                        processor,
-                        &config,
-                        crate::model::time::now(),
-                    )
-                })
+                .call(move |store| resume(store, processor, &config, crate::model::time::now()))
                 .await
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?

@@ -419,6 +419,9 @@ pub struct Loaded {
     pub path: PathBuf,
     pub config: SiteConfig,
     pub profiles: ProfileSet,
+    /// What the config allows but leaves the data short of (see [`warnings`]): `cemsd check`
+    /// prints them and the daemon logs them at start; neither refuses the config.
+    pub warnings: Vec<SourceError>,
 }
 
 #[derive(Debug)]
@@ -467,6 +470,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         profiles.load_dir(&dir).map_err(ConfigError::Profiles)?;
     }
     validate(&src, &config, &profiles)?;
+    let warnings = warnings(&src, &config, &profiles);
     config.wire_units = bound_channels(&config, &profiles)
         .into_iter()
         .map(|c| ((c.device.to_string(), c.channel.to_string()), c.unit))
@@ -475,6 +479,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         path: path.to_path_buf(),
         config,
         profiles,
+        warnings,
     })
 }
 
@@ -719,6 +724,20 @@ pub enum DeviceAt {
     Mqtt(usize, usize),
 }
 
+impl DeviceAt {
+    fn path(self) -> Vec<Seg<'static>> {
+        match self {
+            DeviceAt::Polled(i) => vec![Seg::Key("device"), Seg::Index(i)],
+            DeviceAt::Mqtt(i, j) => vec![
+                Seg::Key("mqtt"),
+                Seg::Index(i),
+                Seg::Key("device"),
+                Seg::Index(j),
+            ],
+        }
+    }
+}
+
 /// One device channel as processing sees it: the config's binding resolved against the
 /// device's profile (polled devices) or its MQTT channel table.
 #[derive(Debug, Clone, PartialEq)]
@@ -785,6 +804,94 @@ pub fn bound_channels<'a>(
                     basis: c.basis,
                     range: c.range,
                 });
+            }
+        }
+    }
+    out
+}
+
+/// What a valid config leaves the data short of, one warning per cause:
+/// - an outlet with pollutant channels but no O2 channel: its pollutants cannot be corrected
+///   to the reference O2 (HJ 75-2017 has no set value for O2), so they are stored without the
+///   value the limits apply to;
+/// - a wet-basis concentration at a measuring point with neither a moisture channel nor the
+///   stack's `moisture_set_percent`: it cannot be made dry, so it is stored raw only;
+/// - `moisture_set_percent` on a stack that measures moisture: the set value is not used.
+pub fn warnings(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Vec<SourceError> {
+    let channels = bound_channels(config, profiles);
+    let mut out = Vec::new();
+    for (i, stack) in config.stacks.iter().enumerate() {
+        let at_point = |position: Position| {
+            channels
+                .iter()
+                .filter(move |c| c.stack == stack.id && c.position == position)
+        };
+        let has = |position: Position, q: Quantity| at_point(position).any(|c| c.quantity == q);
+        let stack_path = [Seg::Key("stack"), Seg::Index(i)];
+        let pollutants = at_point(Position::Outlet).any(|c| c.quantity.is_pollutant());
+        if pollutants && !has(Position::Outlet, Quantity::O2) {
+            out.push(src.error_at_path(
+                &stack_path,
+                format!(
+                    "stack {:?} has no O2 source: its pollutants get no O2-corrected value, the value the emission limits apply to; their readings are stored with the measured value and the note \"no O2 source\"",
+                    stack.id
+                ),
+                Some("bind the O2 analyser (or its channel) to this stack; HJ 75-2017 allows no set value for O2 in the correction".into()),
+            ));
+        }
+        let points: Vec<Position> = [Position::Outlet, Position::Inlet]
+            .into_iter()
+            .filter(|p| at_point(*p).next().is_some())
+            .collect();
+        let measured_everywhere = points.iter().all(|p| has(*p, Quantity::Humidity));
+        if stack.moisture_set_percent.is_some() && !points.is_empty() && measured_everywhere {
+            let mut path = stack_path.to_vec();
+            path.push(Seg::Key("moisture_set_percent"));
+            out.push(src.error_at_path(
+                &path,
+                format!(
+                    "stack {:?} measures moisture, so the set value is not used",
+                    stack.id
+                ),
+                Some("remove moisture_set_percent, or the moisture channel if it is not in service".into()),
+            ));
+        }
+        for position in points {
+            if has(position, Quantity::Humidity) || stack.moisture_set_percent.is_some() {
+                continue;
+            }
+            let point = match position {
+                Position::Outlet => format!("stack {:?}", stack.id),
+                Position::Inlet => format!("the FGD inlet of stack {:?}", stack.id),
+            };
+            let mut wet: Vec<&BoundChannel> = at_point(position)
+                .filter(|c| {
+                    c.basis == Basis::Wet
+                        && (c.quantity.is_pollutant() || c.quantity == Quantity::O2)
+                })
+                .collect();
+            while let Some(first) = wet.first().copied() {
+                let (of_device, rest): (Vec<_>, Vec<_>) =
+                    wet.into_iter().partition(|c| c.device == first.device);
+                wet = rest;
+                let names: Vec<String> = of_device
+                    .iter()
+                    .map(|c| format!("{:?}", c.channel))
+                    .collect();
+                let mut path = first.at.path();
+                path.push(match first.at {
+                    DeviceAt::Polled(_) => Seg::Key("profile"),
+                    DeviceAt::Mqtt(..) => Seg::Key("channels"),
+                });
+                out.push(src.error_at_path(
+                    &path,
+                    format!(
+                        "device {:?} measures {} on a wet basis, but {point} has no moisture source: those values cannot be made dry and are stored raw only, with the note \"no moisture source\"",
+                        first.device,
+                        names.join(", ")
+                    ),
+                    Some("for a cold-dry extractive analyser set basis = \"dry\" on the device; otherwise bind a moisture channel to the stack, or set moisture_set_percent where a set value is allowed".into()),
+                ));
             }
         }
     }
