@@ -254,7 +254,8 @@ impl Workers {
             warnings,
         } = loaded;
         for warning in warnings {
-            tracing::warn!("{warning}");
+            // one line each: a journald line starts with its level
+            tracing::warn!("{}", warning.to_string().replace("\n  help: ", "; help: "));
         }
         let mut simulators = JoinSet::new();
         for s in &config.simulators {
