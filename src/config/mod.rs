@@ -1212,4 +1212,75 @@ mod tests {
             Some(format!("{message}, or \"off\""))
         );
     }
+
+    const SITE: &str = "[site]\nid = \"p\"\n\n[[stack]]\nid = \"u1\"\n\n[[device]]\nid = \"so2\"\nprofile = \"thermo-43i\"\nstack = \"u1\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:502\"\n";
+
+    fn loaded(text: &str) -> Result<Loaded, String> {
+        super::parse(Path::new("site.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_device_basis_overrides_the_profiles() {
+        let basis = |text: &str| {
+            let loaded = loaded(text).unwrap_or_else(|e| panic!("{e}"));
+            let channel = bound_channels(&loaded.config, &loaded.profiles)
+                .into_iter()
+                .find(|c| c.channel == "so2")
+                .map(|c| (c.basis, c.unit));
+            channel.unwrap_or_else(|| panic!("no so2 channel"))
+        };
+        // the 43i's profile says wet, in ppb
+        assert_eq!(basis(SITE), (Basis::Wet, Unit::Ppb));
+        assert_eq!(
+            basis(&format!("{SITE}basis = \"dry\"\n")),
+            (Basis::Dry, Unit::Ppb)
+        );
+        assert_eq!(
+            basis(&format!("{SITE}basis = {{ so2 = \"dry\" }}\n")),
+            (Basis::Dry, Unit::Ppb)
+        );
+        let err = loaded(&format!("{SITE}basis = {{ so3 = \"dry\" }}\n")).err();
+        let err = err.unwrap_or_default();
+        assert!(
+            err.starts_with("site.toml:13:17:") && err.contains("device[0].basis.so3"),
+            "{err}"
+        );
+        let err = loaded(&format!("{SITE}basis = \"damp\"\n")).err();
+        assert!(
+            err.as_deref()
+                .unwrap_or_default()
+                .contains("unknown basis \"damp\""),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_stack_without_o2_or_moisture_is_warned_about_not_refused() {
+        let warnings = |text: &str| -> Vec<String> {
+            let loaded = loaded(text).unwrap_or_else(|e| panic!("{e}"));
+            loaded.warnings.iter().map(|w| w.to_string()).collect()
+        };
+        let both = warnings(SITE);
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both[0].starts_with("site.toml:4:1: stack[0]: stack \"u1\" has no O2 source"));
+        assert!(both[1].starts_with(
+            "site.toml:9:11: device[0].profile: device \"so2\" measures \"so2\" on a wet basis"
+        ));
+        // dry, or with a set moisture: only the O2 warning is left
+        for fix in ["basis = \"dry\"\n", ""] {
+            let text = if fix.is_empty() {
+                SITE.replace("id = \"u1\"\n", "id = \"u1\"\nmoisture_set_percent = 8.5\n")
+            } else {
+                format!("{SITE}{fix}")
+            };
+            let left = warnings(&text);
+            assert_eq!(left.len(), 1, "{left:?}");
+            assert!(left[0].contains("has no O2 source"), "{left:?}");
+        }
+        // an analyser with O2 and moisture on the stack: nothing to say
+        let full = SITE
+            .replace("thermo-43i", "sdl-scs900-plc")
+            .replace("id = \"u1\"\n", "id = \"u1\"\nduct_area_m2 = 20\n");
+        assert_eq!(warnings(&full), Vec::<String>::new());
+    }
 }

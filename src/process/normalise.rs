@@ -170,7 +170,7 @@ fn is_concentration(q: Quantity) -> bool {
 
 /// The poll interval of a device no config declared (tests feeding a normaliser directly):
 /// the config's default.
-const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
 
 /// The latest value of one flue-gas input; `value` is None when the latest sample carried
 /// none (so a failed O2 read is never covered by an older one).
@@ -962,5 +962,106 @@ mod tests {
         // 20 × 500 000 × 1e-6 = 10 kg/h
         assert_eq!(out[0].measured, 500_000.0);
         check(out[1].rate, 10.0);
+    }
+
+    #[test]
+    fn a_set_moisture_serves_where_none_is_measured_and_says_so() {
+        let mut p = coal_stack();
+        p.moisture_set_percent = Some(10.0);
+        let mut n = Normaliser::new(Arc::from("s1"), &p);
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, 0),
+                sample(Quantity::SO2, Unit::Ppm, Basis::Wet, 90.0, 0),
+            ],
+        );
+        // 90 ppm × 2.86 = 257.4 mg/m3 wet; / (1 − 0.10) = 286 dry; × 15/12 = 357.5
+        assert!(close(out[1].measured, 286.0), "{:?}", out[1]);
+        check(out[1].corrected, 357.5);
+        assert_eq!(out[1].note.as_deref(), Some("moisture set value 10 %"));
+
+        // a measured moisture wins, even when it has gone stale
+        let mut n = Normaliser::new(Arc::from("s1"), &p);
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::Humidity, Unit::PercentVol, Basis::Dry, 8.0, 0),
+                sample(Quantity::SO2, Unit::Ppm, Basis::Wet, 90.0, 60_000),
+            ],
+        );
+        assert!(out[1].measured.is_nan(), "{:?}", out[1]);
+        assert_eq!(out[1].note.as_deref(), Some("no fresh moisture reading"));
+    }
+
+    #[test]
+    fn a_missing_input_is_named_in_the_note() {
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        n.add_source(
+            Arc::from("o2-analyser"),
+            Quantity::O2,
+            Duration::from_secs(10),
+            &coal_stack(),
+        );
+        // declared but never heard from (or stale): not fresh; never declared: no source
+        let out = feed(
+            &mut n,
+            &[sample(Quantity::SO2, Unit::MgPerM3, Basis::Dry, 20.0, 0)],
+        );
+        assert_eq!((out[0].measured, out[0].corrected), (20.0, None));
+        assert_eq!(out[0].note.as_deref(), Some("no fresh O2 reading"));
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        let out = feed(
+            &mut n,
+            &[sample(Quantity::SO2, Unit::MgPerM3, Basis::Dry, 20.0, 0)],
+        );
+        assert_eq!(out[0].note.as_deref(), Some("no O2 source"));
+        // a failed O2 read: no value (its B reaches SO2 through quality)
+        let mut failed = sample(Quantity::O2, Unit::PercentVol, Basis::Dry, f64::NAN, 0);
+        failed.status = FlagSet::of(Flag::B);
+        let out = feed(
+            &mut n,
+            &[
+                failed,
+                sample(Quantity::SO2, Unit::MgPerM3, Basis::Dry, 20.0, 0),
+            ],
+        );
+        assert_eq!(out[1].note.as_deref(), Some("no O2 value"));
+        // NOx without NO2: NO is corrected, NOx has no value and says why
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, 0),
+                sample(Quantity::NO, Unit::MgPerM3, Basis::Dry, 100.0, 0),
+            ],
+        );
+        check(out[1].corrected, 125.0);
+        assert!(out[2].measured.is_nan() && out[2].quantity == Quantity::NOx);
+        assert_eq!(out[2].note.as_deref(), Some("no NO2 source"));
+    }
+
+    #[test]
+    fn a_snapshot_takes_its_own_inputs_whatever_their_order() {
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        // the previous poll: NO2 10 ppm, O2 9 %
+        let before = [
+            sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, 0),
+            sample(Quantity::NO2, Unit::Ppm, Basis::Dry, 10.0, 0),
+        ];
+        n.push_snapshot(&before.iter().collect::<Vec<_>>(), &mut Vec::new());
+        // this poll, NO read before NO2 and O2: NO 100 ppm = 134 mg/m3, NO2 20 ppm = 41
+        // mg/m3, O2 11 %. NOx = 134 × 1.53 + 41 = 205.02 + 41 = 246.02 (not 205.02 + 20.5);
+        // corrected × 15/(21 − 11) = 246.02 × 1.5 = 369.03
+        let poll = [
+            sample(Quantity::NO, Unit::Ppm, Basis::Dry, 100.0, 10_000),
+            sample(Quantity::NO2, Unit::Ppm, Basis::Dry, 20.0, 10_000),
+            sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 11.0, 10_000),
+        ];
+        let mut out = Vec::new();
+        n.push_snapshot(&poll.iter().collect::<Vec<_>>(), &mut out);
+        let nox = &out[1];
+        assert_eq!(nox.quantity, Quantity::NOx);
+        assert!(close(nox.measured, 246.02), "{nox:?}");
+        check(nox.corrected, 369.03);
     }
 }

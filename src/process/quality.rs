@@ -37,6 +37,7 @@ use crate::config::stack::{
     millis, staleness_bound_ms, FlowSource, NoxMethod, PlantStop, StackParams,
 };
 use crate::model::{Basis, Flag, FlagSet, Quantity, Reading, Timestamp};
+use crate::process::normalise::DEFAULT_POLL_INTERVAL;
 
 /// Why a channel delivered no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -163,8 +164,7 @@ impl Quality {
             o2_limit: 21.0 - params.o2_guard_margin,
             state_max_age: params.state_max_age,
             max_age_of: HashMap::new(),
-            // the config's default poll interval
-            default_max_age_ms: params.staleness_bound_ms(Duration::from_secs(10)),
+            default_max_age_ms: params.staleness_bound_ms(DEFAULT_POLL_INTERVAL),
             grace_ms: millis(params.arrival_grace),
             missed_polls: i64::from(params.gap_missed_polls),
             nox: params.nox,
