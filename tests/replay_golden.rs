@@ -153,9 +153,12 @@ fn hand_checked_readings_flags_and_holes() {
     let so2 = readings(&records, "so2-1", "so2");
     assert_eq!(so2.len(), 239);
     // the first poll reads unit 1 before the O2 analyser has ever been read: no O2 to
-    // correct with, so the value is kept but flagged, as live
+    // correct with, so the measured value is kept with the analyser's own flag, the
+    // corrected one is left out and the note says why, as live (it was flagged B, as if the
+    // link to the SO2 analyser had failed)
     assert_eq!(so2[0].measured, Some(12.5));
-    assert_eq!((so2[0].corrected, so2[0].flags.primary()), (None, Flag::B));
+    assert_eq!((so2[0].corrected, so2[0].flags.primary()), (None, Flag::N));
+    assert_eq!(so2[0].note.as_deref(), Some("no fresh O2 reading"));
     // from then on: 12.5 mg/m3 dry; O2 from mcs-1: 8 %vol wet with 10 % moisture →
     // 8 / (1 − 0.10) = 8.888… % dry; at the coal boiler's 6 % reference:
     // 12.5 × (21 − 6) / (21 − 8.888…) = 12.5 × 15 / 12.111… = 15.4817…

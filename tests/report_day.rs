@@ -267,3 +267,106 @@ fn a_restart_continues_open_exceedances_and_stores_each_period_once() {
         assert_eq!(distinct.len(), expected, "{kind} stored twice: {starts:?}");
     }
 }
+
+/// An hour invalidated by a communication failure is listed among the gaps: one whose
+/// failed reads opened a gap record, and one uploaded by a data logger flagged B, which
+/// comes with no gap record at all (the report said "Gaps: none" beside such an hour).
+#[test]
+fn an_hour_invalidated_by_a_communication_failure_is_among_the_gaps() {
+    use cemsd::model::Flag;
+    use cemsd::store::Record;
+
+    let loaded = config::parse(Path::new("site.toml"), CONFIG).unwrap_or_else(|e| panic!("{e}"));
+    let mut processor = Processor::new(&loaded.config, &loaded.profiles);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut store = Store::open(&dir.path().join("c.db"), StoreOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // 01:00–02:00 local answered, 02:00–03:00 every read of the outlet analyser failed
+    // (the collector hands over B-flagged samples without a value), 03:00–04:00 answered.
+    let mut records = Vec::new();
+    let from = DAY_START + HOUR;
+    let mut ts = from;
+    while ts < from + 3 * HOUR {
+        let mut samples = poll("out", 20.0, ts);
+        if ts >= from + HOUR && ts < from + 2 * HOUR {
+            for s in &mut samples {
+                s.value = f64::NAN;
+                s.status = FlagSet::of(Flag::B);
+            }
+        }
+        processor.push(&samples, &mut records);
+        ts += 10_000;
+    }
+    processor.tick(Timestamp(from + 3 * HOUR + 60_000), &mut records);
+    // 00:00–01:00: an SO2 hour a data logger uploaded with flag B, nothing else. (From
+    // 03:59:50 the analyser is silent, a gap still open at the end of the day.)
+    let mut uploaded = Record::new(
+        RecordKind::Hour,
+        Timestamp(DAY_START),
+        Arc::from("u1"),
+        Arc::from(""),
+        Arc::from(""),
+    );
+    uploaded.end = Some(Timestamp(DAY_START + HOUR));
+    uploaded.quantity = Some(Quantity::SO2);
+    uploaded.unit = Some(Unit::MgPerM3);
+    uploaded.flags = FlagSet::of(Flag::B);
+    uploaded.count = Some(0);
+    records.push(uploaded);
+    store.append(&records).unwrap_or_else(|e| panic!("{e}"));
+
+    let day = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap_or_default();
+    let built = report::build(
+        &store,
+        &loaded.config,
+        day,
+        Timestamp(DAY_START + 24 * HOUR),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let u1 = &built.stacks[0];
+    let so2_flag = |hour: &str| {
+        u1.hours
+            .iter()
+            .find(|h| h.point == "u1" && h.quantity == "SO2" && h.hour == hour)
+            .map(|h| (h.flag, h.valid))
+    };
+    assert_eq!(so2_flag("02:00"), Some(('B', false)));
+    assert_eq!(so2_flag("00:00"), Some(('B', false)));
+
+    // the failed reads: the gap records of the outlet analyser's channels, 02:00 .. 03:00
+    let failed: Vec<_> = u1
+        .gaps
+        .iter()
+        .filter(|g| g.device == "out" && g.cause == "communication_failure")
+        .collect();
+    assert!(
+        failed
+            .iter()
+            .any(|g| g.channel == "so2" && g.start.starts_with("2026-03-10 01:59:50")),
+        "{:#?}",
+        u1.gaps
+    );
+    // the uploaded B hour, which no gap record covers
+    let uploaded: Vec<_> = u1
+        .gaps
+        .iter()
+        .filter(|g| g.cause == report::B_HOURS_CAUSE)
+        .collect();
+    assert_eq!(uploaded.len(), 1, "{:#?}", u1.gaps);
+    assert_eq!(
+        (
+            uploaded[0].channel.as_str(),
+            uploaded[0].start.as_str(),
+            uploaded[0].end.as_deref()
+        ),
+        ("SO2", "2026-03-10 00:00:00", Some("2026-03-10 01:00:00"))
+    );
+
+    let text = report::render_text(&built);
+    assert!(!text.contains("Gaps: none"), "{text}");
+    assert!(
+        text.contains("u1 SO2 2026-03-10 00:00:00 .. 2026-03-10 01:00:00 (hour invalid, flag B"),
+        "{text}"
+    );
+}

@@ -194,6 +194,10 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
     screenshot(&url, "status-page.png");
 
     let store = try_open(&db).unwrap_or_else(|| panic!("open the store"));
+    let wire_units = cemsd::config::load(&config)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config
+        .wire_units;
     // The same channels as the store has, per device: 1 for the 43i, 5 for the 1080, and
     // the dead 42i's channels with flag B and no value.
     let latest = store.latest().unwrap_or_else(|e| panic!("latest: {e}"));
@@ -234,7 +238,16 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
             .find(|r| r.seq == s.seq)
             .unwrap_or_else(|| panic!("{s:?} is not in the store"));
         let r = &row.record;
-        assert_eq!(s.unit, r.unit.map(|u| u.symbol()).unwrap_or(""), "{s:?}");
+        // A raw value is shown in the unit it arrived in (the 43i's SO2, wet with no moisture
+        // on its stack, in ppb); measured and corrected ones in the record's. This compared
+        // with the record's unit always, which put raw ppb under mg/m3.
+        let unit = match ValueKind::of(r) {
+            Some((ValueKind::Raw, _)) => wire_units
+                .get(&(r.device.to_string(), r.channel.to_string()))
+                .copied(),
+            _ => r.unit,
+        };
+        assert_eq!(s.unit, unit.map(|u| u.symbol()).unwrap_or(""), "{s:?}");
         assert_eq!(s.flag, r.flags.primary().to_string(), "{s:?}");
         match ValueKind::of(r) {
             Some((_, value)) => {
@@ -252,6 +265,16 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
     assert!(
         shown.iter().any(|s| s.device == "dead" && s.flag == "B"),
         "the dead device shows flag B"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.device == "so2" && s.unit == "ppb" && s.flag == "N"),
+        "the 43i's raw SO2 shows in ppb with its own flag: {shown:?}"
+    );
+    assert!(
+        dom.contains("no moisture source"),
+        "the reason its dry value is missing:\n{dom}"
     );
     assert!(
         dom.contains("class=\"state down\""),

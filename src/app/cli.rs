@@ -60,7 +60,12 @@ pub fn run(config_path: &Path) -> Result<(), Failure> {
 }
 
 pub fn check(config_path: &Path) -> Result<(), Failure> {
-    let Loaded { config, .. } = config::load(config_path)?;
+    let Loaded {
+        config, warnings, ..
+    } = config::load(config_path)?;
+    for warning in &warnings {
+        eprintln!("warning: {warning}");
+    }
     println!(
         "{}: ok ({} stacks, {} devices, {} simulators)",
         config_path.display(),

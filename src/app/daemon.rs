@@ -251,7 +251,12 @@ impl Workers {
             path: config_path,
             config,
             profiles,
+            warnings,
         } = loaded;
+        for warning in warnings {
+            // one line each: a journald line starts with its level
+            tracing::warn!("{}", warning.to_string().replace("\n  help: ", "; help: "));
+        }
         let mut simulators = JoinSet::new();
         for s in &config.simulators {
             let Some(profile) = profiles.get(&s.profile) else {

@@ -22,7 +22,7 @@ use crate::config::diagnostic::{Seg, SourceError, SourceText};
 use crate::config::profile::{ProfileDirError, ProfileSet, MAX_REGISTERS_PER_READ};
 use crate::config::stack::{FlowSource, StackParams};
 use crate::model::time::UtcOffset;
-use crate::model::Quantity;
+use crate::model::{Basis, Quantity, Unit};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +55,11 @@ pub struct SiteConfig {
     pub http: Option<HttpConfig>,
     /// Receives HJ 212 uploads from data loggers (bureau side).
     pub hj212_listener: Option<crate::config::hj212_listener::ListenerConfig>,
+    /// Not written in the file: the unit each device channel's values arrive in, by (device,
+    /// channel), resolved from the profiles when the config is loaded. Raw values, stored as
+    /// they arrived, are shown in it.
+    #[serde(skip)]
+    pub wire_units: BTreeMap<(String, String), Unit>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -228,6 +233,66 @@ pub struct DeviceConfig {
     /// `status = [{ table = "discrete_input", address = 12, flag = "C" }]`.
     #[serde(default)]
     pub status: Vec<crate::config::profile::StatusBit>,
+    /// Overrides the profile's wet/dry basis: `basis = "dry"` for every channel (a cold-dry
+    /// extractive system, whose analyser already sees dried gas), or per channel,
+    /// `basis = { so2 = "dry" }`.
+    pub basis: Option<BasisOverride>,
+}
+
+impl DeviceConfig {
+    /// The basis `channel` is measured on at this site: the override, else the profile's.
+    pub fn basis_of(&self, channel: &str, profile_basis: Basis) -> Basis {
+        match &self.basis {
+            Some(BasisOverride::All(basis)) => *basis,
+            Some(BasisOverride::Channels(map)) => {
+                map.get(channel).copied().unwrap_or(profile_basis)
+            }
+            None => profile_basis,
+        }
+    }
+}
+
+/// A device's `basis` key: one basis for all its channels, or one per channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BasisOverride {
+    All(Basis),
+    Channels(BTreeMap<String, Basis>),
+}
+
+impl<'de> Deserialize<'de> for BasisOverride {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = BasisOverride;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"wet\", \"dry\" or a table of channel = \"wet\" or \"dry\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<BasisOverride, E> {
+                basis_named(v).map(BasisOverride::All)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<BasisOverride, A::Error> {
+                let mut channels = BTreeMap::new();
+                while let Some((channel, basis)) = map.next_entry::<String, String>()? {
+                    channels.insert(channel, basis_named(&basis)?);
+                }
+                Ok(BasisOverride::Channels(channels))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+fn basis_named<E: serde::de::Error>(name: &str) -> Result<Basis, E> {
+    match name {
+        "wet" => Ok(Basis::Wet),
+        "dry" => Ok(Basis::Dry),
+        other => Err(E::custom(format!(
+            "unknown basis {other:?}, expected one of `wet`, `dry`"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +350,12 @@ impl<'de> Deserialize<'de> for Interval {
 /// For a plain `Duration` field: `#[serde(deserialize_with = "crate::config::duration")]`.
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     Interval::deserialize(d).map(|i| i.0)
+}
+
+/// For an optional `Duration` field, absent when not written:
+/// `#[serde(default, deserialize_with = "crate::config::optional_duration")]`.
+pub fn optional_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    duration(d).map(Some)
 }
 
 /// A duration, or "off" for none.
@@ -353,6 +424,9 @@ pub struct Loaded {
     pub path: PathBuf,
     pub config: SiteConfig,
     pub profiles: ProfileSet,
+    /// What the config allows but leaves the data short of (see [`warnings`]): `cemsd check`
+    /// prints them and the daemon logs them at start; neither refuses the config.
+    pub warnings: Vec<SourceError>,
 }
 
 #[derive(Debug)]
@@ -394,17 +468,23 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
 /// Parses and validates config text; `path` is used for messages and relative paths.
 pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     let src = SourceText::new(path, text);
-    let config: SiteConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
+    let mut config: SiteConfig = toml::from_str(text).map_err(|e| src.from_toml(&e))?;
     let mut profiles = ProfileSet::shipped()?;
     if let Some(dir) = &config.profiles_dir {
         let dir = relative_to(path, dir);
         profiles.load_dir(&dir).map_err(ConfigError::Profiles)?;
     }
     validate(&src, &config, &profiles)?;
+    let warnings = warnings(&src, &config, &profiles);
+    config.wire_units = bound_channels(&config, &profiles)
+        .into_iter()
+        .map(|c| ((c.device.to_string(), c.channel.to_string()), c.unit))
+        .collect();
     Ok(Loaded {
         path: path.to_path_buf(),
         config,
         profiles,
+        warnings,
     })
 }
 
@@ -558,6 +638,20 @@ fn validate(
                 Some(_) => {}
             }
         }
+        if let Some(BasisOverride::Channels(map)) = &device.basis {
+            if let Some(name) = map.keys().find(|name| profile.channel(name).is_none()) {
+                return Err(src.error_at_path(
+                    &[
+                        Seg::Key("device"),
+                        Seg::Index(i),
+                        Seg::Key("basis"),
+                        Seg::Key(name),
+                    ],
+                    format!("profile {:?} has no channel {:?}", profile.name, name),
+                    Some(format!("use {}", one_of(channel_names()))),
+                ));
+            }
+        }
     }
     for (i, stack) in config.stacks.iter().enumerate() {
         let measures_velocity = config.devices.iter().any(|d| {
@@ -630,6 +724,189 @@ fn validate(
         }
     }
     Ok(())
+}
+
+/// Where a device is written in the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceAt {
+    /// `device[i]`, a polled device.
+    Polled(usize),
+    /// `mqtt[i].device[j]`.
+    Mqtt(usize, usize),
+}
+
+impl DeviceAt {
+    fn path(self) -> Vec<Seg<'static>> {
+        match self {
+            DeviceAt::Polled(i) => vec![Seg::Key("device"), Seg::Index(i)],
+            DeviceAt::Mqtt(i, j) => vec![
+                Seg::Key("mqtt"),
+                Seg::Index(i),
+                Seg::Key("device"),
+                Seg::Index(j),
+            ],
+        }
+    }
+}
+
+/// One device channel as processing sees it: the config's binding resolved against the
+/// device's profile (polled devices) or its MQTT channel table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoundChannel<'a> {
+    pub device: &'a str,
+    pub at: DeviceAt,
+    pub stack: &'a str,
+    pub position: Position,
+    /// How often the channel delivers a value: the poll or publishing interval.
+    pub interval: Duration,
+    pub channel: &'a str,
+    pub quantity: Quantity,
+    /// The unit values arrive in (raw values are stored in it).
+    pub unit: Unit,
+    /// Wet or dry, after the device's `basis` override.
+    pub basis: Basis,
+    /// Measuring range in `unit`.
+    pub range: Option<[f64; 2]>,
+}
+
+/// Every channel of every device, polled ones first, in config order. Devices whose profile
+/// is unknown are left out (a loaded config has none).
+pub fn bound_channels<'a>(
+    config: &'a SiteConfig,
+    profiles: &'a ProfileSet,
+) -> Vec<BoundChannel<'a>> {
+    let mut out = Vec::new();
+    for (i, device) in config.devices.iter().enumerate() {
+        let Some(profile) = profiles.get(&device.profile) else {
+            continue;
+        };
+        let wanted = profile
+            .channels
+            .iter()
+            .filter(|c| device.channels.as_ref().is_none_or(|w| w.contains(&c.name)));
+        out.extend(wanted.map(|c| BoundChannel {
+            device: &device.id,
+            at: DeviceAt::Polled(i),
+            stack: &device.stack,
+            position: device.position,
+            interval: device.poll_interval.0,
+            channel: &c.name,
+            quantity: c.quantity,
+            unit: c.unit,
+            basis: device.basis_of(&c.name, c.basis),
+            range: c.range,
+        }));
+    }
+    for (i, source) in config.mqtt.iter().enumerate() {
+        for (j, device) in source.devices.iter().enumerate() {
+            for (name, c) in &device.channels {
+                let Some(quantity) = c.quantity_of(name) else {
+                    continue;
+                };
+                out.push(BoundChannel {
+                    device: &device.id,
+                    at: DeviceAt::Mqtt(i, j),
+                    stack: &device.stack,
+                    position: device.position,
+                    interval: device.interval.0,
+                    channel: name,
+                    quantity,
+                    unit: c.unit,
+                    basis: c.basis,
+                    range: c.range,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// What a valid config leaves the data short of, one warning per cause:
+/// - an outlet with pollutant channels but no O2 channel: its pollutants cannot be corrected
+///   to the reference O2 (HJ 75-2017 has no set value for O2), so they are stored without the
+///   value the limits apply to;
+/// - a wet-basis concentration at a measuring point with neither a moisture channel nor the
+///   stack's `moisture_set_percent`: it cannot be made dry, so it is stored raw only;
+/// - `moisture_set_percent` on a stack that measures moisture: the set value is not used.
+pub fn warnings(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Vec<SourceError> {
+    let channels = bound_channels(config, profiles);
+    let mut out = Vec::new();
+    for (i, stack) in config.stacks.iter().enumerate() {
+        let at_point = |position: Position| {
+            channels
+                .iter()
+                .filter(move |c| c.stack == stack.id && c.position == position)
+        };
+        let has = |position: Position, q: Quantity| at_point(position).any(|c| c.quantity == q);
+        let stack_path = [Seg::Key("stack"), Seg::Index(i)];
+        let pollutants = at_point(Position::Outlet).any(|c| c.quantity.is_pollutant());
+        if pollutants && !has(Position::Outlet, Quantity::O2) {
+            out.push(src.error_at_path(
+                &stack_path,
+                format!(
+                    "stack {:?} has no O2 source: its pollutants get no O2-corrected value, the value the emission limits apply to; their readings are stored with the measured value and the note \"no O2 source\"",
+                    stack.id
+                ),
+                Some("bind the O2 analyser (or its channel) to this stack; HJ 75-2017 allows no set value for O2 in the correction".into()),
+            ));
+        }
+        let points: Vec<Position> = [Position::Outlet, Position::Inlet]
+            .into_iter()
+            .filter(|p| at_point(*p).next().is_some())
+            .collect();
+        let measured_everywhere = points.iter().all(|p| has(*p, Quantity::Humidity));
+        if stack.moisture_set_percent.is_some() && !points.is_empty() && measured_everywhere {
+            let mut path = stack_path.to_vec();
+            path.push(Seg::Key("moisture_set_percent"));
+            out.push(src.error_at_path(
+                &path,
+                format!(
+                    "stack {:?} measures moisture, so the set value is not used",
+                    stack.id
+                ),
+                Some("remove moisture_set_percent, or the moisture channel if it is not in service".into()),
+            ));
+        }
+        for position in points {
+            if has(position, Quantity::Humidity) || stack.moisture_set_percent.is_some() {
+                continue;
+            }
+            let point = match position {
+                Position::Outlet => format!("stack {:?}", stack.id),
+                Position::Inlet => format!("the FGD inlet of stack {:?}", stack.id),
+            };
+            let mut wet: Vec<&BoundChannel> = at_point(position)
+                .filter(|c| {
+                    c.basis == Basis::Wet
+                        && (c.quantity.is_pollutant() || c.quantity == Quantity::O2)
+                })
+                .collect();
+            while let Some(first) = wet.first().copied() {
+                let (of_device, rest): (Vec<_>, Vec<_>) =
+                    wet.into_iter().partition(|c| c.device == first.device);
+                wet = rest;
+                let names: Vec<String> = of_device
+                    .iter()
+                    .map(|c| format!("{:?}", c.channel))
+                    .collect();
+                let mut path = first.at.path();
+                path.push(match first.at {
+                    DeviceAt::Polled(_) => Seg::Key("profile"),
+                    DeviceAt::Mqtt(..) => Seg::Key("channels"),
+                });
+                out.push(src.error_at_path(
+                    &path,
+                    format!(
+                        "device {:?} measures {} on a wet basis, but {point} has no moisture source: those values cannot be made dry and are stored raw only, with the note \"no moisture source\"",
+                        first.device,
+                        names.join(", ")
+                    ),
+                    Some("for a cold-dry extractive analyser set basis = \"dry\" on the device; otherwise bind a moisture channel to the stack, or set moisture_set_percent where a set value is allowed".into()),
+                ));
+            }
+        }
+    }
+    out
 }
 
 fn validate_buses(src: &SourceText, buses: &[BusConfig]) -> Result<(), SourceError> {
@@ -945,5 +1222,76 @@ mod tests {
             parse("frozen_after = \"soon\"").err(),
             Some(format!("{message}, or \"off\""))
         );
+    }
+
+    const SITE: &str = "[site]\nid = \"p\"\n\n[[stack]]\nid = \"u1\"\n\n[[device]]\nid = \"so2\"\nprofile = \"thermo-43i\"\nstack = \"u1\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:502\"\n";
+
+    fn loaded(text: &str) -> Result<Loaded, String> {
+        super::parse(Path::new("site.toml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_device_basis_overrides_the_profiles() {
+        let basis = |text: &str| {
+            let loaded = loaded(text).unwrap_or_else(|e| panic!("{e}"));
+            let channel = bound_channels(&loaded.config, &loaded.profiles)
+                .into_iter()
+                .find(|c| c.channel == "so2")
+                .map(|c| (c.basis, c.unit));
+            channel.unwrap_or_else(|| panic!("no so2 channel"))
+        };
+        // the 43i's profile says wet, in ppb
+        assert_eq!(basis(SITE), (Basis::Wet, Unit::Ppb));
+        assert_eq!(
+            basis(&format!("{SITE}basis = \"dry\"\n")),
+            (Basis::Dry, Unit::Ppb)
+        );
+        assert_eq!(
+            basis(&format!("{SITE}basis = {{ so2 = \"dry\" }}\n")),
+            (Basis::Dry, Unit::Ppb)
+        );
+        let err = loaded(&format!("{SITE}basis = {{ so3 = \"dry\" }}\n")).err();
+        let err = err.unwrap_or_default();
+        assert!(
+            err.starts_with("site.toml:13:17:") && err.contains("device[0].basis.so3"),
+            "{err}"
+        );
+        let err = loaded(&format!("{SITE}basis = \"damp\"\n")).err();
+        assert!(
+            err.as_deref()
+                .unwrap_or_default()
+                .contains("unknown basis \"damp\""),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn a_stack_without_o2_or_moisture_is_warned_about_not_refused() {
+        let warnings = |text: &str| -> Vec<String> {
+            let loaded = loaded(text).unwrap_or_else(|e| panic!("{e}"));
+            loaded.warnings.iter().map(|w| w.to_string()).collect()
+        };
+        let both = warnings(SITE);
+        assert_eq!(both.len(), 2, "{both:?}");
+        assert!(both[0].starts_with("site.toml:4:1: stack[0]: stack \"u1\" has no O2 source"));
+        assert!(both[1].starts_with(
+            "site.toml:9:11: device[0].profile: device \"so2\" measures \"so2\" on a wet basis"
+        ));
+        // dry, or with a set moisture: only the O2 warning is left
+        for fix in ["basis = \"dry\"\n", ""] {
+            let text = if fix.is_empty() {
+                SITE.replace("id = \"u1\"\n", "id = \"u1\"\nmoisture_set_percent = 8.5\n")
+            } else {
+                format!("{SITE}{fix}")
+            };
+            let left = warnings(&text);
+            assert_eq!(left.len(), 1, "{left:?}");
+            assert!(left[0].contains("has no O2 source"), "{left:?}");
+        }
+        // an analyser with O2 and moisture on the stack: nothing to say
+        let full = SITE
+            .replace("thermo-43i", "sdl-scs900-plc")
+            .replace("id = \"u1\"\n", "id = \"u1\"\nduct_area_m2 = 20\n");
+        assert_eq!(warnings(&full), Vec::<String>::new());
     }
 }

@@ -218,13 +218,23 @@ pub struct StackParams {
     pub barometric_pa: f64,
     #[serde(default)]
     pub flue_pressure: FluePressure,
-    /// How long a flue-gas state value (O2, humidity, temperature, …) may be used after its
-    /// sample, measured between sample timestamps.
-    #[serde(
-        default = "default_state_max_age",
-        deserialize_with = "crate::config::duration"
-    )]
-    pub state_max_age: Duration,
+    /// Staleness bound of the inputs of a derived value (O2 and moisture for dry and corrected
+    /// concentrations, NO2 for NOx, temperature, pressure, moisture and velocity for flow):
+    /// how far apart, measured between sample timestamps, an input from another poll may lie
+    /// from the reading it completes. Inputs of the same poll are always used together.
+    /// Unset (the default), it is one poll interval of the device the input came from, plus
+    /// half an interval for where in its poll each value was read: the input of the current
+    /// or the previous poll round, never an older one.
+    #[serde(default, deserialize_with = "crate::config::optional_duration")]
+    pub state_max_age: Option<Duration>,
+    /// Flue-gas moisture (% by volume) used as a set value where the stack has no moisture
+    /// measurement: for wet → dry and for standard dry flow. Readings computed with it say so
+    /// in their note. A set value is accepted by the bureaus for stable flue gas with a
+    /// periodically measured moisture (HJ 75-2017, *verify* the clause for the site); O2 has no
+    /// such provision, so there is no set value for the reference-O2 correction. Ignored
+    /// where the stack measures moisture.
+    #[serde(default)]
+    pub moisture_set_percent: Option<f64>,
     #[serde(default)]
     pub limits: Limits,
     /// HJ 75-2017: hour average valid with at least 45 valid minutes (*verify*).
@@ -268,9 +278,6 @@ fn default_o2_guard_margin() -> f64 {
 }
 fn default_barometric_pa() -> f64 {
     101_325.0
-}
-fn default_state_max_age() -> Duration {
-    Duration::from_secs(5 * 60)
 }
 fn default_hour_min_valid_minutes() -> u32 {
     45
@@ -343,7 +350,8 @@ impl StackParams {
             duct_area_m2: None,
             barometric_pa: default_barometric_pa(),
             flue_pressure: FluePressure::default(),
-            state_max_age: default_state_max_age(),
+            state_max_age: None,
+            moisture_set_percent: None,
             limits: Limits::default(),
             hour_min_valid_minutes: default_hour_min_valid_minutes(),
             day_min_valid_hours: default_day_min_valid_hours(),
@@ -354,6 +362,14 @@ impl StackParams {
             gap_missed_polls: default_gap_missed_polls(),
             exceedance_window_hours: default_exceedance_window_hours(),
         }
+    }
+
+    /// The staleness bound, in ms, of inputs from a device that delivers every `interval`
+    /// (see `state_max_age`): the configured bound, else 1.5 × `interval` — the current or
+    /// the previous poll round of that device, whatever the order in which devices polled at
+    /// the same boundary are read.
+    pub fn staleness_bound_ms(&self, interval: Duration) -> i64 {
+        staleness_bound_ms(self.state_max_age, interval)
     }
 
     /// The reference O2 (%) corrected values are expressed at.
@@ -410,12 +426,21 @@ impl StackParams {
                 Some("101325 at sea level"),
             ));
         }
-        if self.state_max_age.is_zero() {
+        if self.state_max_age.is_some_and(|d| d.is_zero()) {
             return Err(param_error(
                 "state_max_age",
                 "must be longer than zero".into(),
-                Some("e.g. \"5m\""),
+                Some("e.g. \"15s\", or leave it out for one poll interval of each input"),
             ));
+        }
+        if let Some(h2o) = self.moisture_set_percent {
+            if !(0.0..100.0).contains(&h2o) {
+                return Err(param_error(
+                    "moisture_set_percent",
+                    format!("moisture {h2o} % is outside 0..100"),
+                    Some("the flue gas moisture in % by volume, e.g. 8.5"),
+                ));
+            }
         }
         if let Some((q, limit)) = self
             .limits
@@ -487,6 +512,14 @@ impl StackParams {
             ));
         }
         Ok(())
+    }
+}
+
+/// See [`StackParams::staleness_bound_ms`].
+pub(crate) fn staleness_bound_ms(state_max_age: Option<Duration>, interval: Duration) -> i64 {
+    match state_max_age {
+        Some(bound) => millis(bound),
+        None => millis(interval).saturating_add(millis(interval) / 2),
     }
 }
 
@@ -591,7 +624,7 @@ mod tests {
             Err(e) => panic!("{e}"),
         };
         assert_eq!(p.frozen_after, Some(Duration::from_secs(1800)));
-        assert_eq!(p.state_max_age, Duration::from_secs(90));
+        assert_eq!(p.state_max_age, Some(Duration::from_secs(90)));
         let off = parse(
             "id = \"s\"\nsource_type = \"coal_boiler\"\nflow_from = \"actual_flow\"\nfrozen_after = \"off\"\n",
         );

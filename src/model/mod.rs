@@ -502,6 +502,9 @@ pub struct Reading {
     /// Emission rate in kg/h, where the stack has a flow measurement.
     pub rate: Option<f64>,
     pub flags: FlagSet,
+    /// Why a value the reading would have is absent ("no O2 source") or how it was obtained
+    /// ("moisture set value 8 %"); stored as the record's note.
+    pub note: Option<String>,
 }
 
 impl Reading {

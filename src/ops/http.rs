@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use super::health::{Health, StoreState};
 use super::series::{SeriesSpec, SeriesView};
 use super::state::{store_facts, OpsState};
-use super::status::StatusView;
+use super::status::{raw_unit, StatusView, ValueKind};
 use crate::model::time::now;
 use crate::model::{Quantity, Timestamp};
 
@@ -214,5 +214,19 @@ async fn series(
         .last()
         .and_then(|s| s.record.quantity)
         .and_then(|q: Quantity| generation.limits.get(&(spec.stack.clone(), q)).copied());
-    Json(SeriesView::build(&spec, &rows, limit)).into_response()
+    let mut view = SeriesView::build(&spec, &rows, limit);
+    if view.kind == Some(ValueKind::Raw) {
+        let last = rows.last().map(|s| &s.record);
+        let unit = last.and_then(|r| r.unit);
+        let quantity = last.and_then(|r| r.quantity);
+        view.unit = raw_unit(
+            &generation.config,
+            &spec.device,
+            &spec.channel,
+            quantity,
+            unit,
+        )
+        .map(|u| u.symbol());
+    }
+    Json(view).into_response()
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{Position, SiteConfig};
-use crate::model::Quantity;
+use crate::model::{Quantity, Unit};
 use crate::pipeline::live::DeviceLive;
 use crate::store::{Record, Stored};
 
@@ -91,11 +91,16 @@ pub struct DeviceView {
 pub struct ValueView {
     pub channel: String,
     pub quantity: Option<&'static str>,
+    /// The unit of `value`: the record's (mg/m3 for gases) for measured and corrected
+    /// values, the one the value arrived in (e.g. ppb) for a raw one; none when unknown.
     pub unit: Option<&'static str>,
     /// `None` when the latest reading carries no value (flag B).
     pub value: Option<f64>,
     pub kind: Option<ValueKind>,
     pub flag: char,
+    /// Why a value is missing (e.g. "no O2 source" for a pollutant without a corrected
+    /// value) or how it was obtained, from the reading's note.
+    pub note: Option<String>,
     pub ts: i64,
     pub seq: u64,
 }
@@ -129,7 +134,7 @@ impl StatusView {
                         let values = latest
                             .iter()
                             .filter(|s| *s.record.stack == *stack.id && *s.record.device == *d.id)
-                            .map(value_view)
+                            .map(|s| value_view(s, config))
                             .collect();
                         DeviceView {
                             id: d.id.clone(),
@@ -186,19 +191,43 @@ impl StatusView {
     }
 }
 
-fn value_view(stored: &Stored) -> ValueView {
+fn value_view(stored: &Stored, config: &SiteConfig) -> ValueView {
     let r = &stored.record;
     let shown = ValueKind::of(r);
+    let unit = match shown {
+        Some((ValueKind::Raw, _)) => raw_unit(config, &r.device, &r.channel, r.quantity, r.unit),
+        _ => r.unit,
+    };
     ValueView {
         channel: r.channel.to_string(),
         quantity: r.quantity.map(Quantity::name),
-        unit: r.unit.map(|u| u.symbol()),
+        unit: unit.map(|u| u.symbol()),
         value: shown.map(|(_, v)| v),
         kind: shown.map(|(k, _)| k),
         flag: r.flags.primary().code(),
+        note: r.note.clone(),
         ts: r.ts.0,
         seq: stored.seq,
     }
+}
+
+/// The unit the raw values of a device channel are in: the channel's wire unit. A record's
+/// own unit (`record_unit`) is that of its measured value, which is the raw one's too except
+/// for gases read in ppm or ppb; for a gas whose channel is unknown, no unit rather than a
+/// wrong one.
+pub fn raw_unit(
+    config: &SiteConfig,
+    device: &str,
+    channel: &str,
+    quantity: Option<Quantity>,
+    record_unit: Option<Unit>,
+) -> Option<Unit> {
+    let key = (device.to_string(), channel.to_string());
+    if let Some(unit) = config.wire_units.get(&key) {
+        return Some(*unit);
+    }
+    let unit = record_unit?;
+    (unit != Unit::MgPerM3 || quantity == Some(Quantity::Dust)).then_some(unit)
 }
 
 #[cfg(test)]
@@ -339,5 +368,39 @@ address = "127.0.0.1:1504"
         assert_eq!(nox.connection, Connection::Waiting, "never polled this run");
         assert_eq!(nox.values[0].value, Some(9.5));
         assert_eq!(nox.values[0].kind, Some(ValueKind::Raw));
+    }
+
+    #[test]
+    fn a_raw_value_is_shown_in_the_unit_it_arrived_in_and_a_missing_value_says_why() {
+        let loaded = crate::config::parse(std::path::Path::new("site.toml"), CONFIG);
+        let config = match loaded {
+            Ok(l) => l.config,
+            Err(e) => panic!("test config: {e}"),
+        };
+        // The 43i's SO2 arrived as 6463 ppb on a wet basis and could not be dried: the
+        // record's unit is that of measured values (mg/m3), the raw value's is ppb.
+        let mut raw = stored(7, "unit1", "so2", "so2", Quantity::SO2);
+        raw.record.unit = Some(Unit::MgPerM3);
+        raw.record.raw = Some(6463.0);
+        raw.record.note = Some("no moisture source".into());
+        // The 1080's SO2, dry, without O2 on its stack: measured value, no corrected one.
+        let mut measured = stored(8, "unit1", "o2", "so2", Quantity::SO2);
+        measured.record.unit = Some(Unit::MgPerM3);
+        measured.record.measured = Some(18.5);
+        measured.record.note = Some("no O2 source".into());
+        let view = StatusView::build(&config, &BTreeMap::new(), &[raw, measured], 2, 9_000);
+        let unit1 = &view.stacks[0];
+        let raw = &unit1.devices[0].values[0];
+        assert_eq!(
+            (raw.value, raw.kind, raw.unit, raw.flag),
+            (Some(6463.0), Some(ValueKind::Raw), Some("ppb"), 'N')
+        );
+        assert_eq!(raw.note.as_deref(), Some("no moisture source"));
+        let measured = &unit1.devices[1].values[0];
+        assert_eq!(
+            (measured.value, measured.kind, measured.unit, measured.flag),
+            (Some(18.5), Some(ValueKind::Measured), Some("mg/m3"), 'N')
+        );
+        assert_eq!(measured.note.as_deref(), Some("no O2 source"));
     }
 }

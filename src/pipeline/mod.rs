@@ -379,6 +379,7 @@ pub fn reading_of(stored: &Stored) -> Option<Reading> {
         corrected: r.corrected,
         rate: r.rate,
         flags: r.flags,
+        note: r.note.clone(),
     })
 }
 

@@ -1,6 +1,8 @@
 //! Minute, hour and day statistics with HJ 75-2017 validity.
 //!
 //! - Minute: statistics of the valid readings (N, T, S) in that minute; valid with at least one.
+//!   A valid reading whose value was left out for a missing input (no moisture for a wet
+//!   analyser) counts as valid but adds no value; the period keeps the reading's note.
 //! - Hour: mean of the valid minute averages; valid with at least `hour_min_valid_minutes`
 //!   (45, *verify*).
 //! - Day: mean of the valid hour averages; valid with at least `day_min_valid_hours` (20,
@@ -58,11 +60,14 @@ pub struct Aggregate {
     /// Mass from valid data: minute and hour rate_avg × duration when valid; day the sum of its
     /// valid hours (also when the day as a whole is invalid). Never filled in for missing data.
     pub mass_kg: Option<f64>,
+    /// The note of the period's last reading or sub-period (the valid ones, if any): why a
+    /// value is absent ("no O2 source") or how it was obtained.
+    pub note: Option<String>,
 }
 
 /// One contribution to a period: a reading, or a closed sub-period.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct Entry<'a> {
     valid: bool,
     flag: Flag,
     raw: Option<f64>,
@@ -74,14 +79,17 @@ struct Entry {
     corrected_max: Option<f64>,
     rate: Option<f64>,
     mass: Option<f64>,
+    note: Option<&'a str>,
 }
 
-impl Entry {
-    fn of_reading(r: &Reading, invalid: u8) -> Entry {
+impl<'a> Entry<'a> {
+    fn of_reading(r: &'a Reading, invalid: u8) -> Entry<'a> {
         let measured = Some(r.measured).filter(|v| v.is_finite());
         let corrected = r.corrected.filter(|v| v.is_finite());
         Entry {
-            valid: r.flags.bits() & invalid == 0 && measured.is_some(),
+            // Validity is the data review's (the flags); a value left out for a missing
+            // input (see the note) is absent from the statistics, not an invalid reading.
+            valid: r.flags.bits() & invalid == 0,
             flag: r.flags.primary(),
             raw: Some(r.raw).filter(|v| v.is_finite()),
             avg: measured,
@@ -92,10 +100,11 @@ impl Entry {
             corrected_max: corrected,
             rate: r.rate.filter(|v| v.is_finite()),
             mass: None,
+            note: r.note.as_deref(),
         }
     }
 
-    fn of_aggregate(a: &Aggregate) -> Entry {
+    fn of_aggregate(a: &'a Aggregate) -> Entry<'a> {
         Entry {
             valid: a.valid,
             flag: a.flag,
@@ -108,6 +117,7 @@ impl Entry {
             corrected_max: a.corrected_max,
             rate: a.rate_avg,
             mass: a.mass_kg,
+            note: a.note.as_deref(),
         }
     }
 }
@@ -197,6 +207,16 @@ struct Acc {
     of_valid: Values,
     of_all: Values,
     valid_mass: Mean,
+    /// Note of the last valid entry, and of the last entry.
+    valid_note: Option<String>,
+    last_note: Option<String>,
+}
+
+/// Sets `held` to `note`, allocating only when it changes.
+fn keep_note(held: &mut Option<String>, note: Option<&str>) {
+    if held.as_deref() != note {
+        *held = note.map(str::to_string);
+    }
 }
 
 impl Acc {
@@ -210,6 +230,8 @@ impl Acc {
             of_valid: Values::default(),
             of_all: Values::default(),
             valid_mass: Mean::default(),
+            valid_note: None,
+            last_note: None,
         }
     }
 
@@ -220,10 +242,12 @@ impl Acc {
             self.valid_flags.insert(e.flag);
             self.of_valid.add(e);
             self.valid_mass.add(e.mass);
+            keep_note(&mut self.valid_note, e.note);
         } else {
             self.invalid_tally[e.flag as usize] += 1;
         }
         self.of_all.add(e);
+        keep_note(&mut self.last_note, e.note);
     }
 }
 
@@ -263,10 +287,10 @@ impl Rules {
                 .max_by_key(|f| (tally[*f as usize], *f))
                 .unwrap_or(Flag::B)
         };
-        let values = if acc.valid > 0 {
-            acc.of_valid
+        let (values, note) = if acc.valid > 0 {
+            (acc.of_valid, acc.valid_note)
         } else {
-            acc.of_all
+            (acc.of_all, acc.last_note)
         };
         let rate_avg = values.rate.get();
         let hours = period.millis() as f64 / HOUR_MS as f64;
@@ -294,6 +318,7 @@ impl Rules {
             corrected_max: values.corrected_range.max(),
             rate_avg,
             mass_kg,
+            note,
         }
     }
 }
@@ -465,6 +490,7 @@ mod tests {
             corrected: Some(value * 1.25),
             rate: Some(2.0),
             flags: flag.map_or(FlagSet::EMPTY, FlagSet::of),
+            note: None,
         }
     }
 

@@ -2,15 +2,21 @@
 //! point (a stack's outlet, or the FGD inlet in front of it) runs normalise → quality →
 //! aggregate → exceedance. Time comes only from the samples and from `tick(now)`, so live
 //! running, replay and tests give the same records for the same input.
+//!
+//! A batch is processed as snapshots, one per poll: a derived value uses inputs of the same
+//! poll, and of other devices the latest within the stack's staleness bound (see
+//! [`crate::process::normalise`]). This holds for every collector, since Modbus polls, MQTT
+//! messages and replayed polls all arrive here as batches.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::profile::ProfileSet;
-use crate::config::{Position, SiteConfig};
+use crate::config::{bound_channels, Position, SiteConfig};
 use crate::model::time::Period;
-use crate::model::{FlagSet, Quantity, Reading, Sample, Timestamp};
+use crate::model::{Basis, FlagSet, Quantity, Reading, Sample, Timestamp};
 use crate::process::aggregate::{Aggregate, Aggregator};
 use crate::process::exceedance::{Exceedance, ExceedanceTracker};
 use crate::process::normalise::Normaliser;
@@ -36,6 +42,9 @@ struct Point {
 pub struct Processor {
     points: Vec<Point>,
     point_of_device: HashMap<Arc<str>, usize>,
+    /// The basis of each device channel at this site, which a device's `basis` key may set
+    /// apart from the profile the collector reports.
+    basis_of: HashMap<Arc<str>, HashMap<Arc<str>, Basis>>,
     readings: Vec<Reading>,
     gaps: Vec<Gap>,
     aggregates: Vec<Aggregate>,
@@ -44,16 +53,18 @@ pub struct Processor {
 
 impl Processor {
     /// Builds the points of a validated config, with every device channel declared so
-    /// silence on any of them becomes a gap.
+    /// silence on any of them becomes a gap and a missing input is told from a stale one.
     pub fn new(config: &SiteConfig, profiles: &ProfileSet) -> Processor {
-        let mut points = Vec::new();
+        let mut points: Vec<Point> = Vec::new();
         let mut index_of_point: HashMap<String, usize> = HashMap::new();
         let mut point_of_device = HashMap::new();
-        for device in bindings(config, profiles) {
-            let Some(params) = config.stacks.iter().find(|s| s.id == device.stack) else {
+        let mut basis_of = HashMap::new();
+        let mut device_ids: HashMap<&str, Arc<str>> = HashMap::new();
+        for channel in bound_channels(config, profiles) {
+            let Some(params) = config.stacks.iter().find(|s| s.id == channel.stack) else {
                 continue; // config::parse rejects it
             };
-            let point_id = match device.position {
+            let point_id = match channel.position {
                 Position::Outlet => params.id.clone(),
                 Position::Inlet => inlet_point(&params.id),
             };
@@ -63,7 +74,7 @@ impl Processor {
                     normaliser: Normaliser::new(id.clone(), params),
                     quality: Quality::new(id.clone(), params),
                     aggregator: Aggregator::new(id.clone(), params, config.site.utc_offset),
-                    exceedances: (device.position == Position::Outlet).then(|| {
+                    exceedances: (channel.position == Position::Outlet).then(|| {
                         ExceedanceTracker::new(id, &params.limits, params.exceedance_window_hours)
                     }),
                     slowest_poll: Duration::ZERO,
@@ -71,23 +82,36 @@ impl Processor {
                 points.len() - 1
             });
             let point = &mut points[index];
-            let device_id: Arc<str> = Arc::from(device.id);
-            for (channel, range) in device.channels {
-                point.quality.add_channel(
-                    device_id.clone(),
-                    Arc::from(channel),
-                    ChannelSpec {
-                        expected_interval: device.interval,
-                        range,
-                    },
-                );
-            }
-            point.slowest_poll = point.slowest_poll.max(device.interval);
+            let device_id = device_ids
+                .entry(channel.device)
+                .or_insert_with(|| Arc::from(channel.device))
+                .clone();
+            let channel_id: Arc<str> = Arc::from(channel.channel);
+            point.quality.add_channel(
+                device_id.clone(),
+                channel_id.clone(),
+                ChannelSpec {
+                    expected_interval: channel.interval,
+                    range: channel.range,
+                },
+            );
+            point.normaliser.add_source(
+                device_id.clone(),
+                channel.quantity,
+                channel.interval,
+                params,
+            );
+            point.slowest_poll = point.slowest_poll.max(channel.interval);
+            basis_of
+                .entry(device_id.clone())
+                .or_insert_with(HashMap::new)
+                .insert(channel_id, channel.basis);
             point_of_device.insert(device_id, index);
         }
         Processor {
             points,
             point_of_device,
+            basis_of,
             readings: Vec::new(),
             gaps: Vec::new(),
             aggregates: Vec::new(),
@@ -172,35 +196,70 @@ impl Processor {
     }
 
     /// Processes a batch of samples (typically one poll); records for the store are appended
-    /// to `out`. Within the batch the flue-gas state (O2, moisture, temperature, pressure,
-    /// flow) goes first, so pollutants read in the same poll are corrected with it rather than
-    /// with the previous poll's.
+    /// to `out`. The batch is cut into snapshots, one per measuring point and instant: a new
+    /// snapshot begins where a channel repeats, so a batch holding several polls of a device
+    /// (a replayed log, an MQTT message with a series) is taken poll by poll. Within a
+    /// snapshot, derived values combine the snapshot's own inputs.
     pub fn push(&mut self, samples: &[Sample], out: &mut Vec<Record>) {
-        let state_first = samples
-            .iter()
-            .filter(|s| !s.quantity.is_pollutant())
-            .chain(samples.iter().filter(|s| s.quantity.is_pollutant()));
-        for sample in state_first {
-            let Some(point) = self
-                .point_of_device
-                .get(&sample.device)
-                .and_then(|&i| self.points.get_mut(i))
-            else {
+        type Snapshot<'a> = (usize, Vec<Cow<'a, Sample>>, HashSet<(&'a str, &'a str)>);
+        let mut snapshots: Vec<Snapshot<'_>> = Vec::new();
+        let mut open: HashMap<usize, usize> = HashMap::new();
+        for sample in samples {
+            let Some(&point) = self.point_of_device.get(&sample.device) else {
                 continue;
             };
-            let first = self.readings.len();
-            point.normaliser.push(sample, &mut self.readings);
-            for reading in &mut self.readings[first..] {
-                point.quality.check(reading, &mut self.gaps);
-                point.aggregator.push(reading, &mut self.aggregates);
-            }
-            if let Some(tracker) = &mut point.exceedances {
-                for agg in &self.aggregates {
-                    tracker.push(agg, &mut self.events);
+            let key = (&*sample.device, &*sample.channel);
+            let at = match open.get(&point) {
+                Some(&at) if !snapshots[at].2.contains(&key) => at,
+                _ => {
+                    snapshots.push((point, Vec::new(), HashSet::new()));
+                    open.insert(point, snapshots.len() - 1);
+                    snapshots.len() - 1
                 }
-            }
-            self.drain(out);
+            };
+            let site_basis = self
+                .basis_of
+                .get(&*sample.device)
+                .and_then(|channels| channels.get(&*sample.channel))
+                .copied()
+                .unwrap_or(sample.basis);
+            let sample = if site_basis == sample.basis {
+                Cow::Borrowed(sample)
+            } else {
+                Cow::Owned(Sample {
+                    basis: site_basis,
+                    ..sample.clone()
+                })
+            };
+            snapshots[at].1.push(sample);
+            snapshots[at].2.insert(key);
         }
+        for (point, samples, _) in snapshots {
+            let samples: Vec<&Sample> = samples.iter().map(|s| s.as_ref()).collect();
+            self.process(point, &samples, out);
+        }
+    }
+
+    /// Runs one snapshot of one point through the chain.
+    fn process(&mut self, point: usize, samples: &[&Sample], out: &mut Vec<Record>) {
+        let Some(point) = self.points.get_mut(point) else {
+            return;
+        };
+        let first = self.readings.len();
+        point.normaliser.push_snapshot(samples, &mut self.readings);
+        point
+            .quality
+            .check_snapshot(&mut self.readings[first..], &mut self.gaps);
+        let done = self.aggregates.len();
+        for reading in &self.readings[first..] {
+            point.aggregator.push(reading, &mut self.aggregates);
+        }
+        if let Some(tracker) = &mut point.exceedances {
+            for agg in &self.aggregates[done..] {
+                tracker.push(agg, &mut self.events);
+            }
+        }
+        self.drain(out);
     }
 
     /// Lets time pass to `now`: closes periods nobody will add to, opens silence gaps.
@@ -219,57 +278,18 @@ impl Processor {
     }
 
     fn drain(&mut self, out: &mut Vec<Record>) {
-        out.extend(self.readings.drain(..).map(|r| Record::from(&r)));
+        out.extend(self.readings.drain(..).map(reading_record));
         out.extend(self.gaps.drain(..).map(|g| gap_record(&g)));
         out.extend(self.aggregates.drain(..).map(|a| aggregate_record(&a)));
         out.extend(self.events.drain(..).map(|e| exceedance_record(&e)));
     }
 }
 
-/// A device as processing sees it, whether polled over Modbus or publishing over MQTT.
-struct Binding<'a> {
-    id: &'a str,
-    stack: &'a str,
-    position: Position,
-    /// How often each channel delivers a value.
-    interval: Duration,
-    /// Channel names with their measuring range in the wire unit.
-    channels: Vec<(&'a str, Option<[f64; 2]>)>,
-}
-
-fn bindings<'a>(config: &'a SiteConfig, profiles: &'a ProfileSet) -> Vec<Binding<'a>> {
-    let polled = config.devices.iter().filter_map(|device| {
-        let profile = profiles.get(&device.profile)?; // config::parse rejects unknown ones
-        let channels = profile
-            .channels
-            .iter()
-            .filter(|c| device.channels.as_ref().is_none_or(|w| w.contains(&c.name)))
-            .map(|c| (c.name.as_str(), c.range))
-            .collect();
-        Some(Binding {
-            id: &device.id,
-            stack: &device.stack,
-            position: device.position,
-            interval: device.poll_interval.0,
-            channels,
-        })
-    });
-    let published = config
-        .mqtt
-        .iter()
-        .flat_map(|source| &source.devices)
-        .map(|device| Binding {
-            id: &device.id,
-            stack: &device.stack,
-            position: device.position,
-            interval: device.interval.0,
-            channels: device
-                .channels
-                .iter()
-                .map(|(name, c)| (name.as_str(), c.range))
-                .collect(),
-        });
-    polled.chain(published).collect()
+/// A reading's store row, with its note.
+fn reading_record(reading: Reading) -> Record {
+    let mut record = Record::from(&reading);
+    record.note = reading.note;
+    record
 }
 
 fn no_name() -> Arc<str> {
@@ -323,6 +343,7 @@ pub fn aggregate_of(r: &Record) -> Option<Aggregate> {
         rate_avg: r.rate,
         // HJ 75: an hour's mass is its mean emission rate over the hour, valid hours only
         mass_kg: r.rate.filter(|_| valid && period == Period::Hour),
+        note: r.note.clone(),
     })
 }
 
@@ -346,6 +367,7 @@ fn aggregate_record(agg: &Aggregate) -> Record {
         corrected_min: agg.corrected_min,
         corrected_max: agg.corrected_max,
         count: Some(agg.count),
+        note: agg.note.clone(),
         ..Record::new(kind, agg.start, agg.stack.clone(), no_name(), no_name())
     }
 }

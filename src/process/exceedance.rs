@@ -153,6 +153,7 @@ mod tests {
             corrected_max: None,
             rate_avg: None,
             mass_kg: None,
+            note: None,
         }
     }
 

@@ -2,13 +2,27 @@
 //! dry, and to the stack's reference O2; NOx as NO2; flue-gas flow at standard condition, dry;
 //! emission rate.
 //!
-//! The [`Normaliser`] only does arithmetic. Where a value cannot be computed (no fresh O2, no
-//! humidity for a wet reading, O2 at 21 %) it leaves `measured` NaN or `corrected`/`rate` None;
-//! [`crate::process::quality::Quality`] decides the flag that explains it.
+//! The [`Normaliser`] only does arithmetic. A value derived from several channels (NOx from NO
+//! and NO2, standard dry flow from velocity, temperature, pressure and moisture, dry and
+//! O2-corrected concentrations, emission rate) takes its inputs from one instant:
+//! - the same poll: [`Normaliser::push_snapshot`] first takes in every flue-gas value of a
+//!   poll, then computes, so NO is combined with the NO2 read in the same poll, never with the
+//!   previous one;
+//! - for an input the poll did not carry (another device's O2 or flow), the latest value of
+//!   it, if no further than the stack's staleness bound from the reading
+//!   ([`StackParams::staleness_bound_ms`]: one poll interval of the input's device and half
+//!   an interval of tolerance, unless `state_max_age` says otherwise).
+//!
+//! Where an input is missing (no source on the stack, none within the bound, or its read
+//! failed) the value that needs it is left out (`measured` NaN, `corrected` or `rate` None)
+//! and the reading's `note` says which input was missing. The flags are
+//! [`crate::process::quality::Quality`]'s business: they come from the inputs actually used.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::config::stack::{millis, FlowSource, FluePressure, NoxMethod, StackParams};
+use crate::config::stack::{FlowSource, FluePressure, NoxMethod, StackParams};
 use crate::model::{unit_of, wire_units, Basis, Quantity, Reading, Sample, Timestamp, Unit};
 
 /// Standard condition of HJ 75-2017: 273.15 K.
@@ -154,16 +168,69 @@ fn is_concentration(q: Quantity) -> bool {
     q.is_pollutant() || matches!(q, Quantity::O2 | Quantity::CO2)
 }
 
-/// The latest value of one flue-gas state quantity; `value` is None when the latest sample
-/// carried none (so a failed O2 read is never covered by an older one).
+/// The poll interval of a device no config declared (tests feeding a normaliser directly):
+/// the config's default.
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The latest value of one flue-gas input; `value` is None when the latest sample carried
+/// none (so a failed O2 read is never covered by an older one).
 #[derive(Debug, Clone, Copy)]
 struct Latest {
     ts: Timestamp,
     value: Option<f64>,
+    /// How far from `ts` it may be used: the staleness bound of the device it came from.
+    max_age_ms: i64,
 }
 
-/// Turns one stack's samples into readings. Keeps the latest flue-gas state (O2, humidity,
-/// temperature, pressure, velocity, flow, NO2) to correct, dry and derive.
+/// Why an input of a derived value could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Nothing on the measuring point delivers this quantity.
+    NoSource(Quantity),
+    /// It is delivered, but no value lies within the staleness bound.
+    NotFresh(Quantity),
+    /// The latest sample carried no value (its read failed).
+    NoValue(Quantity),
+}
+
+impl Missing {
+    fn note(self) -> String {
+        let name = |q: Quantity| match q {
+            Quantity::Humidity => "moisture",
+            Quantity::Temperature => "flue temperature",
+            Quantity::Pressure => "flue pressure",
+            other => other.name(),
+        };
+        match self {
+            Missing::NoSource(q) => format!("no {} source", name(q)),
+            Missing::NotFresh(q) => format!("no fresh {} reading", name(q)),
+            Missing::NoValue(q) => format!("no {} value", name(q)),
+        }
+    }
+}
+
+/// The notes of one reading, in the order they arose, each once.
+#[derive(Debug, Default)]
+struct Notes(Vec<String>);
+
+impl Notes {
+    fn add(&mut self, note: String) {
+        if !self.0.contains(&note) {
+            self.0.push(note);
+        }
+    }
+
+    fn missing(&mut self, missing: Missing) {
+        self.add(missing.note());
+    }
+
+    fn into_note(self) -> Option<String> {
+        (!self.0.is_empty()).then(|| self.0.join("; "))
+    }
+}
+
+/// Turns one measuring point's samples into readings. Keeps the latest flue-gas state (O2,
+/// humidity, temperature, pressure, velocity, flow, NO2) to correct, dry and derive.
 #[derive(Debug, Clone)]
 pub struct Normaliser {
     stack: Arc<str>,
@@ -177,7 +244,13 @@ pub struct Normaliser {
     duct_area_m2: Option<f64>,
     barometric_pa: f64,
     flue_pressure: FluePressure,
-    max_age_ms: i64,
+    moisture_set_percent: Option<f64>,
+    /// Staleness bound of each declared device's values.
+    max_age_of: HashMap<Arc<str>, i64>,
+    /// Staleness bound of values from undeclared devices.
+    default_max_age_ms: i64,
+    /// Quantities the point has a source of: declared, or seen.
+    sources: [bool; Quantity::ALL.len()],
     o2: Option<Latest>,
     humidity: Option<Latest>,
     temperature: Option<Latest>,
@@ -201,7 +274,10 @@ impl Normaliser {
             duct_area_m2: params.duct_area_m2,
             barometric_pa: params.barometric_pa,
             flue_pressure: params.flue_pressure,
-            max_age_ms: millis(params.state_max_age),
+            moisture_set_percent: params.moisture_set_percent,
+            max_age_of: HashMap::new(),
+            default_max_age_ms: params.staleness_bound_ms(DEFAULT_POLL_INTERVAL),
+            sources: [false; Quantity::ALL.len()],
             o2: None,
             humidity: None,
             temperature: None,
@@ -216,8 +292,44 @@ impl Normaliser {
         &self.stack
     }
 
+    /// Declares that `device`, delivering every `interval` (and so usable that long, see
+    /// [`StackParams::staleness_bound_ms`]), measures `quantity` at this point. An input
+    /// with no source at all is noted as such ("no O2 source"), one whose source fell
+    /// silent as stale ("no fresh O2 reading").
+    pub fn add_source(
+        &mut self,
+        device: Arc<str>,
+        quantity: Quantity,
+        interval: Duration,
+        params: &StackParams,
+    ) {
+        self.sources[quantity as usize] = true;
+        self.max_age_of
+            .insert(device, params.staleness_bound_ms(interval));
+    }
+
+    /// Normalises the samples of one poll (one instant): every flue-gas value of the poll is
+    /// taken in first (moisture before the rest, so a wet O2 dries with the same poll's
+    /// moisture), then each sample becomes its reading and any derived one, in poll order.
+    /// Derived values thus combine the poll's own inputs, whatever their register order.
+    pub fn push_snapshot(&mut self, samples: &[&Sample], out: &mut Vec<Reading>) {
+        let humidity_first = samples
+            .iter()
+            .filter(|s| s.quantity == Quantity::Humidity)
+            .chain(samples.iter().filter(|s| s.quantity != Quantity::Humidity));
+        for sample in humidity_first {
+            let value = self.value_of(sample, &mut Notes::default());
+            self.remember(sample, value);
+        }
+        for sample in samples {
+            self.push(sample, out);
+        }
+    }
+
     /// Normalises one sample into `out`: its own reading, then any derived one (NOx as NO2 after
-    /// an NO sample, standard flow after a velocity sample). `out` is not cleared.
+    /// an NO sample, standard flow after a velocity sample). `out` is not cleared. Inputs of
+    /// other channels are the latest taken in; [`Normaliser::push_snapshot`] takes a whole
+    /// poll in first.
     ///
     /// A reading's `unit` is that of `measured` and `corrected` (mg/m3 for gases, m3/h standard
     /// dry for flow); `raw` stays in the wire unit and `basis` says how it was measured.
@@ -225,13 +337,11 @@ impl Normaliser {
         let q = sample.quantity;
         let ts = sample.ts;
         let unit = reporting_unit(q, sample.unit).unwrap_or(sample.unit);
-        let mut value = to_reporting_unit(q, sample.unit, sample.value).filter(|v| v.is_finite());
-        if sample.basis == Basis::Wet && is_concentration(q) {
-            value = value.and_then(|v| self.humidity_at(ts).and_then(|h| wet_to_dry(v, h)));
-        }
+        let mut notes = Notes::default();
+        let mut value = self.value_of(sample, &mut notes);
         self.remember(sample, value);
         if q == Quantity::Flow && self.flow_from != FlowSource::StandardDryFlow {
-            value = value.and_then(|actual| self.standardise(actual, ts));
+            value = value.and_then(|actual| self.standardise(actual, ts, &mut notes));
         }
 
         let mut reading = Reading {
@@ -247,41 +357,64 @@ impl Normaliser {
             corrected: None,
             rate: None,
             flags: sample.status,
+            note: None,
         };
         if q.is_pollutant() {
-            self.complete_pollutant(&mut reading);
+            self.complete_pollutant(&mut reading, &mut notes);
         }
-        out.push(reading);
+        reading.note = notes.into_note();
 
-        if q == Quantity::NO && self.nox != NoxMethod::Direct {
-            out.push(self.derive_nox(sample, value));
-        }
-        if q == Quantity::Velocity && self.flow_from == FlowSource::Velocity {
-            out.push(self.derive_flow(sample, value));
-        }
+        let derived = if q == Quantity::NO && self.nox != NoxMethod::Direct {
+            Some(self.derive_nox(sample, value, reading.note.as_deref()))
+        } else if q == Quantity::Velocity && self.flow_from == FlowSource::Velocity {
+            Some(self.derive_flow(sample, value))
+        } else {
+            None
+        };
+        out.push(reading);
+        out.extend(derived);
     }
 
     /// Standard dry flow Q_sn (m3/h) at `ts` from the stack's configured flow source, if every
-    /// input is fresh.
+    /// input is at hand.
     pub fn standard_flow(&self, ts: Timestamp) -> Option<f64> {
+        self.standard_flow_noted(ts, &mut Notes::default())
+            .ok()
+            .flatten()
+    }
+
+    /// Q_sn at `ts`; Ok(None) when the inputs are there but impossible (quality flags them).
+    fn standard_flow_noted(
+        &self,
+        ts: Timestamp,
+        notes: &mut Notes,
+    ) -> Result<Option<f64>, Missing> {
         match self.flow_from {
             FlowSource::Velocity => {
-                let v = self.fresh(self.velocity, ts)?;
-                self.standardise(v * self.duct_area_m2? * 3600.0, ts)
+                let v = self.input(Quantity::Velocity, self.velocity, ts)?;
+                let Some(area) = self.duct_area_m2 else {
+                    return Ok(None); // config::parse requires it with a velocity channel
+                };
+                Ok(self.standardise(v * area * 3600.0, ts, notes))
             }
             FlowSource::ActualFlow => {
-                let actual = self.fresh(self.flow, ts)?;
-                self.standardise(actual, ts)
+                let actual = self.input(Quantity::Flow, self.flow, ts)?;
+                Ok(self.standardise(actual, ts, notes))
             }
-            FlowSource::StandardDryFlow => self.fresh(self.flow, ts),
+            FlowSource::StandardDryFlow => self.input(Quantity::Flow, self.flow, ts).map(Some),
         }
     }
 
-    /// Q_s (m3/h, working condition) → Q_sn with the latest temperature, pressure, humidity.
-    fn standardise(&self, actual_m3_h: f64, ts: Timestamp) -> Option<f64> {
-        let t = self.fresh(self.temperature, ts)?;
-        let p = self.fresh(self.pressure_pa, ts)?;
-        let h = self.humidity_at(ts)?;
+    /// Q_s (m3/h, working condition) → Q_sn with the temperature, pressure and moisture of
+    /// the same instant; a missing one is noted and gives None.
+    fn standardise(&self, actual_m3_h: f64, ts: Timestamp, notes: &mut Notes) -> Option<f64> {
+        let inputs = (|| {
+            let t = self.input(Quantity::Temperature, self.temperature, ts)?;
+            let p = self.input(Quantity::Pressure, self.pressure_pa, ts)?;
+            let h = self.moisture(ts, notes)?;
+            Ok((t, p, h))
+        })();
+        let (t, p, h) = inputs.map_err(|m| notes.missing(m)).ok()?;
         let absolute = match self.flue_pressure {
             FluePressure::Gauge => self.barometric_pa + p,
             FluePressure::Absolute => p,
@@ -289,73 +422,140 @@ impl Normaliser {
         standard_dry_flow(actual_m3_h, t, absolute, h)
     }
 
-    fn fresh(&self, latest: Option<Latest>, ts: Timestamp) -> Option<f64> {
-        let latest = latest?;
-        if (ts.millis() - latest.ts.millis()).abs() > self.max_age_ms {
-            return None;
+    /// The value of an input at `ts`, or why there is none.
+    fn input(
+        &self,
+        quantity: Quantity,
+        latest: Option<Latest>,
+        ts: Timestamp,
+    ) -> Result<f64, Missing> {
+        let Some(latest) = latest else {
+            return Err(if self.sources[quantity as usize] {
+                Missing::NotFresh(quantity)
+            } else {
+                Missing::NoSource(quantity)
+            });
+        };
+        if (ts.millis() - latest.ts.millis()).abs() > latest.max_age_ms {
+            return Err(Missing::NotFresh(quantity));
         }
-        latest.value
+        latest.value.ok_or(Missing::NoValue(quantity))
     }
 
-    fn humidity_at(&self, ts: Timestamp) -> Option<f64> {
-        self.fresh(self.humidity, ts)
+    /// Flue-gas moisture (%) at `ts`: measured where the point has a moisture source, else the
+    /// stack's set value (noted as such).
+    fn moisture(&self, ts: Timestamp, notes: &mut Notes) -> Result<f64, Missing> {
+        let measured = self.input(Quantity::Humidity, self.humidity, ts);
+        match (measured, self.moisture_set_percent) {
+            (Err(Missing::NoSource(_)), Some(set)) => {
+                notes.add(format!("moisture set value {set} %"));
+                Ok(set)
+            }
+            (measured, _) => measured,
+        }
+    }
+
+    /// A sample's value in its reporting unit, dried if it is a wet concentration.
+    fn value_of(&self, sample: &Sample, notes: &mut Notes) -> Option<f64> {
+        let q = sample.quantity;
+        let value = to_reporting_unit(q, sample.unit, sample.value).filter(|v| v.is_finite())?;
+        if sample.basis == Basis::Wet && is_concentration(q) {
+            return match self.moisture(sample.ts, notes) {
+                Ok(h) => wet_to_dry(value, h),
+                Err(m) => {
+                    notes.missing(m);
+                    None
+                }
+            };
+        }
+        Some(value)
     }
 
     /// Records flue-gas state; `value` is in the reporting unit, dry for O2 and NO2, and for
     /// flow still at the condition it was measured at.
     fn remember(&mut self, sample: &Sample, value: Option<f64>) {
-        let latest = Some(Latest {
-            ts: sample.ts,
-            value,
-        });
+        self.sources[sample.quantity as usize] = true;
+        let max_age_ms = self
+            .max_age_of
+            .get(&sample.device)
+            .copied()
+            .unwrap_or(self.default_max_age_ms);
+        let latest = |value| {
+            Some(Latest {
+                ts: sample.ts,
+                value,
+                max_age_ms,
+            })
+        };
         match sample.quantity {
-            Quantity::O2 => self.o2 = latest,
-            Quantity::Humidity => self.humidity = latest,
-            Quantity::Temperature => self.temperature = latest,
+            Quantity::O2 => self.o2 = latest(value),
+            Quantity::Humidity => self.humidity = latest(value),
+            Quantity::Temperature => self.temperature = latest(value),
             Quantity::Pressure => {
                 let pa = match sample.unit {
                     Unit::KPa => value.map(|v| v * 1000.0),
                     _ => value,
                 };
-                self.pressure_pa = Some(Latest {
-                    ts: sample.ts,
-                    value: pa,
-                });
+                self.pressure_pa = latest(pa);
             }
-            Quantity::Velocity => self.velocity = latest,
-            Quantity::Flow => self.flow = latest,
-            Quantity::NO2 => self.no2 = latest,
+            Quantity::Velocity => self.velocity = latest(value),
+            Quantity::Flow => self.flow = latest(value),
+            Quantity::NO2 => self.no2 = latest(value),
             _ => {}
         }
     }
 
+    /// Whether the point measures flow at all, so a missing emission rate is worth a note.
+    fn has_flow_source(&self) -> bool {
+        let source = |q: Quantity| self.sources[q as usize];
+        match self.flow_from {
+            FlowSource::Velocity => source(Quantity::Velocity),
+            FlowSource::ActualFlow | FlowSource::StandardDryFlow => source(Quantity::Flow),
+        }
+    }
+
     /// Corrected value and emission rate of a pollutant whose `measured` is set.
-    fn complete_pollutant(&self, reading: &mut Reading) {
+    fn complete_pollutant(&self, reading: &mut Reading, notes: &mut Notes) {
         if !reading.measured.is_finite() {
             return;
         }
-        reading.corrected = self.fresh(self.o2, reading.ts).and_then(|o2| {
-            correct_to_reference_o2(
-                reading.measured,
-                o2,
-                self.reference_o2,
-                self.o2_cap,
-                self.o2_guard_margin,
-            )
-        });
-        reading.rate = self
-            .standard_flow(reading.ts)
-            .map(|q_sn| emission_rate_kg_h(reading.measured, q_sn));
+        match self.input(Quantity::O2, self.o2, reading.ts) {
+            Ok(o2) => {
+                reading.corrected = correct_to_reference_o2(
+                    reading.measured,
+                    o2,
+                    self.reference_o2,
+                    self.o2_cap,
+                    self.o2_guard_margin,
+                )
+            }
+            Err(m) => notes.missing(m),
+        }
+        if self.has_flow_source() {
+            match self.standard_flow_noted(reading.ts, notes) {
+                Ok(q_sn) => reading.rate = q_sn.map(|q| emission_rate_kg_h(reading.measured, q)),
+                Err(m) => notes.missing(m),
+            }
+        }
     }
 
-    /// NOx as NO2 from an NO sample. A derived reading has no wire value: `raw` repeats
-    /// `measured`.
-    fn derive_nox(&self, sample: &Sample, no_mg: Option<f64>) -> Reading {
+    /// NOx as NO2 from an NO sample and the NO2 of the same instant. A derived reading has no
+    /// wire value: `raw` repeats `measured`. Without an NO value, NOx has none either, for
+    /// the reason the NO reading gives (`no_note`).
+    fn derive_nox(&self, sample: &Sample, no_mg: Option<f64>, no_note: Option<&str>) -> Reading {
+        let mut notes = Notes::default();
+        if let (None, Some(why)) = (no_mg, no_note) {
+            notes.add(why.to_string());
+        }
         let nox = no_mg.and_then(|no| match self.nox {
             NoxMethod::NoOnly => Some(nox_as_no2(no, None)),
-            _ => self
-                .fresh(self.no2, sample.ts)
-                .map(|no2| nox_as_no2(no, Some(no2))),
+            _ => match self.input(Quantity::NO2, self.no2, sample.ts) {
+                Ok(no2) => Some(nox_as_no2(no, Some(no2))),
+                Err(m) => {
+                    notes.missing(m);
+                    None
+                }
+            },
         });
         let measured = nox.unwrap_or(f64::NAN);
         let mut reading = Reading {
@@ -371,18 +571,22 @@ impl Normaliser {
             corrected: None,
             rate: None,
             flags: sample.status,
+            note: None,
         };
-        self.complete_pollutant(&mut reading);
+        self.complete_pollutant(&mut reading, &mut notes);
+        reading.note = notes.into_note();
         reading
     }
 
     /// Flow from a velocity sample: `raw` is Q_s = v × A × 3600 at working condition,
-    /// `measured` Q_sn at standard condition, dry.
+    /// `measured` Q_sn at standard condition, dry, with the same instant's temperature,
+    /// pressure and moisture.
     fn derive_flow(&self, sample: &Sample, velocity: Option<f64>) -> Reading {
+        let mut notes = Notes::default();
         let actual = velocity
             .zip(self.duct_area_m2)
             .map(|(v, area)| v * area * 3600.0);
-        let standard = actual.and_then(|q| self.standardise(q, sample.ts));
+        let standard = actual.and_then(|q| self.standardise(q, sample.ts, &mut notes));
         Reading {
             ts: sample.ts,
             stack: Arc::clone(&self.stack),
@@ -396,6 +600,7 @@ impl Normaliser {
             corrected: None,
             rate: None,
             flags: sample.status,
+            note: notes.into_note(),
         }
     }
 }
@@ -757,5 +962,106 @@ mod tests {
         // 20 × 500 000 × 1e-6 = 10 kg/h
         assert_eq!(out[0].measured, 500_000.0);
         check(out[1].rate, 10.0);
+    }
+
+    #[test]
+    fn a_set_moisture_serves_where_none_is_measured_and_says_so() {
+        let mut p = coal_stack();
+        p.moisture_set_percent = Some(10.0);
+        let mut n = Normaliser::new(Arc::from("s1"), &p);
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, 0),
+                sample(Quantity::SO2, Unit::Ppm, Basis::Wet, 90.0, 0),
+            ],
+        );
+        // 90 ppm × 2.86 = 257.4 mg/m3 wet; / (1 − 0.10) = 286 dry; × 15/12 = 357.5
+        assert!(close(out[1].measured, 286.0), "{:?}", out[1]);
+        check(out[1].corrected, 357.5);
+        assert_eq!(out[1].note.as_deref(), Some("moisture set value 10 %"));
+
+        // a measured moisture wins, even when it has gone stale
+        let mut n = Normaliser::new(Arc::from("s1"), &p);
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::Humidity, Unit::PercentVol, Basis::Dry, 8.0, 0),
+                sample(Quantity::SO2, Unit::Ppm, Basis::Wet, 90.0, 60_000),
+            ],
+        );
+        assert!(out[1].measured.is_nan(), "{:?}", out[1]);
+        assert_eq!(out[1].note.as_deref(), Some("no fresh moisture reading"));
+    }
+
+    #[test]
+    fn a_missing_input_is_named_in_the_note() {
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        n.add_source(
+            Arc::from("o2-analyser"),
+            Quantity::O2,
+            Duration::from_secs(10),
+            &coal_stack(),
+        );
+        // declared but never heard from (or stale): not fresh; never declared: no source
+        let out = feed(
+            &mut n,
+            &[sample(Quantity::SO2, Unit::MgPerM3, Basis::Dry, 20.0, 0)],
+        );
+        assert_eq!((out[0].measured, out[0].corrected), (20.0, None));
+        assert_eq!(out[0].note.as_deref(), Some("no fresh O2 reading"));
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        let out = feed(
+            &mut n,
+            &[sample(Quantity::SO2, Unit::MgPerM3, Basis::Dry, 20.0, 0)],
+        );
+        assert_eq!(out[0].note.as_deref(), Some("no O2 source"));
+        // a failed O2 read: no value (its B reaches SO2 through quality)
+        let mut failed = sample(Quantity::O2, Unit::PercentVol, Basis::Dry, f64::NAN, 0);
+        failed.status = FlagSet::of(Flag::B);
+        let out = feed(
+            &mut n,
+            &[
+                failed,
+                sample(Quantity::SO2, Unit::MgPerM3, Basis::Dry, 20.0, 0),
+            ],
+        );
+        assert_eq!(out[1].note.as_deref(), Some("no O2 value"));
+        // NOx without NO2: NO is corrected, NOx has no value and says why
+        let out = feed(
+            &mut n,
+            &[
+                sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, 0),
+                sample(Quantity::NO, Unit::MgPerM3, Basis::Dry, 100.0, 0),
+            ],
+        );
+        check(out[1].corrected, 125.0);
+        assert!(out[2].measured.is_nan() && out[2].quantity == Quantity::NOx);
+        assert_eq!(out[2].note.as_deref(), Some("no NO2 source"));
+    }
+
+    #[test]
+    fn a_snapshot_takes_its_own_inputs_whatever_their_order() {
+        let mut n = Normaliser::new(Arc::from("s1"), &coal_stack());
+        // the previous poll: NO2 10 ppm, O2 9 %
+        let before = [
+            sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 9.0, 0),
+            sample(Quantity::NO2, Unit::Ppm, Basis::Dry, 10.0, 0),
+        ];
+        n.push_snapshot(&before.iter().collect::<Vec<_>>(), &mut Vec::new());
+        // this poll, NO read before NO2 and O2: NO 100 ppm = 134 mg/m3, NO2 20 ppm = 41
+        // mg/m3, O2 11 %. NOx = 134 × 1.53 + 41 = 205.02 + 41 = 246.02 (not 205.02 + 20.5);
+        // corrected × 15/(21 − 11) = 246.02 × 1.5 = 369.03
+        let poll = [
+            sample(Quantity::NO, Unit::Ppm, Basis::Dry, 100.0, 10_000),
+            sample(Quantity::NO2, Unit::Ppm, Basis::Dry, 20.0, 10_000),
+            sample(Quantity::O2, Unit::PercentVol, Basis::Dry, 11.0, 10_000),
+        ];
+        let mut out = Vec::new();
+        n.push_snapshot(&poll.iter().collect::<Vec<_>>(), &mut out);
+        let nox = &out[1];
+        assert_eq!(nox.quantity, Quantity::NOx);
+        assert!(close(nox.measured, 246.02), "{nox:?}");
+        check(nox.corrected, 369.03);
     }
 }

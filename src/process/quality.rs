@@ -10,20 +10,34 @@
 //!   the instrument reports no fault. D (fault) because a stuck output is an analyser or
 //!   transmitter fault; the flag starts when the run reaches that length (readings already
 //!   stored keep theirs);
-//! - the invalidating flags (C, M, D, F, B) of the values a reading was computed from: O2 for
-//!   corrected pollutants, humidity for wet readings, NO/NO2 for derived NOx, temperature,
-//!   pressure, humidity and velocity for standardised flow. A missing or stale input adds B (no
-//!   value received). HJ 212 carries one flag per value, so the flag must cover the corrected
-//!   value a bureau compares with the limit;
-//! - B for any reading still without a usable value, so a valid reading always has one.
+//! - the invalidating flags (C, M, D, B, and F where an instrument reports it) of the values a
+//!   reading was computed from: O2 for corrected pollutants, humidity for wet readings, NO/NO2
+//!   for derived NOx, temperature, pressure, humidity and velocity for standardised flow. HJ
+//!   212 carries one flag per value, so the flag must cover the corrected value a bureau
+//!   compares with the limit. Only inputs actually used count — those within the staleness
+//!   bound, as the normaliser picks them — so an input that is missing altogether adds no
+//!   flag: the normaliser leaves the value out and its note says why. The plant-stop F a
+//!   reading gets here is the plant's state at that reading's own time and is not passed on;
+//! - B for a reading without a value and without a note explaining it: nothing was received.
+//!
+//! B therefore means that a read failed, on the channel itself or on an input it was
+//! computed from, and nothing else.
+//!
+//! [`Quality::check_snapshot`] checks the readings of one poll in dependency order (moisture,
+//! then temperature, pressure, velocity, then O2, flow, pollutants, NOx), so each reading
+//! takes its inputs' flags from the same poll.
 //!
 //! It also records gaps, intervals in which a channel delivered no value.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::stack::{millis, FlowSource, NoxMethod, PlantStop, StackParams};
+use crate::config::stack::{
+    millis, staleness_bound_ms, FlowSource, NoxMethod, PlantStop, StackParams,
+};
 use crate::model::{Basis, Flag, FlagSet, Quantity, Reading, Timestamp};
+use crate::process::normalise::DEFAULT_POLL_INTERVAL;
 
 /// Why a channel delivered no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -84,20 +98,34 @@ struct ChannelState {
     run: Option<(f64, Timestamp)>,
 }
 
+/// The latest reading of a quantity, as an input of others.
+#[derive(Debug, Clone, Copy)]
+struct Input {
+    ts: Timestamp,
+    /// Its flags, less the plant-stop F added here.
+    flags: FlagSet,
+    /// How far from `ts` it may be used: the staleness bound of its device.
+    max_age_ms: i64,
+}
+
 /// Flags and gaps for one stack.
 #[derive(Debug, Clone)]
 pub struct Quality {
     stack: Arc<str>,
     channels: Vec<ChannelState>,
-    /// Timestamp and final flags of the latest reading of each quantity, for dependencies.
-    latest: [Option<(Timestamp, FlagSet)>; Quantity::ALL.len()],
-    /// Latest plant-stop decision and when it was made.
-    plant: Option<(Timestamp, bool)>,
+    /// The latest reading of each quantity, for dependencies.
+    latest: [Option<Input>; Quantity::ALL.len()],
+    /// Latest plant-stop decision, when it was made, and how long it holds.
+    plant: Option<(Timestamp, bool, i64)>,
     plant_stop: Option<PlantStop>,
     frozen_after_ms: Option<i64>,
     negative_tolerance: f64,
     o2_limit: f64,
-    max_age_ms: i64,
+    state_max_age: Option<Duration>,
+    /// Staleness bound of each declared device's readings.
+    max_age_of: HashMap<Arc<str>, i64>,
+    /// Staleness bound of readings from undeclared devices.
+    default_max_age_ms: i64,
     grace_ms: i64,
     missed_polls: i64,
     nox: NoxMethod,
@@ -134,7 +162,9 @@ impl Quality {
             frozen_after_ms: params.frozen_after.map(millis),
             negative_tolerance: params.negative_tolerance,
             o2_limit: 21.0 - params.o2_guard_margin,
-            max_age_ms: millis(params.state_max_age),
+            state_max_age: params.state_max_age,
+            max_age_of: HashMap::new(),
+            default_max_age_ms: params.staleness_bound_ms(DEFAULT_POLL_INTERVAL),
             grace_ms: millis(params.arrival_grace),
             missed_polls: i64::from(params.gap_missed_polls),
             nox: params.nox,
@@ -150,6 +180,45 @@ impl Quality {
         let ch = &mut self.channels[idx];
         ch.silence_ms = Some(millis(spec.expected_interval).saturating_mul(self.missed_polls));
         ch.range_high = spec.range.map(|[_, high]| high);
+        let bound = staleness_bound_ms(self.state_max_age, spec.expected_interval);
+        self.max_age_of.insert(device, bound);
+    }
+
+    /// Checks the readings of one poll (see [`crate::process::normalise::Normaliser::push_snapshot`]):
+    /// the plant's state first, from the poll's own reading of the plant-stop quantity, then
+    /// every reading after the readings it depends on, so flags come from the same poll.
+    /// The readings stay in their order.
+    pub fn check_snapshot(&mut self, readings: &mut [Reading], gaps: &mut Vec<Gap>) {
+        for reading in readings.iter() {
+            self.observe_plant(reading);
+        }
+        let mut order: Vec<usize> = (0..readings.len()).collect();
+        order.sort_by_key(|&i| dependency_rank(readings[i].quantity));
+        for i in order {
+            self.check(&mut readings[i], gaps);
+        }
+    }
+
+    /// Takes the plant's state from a reading of the plant-stop quantity (a valid one with a
+    /// value); other readings are ignored.
+    fn observe_plant(&mut self, reading: &Reading) {
+        let Some(stop) = self.plant_stop else {
+            return;
+        };
+        if reading.quantity == stop.quantity
+            && !self.is_invalid(reading.flags)
+            && reading.measured.is_finite()
+        {
+            let bound = self.max_age_of_device(&reading.device);
+            self.plant = Some((reading.ts, reading.measured < stop.below, bound));
+        }
+    }
+
+    fn max_age_of_device(&self, device: &Arc<str>) -> i64 {
+        self.max_age_of
+            .get(device)
+            .copied()
+            .unwrap_or(self.default_max_age_ms)
     }
 
     /// Adds this stack's flags to a reading (in arrival order) and records gap changes.
@@ -161,15 +230,12 @@ impl Quality {
         let ts = reading.ts;
         let mut flags = reading.flags;
         let instrument_ok = !self.is_invalid(flags);
+        let reported_stop = flags.contains(Flag::F);
 
-        if let Some(stop) = self.plant_stop {
-            if q == stop.quantity && instrument_ok && reading.measured.is_finite() {
-                self.plant = Some((ts, reading.measured < stop.below));
-            }
-        }
-        let stopped = self
-            .plant
-            .is_some_and(|(at, stopped)| stopped && self.is_fresh(at, ts));
+        self.observe_plant(reading);
+        let stopped = self.plant.is_some_and(|(at, stopped, bound)| {
+            stopped && (ts.millis() - at.millis()).abs() <= bound
+        });
         if stopped {
             flags.insert(Flag::F);
         }
@@ -207,13 +273,23 @@ impl Quality {
         if reading.rate.is_some() && self.is_invalid(self.dependency_flags(Quantity::Flow, ts)) {
             reading.rate = None;
         }
-        let missing_value = !m.is_finite() || q.is_pollutant() && reading.corrected.is_none();
-        if missing_value && !self.is_invalid(flags) {
+        // A value left out for a reason the note gives is no communication failure.
+        let unexplained = !m.is_finite() && reading.note.is_none();
+        if unexplained && !self.is_invalid(flags) {
             flags.insert(Flag::B);
         }
 
         reading.flags = flags;
-        self.latest[q as usize] = Some((ts, flags));
+        let as_input = if stopped && !reported_stop {
+            FlagSet::from_bits(flags.bits() & !FlagSet::of(Flag::F).bits())
+        } else {
+            flags
+        };
+        self.latest[q as usize] = Some(Input {
+            ts,
+            flags: as_input,
+            max_age_ms: self.max_age_of_device(&reading.device),
+        });
     }
 
     /// Opens silence gaps on channels quiet for too long, as of now − arrival_grace. A declared
@@ -367,22 +443,31 @@ impl Quality {
         (deps, n)
     }
 
-    /// The invalidating flags of a dependency at `ts`, or B when it has no fresh reading.
+    /// The invalidating flags of a dependency at `ts`; none when it has no reading within its
+    /// staleness bound, since the normaliser then did not use it either.
     fn dependency_flags(&self, dep: Quantity, ts: Timestamp) -> FlagSet {
         match self.latest[dep as usize] {
-            Some((at, flags)) if self.is_fresh(at, ts) => {
-                FlagSet::from_bits(flags.bits() & self.invalid)
+            Some(input) if (ts.millis() - input.ts.millis()).abs() <= input.max_age_ms => {
+                FlagSet::from_bits(input.flags.bits() & self.invalid)
             }
-            _ => FlagSet::of(Flag::B),
+            _ => FlagSet::EMPTY,
         }
-    }
-
-    fn is_fresh(&self, at: Timestamp, ts: Timestamp) -> bool {
-        (ts.millis() - at.millis()).abs() <= self.max_age_ms
     }
 
     fn is_invalid(&self, flags: FlagSet) -> bool {
         flags.bits() & self.invalid != 0
+    }
+}
+
+/// Where a quantity comes in the checking of one poll: after everything it may depend on.
+fn dependency_rank(q: Quantity) -> u8 {
+    match q {
+        Quantity::Humidity => 0,
+        Quantity::Temperature | Quantity::Pressure | Quantity::Velocity => 1,
+        Quantity::O2 | Quantity::CO2 => 2,
+        Quantity::Flow => 3,
+        Quantity::NOx => 5,
+        _ => 4,
     }
 }
 
@@ -420,6 +505,7 @@ mod tests {
             corrected: q.is_pollutant().then_some(value),
             rate: q.is_pollutant().then_some(1.0),
             flags: FlagSet::EMPTY,
+            note: None,
         }
     }
 
@@ -609,16 +695,35 @@ mod tests {
                     r.flags = FlagSet::of(Flag::T)
                 }),
                 reading(Quantity::SO2, 20.0, 1000),
-                // wet reading without any humidity: B
-                with(reading(Quantity::SO2, 20.0, 2000), |r| r.basis = Basis::Wet),
-                // O2 older than 5 min: B
-                reading(Quantity::SO2, 20.0, 1000 + 5 * MIN + 1),
+                // wet reading without any humidity: the normaliser left the dry value out and
+                // says why; nothing failed, so the analyser's own flag stays
+                with(reading(Quantity::SO2, 20.0, 2000), |r| {
+                    r.basis = Basis::Wet;
+                    r.measured = f64::NAN;
+                    r.corrected = None;
+                    r.note = Some("no moisture source".into());
+                }),
+                // O2 older than its staleness bound (1.5 × the default 10 s poll) is not an
+                // input: no corrected value, no flag from it
+                with(reading(Quantity::SO2, 20.0, 1000 + 15_001), |r| {
+                    r.corrected = None;
+                    r.note = Some("no fresh O2 reading".into());
+                }),
+                // a failed moisture read is an input that failed: B on the wet reading
+                with(reading(Quantity::Humidity, f64::NAN, 20_000), |r| {
+                    r.flags = FlagSet::of(Flag::B)
+                }),
+                with(reading(Quantity::SO2, 20.0, 20_000), |r| {
+                    r.basis = Basis::Wet
+                }),
             ],
         );
         assert_eq!(out[2].flags, FlagSet::of(Flag::C));
         assert_eq!(out[4].flags, FlagSet::EMPTY);
-        assert_eq!(out[5].flags, FlagSet::of(Flag::B));
-        assert!(out[6].flags.contains(Flag::B));
+        // These two were B before: a missing input was taken for a failed link.
+        assert_eq!(out[5].flags, FlagSet::EMPTY);
+        assert_eq!(out[6].flags, FlagSet::EMPTY);
+        assert_eq!(out[8].flags, FlagSet::of(Flag::B));
     }
 
     #[test]
@@ -660,11 +765,21 @@ mod tests {
             r.corrected = None
         }));
         input.push(with(reading(Quantity::Dust, 3.0, 0), |r| {
-            r.corrected = None
+            r.corrected = None;
+            r.note = Some("no O2 source".into());
+        }));
+        input.push(with(reading(Quantity::SO2, f64::NAN, 0), |r| {
+            r.raw = 90.0;
+            r.corrected = None;
+            r.note = Some("no moisture source".into());
         }));
         let out = run(&mut q, input);
+        // nothing received, nothing to say why: B
         assert_eq!(out[2].flags, FlagSet::of(Flag::B));
-        assert_eq!(out[3].flags, FlagSet::of(Flag::B));
+        // Dust with its measured value but no corrected one was B before; a missing O2 is no
+        // communication failure, so it keeps the analyser's flag and the note says why.
+        assert_eq!(out[3].flags, FlagSet::EMPTY);
+        assert_eq!(out[4].flags, FlagSet::EMPTY);
     }
 
     fn gap_quality() -> Quality {

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::config::SiteConfig;
 use crate::model::time::{UtcOffset, HOUR_MS};
-use crate::model::{Quantity, Timestamp};
+use crate::model::{Flag, Quantity, Timestamp};
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, inlet_point};
 use crate::report::fgd::{fgd_hour, summarise};
@@ -53,6 +53,9 @@ pub struct HourRow {
     pub count: u32,
     pub flag: char,
     pub valid: bool,
+    /// Why a value is missing ("no O2 source" for an hour without corrected average) or how
+    /// it was obtained ("moisture set value 8 %").
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -146,14 +149,13 @@ pub fn build(
             .collect();
 
         let mut gaps = Vec::new();
-        for point in [&outlet, &inlet] {
-            gaps.extend(gap_rows(
-                point,
-                rows_of(point, RecordKind::Gap)?,
-                start,
-                end,
-                offset,
-            ));
+        for (point, aggs) in [(&outlet, &outlet_hours), (&inlet, &inlet_hours)] {
+            let recorded = latest_gaps(rows_of(point, RecordKind::Gap)?, start, end);
+            let mut rows: Vec<GapRow> =
+                recorded.iter().map(|s| gap_row(point, s, offset)).collect();
+            rows.extend(unrecorded_b_hours(point, aggs, &recorded, offset));
+            rows.sort_by(|a, b| a.start.cmp(&b.start));
+            gaps.extend(rows);
         }
         let exceedances = exceedance_rows(
             rows_of(&outlet, RecordKind::Exceedance)?,
@@ -233,17 +235,13 @@ fn hour_row(point: &str, a: &Aggregate, offset: UtcOffset, whole_day: bool) -> H
         count: a.count,
         flag: a.flag.code(),
         valid: a.valid,
+        note: a.note.clone(),
     }
 }
 
-fn gap_rows(
-    point: &str,
-    rows: Vec<Stored>,
-    start: Timestamp,
-    end: Timestamp,
-    offset: UtcOffset,
-) -> Vec<GapRow> {
-    // a gap is recorded when it opens and again when it closes: keep the latest of each
+/// The gap records overlapping [start, end): a gap is recorded when it opens and again when
+/// it closes, the latest of each (device, channel, start) counts.
+fn latest_gaps(rows: Vec<Stored>, start: Timestamp, end: Timestamp) -> Vec<Stored> {
     let mut latest: BTreeMap<(Arc<str>, Arc<str>, i64), Stored> = BTreeMap::new();
     for stored in rows {
         let r = &stored.record;
@@ -252,13 +250,61 @@ fn gap_rows(
     latest
         .into_values()
         .filter(|s| s.record.ts < end && s.record.end.is_none_or(|e| e > start))
-        .map(|s| GapRow {
+        .collect()
+}
+
+fn gap_row(point: &str, s: &Stored, offset: UtcOffset) -> GapRow {
+    GapRow {
+        point: point.to_string(),
+        device: s.record.device.to_string(),
+        channel: s.record.channel.to_string(),
+        start: local(s.record.ts, offset, "%Y-%m-%d %H:%M:%S"),
+        end: s.record.end.map(|e| local(e, offset, "%Y-%m-%d %H:%M:%S")),
+        cause: s.record.note.clone().unwrap_or_default(),
+    }
+}
+
+/// Cause of a gap row made from hours flagged B that no gap record covers.
+pub const B_HOURS_CAUSE: &str = "hour invalid, flag B (communication failure)";
+
+/// Hours invalidated by B (a failed read, or minutes with no data at all) are gaps in the
+/// data even where no gap record covers them (a derived channel has none, a gap may have
+/// begun before the store's window): one row per run of consecutive such hours with the
+/// same quantities, its `channel` listing them.
+fn unrecorded_b_hours(
+    point: &str,
+    hours: &[Aggregate],
+    recorded: &[Stored],
+    offset: UtcOffset,
+) -> Vec<GapRow> {
+    let covered = |a: &Aggregate| {
+        recorded
+            .iter()
+            .any(|s| s.record.ts < a.end && s.record.end.is_none_or(|e| e > a.start))
+    };
+    let mut by_hour: BTreeMap<i64, (Timestamp, Vec<&'static str>)> = BTreeMap::new();
+    for a in hours
+        .iter()
+        .filter(|a| !a.valid && a.flag == Flag::B && !covered(a))
+    {
+        let entry = by_hour.entry(a.start.0).or_insert((a.end, Vec::new()));
+        entry.1.push(a.quantity.name());
+    }
+    let mut runs: Vec<(Timestamp, Timestamp, Vec<&'static str>)> = Vec::new();
+    for (start, (end, quantities)) in by_hour {
+        match runs.last_mut() {
+            Some(run) if run.1 .0 == start && run.2 == quantities => run.1 = end,
+            _ => runs.push((Timestamp(start), end, quantities)),
+        }
+    }
+    runs.into_iter()
+        .map(|(start, end, quantities)| GapRow {
             point: point.to_string(),
-            device: s.record.device.to_string(),
-            channel: s.record.channel.to_string(),
-            start: local(s.record.ts, offset, "%Y-%m-%d %H:%M:%S"),
-            end: s.record.end.map(|e| local(e, offset, "%Y-%m-%d %H:%M:%S")),
-            cause: s.record.note.clone().unwrap_or_default(),
+            device: String::new(),
+            channel: quantities.join(","),
+            start: local(start, offset, "%Y-%m-%d %H:%M:%S"),
+            end: Some(local(end, offset, "%Y-%m-%d %H:%M:%S")),
+            cause: B_HOURS_CAUSE.to_string(),
         })
         .collect()
 }
@@ -359,7 +405,7 @@ pub fn render_text(report: &Report) -> String {
         for h in s.hours.iter().chain(&s.day) {
             let _ = writeln!(
                 out,
-                "{:<14} {:<6} {:<9} {:<6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5} {}{}",
+                "{:<14} {:<6} {:<9} {:<6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5} {}{}{}",
                 h.point,
                 if h.hour.len() > 5 { "day" } else { &h.hour },
                 h.quantity,
@@ -371,7 +417,11 @@ pub fn render_text(report: &Report) -> String {
                 num(h.rate_kg_h),
                 h.count,
                 h.flag,
-                if h.valid { "" } else { " (invalid)" }
+                if h.valid { "" } else { " (invalid)" },
+                h.note
+                    .as_deref()
+                    .map(|n| format!("  {n}"))
+                    .unwrap_or_default()
             );
         }
         let _ = writeln!(
@@ -382,9 +432,13 @@ pub fn render_text(report: &Report) -> String {
         for g in &s.gaps {
             let _ = writeln!(
                 out,
-                "  {} {}/{} {} .. {} ({})",
+                "  {} {}{} {} .. {} ({})",
                 g.point,
-                g.device,
+                if g.device.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}/", g.device)
+                },
                 g.channel,
                 g.start,
                 g.end.as_deref().unwrap_or("still open"),
@@ -442,7 +496,7 @@ pub fn render_text(report: &Report) -> String {
 /// Hourly rows of every stack as CSV, one line per point, hour and quantity.
 pub fn render_csv(report: &Report) -> String {
     let mut out = String::from(
-        "site,day,stack,point,period,quantity,unit,avg,corrected_avg,min,max,rate_kg_h,count,flag,valid\n",
+        "site,day,stack,point,period,quantity,unit,avg,corrected_avg,min,max,rate_kg_h,count,flag,valid,note\n",
     );
     let cell = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
     let text = |t: &str| {
@@ -456,7 +510,7 @@ pub fn render_csv(report: &Report) -> String {
         for h in s.hours.iter().chain(&s.day) {
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
                 text(&report.site),
                 report.day,
                 text(&s.stack),
@@ -471,7 +525,8 @@ pub fn render_csv(report: &Report) -> String {
                 cell(h.rate_kg_h),
                 h.count,
                 h.flag,
-                h.valid
+                h.valid,
+                text(h.note.as_deref().unwrap_or(""))
             );
         }
     }

@@ -191,6 +191,7 @@ mod tests {
             corrected_max: None,
             rate_avg: Some(mass_kg),
             mass_kg: valid.then_some(mass_kg),
+            note: None,
         }
     }
 

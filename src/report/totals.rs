@@ -249,6 +249,7 @@ mod tests {
             corrected_max: None,
             rate_avg: mass,
             mass_kg: mass.filter(|_| valid),
+            note: None,
         }
     }
 

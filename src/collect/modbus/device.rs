@@ -315,6 +315,7 @@ flag = "C"
             channels: None,
             spans: BTreeMap::new(),
             status: Vec::new(),
+            basis: None,
         };
         DevicePoller::new(&device, &profile, &[])
     }

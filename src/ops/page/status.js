@@ -54,7 +54,7 @@ function deviceCard(stack, d) {
   const table = el("table", {},
     el("thead", {}, el("tr", {},
       el("th", {}, "Channel"), el("th", {}, "Quantity"), el("th", { style: "text-align:right" }, "Value"),
-      el("th", {}, "Unit"), el("th", {}, "Flag"), el("th", {}, "Time"))));
+      el("th", {}, "Unit"), el("th", {}, "Flag"), el("th", {}, "Time"), el("th", {}, "Note"))));
   const body = el("tbody");
   for (const v of d.values) {
     body.append(el("tr", {
@@ -66,10 +66,12 @@ function deviceCard(stack, d) {
       el("td", { class: "value" }, formatValue(v.value)),
       el("td", { class: "unit" }, v.unit || ""),
       el("td", {}, flagBadge(v.flag)),
-      el("td", { class: "time" }, formatTime(v.ts))));
+      el("td", { class: "time" }, formatTime(v.ts)),
+      // why a value is missing, e.g. a pollutant without O2-corrected value: "no O2 source"
+      el("td", { class: "note" }, v.note || "")));
   }
   if (d.values.length === 0) {
-    body.append(el("tr", {}, el("td", { colspan: 6, class: "unit" }, "no readings yet")));
+    body.append(el("tr", {}, el("td", { colspan: 7, class: "unit" }, "no readings yet")));
   }
   table.append(body);
   card.append(table);
