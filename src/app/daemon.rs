@@ -11,7 +11,6 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-
 use crate::app::cli::Failure;
 use crate::collect::batch::{Batch, BatchSender, IngestPort, IngestSwitch};
 use crate::collect::modbus::start::start as start_collectors;
@@ -276,14 +275,7 @@ impl Workers {
             let config = config.clone();
             let processor = Processor::new(&config, profiles);
             store
-                .call(move |store| {
-                    resume(
-                        store,
-                        processor,
-                        &config,
-                        crate::model::time::now(),
-                    )
-                })
+                .call(move |store| resume(store, processor, &config, crate::model::time::now()))
                 .await
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
@@ -316,6 +308,7 @@ impl Workers {
         }
 
         let pipeline = Pipeline::new(resumed, store.clone(), live.clone())
+            .with_future_tolerance(config.ingest.future_tolerance.0)
             .warm_up()
             .await
             .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;

@@ -48,6 +48,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "1 while the last poll of a device succeeded, 0 after a failed one.",
     ),
     (
+        crate::pipeline::REFUSED,
+        Kind::Counter,
+        "Readings and uploaded records refused before processing, by origin (modbus, mqtt, hj212) and reason (future: stamped further ahead of the receiving clock than [ingest] future_tolerance).",
+    ),
+    (
         READINGS_COMMITTED,
         Kind::Counter,
         "Records committed to the store since start.",

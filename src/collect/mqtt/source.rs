@@ -341,9 +341,14 @@ impl Session {
             };
             stats.readings(receipt.readings);
             stats.duplicates(receipt.duplicates);
-            if let Some(detail) = receipt.late {
-                stats.rejected(Reason::Late);
-                tracing::warn!(source = %id, reason = Reason::Late.key(), "refused: {detail}");
+            for (reason, detail) in [
+                (Reason::Late, receipt.late),
+                (Reason::Future, receipt.future),
+            ] {
+                if let Some(detail) = detail {
+                    stats.rejected(reason);
+                    tracing::warn!(source = %id, reason = reason.key(), "refused: {detail}");
+                }
             }
             true
         })
