@@ -26,7 +26,9 @@ use metrics_util::MetricKindMask;
 
 use super::health::{StoreFacts, StoreState};
 use crate::collect::hj212::stats as hj212_listener;
-use crate::collect::modbus::poll_metrics::{POLLS, POLL_ERRORS};
+use crate::collect::modbus::poll_metrics::{
+    comm_metric, export_comm, Scope, COMM_COUNTERS, POLLS, POLL_ERRORS,
+};
 use crate::collect::mqtt::SourceSnapshot;
 use crate::model::comm::CommStats;
 use crate::pipeline::live::DeviceLive;
@@ -307,6 +309,15 @@ pub fn describe() {
             (Kind::Histogram, None) => metrics::describe_histogram!(name, help),
         }
     }
+    for scope in [Scope::Line, Scope::Device] {
+        for (counter, help) in COMM_COUNTERS {
+            let what = match scope {
+                Scope::Line => "by line (serial bus or network endpoint)",
+                Scope::Device => "by device",
+            };
+            metrics::describe_counter!(comm_metric(scope, counter), format!("{help}, {what}."));
+        }
+    }
 }
 
 /// What the collectors counted, read just before a scrape.
@@ -355,6 +366,14 @@ pub fn refresh(
         gauge!(DEVICE_CONNECTED, "device" => id.to_string())
             .set(f64::from(u8::from(device.connected)));
     }
+    // devices with a line of their own (Modbus); MQTT and HJ 212 publishers count nothing
+    let quiet = CommStats::default();
+    for (id, device) in collectors.devices.iter().filter(|(_, d)| d.comm != quiet) {
+        export_comm(Scope::Device, id, &device.comm);
+    }
+    for (line, stats) in &collectors.lines {
+        export_comm(Scope::Line, line, stats);
+    }
     for (id, s) in &collectors.mqtt {
         let source = || id.clone();
         gauge!(MQTT_CONNECTED, "source" => source()).set(f64::from(u8::from(s.connected)));
@@ -372,9 +391,10 @@ pub fn refresh(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::modbus::poll_metrics::{poll_failed, poll_succeeded};
+    use crate::collect::modbus::poll_metrics::{poll_failed, poll_succeeded, PollErrorKind};
     use crate::collect::mqtt::payload::Reason;
     use crate::collect::mqtt::SourceStats;
+    use crate::model::comm::CommEvent;
     use crate::model::Timestamp;
     use crate::ops::health::SinkFacts;
 
@@ -393,8 +413,11 @@ mod tests {
             describe();
             poll_succeeded("u1-so2");
             poll_succeeded("u1-so2");
-            poll_failed("u1-so2", "no reply within 1s to block");
-            poll_failed("dead", "cannot connect to 127.0.0.1:9: refused");
+            poll_failed("u1-so2", PollErrorKind::Timeout);
+            poll_failed(
+                "dead",
+                PollErrorKind::of("cannot connect to 127.0.0.1:9: refused"),
+            );
             config_reloaded(false);
             let mut devices = BTreeMap::new();
             devices.insert(
@@ -432,6 +455,23 @@ mod tests {
                 records_failed: 4,
                 queued_records: 2,
             };
+            let mut rs485 = CommStats::default();
+            for event in [
+                CommEvent::Connected,
+                CommEvent::Request,
+                CommEvent::Timeout,
+                CommEvent::Request,
+                CommEvent::BadCrc,
+                CommEvent::Noise(4),
+                CommEvent::Request,
+                CommEvent::Exception(2),
+                CommEvent::Connected,
+            ] {
+                rs485.record(event);
+            }
+            if let Some(d) = devices.get_mut("u1-so2") {
+                d.comm = rs485.clone();
+            }
             let mqtt = SourceStats::default();
             mqtt.set_connected(true);
             mqtt.message();
@@ -439,7 +479,7 @@ mod tests {
             mqtt.rejected(Reason::TooLarge);
             let collectors = Collectors {
                 devices,
-                lines: BTreeMap::new(),
+                lines: BTreeMap::from([(Arc::from("rs485"), rs485)]),
                 mqtt: vec![("plant".to_string(), mqtt.snapshot())],
             };
             refresh(writer, StoreState::Writable, &store, &collectors, 60_000);
@@ -470,6 +510,23 @@ mod tests {
             (r#"cemsd_forwarder_lag_seconds{sink="influx"}"#, 5.0),
             (r#"cemsd_device_connected{device="u1-so2"}"#, 1.0),
             (r#"cemsd_device_connected{device="dead"}"#, 0.0),
+            (r#"cemsd_modbus_line_requests_total{line="rs485"}"#, 3.0),
+            (r#"cemsd_modbus_line_timeouts_total{line="rs485"}"#, 1.0),
+            (r#"cemsd_modbus_line_crc_errors_total{line="rs485"}"#, 1.0),
+            (r#"cemsd_modbus_line_noise_bytes_total{line="rs485"}"#, 4.0),
+            (
+                r#"cemsd_modbus_line_exceptions_total{line="rs485",code="2"}"#,
+                1.0,
+            ),
+            (r#"cemsd_modbus_line_reconnects_total{line="rs485"}"#, 1.0),
+            (
+                r#"cemsd_modbus_device_timeouts_total{device="u1-so2"}"#,
+                1.0,
+            ),
+            (
+                r#"cemsd_modbus_device_exceptions_total{device="u1-so2",code="2"}"#,
+                1.0,
+            ),
             (r#"cemsd_mqtt_connected{source="plant"}"#, 1.0),
             (r#"cemsd_mqtt_stalled{source="plant"}"#, 0.0),
             (r#"cemsd_mqtt_messages_total{source="plant"}"#, 1.0),
@@ -496,5 +553,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE cemsd_store_rows gauge"), "{text}");
+        assert!(
+            !text.contains(r#"cemsd_modbus_device_requests_total{device="dead"}"#),
+            "a device that counted nothing on a line exports no line counters:\n{text}"
+        );
+        assert!(
+            text.contains("# HELP cemsd_modbus_line_crc_errors_total Replies that arrived with a wrong CRC, by line"),
+            "{text}"
+        );
     }
 }

@@ -87,6 +87,11 @@ impl DevicePoller {
         self.interval
     }
 
+    /// How long one request may go unanswered: what a probe of a silent device costs.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     pub fn plan(&self) -> &PollPlan {
         &self.plan
     }
