@@ -459,6 +459,12 @@ async fn head_gate(pending: &mut VecDeque<Pending>) -> bool {
     }
 }
 
+/// A connection that held this long was a good one: the next failure waits from
+/// `reconnect_min` again. One that broke sooner (a message the client cannot read, a broker
+/// that accepts and drops) keeps the backoff growing, so a source that cannot hold its
+/// connection reconnects at `reconnect_max`, not in a loop.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
 /// Polls the event loop for ever, reconnecting after errors with backoff; ends when the
 /// session stops listening.
 async fn pump(
@@ -467,12 +473,13 @@ async fn pump(
     mut backoff: Backoff,
     connection: Arc<AtomicU64>,
 ) {
+    let mut connected_at: Option<Instant> = None;
     loop {
         match eventloop.poll().await {
             Ok(event) => {
                 if matches!(event, Event::Incoming(Incoming::ConnAck(_))) {
                     connection.fetch_add(1, Ordering::AcqRel);
-                    backoff.reset();
+                    connected_at = Some(Instant::now());
                 }
                 let on = connection.load(Ordering::Acquire);
                 if events.send((on, Ok(event))).await.is_err() {
@@ -480,6 +487,12 @@ async fn pump(
                 }
             }
             Err(error) => {
+                if connected_at
+                    .take()
+                    .is_some_and(|at| at.elapsed() >= STABLE_CONNECTION)
+                {
+                    backoff.reset();
+                }
                 let on = connection.fetch_add(1, Ordering::AcqRel) + 1;
                 let delay = backoff.next_delay();
                 let text = format!("{}; reconnecting in {delay:.1?}", describe(&error));
