@@ -158,7 +158,6 @@ impl<C: Connector> Line<C> {
         let device_id = device.id().clone();
         let event = match due.action {
             Action::Missed => Some(CommEvent::Missed),
-            Action::BackedOff => Some(CommEvent::BackedOff),
             // a failing device's probe that would run into another device's poll waits
             Action::Poll if !schedule.probe_fits(due.device, now(), device.timeout()) => {
                 Some(CommEvent::BackedOff)

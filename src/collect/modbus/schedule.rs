@@ -2,10 +2,10 @@
 //! on wall-clock boundaries, healthy devices first, failing ones after them. A failing
 //! device is still polled (probed) at every boundary, so an analyser that answers again is
 //! read at the first boundary after it does; the probe comes after the others have been
-//! read and is skipped only when its timeout would run into another device's next poll.
-//! Backoff decides how often a failure is logged, and bounds how long a probe may be put
-//! off for lack of time. Pure: the caller passes the time, so the same rules hold in tests,
-//! replays and live.
+//! read and is skipped only when its timeout would run into another device's next poll, for
+//! no longer than its backoff step. Failures are logged at doubling counts, then every five
+//! minutes. Pure: the caller passes the time, so the same rules hold in tests, replays and
+//! live.
 
 use std::time::Duration;
 
@@ -38,8 +38,8 @@ fn millis(d: Duration) -> i64 {
 
 /// After `failures` failed polls in a row, the backoff step: nothing after the first
 /// failure, then doubling up to [`MAX_BACKOFF`] (or one interval, if that is longer). It no
-/// longer keeps a device from being polled; it spaces the log lines of a device that keeps
-/// failing, and is the longest a probe is put off for lack of time on a busy line.
+/// longer keeps a device from being polled: it is the longest a probe is put off for lack of
+/// time on a busy line.
 pub fn backoff(interval: Duration, failures: u32) -> Duration {
     if failures <= 1 {
         return Duration::ZERO;
@@ -63,11 +63,8 @@ pub fn log_failure(interval: Duration, failures: u32) -> bool {
 /// What to do for one device at one boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Read the device.
+    /// Read the device (a failing one is probed if [`LineSchedule::probe_fits`]).
     Poll,
-    /// A failing device's probe that did not fit before another device's next poll:
-    /// record the hole without spending a timeout on it.
-    BackedOff,
     /// The line was busy past this boundary and the next one: the poll never happened.
     Missed,
 }
