@@ -313,13 +313,14 @@ impl Workers {
         }
 
         let pipeline = Pipeline::new(resumed, store.clone(), live.clone())
+            .with_future_tolerance(config.ingest.future_tolerance.0)
             .warm_up()
             .await
             .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;
         let pipeline = pipeline
             .spawn(batches_rx)
             .map_err(|e| Failure::runtime(format!("cannot start the pipeline thread: {e}")))?;
-        let console = tokio::spawn(console(live.clone(), shutdown_rx));
+        let console = tokio::spawn(console(live.clone(), mqtt_stats.clone(), shutdown_rx));
         let limits: StackLimits = config
             .stacks
             .iter()
@@ -327,7 +328,9 @@ impl Workers {
             .collect();
         Ok(Workers {
             generation: Arc::new(
-                Generation::new(Arc::new(config.clone()), live).with_limits(limits),
+                Generation::new(Arc::new(config.clone()), live)
+                    .with_limits(limits)
+                    .with_mqtt(mqtt_stats.clone()),
             ),
             shutdown,
             simulators,
@@ -469,7 +472,11 @@ fn hours_for_open_exceedances(
     Ok(latest.into_values().collect())
 }
 
-async fn console(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
+async fn console(
+    live: Arc<Live>,
+    mqtt: Vec<(String, Arc<SourceStats>)>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     if !std::io::stdout().is_terminal() {
         return;
     }
@@ -480,7 +487,10 @@ async fn console(live: Arc<Live>, mut shutdown: watch::Receiver<bool>) {
             _ = every.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let text = live.render();
+        let mut text = live.render();
+        for (id, stats) in &mqtt {
+            text.push_str(&format!("mqtt {id:<19} {}\n", stats.snapshot().summary()));
+        }
         let mut out = std::io::stdout().lock();
         if lines_drawn > 0 {
             // move up and clear what was drawn last time

@@ -29,6 +29,15 @@ impl Origin {
         matches!(self, Origin::Mqtt { .. })
     }
 
+    /// Which kind of collector, for metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Origin::Modbus => "modbus",
+            Origin::Mqtt { .. } => "mqtt",
+            Origin::Hj212 { .. } => "hj212",
+        }
+    }
+
     /// The dead-letter `source` column: the path and which configured source.
     pub fn dead_letter_source(&self) -> String {
         match self {
@@ -91,6 +100,9 @@ pub struct Receipt {
     /// Readings older than the newest of their channel and not stored: the message went to
     /// the dead letters with this explanation.
     pub late: Option<String>,
+    /// Readings or records stamped too far ahead of the receiving clock, refused: the batch
+    /// (its message, if it had one) went to the dead letters with this explanation.
+    pub future: Option<String>,
 }
 
 impl Batch {

@@ -60,6 +60,32 @@ pub struct SiteConfig {
     /// they arrived, are shown in it.
     #[serde(skip)]
     pub wire_units: BTreeMap<(String, String), Unit>,
+    /// What every collector's data must satisfy before it is processed.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// Checks the pipeline makes on everything collected, whatever the source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Readings (and uploaded records) stamped further than this ahead of the receiving
+    /// clock are refused as `future` to the dead letters: a wrong clock at a publisher must
+    /// not hold the channel's correct readings back until its date comes.
+    #[serde(default = "five_minutes")]
+    pub future_tolerance: Interval,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            future_tolerance: five_minutes(),
+        }
+    }
+}
+
+fn five_minutes() -> Interval {
+    Interval(Duration::from_secs(300))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -714,6 +740,14 @@ fn validate(
             Some("the status page and metrics have no authentication: listen on e.g. \"127.0.0.1:8080\" and put a reverse proxy with authentication in front".into()),
         ));
     }
+    let tolerance = config.ingest.future_tolerance.0;
+    if !(Duration::from_secs(1)..=Duration::from_secs(86_400)).contains(&tolerance) {
+        return Err(src.error_at_path(
+            &[Seg::Key("ingest"), Seg::Key("future_tolerance")],
+            "the future tolerance must be between 1s and 1d",
+            Some("use e.g. \"5m\" (the default): enough for clocks that drift, short enough that a wrong one is caught".into()),
+        ));
+    }
     if let Some(retention) = &config.store.retention {
         if retention.0 < Duration::from_secs(3600) {
             return Err(src.error_at_path(
@@ -1293,5 +1327,30 @@ mod tests {
             .replace("thermo-43i", "sdl-scs900-plc")
             .replace("id = \"u1\"\n", "id = \"u1\"\nduct_area_m2 = 20\n");
         assert_eq!(warnings(&full), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_future_tolerance_defaults_to_five_minutes_and_is_checked_at_its_key() {
+        let site = "[site]\nid = \"t\"\n";
+        let loaded = super::parse(Path::new("site.toml"), site).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            loaded.config.ingest.future_tolerance,
+            Interval(Duration::from_secs(300))
+        );
+        let text = format!("{site}\n[ingest]\nfuture_tolerance = \"30s\"\n");
+        let loaded = super::parse(Path::new("site.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            loaded.config.ingest.future_tolerance,
+            Interval(Duration::from_secs(30))
+        );
+        let text = format!("{site}\n[ingest]\nfuture_tolerance = \"0s\"\n");
+        let message = super::parse(Path::new("site.toml"), &text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("site.toml:5:20: ingest.future_tolerance: "),
+            "{message}"
+        );
     }
 }

@@ -32,7 +32,8 @@ pub enum CommEvent {
     ConnectFailed,
     /// A poll in which no read succeeded.
     PollFailed,
-    /// A boundary skipped because the device is backed off after failures.
+    /// A failing device's probe put off, because its timeout would have run into another
+    /// device's next poll.
     BackedOff,
     /// A boundary that passed while the line was busy with other polls.
     Missed,

@@ -1,5 +1,6 @@
 //! What `/health` answers: is the daemon alive (the HTTP status) and is it doing its job
-//! (the JSON body: collectors connected, store writable, forwarders keeping up).
+//! (the JSON body: collectors connected, MQTT sources making progress, store writable,
+//! forwarders keeping up), and if not, why (`reasons`).
 //!
 //! The verdict is a pure function of facts gathered elsewhere, so every case is testable.
 
@@ -22,6 +23,16 @@ pub enum StoreState {
     Failing,
     /// The writer thread did not answer in time: it hangs, and nothing can be committed.
     Unresponsive,
+}
+
+impl StoreState {
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreState::Writable => "writable",
+            StoreState::Failing => "failing",
+            StoreState::Unresponsive => "unresponsive",
+        }
+    }
 }
 
 /// Remembers the writer's counters between looks, because "the last transaction failed"
@@ -91,6 +102,15 @@ pub struct DeviceHealth {
     pub last_error: Option<String>,
 }
 
+/// One MQTT source as `/health` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceHealth {
+    pub id: String,
+    pub connected: bool,
+    /// Why the source has not made progress for its `stall_after`; `None` while it does.
+    pub stalled: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SinkHealth {
     pub name: String,
@@ -109,7 +129,10 @@ pub struct Health {
     pub collectors_connected: usize,
     pub collectors_total: usize,
     pub devices: Vec<DeviceHealth>,
+    pub mqtt: Vec<SourceHealth>,
     pub forwarders: Vec<SinkHealth>,
+    /// Why the status is not `ok`, one line per cause; empty when it is.
+    pub reasons: Vec<String>,
 }
 
 /// A forwarder whose oldest undelivered record is older than this counts as behind.
@@ -117,12 +140,13 @@ pub const SINK_LAG_LIMIT_SECONDS: f64 = 600.0;
 
 impl Health {
     /// `configured` lists the devices of the running config in order; `live` what the
-    /// collectors reported so far.
+    /// collectors reported so far; `mqtt` the state of each MQTT source.
     pub fn assess(
         configured: &[Arc<str>],
         live: &BTreeMap<Arc<str>, DeviceLive>,
         store: StoreState,
         sinks: &[SinkFacts],
+        mqtt: &[SourceHealth],
         now: Timestamp,
     ) -> Health {
         let devices: Vec<DeviceHealth> = configured
@@ -147,15 +171,35 @@ impl Health {
             })
             .collect();
         let connected = devices.iter().filter(|d| d.connected == Some(true)).count();
-        let down = devices.iter().any(|d| d.connected == Some(false));
-        let behind = forwarders
-            .iter()
-            .any(|f| f.lag_seconds > SINK_LAG_LIMIT_SECONDS);
         let ready = store == StoreState::Writable;
-        let status = match (ready, down || behind) {
+        let mut reasons = Vec::new();
+        if !ready {
+            reasons.push(format!("store {}", store.name()));
+        }
+        for d in devices.iter().filter(|d| d.connected == Some(false)) {
+            reasons.push(match &d.last_error {
+                Some(error) => format!("device {} down: {error}", d.id),
+                None => format!("device {} down", d.id),
+            });
+        }
+        for s in mqtt {
+            if let Some(why) = &s.stalled {
+                reasons.push(format!("mqtt source {} stalled: {why}", s.id));
+            }
+        }
+        for f in forwarders
+            .iter()
+            .filter(|f| f.lag_seconds > SINK_LAG_LIMIT_SECONDS)
+        {
+            reasons.push(format!(
+                "forwarder {} {:.0} s behind",
+                f.name, f.lag_seconds
+            ));
+        }
+        let status = match (ready, reasons.is_empty()) {
             (false, _) => Verdict::Failing,
-            (true, true) => Verdict::Degraded,
-            (true, false) => Verdict::Ok,
+            (true, false) => Verdict::Degraded,
+            (true, true) => Verdict::Ok,
         };
         Health {
             status,
@@ -164,7 +208,9 @@ impl Health {
             collectors_connected: connected,
             collectors_total: devices.len(),
             devices,
+            mqtt: mqtt.to_vec(),
             forwarders,
+            reasons,
         }
     }
 }
@@ -223,9 +269,11 @@ mod tests {
             &live,
             StoreState::Writable,
             &[],
+            &[],
             now,
         );
         assert_eq!(health.status, Verdict::Degraded);
+        assert_eq!(health.reasons, vec!["device b down: no reply within 1s"]);
         assert!(health.ready);
         assert_eq!(
             (health.collectors_connected, health.collectors_total),
@@ -239,7 +287,14 @@ mod tests {
         );
 
         live.insert(Arc::from("b"), device(true, 3, None));
-        let health = Health::assess(&ids(&["a", "b"]), &live, StoreState::Writable, &[], now);
+        let health = Health::assess(
+            &ids(&["a", "b"]),
+            &live,
+            StoreState::Writable,
+            &[],
+            &[],
+            now,
+        );
         assert_eq!(health.status, Verdict::Ok);
     }
 
@@ -259,6 +314,7 @@ mod tests {
             &live,
             StoreState::Writable,
             &[sink(Some(now.0 - 601_000))],
+            &[],
             now,
         );
         assert_eq!(behind.status, Verdict::Degraded);
@@ -270,16 +326,47 @@ mod tests {
             &live,
             StoreState::Writable,
             &[sink(Some(now.0 - 599_500))],
+            &[],
             now,
         );
         assert_eq!(keeping_up.status, Verdict::Ok);
         assert_eq!(keeping_up.forwarders[0].lag_seconds, 599.5);
-        let caught_up = Health::assess(&[], &live, StoreState::Writable, &[sink(None)], now);
+        let caught_up = Health::assess(&[], &live, StoreState::Writable, &[sink(None)], &[], now);
         assert_eq!(caught_up.forwarders[0].lag_seconds, 0.0);
 
         for state in [StoreState::Failing, StoreState::Unresponsive] {
-            let health = Health::assess(&[], &live, state, &[], now);
+            let health = Health::assess(&[], &live, state, &[], &[], now);
             assert_eq!((health.status, health.ready), (Verdict::Failing, false));
         }
+    }
+
+    #[test]
+    fn a_stalled_mqtt_source_degrades_with_its_reason() {
+        let live = BTreeMap::new();
+        let now = Timestamp(1_000_000);
+        let source = |stalled: Option<&str>| SourceHealth {
+            id: "plant".into(),
+            connected: true,
+            stalled: stalled.map(str::to_string),
+        };
+        let moving = Health::assess(&[], &live, StoreState::Writable, &[], &[source(None)], now);
+        assert_eq!((moving.status, moving.reasons.len()), (Verdict::Ok, 0));
+        let why = "lost the connection 12 times in 61 s without taking a message";
+        let stuck = Health::assess(
+            &[],
+            &live,
+            StoreState::Writable,
+            &[],
+            &[source(Some(why))],
+            now,
+        );
+        assert_eq!(stuck.status, Verdict::Degraded);
+        assert_eq!(
+            stuck.reasons,
+            vec![format!("mqtt source plant stalled: {why}")]
+        );
+        let json = serde_json::to_value(&stuck).unwrap_or_default();
+        assert_eq!(json["mqtt"][0]["stalled"], why);
+        assert_eq!(json["status"], "degraded");
     }
 }

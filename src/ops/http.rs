@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::health::{Health, StoreState};
+use super::health::{Health, SourceHealth, StoreState};
 use super::series::{SeriesSpec, SeriesView};
 use super::state::{store_facts, OpsState};
 use super::status::{raw_unit, StatusView, ValueKind};
@@ -95,11 +95,21 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
         Err(response) => return response,
     };
     let generation = state.generation();
+    let mqtt: Vec<SourceHealth> = generation
+        .mqtt_snapshots()
+        .into_iter()
+        .map(|(id, s)| SourceHealth {
+            id,
+            connected: s.connected,
+            stalled: s.stalled,
+        })
+        .collect();
     let body = Health::assess(
         &generation.device_ids(),
         &generation.live.snapshot(),
         store_state,
         &facts.sinks,
+        &mqtt,
         now(),
     );
     let code = if store_state == StoreState::Unresponsive {
@@ -123,8 +133,19 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
         Ok(facts) => facts,
         Err(response) => return response,
     };
-    let live = state.generation().live.snapshot();
-    super::metrics::refresh(state.writer().stats(), store_state, &facts, &live, now().0);
+    let generation = state.generation();
+    let collectors = super::metrics::Collectors {
+        devices: generation.live.snapshot(),
+        lines: generation.live.lines(),
+        mqtt: generation.mqtt_snapshots(),
+    };
+    super::metrics::refresh(
+        state.writer().stats(),
+        store_state,
+        &facts,
+        &collectors,
+        now().0,
+    );
     handle.run_upkeep();
     (
         [(

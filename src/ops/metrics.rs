@@ -26,7 +26,11 @@ use metrics_util::MetricKindMask;
 
 use super::health::{StoreFacts, StoreState};
 use crate::collect::hj212::stats as hj212_listener;
-use crate::collect::modbus::poll_metrics::{POLLS, POLL_ERRORS};
+use crate::collect::modbus::poll_metrics::{
+    comm_metric, export_comm, Scope, COMM_COUNTERS, POLLS, POLL_ERRORS,
+};
+use crate::collect::mqtt::SourceSnapshot;
+use crate::model::comm::CommStats;
 use crate::pipeline::live::DeviceLive;
 use crate::store::WriterStats;
 
@@ -40,12 +44,52 @@ pub const HELP: &[(&str, Kind, &str)] = &[
     (
         POLL_ERRORS,
         Kind::Counter,
-        "Failed device polls, by device and kind of failure.",
+        "Failed device polls, by device and kind of failure (timeout, crc, garbled, connect, transport, exception, malformed, other).",
     ),
     (
         DEVICE_CONNECTED,
         Kind::Gauge,
-        "1 while the last poll of a device succeeded, 0 after a failed one.",
+        "1 while a device answers (its last poll got a reply, if only an exception), 0 after a poll it did not answer.",
+    ),
+    (
+        MQTT_CONNECTED,
+        Kind::Gauge,
+        "1 while an MQTT source is connected to its broker.",
+    ),
+    (
+        MQTT_STALLED,
+        Kind::Gauge,
+        "1 while an MQTT source has made no progress for its stall_after (see /health for why).",
+    ),
+    (
+        MQTT_MESSAGES,
+        Kind::Counter,
+        "MQTT messages received, by source, refused ones and redeliveries included.",
+    ),
+    (
+        MQTT_READINGS,
+        Kind::Counter,
+        "Readings an MQTT source handed to the pipeline, by source.",
+    ),
+    (
+        MQTT_DUPLICATES,
+        Kind::Counter,
+        "Redelivered readings an MQTT source dropped because they were stored already, by source.",
+    ),
+    (
+        MQTT_DEAD_LETTERS,
+        Kind::Counter,
+        "MQTT messages refused to the dead letters, by source and reason.",
+    ),
+    (
+        MQTT_RECONNECTS,
+        Kind::Counter,
+        "Connections of an MQTT source after its first one, by source.",
+    ),
+    (
+        crate::pipeline::REFUSED,
+        Kind::Counter,
+        "Readings and uploaded records refused before processing, by origin (modbus, mqtt, hj212) and reason (future: stamped further ahead of the receiving clock than [ingest] future_tolerance).",
     ),
     (
         READINGS_COMMITTED,
@@ -191,6 +235,13 @@ pub const HELP: &[(&str, Kind, &str)] = &[
 ];
 
 pub const DEVICE_CONNECTED: &str = "cemsd_device_connected";
+pub const MQTT_CONNECTED: &str = "cemsd_mqtt_connected";
+pub const MQTT_STALLED: &str = "cemsd_mqtt_stalled";
+pub const MQTT_MESSAGES: &str = "cemsd_mqtt_messages_total";
+pub const MQTT_READINGS: &str = "cemsd_mqtt_readings_total";
+pub const MQTT_DUPLICATES: &str = "cemsd_mqtt_duplicates_total";
+pub const MQTT_DEAD_LETTERS: &str = "cemsd_mqtt_dead_letters_total";
+pub const MQTT_RECONNECTS: &str = "cemsd_mqtt_reconnects_total";
 pub const READINGS_COMMITTED: &str = "cemsd_store_records_committed_total";
 pub const STORE_TRANSACTIONS: &str = "cemsd_store_transactions_total";
 pub const STORE_FAILED_TRANSACTIONS: &str = "cemsd_store_failed_transactions_total";
@@ -258,6 +309,26 @@ pub fn describe() {
             (Kind::Histogram, None) => metrics::describe_histogram!(name, help),
         }
     }
+    for scope in [Scope::Line, Scope::Device] {
+        for (counter, help) in COMM_COUNTERS {
+            let what = match scope {
+                Scope::Line => "by line (serial bus or network endpoint)",
+                Scope::Device => "by device",
+            };
+            metrics::describe_counter!(comm_metric(scope, counter), format!("{help}, {what}."));
+        }
+    }
+}
+
+/// What the collectors counted, read just before a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Collectors {
+    /// The live board: connection state, polls and line counters of each device.
+    pub devices: BTreeMap<Arc<str>, DeviceLive>,
+    /// Line counters of each serial bus and network endpoint.
+    pub lines: BTreeMap<Arc<str>, CommStats>,
+    /// Counters of each MQTT source, by id.
+    pub mqtt: Vec<(String, SourceSnapshot)>,
 }
 
 /// A SIGHUP reload, applied or rejected.
@@ -272,7 +343,7 @@ pub fn refresh(
     writer: WriterStats,
     store_state: StoreState,
     store: &StoreFacts,
-    devices: &BTreeMap<Arc<str>, DeviceLive>,
+    collectors: &Collectors,
     now_ms: i64,
 ) {
     counter!(READINGS_COMMITTED).absolute(writer.records_committed);
@@ -291,16 +362,39 @@ pub fn refresh(
             .map_or(0.0, |t| ((now_ms - t.0).max(0) as f64) / 1000.0);
         gauge!(SINK_LAG, "sink" => sink.name.clone()).set(lag);
     }
-    for (id, device) in devices.iter().filter(|(_, d)| d.polls > 0) {
+    for (id, device) in collectors.devices.iter().filter(|(_, d)| d.polls > 0) {
         gauge!(DEVICE_CONNECTED, "device" => id.to_string())
             .set(f64::from(u8::from(device.connected)));
+    }
+    // devices with a line of their own (Modbus); MQTT and HJ 212 publishers count nothing
+    let quiet = CommStats::default();
+    for (id, device) in collectors.devices.iter().filter(|(_, d)| d.comm != quiet) {
+        export_comm(Scope::Device, id, &device.comm);
+    }
+    for (line, stats) in &collectors.lines {
+        export_comm(Scope::Line, line, stats);
+    }
+    for (id, s) in &collectors.mqtt {
+        let source = || id.clone();
+        gauge!(MQTT_CONNECTED, "source" => source()).set(f64::from(u8::from(s.connected)));
+        gauge!(MQTT_STALLED, "source" => source()).set(f64::from(u8::from(s.stalled.is_some())));
+        counter!(MQTT_MESSAGES, "source" => source()).absolute(s.messages);
+        counter!(MQTT_READINGS, "source" => source()).absolute(s.readings);
+        counter!(MQTT_DUPLICATES, "source" => source()).absolute(s.duplicates);
+        counter!(MQTT_RECONNECTS, "source" => source()).absolute(s.reconnects());
+        for (reason, n) in &s.rejected {
+            counter!(MQTT_DEAD_LETTERS, "source" => source(), "reason" => *reason).absolute(*n);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::collect::modbus::poll_metrics::{poll_failed, poll_succeeded};
+    use crate::collect::modbus::poll_metrics::{poll_failed, poll_succeeded, PollErrorKind};
+    use crate::collect::mqtt::payload::Reason;
+    use crate::collect::mqtt::SourceStats;
+    use crate::model::comm::CommEvent;
     use crate::model::Timestamp;
     use crate::ops::health::SinkFacts;
 
@@ -319,8 +413,11 @@ mod tests {
             describe();
             poll_succeeded("u1-so2");
             poll_succeeded("u1-so2");
-            poll_failed("u1-so2", "no reply within 1s to block");
-            poll_failed("dead", "cannot connect to 127.0.0.1:9: refused");
+            poll_failed("u1-so2", PollErrorKind::Timeout);
+            poll_failed(
+                "dead",
+                PollErrorKind::of("cannot connect to 127.0.0.1:9: refused"),
+            );
             config_reloaded(false);
             let mut devices = BTreeMap::new();
             devices.insert(
@@ -358,7 +455,34 @@ mod tests {
                 records_failed: 4,
                 queued_records: 2,
             };
-            refresh(writer, StoreState::Writable, &store, &devices, 60_000);
+            let mut rs485 = CommStats::default();
+            for event in [
+                CommEvent::Connected,
+                CommEvent::Request,
+                CommEvent::Timeout,
+                CommEvent::Request,
+                CommEvent::BadCrc,
+                CommEvent::Noise(4),
+                CommEvent::Request,
+                CommEvent::Exception(2),
+                CommEvent::Connected,
+            ] {
+                rs485.record(event);
+            }
+            if let Some(d) = devices.get_mut("u1-so2") {
+                d.comm = rs485.clone();
+            }
+            let mqtt = SourceStats::default();
+            mqtt.set_connected(true);
+            mqtt.message();
+            mqtt.readings(3);
+            mqtt.rejected(Reason::TooLarge);
+            let collectors = Collectors {
+                devices,
+                lines: BTreeMap::from([(Arc::from("rs485"), rs485)]),
+                mqtt: vec![("plant".to_string(), mqtt.snapshot())],
+            };
+            refresh(writer, StoreState::Writable, &store, &collectors, 60_000);
         });
         let text = handle.render();
         let expect = [
@@ -386,6 +510,36 @@ mod tests {
             (r#"cemsd_forwarder_lag_seconds{sink="influx"}"#, 5.0),
             (r#"cemsd_device_connected{device="u1-so2"}"#, 1.0),
             (r#"cemsd_device_connected{device="dead"}"#, 0.0),
+            (r#"cemsd_modbus_line_requests_total{line="rs485"}"#, 3.0),
+            (r#"cemsd_modbus_line_timeouts_total{line="rs485"}"#, 1.0),
+            (r#"cemsd_modbus_line_crc_errors_total{line="rs485"}"#, 1.0),
+            (r#"cemsd_modbus_line_noise_bytes_total{line="rs485"}"#, 4.0),
+            (
+                r#"cemsd_modbus_line_exceptions_total{line="rs485",code="2"}"#,
+                1.0,
+            ),
+            (r#"cemsd_modbus_line_reconnects_total{line="rs485"}"#, 1.0),
+            (
+                r#"cemsd_modbus_device_timeouts_total{device="u1-so2"}"#,
+                1.0,
+            ),
+            (
+                r#"cemsd_modbus_device_exceptions_total{device="u1-so2",code="2"}"#,
+                1.0,
+            ),
+            (r#"cemsd_mqtt_connected{source="plant"}"#, 1.0),
+            (r#"cemsd_mqtt_stalled{source="plant"}"#, 0.0),
+            (r#"cemsd_mqtt_messages_total{source="plant"}"#, 1.0),
+            (r#"cemsd_mqtt_readings_total{source="plant"}"#, 3.0),
+            (r#"cemsd_mqtt_reconnects_total{source="plant"}"#, 0.0),
+            (
+                r#"cemsd_mqtt_dead_letters_total{source="plant",reason="too_large"}"#,
+                1.0,
+            ),
+            (
+                r#"cemsd_mqtt_dead_letters_total{source="plant",reason="syntax"}"#,
+                0.0,
+            ),
         ];
         for (series, value) in expect {
             assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
@@ -399,5 +553,13 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("# TYPE cemsd_store_rows gauge"), "{text}");
+        assert!(
+            !text.contains(r#"cemsd_modbus_device_requests_total{device="dead"}"#),
+            "a device that counted nothing on a line exports no line counters:\n{text}"
+        );
+        assert!(
+            text.contains("# HELP cemsd_modbus_line_crc_errors_total Replies that arrived with a wrong CRC, by line"),
+            "{text}"
+        );
     }
 }

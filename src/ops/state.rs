@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use super::health::{SinkFacts, StoreFacts, StoreState, StoreWatch};
 use super::status::StackLimits;
+use crate::collect::mqtt::{SourceSnapshot, SourceStats};
 use crate::config::SiteConfig;
 use crate::pipeline::live::Live;
 /// The status page reads through the store's reader.
@@ -23,6 +24,8 @@ pub struct Generation {
     pub config: Arc<SiteConfig>,
     pub live: Arc<Live>,
     pub limits: StackLimits,
+    /// Counters of the MQTT sources, by source id.
+    pub mqtt: Vec<(String, Arc<SourceStats>)>,
 }
 
 impl Generation {
@@ -31,7 +34,22 @@ impl Generation {
             config,
             live,
             limits: StackLimits::new(),
+            mqtt: Vec::new(),
         }
+    }
+
+    /// With the counters of the MQTT sources, for `/health`, `/metrics` and the terminal.
+    pub fn with_mqtt(mut self, mqtt: Vec<(String, Arc<SourceStats>)>) -> Generation {
+        self.mqtt = mqtt;
+        self
+    }
+
+    /// A copy of every MQTT source's counters, in config order.
+    pub fn mqtt_snapshots(&self) -> Vec<(String, SourceSnapshot)> {
+        self.mqtt
+            .iter()
+            .map(|(id, stats)| (id.clone(), stats.snapshot()))
+            .collect()
     }
 
     /// With emission limits per stack and pollutant, drawn on the status page's charts.

@@ -66,6 +66,17 @@ impl Live {
         d.last_error = Some(error);
     }
 
+    /// A poll the device answered without data (an exception for every read): it is
+    /// connected, and the error is kept.
+    pub fn poll_refused(&self, device: &Arc<str>, error: String) {
+        let mut devices = self.devices();
+        let d = devices.entry(device.clone()).or_default();
+        d.connected = true;
+        d.polls += 1;
+        d.errors += 1;
+        d.last_error = Some(error);
+    }
+
     /// Counts what happened on `line` while talking to `device`, for both.
     pub fn comm(&self, line: &Arc<str>, device: &Arc<str>, events: &[CommEvent]) {
         if events.is_empty() {

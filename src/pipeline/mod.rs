@@ -3,6 +3,11 @@
 //! wall-clock time pass once a second, updates the live board, commits, keeps dead letters,
 //! and only then answers the batches' receipts, so a source acknowledges its upstream (MQTT
 //! PUBACK, HJ 212 9014) after its data is durable.
+//!
+//! Time sanity comes first: a reading or record stamped further ahead of the receiving
+//! clock than the configured tolerance is refused as `future` before anything per channel
+//! sees it (dedupe high-water mark, quality, aggregation, gap detection), so one wrong
+//! clock cannot hold a channel's later readings back until its date comes.
 
 mod dedupe;
 pub mod live;
@@ -17,6 +22,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::collect::batch::{Batch, DeadLetter, Message, Origin, Receipt, RECEIVE_TIME_NOTE};
+use crate::model::time::Clock;
 use crate::model::{Basis, Reading, Sample, Timestamp};
 use crate::pipeline::live::Live;
 use crate::process::Processor;
@@ -36,6 +42,13 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// Commits queued at the store writer at once: the pipeline prepares the next while the
 /// store writes the last, and the writer joins what is queued into one transaction.
 const MAX_COMMITS_IN_FLIGHT: usize = 2;
+
+/// Readings and records refused before processing, by origin (`modbus`, `mqtt`, `hj212`) and
+/// reason (`future`).
+pub const REFUSED: &str = "cemsd_ingest_refused_total";
+
+/// How far ahead of the receiving clock a reading may be stamped unless configured.
+pub const DEFAULT_FUTURE_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// What the store writer answers to an append: the seq range the records got.
 type Appended = Result<Option<(u64, u64)>, StoreError>;
@@ -78,6 +91,59 @@ struct Settle {
     /// Readings that were not newer than their channel's newest: stored copies or late.
     not_newer: Vec<Sample>,
     message: Option<Message>,
+    /// Why readings of the batch were refused as stamped in the future.
+    future: Option<String>,
+}
+
+/// Readings and records of one batch refused before processing.
+struct Refused {
+    count: usize,
+    /// "2 reading(s)", "1 record(s)", …
+    what: String,
+    /// The first of them: device/channel at time.
+    first: String,
+    /// One line per refused reading or record, kept as the dead letter's payload when the
+    /// batch came without a message of its own.
+    listing: String,
+}
+
+impl Refused {
+    fn future(samples: &[Sample], records: &[Record]) -> Option<Refused> {
+        let count = samples.len() + records.len();
+        if count == 0 {
+            return None;
+        }
+        let mut lines: Vec<String> = samples
+            .iter()
+            .map(|s| format!("{}/{} at {} value {}", s.device, s.channel, s.ts, s.value))
+            .collect();
+        lines.extend(
+            records
+                .iter()
+                .map(|r| format!("{}/{} {} at {}", r.device, r.channel, r.kind.as_str(), r.ts)),
+        );
+        let what = match (samples.len(), records.len()) {
+            (n, 0) => format!("{n} reading(s)"),
+            (0, m) => format!("{m} record(s)"),
+            (n, m) => format!("{n} reading(s) and {m} record(s)"),
+        };
+        let first = samples
+            .iter()
+            .map(|s| format!("{}/{} at {}", s.device, s.channel, s.ts))
+            .chain(
+                records
+                    .iter()
+                    .map(|r| format!("{}/{} at {}", r.device, r.channel, r.ts)),
+            )
+            .next()
+            .unwrap_or_default();
+        Some(Refused {
+            count,
+            what,
+            first,
+            listing: lines.join("\n"),
+        })
+    }
 }
 
 pub struct Pipeline {
@@ -85,6 +151,9 @@ pub struct Pipeline {
     store: StoreHandle,
     live: Arc<Live>,
     high_water: HighWater,
+    /// The receiving clock: judges timestamps and lets wall-clock time pass.
+    clock: Clock,
+    future_tolerance: Duration,
 }
 
 impl Pipeline {
@@ -94,7 +163,21 @@ impl Pipeline {
             store,
             live,
             high_water: HighWater::new(),
+            clock: crate::model::time::system_clock(),
+            future_tolerance: DEFAULT_FUTURE_TOLERANCE,
         }
+    }
+
+    /// Reads time from `clock` instead of the system clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Refuses readings stamped more than `tolerance` ahead of the clock.
+    pub fn with_future_tolerance(mut self, tolerance: Duration) -> Self {
+        self.future_tolerance = tolerance;
+        self
     }
 
     /// Learns the newest stored reading of every channel, so a redelivery after a restart
@@ -144,7 +227,7 @@ impl Pipeline {
                     Some(batch) => self.take(batch, &mut records, &mut settle),
                     None => open = false,
                 },
-                _ = ticker.tick(), if open => self.processor.tick(crate::model::time::now(), &mut records),
+                _ = ticker.tick(), if open => self.processor.tick((self.clock)(), &mut records),
                 result = oldest(&mut in_flight) => {
                     if let Some(commit) = in_flight.pop_front() {
                         self.finish(commit, result).await;
@@ -198,11 +281,41 @@ impl Pipeline {
             origin,
             samples,
             records: computed,
-            dead_letters,
+            mut dead_letters,
             receive_time,
             message,
             receipt,
         } = batch;
+        let now = (self.clock)();
+        let limit =
+            Timestamp(now.0.saturating_add(
+                i64::try_from(self.future_tolerance.as_millis()).unwrap_or(i64::MAX),
+            ));
+        let (samples, future_samples): (Vec<Sample>, Vec<Sample>) =
+            samples.into_iter().partition(|s| s.ts <= limit);
+        let (computed, future_records): (Vec<Record>, Vec<Record>) =
+            computed.into_iter().partition(|r| r.ts <= limit);
+        let future = Refused::future(&future_samples, &future_records);
+        let future_detail = future.as_ref().map(|refused| {
+            metrics::counter!(REFUSED, "origin" => origin.kind(), "reason" => "future")
+                .increment(refused.count as u64);
+            let detail = format!(
+                "{} stamped more than {} ahead of the receiving clock ({now}), first {}; the rest of the batch is stored",
+                refused.what,
+                humantime::format_duration(self.future_tolerance),
+                refused.first
+            );
+            let (payload, address) = match &message {
+                Some(m) => (m.payload.clone(), format!(" (topic {})", m.topic)),
+                None => (refused.listing.clone().into_bytes(), String::new()),
+            };
+            dead_letters.push(DeadLetter {
+                reason: format!("future: {detail}{address}"),
+                payload,
+                received: now,
+            });
+            detail
+        });
         let (samples, not_newer) = if origin.redelivers() {
             self.high_water.admit(samples)
         } else {
@@ -234,6 +347,7 @@ impl Pipeline {
                 dead_letters,
                 not_newer,
                 message,
+                future: future_detail,
             });
         }
     }
@@ -262,6 +376,7 @@ impl Pipeline {
         }
         let mut receipt = Receipt {
             readings: done.readings,
+            future: done.future,
             ..Receipt::default()
         };
         if !done.not_newer.is_empty() {
@@ -436,6 +551,10 @@ channels = { O2 = { unit = "%vol" } }
 
     impl Harness {
         async fn start() -> Harness {
+            Harness::start_with(crate::model::time::system_clock()).await
+        }
+
+        async fn start_with(clock: crate::model::time::Clock) -> Harness {
             let loaded = config::parse(std::path::Path::new("t.toml"), SITE)
                 .unwrap_or_else(|e| panic!("{e}"));
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -447,6 +566,7 @@ channels = { O2 = { unit = "%vol" } }
             let live = Live::new();
             let (tx, rx) = mpsc::channel(8);
             let pipeline = Pipeline::new(processor, handle.clone(), live.clone())
+                .with_clock(clock)
                 .warm_up()
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -621,6 +741,139 @@ channels = { O2 = { unit = "%vol" } }
             .get("a21026")
             .unwrap_or_else(|| panic!("no a21026 on the board"));
         assert_eq!((so2.value, so2.corrected), (18.5, Some(20.1)));
+        h.stop().await;
+    }
+
+    async fn dead_letters(h: &Harness) -> Vec<crate::store::DeadLetter> {
+        h.handle
+            .call(|s: &mut Store| s.dead_letters(10))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    // 2090-01-01T00:00:00Z
+    const Y2090: i64 = 3_786_912_000_000;
+
+    #[tokio::test]
+    async fn a_reading_from_the_future_is_refused_and_holds_nothing_back() {
+        let clock_ms = Arc::new(std::sync::atomic::AtomicI64::new(T1));
+        let clock: crate::model::time::Clock = {
+            let clock_ms = clock_ms.clone();
+            Arc::new(move || Timestamp(clock_ms.load(std::sync::atomic::Ordering::Relaxed)))
+        };
+        let h = Harness::start_with(clock).await;
+        let first = h.send(Batch::readings(mqtt(), vec![o2(T0)])).await;
+        assert_eq!(first.await.ok().map(|r| r.readings), Some(1));
+        // a publisher's clock jumped to 2090
+        let wrong = h
+            .send(Batch {
+                samples: vec![o2(Y2090)],
+                message: Some(Message {
+                    topic: "x/dtu/O2".into(),
+                    payload: b"{\"time\":\"2090-01-01T00:00:00Z\"}".to_vec(),
+                    received: Timestamp(T1),
+                }),
+                ..Batch::new(mqtt())
+            })
+            .await;
+        let receipt = wrong.await.unwrap_or_else(|_| panic!("never answered"));
+        assert_eq!((receipt.readings, receipt.late), (0, None));
+        let detail = receipt.future.unwrap_or_else(|| panic!("not refused"));
+        assert!(detail.contains("dtu/O2 at 2090-01-01"), "{detail}");
+        // 4 min 59 s ahead is within the default tolerance of 5 min
+        let skewed = T1 + 299_000;
+        // the channel's correct readings go on being stored, not refused as late
+        for ts in [T1, T1 + 10_000, skewed] {
+            let receipt = h.send(Batch::readings(mqtt(), vec![o2(ts)])).await;
+            let receipt = receipt.await.unwrap_or_else(|_| panic!("never answered"));
+            assert_eq!(
+                (receipt.readings, receipt.late, receipt.future),
+                (1, None, None)
+            );
+        }
+        // every origin is checked: a Modbus reading and an HJ 212 logger's minute record
+        let modbus = h
+            .send(Batch::readings(Origin::Modbus, vec![o2(skewed + 2_000)]))
+            .await;
+        let modbus = modbus.await.unwrap_or_else(|_| panic!("never answered"));
+        assert!(modbus.future.is_some(), "{modbus:?}");
+        let minute = Record::new(
+            RecordKind::Minute,
+            Timestamp(Y2090),
+            Arc::from("unit1"),
+            Arc::from("010000A8900016F000169DC0"),
+            Arc::from("a21026"),
+        );
+        let upload = h
+            .send(Batch {
+                records: vec![minute],
+                ..Batch::new(Origin::Hj212 {
+                    mn: Arc::from("010000A8900016F000169DC0"),
+                })
+            })
+            .await;
+        let upload = upload.await.unwrap_or_else(|_| panic!("never answered"));
+        assert!(upload.future.is_some(), "{upload:?}");
+
+        let stored: Vec<i64> = h
+            .committed(RecordKind::Reading, "dtu")
+            .iter()
+            .map(|r| r.record.ts.0)
+            .collect();
+        assert_eq!(stored, vec![T0, T1, T1 + 10_000, skewed]);
+        assert!(h
+            .committed(RecordKind::Minute, "010000A8900016F000169DC0")
+            .is_empty());
+        let letters = dead_letters(&h).await;
+        let reasons: Vec<(&str, &str)> = letters
+            .iter()
+            .map(|l| (l.source.as_str(), l.reason.as_str()))
+            .collect();
+        assert_eq!(letters.len(), 3, "{reasons:?}");
+        assert!(
+            letters.iter().all(|l| l.reason.starts_with("future: ")),
+            "{reasons:?}"
+        );
+        let mqtt_letter = letters
+            .iter()
+            .find(|l| l.source == "mqtt:m")
+            .unwrap_or_else(|| panic!("{reasons:?}"));
+        assert!(mqtt_letter.reason.ends_with("(topic x/dtu/O2)"));
+        assert_eq!(mqtt_letter.payload, b"{\"time\":\"2090-01-01T00:00:00Z\"}");
+        let logger = letters
+            .iter()
+            .find(|l| l.source.starts_with("hj212:"))
+            .unwrap_or_else(|| panic!("{reasons:?}"));
+        assert!(
+            String::from_utf8_lossy(&logger.payload).contains("a21026 minute at 2090"),
+            "{:?}",
+            String::from_utf8_lossy(&logger.payload)
+        );
+
+        // time passes with the channel silent: the gap opened reaches the clock, not 2090
+        clock_ms.store(T1 + 600_000, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let _ = h.send(Batch::new(mqtt())).await.await;
+        let reader = Store::open(&h.dir.path().join("t.db"), StoreOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let all = reader
+            .query(&Query::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            all.iter().any(|r| r.record.kind == RecordKind::Gap),
+            "no gap opened on the silent channel"
+        );
+        for row in &all {
+            let r = &row.record;
+            assert!(
+                r.ts.0 < Y2090 / 2 && r.end.is_none_or(|e| e.0 < Y2090 / 2),
+                "{:?} {} reaches the refused time: {:?}",
+                r.kind,
+                r.channel,
+                r.end
+            );
+        }
         h.stop().await;
     }
 }

@@ -39,7 +39,8 @@ pub struct PollOutcome {
     /// At least one read got data.
     pub succeeded: bool,
     /// The device answered something, if only an exception or a damaged frame: it is alive
-    /// and is not backed off (backoff is for devices that cost a timeout on every poll).
+    /// and is not counted as failing (failing devices are probed after the others, as each
+    /// probe may cost a timeout).
     pub answered: bool,
     /// The first error, for the live view and the log.
     pub error: Option<TransactionError>,
@@ -87,6 +88,11 @@ impl DevicePoller {
 
     pub fn interval(&self) -> Duration {
         self.interval
+    }
+
+    /// How long one request may go unanswered: what a probe of a silent device costs.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn plan(&self) -> &PollPlan {

@@ -56,10 +56,14 @@ pub enum Reason {
     /// Older than the newest reading already accepted on its channel, and not a
     /// redelivery of a stored one.
     Late,
+    /// Stamped further ahead of the receiving clock than `[ingest] future_tolerance`.
+    Future,
+    /// A payload over the source's `max_payload`.
+    TooLarge,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 15] = [
         Reason::NotText,
         Reason::Syntax,
         Reason::MissingField,
@@ -73,6 +77,8 @@ impl Reason {
         Reason::Unsupported,
         Reason::Empty,
         Reason::Late,
+        Reason::Future,
+        Reason::TooLarge,
     ];
 
     pub fn key(self) -> &'static str {
@@ -90,6 +96,8 @@ impl Reason {
             Reason::Unsupported => "unsupported",
             Reason::Empty => "empty",
             Reason::Late => "late",
+            Reason::Future => "future",
+            Reason::TooLarge => "too_large",
         }
     }
 }

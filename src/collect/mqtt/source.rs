@@ -11,7 +11,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use rumqttc::{
@@ -37,8 +37,8 @@ use crate::config::mqtt::MqttSourceConfig;
 const REQUEST_CAPACITY: usize = 4096;
 /// Events buffered between the event loop task and this one.
 const EVENT_CAPACITY: usize = 1024;
-/// Largest message accepted; a bigger one closes the connection (rumqttc's rule).
-const MAX_PACKET_BYTES: usize = 1 << 20;
+/// How much of a payload over `max_payload` is kept in its dead letter.
+const TOO_LARGE_KEPT_BYTES: usize = 1024;
 /// How much of a refused payload goes into the log line (all of it goes to the dead letters).
 const LOGGED_PAYLOAD_CHARS: usize = 200;
 /// At shutdown, how long committed messages get to be acknowledged before disconnecting.
@@ -59,6 +59,8 @@ struct Pending {
     /// acknowledge another message that reuses the packet id.
     connection: u64,
     gate: Gate,
+    /// When the message arrived, to tell a source whose commits do not come.
+    since: Instant,
 }
 
 pub struct MqttSource {
@@ -68,6 +70,7 @@ pub struct MqttSource {
     decoder: Decoder,
     backoff: Backoff,
     stats: Arc<SourceStats>,
+    max_payload: usize,
 }
 
 impl MqttSource {
@@ -91,7 +94,10 @@ impl MqttSource {
             .set_keep_alive(config.keep_alive.0)
             .set_clean_session(config.clean_session)
             .set_manual_acks(true)
-            .set_max_packet_size(MAX_PACKET_BYTES, MAX_PACKET_BYTES)
+            .set_max_packet_size(
+                config.max_packet_size.as_usize(),
+                config.max_packet_size.as_usize(),
+            )
             .set_request_channel_capacity(REQUEST_CAPACITY);
         if let Some(user) = &config.username {
             let password = credentials::password(config, config_path)?;
@@ -132,7 +138,8 @@ impl MqttSource {
             filters,
             decoder: Decoder::new(config, site_zone),
             backoff: Backoff::new(config.reconnect_min.0, config.reconnect_max.0, seed),
-            stats: Arc::new(SourceStats::default()),
+            stats: Arc::new(SourceStats::new(config.stall_after.0)),
+            max_payload: config.max_payload.as_usize(),
         })
     }
 
@@ -163,6 +170,7 @@ impl MqttSource {
             filters: self.filters,
             decoder: self.decoder,
             stats: self.stats,
+            max_payload: self.max_payload,
             out,
             connection,
             pending: VecDeque::new(),
@@ -179,6 +187,7 @@ struct Session {
     filters: Vec<SubscribeFilter>,
     decoder: Decoder,
     stats: Arc<SourceStats>,
+    max_payload: usize,
     out: BatchSender,
     /// Counts connections made and lost, so an acknowledgement is sent only on the
     /// connection its message came on.
@@ -219,6 +228,9 @@ impl Session {
                 },
                 allowed = head_gate(&mut self.pending), if self.ack_backlog.is_empty() => {
                     if let Some(done) = self.pending.pop_front() {
+                        if allowed {
+                            self.stats.progressed();
+                        }
                         self.acknowledge(done, allowed);
                     }
                 }
@@ -228,6 +240,8 @@ impl Session {
                 }
             }
             self.flush_ack_backlog();
+            self.stats
+                .pending_since(self.pending.front().map(|p| p.since));
             if draining && self.pending.is_empty() && self.ack_backlog.is_empty() {
                 break;
             }
@@ -278,6 +292,7 @@ impl Session {
                     publish: to_ack,
                     connection,
                     gate: Box::pin(std::future::ready(true)),
+                    since: Instant::now(),
                 });
             }
             return true;
@@ -285,6 +300,27 @@ impl Session {
         let mut batch = Batch::new(Origin::Mqtt {
             source: self.id.clone(),
         });
+        if publish.payload.len() > self.max_payload {
+            batch.dead_letters.push(self.too_large(&publish, received));
+        } else {
+            self.decode_into(&mut batch, &publish, received);
+        }
+        let (batch, receipt) = batch.with_receipt();
+        if self.out.send(batch).await.is_err() {
+            return false;
+        }
+        let gate = self.gate(receipt);
+        self.pending.push_back(Pending {
+            publish: to_ack,
+            connection,
+            gate,
+            since: Instant::now(),
+        });
+        true
+    }
+
+    /// Decodes the message into the batch's readings, or its dead letter.
+    fn decode_into(&self, batch: &mut Batch, publish: &Publish, received: Timestamp) {
         match self
             .decoder
             .decode(&publish.topic, &publish.payload, received)
@@ -300,19 +336,38 @@ impl Session {
             }
             Err(error) => batch
                 .dead_letters
-                .push(self.refuse(&publish, error, received)),
+                .push(self.refuse(publish, error, received)),
         }
-        let (batch, receipt) = batch.with_receipt();
-        if self.out.send(batch).await.is_err() {
-            return false;
+    }
+
+    /// A payload over `max_payload`: counted, logged and dead-lettered with its size, its
+    /// topic and its first bytes, never decoded. Acknowledged like any refused message, so
+    /// the broker does not deliver it again.
+    fn too_large(&self, publish: &Publish, received: Timestamp) -> DeadLetter {
+        let size = publish.payload.len();
+        self.stats.rejected(Reason::TooLarge);
+        let kept = size.min(TOO_LARGE_KEPT_BYTES);
+        let detail = format!(
+            "{size} bytes, over max_payload ({} bytes); the first {kept} bytes are kept",
+            self.max_payload
+        );
+        tracing::warn!(
+            source = %self.id,
+            topic = %publish.topic,
+            reason = Reason::TooLarge.key(),
+            size,
+            payload = %truncated(&publish.payload[..kept], LOGGED_PAYLOAD_CHARS),
+            "refused: {detail}"
+        );
+        DeadLetter {
+            reason: format!(
+                "{}: {detail} (topic {})",
+                Reason::TooLarge.key(),
+                publish.topic
+            ),
+            payload: publish.payload[..kept].to_vec(),
+            received,
         }
-        let gate = self.gate(receipt);
-        self.pending.push_back(Pending {
-            publish: to_ack,
-            connection,
-            gate,
-        });
-        true
     }
 
     /// Counts and logs a refused message, and makes its dead letter.
@@ -341,9 +396,14 @@ impl Session {
             };
             stats.readings(receipt.readings);
             stats.duplicates(receipt.duplicates);
-            if let Some(detail) = receipt.late {
-                stats.rejected(Reason::Late);
-                tracing::warn!(source = %id, reason = Reason::Late.key(), "refused: {detail}");
+            for (reason, detail) in [
+                (Reason::Late, receipt.late),
+                (Reason::Future, receipt.future),
+            ] {
+                if let Some(detail) = detail {
+                    stats.rejected(reason);
+                    tracing::warn!(source = %id, reason = reason.key(), "refused: {detail}");
+                }
             }
             true
         })
@@ -399,6 +459,12 @@ async fn head_gate(pending: &mut VecDeque<Pending>) -> bool {
     }
 }
 
+/// A connection that held this long was a good one: the next failure waits from
+/// `reconnect_min` again. One that broke sooner (a message the client cannot read, a broker
+/// that accepts and drops) keeps the backoff growing, so a source that cannot hold its
+/// connection reconnects at `reconnect_max`, not in a loop.
+const STABLE_CONNECTION: Duration = Duration::from_secs(10);
+
 /// Polls the event loop for ever, reconnecting after errors with backoff; ends when the
 /// session stops listening.
 async fn pump(
@@ -407,12 +473,13 @@ async fn pump(
     mut backoff: Backoff,
     connection: Arc<AtomicU64>,
 ) {
+    let mut connected_at: Option<Instant> = None;
     loop {
         match eventloop.poll().await {
             Ok(event) => {
                 if matches!(event, Event::Incoming(Incoming::ConnAck(_))) {
                     connection.fetch_add(1, Ordering::AcqRel);
-                    backoff.reset();
+                    connected_at = Some(Instant::now());
                 }
                 let on = connection.load(Ordering::Acquire);
                 if events.send((on, Ok(event))).await.is_err() {
@@ -420,6 +487,12 @@ async fn pump(
                 }
             }
             Err(error) => {
+                if connected_at
+                    .take()
+                    .is_some_and(|at| at.elapsed() >= STABLE_CONNECTION)
+                {
+                    backoff.reset();
+                }
                 let on = connection.fetch_add(1, Ordering::AcqRel) + 1;
                 let delay = backoff.next_delay();
                 let text = format!("{}; reconnecting in {delay:.1?}", describe(&error));

@@ -3,6 +3,7 @@
 //! one measures. Validation reports every mistake at its key, before anything connects.
 
 pub mod credentials;
+pub mod size;
 pub mod time;
 pub mod topic;
 
@@ -18,6 +19,7 @@ use crate::model::time::UtcOffset;
 use crate::model::{Basis, Flag, Quantity, Unit};
 use crate::protocol::hj212::codes::quantity_of;
 
+use size::ByteSize;
 use time::TimeFormat;
 use topic::{Filter, Template};
 
@@ -51,6 +53,21 @@ pub struct MqttSourceConfig {
     pub reconnect_min: Interval,
     #[serde(default = "thirty_seconds")]
     pub reconnect_max: Interval,
+    /// Largest MQTT packet the client takes; a bigger one is a protocol error that closes
+    /// the connection, after which the broker delivers it again. Default: the MQTT maximum
+    /// (268435455 bytes), which is also mosquitto's default, so a message the broker
+    /// accepted is never one the client cannot read.
+    #[serde(default = "mqtt_maximum_packet")]
+    pub max_packet_size: ByteSize,
+    /// Messages with a larger payload are acknowledged and kept in the dead letters as
+    /// `too_large` (with their size, topic and the payload's first bytes), never decoded.
+    #[serde(default = "one_mebibyte")]
+    pub max_payload: ByteSize,
+    /// A source that cannot make progress this long (not connected, losing its connection
+    /// again and again without taking a message, or waiting for a commit) makes `/health`
+    /// degraded with the reason.
+    #[serde(default = "one_minute")]
+    pub stall_after: Interval,
     #[serde(rename = "subscribe", default)]
     pub subscriptions: Vec<SubscriptionConfig>,
     #[serde(rename = "device", default)]
@@ -278,6 +295,21 @@ fn thirty_seconds() -> Interval {
     Interval(std::time::Duration::from_secs(30))
 }
 
+/// Largest remaining length MQTT can encode (four length bytes): 256 MiB − 1.
+pub const MQTT_MAXIMUM_PACKET: u64 = 268_435_455;
+
+fn mqtt_maximum_packet() -> ByteSize {
+    ByteSize(MQTT_MAXIMUM_PACKET)
+}
+
+fn one_mebibyte() -> ByteSize {
+    ByteSize(ByteSize::MIB)
+}
+
+fn one_minute() -> Interval {
+    Interval(std::time::Duration::from_secs(60))
+}
+
 fn half_a_second() -> Interval {
     Interval(std::time::Duration::from_millis(500))
 }
@@ -385,6 +417,32 @@ pub fn validate(
                 &at("reconnect_min"),
                 "reconnect_min must be above zero and at most reconnect_max",
                 Some("e.g. reconnect_min = \"500ms\", reconnect_max = \"30s\"".into()),
+            ));
+        }
+        if !(1024..=MQTT_MAXIMUM_PACKET).contains(&source.max_packet_size.bytes()) {
+            return Err(src.error_at_path(
+                &at("max_packet_size"),
+                format!(
+                    "max_packet_size must be between 1KiB and {MQTT_MAXIMUM_PACKET} bytes (the MQTT maximum)"
+                ),
+                Some("leave it out: the default is the MQTT maximum, as mosquitto's; a packet over the limit costs the connection and comes again".into()),
+            ));
+        }
+        if source.max_payload.bytes() == 0 || source.max_payload > source.max_packet_size {
+            return Err(src.error_at_path(
+                &at("max_payload"),
+                format!(
+                    "max_payload must be above zero and at most max_packet_size ({})",
+                    source.max_packet_size
+                ),
+                Some("e.g. max_payload = \"1MiB\" (the default); larger payloads are dead-lettered as too_large".into()),
+            ));
+        }
+        if source.stall_after.0 < std::time::Duration::from_secs(5) {
+            return Err(src.error_at_path(
+                &at("stall_after"),
+                "a stall_after under 5s would report every reconnect as a stall",
+                Some("e.g. stall_after = \"1m\" (the default)".into()),
             ));
         }
         if source.subscriptions.is_empty() {

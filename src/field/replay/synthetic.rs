@@ -1,5 +1,5 @@
 //! A capture of a simulated RS-485 bus without waiting for it: the live schedule (boundaries,
-//! backoff of a dead analyser) decides who is polled when, simulated analysers answer from
+//! a dead analyser probed after the others) decides who is polled when, simulated analysers answer from
 //! their scenario at that moment, and frames get the times a 9600 baud line would give them.
 //! For fixtures and benchmarks spanning hours or days.
 
