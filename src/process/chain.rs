@@ -201,28 +201,46 @@ impl Processor {
     /// (a replayed log, an MQTT message with a series) is taken poll by poll. Within a
     /// snapshot, derived values combine the snapshot's own inputs.
     pub fn push(&mut self, samples: &[Sample], out: &mut Vec<Record>) {
-        type Snapshot<'a> = (usize, Vec<Cow<'a, Sample>>, HashSet<(&'a str, &'a str)>);
-        let mut snapshots: Vec<Snapshot<'_>> = Vec::new();
-        let mut open: HashMap<usize, usize> = HashMap::new();
+        // A poll holds a handful of channels per point, so plain vectors scanned in order
+        // beat hashing here: (point, samples) per snapshot, and the snapshot each point
+        // fills now.
+        let mut snapshots: Vec<(usize, Vec<Cow<'_, Sample>>)> = Vec::new();
+        let mut open: Vec<(usize, usize)> = Vec::new();
         for sample in samples {
             let Some(&point) = self.point_of_device.get(&sample.device) else {
                 continue;
             };
-            let key = (&*sample.device, &*sample.channel);
-            let at = match open.get(&point) {
-                Some(&at) if !snapshots[at].2.contains(&key) => at,
+            let filling = open.iter().find(|(p, _)| *p == point).map(|&(_, at)| at);
+            let at = match filling {
+                // a channel already in the open snapshot starts the next one
+                Some(at)
+                    if !snapshots[at]
+                        .1
+                        .iter()
+                        .any(|s| s.device == sample.device && s.channel == sample.channel) =>
+                {
+                    at
+                }
                 _ => {
-                    snapshots.push((point, Vec::new(), HashSet::new()));
-                    open.insert(point, snapshots.len() - 1);
-                    snapshots.len() - 1
+                    snapshots.push((point, Vec::new()));
+                    let at = snapshots.len() - 1;
+                    match open.iter_mut().find(|(p, _)| *p == point) {
+                        Some(entry) => entry.1 = at,
+                        None => open.push((point, at)),
+                    }
+                    at
                 }
             };
-            let site_basis = self
-                .basis_of
-                .get(&*sample.device)
-                .and_then(|channels| channels.get(&*sample.channel))
-                .copied()
-                .unwrap_or(sample.basis);
+            // most sites override no basis: skip the lookup then
+            let site_basis = if self.basis_of.is_empty() {
+                sample.basis
+            } else {
+                self.basis_of
+                    .get(&*sample.device)
+                    .and_then(|channels| channels.get(&*sample.channel))
+                    .copied()
+                    .unwrap_or(sample.basis)
+            };
             let sample = if site_basis == sample.basis {
                 Cow::Borrowed(sample)
             } else {
@@ -232,9 +250,8 @@ impl Processor {
                 })
             };
             snapshots[at].1.push(sample);
-            snapshots[at].2.insert(key);
         }
-        for (point, samples, _) in snapshots {
+        for (point, samples) in snapshots {
             let samples: Vec<&Sample> = samples.iter().map(|s| s.as_ref()).collect();
             self.process(point, &samples, out);
         }
