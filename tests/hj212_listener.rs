@@ -675,3 +675,41 @@ async fn serial_line_uploads_are_acked_on_the_line() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
 }
+
+#[test]
+fn an_upload_from_a_clock_decades_ahead_is_dead_lettered_and_holes_are_still_pulled() {
+    let site = Site::start("");
+    let mut logger = site.logger();
+    let send = |logger: &mut Logger<TcpStream>, qn: &str, data_time: &str| {
+        logger.send(&wire(&hour_upload(qn, data_time)));
+        assert_ack(
+            logger.receive(Duration::from_secs(10)),
+            qn,
+            CommandCode::HourData,
+        );
+    };
+    send(&mut logger, "20260101110000001", "20260101100000");
+    // a logger whose clock jumped to 2090: acked (its dead letter keeps it), not stored
+    send(&mut logger, "20900101110000001", "20900101100000");
+    // 13:00 after 10:00: the 2090 hour must not hide that 11:00 and 12:00 are missing
+    send(&mut logger, "20260101140000001", "20260101130000");
+    let request = logger
+        .receive(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no history request:\n{}", site.daemon.log_text()));
+    assert_eq!(request.cn, CommandCode::HourData);
+    assert_eq!(request.cp.param("BeginTime"), Some("20260101110000"));
+    assert_eq!(request.cp.param("EndTime"), Some("20260101120000"));
+    let hours = site.rows(RecordKind::Hour);
+    assert_eq!(hours.len(), 2, "{hours:?}");
+    assert!(hours.iter().all(|r| r.ts.0 < NOON_CST + 24 * HOUR));
+    let letters = open(&site.db())
+        .dead_letters(10)
+        .unwrap_or_else(|e| panic!("dead letters: {e}"));
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(
+        letters[0].reason.starts_with("future"),
+        "{}",
+        letters[0].reason
+    );
+    site.stop();
+}

@@ -203,7 +203,7 @@ impl Session<'_> {
                 return Ok(());
             }
         };
-        let period_start = records.first().map(|r| r.ts);
+        let mut period_start = records.first().map(|r| r.ts);
         let count = records.len();
         if count > 0 {
             let (batch, receipt) = Batch {
@@ -213,10 +213,19 @@ impl Session<'_> {
                 })
             }
             .with_receipt();
-            if self.ingest.send(batch).await.is_err() || receipt.await.is_err() {
+            let receipt = match self.ingest.send(batch).await {
+                Ok(()) => receipt.await.ok(),
+                Err(_) => None,
+            };
+            let Some(receipt) = receipt else {
                 stats::rejected(Reject::Store);
                 tracing::error!(peer, mn = %device.mn, "HJ 212 upload not committed (cemsd is stopping), not acked");
                 return Ok(());
+            };
+            if receipt.future.is_some() {
+                // dead-lettered, not stored: a wrong logger clock must not move the newest
+                // period the history pulls start from
+                period_start = None;
             }
             stats::committed(count);
         }
