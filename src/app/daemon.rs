@@ -25,7 +25,7 @@ use crate::ops::signals::{Request, Signals};
 use crate::ops::state::{Generation, OpsState};
 use crate::ops::status::StackLimits;
 use crate::pipeline::live::Live;
-use crate::pipeline::{reading_of, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, Processor};
 use crate::store::{
@@ -314,6 +314,7 @@ impl Workers {
 
         let pipeline = Pipeline::new(resumed, store.clone(), live.clone())
             .with_future_tolerance(config.ingest.future_tolerance.0)
+            .with_lateness_horizon(config.ingest.lateness_horizon.0)
             .warm_up()
             .await
             .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;
@@ -400,7 +401,7 @@ pub fn resume(
             ..Query::default()
         })?
         .iter()
-        .filter_map(reading_of)
+        .filter_map(|stored| crate::process::reading_of(&stored.record))
         .collect();
     let mut stored_periods = HashSet::new();
     for kind in [RecordKind::Minute, RecordKind::Hour, RecordKind::Day] {

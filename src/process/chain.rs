@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use crate::config::profile::ProfileSet;
 use crate::config::{bound_channels, Position, SiteConfig};
-use crate::model::time::Period;
+use crate::model::time::{floor, Period, UtcOffset, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::model::{Basis, FlagSet, Quantity, Reading, Sample, Timestamp};
-use crate::process::aggregate::{Aggregate, Aggregator};
+use crate::process::aggregate::{Aggregate, Aggregator, ClosedPeriods};
 use crate::process::exceedance::{Exceedance, ExceedanceTracker};
 use crate::process::normalise::Normaliser;
 use crate::process::quality::{ChannelSpec, Gap, Quality};
-use crate::store::{Record, RecordKind};
+use crate::store::{Record, RecordKind, Stored};
 
 /// The id under which the FGD inlet of `stack` is normalised, aggregated and stored.
 pub fn inlet_point(stack: &str) -> String {
@@ -49,6 +49,27 @@ pub struct Processor {
     gaps: Vec<Gap>,
     aggregates: Vec<Aggregate>,
     events: Vec<Exceedance>,
+    /// Where days (and hours, for offsets that are not whole hours) begin.
+    offset: UtcOffset,
+}
+
+/// Stored records of one stack, one kind, in [from, to): what [`Processor::push_late`] needs
+/// to place readings older than what it has processed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Window {
+    pub stack: Arc<str>,
+    pub kind: RecordKind,
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// What [`Processor::push_late`] did with the readings it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LateOutcome {
+    /// Taken, normalised and stored; their periods revised where already closed.
+    pub taken: usize,
+    /// Copies of stored readings (a redelivery), dropped.
+    pub duplicates: usize,
 }
 
 impl Processor {
@@ -116,6 +137,7 @@ impl Processor {
             gaps: Vec::new(),
             aggregates: Vec::new(),
             events: Vec::new(),
+            offset: config.site.utc_offset,
         }
     }
 
@@ -201,6 +223,14 @@ impl Processor {
     /// (a replayed log, an MQTT message with a series) is taken poll by poll. Within a
     /// snapshot, derived values combine the snapshot's own inputs.
     pub fn push(&mut self, samples: &[Sample], out: &mut Vec<Record>) {
+        for (point, samples) in self.snapshots(samples) {
+            let samples: Vec<&Sample> = samples.iter().map(|s| s.as_ref()).collect();
+            self.process(point, &samples, out);
+        }
+    }
+
+    /// Cuts samples into snapshots (point, samples of one poll), with the site's basis.
+    fn snapshots<'a>(&self, samples: &'a [Sample]) -> Vec<(usize, Vec<Cow<'a, Sample>>)> {
         // A poll holds a handful of channels per point, so plain vectors scanned in order
         // beat hashing here: (point, samples) per snapshot, and the snapshot each point
         // fills now.
@@ -251,10 +281,163 @@ impl Processor {
             };
             snapshots[at].1.push(sample);
         }
-        for (point, samples) in snapshots {
-            let samples: Vec<&Sample> = samples.iter().map(|s| s.as_ref()).collect();
-            self.process(point, &samples, out);
+        snapshots
+    }
+
+    /// The stored records [`Processor::push_late`] needs for `samples`: around each, the
+    /// point's readings within the longest staleness bound (inputs as they were then, and
+    /// the rest of its minute), the minutes of its hour, and the hours and day of its day.
+    pub fn late_windows(&self, samples: &[Sample]) -> Vec<Window> {
+        let offset = self.offset.millis();
+        let mut windows: Vec<Window> = Vec::new();
+        for sample in samples {
+            let Some(point) = self
+                .point_of_device
+                .get(&sample.device)
+                .and_then(|&i| self.points.get(i))
+            else {
+                continue;
+            };
+            let stack = point.normaliser.stack();
+            let ts = sample.ts.millis();
+            let minute = floor(ts, MINUTE_MS, offset);
+            let hour = floor(ts, HOUR_MS, offset);
+            let day = floor(ts, DAY_MS, offset);
+            let bound = point.normaliser.longest_bound_ms();
+            for (kind, from, to) in [
+                (
+                    RecordKind::Reading,
+                    (minute - bound).min(ts - bound),
+                    (minute + MINUTE_MS).max(ts + bound + 1),
+                ),
+                (RecordKind::Minute, hour, hour + HOUR_MS),
+                (RecordKind::Hour, day, day + DAY_MS),
+                (RecordKind::Day, day, day + DAY_MS),
+            ] {
+                windows.push(Window {
+                    stack: stack.clone(),
+                    kind,
+                    from: Timestamp(from),
+                    to: Timestamp(to),
+                });
+            }
         }
+        merge_windows(windows)
+    }
+
+    /// Takes readings that arrive after later ones of their channel (a broker that restarted,
+    /// a logger's backlog, a replay), given the stored records of
+    /// [`Processor::late_windows`]. Copies of stored readings are dropped. The others are
+    /// normalised and checked against the inputs of their own time, stored, and added to
+    /// their minute: an open minute takes them as usual; a closed one is recomputed from all
+    /// its readings and stored as a revision, and so are its closed hour and day.
+    pub fn push_late(
+        &mut self,
+        samples: &[Sample],
+        stored: &[Stored],
+        out: &mut Vec<Record>,
+    ) -> LateOutcome {
+        let offset = self.offset.millis();
+        let mut readings_of: Vec<Vec<Record>> = vec![Vec::new(); self.points.len()];
+        let mut closed_of: Vec<ClosedPeriods> = Vec::new();
+        closed_of.resize_with(self.points.len(), ClosedPeriods::default);
+        let point_of_stack: HashMap<&str, usize> = self
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&**p.normaliser.stack(), i))
+            .collect();
+        let mut have: HashSet<(&str, &str, Timestamp)> = HashSet::new();
+        for row in stored {
+            let r = &row.record;
+            let Some(&point) = point_of_stack.get(&*r.stack) else {
+                continue;
+            };
+            match r.kind {
+                RecordKind::Reading => {
+                    have.insert((&r.device, &r.channel, r.ts));
+                    readings_of[point].push(r.clone());
+                }
+                _ => {
+                    if let Some(agg) = aggregate_of(r) {
+                        closed_of[point].insert(agg);
+                    }
+                }
+            }
+        }
+        let mut outcome = LateOutcome::default();
+        let fresh: Vec<Sample> = samples
+            .iter()
+            .filter(|s| {
+                let new = have.insert((&s.device, &s.channel, s.ts));
+                if !new {
+                    outcome.duplicates += 1;
+                }
+                new
+            })
+            .cloned()
+            .collect();
+        drop(have);
+        outcome.taken = fresh.len();
+
+        let mut to_revise: Vec<(usize, Quantity, i64)> = Vec::new();
+        let mut discarded_gaps = Vec::new();
+        for (index, snapshot) in self.snapshots(&fresh) {
+            let Some(ts) = snapshot.first().map(|s| s.ts) else {
+                continue;
+            };
+            let samples: Vec<&Sample> = snapshot.iter().map(|s| s.as_ref()).collect();
+            let Some(point) = self.points.get_mut(index) else {
+                continue;
+            };
+            let context: Vec<&Record> = readings_of[index].iter().collect();
+            let mut normaliser = point.normaliser.as_of(ts, &context);
+            let mut quality = point.quality.as_of(ts, &context);
+            let first = self.readings.len();
+            normaliser.push_snapshot(&samples, &mut self.readings);
+            quality.check_snapshot(&mut self.readings[first..], &mut discarded_gaps);
+            discarded_gaps.clear();
+            let done = self.aggregates.len();
+            for reading in &self.readings[first..] {
+                readings_of[index].push(reading_record(reading.clone()));
+                if point.aggregator.is_late(reading) {
+                    let minute = floor(reading.ts.millis(), MINUTE_MS, offset);
+                    let key = (index, reading.quantity, minute);
+                    if !to_revise.contains(&key) {
+                        to_revise.push(key);
+                    }
+                } else {
+                    point.aggregator.push(reading, &mut self.aggregates);
+                }
+            }
+            if let Some(tracker) = &mut point.exceedances {
+                for agg in &self.aggregates[done..] {
+                    tracker.push(agg, &mut self.events);
+                }
+            }
+        }
+        to_revise.sort_by_key(|&(point, quantity, minute)| (point, minute, quantity as usize));
+        for (index, quantity, minute) in to_revise {
+            let readings: Vec<Reading> = readings_of[index]
+                .iter()
+                .filter(|r| {
+                    r.quantity == Some(quantity)
+                        && floor(r.ts.millis(), MINUTE_MS, offset) == minute
+                })
+                .filter_map(reading_of)
+                .collect();
+            let readings: Vec<&Reading> = readings.iter().collect();
+            let Some(point) = self.points.get_mut(index) else {
+                continue;
+            };
+            if let Some(revised) = point.aggregator.minute_of(Timestamp(minute), &readings) {
+                point
+                    .aggregator
+                    .revise(revised, &mut closed_of[index], &mut self.aggregates);
+            }
+        }
+        self.drain(out);
+        outcome
     }
 
     /// Runs one snapshot of one point through the chain.
@@ -309,6 +492,46 @@ fn reading_record(reading: Reading) -> Record {
     record
 }
 
+/// Joins overlapping windows of the same stack and kind.
+fn merge_windows(mut windows: Vec<Window>) -> Vec<Window> {
+    windows.sort();
+    let mut merged: Vec<Window> = Vec::with_capacity(windows.len());
+    for w in windows {
+        match merged.last_mut() {
+            Some(last) if last.stack == w.stack && last.kind == w.kind && w.from <= last.to => {
+                last.to = last.to.max(w.to);
+            }
+            _ => merged.push(w),
+        }
+    }
+    merged
+}
+
+/// A stored reading as the aggregation stage consumed it, for warming up after a restart and
+/// for recomputing a minute re-opened by a late reading.
+pub fn reading_of(stored: &Record) -> Option<Reading> {
+    if stored.kind != RecordKind::Reading {
+        return None;
+    }
+    Some(Reading {
+        ts: stored.ts,
+        stack: stored.stack.clone(),
+        device: stored.device.clone(),
+        channel: stored.channel.clone(),
+        quantity: stored.quantity?,
+        unit: stored.unit?,
+        // normalised readings are at dry basis or carry their own unit's basis; aggregation
+        // does not look at it
+        basis: Basis::Dry,
+        raw: stored.raw.unwrap_or(f64::NAN),
+        measured: stored.measured.unwrap_or(f64::NAN),
+        corrected: stored.corrected,
+        rate: stored.rate,
+        flags: stored.flags,
+        note: stored.note.clone(),
+    })
+}
+
 fn no_name() -> Arc<str> {
     Arc::from("")
 }
@@ -361,6 +584,7 @@ pub fn aggregate_of(r: &Record) -> Option<Aggregate> {
         // HJ 75: an hour's mass is its mean emission rate over the hour, valid hours only
         mass_kg: r.rate.filter(|_| valid && period == Period::Hour),
         note: r.note.clone(),
+        revision: r.revision,
     })
 }
 
@@ -385,6 +609,7 @@ fn aggregate_record(agg: &Aggregate) -> Record {
         corrected_max: agg.corrected_max,
         count: Some(agg.count),
         note: agg.note.clone(),
+        revision: agg.revision,
         ..Record::new(kind, agg.start, agg.stack.clone(), no_name(), no_name())
     }
 }

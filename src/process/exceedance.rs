@@ -154,6 +154,7 @@ mod tests {
             rate_avg: None,
             mass_kg: None,
             note: None,
+            revision: 0,
         }
     }
 

@@ -38,6 +38,7 @@ use crate::config::stack::{
 };
 use crate::model::{Basis, Flag, FlagSet, Quantity, Reading, Timestamp};
 use crate::process::normalise::DEFAULT_POLL_INTERVAL;
+use crate::store::Record;
 
 /// Why a channel delivered no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -182,6 +183,53 @@ impl Quality {
         ch.range_high = spec.range.map(|[_, high]| high);
         let bound = staleness_bound_ms(self.state_max_age, spec.expected_interval);
         self.max_age_of.insert(device, bound);
+    }
+
+    /// This stack's checks as they stood at `ts`, for readings that arrive after later ones:
+    /// inputs and plant state from the stored readings nearest to `ts` (`stored`, readings
+    /// of this point). Channel history starts afresh, so the copy opens no gap and sees no
+    /// frozen run: both are judged on readings in time order only.
+    pub fn as_of(&self, ts: Timestamp, stored: &[&Record]) -> Quality {
+        let mut then = self.clone();
+        then.latest = [None; Quantity::ALL.len()];
+        then.plant = None;
+        for ch in &mut then.channels {
+            ch.silence_ms = None;
+            ch.since = None;
+            ch.open_gap = None;
+            ch.run = None;
+        }
+        let distance = |at: Timestamp| (at.millis() - ts.millis()).abs();
+        let mut plant_from: Option<Timestamp> = None;
+        for record in stored {
+            let Some(quantity) = record.quantity else {
+                continue;
+            };
+            let max_age_ms = self.max_age_of_device(&record.device);
+            let slot = &mut then.latest[quantity as usize];
+            if slot.is_none_or(|held| distance(record.ts) < distance(held.ts)) {
+                *slot = Some(Input {
+                    ts: record.ts,
+                    flags: record.flags,
+                    max_age_ms,
+                });
+            }
+            let Some(stop) = self.plant_stop else {
+                continue;
+            };
+            let measured = record.measured.filter(|v| v.is_finite());
+            if let (true, false, Some(measured)) = (
+                quantity == stop.quantity,
+                self.is_invalid(record.flags),
+                measured,
+            ) {
+                if plant_from.is_none_or(|held| distance(record.ts) < distance(held)) {
+                    plant_from = Some(record.ts);
+                    then.plant = Some((record.ts, measured < stop.below, max_age_ms));
+                }
+            }
+        }
+        then
     }
 
     /// Checks the readings of one poll (see [`crate::process::normalise::Normaliser::push_snapshot`]):
