@@ -387,6 +387,13 @@ impl Pipeline {
         }
         let first = records.len();
         self.processor.push(&samples, records);
+        if let Some(at) = receive_time {
+            for record in &mut records[first..] {
+                if record.kind == RecordKind::Reading && record.ts == at {
+                    record.note = Some(RECEIVE_TIME_NOTE.to_string());
+                }
+            }
+        }
         let mut taken = samples.len();
         let mut duplicates = 0;
         if !late.is_empty() {
@@ -396,12 +403,8 @@ impl Pipeline {
             taken += outcome.taken;
             duplicates = outcome.duplicates;
         }
-        if let Some(at) = receive_time {
-            for record in &mut records[first..] {
-                if record.kind == RecordKind::Reading && record.ts == at {
-                    record.note = Some(RECEIVE_TIME_NOTE.to_string());
-                }
-            }
+        if self.processor.has_pending_revisions() {
+            self.revise(records, settle, in_flight).await;
         }
         if !computed.is_empty() {
             self.live.record_uploads(&computed);
@@ -446,6 +449,29 @@ impl Pipeline {
         let outcome = self.processor.push_late(late, &stored, records);
         metrics::counter!(LATE_TAKEN, "origin" => origin.kind()).increment(outcome.taken as u64);
         outcome
+    }
+
+    /// Stores the revisions of minutes that readings re-opened: commits those readings
+    /// first, so the store, read after them, holds every reading of each minute.
+    async fn revise(
+        &mut self,
+        records: &mut Vec<Record>,
+        settle: &mut Vec<Settle>,
+        in_flight: &mut VecDeque<Commit>,
+    ) {
+        self.commit(records, settle, in_flight);
+        let windows = Arc::new(self.processor.pending_windows());
+        let stored = self
+            .retry("read for revisions", move |store| {
+                let windows = windows.clone();
+                async move {
+                    store
+                        .call(move |s: &mut Store| read_windows(s, &windows))
+                        .await?
+                }
+            })
+            .await;
+        self.processor.revise_pending(&stored, records);
     }
 
     /// Counts and dead-letters readings refused for `reason`; returns the explanation.
@@ -769,8 +795,8 @@ channels = { O2 = { unit = "%vol" } }
             let receipt = receipt.await.unwrap_or_else(|_| panic!("never answered"));
             assert_eq!((receipt.readings, receipt.duplicates), (1, 0));
         }
-        // let a tick close the last minute
-        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        // let ticks close the last minute: the first after a delivery leaves it open
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
         let _ = h.send(Batch::new(mqtt())).await.await;
         assert_eq!(h.committed(RecordKind::Reading, "dtu").len(), 12);
         let reader = Store::open(&h.dir.path().join("t.db"), StoreOptions::default())
@@ -801,6 +827,52 @@ channels = { O2 = { unit = "%vol" } }
             .collect();
         assert_eq!(revisions, (0..revisions.len() as u32).collect::<Vec<_>>());
         assert!(revisions.len() > 1, "{minutes:?}");
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_backlog_paused_long_enough_for_its_minute_to_close_revises_it() {
+        // the readings are six hours old: ticks close their minute and hour at once (the
+        // day, 12:00 to 18:00 local time, is still open)
+        let h = Harness::start_with(Arc::new(|| Timestamp(T0 + 6 * 3_600_000))).await;
+        let first = h.send(Batch::readings(mqtt(), vec![o2(T0)])).await;
+        first.await.unwrap_or_else(|_| panic!("never answered"));
+        // a pause (a broker restart) long enough for two ticks
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        let mut next = o2(T0 + 10_000);
+        next.value = 7.0;
+        let second = h.send(Batch::readings(mqtt(), vec![next])).await;
+        let receipt = second.await.unwrap_or_else(|_| panic!("never answered"));
+        assert_eq!((receipt.readings, receipt.duplicates), (1, 0));
+        for kind in [RecordKind::Minute, RecordKind::Hour] {
+            let reader = Store::open(&h.dir.path().join("t.db"), StoreOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let rows = reader
+                .query(&Query {
+                    kind: Some(kind),
+                    ..Query::default()
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            let got: Vec<(u32, Option<u32>, Option<f64>)> = rows
+                .iter()
+                .map(|r| (r.record.revision, r.record.count, r.record.measured))
+                .collect();
+            // the first version from 6.0 alone, then the revision from 6.0 and 7.0; the
+            // hour counts its one valid minute
+            let counts = if kind == RecordKind::Minute {
+                (1, 2)
+            } else {
+                (1, 1)
+            };
+            assert_eq!(
+                got,
+                vec![
+                    (0, Some(counts.0), Some(6.0)),
+                    (1, Some(counts.1), Some(6.5))
+                ],
+                "{kind:?}"
+            );
+        }
         h.stop().await;
     }
 

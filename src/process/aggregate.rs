@@ -375,6 +375,9 @@ struct Series {
     /// Readings before this instant can no longer be placed in the open minute: the start
     /// of the open minute, or the end of the last closed one.
     watermark: i64,
+    /// A reading came since the last tick: the series is still being delivered (a backlog
+    /// streaming in after an outage), so the clock does not close its periods yet.
+    delivering: bool,
 }
 
 impl Series {
@@ -521,10 +524,12 @@ impl Aggregator {
             hour: None,
             day: None,
             watermark: i64::MIN,
+            delivering: false,
         });
+        series.delivering = true;
         if ts < series.watermark {
-            // the caller checks `is_late` first; a reading placed here anyway is not lost
-            // from the store, only from this minute's statistics
+            // the caller checks `is_late` first and revises instead; a reading placed here
+            // anyway is not lost from the store, only from this minute's statistics
             return;
         }
         series.advance(ts, &rules, &self.stack, out);
@@ -612,12 +617,27 @@ impl Aggregator {
         out.push(day);
     }
 
-    /// Closes periods that ended by now − arrival_grace.
+    /// Closes periods that ended by now − arrival_grace, of series that took no reading
+    /// since the last tick: one still taking readings closes its periods as they pass, so a
+    /// backlog of hours streaming in is aggregated as it comes instead of period by period
+    /// as revisions.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Aggregate>) {
         let t = now.millis().saturating_sub(self.grace_ms);
         for series in self.series.iter_mut().flatten() {
+            if std::mem::take(&mut series.delivering) {
+                continue;
+            }
             series.advance(t, &self.rules, &self.stack, out);
         }
+    }
+
+    /// The input has ended (a replayed capture, a test): closes what ended by
+    /// now − arrival_grace whether or not readings came since the last tick.
+    pub fn finish(&mut self, now: Timestamp, out: &mut Vec<Aggregate>) {
+        for series in self.series.iter_mut().flatten() {
+            series.delivering = false;
+        }
+        self.tick(now, out);
     }
 
     /// After a warm-up from stored readings: closes, without emitting them, the open periods
@@ -680,7 +700,7 @@ mod tests {
             a.push(r, &mut out);
         }
         let last = readings.last().map_or(T0, |r| r.ts.millis());
-        a.tick(Timestamp(last + 2 * DAY_MS), &mut out);
+        a.finish(Timestamp(last + 2 * DAY_MS), &mut out);
         out
     }
 
@@ -891,7 +911,7 @@ mod tests {
             }
             out.extend(emitted);
         }
-        a.tick(Timestamp(T0 + 3 * DAY_MS), &mut out);
+        a.finish(Timestamp(T0 + 3 * DAY_MS), &mut out);
         let mut newest: std::collections::BTreeMap<(i64, Period), Aggregate> = Default::default();
         let mut revisions = 0;
         for agg in out {
@@ -981,7 +1001,7 @@ mod tests {
         for r in hour(T0, 44, &[]) {
             a.push(&r, &mut out);
         }
-        a.tick(Timestamp(T0 + 2 * DAY_MS), &mut out);
+        a.finish(Timestamp(T0 + 2 * DAY_MS), &mut out);
         for agg in &out {
             closed.insert(agg.clone());
         }

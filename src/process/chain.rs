@@ -51,6 +51,8 @@ pub struct Processor {
     events: Vec<Exceedance>,
     /// Where days (and hours, for offsets that are not whole hours) begin.
     offset: UtcOffset,
+    /// Minutes (point, quantity, start) that readings went into after they had closed.
+    pending: Vec<(usize, Quantity, i64)>,
 }
 
 /// Stored records of one stack, one kind, in [from, to): what [`Processor::push_late`] needs
@@ -138,6 +140,7 @@ impl Processor {
             aggregates: Vec::new(),
             events: Vec::new(),
             offset: config.site.utc_offset,
+            pending: Vec::new(),
         }
     }
 
@@ -284,11 +287,9 @@ impl Processor {
         snapshots
     }
 
-    /// The stored records [`Processor::push_late`] needs for `samples`: around each, the
-    /// point's readings within the longest staleness bound (inputs as they were then, and
-    /// the rest of its minute), the minutes of its hour, and the hours and day of its day.
+    /// The stored readings [`Processor::push_late`] needs for `samples`: the point's
+    /// readings around each, within the longest staleness bound of its inputs.
     pub fn late_windows(&self, samples: &[Sample]) -> Vec<Window> {
-        let offset = self.offset.millis();
         let mut windows: Vec<Window> = Vec::new();
         for sample in samples {
             let Some(point) = self
@@ -298,49 +299,30 @@ impl Processor {
             else {
                 continue;
             };
-            let stack = point.normaliser.stack();
-            let ts = sample.ts.millis();
-            let minute = floor(ts, MINUTE_MS, offset);
-            let hour = floor(ts, HOUR_MS, offset);
-            let day = floor(ts, DAY_MS, offset);
             let bound = point.normaliser.longest_bound_ms();
-            for (kind, from, to) in [
-                (
-                    RecordKind::Reading,
-                    (minute - bound).min(ts - bound),
-                    (minute + MINUTE_MS).max(ts + bound + 1),
-                ),
-                (RecordKind::Minute, hour, hour + HOUR_MS),
-                (RecordKind::Hour, day, day + DAY_MS),
-                (RecordKind::Day, day, day + DAY_MS),
-            ] {
-                windows.push(Window {
-                    stack: stack.clone(),
-                    kind,
-                    from: Timestamp(from),
-                    to: Timestamp(to),
-                });
-            }
+            let ts = sample.ts.millis();
+            windows.push(Window {
+                stack: point.normaliser.stack().clone(),
+                kind: RecordKind::Reading,
+                from: Timestamp(ts.saturating_sub(bound)),
+                to: Timestamp(ts.saturating_add(bound).saturating_add(1)),
+            });
         }
         merge_windows(windows)
     }
 
     /// Takes readings that arrive after later ones of their channel (a broker that restarted,
-    /// a logger's backlog, a replay), given the stored records of
-    /// [`Processor::late_windows`]. Copies of stored readings are dropped. The others are
-    /// normalised and checked against the inputs of their own time, stored, and added to
-    /// their minute: an open minute takes them as usual; a closed one is recomputed from all
-    /// its readings and stored as a revision, and so are its closed hour and day.
+    /// a logger's backlog), given the stored readings of [`Processor::late_windows`]. Copies
+    /// of stored readings are dropped. The others are normalised and checked against the
+    /// inputs of their own time and stored; an open minute takes them as usual, a closed
+    /// one is left to [`Processor::revise_pending`].
     pub fn push_late(
         &mut self,
         samples: &[Sample],
         stored: &[Stored],
         out: &mut Vec<Record>,
     ) -> LateOutcome {
-        let offset = self.offset.millis();
         let mut readings_of: Vec<Vec<Record>> = vec![Vec::new(); self.points.len()];
-        let mut closed_of: Vec<ClosedPeriods> = Vec::new();
-        closed_of.resize_with(self.points.len(), ClosedPeriods::default);
         let point_of_stack: HashMap<&str, usize> = self
             .points
             .iter()
@@ -350,19 +332,12 @@ impl Processor {
         let mut have: HashSet<(&str, &str, Timestamp)> = HashSet::new();
         for row in stored {
             let r = &row.record;
-            let Some(&point) = point_of_stack.get(&*r.stack) else {
+            if r.kind != RecordKind::Reading {
                 continue;
-            };
-            match r.kind {
-                RecordKind::Reading => {
-                    have.insert((&r.device, &r.channel, r.ts));
-                    readings_of[point].push(r.clone());
-                }
-                _ => {
-                    if let Some(agg) = aggregate_of(r) {
-                        closed_of[point].insert(agg);
-                    }
-                }
+            }
+            if let Some(&point) = point_of_stack.get(&*r.stack) {
+                have.insert((&r.device, &r.channel, r.ts));
+                readings_of[point].push(r.clone());
             }
         }
         let mut outcome = LateOutcome::default();
@@ -378,9 +353,9 @@ impl Processor {
             .cloned()
             .collect();
         drop(have);
+        drop(point_of_stack);
         outcome.taken = fresh.len();
 
-        let mut to_revise: Vec<(usize, Quantity, i64)> = Vec::new();
         let mut discarded_gaps = Vec::new();
         for (index, snapshot) in self.snapshots(&fresh) {
             let Some(ts) = snapshot.first().map(|s| s.ts) else {
@@ -397,36 +372,89 @@ impl Processor {
             normaliser.push_snapshot(&samples, &mut self.readings);
             quality.check_snapshot(&mut self.readings[first..], &mut discarded_gaps);
             discarded_gaps.clear();
-            let done = self.aggregates.len();
             for reading in &self.readings[first..] {
+                // a later snapshot of the batch takes this one as its context
                 readings_of[index].push(reading_record(reading.clone()));
-                if point.aggregator.is_late(reading) {
-                    let minute = floor(reading.ts.millis(), MINUTE_MS, offset);
-                    let key = (index, reading.quantity, minute);
-                    if !to_revise.contains(&key) {
-                        to_revise.push(key);
-                    }
-                } else {
-                    point.aggregator.push(reading, &mut self.aggregates);
-                }
             }
-            if let Some(tracker) = &mut point.exceedances {
-                for agg in &self.aggregates[done..] {
-                    tracker.push(agg, &mut self.events);
+            self.aggregate(index, first);
+        }
+        self.drain(out);
+        outcome
+    }
+
+    /// Readings went into minutes already closed (see [`Processor::revise_pending`]).
+    pub fn has_pending_revisions(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The stored records [`Processor::revise_pending`] needs once the readings that
+    /// re-opened periods are stored: the readings of each re-opened minute, the minutes of
+    /// its hour, and the hours and day of its day.
+    pub fn pending_windows(&self) -> Vec<Window> {
+        let offset = self.offset.millis();
+        let mut windows = Vec::new();
+        for &(index, _, minute) in &self.pending {
+            let Some(point) = self.points.get(index) else {
+                continue;
+            };
+            let hour = floor(minute, HOUR_MS, offset);
+            let day = floor(minute, DAY_MS, offset);
+            for (kind, from, to) in [
+                (RecordKind::Reading, minute, minute + MINUTE_MS),
+                (RecordKind::Minute, hour, hour + HOUR_MS),
+                (RecordKind::Hour, day, day + DAY_MS),
+                (RecordKind::Day, day, day + DAY_MS),
+            ] {
+                windows.push(Window {
+                    stack: point.normaliser.stack().clone(),
+                    kind,
+                    from: Timestamp(from),
+                    to: Timestamp(to),
+                });
+            }
+        }
+        merge_windows(windows)
+    }
+
+    /// Recomputes every minute re-opened by a reading from all its stored readings (given
+    /// `stored`, the records of [`Processor::pending_windows`], read after those readings
+    /// were committed) and stores it as the next revision, with its hour and day where
+    /// those were closed too.
+    pub fn revise_pending(&mut self, stored: &[Stored], out: &mut Vec<Record>) {
+        let offset = self.offset.millis();
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|&(point, quantity, minute)| (point, minute, quantity as usize));
+        let mut readings_of: Vec<Vec<Reading>> = vec![Vec::new(); self.points.len()];
+        let mut closed_of: Vec<ClosedPeriods> = Vec::new();
+        closed_of.resize_with(self.points.len(), ClosedPeriods::default);
+        let point_of_stack: HashMap<&str, usize> = self
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&**p.normaliser.stack(), i))
+            .collect();
+        for row in stored {
+            let r = &row.record;
+            let Some(&point) = point_of_stack.get(&*r.stack) else {
+                continue;
+            };
+            match r.kind {
+                RecordKind::Reading => readings_of[point].extend(reading_of(r)),
+                _ => {
+                    if let Some(agg) = aggregate_of(r) {
+                        closed_of[point].insert(agg);
+                    }
                 }
             }
         }
-        to_revise.sort_by_key(|&(point, quantity, minute)| (point, minute, quantity as usize));
-        for (index, quantity, minute) in to_revise {
-            let readings: Vec<Reading> = readings_of[index]
+        drop(point_of_stack);
+        for (index, quantity, minute) in pending {
+            let readings: Vec<&Reading> = readings_of[index]
                 .iter()
                 .filter(|r| {
-                    r.quantity == Some(quantity)
-                        && floor(r.ts.millis(), MINUTE_MS, offset) == minute
+                    r.quantity == quantity && floor(r.ts.millis(), MINUTE_MS, offset) == minute
                 })
-                .filter_map(reading_of)
                 .collect();
-            let readings: Vec<&Reading> = readings.iter().collect();
             let Some(point) = self.points.get_mut(index) else {
                 continue;
             };
@@ -437,12 +465,11 @@ impl Processor {
             }
         }
         self.drain(out);
-        outcome
     }
 
     /// Runs one snapshot of one point through the chain.
-    fn process(&mut self, point: usize, samples: &[&Sample], out: &mut Vec<Record>) {
-        let Some(point) = self.points.get_mut(point) else {
+    fn process(&mut self, index: usize, samples: &[&Sample], out: &mut Vec<Record>) {
+        let Some(point) = self.points.get_mut(index) else {
             return;
         };
         let first = self.readings.len();
@@ -450,16 +477,37 @@ impl Processor {
         point
             .quality
             .check_snapshot(&mut self.readings[first..], &mut self.gaps);
+        self.aggregate(index, first);
+        self.drain(out);
+    }
+
+    /// Adds the point's readings from `self.readings[first..]` to their open minutes, and
+    /// notes those that fall into closed ones for [`Processor::revise_pending`].
+    fn aggregate(&mut self, index: usize, first: usize) {
+        let Some(point) = self.points.get_mut(index) else {
+            return;
+        };
+        let offset = self.offset.millis();
         let done = self.aggregates.len();
         for reading in &self.readings[first..] {
-            point.aggregator.push(reading, &mut self.aggregates);
+            if point.aggregator.is_late(reading) {
+                let key = (
+                    index,
+                    reading.quantity,
+                    floor(reading.ts.millis(), MINUTE_MS, offset),
+                );
+                if !self.pending.contains(&key) {
+                    self.pending.push(key);
+                }
+            } else {
+                point.aggregator.push(reading, &mut self.aggregates);
+            }
         }
         if let Some(tracker) = &mut point.exceedances {
             for agg in &self.aggregates[done..] {
                 tracker.push(agg, &mut self.events);
             }
         }
-        self.drain(out);
     }
 
     /// Lets time pass to `now`: closes periods nobody will add to, opens silence gaps.
@@ -468,6 +516,22 @@ impl Processor {
             point.quality.tick(now, &mut self.gaps);
             let first = self.aggregates.len();
             point.aggregator.tick(now, &mut self.aggregates);
+            if let Some(tracker) = &mut point.exceedances {
+                for agg in &self.aggregates[first..] {
+                    tracker.push(agg, &mut self.events);
+                }
+            }
+        }
+        self.drain(out);
+    }
+
+    /// The input has ended (a replayed capture): lets time pass to `now` as `tick` does,
+    /// closing also the periods of series that took readings since the last tick.
+    pub fn finish(&mut self, now: Timestamp, out: &mut Vec<Record>) {
+        for point in &mut self.points {
+            point.quality.tick(now, &mut self.gaps);
+            let first = self.aggregates.len();
+            point.aggregator.finish(now, &mut self.aggregates);
             if let Some(tracker) = &mut point.exceedances {
                 for agg in &self.aggregates[first..] {
                     tracker.push(agg, &mut self.events);
