@@ -416,6 +416,13 @@ pub fn resume(
         }
     }
     processor.warm_up(&readings, &stored_periods);
+    // a value late by up to the horizon may fall into a gap that began before it
+    let horizon = config.ingest.lateness_horizon.0;
+    processor.recall_gaps(&store.query(&Query {
+        kind: Some(RecordKind::Gap),
+        from: Some(now.minus(horizon).minus(horizon)),
+        ..Query::default()
+    })?);
     let hours = hours_for_open_exceedances(store, &processor, now)?;
     processor.warm_exceedances(&hours);
     let mut gaps = Vec::new();

@@ -397,9 +397,8 @@ impl Pipeline {
         let mut taken = samples.len();
         let mut duplicates = 0;
         if !late.is_empty() {
-            let outcome = self
-                .take_late(&late, &origin, records, settle, in_flight)
-                .await;
+            let (outcome, mut taken_late) = self.take_late(&late, &origin, records).await;
+            records.append(&mut taken_late);
             taken += outcome.taken;
             duplicates = outcome.duplicates;
         }
@@ -423,32 +422,54 @@ impl Pipeline {
         }
     }
 
-    /// Takes readings older than their channel's newest: commits what was gathered before
-    /// them, so the store answers for everything taken so far, reads what
-    /// [`Processor::late_windows`] names, and lets the processor drop copies and revise.
+    /// Takes readings older than their channel's newest. Their copies and the input
+    /// readings around them are looked up where they may be: in the store, read after every
+    /// commit in flight, and among the records gathered for the next commit.
     async fn take_late(
         &mut self,
         late: &[Sample],
         origin: &Origin,
-        records: &mut Vec<Record>,
-        settle: &mut Vec<Settle>,
-        in_flight: &mut VecDeque<Commit>,
-    ) -> crate::process::LateOutcome {
-        self.commit(records, settle, in_flight);
-        let windows = Arc::new(self.processor.late_windows(late));
-        let stored = self
-            .retry("read for late readings", move |store| {
-                let windows = windows.clone();
+        records: &[Record],
+    ) -> (crate::process::LateOutcome, Vec<Record>) {
+        let windows = self.processor.late_windows(late);
+        let keys: Vec<(Arc<str>, Arc<str>, Timestamp)> = late
+            .iter()
+            .map(|s| (s.device.clone(), s.channel.clone(), s.ts))
+            .collect();
+        let mut stored = {
+            let (windows, keys) = (Arc::new(windows.clone()), Arc::new(keys.clone()));
+            self.retry("read for late readings", move |store| {
+                let (windows, keys) = (windows.clone(), keys.clone());
                 async move {
                     store
-                        .call(move |s: &mut Store| read_windows(s, &windows))
+                        .call(move |s: &mut Store| read_late(s, &keys, &windows))
                         .await?
                 }
             })
-            .await;
-        let outcome = self.processor.push_late(late, &stored, records);
+            .await
+        };
+        stored.extend(
+            records
+                .iter()
+                .filter(|r| r.kind == RecordKind::Reading)
+                .filter(|r| {
+                    keys.iter()
+                        .any(|(d, c, ts)| (d, c, ts) == (&r.device, &r.channel, &r.ts))
+                        || windows.iter().any(|w| {
+                            *w.stack == *r.stack
+                                && r.quantity == Some(w.quantity)
+                                && (w.from..w.to).contains(&r.ts)
+                        })
+                })
+                .map(|r| Stored {
+                    seq: 0,
+                    record: r.clone(),
+                }),
+        );
+        let mut out = Vec::new();
+        let outcome = self.processor.push_late(late, &stored, &mut out);
         metrics::counter!(LATE_TAKEN, "origin" => origin.kind()).increment(outcome.taken as u64);
-        outcome
+        (outcome, out)
     }
 
     /// Stores the revisions of minutes that readings re-opened: commits those readings
@@ -560,11 +581,35 @@ fn read_windows(store: &mut Store, windows: &[Window]) -> Result<Vec<Stored>, St
         rows.extend(store.query(&Query {
             kind: Some(w.kind),
             stack: Some(w.stack.to_string()),
+            quantity: Some(w.quantity),
             from: Some(w.from),
             to: Some(w.to),
             ..Query::default()
         })?);
     }
+    Ok(rows)
+}
+
+/// The stored copy of each (device, channel, time) that has one, then the records of
+/// `windows`. A copy is found through the time index in a few page reads.
+fn read_late(
+    store: &mut Store,
+    keys: &[(Arc<str>, Arc<str>, Timestamp)],
+    windows: &[Window],
+) -> Result<Vec<Stored>, StoreError> {
+    let mut rows = Vec::new();
+    for (device, channel, ts) in keys {
+        rows.extend(store.query(&Query {
+            kind: Some(RecordKind::Reading),
+            device: Some(device.to_string()),
+            channel: Some(channel.to_string()),
+            from: Some(*ts),
+            to: Some(Timestamp(ts.0.saturating_add(1))),
+            limit: Some(1),
+            ..Query::default()
+        })?);
+    }
+    rows.extend(read_windows(store, windows)?);
     Ok(rows)
 }
 

@@ -20,7 +20,7 @@ use crate::model::{Basis, FlagSet, Quantity, Reading, Sample, Timestamp};
 use crate::process::aggregate::{Aggregate, Aggregator, ClosedPeriods};
 use crate::process::exceedance::{Exceedance, ExceedanceTracker};
 use crate::process::normalise::Normaliser;
-use crate::process::quality::{ChannelSpec, Gap, Quality};
+use crate::process::quality::{ChannelSpec, Gap, GapCause, Quality};
 use crate::store::{Record, RecordKind, Stored};
 
 /// The id under which the FGD inlet of `stack` is normalised, aggregated and stored.
@@ -61,6 +61,7 @@ pub struct Processor {
 pub struct Window {
     pub stack: Arc<str>,
     pub kind: RecordKind,
+    pub quantity: Quantity,
     pub from: Timestamp,
     pub to: Timestamp,
 }
@@ -191,6 +192,33 @@ impl Processor {
         }
     }
 
+    /// Takes the gaps an earlier run stored (rows in store order), so values that arrive
+    /// late can still fill them.
+    pub fn recall_gaps(&mut self, rows: &[Stored]) {
+        let mut newest: HashMap<(&str, &str, Timestamp), &Record> = HashMap::new();
+        for row in rows {
+            let r = &row.record;
+            if r.kind == RecordKind::Gap {
+                newest.insert((&r.device, &r.channel, r.ts), r);
+            }
+        }
+        for r in newest.into_values() {
+            let (Some(end), Some(cause)) = (r.end, r.note.as_deref().and_then(GapCause::parse))
+            else {
+                continue;
+            };
+            if let Some(point) = self
+                .point_of_device
+                .get(&r.device)
+                .and_then(|&i| self.points.get_mut(i))
+            {
+                point
+                    .quality
+                    .recall_gap(&r.device, &r.channel, r.ts, end, cause);
+            }
+        }
+    }
+
     /// Rebuilds the exceedance state from stored hour averages in time order, so an event open
     /// at a restart goes on (same start, hours and peak) instead of opening a second time.
     /// Nothing is emitted: those events are in the store already.
@@ -287,8 +315,9 @@ impl Processor {
         snapshots
     }
 
-    /// The stored readings [`Processor::push_late`] needs for `samples`: the point's
-    /// readings around each, within the longest staleness bound of its inputs.
+    /// The stored readings [`Processor::push_late`] needs for `samples` besides their own
+    /// copies: the point's input readings (O2, moisture, … and what tells a plant stop)
+    /// around each, within the longest staleness bound.
     pub fn late_windows(&self, samples: &[Sample]) -> Vec<Window> {
         let mut windows: Vec<Window> = Vec::new();
         for sample in samples {
@@ -301,19 +330,26 @@ impl Processor {
             };
             let bound = point.normaliser.longest_bound_ms();
             let ts = sample.ts.millis();
-            windows.push(Window {
-                stack: point.normaliser.stack().clone(),
-                kind: RecordKind::Reading,
-                from: Timestamp(ts.saturating_sub(bound)),
-                to: Timestamp(ts.saturating_add(bound).saturating_add(1)),
-            });
+            let inputs = point
+                .normaliser
+                .inputs()
+                .chain(point.quality.plant_stop_quantity());
+            for quantity in inputs {
+                windows.push(Window {
+                    stack: point.normaliser.stack().clone(),
+                    kind: RecordKind::Reading,
+                    quantity,
+                    from: Timestamp(ts.saturating_sub(bound)),
+                    to: Timestamp(ts.saturating_add(bound).saturating_add(1)),
+                });
+            }
         }
         merge_windows(windows)
     }
 
     /// Takes readings that arrive after later ones of their channel (a broker that restarted,
-    /// a logger's backlog), given the stored readings of [`Processor::late_windows`]. Copies
-    /// of stored readings are dropped. The others are normalised and checked against the
+    /// a logger's backlog), given the stored copies of any of them and the stored readings of
+    /// [`Processor::late_windows`]. Copies of stored readings are dropped. The others are normalised and checked against the
     /// inputs of their own time and stored; an open minute takes them as usual, a closed
     /// one is left to [`Processor::revise_pending`].
     pub fn push_late(
@@ -375,6 +411,7 @@ impl Processor {
             for reading in &self.readings[first..] {
                 // a later snapshot of the batch takes this one as its context
                 readings_of[index].push(reading_record(reading.clone()));
+                point.quality.fill_late(reading, &mut self.gaps);
             }
             self.aggregate(index, first);
         }
@@ -393,7 +430,7 @@ impl Processor {
     pub fn pending_windows(&self) -> Vec<Window> {
         let offset = self.offset.millis();
         let mut windows = Vec::new();
-        for &(index, _, minute) in &self.pending {
+        for &(index, quantity, minute) in &self.pending {
             let Some(point) = self.points.get(index) else {
                 continue;
             };
@@ -408,6 +445,7 @@ impl Processor {
                 windows.push(Window {
                     stack: point.normaliser.stack().clone(),
                     kind,
+                    quantity,
                     from: Timestamp(from),
                     to: Timestamp(to),
                 });
@@ -562,7 +600,10 @@ fn merge_windows(mut windows: Vec<Window>) -> Vec<Window> {
     let mut merged: Vec<Window> = Vec::with_capacity(windows.len());
     for w in windows {
         match merged.last_mut() {
-            Some(last) if last.stack == w.stack && last.kind == w.kind && w.from <= last.to => {
+            Some(last)
+                if (&last.stack, last.kind, last.quantity) == (&w.stack, w.kind, w.quantity)
+                    && w.from <= last.to =>
+            {
                 last.to = last.to.max(w.to);
             }
             _ => merged.push(w),

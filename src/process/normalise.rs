@@ -317,6 +317,22 @@ impl Normaliser {
             .fold(self.default_max_age_ms, i64::max)
     }
 
+    /// The flue-gas quantities other readings of this point take as inputs and it has a
+    /// source of: what a reading that arrives late needs the stored values of.
+    pub fn inputs(&self) -> impl Iterator<Item = Quantity> + '_ {
+        [
+            Quantity::O2,
+            Quantity::Humidity,
+            Quantity::Temperature,
+            Quantity::Pressure,
+            Quantity::Velocity,
+            Quantity::Flow,
+            Quantity::NO2,
+        ]
+        .into_iter()
+        .filter(|q| self.sources[*q as usize])
+    }
+
     /// This point as it stood at `ts`, for readings that arrive after later ones: the
     /// flue-gas state comes from the stored readings nearest to `ts` (`stored`, readings of
     /// this point), not from whatever arrived last. Declared sources and settings stay.
