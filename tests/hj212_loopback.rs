@@ -22,10 +22,14 @@ use cemsd::field::replay::synthetic::{SteppedClock, SyntheticBus};
 use cemsd::field::replay::Replayer;
 use cemsd::field::sim::{Scenario, Simulator};
 use cemsd::model::time::UtcOffset;
+use cemsd::model::Timestamp;
 use cemsd::protocol::hj212::codes::code_2017;
+use cemsd::protocol::hj212::codes::data_type;
 use cemsd::protocol::hj212::{FieldKind, SystemCode};
 use cemsd::sink::hj212::upload::UploadHeader;
-use cemsd::sink::hj212::upload::{group_periods, period_packet, to_hj212_unit, to_wire};
+use cemsd::sink::hj212::upload::{
+    group_periods, period_packet, to_hj212_unit, to_wire, QnSequence,
+};
 use cemsd::store::{Record, RecordKind, Stored};
 use support::daemon::{write_config, Daemon};
 use support::ports::{free_port, listening_within};
@@ -131,8 +135,11 @@ fn carries(got: &Record, sent: &Record) -> bool {
     let Some((quantity, code)) = sent.quantity.and_then(|q| code_2017(q).map(|c| (q, c))) else {
         return false;
     };
+    // What the bureau reads back: the value in the code's unit, written in its data type
+    // (HJ 212-2017 Table B.2), in the store's unit again.
     let hj = |v: Option<f64>| {
         v.and_then(|v| to_hj212_unit(quantity, sent.unit, v))
+            .and_then(|wire| data_type(code)?.format(wire).ok()?.parse().ok())
             .and_then(|wire| from_hj212_unit(code, wire))
             .map(|(stored, _)| stored)
     };
@@ -311,7 +318,9 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
         &first_minute,
         UtcOffset::CHINA,
     );
-    let parts = to_wire(&encoded.packet).unwrap_or_else(|e| panic!("{e}"));
+    let mut qns = QnSequence::new();
+    let parts = to_wire(&encoded.packet, || qns.next(Timestamp(0), UtcOffset::CHINA))
+        .unwrap_or_else(|e| panic!("{e}"));
     assert!(parts.len() >= 2, "one minute fits {} part", parts.len());
 
     let (plant_dir, bureau_dir) = (tempdir(), tempdir());
