@@ -11,9 +11,9 @@ use support::peers::mosquitto::{publish, Broker};
 use support::rng::Rng;
 use support::time::now_ms;
 
-/// Polls until `n` distinct ids are stored in `db` or 60 s pass; returns the ids.
-fn wait_for_ids(dbs: &[&std::path::Path], n: u64) -> Vec<u64> {
-    let deadline = Instant::now() + Duration::from_secs(60);
+/// Polls until `n` distinct ids are stored in `db` or `limit` passes; returns the ids.
+fn wait_for_ids(dbs: &[&std::path::Path], n: u64, limit: Duration) -> Vec<u64> {
+    let deadline = Instant::now() + limit;
     loop {
         let ids: Vec<u64> = dbs.iter().flat_map(|db| stored_ids(db, "d1")).collect();
         let (missing, _) = missing_and_repeated(&ids, n);
@@ -60,7 +60,7 @@ fn broker_restart_mid_stream_loses_and_repeats_nothing() {
         &numbered_json("plant/a", "d1", n / 2..n, base, 1),
     );
 
-    let ids = wait_for_ids(&[&db], n);
+    let ids = wait_for_ids(&[&db], n, Duration::from_secs(60));
     let _ = cemsd.terminate();
     let cemsd_log = cemsd.log_text();
     println!("{cemsd_log}");
@@ -111,7 +111,7 @@ fn sigkill_between_receive_and_commit_redelivers_and_stores_once() {
         .join()
         .unwrap_or_else(|_| panic!("publisher failed"));
 
-    let ids = wait_for_ids(&[&db], n);
+    let ids = wait_for_ids(&[&db], n, Duration::from_secs(60));
     let _ = cemsd.terminate();
     let last_log = std::fs::read_to_string(dir.path().join("cemsd-5.log")).unwrap_or_default();
     println!("{last_log}");
@@ -158,7 +158,7 @@ fn twenty_thousand_readings_through_a_broker_restart_and_five_kills_are_stored_o
         }
     }
     assert_eq!((kills, restarted), (5, true));
-    let ids = wait_for_ids(&[&db], n);
+    let ids = wait_for_ids(&[&db], n, Duration::from_secs(300));
     let _ = cemsd.terminate();
     let last_log =
         std::fs::read_to_string(dir.path().join(format!("cemsd-{kills}.log"))).unwrap_or_default();
@@ -225,7 +225,7 @@ fn two_instances_on_a_shared_subscription_store_each_message_once() {
         .map(|d| d.path().join("data/cemsd.db"))
         .collect();
     let db_refs: Vec<&std::path::Path> = dbs.iter().map(|p| p.as_path()).collect();
-    let ids = wait_for_ids(&db_refs, n);
+    let ids = wait_for_ids(&db_refs, n, Duration::from_secs(60));
     for daemon in &mut instances {
         let _ = daemon.terminate();
     }

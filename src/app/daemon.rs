@@ -416,14 +416,14 @@ pub fn resume(
         }
     }
     processor.warm_up(&readings, &stored_periods);
-    // a value late by up to the horizon may fall into a gap that began before it
     let horizon = config.ingest.lateness_horizon.0;
+    // a value late by up to the horizon may fall into a gap that began before it
     processor.recall_gaps(&store.query(&Query {
         kind: Some(RecordKind::Gap),
         from: Some(now.minus(horizon).minus(horizon)),
         ..Query::default()
     })?);
-    let hours = hours_for_open_exceedances(store, &processor, now)?;
+    let hours = hours_for_open_exceedances(store, &processor, now, horizon)?;
     processor.warm_exceedances(&hours);
     let mut gaps = Vec::new();
     processor.restart(|point| last_of_point.get(point).copied(), now, &mut gaps);
@@ -439,12 +439,13 @@ pub fn resume(
 
 /// On a terminal, redraws a compact per-device status every two seconds.
 /// The stored hour averages (valid or not) that rebuild exceedance state: from one rolling window
-/// before the oldest event still open (or before now), in time order, the latest row of each
-/// (point, quantity, hour) winning.
+/// before the oldest event still open (or before the lateness horizon, which an hour may be
+/// revised within), in time order, the latest row of each (point, quantity, hour) winning.
 fn hours_for_open_exceedances(
     store: &Store,
     processor: &Processor,
     now: Timestamp,
+    horizon: std::time::Duration,
 ) -> Result<Vec<Aggregate>, StoreError> {
     let mut closed = HashSet::new();
     let mut starts = Vec::new();
@@ -465,7 +466,8 @@ fn hours_for_open_exceedances(
         .filter(|key| !closed.contains(key))
         .map(|(_, _, start)| start)
         .min()
-        .unwrap_or(now);
+        .unwrap_or(now)
+        .min(now.minus(horizon));
     let window = i64::from(processor.exceedance_lookback_hours()) * HOUR_MS;
     let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
     for stored in store.query(&Query {

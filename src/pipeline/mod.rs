@@ -248,7 +248,7 @@ impl Pipeline {
                     // each batch is processed on its own (see Processor::push); what queued
                     // up meanwhile is committed together
                     Some(batch) => {
-                        self.take(batch, &mut records, &mut settle, &mut in_flight).await;
+                        self.take(batch, &mut records, &mut settle).await;
                     }
                     None => open = false,
                 },
@@ -265,11 +265,13 @@ impl Pipeline {
             while open && records.len() < MAX_RECORDS_PER_COMMIT {
                 match batches.try_recv() {
                     Ok(batch) => {
-                        self.take(batch, &mut records, &mut settle, &mut in_flight)
-                            .await;
+                        self.take(batch, &mut records, &mut settle).await;
                     }
                     Err(_) => break,
                 }
+            }
+            if self.processor.has_pending_revisions() {
+                self.revise(&mut records).await;
             }
             self.commit(&mut records, &mut settle, &mut in_flight);
         }
@@ -315,13 +317,7 @@ impl Pipeline {
         }
     }
 
-    async fn take(
-        &mut self,
-        batch: Batch,
-        records: &mut Vec<Record>,
-        settle: &mut Vec<Settle>,
-        in_flight: &mut VecDeque<Commit>,
-    ) {
+    async fn take(&mut self, batch: Batch, records: &mut Vec<Record>, settle: &mut Vec<Settle>) {
         let Batch {
             origin,
             samples,
@@ -402,9 +398,6 @@ impl Pipeline {
             taken += outcome.taken;
             duplicates = outcome.duplicates;
         }
-        if self.processor.has_pending_revisions() {
-            self.revise(records, settle, in_flight).await;
-        }
         if !computed.is_empty() {
             self.live.record_uploads(&computed);
             records.extend(computed);
@@ -451,39 +444,33 @@ impl Pipeline {
         stored.extend(
             records
                 .iter()
-                .filter(|r| r.kind == RecordKind::Reading)
                 .filter(|r| {
-                    keys.iter()
-                        .any(|(d, c, ts)| (d, c, ts) == (&r.device, &r.channel, &r.ts))
-                        || windows.iter().any(|w| {
-                            *w.stack == *r.stack
-                                && r.quantity == Some(w.quantity)
-                                && (w.from..w.to).contains(&r.ts)
-                        })
+                    r.kind == RecordKind::Reading
+                        && keys
+                            .iter()
+                            .any(|(d, c, ts)| (d, c, ts) == (&r.device, &r.channel, &r.ts))
                 })
                 .map(|r| Stored {
                     seq: 0,
                     record: r.clone(),
                 }),
         );
+        stored.extend(gathered_within(records, &windows));
         let mut out = Vec::new();
         let outcome = self.processor.push_late(late, &stored, &mut out);
         metrics::counter!(LATE_TAKEN, "origin" => origin.kind()).increment(outcome.taken as u64);
         (outcome, out)
     }
 
-    /// Stores the revisions of minutes that readings re-opened: commits those readings
-    /// first, so the store, read after them, holds every reading of each minute.
-    async fn revise(
-        &mut self,
-        records: &mut Vec<Record>,
-        settle: &mut Vec<Settle>,
-        in_flight: &mut VecDeque<Commit>,
-    ) {
-        self.commit(records, settle, in_flight);
-        let windows = Arc::new(self.processor.pending_windows());
-        let stored = self
-            .retry("read for revisions", move |store| {
+    /// Adds the revisions of the minutes that readings gathered for this commit re-opened.
+    /// Every reading of such a minute is either stored (the read below comes after every
+    /// commit in flight) or among `records`, so the revisions go into the same commit as
+    /// the readings that caused them: a crash leaves both or neither.
+    async fn revise(&mut self, records: &mut Vec<Record>) {
+        let windows = self.processor.pending_windows();
+        let mut stored = {
+            let windows = Arc::new(windows.clone());
+            self.retry("read for revisions", move |store| {
                 let windows = windows.clone();
                 async move {
                     store
@@ -491,7 +478,9 @@ impl Pipeline {
                         .await?
                 }
             })
-            .await;
+            .await
+        };
+        stored.extend(gathered_within(records, &windows));
         self.processor.revise_pending(&stored, records);
     }
 
@@ -588,6 +577,25 @@ fn read_windows(store: &mut Store, windows: &[Window]) -> Result<Vec<Stored>, St
         })?);
     }
     Ok(rows)
+}
+
+/// Records gathered for the next commit that fall into `windows`, as if stored, in order.
+fn gathered_within(records: &[Record], windows: &[Window]) -> Vec<Stored> {
+    records
+        .iter()
+        .filter(|r| {
+            windows.iter().any(|w| {
+                w.kind == r.kind
+                    && *w.stack == *r.stack
+                    && r.quantity == Some(w.quantity)
+                    && (w.from..w.to).contains(&r.ts)
+            })
+        })
+        .map(|r| Stored {
+            seq: 0,
+            record: r.clone(),
+        })
+        .collect()
 }
 
 /// The stored copy of each (device, channel, time) that has one, then the records of

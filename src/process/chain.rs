@@ -497,9 +497,15 @@ impl Processor {
                 continue;
             };
             if let Some(revised) = point.aggregator.minute_of(Timestamp(minute), &readings) {
+                let first = self.aggregates.len();
                 point
                     .aggregator
                     .revise(revised, &mut closed_of[index], &mut self.aggregates);
+                if let Some(tracker) = &mut point.exceedances {
+                    for agg in &self.aggregates[first..] {
+                        tracker.revise(agg, &mut self.events);
+                    }
+                }
             }
         }
         self.drain(out);
@@ -727,10 +733,14 @@ fn exceedance_record(event: &Exceedance) -> Record {
         corrected: Some(event.peak),
         max: Some(event.peak),
         count: Some(event.hours),
-        note: Some(format!(
-            "limit={} window_hours={}",
-            event.limit, event.window_hours
-        )),
+        note: Some(if event.end == Some(event.start) {
+            format!(
+                "withdrawn: revised hours no longer exceed; limit={} window_hours={}",
+                event.limit, event.window_hours
+            )
+        } else {
+            format!("limit={} window_hours={}", event.limit, event.window_hours)
+        }),
         ..Record::new(
             RecordKind::Exceedance,
             event.start,
