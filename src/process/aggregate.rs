@@ -483,6 +483,40 @@ impl ClosedPeriods {
     }
 }
 
+/// Puts a revised minute (hour) into its hour (day), `period`: an open one takes it in place
+/// of its earlier version; a closed one is recomputed from `closed`, which holds the revised
+/// part already, and returned as its next revision.
+fn revise_parent(
+    series: &mut Series,
+    rules: &Rules,
+    stack: &Arc<str>,
+    closed: &mut ClosedPeriods,
+    part: Aggregate,
+    period: Period,
+) -> Option<Aggregate> {
+    let (len, part_period) = match period {
+        Period::Minute => return None,
+        Period::Hour => (HOUR_MS, Period::Minute),
+        Period::Day => (DAY_MS, Period::Hour),
+    };
+    let quantity = part.quantity;
+    let start = floor(part.start.millis(), len, rules.offset_ms);
+    if series.open_start(period, rules) == Some(start) {
+        let open = if period == Period::Hour {
+            &mut series.hour
+        } else {
+            &mut series.day
+        };
+        open.get_or_insert_with(|| Parts::new(start)).put(part);
+        return None;
+    }
+    let parts = closed.parts(quantity, part_period, start, len);
+    let mut parent = rules.finish(parts.acc(), period, stack, quantity, series.unit);
+    parent.revision = closed.next_revision(quantity, period, start);
+    closed.insert(parent.clone());
+    Some(parent)
+}
+
 /// Minute, hour and day aggregation of every quantity of one stack. Assumes one channel per
 /// quantity per stack.
 #[derive(Debug, Clone)]
@@ -582,39 +616,19 @@ impl Aggregator {
         closed.insert(minute.clone());
         out.push(minute.clone());
 
-        let hour_start = floor(start, HOUR_MS, rules.offset_ms);
-        if series.open_start(Period::Hour, &rules) == Some(hour_start) {
-            series
-                .hour
-                .get_or_insert_with(|| Parts::new(hour_start))
-                .put(minute);
+        let Some(hour) = revise_parent(series, &rules, &self.stack, closed, minute, Period::Hour)
+        else {
             return;
-        }
-        let minutes = closed.parts(quantity, Period::Minute, hour_start, HOUR_MS);
-        let mut hour = rules.finish(
-            minutes.acc(),
-            Period::Hour,
-            &self.stack,
-            quantity,
-            series.unit,
-        );
-        hour.revision = closed.next_revision(quantity, Period::Hour, hour_start);
-        closed.insert(hour.clone());
+        };
         out.push(hour.clone());
-
-        let day_start = floor(hour_start, DAY_MS, rules.offset_ms);
-        if series.open_start(Period::Day, &rules) == Some(day_start) {
-            series
-                .day
-                .get_or_insert_with(|| Parts::new(day_start))
-                .put(hour);
-            return;
-        }
-        let hours = closed.parts(quantity, Period::Hour, day_start, DAY_MS);
-        let mut day = rules.finish(hours.acc(), Period::Day, &self.stack, quantity, series.unit);
-        day.revision = closed.next_revision(quantity, Period::Day, day_start);
-        closed.insert(day.clone());
-        out.push(day);
+        out.extend(revise_parent(
+            series,
+            &rules,
+            &self.stack,
+            closed,
+            hour,
+            Period::Day,
+        ));
     }
 
     /// Closes periods that ended by now − arrival_grace, of series that took no reading

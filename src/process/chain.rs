@@ -556,26 +556,24 @@ impl Processor {
 
     /// Lets time pass to `now`: closes periods nobody will add to, opens silence gaps.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Record>) {
-        for point in &mut self.points {
-            point.quality.tick(now, &mut self.gaps);
-            let first = self.aggregates.len();
-            point.aggregator.tick(now, &mut self.aggregates);
-            if let Some(tracker) = &mut point.exceedances {
-                for agg in &self.aggregates[first..] {
-                    tracker.push(agg, &mut self.events);
-                }
-            }
-        }
-        self.drain(out);
+        self.let_time_pass(now, false, out);
     }
 
     /// The input has ended (a replayed capture): lets time pass to `now` as `tick` does,
     /// closing also the periods of series that took readings since the last tick.
     pub fn finish(&mut self, now: Timestamp, out: &mut Vec<Record>) {
+        self.let_time_pass(now, true, out);
+    }
+
+    fn let_time_pass(&mut self, now: Timestamp, input_ended: bool, out: &mut Vec<Record>) {
         for point in &mut self.points {
             point.quality.tick(now, &mut self.gaps);
             let first = self.aggregates.len();
-            point.aggregator.finish(now, &mut self.aggregates);
+            if input_ended {
+                point.aggregator.finish(now, &mut self.aggregates);
+            } else {
+                point.aggregator.tick(now, &mut self.aggregates);
+            }
             if let Some(tracker) = &mut point.exceedances {
                 for agg in &self.aggregates[first..] {
                     tracker.push(agg, &mut self.events);
