@@ -2,6 +2,7 @@
 //! with file, line, column, the key and what is allowed, before anything starts.
 
 pub mod diagnostic;
+pub mod environment;
 pub mod hj212_listener;
 pub mod hj212_uplink;
 pub mod influx;

@@ -5,6 +5,7 @@ pub mod health;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod open_files;
 pub mod reload;
 pub mod series;
 pub mod signals;

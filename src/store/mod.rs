@@ -11,6 +11,7 @@ mod checkpoint;
 mod cursor;
 mod dead_letter;
 mod error;
+mod lock;
 mod query;
 mod reader;
 mod record;
@@ -32,6 +33,7 @@ use crate::model::Timestamp;
 
 pub use dead_letter::DeadLetter;
 pub use error::StoreError;
+pub use lock::{lock_path, LockError, StoreLock};
 pub use query::Query;
 pub use reader::{ReadBatch, ReadError, StoreReader};
 pub use record::{Record, RecordKind, Stored};
