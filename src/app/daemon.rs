@@ -26,9 +26,9 @@ use crate::ops::state::{Generation, OpsState};
 use crate::ops::status::StackLimits;
 use crate::pipeline::live::Live;
 use crate::pipeline::{reading_of, Pipeline};
-use crate::sink::influx::{ClientError, StartError};
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, Processor};
+use crate::sink::influx::{ClientError, StartError};
 use crate::store::{
     LockError, Query, RecordKind, Store, StoreError, StoreHandle, StoreLock, StoreOptions,
     StoreReader, StoreWriter, WriterOptions,
@@ -45,7 +45,9 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     // Held until this function returns: one daemon per store.
     let _lock = StoreLock::acquire(&store_path).map_err(|e| {
         let help = match &e {
-            LockError::Held { .. } => "\n  help: stop the other daemon first, or give this config its own [store] path",
+            LockError::Held { .. } => {
+                "\n  help: stop the other daemon first, or give this config its own [store] path"
+            }
             _ => "",
         };
         Failure::store(format!("{e}{help}"), e.needs_operator())

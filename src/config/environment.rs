@@ -61,7 +61,11 @@ pub fn check(loaded: &Loaded, env: &Environment) -> Result<Vec<SourceError>, Con
     Ok(secret_files(&src, &loaded.config, &loaded.path, env))
 }
 
-fn open_files(src: &SourceText, config: &SiteConfig, limit: Option<u64>) -> Result<(), SourceError> {
+fn open_files(
+    src: &SourceText,
+    config: &SiteConfig,
+    limit: Option<u64>,
+) -> Result<(), SourceError> {
     let (Some(listener), Some(limit)) = (&config.hj212_listener, limit) else {
         return Ok(());
     };
@@ -150,8 +154,9 @@ fn secret_files(
             .map_or_else(|| "secret".into(), |n| n.to_string_lossy().into_owned());
         let place = match &env.credentials_dir {
             Some(dir) => format!("outside $CREDENTIALS_DIRECTORY ({})", dir.display()),
-            None => "and the unit passes no credentials ($CREDENTIALS_DIRECTORY is not set)"
-                .to_string(),
+            None => {
+                "and the unit passes no credentials ($CREDENTIALS_DIRECTORY is not set)".to_string()
+            }
         };
         out.push(src.error_at_path(
             &at,
@@ -218,7 +223,10 @@ token_file = "/run/credentials/cemsd.service/influx.token"
         };
         assert_eq!((refused.line, refused.column), (7, 19), "{refused}");
         assert_eq!(refused.key, "hj212_listener.max_connections");
-        assert!(refused.message.contains("needs 2066 open files"), "{refused}");
+        assert!(
+            refused.message.contains("needs 2066 open files"),
+            "{refused}"
+        );
         assert!(
             refused
                 .help
@@ -243,11 +251,15 @@ token_file = "/run/credentials/cemsd.service/influx.token"
         let warning = &warnings[0];
         assert_eq!(warning.key, "hj212_listener.device[0].password");
         assert_eq!(warning.line, 11);
-        assert!(warning.message.contains("/etc/cemsd/plant-a.pw"), "{warning}");
         assert!(
-            warning.help.as_deref().is_some_and(
-                |h| h.contains("LoadCredential=plant-a.pw:/etc/cemsd/plant-a.pw")
-            ),
+            warning.message.contains("/etc/cemsd/plant-a.pw"),
+            "{warning}"
+        );
+        assert!(
+            warning
+                .help
+                .as_deref()
+                .is_some_and(|h| h.contains("LoadCredential=plant-a.pw:/etc/cemsd/plant-a.pw")),
             "{warning}"
         );
         let no_credentials = Environment {

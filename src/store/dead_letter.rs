@@ -1,7 +1,9 @@
 //! Input that was received but could not be accepted (bad MQTT payload, HJ 212 packet
-//! with a wrong CRC, a line InfluxDB rejected), kept verbatim for diagnosis.
+//! with a wrong CRC, a line InfluxDB rejected), kept verbatim for diagnosis, except for HJ
+//! 212 passwords, which are masked on the way in whoever dead-letters.
 
 use crate::model::Timestamp;
+use crate::protocol::redact::{mask_passwords, mask_passwords_text};
 
 use super::{limit_to_sql, seq_from_sql, Store, StoreError};
 
@@ -17,7 +19,8 @@ pub struct DeadLetter {
 }
 
 impl Store {
-    /// Keeps rejected input; returns its id. Ids rise forever, like record seqs.
+    /// Keeps rejected input, passwords masked; returns its id. Ids rise forever, like
+    /// record seqs.
     pub fn append_dead_letter(
         &mut self,
         source: &str,
@@ -25,11 +28,13 @@ impl Store {
         payload: &[u8],
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        let reason = mask_passwords_text(reason);
+        let payload = mask_passwords(payload);
         self.conn
             .prepare_cached(
                 "INSERT INTO dead_letter (ts, source, reason, payload) VALUES (?1, ?2, ?3, ?4)",
             )?
-            .execute(rusqlite::params![now.millis(), source, reason, payload])?;
+            .execute(rusqlite::params![now.millis(), source, &*reason, &*payload])?;
         Ok(seq_from_sql(self.conn.last_insert_rowid()))
     }
 

@@ -124,8 +124,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_second_lock_on_the_same_store_fails_naming_the_holder_and_a_released_one_is_taken_again(
-    ) {
+    fn a_second_lock_on_the_same_store_fails_naming_the_holder_and_a_released_one_is_taken_again() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
         let store = dir.path().join("data").join("cemsd.db");
         let first = StoreLock::acquire(&store).unwrap_or_else(|e| panic!("first lock: {e}"));

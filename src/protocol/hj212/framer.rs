@@ -26,8 +26,9 @@ pub struct FrameError {
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const SHOWN: usize = 120;
-        let text = String::from_utf8_lossy(&self.raw[..self.raw.len().min(SHOWN)]);
-        let more = if self.raw.len() > SHOWN { "…" } else { "" };
+        let raw = crate::protocol::redact::mask_passwords(&self.raw);
+        let text = String::from_utf8_lossy(&raw[..raw.len().min(SHOWN)]);
+        let more = if raw.len() > SHOWN { "…" } else { "" };
         write!(f, "{} in {text:?}{more}", self.error)
     }
 }
