@@ -94,6 +94,10 @@ fn five_minutes() -> Interval {
 pub struct HttpConfig {
     /// A loopback address: the endpoints have no authentication.
     pub listen: SocketAddr,
+    /// Host names requests may carry besides the listen address and `localhost`: the name
+    /// a reverse proxy forwards. Any other `Host` is refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::health::{Health, SourceHealth, StoreState};
+use super::health::{Health, SourceHealth, Verdict};
 use super::series::{SeriesSpec, SeriesView};
 use super::state::{store_facts, OpsState};
 use super::status::{raw_unit, StatusView, ValueKind};
@@ -44,7 +44,39 @@ pub fn router(state: Arc<OpsState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/series", get(series))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_other_hosts,
+        ))
         .with_state(state)
+}
+
+/// Answers 421 to a request whose `Host` is not this server (see [`super::host`]).
+async fn refuse_other_hosts(
+    State(state): State<Arc<OpsState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let generation = state.generation();
+    let allowed = generation
+        .config
+        .http
+        .as_ref()
+        .is_some_and(|http| super::host::allowed(host, http.listen, &http.allowed_hosts));
+    if allowed {
+        return next.run(request).await;
+    }
+    crate::ops::metrics::http_host_refused();
+    tracing::warn!(host = ?host, path = %request.uri().path(), "http request for another host refused");
+    failure(
+        StatusCode::MISDIRECTED_REQUEST,
+        "this server answers only for its listen address, localhost and [http] allowed_hosts"
+            .into(),
+    )
 }
 
 /// Serves until `stop` turns true, then lets open requests finish.
@@ -85,8 +117,10 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// 200 while the daemon is alive (its store writer answers), 503 when it hangs; the body
-/// says whether it is ready and what is degraded.
+/// 200 while the daemon does its job (`ok`, or `degraded`: a device down, a forwarder
+/// behind), 503 when it cannot (`failing`: nothing can be committed, or the store writer
+/// hangs), so a load balancer or monitor acting on the code alone sees a full disk; the body
+/// says why.
 async fn health(State(state): State<Arc<OpsState>>) -> Response {
     let store_state = state.store_state().await;
     let reader = state.reader().clone();
@@ -112,10 +146,9 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
         &mqtt,
         now(),
     );
-    let code = if store_state == StoreState::Unresponsive {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+    let code = match body.status {
+        Verdict::Failing => StatusCode::SERVICE_UNAVAILABLE,
+        Verdict::Ok | Verdict::Degraded => StatusCode::OK,
     };
     (code, Json(body)).into_response()
 }

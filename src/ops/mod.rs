@@ -2,6 +2,7 @@
 //! health, Prometheus metrics, the live status page, and log output.
 
 pub mod health;
+pub mod host;
 pub mod http;
 pub mod logging;
 pub mod metrics;
