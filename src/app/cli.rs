@@ -207,7 +207,7 @@ pub fn report(config_path: &Path, day: &str, format: report::Format) -> Result<(
 }
 
 /// The config and its store, which must exist already.
-fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
+pub(crate) fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
     let loaded = config::load(config_path)?;
     let path = config::relative_to(&loaded.path, &loaded.config.store.path);
     if !path.exists() {

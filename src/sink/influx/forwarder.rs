@@ -44,6 +44,12 @@ use crate::config::secret::Secret;
 /// not a line no server could take.
 pub const SURELY_TOO_LARGE_LINE: usize = 256 * 1024;
 
+/// Dead letters queued for retry (`cemsd dead-letters retry`) are looked for this often.
+const RETRY_QUEUE_CHECK: Duration = Duration::from_secs(2);
+
+/// Queued dead letters sent in one go.
+const RETRY_QUEUE_BATCH: usize = 500;
+
 /// First retry delay; it doubles up to `max_backoff`.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
 
@@ -126,7 +132,14 @@ impl Forwarder {
         };
         self.cursor = cursor;
         tracing::info!(sink = %self.name, url = %self.client.url(), cursor, "influx forwarder started");
+        let mut retry_check = tokio::time::Instant::now();
         while !stop_requested(&shutdown) {
+            if retry_check.elapsed() >= RETRY_QUEUE_CHECK {
+                retry_check = tokio::time::Instant::now();
+                if !self.send_queued_dead_letters(&mut shutdown).await {
+                    break;
+                }
+            }
             let batch = match self.reader.read_after(self.cursor, self.batch_size).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -188,6 +201,61 @@ impl Forwarder {
                         return None;
                     }
                 }
+            }
+        }
+    }
+
+    /// Sends the dead letters an operator queued for this sink, like any batch, and
+    /// records the outcome: delivered ones are deleted, refused ones are dead letters again.
+    /// Returns false if stopped (or the store closed) first.
+    async fn send_queued_dead_letters(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let name = self.name.clone();
+        let queued = match self
+            .store
+            .call(move |store| store.queued_retries(&name, RETRY_QUEUE_BATCH))
+            .await
+        {
+            Ok(Ok(queued)) => queued,
+            Err(StoreError::WriterClosed) => return false,
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(sink = %self.name, "cannot read the dead letters queued for retry: {e}");
+                return true;
+            }
+        };
+        if queued.is_empty() {
+            return true;
+        }
+        let texts: Vec<(u64, String)> = queued
+            .iter()
+            .map(|d| (d.id, String::from_utf8_lossy(&d.payload).into_owned()))
+            .collect();
+        let batch = EncodedBatch::from_lines(texts.iter().map(|(id, t)| (*id, t.as_str())));
+        let Some(refused) = self.deliver(&batch, shutdown).await else {
+            return false;
+        };
+        let refused: Vec<(u64, String)> = refused.into_iter().map(|d| (d.seq, d.reason)).collect();
+        let delivered: Vec<u64> = queued
+            .iter()
+            .map(|d| d.id)
+            .filter(|id| !refused.iter().any(|(r, _)| r == id))
+            .collect();
+        tracing::info!(sink = %self.name, sent = delivered.len(), refused = refused.len(), "dead letters queued for retry sent again");
+        let (name, now) = (self.name.clone(), (self.clock)());
+        let again = refused.len() as u64;
+        match self
+            .store
+            .call(move |store| store.settle_retries(&name, &delivered, &refused, now))
+            .await
+        {
+            Ok(Ok(())) => {
+                self.stats.add_dead_letters(again);
+                true
+            }
+            Err(StoreError::WriterClosed) => false,
+            Ok(Err(e)) | Err(e) => {
+                // they stay queued and are sent again: the server takes a point twice alike
+                tracing::error!(sink = %self.name, "cannot record the dead letters sent again: {e}");
+                true
             }
         }
     }
