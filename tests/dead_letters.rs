@@ -98,7 +98,10 @@ async fn refused_lines_queued_with_retry_reach_the_server_once_it_takes_them() {
         &config,
     ));
     assert!(listed.contains("编号 ID"), "{listed}");
-    assert!(listed.contains("HTTP 400") && listed.contains("device=bad"), "{listed}");
+    assert!(
+        listed.contains("HTTP 400") && listed.contains("device=bad"),
+        "{listed}"
+    );
 
     let queued_out = stdout(&cemsd(&["retry", "--sink", "main"], &config));
     let queued: Vec<DeadLetter> = open(&db)

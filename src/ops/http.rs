@@ -2,6 +2,7 @@
 //! reads (`/api/status`, `/api/series`). No authentication, so it listens on loopback only
 //! (the config refuses anything else); put a reverse proxy in front to reach it remotely.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -28,7 +29,9 @@ const CHART_BUCKETS: u32 = 288;
 /// Longest window `/api/series` serves, in hours.
 const MAX_SERIES_HOURS: u32 = 24 * 7;
 
-pub fn router(state: Arc<OpsState>) -> Router {
+/// The routes, answering only requests whose `Host` names `listen` (the bound address) or
+/// a configured name.
+pub fn router(state: Arc<OpsState>, listen: SocketAddr) -> Router {
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route(
@@ -45,7 +48,7 @@ pub fn router(state: Arc<OpsState>) -> Router {
         .route("/api/status", get(status))
         .route("/api/series", get(series))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            (state.clone(), listen),
             refuse_other_hosts,
         ))
         .with_state(state)
@@ -53,7 +56,7 @@ pub fn router(state: Arc<OpsState>) -> Router {
 
 /// Answers 421 to a request whose `Host` is not this server (see [`super::host`]).
 async fn refuse_other_hosts(
-    State(state): State<Arc<OpsState>>,
+    State((state, listen)): State<(Arc<OpsState>, SocketAddr)>,
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -62,11 +65,12 @@ async fn refuse_other_hosts(
         .get(header::HOST)
         .and_then(|h| h.to_str().ok());
     let generation = state.generation();
-    let allowed = generation
+    let names = generation
         .config
         .http
         .as_ref()
-        .is_some_and(|http| super::host::allowed(host, http.listen, &http.allowed_hosts));
+        .map_or(&[][..], |http| http.allowed_hosts.as_slice());
+    let allowed = super::host::allowed(host, listen, names);
     if allowed {
         return next.run(request).await;
     }
@@ -88,7 +92,14 @@ pub async fn serve(listener: TcpListener, state: Arc<OpsState>, mut stop: watch:
             }
         }
     };
-    if let Err(e) = axum::serve(listener, router(state))
+    let listen = match listener.local_addr() {
+        Ok(listen) => listen,
+        Err(e) => {
+            tracing::error!("http server cannot tell its own address: {e}");
+            return;
+        }
+    };
+    if let Err(e) = axum::serve(listener, router(state, listen))
         .with_graceful_shutdown(shutdown)
         .await
     {
