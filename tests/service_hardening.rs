@@ -407,3 +407,37 @@ impl Drop for TmpfsMount {
         let _ = Command::new("umount").arg("-l").arg(&self.path).status();
     }
 }
+
+#[test]
+fn under_systemd_check_warns_about_a_secret_file_the_service_cannot_read() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let influx = "[[influx]]\nid = \"main\"\nurl = \"http://127.0.0.1:9\"\nbucket = \"cems\"\ntoken_file = \"/etc/cemsd/influx.token\"\n";
+    let config = write_config(
+        dir.path(),
+        "site.toml",
+        &site("data/cemsd.db", None, 1, influx),
+    );
+    let check = |credentials: &str| {
+        Command::new(env!("CARGO_BIN_EXE_cemsd"))
+            .args(["check", "--config"])
+            .arg(&config)
+            .env("INVOCATION_ID", "0123456789abcdef")
+            .env("CREDENTIALS_DIRECTORY", credentials)
+            .output()
+            .unwrap_or_else(|e| panic!("cemsd check: {e}"))
+    };
+    let out = check("/run/credentials/cemsd.service");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("influx[0].token_file: secret file /etc/cemsd/influx.token is outside $CREDENTIALS_DIRECTORY"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("LoadCredential=influx.token:/etc/cemsd/influx.token"),
+        "{stderr}"
+    );
+    // where the unit put it, nothing to say
+    let out = check("/etc/cemsd");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("CREDENTIALS_DIRECTORY"));
+}
