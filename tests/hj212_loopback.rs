@@ -22,10 +22,14 @@ use cemsd::field::replay::synthetic::{SteppedClock, SyntheticBus};
 use cemsd::field::replay::Replayer;
 use cemsd::field::sim::{Scenario, Simulator};
 use cemsd::model::time::UtcOffset;
+use cemsd::model::Timestamp;
 use cemsd::protocol::hj212::codes::code_2017;
+use cemsd::protocol::hj212::codes::data_type;
 use cemsd::protocol::hj212::{FieldKind, SystemCode};
 use cemsd::sink::hj212::upload::UploadHeader;
-use cemsd::sink::hj212::upload::{group_periods, period_packet, to_hj212_unit, to_wire};
+use cemsd::sink::hj212::upload::{
+    group_periods, period_packet, to_hj212_unit, to_wire, QnSequence,
+};
 use cemsd::store::{Record, RecordKind, Stored};
 use support::daemon::{write_config, Daemon};
 use support::ports::{free_port, listening_within};
@@ -131,8 +135,11 @@ fn carries(got: &Record, sent: &Record) -> bool {
     let Some((quantity, code)) = sent.quantity.and_then(|q| code_2017(q).map(|c| (q, c))) else {
         return false;
     };
+    // What the bureau reads back: the value in the code's unit, written in its data type
+    // (HJ 212-2017 Table B.2), in the store's unit again.
     let hj = |v: Option<f64>| {
         v.and_then(|v| to_hj212_unit(quantity, sent.unit, v))
+            .and_then(|wire| data_type(code)?.format(wire).ok()?.parse().ok())
             .and_then(|wire| from_hj212_unit(code, wire))
             .map(|(stored, _)| stored)
     };
@@ -281,8 +288,9 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
         minutes >= 240 && hours >= 4 && days >= 1,
         "{minutes} {hours} {days}"
     );
-    // A minute of the PLC's ten quantities is over 1024 bytes: it travels split into
-    // PNUM/PNO parts, which the bureau must join and ack once.
+    // A minute of the PLC's ten quantities, every value in its code's data type, fits one
+    // packet: at full f64 precision it was twice as long and went out split. (Split
+    // uploads both ways are in hj212_conformance.rs.)
     let stored: Vec<Stored> = night
         .iter()
         .enumerate()
@@ -311,8 +319,10 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
         &first_minute,
         UtcOffset::CHINA,
     );
-    let parts = to_wire(&encoded.packet).unwrap_or_else(|e| panic!("{e}"));
-    assert!(parts.len() >= 2, "one minute fits {} part", parts.len());
+    let mut qns = QnSequence::new();
+    let parts = to_wire(&encoded.packet, || qns.next(Timestamp(0), UtcOffset::CHINA))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parts.len(), 1, "one minute in {} parts", parts.len());
 
     let (plant_dir, bureau_dir) = (tempdir(), tempdir());
     let (_, seeded_last) = append(&Plant::db_in(plant_dir.path()), &night);
@@ -357,7 +367,7 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
     );
 
     // Pressure travelled in kPa: the PLC reads it in Pa (around 101 kPa absolute or a few
-    // hundred Pa gauge), the bureau holds the Pa value / 1000.
+    // hundred Pa gauge), the bureau holds the Pa value / 1000 written in a01013's N5.3.
     let pressure = bureau_rows
         .iter()
         .find(|s| s.record.channel.as_ref() == "a01013" && s.record.kind == RecordKind::Hour)
@@ -376,13 +386,17 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
         sent.record.measured.unwrap_or(f64::NAN),
         pressure.record.measured.unwrap_or(f64::NAN),
     );
-    assert!(
-        (kpa - pa / 1000.0).abs() <= 1e-9 * kpa.abs(),
-        "{pa} Pa → {kpa} kPa"
-    );
+    let typed = |code: &str, x: f64| -> f64 {
+        data_type(code)
+            .and_then(|t| t.format(x).ok())
+            .and_then(|text| text.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    assert_eq!(kpa, typed("a01013", pa / 1000.0), "{pa} Pa → {kpa} kPa");
 
-    // Flow travelled in m3/s (HJ 212-2017 Table B.2, a00000): the plant stores m3/h and
-    // uploads the value / 3600, the bureau multiplies it back and stores m3/h again.
+    // Flow travelled in m3/s (HJ 212-2017 Table B.2, a00000, N6.1): the plant stores m3/h
+    // and uploads the value / 3600 to one decimal, the bureau multiplies it back and stores
+    // m3/h again.
     let flow = bureau_rows
         .iter()
         .find(|s| s.record.channel.as_ref() == "a00000" && s.record.kind == RecordKind::Hour)
@@ -402,7 +416,8 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
         flow.record.measured.unwrap_or(f64::NAN),
     );
     assert!(
-        (bureau_m3h - plant_m3h).abs() <= 1e-9 * plant_m3h.abs() && plant_m3h > 1000.0,
+        (bureau_m3h - typed("a00000", plant_m3h / 3600.0) * 3600.0).abs() <= 1e-9 * bureau_m3h
+            && plant_m3h > 1000.0,
         "{plant_m3h} m3/h at the plant, {bureau_m3h} m3/h at the bureau"
     );
     let hour = group_periods(std::iter::once(sent));
@@ -414,8 +429,9 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
         .and_then(|f| f.get(&FieldKind::Avg))
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(f64::NAN);
-    assert!(
-        (a00000 - plant_m3h / 3600.0).abs() <= 1e-9 * a00000.abs(),
+    assert_eq!(
+        a00000,
+        typed("a00000", plant_m3h / 3600.0),
         "a00000-Avg={a00000} for {plant_m3h} m3/h"
     );
 

@@ -3,7 +3,7 @@
 use cemsd::model::Flag;
 use cemsd::protocol::hj212::{
     decode, encode, split, CommandCode, CommandParams, CpGroup, Factor, FieldKind, Framer, Packet,
-    PacketFlag, Reassembler, SystemCode, MAX_DATA_LEN,
+    PacketFlag, Pushed, Reassembler, SystemCode, MAX_DATA_LEN,
 };
 use proptest::prelude::*;
 
@@ -167,7 +167,12 @@ proptest! {
 
     #[test]
     fn split_then_reassemble_gives_the_message_back(message in big_message(), rotate in 0usize..16) {
-        let mut parts = split(&message).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        // Each later part takes a QN of its own (HJ 212-2017 Table C.50).
+        let mut next = 0u32;
+        let mut parts = split(&message, || { next += 1; format!("20260101120000{next:03}") })
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let qns: std::collections::BTreeSet<_> = parts.iter().map(|p| p.qn.clone()).collect();
+        prop_assert_eq!(qns.len(), parts.len(), "every part its own QN");
         prop_assert!(parts.len() > 1 || encode(&message).is_ok(), "oversized message was not split");
         for part in &parts {
             let wire = encode(part).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -178,12 +183,13 @@ proptest! {
         // Parts may arrive in any order.
         let n = parts.len();
         parts.rotate_left(rotate % n);
-        let mut reassembler = Reassembler::new(4, 10_000);
+        let mut reassembler = Reassembler::new(4, 10_000, std::time::Duration::from_secs(60));
         let mut joined = None;
         for part in parts {
             let wire = encode(&part).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let decoded = decode(&wire).map_err(|e| TestCaseError::fail(e.to_string()))?;
-            if let Some(message) = reassembler.push(decoded).map_err(|e| TestCaseError::fail(e.to_string()))? {
+            let pushed = reassembler.push(decoded, std::time::Instant::now());
+            if let Pushed::Whole(message) = pushed.map_err(|e| TestCaseError::fail(e.to_string()))? {
                 joined = Some(message);
             }
         }

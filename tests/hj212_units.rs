@@ -19,15 +19,17 @@ const T0: i64 = 1_767_240_000_000;
 const HOUR_MS: i64 = 3_600_000;
 
 /// Per code: the quantity, the unit and value the plant's store holds, and what the packet
-/// must say (`Avg`, then `Cou` where the table gives the code a cumulative value). Values are
-/// chosen so the conversion is exact and the text is predictable.
+/// must say (`Avg` in the code's data type of Table B.2, then `Cou`, as the listener notes it,
+/// where the table gives the code a cumulative value; it travels with three decimals). Values
+/// are chosen so the conversion is exact, they fit their type without rounding and the text
+/// is predictable.
 const CASES: [(Quantity, Unit, f64, &str, Option<&str>); 12] = [
     // a00000 废气: 立方米/秒, Cou 立方米. 36 000 m3/h = 10 m3/s; over one hour 36 000 m3.
     (
         Quantity::Flow,
         Unit::CubicMetrePerHour,
         36_000.0,
-        "10",
+        "10.0",
         Some("36000"),
     ),
     // a01011 烟气流速 米/秒
@@ -41,19 +43,19 @@ const CASES: [(Quantity, Unit, f64, &str, Option<&str>); 12] = [
     // a01012 烟气温度 摄氏度
     (Quantity::Temperature, Unit::DegC, 120.5, "120.5", None),
     // a01013 烟气压力 千帕: a probe read and stored in Pa, 101 300 Pa = 101.3 kPa.
-    (Quantity::Pressure, Unit::Pa, 101_300.0, "101.3", None),
+    (Quantity::Pressure, Unit::Pa, 101_300.0, "101.300", None),
     // a01014 烟气湿度 %
     (Quantity::Humidity, Unit::PercentVol, 8.5, "8.5", None),
     // a19001 氧气含量 %
-    (Quantity::O2, Unit::PercentVol, 6.25, "6.25", None),
+    (Quantity::O2, Unit::PercentVol, 6.5, "6.5", None),
     // a21002, a21003, a21004, a21005, a21026, a34013: 毫克/立方米, Cou 千克. A rate of
     // 2.5 kg/h over one hour is 2.5 kg.
     (Quantity::NOx, Unit::MgPerM3, 45.5, "45.5", Some("2.5")),
-    (Quantity::NO, Unit::MgPerM3, 20.0, "20", Some("2.5")),
+    (Quantity::NO, Unit::MgPerM3, 20.0, "20.0", Some("2.5")),
     (Quantity::NO2, Unit::MgPerM3, 3.5, "3.5", Some("2.5")),
-    (Quantity::CO, Unit::MgPerM3, 12.0, "12", Some("2.5")),
-    (Quantity::SO2, Unit::MgPerM3, 28.5, "28.5", Some("2.5")),
-    (Quantity::Dust, Unit::MgPerM3, 4.25, "4.25", Some("2.5")),
+    (Quantity::CO, Unit::MgPerM3, 12.0, "12.000", Some("2.5")),
+    (Quantity::SO2, Unit::MgPerM3, 28.5, "28.50", Some("2.5")),
+    (Quantity::Dust, Unit::MgPerM3, 4.0, "4", Some("2.5")),
 ];
 
 fn header() -> UploadHeader {
@@ -112,10 +114,15 @@ fn every_code_travels_in_its_table_unit_and_is_stored_back_in_cemsds() {
     assert_eq!(groups.len(), 1, "one hour of one point");
     let encoded = period_packet(&header(), "20260101130000000", &groups[0], UtcOffset::CHINA);
     assert_eq!(encoded.left_out, vec![], "every unit converts exactly");
-    let parts = to_wire(&encoded.packet).unwrap_or_else(|e| panic!("{e}"));
+    let mut next = 0;
+    let parts = to_wire(&encoded.packet, || {
+        next += 1;
+        format!("2026010113000000{next}")
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let text: String = parts
         .iter()
-        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .map(|p| String::from_utf8_lossy(&p.bytes).into_owned())
         .collect();
 
     // Uplink bytes: each code in the table's unit.
@@ -125,7 +132,8 @@ fn every_code_travels_in_its_table_unit_and_is_stored_back_in_cemsds() {
         assert!(units.value.is_some(), "{code} has a fixed unit");
         let expected = match cou {
             Some(cou) => format!(
-                "{code}-Avg={avg},{code}-Min={avg},{code}-Max={avg},{code}-Cou={cou},{code}-Flag=N"
+                "{code}-Avg={avg},{code}-Min={avg},{code}-Max={avg},{code}-Cou={:.3},{code}-Flag=N",
+                cou.parse::<f64>().unwrap_or(f64::NAN)
             ),
             None => format!("{code}-Avg={avg},{code}-Min={avg},{code}-Max={avg},{code}-Flag=N"),
         };
@@ -137,7 +145,7 @@ fn every_code_travels_in_its_table_unit_and_is_stored_back_in_cemsds() {
     );
 
     // Listener: the same bytes stored back in the store's units.
-    let received: Vec<Record> = parts.iter().flat_map(|part| listen(part)).collect();
+    let received: Vec<Record> = parts.iter().flat_map(|part| listen(&part.bytes)).collect();
     for (quantity, unit, value, _, cou) in CASES {
         let code = code_2017(quantity).unwrap_or_else(|| panic!("{quantity} has a code"));
         let record = received

@@ -158,9 +158,10 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<PlatformState>>, policy: 
                             let Ok(frame) = frame else { continue };
                             let packet = frame.packet;
                             let text = String::from_utf8_lossy(&frame.raw).into_owned();
+                            // Every part of a split upload is acked under its own QN
+                            // (HJ 212-2017 Table C.50).
                             let wants_ack = is_upload(packet.cn)
-                                && packet.flag.is_some_and(|f| f.ack_required)
-                                && packet.pno == packet.pnum;
+                                && packet.flag.is_some_and(|f| f.ack_required);
                             let ack = wants_ack && {
                                 let mut s = lock(&state);
                                 s.acks_due += 1;
@@ -195,16 +196,15 @@ async fn serve(listener: TcpListener, state: Arc<Mutex<PlatformState>>, policy: 
     }
 }
 
-/// 9014 for an upload: `ST=91;CN=9014;PW;MN;Flag=4;CP=&&QN=…;CN=…&&`, same QN in the header.
+/// 9014 for an upload as HJ 212-2017 Table C.14 gives it: `QN=<upload's>;ST=91;CN=9014;PW;MN;
+/// Flag=4;CP=&&&&`.
 fn ack_of(upload: &Packet) -> Vec<u8> {
     let qn = upload.qn.clone().unwrap_or_default();
     let packet = Packet {
-        qn: Some(qn.clone()),
+        qn: Some(qn),
         pw: upload.pw.clone(),
         flag: Some(PacketFlag::hj212_2017(false)),
-        cp: CommandParams::new()
-            .with_param("QN", qn)
-            .with_param("CN", upload.cn.to_string()),
+        cp: CommandParams::new(),
         ..Packet::new(
             SystemCode::SystemInteraction,
             CommandCode::DataResponse,
@@ -385,12 +385,12 @@ async fn minute_hour_and_day_arrive_as_hand_checked_packets_and_the_cursor_waits
         first,
         vec![
             "QN=20260101121000000;ST=31;CN=2051;PW=123456;MN=88888880000001;Flag=5;CP=&&DataTime=20260101120000;\
-             a21026-Avg=28.5,a21026-ZsAvg=35.125,a21026-Min=27,a21026-Max=30.25,a21026-Cou=0.1,a21026-Flag=N;\
+             a21026-Avg=28.50,a21026-ZsAvg=35.12,a21026-Min=27.00,a21026-Max=30.25,a21026-Cou=0.100,a21026-Flag=N;\
              a19001-Avg=7.5,a19001-Flag=N&&",
             "QN=20260101121000001;ST=31;CN=2061;PW=123456;MN=88888880000001;Flag=5;CP=&&DataTime=20260101110000;\
-             a21026-Avg=29,a21026-Flag=M&&",
+             a21026-Avg=29.00,a21026-Flag=M&&",
             "QN=20260101121000002;ST=31;CN=2031;PW=123456;MN=88888880000001;Flag=5;CP=&&DataTime=20260101000000;\
-             a34013-Avg=4.5,a34013-Flag=N&&",
+             a34013-Avg=4,a34013-Flag=N&&",
         ]
     );
     // No ack yet: the cursor stays at 0 while the uplink resends.
@@ -568,10 +568,10 @@ async fn history_pull_after_an_outage_returns_every_hour_of_the_window() {
         vec![
             "QN=20260101170000000;ST=91;CN=9011;PW=123456;MN=88888880000001;Flag=4;CP=&&QnRtn=1&&"
                 .to_string(),
-            "2061 20260101120000 11".into(),
-            "2061 20260101130000 12".into(),
-            "2061 20260101140000 13".into(),
-            "2061 20260101150000 14".into(),
+            "2061 20260101120000 11.00".into(),
+            "2061 20260101130000 12.00".into(),
+            "2061 20260101140000 13.00".into(),
+            "2061 20260101150000 14.00".into(),
             "QN=20260101170000000;ST=91;CN=9012;PW=123456;MN=88888880000001;Flag=4;CP=&&ExeRtn=1&&"
                 .into(),
         ]

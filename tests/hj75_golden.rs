@@ -96,7 +96,8 @@ impl Line {
     fn tick(&mut self, now: i64) {
         self.quality.tick(Timestamp(now), &mut self.gaps);
         let done = self.aggregates.len();
-        self.aggregator.tick(Timestamp(now), &mut self.aggregates);
+        // readings are fed ahead of the clock here, so every tick is an end of input
+        self.aggregator.finish(Timestamp(now), &mut self.aggregates);
         for agg in &self.aggregates[done..] {
             self.exceedances.push(agg, &mut self.events);
         }

@@ -88,7 +88,7 @@ fn mqtt_readings_reach_the_store_and_the_live_board() {
     assert!(listening_within(http_port, WAIT), "no http");
     // before any message the MQTT device has not delivered anything
     assert_eq!(connected(http_port, "d1"), None);
-    let messages = numbered_json("ingest/d1", "d1", 0..5, now_ms() - 10_000);
+    let messages = numbered_json("ingest/d1", "d1", 0..5, now_ms() - 10_000, 1);
     let db = dir.path().join("data/cemsd.db");
     // the source subscribes once it is connected; publish until the first reading is in
     assert!(

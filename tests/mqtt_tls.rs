@@ -150,7 +150,10 @@ fn mutual_tls_with_a_test_ca() {
     std::thread::sleep(Duration::from_millis(1500));
 
     let n = 50;
-    publish(plain_port, &numbered_json("plant/a", "d1", 0..n, now_ms()));
+    publish(
+        plain_port,
+        &numbered_json("plant/a", "d1", 0..n, now_ms(), 1),
+    );
     let db = dir.join("trusting/cemsd.db");
     let arrived = wait_for(&db, |store| readings(store, "d1").len() as u64 >= n);
     for mut daemon in [trusting, wrong_ca] {

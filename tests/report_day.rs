@@ -118,7 +118,7 @@ fn a_day_with_an_exceedance_and_an_fgd_pair() {
         processor.push(&poll("in", 2000.0, ts), &mut records);
         ts += 10_000;
     }
-    processor.tick(Timestamp(from + 3 * HOUR + 60_000), &mut records);
+    processor.finish(Timestamp(from + 3 * HOUR + 60_000), &mut records);
     store.append(&records).unwrap_or_else(|e| panic!("{e}"));
 
     let day = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap_or_default();
@@ -215,7 +215,7 @@ fn a_restart_continues_open_exceedances_and_stores_each_period_once() {
             processor.push(&poll("out", so2, ts), &mut records);
             ts += 10_000;
         }
-        processor.tick(Timestamp(start + hours * HOUR + 60_000), &mut records);
+        processor.finish(Timestamp(start + hours * HOUR + 60_000), &mut records);
         store.append(&records).unwrap_or_else(|e| panic!("{e}"));
     };
     let mut first = Processor::new(&loaded.config, &loaded.profiles);
@@ -298,7 +298,7 @@ fn an_hour_invalidated_by_a_communication_failure_is_among_the_gaps() {
         processor.push(&samples, &mut records);
         ts += 10_000;
     }
-    processor.tick(Timestamp(from + 3 * HOUR + 60_000), &mut records);
+    processor.finish(Timestamp(from + 3 * HOUR + 60_000), &mut records);
     // 00:00–01:00: an SO2 hour a data logger uploaded with flag B, nothing else. (From
     // 03:59:50 the analyser is silent, a gap still open at the end of the day.)
     let mut uploaded = Record::new(

@@ -272,7 +272,7 @@ fn first_minute() -> Vec<Record> {
         processor.push(&nox_poll(p, ts + 100, FlagSet::EMPTY), &mut records);
     }
     // minute 00:00 closes once 00:01 plus the 30 s arrival grace has passed
-    processor.tick(Timestamp(T0 + 91_000), &mut records);
+    processor.finish(Timestamp(T0 + 91_000), &mut records);
     records
 }
 
@@ -478,7 +478,7 @@ fn one_batch_of_many_polls_gives_the_same_records() {
     }
     let mut records = Vec::new();
     processor.push(&batch, &mut records);
-    processor.tick(Timestamp(T0 + 91_000), &mut records);
+    processor.finish(Timestamp(T0 + 91_000), &mut records);
     let key = |r: &Record| (r.kind, r.ts, r.channel.to_string(), r.quantity);
     let mut one = records;
     let mut many = first_minute();

@@ -25,7 +25,7 @@ use crate::ops::signals::{Request, Signals};
 use crate::ops::state::{Generation, OpsState};
 use crate::ops::status::StackLimits;
 use crate::pipeline::live::Live;
-use crate::pipeline::{reading_of, Pipeline};
+use crate::pipeline::Pipeline;
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, Processor};
 use crate::sink::influx::{ClientError, StartError};
@@ -335,6 +335,7 @@ impl Workers {
 
         let pipeline = Pipeline::new(resumed, store.clone(), live.clone())
             .with_future_tolerance(config.ingest.future_tolerance.0)
+            .with_lateness_horizon(config.ingest.lateness_horizon.0)
             .warm_up()
             .await
             .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;
@@ -421,7 +422,7 @@ pub fn resume(
             ..Query::default()
         })?
         .iter()
-        .filter_map(reading_of)
+        .filter_map(|stored| crate::process::reading_of(&stored.record))
         .collect();
     let mut stored_periods = HashSet::new();
     for kind in [RecordKind::Minute, RecordKind::Hour, RecordKind::Day] {
@@ -436,7 +437,14 @@ pub fn resume(
         }
     }
     processor.warm_up(&readings, &stored_periods);
-    let hours = hours_for_open_exceedances(store, &processor, now)?;
+    let horizon = config.ingest.lateness_horizon.0;
+    // a value late by up to the horizon may fall into a gap that began before it
+    processor.recall_gaps(&store.query(&Query {
+        kind: Some(RecordKind::Gap),
+        from: Some(now.minus(horizon).minus(horizon)),
+        ..Query::default()
+    })?);
+    let hours = hours_for_open_exceedances(store, &processor, now, horizon)?;
     processor.warm_exceedances(&hours);
     let mut gaps = Vec::new();
     processor.restart(|point| last_of_point.get(point).copied(), now, &mut gaps);
@@ -452,12 +460,13 @@ pub fn resume(
 
 /// On a terminal, redraws a compact per-device status every two seconds.
 /// The stored hour averages (valid or not) that rebuild exceedance state: from one rolling window
-/// before the oldest event still open (or before now), in time order, the latest row of each
-/// (point, quantity, hour) winning.
+/// before the oldest event still open (or before the lateness horizon, which an hour may be
+/// revised within), in time order, the latest row of each (point, quantity, hour) winning.
 fn hours_for_open_exceedances(
     store: &Store,
     processor: &Processor,
     now: Timestamp,
+    horizon: std::time::Duration,
 ) -> Result<Vec<Aggregate>, StoreError> {
     let mut closed = HashSet::new();
     let mut starts = Vec::new();
@@ -478,7 +487,8 @@ fn hours_for_open_exceedances(
         .filter(|key| !closed.contains(key))
         .map(|(_, _, start)| start)
         .min()
-        .unwrap_or(now);
+        .unwrap_or(now)
+        .min(now.minus(horizon));
     let window = i64::from(processor.exceedance_lookback_hours()) * HOUR_MS;
     let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
     for stored in store.query(&Query {

@@ -97,9 +97,9 @@ pub struct Receipt {
     pub readings: usize,
     /// Readings already stored (a redelivery), dropped.
     pub duplicates: usize,
-    /// Readings older than the newest of their channel and not stored: the message went to
-    /// the dead letters with this explanation.
-    pub late: Option<String>,
+    /// Readings stamped further back than the lateness horizon and not stored: the batch
+    /// (its message, if it had one) went to the dead letters with this explanation.
+    pub too_late: Option<String>,
     /// Readings or records stamped too far ahead of the receiving clock, refused: the batch
     /// (its message, if it had one) went to the dead letters with this explanation.
     pub future: Option<String>,

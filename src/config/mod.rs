@@ -75,18 +75,29 @@ pub struct IngestConfig {
     /// not hold the channel's correct readings back until its date comes.
     #[serde(default = "five_minutes")]
     pub future_tolerance: Interval,
+    /// How far back a reading may still arrive after later ones of its channel (a broker
+    /// restart, a logger's backlog) and be taken, re-opening its minute, hour and day as
+    /// revisions; older ones go to the dead letters as `too_late`.
+    #[serde(default = "three_days")]
+    pub lateness_horizon: Interval,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             future_tolerance: five_minutes(),
+            lateness_horizon: three_days(),
         }
     }
 }
 
 fn five_minutes() -> Interval {
     Interval(Duration::from_secs(300))
+}
+
+/// Longer than a weekend's broker or link outage, which a site expects to recover whole.
+fn three_days() -> Interval {
+    Interval(Duration::from_secs(3 * 86_400))
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -753,6 +764,25 @@ fn validate(
             Some("use e.g. \"5m\" (the default): enough for clocks that drift, short enough that a wrong one is caught".into()),
         ));
     }
+    let horizon = config.ingest.lateness_horizon.0;
+    if !(Duration::from_secs(3600)..=Duration::from_secs(31 * 86_400)).contains(&horizon) {
+        return Err(src.error_at_path(
+            &[Seg::Key("ingest"), Seg::Key("lateness_horizon")],
+            "the lateness horizon must be between 1h and 31d",
+            Some("use e.g. \"3d\" (the default): longer than any outage after which delayed readings should still count".into()),
+        ));
+    }
+    if let Some(retention) = config.store.retention.as_ref().filter(|r| r.0 < horizon) {
+        return Err(src.error_at_path(
+            &[Seg::Key("ingest"), Seg::Key("lateness_horizon")],
+            format!(
+                "the lateness horizon ({}) is longer than the store's retention ({}): a late reading could re-open a day whose readings are deleted",
+                humantime::format_duration(horizon),
+                humantime::format_duration(retention.0)
+            ),
+            Some("shorten [ingest] lateness_horizon or lengthen [store] retention".into()),
+        ));
+    }
     if let Some(retention) = &config.store.retention {
         if retention.0 < Duration::from_secs(3600) {
             return Err(src.error_at_path(
@@ -1355,6 +1385,34 @@ mod tests {
             .unwrap_or_default();
         assert!(
             message.starts_with("site.toml:5:20: ingest.future_tolerance: "),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_lateness_horizon_defaults_to_three_days_and_fits_the_retention() {
+        let site = "[site]\nid = \"t\"\n";
+        let loaded = super::parse(Path::new("site.toml"), site).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            loaded.config.ingest.lateness_horizon,
+            Interval(Duration::from_secs(3 * 86_400))
+        );
+        let error = |text: &str| {
+            super::parse(Path::new("site.toml"), text)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let message = error(&format!("{site}\n[ingest]\nlateness_horizon = \"10m\"\n"));
+        assert!(
+            message.starts_with("site.toml:5:20: ingest.lateness_horizon: "),
+            "{message}"
+        );
+        let message = error(&format!(
+            "{site}\n[store]\nretention = \"2d\"\n[ingest]\nlateness_horizon = \"3d\"\n"
+        ));
+        assert!(
+            message.contains("longer than the store's retention (2days)"),
             "{message}"
         );
     }

@@ -36,6 +36,22 @@ impl Timestamp {
     pub fn from_datetime(dt: DateTime<Utc>) -> Self {
         Timestamp(dt.timestamp_millis())
     }
+
+    /// `by` later, saturating at the end of representable time.
+    pub fn plus(self, by: std::time::Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(by.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
+
+    /// `by` earlier, saturating at the start of representable time.
+    pub fn minus(self, by: std::time::Duration) -> Self {
+        Timestamp(
+            self.0
+                .saturating_sub(i64::try_from(by.as_millis()).unwrap_or(i64::MAX)),
+        )
+    }
 }
 
 impl fmt::Display for Timestamp {

@@ -89,7 +89,12 @@ pub const HELP: &[(&str, Kind, &str)] = &[
     (
         crate::pipeline::REFUSED,
         Kind::Counter,
-        "Readings and uploaded records refused before processing, by origin (modbus, mqtt, hj212) and reason (future: stamped further ahead of the receiving clock than [ingest] future_tolerance).",
+        "Readings and uploaded records refused before processing, by origin (modbus, mqtt, hj212) and reason (future: stamped further ahead of the receiving clock than [ingest] future_tolerance; too_late: older than [ingest] lateness_horizon and never stored).",
+    ),
+    (
+        crate::pipeline::LATE_TAKEN,
+        Kind::Counter,
+        "Readings taken after later ones of their channel (a redelivery after a broker restart, a backlog), by origin; the minutes, hours and days they fall into are stored again as revisions.",
     ),
     (
         READINGS_COMMITTED,

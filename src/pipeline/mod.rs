@@ -8,6 +8,14 @@
 //! clock than the configured tolerance is refused as `future` before anything per channel
 //! sees it (dedupe high-water mark, quality, aggregation, gap detection), so one wrong
 //! clock cannot hold a channel's later readings back until its date comes.
+//!
+//! Order does not matter: a reading is taken once per (device, channel, time), whenever it
+//! comes. One newer than its channel's newest is taken at once; an older one (a broker that
+//! restarted and redelivered, a logger's backlog) is looked up in the store once everything
+//! before it is committed: a copy is dropped, anything else is taken with the inputs of its
+//! own time and re-opens the minute, hour and day it falls into, which are stored again as
+//! revisions ([`Processor::push_late`]). Only readings further back than the lateness
+//! horizon are refused, as `too_late`.
 
 mod dedupe;
 pub mod live;
@@ -23,9 +31,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::collect::batch::{Batch, DeadLetter, Message, Origin, Receipt, RECEIVE_TIME_NOTE};
 use crate::model::time::Clock;
-use crate::model::{Basis, Reading, Sample, Timestamp};
+use crate::model::{Sample, Timestamp};
 use crate::pipeline::live::Live;
-use crate::process::Processor;
+use crate::process::{Processor, Window};
 use crate::store::{Query, Record, RecordKind, Store, StoreError, StoreHandle, Stored};
 
 use dedupe::HighWater;
@@ -44,11 +52,17 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 const MAX_COMMITS_IN_FLIGHT: usize = 2;
 
 /// Readings and records refused before processing, by origin (`modbus`, `mqtt`, `hj212`) and
-/// reason (`future`).
+/// reason (`future`, `too_late`).
 pub const REFUSED: &str = "cemsd_ingest_refused_total";
+
+/// Readings taken after later ones of their channel, by origin; their periods were revised.
+pub const LATE_TAKEN: &str = "cemsd_ingest_late_readings_total";
 
 /// How far ahead of the receiving clock a reading may be stamped unless configured.
 pub const DEFAULT_FUTURE_TOLERANCE: Duration = Duration::from_secs(300);
+
+/// How far back a reading may arrive after later ones unless configured.
+pub const DEFAULT_LATENESS_HORIZON: Duration = Duration::from_secs(3 * 86_400);
 
 /// What the store writer answers to an append: the seq range the records got.
 type Appended = Result<Option<(u64, u64)>, StoreError>;
@@ -88,11 +102,12 @@ struct Settle {
     readings: usize,
     origin: Origin,
     dead_letters: Vec<DeadLetter>,
-    /// Readings that were not newer than their channel's newest: stored copies or late.
-    not_newer: Vec<Sample>,
-    message: Option<Message>,
+    /// Readings dropped as copies of stored ones.
+    duplicates: usize,
     /// Why readings of the batch were refused as stamped in the future.
     future: Option<String>,
+    /// Why readings of the batch were refused as older than the lateness horizon.
+    too_late: Option<String>,
 }
 
 /// Readings and records of one batch refused before processing.
@@ -108,7 +123,7 @@ struct Refused {
 }
 
 impl Refused {
-    fn future(samples: &[Sample], records: &[Record]) -> Option<Refused> {
+    fn of(samples: &[Sample], records: &[Record]) -> Option<Refused> {
         let count = samples.len() + records.len();
         if count == 0 {
             return None;
@@ -154,6 +169,7 @@ pub struct Pipeline {
     /// The receiving clock: judges timestamps and lets wall-clock time pass.
     clock: Clock,
     future_tolerance: Duration,
+    lateness_horizon: Duration,
 }
 
 impl Pipeline {
@@ -165,6 +181,7 @@ impl Pipeline {
             high_water: HighWater::new(),
             clock: crate::model::time::system_clock(),
             future_tolerance: DEFAULT_FUTURE_TOLERANCE,
+            lateness_horizon: DEFAULT_LATENESS_HORIZON,
         }
     }
 
@@ -177,6 +194,12 @@ impl Pipeline {
     /// Refuses readings stamped more than `tolerance` ahead of the clock.
     pub fn with_future_tolerance(mut self, tolerance: Duration) -> Self {
         self.future_tolerance = tolerance;
+        self
+    }
+
+    /// Takes readings up to `horizon` older than the newest of their channel.
+    pub fn with_lateness_horizon(mut self, horizon: Duration) -> Self {
+        self.lateness_horizon = horizon;
         self
     }
 
@@ -224,7 +247,9 @@ impl Pipeline {
                 batch = batches.recv(), if open && room => match batch {
                     // each batch is processed on its own (see Processor::push); what queued
                     // up meanwhile is committed together
-                    Some(batch) => self.take(batch, &mut records, &mut settle),
+                    Some(batch) => {
+                        self.take(batch, &mut records, &mut settle).await;
+                    }
                     None => open = false,
                 },
                 _ = ticker.tick(), if open => self.processor.tick((self.clock)(), &mut records),
@@ -239,20 +264,36 @@ impl Pipeline {
             }
             while open && records.len() < MAX_RECORDS_PER_COMMIT {
                 match batches.try_recv() {
-                    Ok(batch) => self.take(batch, &mut records, &mut settle),
+                    Ok(batch) => {
+                        self.take(batch, &mut records, &mut settle).await;
+                    }
                     Err(_) => break,
                 }
             }
-            if !records.is_empty() || !settle.is_empty() {
-                self.live.record_readings(&records);
-                let records = Arc::new(std::mem::take(&mut records));
-                in_flight.push_back(Commit {
-                    done: Box::pin(self.store.append_shared(records.clone())),
-                    records,
-                    settle: std::mem::take(&mut settle),
-                });
+            if self.processor.has_pending_revisions() {
+                self.revise(&mut records).await;
             }
+            self.commit(&mut records, &mut settle, &mut in_flight);
         }
+    }
+
+    /// Hands what was gathered to the store writer as one commit.
+    fn commit(
+        &self,
+        records: &mut Vec<Record>,
+        settle: &mut Vec<Settle>,
+        in_flight: &mut VecDeque<Commit>,
+    ) {
+        if records.is_empty() && settle.is_empty() {
+            return;
+        }
+        self.live.record_readings(records);
+        let records = Arc::new(std::mem::take(records));
+        in_flight.push_back(Commit {
+            done: Box::pin(self.store.append_shared(records.clone())),
+            records,
+            settle: std::mem::take(settle),
+        });
     }
 
     /// Completes the oldest commit: retries it until it is durable (collectors wait on the
@@ -276,7 +317,7 @@ impl Pipeline {
         }
     }
 
-    fn take(&mut self, batch: Batch, records: &mut Vec<Record>, settle: &mut Vec<Settle>) {
+    async fn take(&mut self, batch: Batch, records: &mut Vec<Record>, settle: &mut Vec<Settle>) {
         let Batch {
             origin,
             samples,
@@ -287,42 +328,56 @@ impl Pipeline {
             receipt,
         } = batch;
         let now = (self.clock)();
-        let limit =
-            Timestamp(now.0.saturating_add(
-                i64::try_from(self.future_tolerance.as_millis()).unwrap_or(i64::MAX),
-            ));
+        let limit = now.plus(self.future_tolerance);
         let (samples, future_samples): (Vec<Sample>, Vec<Sample>) =
             samples.into_iter().partition(|s| s.ts <= limit);
         let (computed, future_records): (Vec<Record>, Vec<Record>) =
             computed.into_iter().partition(|r| r.ts <= limit);
-        let future = Refused::future(&future_samples, &future_records);
-        let future_detail = future.as_ref().map(|refused| {
-            metrics::counter!(REFUSED, "origin" => origin.kind(), "reason" => "future")
-                .increment(refused.count as u64);
-            let detail = format!(
-                "{} stamped more than {} ahead of the receiving clock ({now}), first {}; the rest of the batch is stored",
-                refused.what,
-                humantime::format_duration(self.future_tolerance),
-                refused.first
-            );
-            let (payload, address) = match &message {
-                Some(m) => (m.payload.clone(), format!(" (topic {})", m.topic)),
-                None => (refused.listing.clone().into_bytes(), String::new()),
-            };
-            dead_letters.push(DeadLetter {
-                reason: format!("future: {detail}{address}"),
-                payload,
-                received: now,
-            });
-            detail
+        let future = Refused::of(&future_samples, &future_records).map(|refused| {
+            self.refuse(
+                &origin,
+                "future",
+                &format!(
+                    "{} stamped more than {} ahead of the receiving clock ({now}), first {}; the rest of the batch is stored",
+                    refused.what,
+                    humantime::format_duration(self.future_tolerance),
+                    refused.first
+                ),
+                &refused,
+                message.as_ref(),
+                now,
+                &mut dead_letters,
+            )
         });
         let (samples, not_newer) = if origin.redelivers() {
             self.high_water.admit(samples)
         } else {
             (samples, Vec::new())
         };
+        let oldest = now.minus(self.lateness_horizon);
+        let (late, too_late): (Vec<Sample>, Vec<Sample>) =
+            not_newer.into_iter().partition(|s| s.ts >= oldest);
+        let too_late = Refused::of(&too_late, &[]).map(|refused| {
+            self.refuse(
+                &origin,
+                "too_late",
+                &format!(
+                    "{} older than the lateness horizon of {} before the receiving clock ({now}) and not stored before, first {}; the rest of the batch is stored",
+                    refused.what,
+                    humantime::format_duration(self.lateness_horizon),
+                    refused.first
+                ),
+                &refused,
+                message.as_ref(),
+                now,
+                &mut dead_letters,
+            )
+        });
         if !matches!(origin, Origin::Modbus) {
-            let devices = samples.iter().map(|s| &s.device);
+            let devices = samples
+                .iter()
+                .map(|s| &s.device)
+                .chain(late.iter().map(|s| &s.device));
             self.live
                 .delivered(devices.chain(computed.iter().map(|r| &r.device)));
         }
@@ -335,25 +390,127 @@ impl Pipeline {
                 }
             }
         }
+        let mut taken = samples.len();
+        let mut duplicates = 0;
+        if !late.is_empty() {
+            let (outcome, mut taken_late) = self.take_late(&late, &origin, records).await;
+            records.append(&mut taken_late);
+            taken += outcome.taken;
+            duplicates = outcome.duplicates;
+        }
         if !computed.is_empty() {
             self.live.record_uploads(&computed);
             records.extend(computed);
         }
-        if receipt.is_some() || !dead_letters.is_empty() || !not_newer.is_empty() {
+        if receipt.is_some() || !dead_letters.is_empty() {
             settle.push(Settle {
                 receipt,
-                readings: samples.len(),
+                readings: taken,
                 origin,
                 dead_letters,
-                not_newer,
-                message,
-                future: future_detail,
+                duplicates,
+                future,
+                too_late,
             });
         }
     }
 
-    /// Keeps the batch's dead letters, sorts its not-newer readings into stored copies and
-    /// late ones (which dead-letter the whole message), then answers its receipt.
+    /// Takes readings older than their channel's newest. Their copies and the input
+    /// readings around them are looked up where they may be: in the store, read after every
+    /// commit in flight, and among the records gathered for the next commit.
+    async fn take_late(
+        &mut self,
+        late: &[Sample],
+        origin: &Origin,
+        records: &[Record],
+    ) -> (crate::process::LateOutcome, Vec<Record>) {
+        let windows = self.processor.late_windows(late);
+        let keys: Vec<(Arc<str>, Arc<str>, Timestamp)> = late
+            .iter()
+            .map(|s| (s.device.clone(), s.channel.clone(), s.ts))
+            .collect();
+        let mut stored = {
+            let (windows, keys) = (Arc::new(windows.clone()), Arc::new(keys.clone()));
+            self.retry("read for late readings", move |store| {
+                let (windows, keys) = (windows.clone(), keys.clone());
+                async move {
+                    store
+                        .call(move |s: &mut Store| read_late(s, &keys, &windows))
+                        .await?
+                }
+            })
+            .await
+        };
+        stored.extend(
+            records
+                .iter()
+                .filter(|r| {
+                    r.kind == RecordKind::Reading
+                        && keys
+                            .iter()
+                            .any(|(d, c, ts)| (d, c, ts) == (&r.device, &r.channel, &r.ts))
+                })
+                .map(|r| Stored {
+                    seq: 0,
+                    record: r.clone(),
+                }),
+        );
+        stored.extend(gathered_within(records, &windows));
+        let mut out = Vec::new();
+        let outcome = self.processor.push_late(late, &stored, &mut out);
+        metrics::counter!(LATE_TAKEN, "origin" => origin.kind()).increment(outcome.taken as u64);
+        (outcome, out)
+    }
+
+    /// Adds the revisions of the minutes that readings gathered for this commit re-opened.
+    /// Every reading of such a minute is either stored (the read below comes after every
+    /// commit in flight) or among `records`, so the revisions go into the same commit as
+    /// the readings that caused them: a crash leaves both or neither.
+    async fn revise(&mut self, records: &mut Vec<Record>) {
+        let windows = self.processor.pending_windows();
+        let mut stored = {
+            let windows = Arc::new(windows.clone());
+            self.retry("read for revisions", move |store| {
+                let windows = windows.clone();
+                async move {
+                    store
+                        .call(move |s: &mut Store| read_windows(s, &windows))
+                        .await?
+                }
+            })
+            .await
+        };
+        stored.extend(gathered_within(records, &windows));
+        self.processor.revise_pending(&stored, records);
+    }
+
+    /// Counts and dead-letters readings refused for `reason`; returns the explanation.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &self,
+        origin: &Origin,
+        reason: &'static str,
+        detail: &str,
+        refused: &Refused,
+        message: Option<&Message>,
+        now: Timestamp,
+        dead_letters: &mut Vec<DeadLetter>,
+    ) -> String {
+        metrics::counter!(REFUSED, "origin" => origin.kind(), "reason" => reason)
+            .increment(refused.count as u64);
+        let (payload, address) = match message {
+            Some(m) => (m.payload.clone(), format!(" (topic {})", m.topic)),
+            None => (refused.listing.clone().into_bytes(), String::new()),
+        };
+        dead_letters.push(DeadLetter {
+            reason: format!("{reason}: {detail}{address}"),
+            payload,
+            received: now,
+        });
+        detail.to_string()
+    }
+
+    /// Keeps the batch's dead letters, then answers its receipt.
     async fn settle(&self, done: Settle) {
         let source = done.origin.dead_letter_source();
         for letter in done.dead_letters {
@@ -374,29 +531,12 @@ impl Pipeline {
             })
             .await;
         }
-        let mut receipt = Receipt {
+        let receipt = Receipt {
             readings: done.readings,
+            duplicates: done.duplicates,
             future: done.future,
-            ..Receipt::default()
+            too_late: done.too_late,
         };
-        if !done.not_newer.is_empty() {
-            let (not_newer, message) = (Arc::new(done.not_newer), done.message.map(Arc::new));
-            let (duplicates, late) = self
-                .retry("check of redelivered readings", move |store| {
-                    let (not_newer, message, source) =
-                        (not_newer.clone(), message.clone(), source.clone());
-                    async move {
-                        store
-                            .call(move |s: &mut Store| {
-                                late_check(s, &not_newer, message.as_deref(), &source)
-                            })
-                            .await?
-                    }
-                })
-                .await;
-            receipt.duplicates = duplicates;
-            receipt.late = late;
-        }
         if let Some(tx) = done.receipt {
             // the source may have stopped waiting (shutting down); the data is stored
             let _ = tx.send(receipt);
@@ -423,79 +563,62 @@ impl Pipeline {
     }
 }
 
-/// Readings of a redelivering source that were not newer than their channel's newest:
-/// copies of stored readings are dropped; any other makes the message late, and the whole
-/// message goes to the dead letters (the rest of it is stored).
-fn late_check(
+/// The stored records of each window, in store order within it.
+fn read_windows(store: &mut Store, windows: &[Window]) -> Result<Vec<Stored>, StoreError> {
+    let mut rows = Vec::new();
+    for w in windows {
+        rows.extend(store.query(&Query {
+            kind: Some(w.kind),
+            stack: Some(w.stack.to_string()),
+            quantity: Some(w.quantity),
+            from: Some(w.from),
+            to: Some(w.to),
+            ..Query::default()
+        })?);
+    }
+    Ok(rows)
+}
+
+/// Records gathered for the next commit that fall into `windows`, as if stored, in order.
+fn gathered_within(records: &[Record], windows: &[Window]) -> Vec<Stored> {
+    records
+        .iter()
+        .filter(|r| {
+            windows.iter().any(|w| {
+                w.kind == r.kind
+                    && *w.stack == *r.stack
+                    && r.quantity == Some(w.quantity)
+                    && (w.from..w.to).contains(&r.ts)
+            })
+        })
+        .map(|r| Stored {
+            seq: 0,
+            record: r.clone(),
+        })
+        .collect()
+}
+
+/// The stored copy of each (device, channel, time) that has one, then the records of
+/// `windows`. A copy is found through the time index in a few page reads.
+fn read_late(
     store: &mut Store,
-    not_newer: &[Sample],
-    message: Option<&Message>,
-    source: &str,
-) -> Result<(usize, Option<String>), StoreError> {
-    let mut late = Vec::new();
-    for sample in not_newer {
-        if !is_stored(store, sample)? {
-            late.push(sample);
-        }
+    keys: &[(Arc<str>, Arc<str>, Timestamp)],
+    windows: &[Window],
+) -> Result<Vec<Stored>, StoreError> {
+    let mut rows = Vec::new();
+    for (device, channel, ts) in keys {
+        rows.extend(store.query(&Query {
+            kind: Some(RecordKind::Reading),
+            device: Some(device.to_string()),
+            channel: Some(channel.to_string()),
+            from: Some(*ts),
+            to: Some(Timestamp(ts.0.saturating_add(1))),
+            limit: Some(1),
+            ..Query::default()
+        })?);
     }
-    let duplicates = not_newer.len() - late.len();
-    let Some(first) = late.first() else {
-        return Ok((duplicates, None));
-    };
-    let detail = format!(
-        "{} reading(s) older than the newest taken on their channel, first {}/{} at {}; the rest of the message is stored",
-        late.len(),
-        first.device,
-        first.channel,
-        first.ts
-    );
-    if let Some(message) = message {
-        store.append_dead_letter(
-            source,
-            &format!("late: {detail} (topic {})", message.topic),
-            &message.payload,
-            message.received,
-        )?;
-    }
-    Ok((duplicates, Some(detail)))
-}
-
-fn is_stored(store: &Store, sample: &Sample) -> Result<bool, StoreError> {
-    let found = store.query(&Query {
-        kind: Some(RecordKind::Reading),
-        device: Some(sample.device.to_string()),
-        channel: Some(sample.channel.to_string()),
-        from: Some(sample.ts),
-        to: Some(Timestamp(sample.ts.0.saturating_add(1))),
-        limit: Some(1),
-        ..Query::default()
-    })?;
-    Ok(!found.is_empty())
-}
-
-/// A stored reading as the aggregation stage consumed it, for warming up after a restart.
-pub fn reading_of(stored: &Stored) -> Option<Reading> {
-    let r = &stored.record;
-    if r.kind != RecordKind::Reading {
-        return None;
-    }
-    Some(Reading {
-        ts: r.ts,
-        stack: r.stack.clone(),
-        device: r.device.clone(),
-        channel: r.channel.clone(),
-        quantity: r.quantity?,
-        unit: r.unit?,
-        // normalised readings are at dry basis or carry their own unit's basis; aggregation
-        // does not look at it
-        basis: Basis::Dry,
-        raw: r.raw.unwrap_or(f64::NAN),
-        measured: r.measured.unwrap_or(f64::NAN),
-        corrected: r.corrected,
-        rate: r.rate,
-        flags: r.flags,
-        note: r.note.clone(),
-    })
+    rows.extend(read_windows(store, windows)?);
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -665,14 +788,16 @@ channels = { O2 = { unit = "%vol" } }
     }
 
     #[tokio::test]
-    async fn a_redelivery_is_dropped_and_an_older_reading_dead_letters_its_message() {
-        let h = Harness::start().await;
+    async fn a_redelivery_is_dropped_an_older_reading_taken_and_one_past_the_horizon_refused() {
+        let h = Harness::start_with(Arc::new(|| Timestamp(T1 + 60_000))).await;
         let first = h.send(Batch::readings(mqtt(), vec![o2(T1)])).await;
         assert_eq!(first.await.ok().map(|r| r.readings), Some(1));
-        // the same reading again (a lost PUBACK), and one older than it, never stored
+        // the same reading again (a lost PUBACK), one older than it (a broker that
+        // restarted), and one from four days back, past the default horizon of three
+        let four_days = T0 - 4 * 86_400_000;
         let again = h
             .send(Batch {
-                samples: vec![o2(T1), o2(T0)],
+                samples: vec![o2(T1), o2(T0), o2(four_days)],
                 message: Some(Message {
                     topic: "x/dtu/O2".into(),
                     payload: b"6.0".to_vec(),
@@ -682,23 +807,125 @@ channels = { O2 = { unit = "%vol" } }
             })
             .await;
         let receipt = again.await.unwrap_or_else(|_| panic!("never answered"));
+        assert_eq!((receipt.readings, receipt.duplicates), (1, 1));
+        let too_late = receipt
+            .too_late
+            .unwrap_or_else(|| panic!("nothing refused"));
+        assert!(too_late.contains("dtu/O2 at 2025-12-28"), "{too_late}");
+        let stored: Vec<i64> = h
+            .committed(RecordKind::Reading, "dtu")
+            .iter()
+            .map(|r| r.record.ts.0)
+            .collect();
+        assert_eq!(stored, vec![T0, T1]);
+        // a second delivery of the late one is a copy now
+        let again = h.send(Batch::readings(mqtt(), vec![o2(T0)])).await;
+        let receipt = again.await.unwrap_or_else(|_| panic!("never answered"));
         assert_eq!((receipt.readings, receipt.duplicates), (0, 1));
-        assert!(receipt.late.is_some_and(|late| late.contains("dtu/O2")));
-        assert_eq!(h.committed(RecordKind::Reading, "dtu").len(), 1);
-        let letters = h
-            .handle
-            .call(|s: &mut Store| s.dead_letters(10))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let letters = dead_letters(&h).await;
         assert_eq!(letters.len(), 1);
         assert_eq!(letters[0].source, "mqtt:m");
         assert!(
-            letters[0].reason.starts_with("late: "),
+            letters[0].reason.starts_with("too_late: "),
             "{}",
             letters[0].reason
         );
         assert!(letters[0].reason.ends_with("(topic x/dtu/O2)"));
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn readings_in_reverse_order_revise_their_closed_minutes() {
+        // the clock is two minutes past the readings: ticks close what they reach
+        let h = Harness::start_with(Arc::new(|| Timestamp(T0 + 180_000))).await;
+        let mut values = Vec::new();
+        // 04:01:50, 04:01:40, … 04:00:00 — newest first; 6.0 + i/10 %
+        for i in (0..12).rev() {
+            let mut reading = o2(T0 + i * 10_000);
+            reading.value = 6.0 + i as f64 / 10.0;
+            values.push(reading.value);
+            let receipt = h.send(Batch::readings(mqtt(), vec![reading])).await;
+            let receipt = receipt.await.unwrap_or_else(|_| panic!("never answered"));
+            assert_eq!((receipt.readings, receipt.duplicates), (1, 0));
+        }
+        // let ticks close the last minute: the first after a delivery leaves it open
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        let _ = h.send(Batch::new(mqtt())).await.await;
+        assert_eq!(h.committed(RecordKind::Reading, "dtu").len(), 12);
+        let reader = Store::open(&h.dir.path().join("t.db"), StoreOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let minutes = reader
+            .query(&Query {
+                kind: Some(RecordKind::Minute),
+                ..Query::default()
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut newest: std::collections::BTreeMap<i64, &Record> = Default::default();
+        for m in &minutes {
+            newest.insert(m.record.ts.0, &m.record);
+        }
+        assert_eq!(newest.len(), 2, "{minutes:?}");
+        // 04:00 holds 6.0 … 6.5, 04:01 holds 6.6 … 7.1, whatever the order
+        for (start, want) in [(T0, 6.25), (T0 + 60_000, 6.85)] {
+            let minute = newest[&start];
+            assert_eq!(minute.count, Some(6), "{minute:?}");
+            let avg = minute.measured.unwrap_or(f64::NAN);
+            assert!((avg - want).abs() < 1e-9, "{start}: {avg} ≠ {want}");
+        }
+        // revisions were stored beside the first versions, numbered
+        let revisions: Vec<u32> = minutes
+            .iter()
+            .filter(|m| m.record.ts.0 == T0)
+            .map(|m| m.record.revision)
+            .collect();
+        assert_eq!(revisions, (0..revisions.len() as u32).collect::<Vec<_>>());
+        assert!(revisions.len() > 1, "{minutes:?}");
+        h.stop().await;
+    }
+
+    #[tokio::test]
+    async fn a_backlog_paused_long_enough_for_its_minute_to_close_revises_it() {
+        // the readings are six hours old: ticks close their minute and hour at once (the
+        // day, 12:00 to 18:00 local time, is still open)
+        let h = Harness::start_with(Arc::new(|| Timestamp(T0 + 6 * 3_600_000))).await;
+        let first = h.send(Batch::readings(mqtt(), vec![o2(T0)])).await;
+        first.await.unwrap_or_else(|_| panic!("never answered"));
+        // a pause (a broker restart) long enough for two ticks
+        tokio::time::sleep(Duration::from_millis(2_200)).await;
+        let mut next = o2(T0 + 10_000);
+        next.value = 7.0;
+        let second = h.send(Batch::readings(mqtt(), vec![next])).await;
+        let receipt = second.await.unwrap_or_else(|_| panic!("never answered"));
+        assert_eq!((receipt.readings, receipt.duplicates), (1, 0));
+        for kind in [RecordKind::Minute, RecordKind::Hour] {
+            let reader = Store::open(&h.dir.path().join("t.db"), StoreOptions::default())
+                .unwrap_or_else(|e| panic!("{e}"));
+            let rows = reader
+                .query(&Query {
+                    kind: Some(kind),
+                    ..Query::default()
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            let got: Vec<(u32, Option<u32>, Option<f64>)> = rows
+                .iter()
+                .map(|r| (r.record.revision, r.record.count, r.record.measured))
+                .collect();
+            // the first version from 6.0 alone, then the revision from 6.0 and 7.0; the
+            // hour counts its one valid minute
+            let counts = if kind == RecordKind::Minute {
+                (1, 2)
+            } else {
+                (1, 1)
+            };
+            assert_eq!(
+                got,
+                vec![
+                    (0, Some(counts.0), Some(6.0)),
+                    (1, Some(counts.1), Some(6.5))
+                ],
+                "{kind:?}"
+            );
+        }
         h.stop().await;
     }
 
@@ -778,7 +1005,7 @@ channels = { O2 = { unit = "%vol" } }
             })
             .await;
         let receipt = wrong.await.unwrap_or_else(|_| panic!("never answered"));
-        assert_eq!((receipt.readings, receipt.late), (0, None));
+        assert_eq!((receipt.readings, receipt.too_late), (0, None));
         let detail = receipt.future.unwrap_or_else(|| panic!("not refused"));
         assert!(detail.contains("dtu/O2 at 2090-01-01"), "{detail}");
         // 4 min 59 s ahead is within the default tolerance of 5 min
@@ -788,7 +1015,7 @@ channels = { O2 = { unit = "%vol" } }
             let receipt = h.send(Batch::readings(mqtt(), vec![o2(ts)])).await;
             let receipt = receipt.await.unwrap_or_else(|_| panic!("never answered"));
             assert_eq!(
-                (receipt.readings, receipt.late, receipt.future),
+                (receipt.readings, receipt.too_late, receipt.future),
                 (1, None, None)
             );
         }

@@ -22,9 +22,13 @@
 //! Periods close when a reading of the same series lies beyond their end, or when
 //! `tick(now)` finds now − arrival_grace beyond it; the result does not depend on how readings
 //! are batched as long as a tick never claims a time for which readings are still to come.
-//! Readings older than an already closed minute are counted in `late_readings` and left out.
-//! Periods without any reading produce no record; the gap records say why.
+//! A reading older than an already closed minute re-opens it: [`Aggregator::revise`] takes
+//! the minute recomputed from all its readings, puts it in place of the old one in the open
+//! hour, or — when the hour is closed too — recomputes the hour (and likewise the day) from
+//! the stored periods, each emitted again as the next revision. Periods without any reading
+//! produce no record; the gap records say why.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::stack::{millis, StackParams};
@@ -63,6 +67,8 @@ pub struct Aggregate {
     /// The note of the period's last reading or sub-period (the valid ones, if any): why a
     /// value is absent ("no O2 source") or how it was obtained.
     pub note: Option<String>,
+    /// 0 when first computed; one more each time late readings re-open the period.
+    pub revision: u32,
 }
 
 /// One contribution to a period: a reading, or a closed sub-period.
@@ -319,7 +325,42 @@ impl Rules {
             rate_avg,
             mass_kg,
             note,
+            revision: 0,
         }
+    }
+}
+
+/// The closed sub-periods of an open hour or day, kept until it closes so that a late
+/// revision of one of them takes its place.
+#[derive(Debug, Clone)]
+struct Parts {
+    start: i64,
+    /// In time order, one per sub-period start.
+    parts: Vec<Aggregate>,
+}
+
+impl Parts {
+    fn new(start: i64) -> Parts {
+        Parts {
+            start,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Adds `agg`, or replaces the sub-period it revises.
+    fn put(&mut self, agg: Aggregate) {
+        match self.parts.binary_search_by_key(&agg.start, |p| p.start) {
+            Ok(i) => self.parts[i] = agg,
+            Err(i) => self.parts.insert(i, agg),
+        }
+    }
+
+    fn acc(&self) -> Acc {
+        let mut acc = Acc::new(self.start);
+        for part in &self.parts {
+            acc.add(&Entry::of_aggregate(part));
+        }
+        acc
     }
 }
 
@@ -329,11 +370,14 @@ struct Series {
     quantity: Quantity,
     unit: Unit,
     minute: Option<Acc>,
-    hour: Option<Acc>,
-    day: Option<Acc>,
-    /// Readings before this instant can no longer be placed: the start of the open minute, or
-    /// the end of the last closed one.
+    hour: Option<Parts>,
+    day: Option<Parts>,
+    /// Readings before this instant can no longer be placed in the open minute: the start
+    /// of the open minute, or the end of the last closed one.
     watermark: i64,
+    /// A reading came since the last tick: the series is still being delivered (a backlog
+    /// streaming in after an outage), so the clock does not close its periods yet.
+    delivering: bool,
 }
 
 impl Series {
@@ -345,6 +389,25 @@ impl Series {
             stack,
             out,
         );
+    }
+
+    /// Start of the hour or day still open: the one holding parts, or else the one the
+    /// open minute (or hour) lies in, which has none yet.
+    fn open_start(&self, period: Period, rules: &Rules) -> Option<i64> {
+        let within = |start: i64| floor(start, period.millis(), rules.offset_ms);
+        match period {
+            Period::Minute => self.minute.as_ref().map(|m| m.start),
+            Period::Hour => self
+                .hour
+                .as_ref()
+                .map(|h| h.start)
+                .or_else(|| self.minute.as_ref().map(|m| within(m.start))),
+            Period::Day => self
+                .day
+                .as_ref()
+                .map(|d| d.start)
+                .or_else(|| self.open_start(Period::Hour, rules).map(within)),
+        }
     }
 
     /// Closes the open periods `due` picks, minute before hour before day, each closed one
@@ -361,21 +424,62 @@ impl Series {
             let agg = rules.finish(minute, Period::Minute, stack, self.quantity, self.unit);
             let hour_start = floor(agg.start.millis(), HOUR_MS, rules.offset_ms);
             self.hour
-                .get_or_insert_with(|| Acc::new(hour_start))
-                .add(&Entry::of_aggregate(&agg));
+                .get_or_insert_with(|| Parts::new(hour_start))
+                .put(agg.clone());
             out.push(agg);
         }
         if let Some(hour) = self.hour.take_if(|h| due(Period::Hour, h.start)) {
-            let agg = rules.finish(hour, Period::Hour, stack, self.quantity, self.unit);
+            // a later reading of a closed hour, even of a minute it lacks, revises it
+            self.watermark = self.watermark.max(hour.start + HOUR_MS);
+            let agg = rules.finish(hour.acc(), Period::Hour, stack, self.quantity, self.unit);
             let day_start = floor(agg.start.millis(), DAY_MS, rules.offset_ms);
             self.day
-                .get_or_insert_with(|| Acc::new(day_start))
-                .add(&Entry::of_aggregate(&agg));
+                .get_or_insert_with(|| Parts::new(day_start))
+                .put(agg.clone());
             out.push(agg);
         }
         if let Some(day) = self.day.take_if(|d| due(Period::Day, d.start)) {
-            out.push(rules.finish(day, Period::Day, stack, self.quantity, self.unit));
+            self.watermark = self.watermark.max(day.start + DAY_MS);
+            out.push(rules.finish(day.acc(), Period::Day, stack, self.quantity, self.unit));
         }
+    }
+}
+
+/// Closed periods of one stack as the store holds them, the newest revision of each, from
+/// which [`Aggregator::revise`] rebuilds the parents of a re-opened minute.
+#[derive(Debug, Default)]
+pub struct ClosedPeriods {
+    periods: HashMap<(Quantity, Period, i64), Aggregate>,
+}
+
+impl ClosedPeriods {
+    /// Takes a stored period; fed in store order, so a later revision replaces an earlier.
+    pub fn insert(&mut self, agg: Aggregate) {
+        self.periods
+            .insert((agg.quantity, agg.period, agg.start.millis()), agg);
+    }
+
+    /// The revision number a recomputed period gets: one past the stored one.
+    fn next_revision(&self, quantity: Quantity, period: Period, start: i64) -> u32 {
+        self.periods
+            .get(&(quantity, period, start))
+            .map_or(0, |stored| stored.revision + 1)
+    }
+
+    /// The stored sub-periods of `period` of `quantity` inside [from, from + len).
+    fn parts(&self, quantity: Quantity, period: Period, from: i64, len: i64) -> Parts {
+        let mut parts = Parts::new(from);
+        for agg in self.periods.values() {
+            let start = agg.start.millis();
+            if agg.quantity == quantity
+                && agg.period == period
+                && start >= from
+                && start < from + len
+            {
+                parts.put(agg.clone());
+            }
+        }
+        parts
     }
 }
 
@@ -387,7 +491,6 @@ pub struct Aggregator {
     rules: Rules,
     grace_ms: i64,
     series: Vec<Option<Series>>,
-    late: u64,
 }
 
 impl Aggregator {
@@ -407,7 +510,6 @@ impl Aggregator {
             },
             grace_ms: millis(params.arrival_grace),
             series: vec![None; Quantity::ALL.len()],
-            late: 0,
         }
     }
 
@@ -422,9 +524,12 @@ impl Aggregator {
             hour: None,
             day: None,
             watermark: i64::MIN,
+            delivering: false,
         });
+        series.delivering = true;
         if ts < series.watermark {
-            self.late += 1;
+            // the caller checks `is_late` first and revises instead; a reading placed here
+            // anyway is not lost from the store, only from this minute's statistics
             return;
         }
         series.advance(ts, &rules, &self.stack, out);
@@ -435,12 +540,104 @@ impl Aggregator {
         minute.add(&Entry::of_reading(reading, rules.invalid));
     }
 
-    /// Closes periods that ended by now − arrival_grace.
+    /// Whether a reading falls before the open minute of its series, into a minute already
+    /// closed: it is taken through [`Aggregator::revise`] instead of [`Aggregator::push`].
+    pub fn is_late(&self, reading: &Reading) -> bool {
+        self.series[reading.quantity as usize]
+            .as_ref()
+            .is_some_and(|series| reading.ts.millis() < series.watermark)
+    }
+
+    /// The minute of `start` computed from all of `readings` (one series, that minute).
+    pub fn minute_of(&self, start: Timestamp, readings: &[&Reading]) -> Option<Aggregate> {
+        let first = readings.first()?;
+        let mut acc = Acc::new(start.millis());
+        for reading in readings {
+            acc.add(&Entry::of_reading(reading, self.rules.invalid));
+        }
+        Some(
+            self.rules
+                .finish(acc, Period::Minute, &self.stack, first.quantity, first.unit),
+        )
+    }
+
+    /// Takes a minute recomputed after late readings (see [`Aggregator::minute_of`]) as the
+    /// next revision of the stored one. In an open hour it replaces its predecessor, to count
+    /// when the hour closes; in a closed hour the hour is recomputed from `closed` and
+    /// emitted as a revision too, and in turn its day. `closed` learns every revision, so
+    /// several late minutes of one batch build on each other.
+    pub fn revise(
+        &mut self,
+        mut minute: Aggregate,
+        closed: &mut ClosedPeriods,
+        out: &mut Vec<Aggregate>,
+    ) {
+        let rules = self.rules;
+        let quantity = minute.quantity;
+        let Some(series) = self.series[quantity as usize].as_mut() else {
+            return;
+        };
+        let start = minute.start.millis();
+        minute.revision = closed.next_revision(quantity, Period::Minute, start);
+        closed.insert(minute.clone());
+        out.push(minute.clone());
+
+        let hour_start = floor(start, HOUR_MS, rules.offset_ms);
+        if series.open_start(Period::Hour, &rules) == Some(hour_start) {
+            series
+                .hour
+                .get_or_insert_with(|| Parts::new(hour_start))
+                .put(minute);
+            return;
+        }
+        let minutes = closed.parts(quantity, Period::Minute, hour_start, HOUR_MS);
+        let mut hour = rules.finish(
+            minutes.acc(),
+            Period::Hour,
+            &self.stack,
+            quantity,
+            series.unit,
+        );
+        hour.revision = closed.next_revision(quantity, Period::Hour, hour_start);
+        closed.insert(hour.clone());
+        out.push(hour.clone());
+
+        let day_start = floor(hour_start, DAY_MS, rules.offset_ms);
+        if series.open_start(Period::Day, &rules) == Some(day_start) {
+            series
+                .day
+                .get_or_insert_with(|| Parts::new(day_start))
+                .put(hour);
+            return;
+        }
+        let hours = closed.parts(quantity, Period::Hour, day_start, DAY_MS);
+        let mut day = rules.finish(hours.acc(), Period::Day, &self.stack, quantity, series.unit);
+        day.revision = closed.next_revision(quantity, Period::Day, day_start);
+        closed.insert(day.clone());
+        out.push(day);
+    }
+
+    /// Closes periods that ended by now − arrival_grace, of series that took no reading
+    /// since the last tick: one still taking readings closes its periods as they pass, so a
+    /// backlog of hours streaming in is aggregated as it comes instead of period by period
+    /// as revisions.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Aggregate>) {
         let t = now.millis().saturating_sub(self.grace_ms);
         for series in self.series.iter_mut().flatten() {
+            if std::mem::take(&mut series.delivering) {
+                continue;
+            }
             series.advance(t, &self.rules, &self.stack, out);
         }
+    }
+
+    /// The input has ended (a replayed capture, a test): closes what ended by
+    /// now − arrival_grace whether or not readings came since the last tick.
+    pub fn finish(&mut self, now: Timestamp, out: &mut Vec<Aggregate>) {
+        for series in self.series.iter_mut().flatten() {
+            series.delivering = false;
+        }
+        self.tick(now, out);
     }
 
     /// After a warm-up from stored readings: closes, without emitting them, the open periods
@@ -457,11 +654,6 @@ impl Aggregator {
             );
             already_stored.clear();
         }
-    }
-
-    /// Readings that arrived after their minute had been closed and were left out.
-    pub fn late_readings(&self) -> u64 {
-        self.late
     }
 }
 
@@ -508,7 +700,7 @@ mod tests {
             a.push(r, &mut out);
         }
         let last = readings.last().map_or(T0, |r| r.ts.millis());
-        a.tick(Timestamp(last + 2 * DAY_MS), &mut out);
+        a.finish(Timestamp(last + 2 * DAY_MS), &mut out);
         out
     }
 
@@ -682,13 +874,174 @@ mod tests {
         assert!(out.is_empty());
         a.tick(Timestamp(T0 + 90_000), &mut out);
         assert_eq!(out.len(), 1);
-        // a reading for the closed minute is late and left out
-        a.push(&so2(T0 + 59_000, 5.0, None), &mut out);
-        assert_eq!(a.late_readings(), 1);
-        // a reading of a later minute is not
+        // a reading for the closed minute is late: it goes to a revision
+        assert!(a.is_late(&so2(T0 + 59_000, 5.0, None)));
         a.push(&so2(T0 + 5 * MINUTE_MS, 5.0, None), &mut out);
-        a.push(&so2(T0 + 2 * MINUTE_MS, 5.0, None), &mut out);
-        assert_eq!(a.late_readings(), 2, "before the open minute");
+        // so is one before the open minute; one inside it is not
+        assert!(a.is_late(&so2(T0 + 2 * MINUTE_MS, 5.0, None)));
+        assert!(!a.is_late(&so2(T0 + 5 * MINUTE_MS + 1, 5.0, None)));
+    }
+
+    /// Runs readings in the given order as the pipeline does: a reading before the open
+    /// minute revises its minute from every reading of it taken so far, against what the
+    /// store holds (every aggregate emitted). Returns the newest revision of each period.
+    fn in_arrival_order(readings: &[Reading]) -> (Vec<Aggregate>, u32) {
+        let mut a = aggregator();
+        let mut out = Vec::new();
+        let mut closed = ClosedPeriods::default();
+        let mut taken: Vec<Reading> = Vec::new();
+        for r in readings {
+            let mut emitted = Vec::new();
+            if a.is_late(r) {
+                let start = period_start(r.ts, Period::Minute, UtcOffset::CHINA);
+                taken.push(r.clone());
+                let minute: Vec<&Reading> = taken
+                    .iter()
+                    .filter(|t| period_start(t.ts, Period::Minute, UtcOffset::CHINA) == start)
+                    .collect();
+                if let Some(minute) = a.minute_of(start, &minute) {
+                    a.revise(minute, &mut closed, &mut emitted);
+                }
+            } else {
+                taken.push(r.clone());
+                a.push(r, &mut emitted);
+                for agg in &emitted {
+                    closed.insert(agg.clone());
+                }
+            }
+            out.extend(emitted);
+        }
+        a.finish(Timestamp(T0 + 3 * DAY_MS), &mut out);
+        let mut newest: std::collections::BTreeMap<(i64, Period), Aggregate> = Default::default();
+        let mut revisions = 0;
+        for agg in out {
+            revisions = revisions.max(agg.revision);
+            newest.insert((agg.start.millis(), agg.period), agg);
+        }
+        (newest.into_values().collect(), revisions)
+    }
+
+    fn without_revision(aggs: Vec<Aggregate>) -> Vec<Aggregate> {
+        aggs.into_iter()
+            .map(|a| Aggregate { revision: 0, ..a })
+            .collect()
+    }
+
+    /// Equal period by period up to float rounding (sums in another order), naming the
+    /// first that differs.
+    fn same_periods(got: Vec<Aggregate>, want: &[Aggregate]) {
+        fn rounded(a: &Aggregate) -> Aggregate {
+            let r = |v: Option<f64>| v.map(|v| (v * 1e9).round() / 1e9);
+            Aggregate {
+                raw_avg: r(a.raw_avg),
+                avg: r(a.avg),
+                min: r(a.min),
+                max: r(a.max),
+                corrected_avg: r(a.corrected_avg),
+                corrected_min: r(a.corrected_min),
+                corrected_max: r(a.corrected_max),
+                rate_avg: r(a.rate_avg),
+                mass_kg: r(a.mass_kg),
+                ..a.clone()
+            }
+        }
+        assert_eq!(got.len(), want.len(), "number of periods");
+        for (g, w) in got.iter().zip(want) {
+            assert_eq!(
+                rounded(g),
+                rounded(w),
+                "period {:?} at {}",
+                w.period,
+                w.start
+            );
+        }
+    }
+
+    #[test]
+    fn arrival_order_does_not_change_the_newest_periods() {
+        // two hours and a bit: 10 s readings with varying values and a calibration stretch
+        let readings: Vec<Reading> = (0..800)
+            .map(|i| {
+                let flag = (300..340).contains(&i).then_some(Flag::C);
+                so2(T0 + i * 10 * S, (i % 37) as f64, flag)
+            })
+            .collect();
+        let (in_order, revisions) = in_arrival_order(&readings);
+        assert_eq!(revisions, 0);
+        assert!(in_order.iter().any(|a| a.period == Period::Day));
+
+        let mut reversed = readings.clone();
+        reversed.reverse();
+        let (got, revisions) = in_arrival_order(&reversed);
+        assert!(revisions > 0, "reverse order revised nothing");
+        same_periods(without_revision(got), &in_order);
+
+        // every tenth reading held back an hour (a broker outage), then delivered
+        let (mut on_time, mut held): (Vec<_>, Vec<_>) = (Vec::new(), Vec::new());
+        for (i, r) in readings.iter().enumerate() {
+            if i % 10 == 3 {
+                held.push(r.clone())
+            } else {
+                on_time.push(r.clone())
+            }
+        }
+        let mut shuffled = on_time[..400].to_vec();
+        shuffled.extend(held);
+        shuffled.extend_from_slice(&on_time[400..]);
+        let (got, _) = in_arrival_order(&shuffled);
+        same_periods(without_revision(got), &in_order);
+    }
+
+    #[test]
+    fn a_late_minute_in_a_closed_hour_revises_hour_and_day() {
+        let mut a = aggregator();
+        let mut closed = ClosedPeriods::default();
+        let mut out = Vec::new();
+        // 44 valid minutes: the hour is invalid (B for the 16 missing) …
+        for r in hour(T0, 44, &[]) {
+            a.push(&r, &mut out);
+        }
+        a.finish(Timestamp(T0 + 2 * DAY_MS), &mut out);
+        for agg in &out {
+            closed.insert(agg.clone());
+        }
+        let first_hour = of(&out, Period::Hour)[0].clone();
+        assert_eq!((first_hour.valid, first_hour.flag), (false, Flag::B));
+        // … until minute 50 arrives late with value 100: 45 valid minutes
+        let late = so2(T0 + 50 * MINUTE_MS, 100.0, None);
+        assert!(a.is_late(&late));
+        let minute = a
+            .minute_of(Timestamp(T0 + 50 * MINUTE_MS), &[&late])
+            .unwrap_or_else(|| panic!("no minute"));
+        let mut revised = Vec::new();
+        a.revise(minute, &mut closed, &mut revised);
+        let kinds: Vec<(Period, u32)> = revised.iter().map(|r| (r.period, r.revision)).collect();
+        // the minute is new (revision 0); hour and day are second versions
+        assert_eq!(
+            kinds,
+            [(Period::Minute, 0), (Period::Hour, 1), (Period::Day, 1)]
+        );
+        let h = &revised[1];
+        // (0 + 1 + … + 43 + 100) / 45 = (946 + 100) / 45
+        assert_eq!((h.valid, h.flag, h.count, h.total), (true, Flag::N, 45, 45));
+        assert!(close(h.avg, 1046.0 / 45.0), "{h:?}");
+        assert_eq!(h.max, Some(100.0));
+        let d = &revised[2];
+        assert!(close(d.avg, 1046.0 / 45.0), "{d:?}");
+        // a second late reading of the same minute revises all three once more
+        let again = so2(T0 + 50 * MINUTE_MS + 30 * S, 40.0, None);
+        let minute = a
+            .minute_of(Timestamp(T0 + 50 * MINUTE_MS), &[&late, &again])
+            .unwrap_or_else(|| panic!("no minute"));
+        let mut revised = Vec::new();
+        a.revise(minute, &mut closed, &mut revised);
+        let kinds: Vec<(Period, u32)> = revised.iter().map(|r| (r.period, r.revision)).collect();
+        assert_eq!(
+            kinds,
+            [(Period::Minute, 1), (Period::Hour, 2), (Period::Day, 2)]
+        );
+        // the minute averages 70 now: (946 + 70) / 45
+        assert!(close(revised[1].avg, 1016.0 / 45.0), "{:?}", revised[1]);
     }
 
     #[test]

@@ -15,13 +15,13 @@ use std::time::Duration;
 
 use crate::config::profile::ProfileSet;
 use crate::config::{bound_channels, Position, SiteConfig};
-use crate::model::time::Period;
+use crate::model::time::{floor, Period, UtcOffset, DAY_MS, HOUR_MS, MINUTE_MS};
 use crate::model::{Basis, FlagSet, Quantity, Reading, Sample, Timestamp};
-use crate::process::aggregate::{Aggregate, Aggregator};
+use crate::process::aggregate::{Aggregate, Aggregator, ClosedPeriods};
 use crate::process::exceedance::{Exceedance, ExceedanceTracker};
 use crate::process::normalise::Normaliser;
-use crate::process::quality::{ChannelSpec, Gap, Quality};
-use crate::store::{Record, RecordKind};
+use crate::process::quality::{ChannelSpec, Gap, GapCause, Quality};
+use crate::store::{Record, RecordKind, Stored};
 
 /// The id under which the FGD inlet of `stack` is normalised, aggregated and stored.
 pub fn inlet_point(stack: &str) -> String {
@@ -49,6 +49,30 @@ pub struct Processor {
     gaps: Vec<Gap>,
     aggregates: Vec<Aggregate>,
     events: Vec<Exceedance>,
+    /// Where days (and hours, for offsets that are not whole hours) begin.
+    offset: UtcOffset,
+    /// Minutes (point, quantity, start) that readings went into after they had closed.
+    pending: Vec<(usize, Quantity, i64)>,
+}
+
+/// Stored records of one stack, one kind, in [from, to): what [`Processor::push_late`] needs
+/// to place readings older than what it has processed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Window {
+    pub stack: Arc<str>,
+    pub kind: RecordKind,
+    pub quantity: Quantity,
+    pub from: Timestamp,
+    pub to: Timestamp,
+}
+
+/// What [`Processor::push_late`] did with the readings it was given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LateOutcome {
+    /// Taken, normalised and stored; their periods revised where already closed.
+    pub taken: usize,
+    /// Copies of stored readings (a redelivery), dropped.
+    pub duplicates: usize,
 }
 
 impl Processor {
@@ -116,6 +140,8 @@ impl Processor {
             gaps: Vec::new(),
             aggregates: Vec::new(),
             events: Vec::new(),
+            offset: config.site.utc_offset,
+            pending: Vec::new(),
         }
     }
 
@@ -166,6 +192,33 @@ impl Processor {
         }
     }
 
+    /// Takes the gaps an earlier run stored (rows in store order), so values that arrive
+    /// late can still fill them.
+    pub fn recall_gaps(&mut self, rows: &[Stored]) {
+        let mut newest: HashMap<(&str, &str, Timestamp), &Record> = HashMap::new();
+        for row in rows {
+            let r = &row.record;
+            if r.kind == RecordKind::Gap {
+                newest.insert((&r.device, &r.channel, r.ts), r);
+            }
+        }
+        for r in newest.into_values() {
+            let (Some(end), Some(cause)) = (r.end, r.note.as_deref().and_then(GapCause::parse))
+            else {
+                continue;
+            };
+            if let Some(point) = self
+                .point_of_device
+                .get(&r.device)
+                .and_then(|&i| self.points.get_mut(i))
+            {
+                point
+                    .quality
+                    .recall_gap(&r.device, &r.channel, r.ts, end, cause);
+            }
+        }
+    }
+
     /// Rebuilds the exceedance state from stored hour averages in time order, so an event open
     /// at a restart goes on (same start, hours and peak) instead of opening a second time.
     /// Nothing is emitted: those events are in the store already.
@@ -201,6 +254,14 @@ impl Processor {
     /// (a replayed log, an MQTT message with a series) is taken poll by poll. Within a
     /// snapshot, derived values combine the snapshot's own inputs.
     pub fn push(&mut self, samples: &[Sample], out: &mut Vec<Record>) {
+        for (point, samples) in self.snapshots(samples) {
+            let samples: Vec<&Sample> = samples.iter().map(|s| s.as_ref()).collect();
+            self.process(point, &samples, out);
+        }
+    }
+
+    /// Cuts samples into snapshots (point, samples of one poll), with the site's basis.
+    fn snapshots<'a>(&self, samples: &'a [Sample]) -> Vec<(usize, Vec<Cow<'a, Sample>>)> {
         // A poll holds a handful of channels per point, so plain vectors scanned in order
         // beat hashing here: (point, samples) per snapshot, and the snapshot each point
         // fills now.
@@ -251,15 +312,208 @@ impl Processor {
             };
             snapshots[at].1.push(sample);
         }
-        for (point, samples) in snapshots {
-            let samples: Vec<&Sample> = samples.iter().map(|s| s.as_ref()).collect();
-            self.process(point, &samples, out);
+        snapshots
+    }
+
+    /// The stored readings [`Processor::push_late`] needs for `samples` besides their own
+    /// copies: the point's input readings (O2, moisture, … and what tells a plant stop)
+    /// around each, within the longest staleness bound.
+    pub fn late_windows(&self, samples: &[Sample]) -> Vec<Window> {
+        let mut windows: Vec<Window> = Vec::new();
+        for sample in samples {
+            let Some(point) = self
+                .point_of_device
+                .get(&sample.device)
+                .and_then(|&i| self.points.get(i))
+            else {
+                continue;
+            };
+            let bound = point.normaliser.longest_bound_ms();
+            let ts = sample.ts.millis();
+            let inputs = point
+                .normaliser
+                .inputs()
+                .chain(point.quality.plant_stop_quantity());
+            for quantity in inputs {
+                windows.push(Window {
+                    stack: point.normaliser.stack().clone(),
+                    kind: RecordKind::Reading,
+                    quantity,
+                    from: Timestamp(ts.saturating_sub(bound)),
+                    to: Timestamp(ts.saturating_add(bound).saturating_add(1)),
+                });
+            }
         }
+        merge_windows(windows)
+    }
+
+    /// Takes readings that arrive after later ones of their channel (a broker that restarted,
+    /// a logger's backlog), given the stored copies of any of them and the stored readings of
+    /// [`Processor::late_windows`]. Copies of stored readings are dropped. The others are normalised and checked against the
+    /// inputs of their own time and stored; an open minute takes them as usual, a closed
+    /// one is left to [`Processor::revise_pending`].
+    pub fn push_late(
+        &mut self,
+        samples: &[Sample],
+        stored: &[Stored],
+        out: &mut Vec<Record>,
+    ) -> LateOutcome {
+        let mut readings_of: Vec<Vec<Record>> = vec![Vec::new(); self.points.len()];
+        let point_of_stack: HashMap<&str, usize> = self
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&**p.normaliser.stack(), i))
+            .collect();
+        let mut have: HashSet<(&str, &str, Timestamp)> = HashSet::new();
+        for row in stored {
+            let r = &row.record;
+            if r.kind != RecordKind::Reading {
+                continue;
+            }
+            if let Some(&point) = point_of_stack.get(&*r.stack) {
+                have.insert((&r.device, &r.channel, r.ts));
+                readings_of[point].push(r.clone());
+            }
+        }
+        let mut outcome = LateOutcome::default();
+        let fresh: Vec<Sample> = samples
+            .iter()
+            .filter(|s| {
+                let new = have.insert((&s.device, &s.channel, s.ts));
+                if !new {
+                    outcome.duplicates += 1;
+                }
+                new
+            })
+            .cloned()
+            .collect();
+        drop(have);
+        drop(point_of_stack);
+        outcome.taken = fresh.len();
+
+        let mut discarded_gaps = Vec::new();
+        for (index, snapshot) in self.snapshots(&fresh) {
+            let Some(ts) = snapshot.first().map(|s| s.ts) else {
+                continue;
+            };
+            let samples: Vec<&Sample> = snapshot.iter().map(|s| s.as_ref()).collect();
+            let Some(point) = self.points.get_mut(index) else {
+                continue;
+            };
+            let context: Vec<&Record> = readings_of[index].iter().collect();
+            let mut normaliser = point.normaliser.as_of(ts, &context);
+            let mut quality = point.quality.as_of(ts, &context);
+            let first = self.readings.len();
+            normaliser.push_snapshot(&samples, &mut self.readings);
+            quality.check_snapshot(&mut self.readings[first..], &mut discarded_gaps);
+            discarded_gaps.clear();
+            for reading in &self.readings[first..] {
+                // a later snapshot of the batch takes this one as its context
+                readings_of[index].push(reading_record(reading.clone()));
+                point.quality.fill_late(reading, &mut self.gaps);
+            }
+            self.aggregate(index, first);
+        }
+        self.drain(out);
+        outcome
+    }
+
+    /// Readings went into minutes already closed (see [`Processor::revise_pending`]).
+    pub fn has_pending_revisions(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// The stored records [`Processor::revise_pending`] needs once the readings that
+    /// re-opened periods are stored: the readings of each re-opened minute, the minutes of
+    /// its hour, and the hours and day of its day.
+    pub fn pending_windows(&self) -> Vec<Window> {
+        let offset = self.offset.millis();
+        let mut windows = Vec::new();
+        for &(index, quantity, minute) in &self.pending {
+            let Some(point) = self.points.get(index) else {
+                continue;
+            };
+            let hour = floor(minute, HOUR_MS, offset);
+            let day = floor(minute, DAY_MS, offset);
+            for (kind, from, to) in [
+                (RecordKind::Reading, minute, minute + MINUTE_MS),
+                (RecordKind::Minute, hour, hour + HOUR_MS),
+                (RecordKind::Hour, day, day + DAY_MS),
+                (RecordKind::Day, day, day + DAY_MS),
+            ] {
+                windows.push(Window {
+                    stack: point.normaliser.stack().clone(),
+                    kind,
+                    quantity,
+                    from: Timestamp(from),
+                    to: Timestamp(to),
+                });
+            }
+        }
+        merge_windows(windows)
+    }
+
+    /// Recomputes every minute re-opened by a reading from all its stored readings (given
+    /// `stored`, the records of [`Processor::pending_windows`], read after those readings
+    /// were committed) and stores it as the next revision, with its hour and day where
+    /// those were closed too.
+    pub fn revise_pending(&mut self, stored: &[Stored], out: &mut Vec<Record>) {
+        let offset = self.offset.millis();
+        let mut pending = std::mem::take(&mut self.pending);
+        pending.sort_by_key(|&(point, quantity, minute)| (point, minute, quantity as usize));
+        let mut readings_of: Vec<Vec<Reading>> = vec![Vec::new(); self.points.len()];
+        let mut closed_of: Vec<ClosedPeriods> = Vec::new();
+        closed_of.resize_with(self.points.len(), ClosedPeriods::default);
+        let point_of_stack: HashMap<&str, usize> = self
+            .points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (&**p.normaliser.stack(), i))
+            .collect();
+        for row in stored {
+            let r = &row.record;
+            let Some(&point) = point_of_stack.get(&*r.stack) else {
+                continue;
+            };
+            match r.kind {
+                RecordKind::Reading => readings_of[point].extend(reading_of(r)),
+                _ => {
+                    if let Some(agg) = aggregate_of(r) {
+                        closed_of[point].insert(agg);
+                    }
+                }
+            }
+        }
+        drop(point_of_stack);
+        for (index, quantity, minute) in pending {
+            let readings: Vec<&Reading> = readings_of[index]
+                .iter()
+                .filter(|r| {
+                    r.quantity == quantity && floor(r.ts.millis(), MINUTE_MS, offset) == minute
+                })
+                .collect();
+            let Some(point) = self.points.get_mut(index) else {
+                continue;
+            };
+            if let Some(revised) = point.aggregator.minute_of(Timestamp(minute), &readings) {
+                let first = self.aggregates.len();
+                point
+                    .aggregator
+                    .revise(revised, &mut closed_of[index], &mut self.aggregates);
+                if let Some(tracker) = &mut point.exceedances {
+                    for agg in &self.aggregates[first..] {
+                        tracker.revise(agg, &mut self.events);
+                    }
+                }
+            }
+        }
+        self.drain(out);
     }
 
     /// Runs one snapshot of one point through the chain.
-    fn process(&mut self, point: usize, samples: &[&Sample], out: &mut Vec<Record>) {
-        let Some(point) = self.points.get_mut(point) else {
+    fn process(&mut self, index: usize, samples: &[&Sample], out: &mut Vec<Record>) {
+        let Some(point) = self.points.get_mut(index) else {
             return;
         };
         let first = self.readings.len();
@@ -267,16 +521,37 @@ impl Processor {
         point
             .quality
             .check_snapshot(&mut self.readings[first..], &mut self.gaps);
+        self.aggregate(index, first);
+        self.drain(out);
+    }
+
+    /// Adds the point's readings from `self.readings[first..]` to their open minutes, and
+    /// notes those that fall into closed ones for [`Processor::revise_pending`].
+    fn aggregate(&mut self, index: usize, first: usize) {
+        let Some(point) = self.points.get_mut(index) else {
+            return;
+        };
+        let offset = self.offset.millis();
         let done = self.aggregates.len();
         for reading in &self.readings[first..] {
-            point.aggregator.push(reading, &mut self.aggregates);
+            if point.aggregator.is_late(reading) {
+                let key = (
+                    index,
+                    reading.quantity,
+                    floor(reading.ts.millis(), MINUTE_MS, offset),
+                );
+                if !self.pending.contains(&key) {
+                    self.pending.push(key);
+                }
+            } else {
+                point.aggregator.push(reading, &mut self.aggregates);
+            }
         }
         if let Some(tracker) = &mut point.exceedances {
             for agg in &self.aggregates[done..] {
                 tracker.push(agg, &mut self.events);
             }
         }
-        self.drain(out);
     }
 
     /// Lets time pass to `now`: closes periods nobody will add to, opens silence gaps.
@@ -285,6 +560,22 @@ impl Processor {
             point.quality.tick(now, &mut self.gaps);
             let first = self.aggregates.len();
             point.aggregator.tick(now, &mut self.aggregates);
+            if let Some(tracker) = &mut point.exceedances {
+                for agg in &self.aggregates[first..] {
+                    tracker.push(agg, &mut self.events);
+                }
+            }
+        }
+        self.drain(out);
+    }
+
+    /// The input has ended (a replayed capture): lets time pass to `now` as `tick` does,
+    /// closing also the periods of series that took readings since the last tick.
+    pub fn finish(&mut self, now: Timestamp, out: &mut Vec<Record>) {
+        for point in &mut self.points {
+            point.quality.tick(now, &mut self.gaps);
+            let first = self.aggregates.len();
+            point.aggregator.finish(now, &mut self.aggregates);
             if let Some(tracker) = &mut point.exceedances {
                 for agg in &self.aggregates[first..] {
                     tracker.push(agg, &mut self.events);
@@ -307,6 +598,49 @@ fn reading_record(reading: Reading) -> Record {
     let mut record = Record::from(&reading);
     record.note = reading.note;
     record
+}
+
+/// Joins overlapping windows of the same stack and kind.
+fn merge_windows(mut windows: Vec<Window>) -> Vec<Window> {
+    windows.sort();
+    let mut merged: Vec<Window> = Vec::with_capacity(windows.len());
+    for w in windows {
+        match merged.last_mut() {
+            Some(last)
+                if (&last.stack, last.kind, last.quantity) == (&w.stack, w.kind, w.quantity)
+                    && w.from <= last.to =>
+            {
+                last.to = last.to.max(w.to);
+            }
+            _ => merged.push(w),
+        }
+    }
+    merged
+}
+
+/// A stored reading as the aggregation stage consumed it, for warming up after a restart and
+/// for recomputing a minute re-opened by a late reading.
+pub fn reading_of(stored: &Record) -> Option<Reading> {
+    if stored.kind != RecordKind::Reading {
+        return None;
+    }
+    Some(Reading {
+        ts: stored.ts,
+        stack: stored.stack.clone(),
+        device: stored.device.clone(),
+        channel: stored.channel.clone(),
+        quantity: stored.quantity?,
+        unit: stored.unit?,
+        // normalised readings are at dry basis or carry their own unit's basis; aggregation
+        // does not look at it
+        basis: Basis::Dry,
+        raw: stored.raw.unwrap_or(f64::NAN),
+        measured: stored.measured.unwrap_or(f64::NAN),
+        corrected: stored.corrected,
+        rate: stored.rate,
+        flags: stored.flags,
+        note: stored.note.clone(),
+    })
 }
 
 fn no_name() -> Arc<str> {
@@ -361,6 +695,7 @@ pub fn aggregate_of(r: &Record) -> Option<Aggregate> {
         // HJ 75: an hour's mass is its mean emission rate over the hour, valid hours only
         mass_kg: r.rate.filter(|_| valid && period == Period::Hour),
         note: r.note.clone(),
+        revision: r.revision,
     })
 }
 
@@ -385,6 +720,7 @@ fn aggregate_record(agg: &Aggregate) -> Record {
         corrected_max: agg.corrected_max,
         count: Some(agg.count),
         note: agg.note.clone(),
+        revision: agg.revision,
         ..Record::new(kind, agg.start, agg.stack.clone(), no_name(), no_name())
     }
 }
@@ -397,10 +733,14 @@ fn exceedance_record(event: &Exceedance) -> Record {
         corrected: Some(event.peak),
         max: Some(event.peak),
         count: Some(event.hours),
-        note: Some(format!(
-            "limit={} window_hours={}",
-            event.limit, event.window_hours
-        )),
+        note: Some(if event.end == Some(event.start) {
+            format!(
+                "withdrawn: revised hours no longer exceed; limit={} window_hours={}",
+                event.limit, event.window_hours
+            )
+        } else {
+            format!("limit={} window_hours={}", event.limit, event.window_hours)
+        }),
         ..Record::new(
             RecordKind::Exceedance,
             event.start,

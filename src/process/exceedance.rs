@@ -3,6 +3,12 @@
 //! above the limit and closes at the first valid hour at or below it. Invalid hours — plant stop
 //! (F), calibration, maintenance, fault, missing data — neither open nor close an event and do
 //! not enter a rolling window.
+//!
+//! An hour revised after late readings ([`ExceedanceTracker::revise`]) is put in its place
+//! and the hours after it are compared again from the state the tracker had before it, so
+//! events follow the revised data: an event now opening, closing elsewhere or peaking higher
+//! is stored again under its key; one that no longer happens is withdrawn (stored ending
+//! where it starts, with no hours).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -11,6 +17,14 @@ use crate::config::stack::Limits;
 use crate::model::time::{Period, HOUR_MS};
 use crate::model::{Quantity, Timestamp};
 use crate::process::aggregate::Aggregate;
+
+/// The value a valid hour is compared with the limit by: its O2-corrected average.
+fn compared_value(agg: &Aggregate) -> Option<f64> {
+    if agg.period != Period::Hour || !agg.valid {
+        return None;
+    }
+    agg.corrected_avg
+}
 
 /// One exceedance of one pollutant. Emitted when it opens (`end` None) and again when it closes;
 /// both carry the same key (stack, quantity, start).
@@ -31,13 +45,104 @@ pub struct Exceedance {
     pub window_hours: u32,
 }
 
+/// Valid hours (start ms, corrected average) inside the rolling window, and the event open.
+#[derive(Debug, Clone, Default)]
+struct State {
+    window: VecDeque<(i64, f64)>,
+    open: Option<Exceedance>,
+}
+
+/// One valid hour compared, with the state before it, so a revision can restart there.
+#[derive(Debug, Clone)]
+struct Step {
+    start: i64,
+    value: f64,
+    before: State,
+    /// Start of the event this hour opened.
+    opened: Option<i64>,
+}
+
+/// Valid hours kept for revisions: the longest lateness horizon (31 days).
+const HISTORY_HOURS: usize = 31 * 24;
+
 #[derive(Debug, Clone)]
 struct Tracked {
     quantity: Quantity,
     limit: f64,
-    /// Valid hours (start ms, corrected average) inside the rolling window.
-    window: VecDeque<(i64, f64)>,
-    open: Option<Exceedance>,
+    state: State,
+    history: VecDeque<Step>,
+}
+
+impl Tracked {
+    /// Compares one valid hour; returns the start of the event it opened.
+    fn compare(
+        &mut self,
+        stack: &Arc<str>,
+        window_hours: u32,
+        start: i64,
+        value: f64,
+        out: &mut Vec<Exceedance>,
+    ) -> Option<i64> {
+        let state = &mut self.state;
+        let window_start = start - i64::from(window_hours - 1) * HOUR_MS;
+        while state.window.front().is_some_and(|(s, _)| *s < window_start) {
+            state.window.pop_front();
+        }
+        state.window.push_back((start, value));
+        let compared = state.window.iter().map(|(_, v)| v).sum::<f64>() / state.window.len() as f64;
+        if compared > self.limit {
+            match &mut state.open {
+                Some(event) => {
+                    event.hours += 1;
+                    event.peak = event.peak.max(compared);
+                    None
+                }
+                None => {
+                    let event = Exceedance {
+                        stack: Arc::clone(stack),
+                        quantity: self.quantity,
+                        start: Timestamp(start),
+                        end: None,
+                        peak: compared,
+                        limit: self.limit,
+                        hours: 1,
+                        window_hours,
+                    };
+                    out.push(event.clone());
+                    state.open = Some(event);
+                    Some(start)
+                }
+            }
+        } else {
+            if let Some(mut event) = state.open.take() {
+                event.end = Some(Timestamp(start));
+                out.push(event);
+            }
+            None
+        }
+    }
+
+    /// Compares `value` at `start` and keeps the step for revisions.
+    fn step(
+        &mut self,
+        stack: &Arc<str>,
+        window_hours: u32,
+        start: i64,
+        value: f64,
+        out: &mut Vec<Exceedance>,
+    ) {
+        let before = self.state.clone();
+        let opened = self.compare(stack, window_hours, start, value, out);
+        if self.history.len() == HISTORY_HOURS {
+            self.history.pop_front();
+        }
+        self.history.push_back(Step {
+            start,
+            value,
+            before,
+            opened,
+        });
+    }
 }
 
 /// Exceedance events of one stack.
@@ -61,8 +166,8 @@ impl ExceedanceTracker {
                 .map(|(quantity, limit)| Tracked {
                     quantity,
                     limit,
-                    window: VecDeque::with_capacity(window_hours as usize),
-                    open: None,
+                    state: State::default(),
+                    history: VecDeque::new(),
                 })
                 .collect(),
         }
@@ -71,48 +176,80 @@ impl ExceedanceTracker {
     /// Feeds an aggregate; only valid hour aggregates of limited pollutants matter. Opened and
     /// closed events go to `out`.
     pub fn push(&mut self, agg: &Aggregate, out: &mut Vec<Exceedance>) {
-        if agg.period != Period::Hour || !agg.valid {
-            return;
-        }
-        let Some(value) = agg.corrected_avg else {
+        let Some(value) = compared_value(agg) else {
             return;
         };
         let Some(t) = self.tracked.iter_mut().find(|t| t.quantity == agg.quantity) else {
             return;
         };
-        let start = agg.start.millis();
-        let window_start = start - i64::from(self.window_hours - 1) * HOUR_MS;
-        while t.window.front().is_some_and(|(s, _)| *s < window_start) {
-            t.window.pop_front();
-        }
-        t.window.push_back((start, value));
-        let compared = t.window.iter().map(|(_, v)| v).sum::<f64>() / t.window.len() as f64;
+        t.step(
+            &self.stack,
+            self.window_hours,
+            agg.start.millis(),
+            value,
+            out,
+        );
+    }
 
-        if compared > t.limit {
-            match &mut t.open {
-                Some(event) => {
-                    event.hours += 1;
-                    event.peak = event.peak.max(compared);
-                }
-                None => {
-                    let event = Exceedance {
-                        stack: Arc::clone(&self.stack),
-                        quantity: t.quantity,
-                        start: agg.start,
-                        end: None,
-                        peak: compared,
-                        limit: t.limit,
-                        hours: 1,
-                        window_hours: self.window_hours,
-                    };
-                    out.push(event.clone());
-                    t.open = Some(event);
-                }
-            }
-        } else if let Some(mut event) = t.open.take() {
-            event.end = Some(agg.start);
-            out.push(event);
+    /// Takes an hour stored again after late readings (valid or not now) in place of its
+    /// earlier version and compares the hours from it on again; the events that change are
+    /// stored again, those that no longer happen withdrawn. An hour before every hour kept
+    /// changes nothing.
+    pub fn revise(&mut self, agg: &Aggregate, out: &mut Vec<Exceedance>) {
+        if agg.period != Period::Hour {
+            return;
         }
+        let Some(t) = self.tracked.iter_mut().find(|t| t.quantity == agg.quantity) else {
+            return;
+        };
+        let start = agg.start.millis();
+        let from = t.history.partition_point(|step| step.start < start);
+        if from == 0 && t.history.front().is_some_and(|first| first.start > start) {
+            return;
+        }
+        let mut later: Vec<Step> = t.history.drain(from..).collect();
+        let opened_before: Vec<i64> = later.iter().filter_map(|s| s.opened).collect();
+        if let Some(first) = later.first() {
+            t.state = first.before.clone();
+        }
+        later.retain(|step| step.start != start);
+        let mut replayed = Vec::new();
+        if let Some(value) = compared_value(agg) {
+            t.step(&self.stack, self.window_hours, start, value, &mut replayed);
+        }
+        for step in later {
+            t.step(
+                &self.stack,
+                self.window_hours,
+                step.start,
+                step.value,
+                &mut replayed,
+            );
+        }
+        // each event the replay touched, as it stands now; an open one with its peak so far
+        let mut latest: Vec<Exceedance> = Vec::new();
+        for event in replayed.into_iter().chain(t.state.open.clone()) {
+            match latest.iter_mut().find(|e| e.start == event.start) {
+                Some(held) => *held = event,
+                None => latest.push(event),
+            }
+        }
+        for gone in opened_before
+            .into_iter()
+            .filter(|start| latest.iter().all(|e| e.start.millis() != *start))
+        {
+            out.push(Exceedance {
+                stack: Arc::clone(&self.stack),
+                quantity: t.quantity,
+                start: Timestamp(gone),
+                end: Some(Timestamp(gone)),
+                peak: 0.0,
+                limit: t.limit,
+                hours: 0,
+                window_hours: self.window_hours,
+            });
+        }
+        out.extend(latest);
     }
 
     pub fn window_hours(&self) -> u32 {
@@ -121,7 +258,7 @@ impl ExceedanceTracker {
 
     /// Events still open, e.g. for a status page.
     pub fn open_events(&self) -> impl Iterator<Item = &Exceedance> {
-        self.tracked.iter().filter_map(|t| t.open.as_ref())
+        self.tracked.iter().filter_map(|t| t.state.open.as_ref())
     }
 }
 
@@ -154,6 +291,7 @@ mod tests {
             rate_avg: None,
             mass_kg: None,
             note: None,
+            revision: 0,
         }
     }
 
@@ -202,6 +340,58 @@ mod tests {
         };
         assert_eq!(out, [open, closed]);
         assert_eq!(t.open_events().count(), 0);
+    }
+
+    /// (start hour, end hour, hours, peak) of events, as the store would read them: the
+    /// latest row of each start.
+    fn events(rows: &[Exceedance]) -> Vec<(i64, Option<i64>, u32, f64)> {
+        let mut latest = std::collections::BTreeMap::new();
+        for e in rows {
+            let hour = |t: Timestamp| (t.millis() - T0) / HOUR_MS;
+            latest.insert(
+                hour(e.start),
+                (hour(e.start), e.end.map(hour), e.hours, e.peak),
+            );
+        }
+        latest.into_values().collect()
+    }
+
+    #[test]
+    fn a_revised_hour_changes_the_events_after_it() {
+        let mut t = ExceedanceTracker::new(Arc::from("s1"), &Limits::ULTRA_LOW, 1);
+        let mut rows = run(
+            &mut t,
+            &[
+                hour(0, 30.0, Flag::N),
+                hour(1, 40.0, Flag::N),
+                hour(2, 40.0, Flag::N),
+                hour(3, 30.0, Flag::N),
+                hour(4, 30.0, Flag::N),
+            ],
+        );
+        assert_eq!(events(&rows), [(1, Some(3), 2, 40.0)]);
+        // late readings raise hour 3 over the limit: the event lasts until hour 4
+        t.revise(&hour(3, 50.0, Flag::N), &mut rows);
+        assert_eq!(events(&rows), [(1, Some(4), 3, 50.0)]);
+        // and bring hour 1 under it: the event starts at hour 2 instead, the one of hour 1
+        // is withdrawn (ends where it starts, no hours)
+        t.revise(&hour(1, 30.0, Flag::N), &mut rows);
+        assert_eq!(events(&rows), [(1, Some(1), 0, 0.0), (2, Some(4), 2, 50.0)]);
+        // an hour that becomes invalid leaves the comparison: hour 2 alone cannot open it
+        t.revise(&hour(2, 40.0, Flag::C), &mut rows);
+        assert_eq!(
+            events(&rows),
+            [
+                (1, Some(1), 0, 0.0),
+                (2, Some(2), 0, 0.0),
+                (3, Some(4), 1, 50.0)
+            ]
+        );
+        // an hour that was missing arrives late and exceeds: an event still open
+        let mut more = Vec::new();
+        t.revise(&hour(5, 60.0, Flag::N), &mut more);
+        assert_eq!(events(&more), [(5, None, 1, 60.0)]);
+        assert_eq!(t.open_events().count(), 1);
     }
 
     #[test]

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use crate::config::stack::{FlowSource, FluePressure, NoxMethod, StackParams};
 use crate::model::{unit_of, wire_units, Basis, Quantity, Reading, Sample, Timestamp, Unit};
+use crate::store::Record;
 
 /// Standard condition of HJ 75-2017: 273.15 K.
 pub const STANDARD_TEMPERATURE_K: f64 = 273.15;
@@ -306,6 +307,86 @@ impl Normaliser {
         self.sources[quantity as usize] = true;
         self.max_age_of
             .insert(device, params.staleness_bound_ms(interval));
+    }
+
+    /// The longest any input of this point may be used from its reading's time.
+    pub fn longest_bound_ms(&self) -> i64 {
+        self.max_age_of
+            .values()
+            .copied()
+            .fold(self.default_max_age_ms, i64::max)
+    }
+
+    /// The flue-gas quantities other readings of this point take as inputs and it has a
+    /// source of: what a reading that arrives late needs the stored values of.
+    pub fn inputs(&self) -> impl Iterator<Item = Quantity> + '_ {
+        [
+            Quantity::O2,
+            Quantity::Humidity,
+            Quantity::Temperature,
+            Quantity::Pressure,
+            Quantity::Velocity,
+            Quantity::Flow,
+            Quantity::NO2,
+        ]
+        .into_iter()
+        .filter(|q| self.sources[*q as usize])
+    }
+
+    /// This point as it stood at `ts`, for readings that arrive after later ones: the
+    /// flue-gas state comes from the stored readings nearest to `ts` (`stored`, readings of
+    /// this point), not from whatever arrived last. Declared sources and settings stay.
+    pub fn as_of(&self, ts: Timestamp, stored: &[&Record]) -> Normaliser {
+        let mut then = self.clone();
+        for slot in [
+            &mut then.o2,
+            &mut then.humidity,
+            &mut then.temperature,
+            &mut then.pressure_pa,
+            &mut then.velocity,
+            &mut then.flow,
+            &mut then.no2,
+        ] {
+            *slot = None;
+        }
+        for record in stored {
+            let Some(quantity) = record.quantity else {
+                continue;
+            };
+            // the state holds what `remember` would have: flow before standardisation (the
+            // wire value), pressure in Pa, everything else as stored
+            let value = match quantity {
+                Quantity::Flow if self.flow_from != FlowSource::StandardDryFlow => record.raw,
+                Quantity::Pressure if record.unit == Some(Unit::KPa) => {
+                    record.measured.map(|v| v * 1000.0)
+                }
+                _ => record.measured,
+            };
+            let max_age_ms = self
+                .max_age_of
+                .get(&record.device)
+                .copied()
+                .unwrap_or(self.default_max_age_ms);
+            let slot = match quantity {
+                Quantity::O2 => &mut then.o2,
+                Quantity::Humidity => &mut then.humidity,
+                Quantity::Temperature => &mut then.temperature,
+                Quantity::Pressure => &mut then.pressure_pa,
+                Quantity::Velocity => &mut then.velocity,
+                Quantity::Flow => &mut then.flow,
+                Quantity::NO2 => &mut then.no2,
+                _ => continue,
+            };
+            let distance = |at: Timestamp| (at.millis() - ts.millis()).abs();
+            if slot.is_none_or(|held| distance(record.ts) < distance(held.ts)) {
+                *slot = Some(Latest {
+                    ts: record.ts,
+                    value: value.filter(|v| v.is_finite()),
+                    max_age_ms,
+                });
+            }
+        }
+        then
     }
 
     /// Normalises the samples of one poll (one instant): every flue-gas value of the poll is

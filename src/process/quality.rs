@@ -38,6 +38,7 @@ use crate::config::stack::{
 };
 use crate::model::{Basis, Flag, FlagSet, Quantity, Reading, Timestamp};
 use crate::process::normalise::DEFAULT_POLL_INTERVAL;
+use crate::store::Record;
 
 /// Why a channel delivered no value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,14 +49,30 @@ pub enum GapCause {
     CollectorSilence,
     /// cemsd itself was not running.
     DaemonDown,
+    /// Withdraws the gap recorded at this start: readings that arrived late filled it. The
+    /// row ends where it starts.
+    Filled,
 }
 
 impl GapCause {
+    pub const ALL: [GapCause; 4] = [
+        GapCause::CommunicationFailure,
+        GapCause::CollectorSilence,
+        GapCause::DaemonDown,
+        GapCause::Filled,
+    ];
+
+    /// The cause a stored gap row names in its note.
+    pub fn parse(name: &str) -> Option<GapCause> {
+        GapCause::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             GapCause::CommunicationFailure => "communication_failure",
             GapCause::CollectorSilence => "collector_silence",
             GapCause::DaemonDown => "daemon_down",
+            GapCause::Filled => "filled",
         }
     }
 }
@@ -96,6 +113,21 @@ struct ChannelState {
     open_gap: Option<(Timestamp, GapCause)>,
     /// Raw value of the current run of identical values and when the run began.
     run: Option<(f64, Timestamp)>,
+    /// The latest closed gaps (start, end, cause), which a value arriving late may fill.
+    recorded: Vec<(Timestamp, Timestamp, GapCause)>,
+}
+
+/// Closed gaps kept per channel for late values to fill: more than a channel has within any
+/// lateness horizon unless its link flaps, and then the oldest matter least.
+const RECORDED_GAPS: usize = 16;
+
+impl ChannelState {
+    fn recorded(&mut self, start: Timestamp, end: Timestamp, cause: GapCause) {
+        if self.recorded.len() == RECORDED_GAPS {
+            self.recorded.remove(0);
+        }
+        self.recorded.push((start, end, cause));
+    }
 }
 
 /// The latest reading of a quantity, as an input of others.
@@ -182,6 +214,58 @@ impl Quality {
         ch.range_high = spec.range.map(|[_, high]| high);
         let bound = staleness_bound_ms(self.state_max_age, spec.expected_interval);
         self.max_age_of.insert(device, bound);
+    }
+
+    /// The quantity whose readings tell whether the plant runs, if the stack has one.
+    pub fn plant_stop_quantity(&self) -> Option<Quantity> {
+        self.plant_stop.map(|stop| stop.quantity)
+    }
+
+    /// This stack's checks as they stood at `ts`, for readings that arrive after later ones:
+    /// inputs and plant state from the stored readings nearest to `ts` (`stored`, readings
+    /// of this point). Channel history starts afresh, so the copy opens no gap and sees no
+    /// frozen run: both are judged on readings in time order only.
+    pub fn as_of(&self, ts: Timestamp, stored: &[&Record]) -> Quality {
+        let mut then = self.clone();
+        then.latest = [None; Quantity::ALL.len()];
+        then.plant = None;
+        for ch in &mut then.channels {
+            ch.silence_ms = None;
+            ch.since = None;
+            ch.open_gap = None;
+            ch.run = None;
+        }
+        let distance = |at: Timestamp| (at.millis() - ts.millis()).abs();
+        let mut plant_from: Option<Timestamp> = None;
+        for record in stored {
+            let Some(quantity) = record.quantity else {
+                continue;
+            };
+            let max_age_ms = self.max_age_of_device(&record.device);
+            let slot = &mut then.latest[quantity as usize];
+            if slot.is_none_or(|held| distance(record.ts) < distance(held.ts)) {
+                *slot = Some(Input {
+                    ts: record.ts,
+                    flags: record.flags,
+                    max_age_ms,
+                });
+            }
+            let Some(stop) = self.plant_stop else {
+                continue;
+            };
+            let measured = record.measured.filter(|v| v.is_finite());
+            if let (true, false, Some(measured)) = (
+                quantity == stop.quantity,
+                self.is_invalid(record.flags),
+                measured,
+            ) {
+                if plant_from.is_none_or(|held| distance(record.ts) < distance(held)) {
+                    plant_from = Some(record.ts);
+                    then.plant = Some((record.ts, measured < stop.below, max_age_ms));
+                }
+            }
+        }
+        then
     }
 
     /// Checks the readings of one poll (see [`crate::process::normalise::Normaliser::push_snapshot`]):
@@ -338,10 +422,66 @@ impl Quality {
                     end: Some(now),
                     cause: GapCause::DaemonDown,
                 });
+                ch.recorded(last_stored, now, GapCause::DaemonDown);
             }
             ch.since = Some(now);
             ch.open_gap = None;
             ch.run = None;
+        }
+    }
+
+    /// A value that arrived after later ones of its channel (see
+    /// [`crate::process::Processor::push_late`]) shortens or withdraws the gap it falls into:
+    /// a closed one, or the silence still open, which then runs from this value on.
+    pub fn fill_late(&mut self, reading: &Reading, gaps: &mut Vec<Gap>) {
+        if !reading.raw.is_finite() || reading.flags.contains(Flag::B) {
+            return;
+        }
+        let idx = self.channel_index(&reading.device, &reading.channel);
+        let stack = Arc::clone(&self.stack);
+        let ch = &mut self.channels[idx];
+        let Some(silence) = ch.silence_ms else {
+            return;
+        };
+        let ts = reading.ts;
+        match ch.open_gap {
+            Some((start, cause)) if start < ts => {
+                let (device, channel) = (Arc::clone(&ch.device), Arc::clone(&ch.channel));
+                let piece = |start, end, cause| Gap {
+                    stack: Arc::clone(&stack),
+                    device: Arc::clone(&device),
+                    channel: Arc::clone(&channel),
+                    start,
+                    end,
+                    cause,
+                };
+                if ts.millis() - start.millis() > silence {
+                    gaps.push(piece(start, Some(ts), cause));
+                    ch.recorded(start, ts, cause);
+                } else {
+                    gaps.push(piece(start, Some(start), GapCause::Filled));
+                }
+                gaps.push(piece(ts, None, cause));
+                ch.open_gap = Some((ts, cause));
+                ch.since = Some(ch.since.map_or(ts, |since| since.max(ts)));
+            }
+            _ => fill_recorded(&stack, ch, silence, ts, gaps),
+        }
+    }
+
+    /// Takes a closed gap stored by an earlier run, so a late value can still fill it.
+    pub fn recall_gap(
+        &mut self,
+        device: &Arc<str>,
+        channel: &Arc<str>,
+        start: Timestamp,
+        end: Timestamp,
+        cause: GapCause,
+    ) {
+        let idx = self.channel_index(device, channel);
+        let ch = &mut self.channels[idx];
+        if ch.silence_ms.is_some() && start < end && cause != GapCause::Filled {
+            ch.recorded(start, end, cause);
         }
     }
 
@@ -359,6 +499,7 @@ impl Quality {
                 since: None,
                 open_gap: None,
                 run: None,
+                recorded: Vec::new(),
             });
             self.channels.len() - 1
         })
@@ -382,6 +523,12 @@ impl Quality {
             end,
             cause,
         };
+        if has_value && ch.since.is_some_and(|since| ts < since) {
+            // older than the channel's latest value: it came late, or after a restart
+            // recorded its time as lost
+            fill_recorded(&self.stack, ch, silence, ts, gaps);
+            return;
+        }
         if !has_value {
             if ch.open_gap.is_none() {
                 // A failed read after a long silence belongs to the silence, as a tick would
@@ -399,10 +546,14 @@ impl Quality {
             return;
         }
         match ch.open_gap.take() {
-            Some((start, cause)) => gaps.push(gap(start, Some(ts), cause)),
+            Some((start, cause)) => {
+                gaps.push(gap(start, Some(ts), cause));
+                ch.recorded(start, ts, cause);
+            }
             None => {
                 if let Some(since) = silent_since {
                     gaps.push(gap(since, Some(ts), GapCause::CollectorSilence));
+                    ch.recorded(since, ts, GapCause::CollectorSilence);
                 }
             }
         }
@@ -456,6 +607,50 @@ impl Quality {
 
     fn is_invalid(&self, flags: FlagSet) -> bool {
         flags.bits() & self.invalid != 0
+    }
+}
+
+/// A value at `ts` inside a closed gap of the channel splits it: the part before and the part
+/// after stay gaps where longer than the channel's silence threshold; a part that is not
+/// withdraws the gap recorded at its start ([`GapCause::Filled`]).
+fn fill_recorded(
+    stack: &Arc<str>,
+    ch: &mut ChannelState,
+    silence: i64,
+    ts: Timestamp,
+    gaps: &mut Vec<Gap>,
+) {
+    let Some(i) = ch
+        .recorded
+        .iter()
+        .position(|&(start, end, _)| start < ts && ts < end)
+    else {
+        return;
+    };
+    let (start, end, cause) = ch.recorded.remove(i);
+    let piece = |start, end, cause| Gap {
+        stack: Arc::clone(stack),
+        device: Arc::clone(&ch.device),
+        channel: Arc::clone(&ch.channel),
+        start,
+        end: Some(end),
+        cause,
+    };
+    let before = ts.millis() - start.millis() > silence;
+    let after = end.millis() - ts.millis() > silence;
+    gaps.push(if before {
+        piece(start, ts, cause)
+    } else {
+        piece(start, start, GapCause::Filled)
+    });
+    if after {
+        gaps.push(piece(ts, end, cause));
+    }
+    if before {
+        ch.recorded(start, ts, cause);
+    }
+    if after {
+        ch.recorded(ts, end, cause);
     }
 }
 
@@ -831,6 +1026,91 @@ mod tests {
                 gap(0, Some(3000), GapCause::CommunicationFailure),
             ]
         );
+    }
+
+    #[test]
+    fn values_that_arrive_late_shorten_or_withdraw_the_gaps_they_fall_into() {
+        // silence threshold 3 s; cemsd was down from 0 to 20 s
+        let mut q = gap_quality();
+        let mut gaps = Vec::new();
+        q.restart(Timestamp(0), Timestamp(20_000), &mut gaps);
+        assert_eq!(gaps, [gap(0, Some(20_000), GapCause::DaemonDown)]);
+        gaps.clear();
+        // the broker delivers what was published meanwhile: 10 s splits the gap in two
+        q.check(&mut so2(10_000), &mut gaps);
+        assert_eq!(
+            gaps,
+            [
+                gap(0, Some(10_000), GapCause::DaemonDown),
+                gap(10_000, Some(20_000), GapCause::DaemonDown),
+            ]
+        );
+        gaps.clear();
+        // 2 s after the start leaves 2 s before it (no gap: the one at 0 is withdrawn) and
+        // 8 s after it
+        q.check(&mut so2(2_000), &mut gaps);
+        assert_eq!(
+            gaps,
+            [
+                gap(0, Some(0), GapCause::Filled),
+                gap(2_000, Some(10_000), GapCause::DaemonDown),
+            ]
+        );
+        gaps.clear();
+        // values every 2 s fill the rest: the newest row of every gap start withdraws it
+        for ts in [4_000, 6_000, 8_000, 12_000, 14_000, 16_000, 18_000] {
+            q.check(&mut so2(ts), &mut gaps);
+        }
+        let mut newest = std::collections::BTreeMap::new();
+        for g in &gaps {
+            newest.insert(g.start.millis(), g.cause);
+        }
+        let starts: Vec<i64> = newest.keys().copied().collect();
+        assert_eq!(
+            starts,
+            [2_000, 4_000, 6_000, 10_000, 12_000, 14_000, 16_000]
+        );
+        assert!(
+            newest.values().all(|c| *c == GapCause::Filled),
+            "{newest:?}"
+        );
+        // the channel goes on from its newest value as before
+        gaps.clear();
+        q.check(&mut so2(21_000), &mut gaps);
+        assert!(gaps.is_empty(), "{gaps:?}");
+    }
+
+    #[test]
+    fn a_late_value_inside_an_open_silence_moves_its_start() {
+        let mut q = gap_quality();
+        let mut gaps = Vec::new();
+        q.check(&mut so2(0), &mut gaps);
+        q.tick(Timestamp(40_000), &mut gaps);
+        assert_eq!(gaps, [gap(0, None, GapCause::CollectorSilence)]);
+        gaps.clear();
+        // a delayed value from 5 s: 0..5 s stays a gap, the silence runs from 5 s on
+        q.fill_late(&so2(5_000), &mut gaps);
+        assert_eq!(
+            gaps,
+            [
+                gap(0, Some(5_000), GapCause::CollectorSilence),
+                gap(5_000, None, GapCause::CollectorSilence),
+            ]
+        );
+        gaps.clear();
+        // one from 7 s leaves too little before it: the gap at 5 s is withdrawn
+        q.fill_late(&so2(7_000), &mut gaps);
+        assert_eq!(
+            gaps,
+            [
+                gap(5_000, Some(5_000), GapCause::Filled),
+                gap(7_000, None, GapCause::CollectorSilence),
+            ]
+        );
+        gaps.clear();
+        // the live value that ends the silence closes it from the latest start
+        q.check(&mut so2(45_000), &mut gaps);
+        assert_eq!(gaps, [gap(7_000, Some(45_000), GapCause::CollectorSilence)]);
     }
 
     #[test]

@@ -249,6 +249,8 @@ fn latest_gaps(rows: Vec<Stored>, start: Timestamp, end: Timestamp) -> Vec<Store
     }
     latest
         .into_values()
+        // a gap that ends where it starts was withdrawn: late readings filled it
+        .filter(|s| s.record.end != Some(s.record.ts))
         .filter(|s| s.record.ts < end && s.record.end.is_none_or(|e| e > start))
         .collect()
 }
@@ -321,6 +323,8 @@ fn exceedance_rows(
     }
     latest
         .into_values()
+        // an event that ends where it starts was withdrawn: revised hours no longer exceed
+        .filter(|s| s.record.end != Some(s.record.ts))
         .filter(|s| s.record.ts < end && s.record.end.is_none_or(|e| e > start))
         .map(|s| ExceedanceRow {
             quantity: s

@@ -192,6 +192,7 @@ mod tests {
             rate_avg: Some(mass_kg),
             mass_kg: valid.then_some(mass_kg),
             note: None,
+            revision: 0,
         }
     }
 

@@ -250,6 +250,7 @@ mod tests {
             rate_avg: mass,
             mass_kg: mass.filter(|_| valid),
             note: None,
+            revision: 0,
         }
     }
 

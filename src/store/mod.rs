@@ -407,6 +407,7 @@ mod tests {
             corrected_min: Some(-1e-300),
             corrected_max: Some(f64::MAX),
             note: Some("维护 after calibration".to_string()),
+            revision: 3,
         };
         let bare = Record::new(
             RecordKind::Gap,

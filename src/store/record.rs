@@ -116,6 +116,10 @@ pub struct Record {
     pub corrected_max: Option<f64>,
     /// Gap cause, event detail.
     pub note: Option<String>,
+    /// 0 for the first version of a minute, hour or day; 1, 2, … for each recomputation
+    /// after late readings re-opened it. The newest row of a (series, kind, ts) is the
+    /// one that counts; the older ones stay for audit.
+    pub revision: u32,
 }
 
 impl Record {
@@ -147,6 +151,7 @@ impl Record {
             corrected_min: None,
             corrected_max: None,
             note: None,
+            revision: 0,
         }
     }
 }

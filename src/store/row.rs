@@ -10,12 +10,12 @@ use super::{Record, RecordKind, StoreError, Stored};
 /// The columns every read selects, in the order `decode` expects.
 pub(super) const COLUMNS: &str =
     "seq, kind, series, ts, end_ts, flags, raw, measured, corrected, rate, min, max, count, note, \
-     corrected_min, corrected_max";
+     corrected_min, corrected_max, revision";
 
 pub(super) const INSERT: &str = "INSERT INTO record
      (seq, kind, series, ts, end_ts, flags, raw, measured, corrected, rate, min, max, count, note,
-      corrected_min, corrected_max)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)";
+      corrected_min, corrected_max, revision)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 
 pub(super) fn insert(
     stmt: &mut Statement<'_>,
@@ -40,6 +40,8 @@ pub(super) fn insert(
         r.note.as_deref(),
         r.corrected_min,
         r.corrected_max,
+        // the first version, by far the most rows, costs no byte
+        (r.revision > 0).then_some(r.revision),
     ])?;
     Ok(())
 }
@@ -78,6 +80,12 @@ pub(super) fn decode(
         .map(u32::try_from)
         .transpose()
         .map_err(|_| corrupt(format!("count {count:?}")))?;
+    let revision: Option<i64> = row.get(16)?;
+    let revision = revision
+        .map(u32::try_from)
+        .transpose()
+        .map_err(|_| corrupt(format!("revision {revision:?}")))?
+        .unwrap_or(0);
     let record = Record {
         kind,
         ts: Timestamp::from_millis(row.get(3)?),
@@ -98,6 +106,7 @@ pub(super) fn decode(
         note: row.get(13)?,
         corrected_min: row.get(14)?,
         corrected_max: row.get(15)?,
+        revision,
     };
     let seq = u64::try_from(seq).map_err(|_| corrupt("negative seq".to_string()))?;
     Ok(Stored { seq, record })

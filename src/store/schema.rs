@@ -79,6 +79,10 @@ const MIGRATIONS: &[&str] = &[
                     row_number() OVER (PARTITION BY series ORDER BY ts DESC, seq DESC) AS nth
              FROM record WHERE kind = 0)
          WHERE nth = 1;",
+    // 4: a minute, hour or day re-opened by a late reading is stored again as a revision
+    // (1, 2, …) beside the rows it supersedes, which stay for audit; NULL is the first
+    // version. Readers take the newest row of each (series, kind, ts).
+    "ALTER TABLE record ADD COLUMN revision INTEGER;",
 ];
 
 /// The condition of the partial `record_series_period` index, word for word: a query

@@ -7,19 +7,20 @@ use super::daemon::write_config;
 use super::site::{head, stack};
 use super::store::{readings, try_open};
 
-/// `n` JSON messages on `topic`, message i carrying value i and time `base_ms + i`, so both
-/// identify it in the store.
+/// JSON messages on `topic`, message i carrying value i and time `base_ms + i × step_ms`, so
+/// both identify it in the store.
 pub fn numbered_json(
     topic: &str,
     device: &str,
     range: std::ops::Range<u64>,
     base_ms: i64,
+    step_ms: i64,
 ) -> Vec<(String, Vec<u8>)> {
     range
         .map(|i| {
             let payload = format!(
                 r#"{{"device":"{device}","channel":"SO2","value":{i},"time":{}}}"#,
-                base_ms + i as i64
+                base_ms + i as i64 * step_ms
             );
             (topic.to_string(), payload.into_bytes())
         })

@@ -25,7 +25,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::NaiveDateTime;
+use chrono::{NaiveDateTime, Timelike};
 
 use crate::model::time::{Period, UtcOffset};
 use crate::model::{FlagSet, Quantity, Timestamp, Unit};
@@ -44,6 +44,11 @@ pub enum RecordsError {
     MissingDataTime,
     /// DataTime is not `YYYYMMDDhhmmss` (or the 17-digit form with milliseconds).
     BadDataTime(String),
+    /// A minute, hour or day DataTime that is not the start of its period.
+    NotPeriodStart {
+        data_time: String,
+        period: Period,
+    },
     /// A value that must be a finite number is not.
     NotANumber {
         code: String,
@@ -62,6 +67,11 @@ impl fmt::Display for RecordsError {
             RecordsError::BadDataTime(text) => {
                 write!(f, "DataTime={text:?} is not a time YYYYMMDDhhmmss")
             }
+            RecordsError::NotPeriodStart { data_time, period } => write!(
+                f,
+                "DataTime={data_time} is not the start of a {} (HJ 212-2017 C.16-C.18: the start of the period)",
+                period.name()
+            ),
             RecordsError::NotANumber { code, field, value } => {
                 write!(f, "{code}-{field}={value:?} is not a number")
             }
@@ -96,6 +106,31 @@ pub fn kind_of(cn: CommandCode) -> Option<(RecordKind, Option<Period>)> {
         CommandCode::HourData => (RecordKind::Hour, Some(Period::Hour)),
         CommandCode::DayData => (RecordKind::Day, Some(Period::Day)),
         _ => return None,
+    })
+}
+
+/// Why a minute, hour or day upload cannot be stored where it says: its DataTime (local time)
+/// is not the start of a `period` (HJ 212-2017 Tables C.16-C.18: DataTime "表示一个时间段的
+/// 开始时间点"; minute data 精确到分钟, hour data 精确到小时). Such an upload would overlap the
+/// periods beside it and move the next history pull off the period grid, so it is refused,
+/// never aligned on a guess: the standard gives no rule for moving it. `None` when the
+/// DataTime is a period start, or is missing or unreadable (which `records_of` reports).
+pub fn not_a_period_start(packet: &Packet, period: Period) -> Option<RecordsError> {
+    let text = packet.cp.data_time()?;
+    let local = match text.len() {
+        14 => parse_data_time(text),
+        17 => parse_qn(text),
+        _ => None,
+    }?;
+    let seconds_in = local.second() != 0 || local.nanosecond() != 0;
+    let starts = match period {
+        Period::Minute => !seconds_in,
+        Period::Hour => !seconds_in && local.minute() == 0,
+        Period::Day => !seconds_in && local.minute() == 0 && local.hour() == 0,
+    };
+    (!starts).then(|| RecordsError::NotPeriodStart {
+        data_time: text.to_string(),
+        period,
     })
 }
 

@@ -1,5 +1,6 @@
-//! What the listener writes back: the 9014 data response to an upload that asks for one,
-//! and the history requests (2061/2051 with BeginTime/EndTime) for missing periods.
+//! What the listener writes back: the 9014 data response to an upload that asks for one, the
+//! 9011 refusal of an upload that cannot be taken, and the history requests (2061/2051 with
+//! BeginTime/EndTime) for missing periods.
 
 use crate::model::time::UtcOffset;
 use crate::model::Timestamp;
@@ -10,25 +11,30 @@ use crate::protocol::hj212::{
 
 use super::gaps::HistoryPull;
 
-/// `ST=91;CN=9014;PW=<same>;MN=<same>;Flag=4;CP=&&QN=<upload QN>;CN=<upload CN>&&`, with
-/// the upload's QN in the header too: the sender matches acks by QN.
+/// The 9014 in HJ 212-2017's form (Tables C.14-C.18, C.48, C.50):
+/// `QN=<upload QN>;ST=91;CN=9014;PW=<same>;MN=<same>;Flag=4;CP=&&&&`. The sender matches it
+/// by the QN in the header; HJ/T 212-2005's `CP=&&QN=…;CN=…&&` is not repeated.
 pub fn data_response(upload: &Packet) -> Result<Vec<u8>, EncodeError> {
-    let mut ack = Packet {
+    encode(&answer(upload, CommandCode::DataResponse))
+}
+
+/// 9011 `QnRtn=2` (Table 7: 请求被拒绝, request refused) under the upload's QN: the upload
+/// was read and will not be stored, so the logger's own log says why its data is missing.
+pub fn request_refused(upload: &Packet) -> Result<Vec<u8>, EncodeError> {
+    let mut refusal = answer(upload, CommandCode::RequestResponse);
+    refusal.cp = CommandParams::new().with_param("QnRtn", "2");
+    encode(&refusal)
+}
+
+/// A reply to `upload`: ST=91 (system interaction), its QN, PW and MN, Flag=4.
+fn answer(upload: &Packet, cn: CommandCode) -> Packet {
+    Packet {
         qn: upload.qn.clone(),
         pw: upload.pw.clone(),
         mn: upload.mn.clone(),
         flag: Some(PacketFlag::hj212_2017(false)),
-        ..Packet::new(
-            SystemCode::SystemInteraction,
-            CommandCode::DataResponse,
-            String::new(),
-        )
-    };
-    if let Some(qn) = &upload.qn {
-        ack.cp = ack.cp.with_param("QN", qn.clone());
+        ..Packet::new(SystemCode::SystemInteraction, cn, String::new())
     }
-    ack.cp = ack.cp.with_param("CN", upload.cn.to_string());
-    encode(&ack)
 }
 
 /// A history request for `pull`, as the platform sends it: Flag=5 so the logger answers
@@ -67,13 +73,19 @@ mod tests {
     }
 
     #[test]
-    fn ack_echoes_qn_cn_pw_and_mn() {
-        let upload = decode(framed("QN=20260101120000123;ST=31;CN=2061;PW=123456;MN=MN0001;Flag=5;CP=&&DataTime=20260101110000;a21026-Avg=1&&").as_bytes())
+    fn ack_is_the_standards_9014() {
+        // HJ 212-2017 Table C.17: the upload and its 9014, byte for byte.
+        let upload = decode(framed("QN=20160801090000001;ST=32;CN=2061;PW=123456;MN=010000A8900016F000169DC0;Flag=5;CP=&&DataTime=20160801080000;w01001-Min=7.1,w01001-Avg=7.5,w01001-Max=7.8,w01001-Flag=N&&").as_bytes())
             .unwrap_or_else(|e| panic!("{e}"));
         let ack = data_response(&upload).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             String::from_utf8_lossy(&ack),
-            framed("QN=20260101120000123;ST=91;CN=9014;PW=123456;MN=MN0001;Flag=4;CP=&&QN=20260101120000123;CN=2061&&")
+            framed("QN=20160801090000001;ST=91;CN=9014;PW=123456;MN=010000A8900016F000169DC0;Flag=4;CP=&&&&")
+        );
+        let refusal = request_refused(&upload).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            String::from_utf8_lossy(&refusal),
+            framed("QN=20160801090000001;ST=91;CN=9011;PW=123456;MN=010000A8900016F000169DC0;Flag=4;CP=&&QnRtn=2&&")
         );
     }
 

@@ -10,11 +10,21 @@
 //! packets around it down with it.
 //!
 //! Replies, following HJ 212-2017's roles (the platform answers, the logger retries):
-//! - an upload with the Flag A bit set gets its 9014 only after its records are committed;
+//! - an upload with the Flag A bit set gets its 9014 (Table C.14: same QN, `CP=&&&&`) only
+//!   after its records are committed;
+//! - a split upload (PNUM/PNO) is taken as Table C.50 sends it: every part has its own QN and
+//!   gets its own 9014; parts are joined by MN, CN, DataTime and PNUM in any order, a resent
+//!   part is acked again and taken once, and the whole upload is committed once, before the
+//!   part that completed it is acked. The logger waits for each part's 9014 before it sends
+//!   the next (C.50 steps 5-8), so the parts before the last are acked when held, not when
+//!   committed: a bureau that stops between two parts loses the parts it held, and the
+//!   upload is counted as incomplete. Parts missing after `PART_TIMEOUT` are counted too;
+//! - a minute, hour or day upload whose DataTime is not the start of its period (C.16-C.18:
+//!   DataTime is "一个时间段的开始时间点") is refused with 9011 QnRtn=2 (request refused,
+//!   Table 7) under its QN, and never stored as an overlapping period;
 //! - a bad CRC, an unknown MN, a wrong password, an unsupported command or unreadable data
-//!   get no reply at all: 9011's QnRtn codes answer requests *to* a logger, and a missing
-//!   9014 is what makes a logger send again (after the plant fixes its settings);
-//! - a split upload (PNUM/PNO) is acked once, by QN, when its last part is committed;
+//!   get no reply at all: a missing 9014 is what makes a logger send again (after the plant
+//!   fixes its settings). Each is logged with the packet, its password masked;
 //! - 9011/9012 from a logger answer our history requests and are only logged.
 
 use std::sync::Mutex;
@@ -27,13 +37,14 @@ use crate::collect::batch::{Batch, IngestPort, Origin};
 use crate::model::time::Clock;
 use crate::model::Timestamp;
 use crate::protocol::hj212::{
-    CommandCode, DecodeErrorKind, Frame, FrameError, Framer, Packet, Reassembler,
+    masked, CommandCode, DecodeErrorKind, Frame, FrameError, Framer, Incomplete, Packet, Pushed,
+    Reassembler,
 };
 use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle};
 
 use super::devices::{Device, Devices};
 use super::gaps::GapTracker;
-use super::records::{kind_of, records_of, ChannelNames};
+use super::records::{kind_of, not_a_period_start, records_of, ChannelNames};
 use super::reply;
 use super::stats::{self, Reject};
 
@@ -53,7 +64,12 @@ pub struct Context {
 /// Split messages one connection may have half-received; a logger sends one at a time.
 const MAX_PENDING_MESSAGES: usize = 4;
 const MAX_PENDING_PARTS: usize = 256;
+/// How long the parts of a split upload may take to arrive; HJ 212-2017 Table 1 gives a
+/// sender 5 s × 3 resends per part by default, so this leaves room for many parts.
+const PART_TIMEOUT: Duration = Duration::from_secs(300);
 const READ_BUFFER: usize = 8192;
+/// Characters of a refused packet shown in its log line.
+const LOGGED_CHARS: usize = 300;
 
 /// Serves one connection until the peer closes it, it stays silent for `idle`, a write
 /// fails, or `shutdown` turns true (after finishing the packets already read).
@@ -71,7 +87,7 @@ pub async fn serve<S>(
         peer,
         context,
         framer: Framer::new(),
-        reassembler: Reassembler::new(MAX_PENDING_MESSAGES, MAX_PENDING_PARTS),
+        reassembler: Reassembler::new(MAX_PENDING_MESSAGES, MAX_PENDING_PARTS, PART_TIMEOUT),
         channels: ChannelNames::new(),
         discarded: 0,
         ingest: context.ingest.clone(),
@@ -80,21 +96,27 @@ pub async fn serve<S>(
     loop {
         let read = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = shutdown.wait_for(|stop| *stop) => {
+                session.abandon_parts();
+                return;
+            }
             read = read_within(&mut reader, &mut buffer, idle) => read,
         };
         let n = match read {
             Ok(0) => {
                 tracing::debug!(peer, "HJ 212 peer closed the connection");
+                session.abandon_parts();
                 return;
             }
             Ok(n) => n,
             Err(ReadEnd::Idle(after)) => {
                 tracing::info!(peer, ?after, "HJ 212 connection idle, closing it");
+                session.abandon_parts();
                 return;
             }
             Err(ReadEnd::Io(error)) => {
                 tracing::info!(peer, %error, "HJ 212 connection lost");
+                session.abandon_parts();
                 return;
             }
         };
@@ -109,6 +131,7 @@ pub async fn serve<S>(
             };
             if let Err(error) = handled {
                 tracing::info!(peer, %error, "HJ 212 connection lost while replying");
+                session.abandon_parts();
                 return;
             }
         }
@@ -155,6 +178,7 @@ impl Session<'_> {
         let received = Instant::now();
         let peer = self.peer;
         let offset = frame.offset;
+        let text = || masked(&frame.raw, LOGGED_CHARS);
         let packet = frame.packet;
         stats::packet(packet.cn);
         if matches!(
@@ -167,25 +191,51 @@ impl Session<'_> {
         let context = self.context;
         let Some(device) = packet.mn.as_deref().and_then(|mn| context.devices.get(mn)) else {
             stats::rejected(Reject::UnknownMn);
-            tracing::warn!(peer, offset, mn = ?packet.mn, cn = %packet.cn, "HJ 212 packet from an MN not configured, ignored");
+            tracing::warn!(peer, offset, mn = ?packet.mn, cn = %packet.cn, packet = %text(), "HJ 212 packet from an MN not configured, ignored");
             return Ok(());
         };
         if packet.pw.as_deref() != Some(device.password.expose()) {
             stats::rejected(Reject::BadPassword);
-            tracing::warn!(peer, offset, mn = %device.mn, "HJ 212 packet with a wrong password, ignored");
+            tracing::warn!(peer, offset, mn = %device.mn, packet = %text(), "HJ 212 packet with a wrong password, ignored");
             return Ok(());
         }
-        let Some((kind, _)) = kind_of(packet.cn) else {
+        let Some((kind, period)) = kind_of(packet.cn) else {
             stats::rejected(Reject::UnsupportedCommand);
-            tracing::warn!(peer, offset, mn = %device.mn, cn = %packet.cn, "HJ 212 command not handled by the listener, ignored");
+            tracing::warn!(peer, offset, mn = %device.mn, cn = %packet.cn, packet = %text(), "HJ 212 command not handled by the listener, ignored");
             return Ok(());
         };
-        let whole = match self.reassembler.push(packet) {
-            Ok(Some(whole)) => whole,
-            Ok(None) => return Ok(()),
+        let ack_required = packet.flag.is_some_and(|f| f.ack_required);
+        if let Some(error) = period.and_then(|p| not_a_period_start(&packet, p)) {
+            stats::rejected(Reject::NotPeriodStart);
+            tracing::warn!(peer, offset, mn = %device.mn, %error, packet = %text(), "HJ 212 upload refused: not stored as an overlapping period");
+            if ack_required {
+                match reply::request_refused(&packet) {
+                    Ok(refusal) => writer.write_all(&refusal).await?,
+                    Err(error) => {
+                        tracing::warn!(peer, mn = %device.mn, %error, "cannot answer this HJ 212 upload")
+                    }
+                }
+            }
+            return Ok(());
+        }
+        // The 9014 of this very packet: a part is acked under its own QN (Table C.50).
+        let ack = ack_required.then(|| reply::data_response(&packet));
+        let pushed = self.reassembler.push(packet, received);
+        self.count_incomplete();
+        let whole = match pushed {
+            Ok(Pushed::Whole(whole)) => whole,
+            Ok(Pushed::Held) => {
+                tracing::debug!(peer, mn = %device.mn, "HJ 212 part held until the others arrive");
+                return self.write_ack(ack, device, received, writer).await;
+            }
+            Ok(Pushed::Repeat) => {
+                stats::repeated_part();
+                tracing::info!(peer, mn = %device.mn, packet = %text(), "HJ 212 part received again (a lost 9014?), acked again and taken once");
+                return self.write_ack(ack, device, received, writer).await;
+            }
             Err(error) => {
                 stats::rejected(Reject::Split);
-                tracing::warn!(peer, offset, mn = %device.mn, %error, "HJ 212 split packet refused");
+                tracing::warn!(peer, offset, mn = %device.mn, %error, packet = %text(), "HJ 212 split packet refused");
                 return Ok(());
             }
         };
@@ -199,7 +249,7 @@ impl Session<'_> {
             Ok(records) => records,
             Err(error) => {
                 stats::rejected(Reject::BadData);
-                tracing::warn!(peer, offset, mn = %device.mn, %error, "HJ 212 upload not readable, not acked");
+                tracing::warn!(peer, offset, mn = %device.mn, %error, packet = %text(), "HJ 212 upload not readable, not acked");
                 return Ok(());
             }
         };
@@ -229,21 +279,50 @@ impl Session<'_> {
             }
             stats::committed(count);
         }
-        if whole.flag.is_some_and(|f| f.ack_required) {
-            match reply::data_response(&whole) {
-                Ok(ack) => {
-                    writer.write_all(&ack).await?;
-                    stats::acked(received.elapsed());
-                }
-                Err(error) => {
-                    tracing::warn!(peer, mn = %device.mn, %error, "cannot ack this HJ 212 upload")
-                }
-            }
-        }
+        self.write_ack(ack, device, received, writer).await?;
         if let Some(ts) = period_start {
             self.pull_history(device, kind, ts, &whole, writer).await?;
         }
         Ok(())
+    }
+
+    async fn write_ack<W: AsyncWrite + Unpin>(
+        &self,
+        ack: Option<Result<Vec<u8>, crate::protocol::hj212::EncodeError>>,
+        device: &Device,
+        received: Instant,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        match ack {
+            Some(Ok(ack)) => {
+                writer.write_all(&ack).await?;
+                stats::acked(received.elapsed());
+            }
+            Some(Err(error)) => {
+                tracing::warn!(peer = self.peer, mn = %device.mn, %error, "cannot ack this HJ 212 upload")
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// Counts and logs the split uploads given up on.
+    fn count_incomplete(&mut self) {
+        let dropped = self.reassembler.take_incomplete();
+        self.report_incomplete(dropped);
+    }
+
+    /// The connection ends: split uploads still missing parts will not complete.
+    fn abandon_parts(&mut self) {
+        let dropped = self.reassembler.abandon();
+        self.report_incomplete(dropped);
+    }
+
+    fn report_incomplete(&self, dropped: Vec<Incomplete>) {
+        for incomplete in dropped {
+            stats::rejected(Reject::SplitIncomplete);
+            tracing::warn!(peer = self.peer, upload = %incomplete.key, received = ?incomplete.received, "HJ 212 split upload incomplete: its missing parts did not arrive in time, nothing of it stored");
+        }
     }
 
     async fn pull_history<W: AsyncWrite + Unpin>(
@@ -313,7 +392,7 @@ impl Session<'_> {
             | DecodeErrorKind::BadField { .. } => Reject::Syntax,
         };
         stats::rejected(reason);
-        tracing::warn!(peer = self.peer, position = error.error.position, %error, "HJ 212 packet refused");
+        tracing::warn!(peer = self.peer, position = error.error.position, error = %error.error, packet = %masked(&error.raw, LOGGED_CHARS), "HJ 212 packet refused");
     }
 
     fn count_garbage(&mut self) {

@@ -15,6 +15,7 @@ pub const REJECTED: &str = "cemsd_hj212_listener_rejected_total";
 pub const RECORDS: &str = "cemsd_hj212_listener_records_committed_total";
 pub const HISTORY_PULLS: &str = "cemsd_hj212_listener_history_pulls_total";
 pub const ACK_LATENCY: &str = "cemsd_hj212_listener_ack_latency_seconds";
+pub const REPEATED_PARTS: &str = "cemsd_hj212_listener_repeated_parts_total";
 
 /// Why a packet (or bytes that were meant to be one) was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +36,11 @@ pub enum Reject {
     BadData,
     /// PNUM/PNO that cannot be joined.
     Split,
+    /// A split upload whose missing parts did not arrive in time (or before the connection
+    /// ended); nothing of it is stored.
+    SplitIncomplete,
+    /// A minute, hour or day upload whose DataTime is not the start of its period.
+    NotPeriodStart,
     /// The store refused the commit; not acked, so the logger sends again.
     Store,
     /// Over `max_connections`.
@@ -53,6 +59,8 @@ impl Reject {
             Reject::UnsupportedCommand => "unsupported_command",
             Reject::BadData => "bad_data",
             Reject::Split => "split",
+            Reject::SplitIncomplete => "split_incomplete",
+            Reject::NotPeriodStart => "not_period_start",
             Reject::Store => "store",
             Reject::ConnectionLimit => "connection_limit",
         }
@@ -88,6 +96,11 @@ pub fn connection_refused() {
 
 pub fn committed(records: usize) {
     counter!(RECORDS).increment(records as u64);
+}
+
+/// A part of a split upload that was already held or taken: acked again, not stored twice.
+pub fn repeated_part() {
+    counter!(REPEATED_PARTS).increment(1);
 }
 
 pub fn history_pull(cn: CommandCode) {

@@ -53,9 +53,9 @@ pub enum Reason {
     Unsupported,
     /// Valid, with no reading in it.
     Empty,
-    /// Older than the newest reading already accepted on its channel, and not a
-    /// redelivery of a stored one.
-    Late,
+    /// Stamped further back than `[ingest] lateness_horizon`: too old to re-open its
+    /// periods, and not a redelivery of a stored reading.
+    TooLate,
     /// Stamped further ahead of the receiving clock than `[ingest] future_tolerance`.
     Future,
     /// A payload over the source's `max_payload`.
@@ -76,7 +76,7 @@ impl Reason {
         Reason::TopicMismatch,
         Reason::Unsupported,
         Reason::Empty,
-        Reason::Late,
+        Reason::TooLate,
         Reason::Future,
         Reason::TooLarge,
     ];
@@ -95,7 +95,7 @@ impl Reason {
             Reason::TopicMismatch => "topic_mismatch",
             Reason::Unsupported => "unsupported",
             Reason::Empty => "empty",
-            Reason::Late => "late",
+            Reason::TooLate => "too_late",
             Reason::Future => "future",
             Reason::TooLarge => "too_large",
         }

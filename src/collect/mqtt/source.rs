@@ -397,7 +397,7 @@ impl Session {
             stats.readings(receipt.readings);
             stats.duplicates(receipt.duplicates);
             for (reason, detail) in [
-                (Reason::Late, receipt.late),
+                (Reason::TooLate, receipt.too_late),
                 (Reason::Future, receipt.future),
             ] {
                 if let Some(detail) = detail {

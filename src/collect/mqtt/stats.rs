@@ -303,18 +303,18 @@ mod tests {
         stats.set_connected(true);
         stats.rejected(Reason::BadTime);
         stats.rejected(Reason::BadTime);
-        stats.rejected(Reason::Late);
+        stats.rejected(Reason::TooLate);
         let s = stats.snapshot();
         assert!(s.connected);
         assert_eq!((s.connections, s.connection_failures), (2, 1));
         assert_eq!(s.rejected.get("bad_time"), Some(&2));
-        assert_eq!(s.rejected.get("late"), Some(&1));
+        assert_eq!(s.rejected.get("too_late"), Some(&1));
         assert_eq!(s.rejected.get("syntax"), Some(&0));
         assert_eq!(s.rejected.len(), Reason::ALL.len());
         assert_eq!(s.last_error.as_deref(), Some("broker gone"));
         assert_eq!(
             s.summary(),
-            "up msgs 0 readings 0 dup 0 refused 3 reconnects 1 (bad_time 2, late 1)"
+            "up msgs 0 readings 0 dup 0 refused 3 reconnects 1 (bad_time 2, too_late 1)"
         );
     }
 

@@ -222,7 +222,7 @@ impl Replayer {
             self.release(i64::MAX, out);
             let end = Timestamp(end_us.div_euclid(1000));
             self.tick_to(end, out);
-            self.processor.tick(end, out);
+            self.processor.finish(end, out);
         }
         self.summary.frames = self.pairer.stats();
         self.summary.assembly = self.assembler.stats();

@@ -5,6 +5,9 @@ use std::fmt;
 
 use crate::model::{Quantity, Unit};
 
+use super::data_type::DataType;
+use super::factor_table;
+
 /// ST: which kind of monitoring system the packet belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SystemCode {
@@ -304,51 +307,13 @@ pub struct FactorUnits {
     pub total: Option<Total>,
 }
 
-/// Units of the HJ 212-2017 flue-gas codes cemsd sends and reads, as the standard's code
-/// table gives them: HJ 212-2017 Appendix B, Table B.2 "气监测因子编码表" (quoting HJ 524-2009),
-/// columns 缺省计量单位（浓度） and 缺省计量单位（排放量）, printed pages 22-24. Checked against the
-/// standard's text as published in guocay/hj212-protocol, `docs/污染物在线监控（监测）系统数据传输标准.pdf`
-/// (PDF pages 25-27). The table rows, in the standard's words:
-///
-/// | code   | 中文名称 | 原编码 | concentration | total | what cemsd uses |
-/// |--------|----------|--------|---------------|-------|-----------------|
-/// | a00000 | 废气     | B02    | 立方米/秒     | 立方米 | m3/s, Cou m3 |
-/// | a01011 | 烟气流速 | S02    | 米/秒         |       | m/s |
-/// | a01012 | 烟气温度 | S03    | 摄氏度        |       | °C |
-/// | a01013 | 烟气压力 | S08    | 千帕          |       | kPa |
-/// | a01014 | 烟气湿度 | S05    | %             |       | % |
-/// | a19001 | 氧气含量 | S01    | %             |       | % |
-/// | a21002 | 氮氧化物 | 03     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
-/// | a21003 | 一氧化氮 | --     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
-/// | a21004 | 二氧化氮 | --     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
-/// | a21005 | 一氧化碳 | 04     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
-/// | a21026 | 二氧化硫 | 02     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
-/// | a34013 | 烟尘     | 01     | 毫克/立方米   | 千克   | mg/m3, Cou kg |
-///
-/// Appendix D.2.4 of the same standard computes flow per hour in m3/h and per day in m3/d,
-/// so a00000's Cou of a period is its volume. Real uploads agree: a 2061 hour upload quoted
-/// in a public PHP HJ 212 parser's test controller (`app\api\controller\Test`, 2024-01-23,
-/// MN 81733553216103, CRC 0E40 checks) carries `a00000-Avg=5.331` with
-/// `a00000-Cou=19191.973` (5.331 m3/s × 3600 s = 19 191.6 m3) and `a01013-Avg=-0.026` (kPa:
-/// a static pressure of −26 Pa).
-const UNITS_2017: [(&str, Option<Unit>, Option<Total>); 12] = [
-    (
-        "a00000",
-        Some(Unit::CubicMetrePerSecond),
-        Some(Total::CubicMetre),
-    ),
-    ("a01011", Some(Unit::MetrePerSecond), None),
-    ("a01012", Some(Unit::DegC), None),
-    ("a01013", Some(Unit::KPa), None),
-    ("a01014", Some(Unit::PercentVol), None),
-    ("a19001", Some(Unit::PercentVol), None),
-    ("a21002", Some(Unit::MgPerM3), Some(Total::Kilogram)),
-    ("a21003", Some(Unit::MgPerM3), Some(Total::Kilogram)),
-    ("a21004", Some(Unit::MgPerM3), Some(Total::Kilogram)),
-    ("a21005", Some(Unit::MgPerM3), Some(Total::Kilogram)),
-    ("a21026", Some(Unit::MgPerM3), Some(Total::Kilogram)),
-    ("a34013", Some(Unit::MgPerM3), Some(Total::Kilogram)),
-];
+// Units of the HJ 212-2017 flue-gas codes: the code table in `factor_codes.tsv` (HJ 212-2017
+// Table B.2, see [`factor_table`]). Appendix D.2.4 of the same standard computes flow per hour
+// in m3/h and per day in m3/d, so a00000's Cou of a period is its volume. Real uploads agree:
+// a 2061 hour upload quoted in a public PHP HJ 212 parser's test controller
+// (`app\api\controller\Test`, 2024-01-23, MN 81733553216103, CRC 0E40 checks) carries
+// `a00000-Avg=5.331` with `a00000-Cou=19191.973` (5.331 m3/s × 3600 s = 19 191.6 m3) and
+// `a01013-Avg=-0.026` (kPa: a static pressure of −26 Pa).
 
 /// Units of the HJ/T 212-2005 codes cemsd reads. The 2005 standard's own table was not
 /// available; the 2017 table lists these codes as the 原编码 of its rows, with the units
@@ -370,14 +335,25 @@ pub const CODES_2005_UNITS: [(&str, Option<Unit>, Option<Total>); 9] = [
     ("B02", None, Some(Total::CubicMetre)),
 ];
 
-/// The units values of a flue-gas factor code travel in (see [`UNITS_2017`] and
+/// The units values of a flue-gas factor code travel in (the 2017 code table and
 /// [`CODES_2005_UNITS`]); `None` for a code cemsd does not know.
 pub fn factor_units(code: &str) -> Option<FactorUnits> {
-    UNITS_2017
+    if let Some(entry) = factor_table::entry(code) {
+        return Some(FactorUnits {
+            value: Some(entry.unit),
+            total: entry.total,
+        });
+    }
+    CODES_2005_UNITS
         .iter()
-        .chain(CODES_2005_UNITS.iter())
         .find(|(c, _, _)| *c == code)
         .map(|&(_, value, total)| FactorUnits { value, total })
+}
+
+/// The data type HJ 212-2017 Table B.2 gives a 2017 factor code's values; `None` for codes
+/// outside cemsd's table (and the 2005 codes, whose table gave none).
+pub fn data_type(code: &str) -> Option<DataType> {
+    factor_table::entry(code).map(|entry| entry.data_type)
 }
 
 /// The quantity a factor code stands for, from either edition. The 2017 codes are the ones

@@ -25,11 +25,10 @@ pub struct FrameError {
 
 impl std::fmt::Display for FrameError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bytes as text for a log line, the password masked.
         const SHOWN: usize = 120;
-        let raw = crate::protocol::redact::mask_passwords(&self.raw);
-        let text = String::from_utf8_lossy(&raw[..raw.len().min(SHOWN)]);
-        let more = if raw.len() > SHOWN { "…" } else { "" };
-        write!(f, "{} in {text:?}{more}", self.error)
+        let text = super::masked::masked(&self.raw, SHOWN);
+        write!(f, "{} in {text:?}", self.error)
     }
 }
 

@@ -1,24 +1,34 @@
-//! Messages over 1024 bytes travel as several packets sharing one QN, numbered by PNUM/PNO with
-//! the split bit set in Flag. Each packet repeats the leading context (DataTime and other
-//! parameters before the first factor group) and carries a run of whole factor groups, so every
+//! Messages over 1024 bytes travel as several packets numbered by PNUM/PNO with the split bit
+//! set in Flag, each with a QN of its own and, when the A bit is set, a 9014 of its own:
+//! HJ 212-2017 Table C.50 sends part 1 as `QN=20160801085857534;…;Flag=7;PNUM=2;PNO=1`, the
+//! platform answers 9014 with that QN, then part 2 goes as `QN=20160801085857535;…;PNO=2` and
+//! gets its own 9014 (Table C.49 the same with Flag=6 and no acks). Each packet repeats the
+//! leading context (DataTime and other parameters before the first factor group; both parts
+//! of C.50 carry `DataTime=20160801080000`) and carries a run of whole factor groups, so every
 //! packet stays meaningful on its own.
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::{Duration, Instant};
 
 use super::cp::{self, CpGroup};
 use super::error::EncodeError;
 use super::packet::{data_segment, Packet, PacketFlag, MAX_PARTS};
 use super::MAX_DATA_LEN;
 
-/// The packets to send for `packet`: itself when it fits, else PNUM parts.
-/// A packet without Flag gets a 2017 Flag with the split bit, since the bit is what tells the
-/// receiver to join the parts.
-pub fn split(packet: &Packet) -> Result<Vec<Packet>, EncodeError> {
-    split_to_fit(packet, MAX_DATA_LEN)
+/// The packets to send for `packet`: itself when it fits, else PNUM parts. Part 1 keeps the
+/// packet's QN, every later part takes the next one from `next_qn` (Table C.50: each part its
+/// own QN, acknowledged on its own). A packet without Flag gets a 2017 Flag with the split
+/// bit, since the bit is what tells the receiver to join the parts.
+pub fn split(packet: &Packet, next_qn: impl FnMut() -> String) -> Result<Vec<Packet>, EncodeError> {
+    split_to_fit(packet, MAX_DATA_LEN, next_qn)
 }
 
-fn split_to_fit(packet: &Packet, max_data_len: usize) -> Result<Vec<Packet>, EncodeError> {
+fn split_to_fit(
+    packet: &Packet,
+    max_data_len: usize,
+    mut next_qn: impl FnMut() -> String,
+) -> Result<Vec<Packet>, EncodeError> {
     let whole = data_segment(packet)?;
     if whole.len() <= max_data_len {
         return Ok(vec![packet.clone()]);
@@ -30,7 +40,7 @@ fn split_to_fit(packet: &Packet, max_data_len: usize) -> Result<Vec<Packet>, Enc
     }
     if packet.qn.is_none() {
         return Err(EncodeError::CannotSplit(
-            "splitting needs a QN: the receiver joins the parts by it".into(),
+            "splitting needs a QN: the receiver acknowledges each part by its QN".into(),
         ));
     }
     let groups = &packet.cp.groups;
@@ -88,6 +98,9 @@ fn split_to_fit(packet: &Packet, max_data_len: usize) -> Result<Vec<Packet>, Enc
         .zip(1..)
         .map(|(chunk, number)| {
             let mut part = template.clone();
+            if number > 1 {
+                part.qn = Some(next_qn());
+            }
             part.pnum = Some(total);
             part.pno = Some(number);
             part.cp.groups = context.iter().cloned().chain(chunk).collect();
@@ -126,16 +139,11 @@ fn units_after(groups: &[CpGroup], context_len: usize) -> Vec<&[CpGroup]> {
 pub enum ReassemblyError {
     /// Only one of PNUM and PNO is present.
     MissingPartNumbers,
-    /// Parts are joined by QN; without it they cannot be.
-    MissingQn,
+    /// Parts are joined by MN, CN, DataTime and PNUM; without DataTime they cannot be.
+    MissingDataTime,
     BadPartNumber {
         pno: u32,
         pnum: u32,
-    },
-    /// A later part announces a different total than the earlier ones.
-    PartCountChanged {
-        was: u32,
-        now: u32,
     },
     /// One message announces more parts than the reassembler may hold.
     TooManyParts {
@@ -148,12 +156,11 @@ impl fmt::Display for ReassemblyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReassemblyError::MissingPartNumbers => write!(f, "PNUM and PNO must come together"),
-            ReassemblyError::MissingQn => write!(f, "split packet without QN cannot be joined"),
+            ReassemblyError::MissingDataTime => {
+                write!(f, "split packet without DataTime cannot be joined")
+            }
             ReassemblyError::BadPartNumber { pno, pnum } => {
                 write!(f, "PNO {pno} is outside 1..={pnum}")
-            }
-            ReassemblyError::PartCountChanged { was, now } => {
-                write!(f, "PNUM changed from {was} to {now} within one QN")
             }
             ReassemblyError::TooManyParts { pnum, max } => {
                 write!(f, "PNUM {pnum} exceeds the limit of {max} pending parts")
@@ -164,49 +171,102 @@ impl fmt::Display for ReassemblyError {
 
 impl std::error::Error for ReassemblyError {}
 
+/// What makes parts one message: HJ 212-2017 gives every part its own QN (Table C.50), so the
+/// parts of one upload are those of the same logger (MN) and command (CN) for the same
+/// DataTime, announcing the same PNUM.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PartsKey {
+    pub mn: Option<String>,
+    pub cn: u16,
+    pub data_time: String,
+    pub pnum: u32,
+}
+
+impl fmt::Display for PartsKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "MN={} CN={:04} DataTime={} PNUM={}",
+            self.mn.as_deref().unwrap_or("-"),
+            self.cn,
+            self.data_time,
+            self.pnum
+        )
+    }
+}
+
+/// A message given up on: its parts did not all arrive within the timeout, or it was pushed
+/// out to keep memory bounded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Incomplete {
+    pub key: PartsKey,
+    /// PNOs that did arrive.
+    pub received: Vec<u32>,
+}
+
+/// What a pushed packet completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pushed {
+    /// The whole message: an unsplit packet at once, or the joined parts once the last
+    /// arrived (part 1's header, every part's groups in PNO order).
+    Whole(Packet),
+    /// A part held until the others arrive.
+    Held,
+    /// A part already held, or a part of a message already completed: a resend after a lost
+    /// ack, to be acknowledged again and not taken in twice.
+    Repeat,
+}
+
 struct Pending {
-    mn: Option<String>,
-    qn: String,
-    pnum: u32,
+    key: PartsKey,
+    first_seen: Instant,
     parts: BTreeMap<u32, Packet>,
 }
 
-/// Joins split packets by (MN, QN). Holds at most `max_messages` incomplete messages and
-/// `max_parts` parts in total; past either bound the oldest incomplete message is dropped and
-/// counted, so a peer that never sends its last part cannot grow memory.
+/// Completed messages remembered so a resent part is recognised, not started afresh.
+const REMEMBERED: usize = 32;
+
+/// Joins split packets by [`PartsKey`], in any order, a resent part taken once. Holds at most
+/// `max_messages` incomplete messages and `max_parts` parts in total; past either bound, or
+/// after `timeout` without completing, a message is dropped and reported by
+/// [`Reassembler::take_incomplete`], so a peer that never sends its last part cannot grow
+/// memory.
 pub struct Reassembler {
     pending: Vec<Pending>,
+    completed: Vec<(PartsKey, Instant)>,
+    incomplete: Vec<Incomplete>,
     max_messages: usize,
     max_parts: usize,
+    timeout: Duration,
     stored_parts: usize,
-    evicted: u64,
 }
 
 impl Reassembler {
-    pub fn new(max_messages: usize, max_parts: usize) -> Reassembler {
+    pub fn new(max_messages: usize, max_parts: usize, timeout: Duration) -> Reassembler {
         Reassembler {
             pending: Vec::new(),
+            completed: Vec::new(),
+            incomplete: Vec::new(),
             max_messages: max_messages.max(1),
             max_parts: max_parts.max(1),
+            timeout,
             stored_parts: 0,
-            evicted: 0,
         }
     }
 
-    /// Takes a packet; returns the whole message once every part has arrived (at once for an
-    /// unsplit packet). A part received twice replaces the earlier copy.
-    pub fn push(&mut self, packet: Packet) -> Result<Option<Packet>, ReassemblyError> {
+    /// Takes a packet received at `now`.
+    pub fn push(&mut self, packet: Packet, now: Instant) -> Result<Pushed, ReassemblyError> {
+        self.expire(now);
         let (pnum, pno) = match (packet.pnum, packet.pno) {
-            (None, None) => return Ok(Some(packet)),
+            (None, None) => return Ok(Pushed::Whole(packet)),
             (Some(pnum), Some(pno)) => (pnum, pno),
             _ => return Err(ReassemblyError::MissingPartNumbers),
         };
-        let qn = packet.qn.clone().ok_or(ReassemblyError::MissingQn)?;
         if pno == 0 || pno > pnum {
             return Err(ReassemblyError::BadPartNumber { pno, pnum });
         }
         if pnum == 1 {
-            return Ok(Some(join(packet, std::iter::empty())));
+            return Ok(Pushed::Whole(join(packet, std::iter::empty())));
         }
         if pnum as usize > self.max_parts {
             return Err(ReassemblyError::TooManyParts {
@@ -214,69 +274,106 @@ impl Reassembler {
                 max: self.max_parts,
             });
         }
-        let mn = packet.mn.clone();
-        let is_same = |p: &Pending| p.qn == qn && p.mn == mn;
-        match self.pending.iter().find(|p| is_same(p)) {
-            Some(existing) if existing.pnum != pnum => {
-                return Err(ReassemblyError::PartCountChanged {
-                    was: existing.pnum,
-                    now: pnum,
-                });
+        let key = PartsKey {
+            mn: packet.mn.clone(),
+            cn: packet.cn.code(),
+            data_time: packet
+                .cp
+                .data_time()
+                .ok_or(ReassemblyError::MissingDataTime)?
+                .to_string(),
+            pnum,
+        };
+        if self.completed.iter().any(|(done, _)| *done == key) {
+            return Ok(Pushed::Repeat);
+        }
+        let index = match self.pending.iter().position(|p| p.key == key) {
+            Some(index) if self.pending[index].parts.contains_key(&pno) => {
+                return Ok(Pushed::Repeat)
             }
-            Some(_) => {}
+            Some(index) => index,
             None => {
                 while self.pending.len() >= self.max_messages {
-                    self.evict(0);
+                    self.give_up(0);
                 }
                 self.pending.push(Pending {
-                    mn: mn.clone(),
-                    qn: qn.clone(),
-                    pnum,
+                    key: key.clone(),
+                    first_seen: now,
                     parts: BTreeMap::new(),
                 });
+                self.pending.len() - 1
             }
-        }
-        let is_new_part = !self
-            .pending
-            .iter()
-            .any(|p| is_same(p) && p.parts.contains_key(&pno));
-        if is_new_part {
-            // Older messages make room; this one fits alone since pnum <= max_parts.
-            while self.stored_parts >= self.max_parts {
-                match self.pending.iter().position(|p| !is_same(p)) {
-                    Some(oldest) => self.evict(oldest),
-                    None => break,
-                }
-            }
-            self.stored_parts += 1;
-        }
-        let Some(index) = self.pending.iter().position(is_same) else {
-            return Ok(None);
         };
+        // Older messages make room; this one fits alone since pnum <= max_parts.
+        let mut index = index;
+        while self.stored_parts >= self.max_parts {
+            match self.pending.iter().position(|p| p.key != key) {
+                Some(oldest) => {
+                    self.give_up(oldest);
+                    if oldest < index {
+                        index -= 1;
+                    }
+                }
+                None => break,
+            }
+        }
+        self.stored_parts += 1;
         self.pending[index].parts.insert(pno, packet);
         if self.pending[index].parts.len() < pnum as usize {
-            return Ok(None);
+            return Ok(Pushed::Held);
         }
         let done = self.pending.remove(index);
         self.stored_parts -= done.parts.len();
+        if self.completed.len() >= REMEMBERED {
+            self.completed.remove(0);
+        }
+        self.completed.push((done.key, now));
         let mut parts = done.parts.into_values();
-        Ok(parts.next().map(|first| join(first, parts)))
+        Ok(match parts.next() {
+            Some(first) => Pushed::Whole(join(first, parts)),
+            None => Pushed::Held,
+        })
+    }
+
+    /// Drops messages that did not complete within the timeout of their first part.
+    pub fn expire(&mut self, now: Instant) {
+        while let Some(index) = self
+            .pending
+            .iter()
+            .position(|p| now.duration_since(p.first_seen) >= self.timeout)
+        {
+            self.give_up(index);
+        }
+        let timeout = self.timeout;
+        self.completed
+            .retain(|(_, done)| now.duration_since(*done) < timeout);
+    }
+
+    /// Messages given up on since the last call.
+    pub fn take_incomplete(&mut self) -> Vec<Incomplete> {
+        std::mem::take(&mut self.incomplete)
+    }
+
+    /// Gives up on every message still waiting for parts (the connection ended).
+    pub fn abandon(&mut self) -> Vec<Incomplete> {
+        while !self.pending.is_empty() {
+            self.give_up(0);
+        }
+        self.take_incomplete()
     }
 
     pub fn pending_messages(&self) -> usize {
         self.pending.len()
     }
 
-    /// Incomplete messages dropped to stay within bounds since creation.
-    pub fn evicted_messages(&self) -> u64 {
-        self.evicted
-    }
-
-    fn evict(&mut self, index: usize) {
+    fn give_up(&mut self, index: usize) {
         if index < self.pending.len() {
             let old = self.pending.remove(index);
             self.stored_parts -= old.parts.len();
-            self.evicted += 1;
+            self.incomplete.push(Incomplete {
+                key: old.key,
+                received: old.parts.into_keys().collect(),
+            });
         }
     }
 }
@@ -338,21 +435,42 @@ mod tests {
         packet
     }
 
-    #[test]
-    fn small_packet_is_not_split() {
-        let packet = minute_packet(3);
-        assert_eq!(split(&packet), Ok(vec![packet]));
+    fn qns() -> impl FnMut() -> String {
+        let mut n = 123;
+        move || {
+            n += 1;
+            format!("20260101120000{n:03}")
+        }
+    }
+
+    fn part(pnum: u32, pno: u32, qn: &str) -> Packet {
+        let mut part = minute_packet(1);
+        part.qn = Some(qn.into());
+        part.flag = Some(PacketFlag::from_bits(7));
+        part.pnum = Some(pnum);
+        part.pno = Some(pno);
+        part.cp.groups[1] = CpGroup::Factor(
+            Factor::new(format!("a{pno:05}")).with(FieldKind::Avg, pno.to_string()),
+        );
+        part
     }
 
     #[test]
-    fn parts_fit_carry_data_time_and_rejoin() {
+    fn small_packet_is_not_split() {
+        let packet = minute_packet(3);
+        assert_eq!(split(&packet, qns()), Ok(vec![packet]));
+    }
+
+    #[test]
+    fn parts_fit_carry_their_own_qn_and_data_time_and_rejoin() {
         // One factor group "a00000-Avg=12.345,a00000-Min=10.000,a00000-Max=14.000,a00000-Flag=N"
         // is 68 bytes; 40 of them (+ separators) are ~2.8 kB, so three or more parts.
         let packet = minute_packet(40);
-        let parts = split(&packet).expect("splittable");
+        let parts = split(&packet, qns()).expect("splittable");
         assert!(parts.len() >= 3, "{} parts", parts.len());
-        let mut reassembler = Reassembler::new(4, 100);
+        let mut reassembler = Reassembler::new(4, 100, Duration::from_secs(60));
         let mut joined = None;
+        let now = Instant::now();
         for (i, part) in parts.iter().enumerate() {
             let wire = encode(part).expect("each part fits 1024 bytes");
             let len: usize = String::from_utf8_lossy(&wire[2..6])
@@ -360,78 +478,119 @@ mod tests {
                 .expect("digits");
             assert!(len <= MAX_DATA_LEN);
             let back = decode(&wire).expect("part decodes");
+            // Table C.50: part 1 keeps the upload's QN, each later part has the next one.
+            let qn = format!("20260101120000{:03}", 123 + i);
+            assert_eq!(back.qn.as_deref(), Some(qn.as_str()));
             assert_eq!(back.pnum, Some(parts.len() as u32));
             assert_eq!(back.pno, Some(i as u32 + 1));
             assert!(back.flag.is_some_and(|f| f.split && f.ack_required));
             assert_eq!(back.cp.data_time(), Some("20260101120000"));
-            joined = reassembler.push(back).expect("valid part");
+            if let Pushed::Whole(whole) = reassembler.push(back, now).expect("valid part") {
+                joined = Some(whole);
+            }
         }
         assert_eq!(joined, Some(packet));
         assert_eq!(reassembler.pending_messages(), 0);
     }
 
     #[test]
-    fn split_refuses_what_cannot_be_joined() {
+    fn parts_in_any_order_and_resent_are_joined_once() {
+        let mut reassembler = Reassembler::new(4, 100, Duration::from_secs(60));
+        let now = Instant::now();
+        assert_eq!(
+            reassembler.push(part(3, 3, "20260101120000003"), now),
+            Ok(Pushed::Held)
+        );
+        assert_eq!(
+            reassembler.push(part(3, 1, "20260101120000001"), now),
+            Ok(Pushed::Held)
+        );
+        assert_eq!(
+            reassembler.push(part(3, 3, "20260101120000003"), now),
+            Ok(Pushed::Repeat),
+            "a resent part is held once"
+        );
+        let Ok(Pushed::Whole(whole)) = reassembler.push(part(3, 2, "20260101120000002"), now)
+        else {
+            panic!("the third distinct part completes the message");
+        };
+        let codes: Vec<&str> = whole.cp.factors().map(|f| f.code.as_str()).collect();
+        assert_eq!(codes, vec!["a00001", "a00002", "a00003"], "in PNO order");
+        assert_eq!(
+            whole.qn.as_deref(),
+            Some("20260101120000001"),
+            "part 1's header"
+        );
+        assert_eq!((whole.pnum, whole.pno), (None, None));
+        assert_eq!(
+            reassembler.push(part(3, 2, "20260101120000002"), now),
+            Ok(Pushed::Repeat),
+            "a part resent after its message completed is not a new message"
+        );
+        assert_eq!(reassembler.pending_messages(), 0);
+    }
+
+    #[test]
+    fn split_refuses_what_cannot_be_acknowledged() {
         let mut packet = minute_packet(40);
         packet.qn = None;
-        assert!(matches!(split(&packet), Err(EncodeError::CannotSplit(_))));
+        assert!(matches!(
+            split(&packet, qns()),
+            Err(EncodeError::CannotSplit(_))
+        ));
         let mut packet = minute_packet(1);
         packet.cp.groups.push(CpGroup::Factor(
             Factor::new("a21026").with(FieldKind::Rtd, "1".repeat(1100)),
         ));
-        assert!(matches!(split(&packet), Err(EncodeError::CannotSplit(_))));
+        assert!(matches!(
+            split(&packet, qns()),
+            Err(EncodeError::CannotSplit(_))
+        ));
     }
 
     #[test]
-    fn parts_with_their_own_data_time_keep_it() {
-        let mut first = minute_packet(1);
-        first.flag = Some(PacketFlag::from_bits(7));
-        first.pnum = Some(2);
-        first.pno = Some(1);
-        let mut second = first.clone();
-        second.pno = Some(2);
-        second.cp = CommandParams::new()
-            .with_data_time("20260101120100")
-            .with_factor(Factor::new("a21026").with(FieldKind::Avg, "1"));
-        let mut reassembler = Reassembler::new(4, 100);
-        assert_eq!(reassembler.push(first), Ok(None));
-        let whole = reassembler.push(second).expect("valid").expect("complete");
-        let times: Vec<_> = whole
-            .cp
-            .groups
-            .iter()
-            .filter_map(|g| match g {
-                CpGroup::DataTime(t) => Some(t.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(times, vec!["20260101120000", "20260101120100"]);
+    fn incomplete_messages_time_out_and_are_reported() {
+        let mut reassembler = Reassembler::new(4, 100, Duration::from_secs(60));
+        let t0 = Instant::now();
+        assert_eq!(
+            reassembler.push(part(2, 1, "20260101120000001"), t0),
+            Ok(Pushed::Held)
+        );
+        reassembler.expire(t0 + Duration::from_secs(59));
+        assert_eq!(reassembler.take_incomplete(), vec![]);
+        reassembler.expire(t0 + Duration::from_secs(60));
+        let dropped = reassembler.take_incomplete();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].received, vec![1]);
+        assert_eq!(
+            dropped[0].key.to_string(),
+            "MN=010000A8900016F000169DC0 CN=2051 DataTime=20260101120000 PNUM=2"
+        );
+        // Part 2 alone now starts a message of its own, which the end of the connection
+        // abandons.
+        assert_eq!(
+            reassembler.push(
+                part(2, 2, "20260101120000002"),
+                t0 + Duration::from_secs(61)
+            ),
+            Ok(Pushed::Held)
+        );
+        assert_eq!(reassembler.abandon().len(), 1);
     }
 
     #[test]
     fn pending_state_is_bounded() {
-        let mut reassembler = Reassembler::new(2, 100);
-        for qn in [
-            "20260101120000001",
-            "20260101120000002",
-            "20260101120000003",
-        ] {
-            let mut part = minute_packet(1);
-            part.qn = Some(qn.into());
-            part.flag = Some(PacketFlag::from_bits(7));
-            part.pnum = Some(3);
-            part.pno = Some(1);
-            assert_eq!(reassembler.push(part), Ok(None));
+        let mut reassembler = Reassembler::new(2, 100, Duration::from_secs(60));
+        let now = Instant::now();
+        for minute in ["20260101120000", "20260101120100", "20260101120200"] {
+            let mut first = part(3, 1, "20260101120000001");
+            first.cp.groups[0] = CpGroup::DataTime(minute.into());
+            assert_eq!(reassembler.push(first, now), Ok(Pushed::Held));
         }
         assert_eq!(reassembler.pending_messages(), 2);
-        assert_eq!(reassembler.evicted_messages(), 1);
-
-        let mut part = minute_packet(1);
-        part.flag = Some(PacketFlag::from_bits(7));
-        part.pnum = Some(500);
-        part.pno = Some(1);
+        assert_eq!(reassembler.take_incomplete().len(), 1);
         assert_eq!(
-            reassembler.push(part),
+            reassembler.push(part(500, 1, "20260101120000001"), now),
             Err(ReassemblyError::TooManyParts {
                 pnum: 500,
                 max: 100
@@ -441,27 +600,23 @@ mod tests {
 
     #[test]
     fn part_errors() {
-        let mut reassembler = Reassembler::new(2, 100);
-        let mut part = minute_packet(1);
-        part.pnum = Some(2);
+        let mut reassembler = Reassembler::new(2, 100, Duration::from_secs(60));
+        let now = Instant::now();
+        let mut bad = part(2, 1, "1");
+        bad.pno = None;
         assert_eq!(
-            reassembler.push(part.clone()),
+            reassembler.push(bad, now),
             Err(ReassemblyError::MissingPartNumbers)
         );
-        part.pno = Some(3);
         assert_eq!(
-            reassembler.push(part.clone()),
+            reassembler.push(part(2, 3, "1"), now),
             Err(ReassemblyError::BadPartNumber { pno: 3, pnum: 2 })
         );
-        part.pno = Some(1);
-        assert_eq!(reassembler.push(part.clone()), Ok(None));
-        part.pnum = Some(4);
-        part.pno = Some(2);
+        let mut no_time = part(2, 1, "1");
+        no_time.cp.groups.remove(0);
         assert_eq!(
-            reassembler.push(part.clone()),
-            Err(ReassemblyError::PartCountChanged { was: 2, now: 4 })
+            reassembler.push(no_time, now),
+            Err(ReassemblyError::MissingDataTime)
         );
-        part.qn = None;
-        assert_eq!(reassembler.push(part), Err(ReassemblyError::MissingQn));
     }
 }

@@ -20,7 +20,7 @@ use crate::model::time::{Clock, UtcOffset};
 use crate::model::Quantity;
 use crate::protocol::hj212::{EncodeError, SystemCode};
 use crate::sink::hj212::upload::{
-    group_periods, period_packet, realtime_packet, to_wire, PeriodGroup, Unconvertible,
+    group_periods, period_packet, realtime_packet, to_wire, LeftOut, PeriodGroup,
 };
 use crate::sink::hj212::upload::{QnSequence, UploadHeader};
 use crate::sink::stop::{pause, stop_requested};
@@ -399,11 +399,11 @@ impl Uplink {
             });
         }
         let packet = encoded.packet;
-        let frames = to_wire(&packet)?;
+        let (qns, clock, offset) = (&mut self.qns, &self.clock, self.settings.offset);
+        let parts = to_wire(&packet, || qns.next(clock(), offset))?;
         Ok(Upload {
-            qn,
             cn: cn_label(packet.cn.code()),
-            frames,
+            parts,
             purpose,
         })
     }
@@ -460,11 +460,11 @@ impl Uplink {
             if !encoded.has_factors() {
                 continue;
             }
-            match to_wire(&encoded.packet) {
-                Ok(frames) => uploads.push(Upload {
-                    qn,
+            let (qns, clock, offset) = (&mut self.qns, &self.clock, self.settings.offset);
+            match to_wire(&encoded.packet, || qns.next(clock(), offset)) {
+                Ok(parts) => uploads.push(Upload {
                     cn: cn_label(2011),
-                    frames,
+                    parts,
                     purpose: Purpose::Realtime,
                 }),
                 Err(e) => {
@@ -475,12 +475,25 @@ impl Uplink {
         uploads
     }
 
-    /// Counts and logs the factor groups an upload left out for want of a unit conversion.
-    fn count_left_out(&self, point: &str, left_out: &[Unconvertible]) {
+    /// Counts and logs the factor groups an upload left out: for want of a unit conversion,
+    /// or a value that does not fit its code's data type.
+    fn count_left_out(&self, point: &str, left_out: &[LeftOut]) {
         for skipped in left_out {
-            self.stats.unconvertible(skipped.quantity);
-            let unit = skipped.unit.map_or("none", |u| u.symbol());
-            tracing::warn!(sink = %self.settings.name, point, quantity = %skipped.quantity, unit, "value left out of an HJ 212 upload: no exact conversion to its HJ 212 unit");
+            match skipped {
+                LeftOut::Unconvertible { quantity, unit } => {
+                    self.stats.unconvertible(*quantity);
+                    let unit = unit.map_or("none", |u| u.symbol());
+                    tracing::warn!(sink = %self.settings.name, point, quantity = %quantity, unit, "value left out of an HJ 212 upload: no exact conversion to its HJ 212 unit");
+                }
+                LeftOut::OutOfType {
+                    quantity,
+                    field,
+                    error,
+                } => {
+                    self.stats.out_of_type(*quantity);
+                    tracing::warn!(sink = %self.settings.name, point, quantity = %quantity, field = %field, %error, "value left out of an HJ 212 upload: it does not fit its code's data type");
+                }
+            }
         }
     }
 

@@ -1,7 +1,16 @@
 //! What the platform sends on the uplink connection, and the replies. Pure: the session does
 //! the I/O.
 //!
-//! - 9014 with a QN acknowledges the upload of that QN.
+//! - 9014 with a QN acknowledges the upload part of that QN.
+//! - Roles come from ST and the Flag bits (HJ 212-2017 6.3.2 Table 3: bit A "命令是否应答",
+//!   1 = answer, 0 = no answer; 6.6.1 Table 5: ST=91 "系统交互", for the exchanges between
+//!   logger and platform). Every platform request in Appendix C (Tables C.1-C.13,
+//!   C.20-C.23, C.47-C.50) carries Flag=5; every answer (9011, 9012, 9014, and the 1011 with
+//!   SystemTime of Table C.2) carries Flag=4 and 9011/9012/9014 ST=91. So a packet with ST=91,
+//!   or with a 2017 Flag whose A bit is clear, is a response or notice and is never answered:
+//!   answering a platform's own 1011 answer with 9011/1011/9012 would make two peers that
+//!   answer every 1011 ping-pong for ever. A packet without Flag (HJ/T 212-2005 platforms)
+//!   is taken as a request.
 //! - 2051/2061/2031/2011 with `BeginTime`/`EndTime` (local, inclusive) pull history.
 //! - 1011 asks for the device time; 1012 sets it. The system clock is never changed: the request
 //!   is logged with its offset from our clock and answered ExeRtn=1 ("executed" = recorded).
@@ -82,8 +91,10 @@ pub enum Incoming {
         rtn: QnRtn,
         why: String,
     },
-    /// Answers and notices that need nothing from us (9011/9012/9013 of the platform).
+    /// Answers and notices that need nothing from us (9011/9012/9013 of the platform, a
+    /// packet without the A bit); `reason` labels the ignored-packets metric.
     Ignore {
+        reason: &'static str,
         why: String,
     },
 }
@@ -116,6 +127,7 @@ pub fn classify(packet: &Packet, me: &Identity<'_>) -> Incoming {
             {
                 Some(qn) => Incoming::Ack { qn },
                 None => Incoming::Ignore {
+                    reason: "unmatched_ack",
                     why: "9014 without a QN".into(),
                 },
             };
@@ -124,10 +136,27 @@ pub fn classify(packet: &Packet, me: &Identity<'_>) -> Incoming {
         | CommandCode::ExecutionResult
         | CommandCode::NotificationResponse => {
             return Incoming::Ignore {
+                reason: "response",
                 why: format!("{} from the platform", packet.cn),
             }
         }
         _ => {}
+    }
+    if packet.st == SystemCode::SystemInteraction {
+        return Incoming::Ignore {
+            reason: "response",
+            why: format!("CN={} with ST=91 is an answer, not a request", packet.cn),
+        };
+    }
+    if let Some(flag) = packet.flag.filter(|f| !f.ack_required && f.version >= 1) {
+        return Incoming::Ignore {
+            reason: "response",
+            why: format!(
+                "CN={} with Flag={} (A bit clear) is an answer or notice, not a request",
+                packet.cn,
+                flag.bits()
+            ),
+        };
     }
     if packet.pw.as_deref() != Some(me.password) {
         return reject(QnRtn::PasswordWrong, "wrong or missing PW".into());
@@ -334,6 +363,47 @@ mod tests {
             Some(QnRtn::Refused),
             "window ends before it begins"
         );
+    }
+
+    #[test]
+    fn responses_are_never_answered() {
+        let mns = vec!["MN0001".to_string()];
+        let me = me(&mns);
+        let ignored = |text: &str| {
+            matches!(
+                classify(&packet(text), &me),
+                Incoming::Ignore {
+                    reason: "response",
+                    ..
+                }
+            )
+        };
+        // Table C.2: the 1011 that carries SystemTime is the answer, Flag=4.
+        assert!(ignored("QN=20160801085857223;ST=31;CN=1011;PW=123456;MN=MN0001;Flag=4;CP=&&SystemTime=20160801085857&&"));
+        assert!(ignored(
+            "QN=20160801085857223;ST=91;CN=9011;PW=123456;MN=MN0001;Flag=4;CP=&&QnRtn=1&&"
+        ));
+        assert!(ignored(
+            "QN=20160801085857223;ST=91;CN=1011;PW=123456;MN=MN0001;Flag=5;CP=&&&&"
+        ));
+        // The request itself, Flag=5, is answered; so is one without Flag (HJ/T 212-2005).
+        assert_eq!(
+            classify(
+                &packet("QN=20160801085857223;ST=31;CN=1011;PW=123456;MN=MN0001;Flag=5;CP=&&&&"),
+                &me
+            ),
+            Incoming::GetTime {
+                qn: "20160801085857223".into(),
+                mn: "MN0001".into()
+            }
+        );
+        assert!(matches!(
+            classify(
+                &packet("QN=20160801085857223;ST=31;CN=1011;PW=123456;MN=MN0001;CP=&&&&"),
+                &me
+            ),
+            Incoming::GetTime { .. }
+        ));
     }
 
     #[test]

@@ -9,7 +9,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::protocol::hj212::{encode, format_data_time, Framer, Packet};
+use crate::protocol::hj212::{
+    encode, format_data_time, masked, DecodeErrorKind, FrameError, Framer, Packet,
+};
 use crate::sink::hj212::upload::group_periods;
 
 use super::forwarder::{cn_label, HistoryJob, Uplink};
@@ -17,7 +19,7 @@ use super::history::{stored_window, HISTORY_LIMIT};
 use super::requests::{
     classify, execution_result, request_answer, system_time, ExeRtn, Identity, Incoming, QnRtn,
 };
-use super::window::{Expiry, Purpose, Send};
+use super::window::{Acked, Expiry, Purpose, Send};
 use crate::sink::stop::stop_requested;
 
 /// How a session ended.
@@ -79,9 +81,7 @@ impl Uplink {
                                         return End::Lost(e);
                                     }
                                 }
-                                Err(e) => {
-                                    tracing::warn!(sink = %self.settings.name, "unreadable packet from the platform: {e}");
-                                }
+                                Err(e) => self.unreadable(&e),
                             }
                         }
                     }
@@ -167,7 +167,7 @@ impl Uplink {
                 self.window.push(upload);
             } else {
                 self.write_bytes(write, &upload.bytes()).await?;
-                self.stats.sent(upload.cn, upload.frames.len() as u64);
+                self.stats.sent(upload.cn, upload.parts.len() as u64);
             }
         }
         Ok(())
@@ -192,8 +192,9 @@ impl Uplink {
         );
         match incoming {
             Incoming::Ack { qn } => self.acked(&qn, write, &password).await,
-            Incoming::Ignore { why } => {
-                tracing::debug!(sink = %self.settings.name, "ignored: {why}");
+            Incoming::Ignore { reason, why } => {
+                self.stats.ignored(reason);
+                tracing::info!(sink = %self.settings.name, reason, cn = %packet.cn, qn = ?packet.qn, "platform packet not answered: {why}");
                 Ok(())
             }
             Incoming::Reject { qn, mn, rtn, why } => {
@@ -299,15 +300,44 @@ impl Uplink {
         }
     }
 
+    /// A packet from the platform that could not be read: counted by reason and logged with
+    /// its bytes, the password masked.
+    fn unreadable(&self, error: &FrameError) {
+        let reason = match error.error.kind {
+            DecodeErrorKind::BadCrc { .. }
+            | DecodeErrorKind::BadCrcDigits
+            | DecodeErrorKind::MissingCrc => "crc",
+            DecodeErrorKind::BadLength { .. }
+            | DecodeErrorKind::BadLengthDigits
+            | DecodeErrorKind::TooLong { .. }
+            | DecodeErrorKind::Truncated { .. } => "length",
+            DecodeErrorKind::BadHeader | DecodeErrorKind::NotAPacket { .. } => "garbage",
+            DecodeErrorKind::MissingCpDelimiter
+            | DecodeErrorKind::UnknownCommand(_)
+            | DecodeErrorKind::MissingField(_)
+            | DecodeErrorKind::BadField { .. } => "syntax",
+        };
+        self.stats.ignored(reason);
+        tracing::warn!(sink = %self.settings.name, reason, error = %error.error, packet = %masked(&error.raw, 300), "unreadable packet from the platform, not answered");
+    }
+
     async fn acked(
         &mut self,
         qn: &str,
         write: &mut OwnedWriteHalf,
         password: &str,
     ) -> Result<(), Lost> {
-        let Some(upload) = self.window.ack(qn) else {
-            tracing::debug!(sink = %self.settings.name, qn, "9014 for no open upload (a repeated ack)");
-            return Ok(());
+        let upload = match self.window.ack(qn) {
+            Acked::Upload(upload) => upload,
+            Acked::Part => {
+                self.stats.acked();
+                return Ok(());
+            }
+            Acked::Unknown => {
+                self.stats.ignored("unmatched_ack");
+                tracing::warn!(sink = %self.settings.name, qn, "9014 for a QN not waiting for an ack (a repeated ack, one from before a reconnect, or a platform echoing a QN we did not send)");
+                return Ok(());
+            }
         };
         self.stats.acked();
         self.backoff.reset();

@@ -12,6 +12,13 @@ use crate::ops::metrics::{
     HJ212_UNCONVERTIBLE,
 };
 
+/// Values left out because they do not fit their code's data type (HJ 212-2017 Table B.2).
+pub const HJ212_OUT_OF_TYPE: &str = "cemsd_hj212_uplink_values_out_of_type_total";
+/// Packets from the platform that were not taken, by reason: unreadable (crc, length,
+/// syntax, garbage), a 9014 for no QN on the wire (`unmatched_ack`), or a response that is
+/// never answered (`response`).
+pub const HJ212_IGNORED: &str = "cemsd_hj212_uplink_ignored_packets_total";
+
 #[derive(Debug, Default)]
 pub struct UplinkStats {
     sink: String,
@@ -26,6 +33,8 @@ pub struct UplinkStats {
     history_requests: AtomicU64,
     rejected_requests: AtomicU64,
     unconvertible: AtomicU64,
+    out_of_type: AtomicU64,
+    ignored: AtomicU64,
 }
 
 /// A copy of the counters at one moment.
@@ -45,6 +54,10 @@ pub struct UplinkSnapshot {
     pub rejected_requests: u64,
     /// Factor groups left out of uploads: no exact conversion to the HJ 212 unit.
     pub unconvertible: u64,
+    /// Factor groups left out of uploads: a value that does not fit its code's data type.
+    pub out_of_type: u64,
+    /// Packets from the platform not taken: unreadable, unmatched 9014s, responses.
+    pub ignored: u64,
 }
 
 impl UplinkStats {
@@ -68,6 +81,8 @@ impl UplinkStats {
             history_requests: self.history_requests.load(Ordering::Relaxed),
             rejected_requests: self.rejected_requests.load(Ordering::Relaxed),
             unconvertible: self.unconvertible.load(Ordering::Relaxed),
+            out_of_type: self.out_of_type.load(Ordering::Relaxed),
+            ignored: self.ignored.load(Ordering::Relaxed),
         }
     }
 
@@ -124,5 +139,16 @@ impl UplinkStats {
         self.unconvertible.fetch_add(1, Ordering::Relaxed);
         counter!(HJ212_UNCONVERTIBLE, "sink" => self.sink.clone(), "quantity" => quantity.name())
             .increment(1);
+    }
+
+    pub(super) fn out_of_type(&self, quantity: Quantity) {
+        self.out_of_type.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_OUT_OF_TYPE, "sink" => self.sink.clone(), "quantity" => quantity.name())
+            .increment(1);
+    }
+
+    pub(super) fn ignored(&self, reason: &'static str) {
+        self.ignored.fetch_add(1, Ordering::Relaxed);
+        counter!(HJ212_IGNORED, "sink" => self.sink.clone(), "reason" => reason).increment(1);
     }
 }

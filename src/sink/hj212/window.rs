@@ -1,9 +1,13 @@
-//! Uploads waiting for their 9014: a small window of packets in flight, matched to acks by QN
-//! (acks may come in any order), with a deadline each for the resend.
+//! Uploads waiting for their 9014s: a small window of uploads in flight, each of one packet
+//! or of several split parts, every part matched to its own 9014 by its own QN (HJ 212-2017
+//! Table C.50; acks may come in any order), with a deadline each for the resend of what is
+//! still unacknowledged.
 
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::upload::WirePart;
 
 /// Why an upload was sent, which decides what its ack means and whether it survives a
 /// reconnect.
@@ -17,25 +21,44 @@ pub enum Purpose {
     Realtime,
 }
 
-/// One upload ready for the wire: every part of a split message, sharing the QN.
+/// One upload ready for the wire: every part of a split message, each with its own QN.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Upload {
-    pub qn: String,
     /// CN, for the packets-sent metric.
     pub cn: &'static str,
-    pub frames: Vec<Vec<u8>>,
+    /// At least one.
+    pub parts: Vec<WirePart>,
     pub purpose: Purpose,
 }
 
 impl Upload {
-    pub fn bytes(&self) -> Vec<u8> {
-        self.frames.concat()
+    /// The QN of part 1, which names the upload.
+    pub fn qn(&self) -> &str {
+        self.parts.first().map_or("", |p| p.qn.as_str())
     }
+
+    pub fn bytes(&self) -> Vec<u8> {
+        self.parts.iter().flat_map(|p| p.bytes.clone()).collect()
+    }
+}
+
+/// What a 9014 did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acked {
+    /// It acknowledged one part of an upload that still waits for others.
+    Part,
+    /// It acknowledged the last unacknowledged part: the upload is delivered.
+    Upload(Upload),
+    /// No part on the wire has this QN (a second ack after a resend, an ack from before a
+    /// reconnect, or a platform answering with a QN we never sent).
+    Unknown,
 }
 
 #[derive(Debug)]
 struct InFlight {
     upload: Upload,
+    /// Per part: acknowledged yet.
+    acked: Vec<bool>,
     /// `None` until written on the current connection.
     deadline: Option<Instant>,
     /// Sends so far on any connection; more than one makes every further send a resend.
@@ -85,6 +108,7 @@ impl Window {
     /// are few and must not wait behind a backlog.
     pub fn push(&mut self, upload: Upload) {
         self.entries.push(InFlight {
+            acked: vec![false; upload.parts.len()],
             upload,
             deadline: None,
             sends: 0,
@@ -97,22 +121,33 @@ impl Window {
         let mut out = Vec::new();
         for entry in self.entries.iter_mut().filter(|e| e.deadline.is_none()) {
             entry.deadline = Some(now + ack_timeout);
-            out.push(Send {
-                bytes: entry.upload.bytes(),
-                cn: entry.upload.cn,
-                parts: entry.upload.frames.len() as u64,
-                resend: entry.sends > 0,
-            });
+            out.push(entry.send(entry.sends > 0));
             entry.sends += 1;
         }
         out
     }
 
-    /// Takes the upload this 9014 acknowledges; `None` for an unknown QN (a second ack after
-    /// a resend, or an ack from before a reconnect).
-    pub fn ack(&mut self, qn: &str) -> Option<Upload> {
-        let index = self.entries.iter().position(|e| e.upload.qn == qn)?;
-        Some(self.entries.remove(index).upload)
+    /// Marks the part with this QN acknowledged; the upload leaves the window once every part
+    /// is.
+    pub fn ack(&mut self, qn: &str) -> Acked {
+        let found = self.entries.iter().enumerate().find_map(|(i, e)| {
+            e.upload
+                .parts
+                .iter()
+                .position(|p| p.qn == qn)
+                .filter(|part| !e.acked[*part])
+                .map(|part| (i, part))
+        });
+        let Some((index, part)) = found else {
+            return Acked::Unknown;
+        };
+        let entry = &mut self.entries[index];
+        entry.acked[part] = true;
+        if entry.acked.iter().all(|a| *a) {
+            Acked::Upload(self.entries.remove(index).upload)
+        } else {
+            Acked::Part
+        }
     }
 
     /// The earliest ack deadline of the uploads on the wire.
@@ -131,19 +166,14 @@ impl Window {
             timeouts += 1;
             if entry.resends >= retries {
                 return Expiry::Broken {
-                    qn: entry.upload.qn.clone(),
+                    qn: entry.first_unacked().to_string(),
                     timeouts,
                 };
             }
             entry.resends += 1;
             entry.sends += 1;
             entry.deadline = Some(now + ack_timeout);
-            sends.push(Send {
-                bytes: entry.upload.bytes(),
-                cn: entry.upload.cn,
-                parts: entry.upload.frames.len() as u64,
-                resend: true,
-            });
+            sends.push(entry.send(true));
         }
         Expiry::Resend { sends, timeouts }
     }
@@ -155,6 +185,9 @@ impl Window {
         let mut kept = Vec::new();
         for mut entry in self.entries.drain(..) {
             if matches!(entry.upload.purpose, Purpose::Backlog { .. }) {
+                // The platform may not have kept what it acked on the lost connection; every
+                // part goes again.
+                entry.acked.iter_mut().for_each(|a| *a = false);
                 entry.deadline = None;
                 entry.resends = 0;
                 kept.push(entry);
@@ -167,6 +200,34 @@ impl Window {
     }
 }
 
+impl InFlight {
+    /// The parts not yet acknowledged, in PNO order.
+    fn send(&self, resend: bool) -> Send {
+        let unacked = || {
+            self.upload
+                .parts
+                .iter()
+                .zip(&self.acked)
+                .filter(|(_, acked)| !**acked)
+        };
+        Send {
+            bytes: unacked().flat_map(|(p, _)| p.bytes.clone()).collect(),
+            cn: self.upload.cn,
+            parts: unacked().count() as u64,
+            resend,
+        }
+    }
+
+    fn first_unacked(&self) -> &str {
+        self.upload
+            .parts
+            .iter()
+            .zip(&self.acked)
+            .find(|(_, acked)| !**acked)
+            .map_or(self.upload.qn(), |(p, _)| p.qn.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,10 +235,19 @@ mod tests {
     const TIMEOUT: Duration = Duration::from_secs(10);
 
     fn upload(qn: &str, purpose: Purpose) -> Upload {
+        split_upload(&[qn], purpose)
+    }
+
+    fn split_upload(qns: &[&str], purpose: Purpose) -> Upload {
         Upload {
-            qn: qn.into(),
             cn: "2051",
-            frames: vec![format!("##{qn}\r\n").into_bytes()],
+            parts: qns
+                .iter()
+                .map(|qn| WirePart {
+                    qn: qn.to_string(),
+                    bytes: format!("##{qn}\r\n").into_bytes(),
+                })
+                .collect(),
             purpose,
         }
     }
@@ -198,12 +268,16 @@ mod tests {
         );
         assert_eq!(window.next_deadline(), Some(now + TIMEOUT));
         assert_eq!(
-            window.ack("2").map(|u| u.purpose),
-            Some(Purpose::Backlog { first_seq: 5 })
+            window.ack("2"),
+            Acked::Upload(upload("2", Purpose::Backlog { first_seq: 5 }))
         );
-        assert_eq!(window.ack("2"), None, "a second ack of the same QN");
+        assert_eq!(
+            window.ack("2"),
+            Acked::Unknown,
+            "a second ack of the same QN"
+        );
         assert!(window.has_room());
-        assert!(window.ack("1").is_some());
+        assert!(matches!(window.ack("1"), Acked::Upload(_)));
         assert_eq!(window.next_deadline(), None, "nothing left on the wire");
     }
 
@@ -246,10 +320,44 @@ mod tests {
         window.push(upload("2", Purpose::Realtime));
         window.push(upload("3", Purpose::History { job: 1 }));
         window.unsent(Instant::now(), TIMEOUT);
-        let dropped: Vec<String> = window.reconnected().into_iter().map(|u| u.qn).collect();
+        let dropped: Vec<String> = window
+            .reconnected()
+            .into_iter()
+            .map(|u| u.qn().to_string())
+            .collect();
         assert_eq!(dropped, vec!["2", "3"]);
         let sends = window.unsent(Instant::now(), TIMEOUT);
         assert_eq!(sends.len(), 1);
         assert!(sends[0].resend, "sent before the reconnect");
+    }
+
+    #[test]
+    fn each_part_is_acked_by_its_own_qn_and_only_the_unacked_go_again() {
+        let mut window = Window::new(8);
+        window.push(split_upload(
+            &["534", "535", "536"],
+            Purpose::Backlog { first_seq: 1 },
+        ));
+        let t0 = Instant::now();
+        let sends = window.unsent(t0, TIMEOUT);
+        assert_eq!(sends.len(), 1);
+        assert_eq!(sends[0].parts, 3);
+        assert_eq!(window.ack("535"), Acked::Part);
+        assert_eq!(window.ack("535"), Acked::Unknown, "already acked");
+        let Expiry::Resend { sends, .. } = window.expire(t0 + TIMEOUT, TIMEOUT, 3) else {
+            panic!("a resend");
+        };
+        assert_eq!(sends[0].bytes, b"##534\r\n##536\r\n".to_vec());
+        assert_eq!(sends[0].parts, 2);
+        assert_eq!(window.ack("536"), Acked::Part);
+        assert_eq!(
+            window.expire(t0 + TIMEOUT * 4, TIMEOUT, 1),
+            Expiry::Broken {
+                qn: "534".into(),
+                timeouts: 1
+            },
+            "the part still unacknowledged names the break"
+        );
+        assert!(matches!(window.ack("534"), Acked::Upload(u) if u.qn() == "534"));
     }
 }

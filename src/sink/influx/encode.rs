@@ -3,7 +3,9 @@
 //! One line per record: measurement `<prefix>_<kind>` (reading, minute, hour, day, gap,
 //! exceedance, event); tags channel, device, flag, quantity, site, stack, unit (sorted by key,
 //! as InfluxDB recommends; empty ones left out); fields raw, measured, corrected, rate, min,
-//! max, count, duration_ms, note and flag_code. The HJ 212 flag is a tag because stores such
+//! max, count, duration_ms, note, flag_code and, on a period stored again after late readings,
+//! revision (InfluxDB keeps the last write of a point, so the revision replaces the values of
+//! the first version). The HJ 212 flag is a tag because stores such
 //! as VictoriaMetrics turn string fields into numbers; `flag_code` repeats it as a number
 //! and guarantees every line has a field even when the record carries no value.
 //!
@@ -146,6 +148,9 @@ impl Encoder {
         if let Some(end) = record.end {
             let duration = end.millis().saturating_sub(record.ts.millis());
             let _ = write!(out, ",duration_ms={duration}i");
+        }
+        if record.revision > 0 {
+            let _ = write!(out, ",revision={}i", record.revision);
         }
         if let Some(note) = &record.note {
             out.push_str(",note=\"");
@@ -369,6 +374,17 @@ mod tests {
             "cems_hour,channel=so2,device=so2-a,flag=C,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
              flag_code=3i,measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i \
              1767225600000\n"
+        );
+        // its second version, after late readings: same point, one more field
+        let revised = Record {
+            revision: 1,
+            ..hour.clone()
+        };
+        assert_eq!(
+            line(&encoder, &revised),
+            "cems_hour,channel=so2,device=so2-a,flag=C,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
+             flag_code=3i,measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i,\
+             revision=1i 1767225600000\n"
         );
         let gap = Record {
             end: Some(Timestamp::from_millis(T0 + 90_000)),
