@@ -94,6 +94,12 @@ enum Command {
         #[command(subcommand)]
         action: Hj212Action,
     },
+    /// Dead letters: what was refused or could not be delivered. List them, queue the lines
+    /// an InfluxDB server refused for sending again, or drop them.
+    DeadLetters {
+        #[command(subcommand)]
+        action: DeadLettersAction,
+    },
     /// Print what the store holds.
     Query {
         #[arg(long, short)]
@@ -110,6 +116,60 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum DeadLettersAction {
+    /// Print them, oldest first.
+    List {
+        #[command(flatten)]
+        filter: DeadLetterArgs,
+    },
+    /// Queue lines an InfluxDB sink refused for sending again; the sink sends them while
+    /// cemsd runs, deletes each the server takes and keeps any refused again.
+    Retry {
+        #[command(flatten)]
+        filter: DeadLetterArgs,
+    },
+    /// Delete them.
+    Drop {
+        #[command(flatten)]
+        filter: DeadLetterArgs,
+        /// Drop every dead letter when no filter is given.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// Which dead letters: every condition given holds.
+#[derive(clap::Args)]
+struct DeadLetterArgs {
+    #[arg(long, short)]
+    config: PathBuf,
+    /// A source such as influx:main or mqtt:plant, or the name after the colon.
+    #[arg(long)]
+    sink: Option<String>,
+    /// A part of the reason, e.g. "HTTP 413".
+    #[arg(long)]
+    reason: Option<String>,
+    /// Refused at or after this time: 2026-03-01, 2026-03-01T08:00 (site time) or RFC 3339.
+    #[arg(long)]
+    since: Option<String>,
+    /// Refused before this time.
+    #[arg(long)]
+    until: Option<String>,
+}
+
+impl DeadLetterArgs {
+    fn run(self, action: cemsd::app::dead_letters::Action) -> Result<(), cli::Failure> {
+        let filter = cemsd::app::dead_letters::FilterArgs {
+            sink: self.sink,
+            reason: self.reason,
+            since: self.since,
+            until: self.until,
+        };
+        cemsd::app::dead_letters::run(&self.config, action, &filter)
+    }
 }
 
 #[derive(Subcommand)]
@@ -219,6 +279,14 @@ fn main() -> ExitCode {
         Command::Hj212 {
             action: Hj212Action::Decode { file },
         } => cli::hj212_decode(file.as_deref()),
+        Command::DeadLetters { action } => {
+            use cemsd::app::dead_letters::Action;
+            match action {
+                DeadLettersAction::List { filter } => filter.run(Action::List),
+                DeadLettersAction::Retry { filter } => filter.run(Action::Retry),
+                DeadLettersAction::Drop { filter, all } => filter.run(Action::Drop { all }),
+            }
+        }
         Command::Query {
             config,
             device,

@@ -337,7 +337,7 @@ fn describe_reads_the_standard_example() {
 QN    20160801085857223          request 2016-08-01 08:58:57.223
 ST    32                         surface water pollution source
 CN    1062                       set real-time data interval
-PW    100000
+PW    ******
 MN    010000A8900016F000169DC0
 Flag  5                          reply required: yes; split: no; protocol version 1 (HJ 212-2017)
 CP    1 group

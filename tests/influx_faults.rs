@@ -202,20 +202,35 @@ async fn bad_points_are_split_out_dead_lettered_and_the_rest_delivered_in_order(
 }
 
 #[tokio::test]
-async fn oversized_bodies_are_split_and_a_lone_oversized_line_is_dead_lettered() {
+async fn oversized_bodies_are_split_a_small_line_refused_as_too_large_is_retried_and_a_huge_one_dead_lettered(
+) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let db = dir.path().join("cems.db");
     let records: Vec<Record> = (1..=30)
-        .map(|seq| reading(seq, if seq == 12 { "huge" } else { "analyser" }))
+        .map(|seq| match seq {
+            12 => reading(seq, "small"),
+            20 => Record {
+                // far over any line a server must take
+                note: Some("x".repeat(300 * 1024)),
+                ..reading(seq, "huge")
+            },
+            _ => reading(seq, "analyser"),
+        })
         .collect();
     fill_store(&db, &records);
-    // Refuse bodies of more than 8 lines, and the "huge" line whatever its company.
-    let server = FaultServer::start(Box::new(|_, body: &str| {
+    // Refuse bodies of more than 8 lines, the "huge" line whatever its company, and the
+    // "small" line until it came alone three times (a proxy limit, fixed meanwhile).
+    let mut small_alone = 0;
+    let server = FaultServer::start(Box::new(move |_, body: &str| {
+        let too_large = Answer::status(413).with_body("request entity too large");
         if body.lines().count() > 8 || body.contains("device=huge") {
-            Answer::status(413).with_body("request entity too large")
-        } else {
-            Answer::status(204)
+            return too_large;
         }
+        if body.contains("device=small") && small_alone < 3 {
+            small_alone += usize::from(body.lines().count() == 1);
+            return too_large;
+        }
+        Answer::status(204)
     }))
     .await;
     let writer = Writer::start(&db);
@@ -223,24 +238,35 @@ async fn oversized_bodies_are_split_and_a_lone_oversized_line_is_dead_lettered()
     config.batch_size = 30;
     let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
     let drained = forwarder.wait_for_cursor(30, Duration::from_secs(30)).await;
+    let stats = forwarder.stats.snapshot();
     forwarder.stop().await;
     writer.stop().await;
     assert!(drained);
 
     let received = server.received();
-    let good: Vec<u64> = (1..=30).filter(|s| *s != 12).collect();
-    assert_eq!(accepted(&received), good);
+    let good: Vec<u64> = (1..=30).filter(|s| *s != 20).collect();
+    let mut delivered = accepted(&received);
+    delivered.sort_unstable();
+    assert_eq!(delivered, good);
     assert!(received
         .iter()
         .filter(|r| r.status == 204)
         .all(|r| r.lines().len() <= 8));
+    // the small line: refused alone three times, sent again after a backoff each time
+    let small: Vec<u16> = received
+        .iter()
+        .filter(|r| r.lines().len() == 1 && r.body.contains("device=small"))
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(small, vec![413, 413, 413, 204]);
+    assert!(stats.retries >= 3, "{stats:?}");
     let letters = open(&db)
         .dead_letters(10)
         .unwrap_or_else(|e| panic!("dead letters: {e}"));
-    assert_eq!(letters.len(), 1);
+    assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(
         letters[0].reason,
-        "seq 12: HTTP 413: request entity too large"
+        "seq 20: HTTP 413: request entity too large"
     );
 }
 

@@ -63,3 +63,41 @@ fn the_unit_with_the_serial_drop_in_still_scores_at_most_2_5() {
         "exposure {score} > {MAX_EXPOSURE}:\n{text}"
     );
 }
+
+/// The value of `key=` in the shipped unit.
+fn unit_value(key: &str) -> String {
+    let unit = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/systemd/cemsd.service"),
+    )
+    .unwrap_or_else(|e| panic!("read the unit: {e}"));
+    unit.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in the unit"))
+        .to_string()
+}
+
+#[test]
+fn the_unit_does_not_restart_what_a_restart_cannot_fix_and_holds_the_bureau_listener() {
+    let codes: Vec<u8> = unit_value("RestartPreventExitStatus")
+        .split_whitespace()
+        .filter_map(|c| c.parse().ok())
+        .collect();
+    use cemsd::app::cli::{EXIT_CONFIG, EXIT_RUNTIME, EXIT_STORE};
+    assert!(
+        codes.contains(&EXIT_CONFIG) && codes.contains(&EXIT_STORE),
+        "{codes:?}"
+    );
+    assert!(!codes.contains(&EXIT_RUNTIME), "{codes:?}");
+    // the shipped bureau example, with its 2000 loggers, fits the unit's limit
+    let limit: u64 = unit_value("LimitNOFILE")
+        .parse()
+        .unwrap_or_else(|e| panic!("LimitNOFILE: {e}"));
+    let bureau =
+        cemsd::config::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/bureau.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    let needed = cemsd::config::environment::files_needed(&bureau.config);
+    assert!(
+        needed > 2000 && needed <= limit,
+        "{needed} files needed, {limit} allowed"
+    );
+}

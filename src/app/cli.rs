@@ -10,8 +10,17 @@ pub use crate::ops::logging::LogFormat;
 use crate::report;
 use crate::store::{Query, RecordKind, Store, StoreOptions, Stored};
 
-/// Why a command failed and which exit code says so: 2 for anything the user wrote wrong
-/// (config, profile, arguments), 1 for failures at run time.
+/// A failure at run time that may pass (a port taken, a peer away): a restart may help.
+pub const EXIT_RUNTIME: u8 = 1;
+/// Something the operator wrote or provides is wrong: the config, a profile, an argument, a
+/// secret file that is missing or unreadable. A restart cannot fix it; the unit's
+/// `RestartPreventExitStatus=` names it.
+pub const EXIT_CONFIG: u8 = 2;
+/// The store cannot be used: another cemsd holds it, or it is corrupt, read-only, not ours
+/// to write or from a newer cemsd. A restart cannot fix it either; the unit names it too.
+pub const EXIT_STORE: u8 = 3;
+
+/// Why a command failed and which exit code says so (see the `EXIT_*` constants).
 #[derive(Debug)]
 pub struct Failure {
     pub message: String,
@@ -22,14 +31,26 @@ impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
         Failure {
             message: message.into(),
-            exit_code: 2,
+            exit_code: EXIT_CONFIG,
         }
     }
 
     pub fn runtime(message: impl Into<String>) -> Self {
         Failure {
             message: message.into(),
-            exit_code: 1,
+            exit_code: EXIT_RUNTIME,
+        }
+    }
+
+    /// A store failure: [`EXIT_STORE`] when `needs_operator`, else a runtime one.
+    pub fn store(message: impl Into<String>, needs_operator: bool) -> Self {
+        Failure {
+            message: message.into(),
+            exit_code: if needs_operator {
+                EXIT_STORE
+            } else {
+                EXIT_RUNTIME
+            },
         }
     }
 }
@@ -55,14 +76,30 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 pub fn run(config_path: &Path) -> Result<(), Failure> {
-    let loaded = config::load(config_path)?;
+    let mut loaded = config::load(config_path)?;
+    check_environment(&mut loaded)?;
     runtime()?.block_on(crate::app::daemon::run(loaded))
 }
 
+/// Raises the open-files limit as far as allowed, then checks the config against it and
+/// against where the service finds its secrets; warnings join the config's own.
+fn check_environment(loaded: &mut Loaded) -> Result<(), Failure> {
+    let limit = crate::ops::open_files::raise_to_hard_limit();
+    let env = config::environment::Environment::current(limit);
+    let warnings = config::environment::check(loaded, &env)?;
+    loaded.warnings.extend(warnings);
+    if let Some(limit) = limit {
+        tracing::debug!(limit, "open files");
+    }
+    Ok(())
+}
+
 pub fn check(config_path: &Path) -> Result<(), Failure> {
+    let mut loaded = config::load(config_path)?;
+    check_environment(&mut loaded)?;
     let Loaded {
         config, warnings, ..
-    } = config::load(config_path)?;
+    } = loaded;
     for warning in &warnings {
         eprintln!("warning: {warning}");
     }
@@ -170,7 +207,7 @@ pub fn report(config_path: &Path, day: &str, format: report::Format) -> Result<(
 }
 
 /// The config and its store, which must exist already.
-fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
+pub(crate) fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
     let loaded = config::load(config_path)?;
     let path = config::relative_to(&loaded.path, &loaded.config.store.path);
     if !path.exists() {
@@ -181,7 +218,7 @@ fn open_store(config_path: &Path) -> Result<(Loaded, Store), Failure> {
         )));
     }
     let store = Store::open(&path, StoreOptions::default())
-        .map_err(|e| Failure::runtime(format!("{}: {e}", path.display())))?;
+        .map_err(|e| Failure::store(format!("{}: {e}", path.display()), e.needs_operator()))?;
     Ok((loaded, store))
 }
 

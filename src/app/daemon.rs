@@ -28,9 +28,10 @@ use crate::pipeline::live::Live;
 use crate::pipeline::Pipeline;
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, Processor};
+use crate::sink::influx::{ClientError, StartError};
 use crate::store::{
-    Query, RecordKind, Store, StoreError, StoreHandle, StoreOptions, StoreReader, StoreWriter,
-    WriterOptions,
+    LockError, Query, RecordKind, Store, StoreError, StoreHandle, StoreLock, StoreOptions,
+    StoreReader, StoreWriter, WriterOptions,
 };
 
 /// How long collectors and the pipeline get to finish after a stop signal.
@@ -41,6 +42,16 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     let mut signals = Signals::install()
         .map_err(|e| Failure::runtime(format!("cannot watch for signals: {e}")))?;
     let store_path = config::relative_to(&loaded.path, &loaded.config.store.path);
+    // Held until this function returns: one daemon per store.
+    let _lock = StoreLock::acquire(&store_path).map_err(|e| {
+        let help = match &e {
+            LockError::Held { .. } => {
+                "\n  help: stop the other daemon first, or give this config its own [store] path"
+            }
+            _ => "",
+        };
+        Failure::store(format!("{e}{help}"), e.needs_operator())
+    })?;
     let store = Store::open(
         &store_path,
         StoreOptions {
@@ -49,18 +60,18 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         },
     )
     .map_err(|e| {
-        Failure::runtime(format!(
-            "{}: cannot open the store: {e}",
-            store_path.display()
-        ))
+        Failure::store(
+            format!("{}: cannot open the store: {e}", store_path.display()),
+            e.needs_operator(),
+        )
     })?;
     let (store_handle, store_thread) = StoreWriter::spawn(store, WriterOptions::default())
         .map_err(|e| Failure::runtime(format!("cannot start the store writer: {e}")))?;
     let reader = StoreReader::open(&store_path).map_err(|e| {
-        Failure::runtime(format!(
-            "{}: cannot read the store: {e}",
-            store_path.display()
-        ))
+        Failure::store(
+            format!("{}: cannot read the store: {e}", store_path.display()),
+            e.needs_operator(),
+        )
     })?;
     tracing::info!(store = %store_path.display(), "store open");
     let metrics = ops::metrics::install()
@@ -177,6 +188,8 @@ struct Sinks {
 }
 
 impl Sinks {
+    /// A secret or URL the config names that cannot be used stops the start as a config
+    /// error ([`crate::app::cli::EXIT_CONFIG`]).
     fn start(loaded: &Loaded, store_path: &Path, store: &StoreHandle) -> Result<Sinks, Failure> {
         let (stop, stop_rx) = watch::channel(false);
         let influx = crate::sink::influx::InfluxSinks::start(
@@ -187,7 +200,15 @@ impl Sinks {
             store,
             &stop_rx,
         )
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+        .map_err(|e| match e {
+            // what the config names: a token file or variable, a URL
+            StartError::Token(_)
+            | StartError::Client(ClientError::Url { .. } | ClientError::Token { .. }) => {
+                Failure::usage(e.to_string())
+            }
+            StartError::Client(ClientError::Build { .. }) => Failure::runtime(e.to_string()),
+        })?;
+        // a password file or variable the config names
         let hj212 = crate::sink::hj212::Hj212Uplinks::start(
             &loaded.config,
             &loaded.path,
@@ -195,7 +216,7 @@ impl Sinks {
             store,
             &stop_rx,
         )
-        .map_err(|e| Failure::runtime(e.to_string()))?;
+        .map_err(|e| Failure::usage(e.to_string()))?;
         Ok(Sinks {
             stop,
             influx,

@@ -2,6 +2,7 @@
 //! with file, line, column, the key and what is allowed, before anything starts.
 
 pub mod diagnostic;
+pub mod environment;
 pub mod hj212_listener;
 pub mod hj212_uplink;
 pub mod influx;
@@ -104,6 +105,10 @@ fn three_days() -> Interval {
 pub struct HttpConfig {
     /// A loopback address: the endpoints have no authentication.
     pub listen: SocketAddr,
+    /// Host names requests may carry besides the listen address and `localhost`: the name
+    /// a reverse proxy forwards. Any other `Host` is refused (DNS rebinding).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,6 +2,7 @@
 //! reads (`/api/status`, `/api/series`). No authentication, so it listens on loopback only
 //! (the config refuses anything else); put a reverse proxy in front to reach it remotely.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::health::{Health, SourceHealth, StoreState};
+use super::health::{Health, SourceHealth, Verdict};
 use super::series::{SeriesSpec, SeriesView};
 use super::state::{store_facts, OpsState};
 use super::status::{raw_unit, StatusView, ValueKind};
@@ -28,7 +29,9 @@ const CHART_BUCKETS: u32 = 288;
 /// Longest window `/api/series` serves, in hours.
 const MAX_SERIES_HOURS: u32 = 24 * 7;
 
-pub fn router(state: Arc<OpsState>) -> Router {
+/// The routes, answering only requests whose `Host` names `listen` (the bound address) or
+/// a configured name.
+pub fn router(state: Arc<OpsState>, listen: SocketAddr) -> Router {
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
         .route(
@@ -44,7 +47,40 @@ pub fn router(state: Arc<OpsState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/series", get(series))
+        .layer(axum::middleware::from_fn_with_state(
+            (state.clone(), listen),
+            refuse_other_hosts,
+        ))
         .with_state(state)
+}
+
+/// Answers 421 to a request whose `Host` is not this server (see [`super::host`]).
+async fn refuse_other_hosts(
+    State((state, listen)): State<(Arc<OpsState>, SocketAddr)>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let generation = state.generation();
+    let names = generation
+        .config
+        .http
+        .as_ref()
+        .map_or(&[][..], |http| http.allowed_hosts.as_slice());
+    let allowed = super::host::allowed(host, listen, names);
+    if allowed {
+        return next.run(request).await;
+    }
+    crate::ops::metrics::http_host_refused();
+    tracing::warn!(host = ?host, path = %request.uri().path(), "http request for another host refused");
+    failure(
+        StatusCode::MISDIRECTED_REQUEST,
+        "this server answers only for its listen address, localhost and [http] allowed_hosts"
+            .into(),
+    )
 }
 
 /// Serves until `stop` turns true, then lets open requests finish.
@@ -56,7 +92,14 @@ pub async fn serve(listener: TcpListener, state: Arc<OpsState>, mut stop: watch:
             }
         }
     };
-    if let Err(e) = axum::serve(listener, router(state))
+    let listen = match listener.local_addr() {
+        Ok(listen) => listen,
+        Err(e) => {
+            tracing::error!("http server cannot tell its own address: {e}");
+            return;
+        }
+    };
+    if let Err(e) = axum::serve(listener, router(state, listen))
         .with_graceful_shutdown(shutdown)
         .await
     {
@@ -85,8 +128,10 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// 200 while the daemon is alive (its store writer answers), 503 when it hangs; the body
-/// says whether it is ready and what is degraded.
+/// 200 while the daemon does its job (`ok`, or `degraded`: a device down, a forwarder
+/// behind), 503 when it cannot (`failing`: nothing can be committed, or the store writer
+/// hangs), so a load balancer or monitor acting on the code alone sees a full disk; the body
+/// says why.
 async fn health(State(state): State<Arc<OpsState>>) -> Response {
     let store_state = state.store_state().await;
     let reader = state.reader().clone();
@@ -112,10 +157,9 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
         &mqtt,
         now(),
     );
-    let code = if store_state == StoreState::Unresponsive {
-        StatusCode::SERVICE_UNAVAILABLE
-    } else {
-        StatusCode::OK
+    let code = match body.status {
+        Verdict::Failing => StatusCode::SERVICE_UNAVAILABLE,
+        Verdict::Ok | Verdict::Degraded => StatusCode::OK,
     };
     (code, Json(body)).into_response()
 }

@@ -153,6 +153,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "SIGHUP config reloads, by result (applied, rejected).",
     ),
     (
+        HTTP_HOST_REFUSED,
+        Kind::Counter,
+        "HTTP requests refused because their Host header named another server (DNS rebinding).",
+    ),
+    (
         HJ212_PACKETS_SENT,
         Kind::Counter,
         "HJ 212 uplink packets written, first sends only, by sink and command (2011, 2051, 2061, 2031, replies).",
@@ -259,6 +264,7 @@ pub const STORE_LAST_SEQ: &str = "cemsd_store_last_seq";
 pub const SINK_BACKLOG: &str = "cemsd_forwarder_backlog_records";
 pub const SINK_LAG: &str = "cemsd_forwarder_lag_seconds";
 pub const CONFIG_RELOADS: &str = "cemsd_config_reloads_total";
+pub const HTTP_HOST_REFUSED: &str = "cemsd_http_host_refused_total";
 pub const HJ212_PACKETS_SENT: &str = "cemsd_hj212_uplink_packets_total";
 pub const HJ212_ACKS: &str = "cemsd_hj212_uplink_acks_total";
 pub const HJ212_RESENDS: &str = "cemsd_hj212_uplink_resends_total";
@@ -340,6 +346,11 @@ pub struct Collectors {
 pub fn config_reloaded(applied: bool) {
     let result = if applied { "applied" } else { "rejected" };
     counter!(CONFIG_RELOADS, "result" => result).increment(1);
+}
+
+/// A request for another host refused by the status server.
+pub fn http_host_refused() {
+    counter!(HTTP_HOST_REFUSED).increment(1);
 }
 
 /// Sets the levels and since-start totals that are read rather than counted, just before

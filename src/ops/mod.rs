@@ -2,9 +2,11 @@
 //! health, Prometheus metrics, the live status page, and log output.
 
 pub mod health;
+pub mod host;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod open_files;
 pub mod reload;
 pub mod series;
 pub mod signals;

@@ -1,6 +1,9 @@
 //! The service manager protocol (`Type=notify`): READY once the daemon polls and commits,
 //! RELOADING/STOPPING around reloads and shutdown, a one-line STATUS, and WATCHDOG pings
 //! only while data really moves, so systemd restarts a daemon that hangs without dying.
+//! A commit that fails (a full disk) is movement too: the daemon is alive and tries again,
+//! and a restart would only lose what it holds in memory, so the ping goes on while `/health`
+//! says `failing`.
 //!
 //! Outside systemd (no `NOTIFY_SOCKET`) every call does nothing.
 
@@ -88,8 +91,9 @@ pub fn stall_limit(watchdog: Duration, slowest_poll: Option<Duration>) -> Durati
     watchdog.max(slowest_poll.map_or(Duration::ZERO, |p| p * 3))
 }
 
-/// Pings the watchdog at half its period while the store answers and the pipeline moves,
-/// and keeps `STATUS=` current. Returns when `stop` turns true.
+/// Pings the watchdog at half its period while the store answers and the pipeline moves
+/// (polls, commits, or commits tried and refused), and keeps `STATUS=` current. Returns
+/// when `stop` turns true.
 pub async fn supervise(
     state: Arc<OpsState>,
     watchdog: Option<Duration>,
@@ -100,9 +104,12 @@ pub async fn supervise(
     let marker = |state: &OpsState| {
         let generation = state.generation();
         let polls: u64 = generation.live.snapshot().values().map(|d| d.polls).sum();
+        let writer = state.writer().stats();
         polls
             .wrapping_add(generation.live.committed.load(Ordering::Relaxed))
-            .wrapping_add(state.writer().stats().records_committed)
+            .wrapping_add(writer.records_committed)
+            // the pipeline retrying a commit the disk refuses: alive, not hung
+            .wrapping_add(writer.failed_transactions)
     };
     let mut progress = Progress::new(Duration::ZERO, marker(&state), Duration::ZERO);
     let mut warned = false;

@@ -2,6 +2,7 @@
 
 pub mod hj212;
 pub mod modbus;
+pub mod redact;
 
 /// The eight rounds of shifting right and mixing in the reflected polynomial 0xA001, for each
 /// starting value 0..=255: the table behind both CRC-16/MODBUS and the HJ 212 checksum, which

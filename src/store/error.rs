@@ -38,6 +38,42 @@ pub enum StoreError {
     WriterClosed,
 }
 
+impl StoreError {
+    /// Whether waiting and trying again cannot help: the file is corrupt, not a database,
+    /// read-only, out of our permissions, or from a newer cemsd. A service manager should
+    /// not restart a daemon that stopped for this; an operator has to look. A full disk or
+    /// an I/O error may pass and is not counted here.
+    pub fn needs_operator(&self) -> bool {
+        use rusqlite::ErrorCode;
+        match self {
+            StoreError::CreateDir { source, .. } => matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied
+                    | std::io::ErrorKind::ReadOnlyFilesystem
+                    | std::io::ErrorKind::NotADirectory
+                    | std::io::ErrorKind::AlreadyExists
+            ),
+            StoreError::Sqlite(e) => matches!(
+                e.sqlite_error_code(),
+                Some(
+                    ErrorCode::DatabaseCorrupt
+                        | ErrorCode::NotADatabase
+                        | ErrorCode::ReadOnly
+                        | ErrorCode::CannotOpen
+                        | ErrorCode::PermissionDenied
+                        | ErrorCode::AuthorizationForStatementDenied
+                )
+            ),
+            StoreError::SchemaTooNew { .. } | StoreError::Corrupt { .. } => true,
+            StoreError::UnknownSink(_)
+            | StoreError::CursorBeyondEnd { .. }
+            | StoreError::SeqOutOfRange(_)
+            | StoreError::WriterThread(_)
+            | StoreError::WriterClosed => false,
+        }
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Sqlite(Arc::new(e))

@@ -11,10 +11,12 @@ mod checkpoint;
 mod cursor;
 mod dead_letter;
 mod error;
+mod lock;
 mod query;
 mod reader;
 mod record;
 mod retention;
+mod retry;
 mod row;
 mod schema;
 mod series;
@@ -30,11 +32,13 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::model::Timestamp;
 
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetter, DeadLetterFilter};
 pub use error::StoreError;
+pub use lock::{lock_path, LockError, StoreLock};
 pub use query::Query;
 pub use reader::{ReadBatch, ReadError, StoreReader};
 pub use record::{Record, RecordKind, Stored};
+pub use retry::RETRY_PREFIX;
 pub use writer::{StoreHandle, StoreWriter, WriterOptions, WriterStats};
 
 use series::SeriesTable;

@@ -141,9 +141,11 @@ pub fn text(payload: &[u8]) -> Result<&str, PayloadError> {
     })
 }
 
-/// At most `max` characters of a payload for a log line, marked when cut.
+/// At most `max` characters of a payload for a log line, marked when cut, with any HJ 212
+/// password masked.
 pub fn truncated(payload: &[u8], max: usize) -> String {
-    let text = String::from_utf8_lossy(payload);
+    let masked = crate::protocol::redact::mask_passwords(payload);
+    let text = String::from_utf8_lossy(&masked);
     let mut out: String = text.chars().take(max).collect();
     if text.chars().nth(max).is_some() {
         out.push_str(&format!("… ({} bytes)", payload.len()));
@@ -166,6 +168,10 @@ mod tests {
     #[test]
     fn truncation_marks_the_cut() {
         assert_eq!(truncated(b"12.5", 10), "12.5");
+        assert_eq!(
+            truncated(b"ST=31;CN=2011;PW=123456;MN=A", 20),
+            "ST=31;CN=2011;PW=***… (28 bytes)"
+        );
         assert_eq!(truncated(b"0123456789abc", 10), "0123456789… (13 bytes)");
         assert_eq!(truncated(&[0xff, b'a'], 10), "\u{fffd}a");
     }

@@ -36,7 +36,8 @@ pub fn describe(packet: &Packet) -> String {
         Some(&cn),
         packet.cn.description().unwrap_or("unknown command code"),
     );
-    line(&mut out, "PW", packet.pw.as_deref(), "");
+    let pw = packet.pw.as_ref().map(|_| crate::protocol::redact::MASK);
+    line(&mut out, "PW", pw, "");
     line(&mut out, "MN", packet.mn.as_deref(), "");
     match packet.flag {
         Some(flag) => {

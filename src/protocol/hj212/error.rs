@@ -83,7 +83,9 @@ impl DecodeError {
         let position = self.position.min(input.len());
         let start = position.saturating_sub(CONTEXT);
         let end = (position + CONTEXT).min(input.len());
-        let shown: String = input[start..end]
+        // Passwords masked; the caret follows the masked text before it.
+        let before = crate::protocol::redact::mask_passwords(&input[start..position]).len();
+        let shown: String = crate::protocol::redact::mask_passwords(&input[start..end])
             .iter()
             .map(|&b| {
                 if b.is_ascii_graphic() || b == b' ' {
@@ -94,7 +96,7 @@ impl DecodeError {
             })
             .collect();
         let ellipsis = if start > 0 { "…" } else { "" };
-        let pad = ellipsis.chars().count() + (position - start);
+        let pad = ellipsis.chars().count() + before;
         format!("{ellipsis}{shown}\n{:pad$}^ {self}", "")
     }
 }

@@ -3,23 +3,15 @@
 //! password (HJ 212-2017 Table 3: PW is the access password, 访问密码).
 
 /// `raw` (a packet or what was meant to be one) as text, every `PW=` value masked and at
-/// most `limit` characters kept.
+/// most `limit` characters kept. The masking rule is the crate's one
+/// ([`crate::protocol::redact::mask_passwords`]), shared with the dead-letter table.
 pub fn masked(raw: &[u8], limit: usize) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut out = String::with_capacity(text.len().min(limit) + 8);
-    let mut rest: &str = &text;
-    while let Some(at) = rest.find("PW=") {
-        out.push_str(&rest[..at + 3]);
-        out.push_str("******");
-        let value = &rest[at + 3..];
-        let end = value.find([';', '&']).unwrap_or(value.len());
-        rest = &value[end..];
+    let raw = crate::protocol::redact::mask_passwords(raw);
+    let text = String::from_utf8_lossy(&raw);
+    if text.chars().count() > limit {
+        return text.chars().take(limit).collect::<String>() + "…";
     }
-    out.push_str(rest);
-    if out.chars().count() > limit {
-        out = out.chars().take(limit).collect::<String>() + "…";
-    }
-    out
+    text.into_owned()
 }
 
 #[cfg(test)]

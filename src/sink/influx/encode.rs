@@ -74,6 +74,21 @@ impl EncodedBatch {
     pub fn seq(&self, index: usize) -> u64 {
         self.ends[index].0
     }
+
+    /// Lines already encoded (dead letters sent again), each keyed by `key` in place of a
+    /// seq; a line break is added to each.
+    pub fn from_lines<'a>(lines: impl IntoIterator<Item = (u64, &'a str)>) -> EncodedBatch {
+        let mut batch = EncodedBatch {
+            text: String::new(),
+            ends: Vec::new(),
+        };
+        for (key, line) in lines {
+            batch.text.push_str(line.trim_end_matches('\n'));
+            batch.text.push('\n');
+            batch.ends.push((key, batch.text.len()));
+        }
+        batch
+    }
 }
 
 impl Encoder {

@@ -11,7 +11,10 @@
 //! - 400/422: some line is bad. The batch is halved until the bad lines stand alone; the
 //!   good halves are delivered, each bad line goes to the dead-letter table with the
 //!   server's message. Nothing is dropped silently and one bad point never blocks the rest.
-//! - 413: halved the same way; a single line still too large is a dead letter.
+//! - 413: halved the same way. A single line refused as too large is a dead letter only
+//!   when it is over [`SURELY_TOO_LARGE_LINE`]; a shorter one shows a body limit set too
+//!   low (a proxy's, the server's), which an operator fixes: it is sent again after a
+//!   backoff, like any outage, and the log says what to raise.
 //! - everything else (no connection, timeout, 401/403/404, 429, 5xx): the same body again
 //!   after an exponential backoff with jitter, or after `Retry-After` on 429/503. The
 //!   backlog waits in the store and is sent in order, at full speed, once the server is back.
@@ -34,6 +37,18 @@ use super::encode::{EncodedBatch, Encoder};
 use super::stats::ForwarderStats;
 use crate::config::influx::InfluxSinkConfig;
 use crate::config::secret::Secret;
+
+/// A single line refused with 413 is dead-lettered only above this length. InfluxDB takes
+/// bodies of 25 MB and VictoriaMetrics lines of 256 KiB by default, and cemsd's lines are a
+/// few hundred bytes: a 413 on a shorter line means a limit set too low somewhere between,
+/// not a line no server could take.
+pub const SURELY_TOO_LARGE_LINE: usize = 256 * 1024;
+
+/// Dead letters queued for retry (`cemsd dead-letters retry`) are looked for this often.
+const RETRY_QUEUE_CHECK: Duration = Duration::from_secs(2);
+
+/// Queued dead letters sent in one go.
+const RETRY_QUEUE_BATCH: usize = 500;
 
 /// First retry delay; it doubles up to `max_backoff`.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(250);
@@ -117,7 +132,14 @@ impl Forwarder {
         };
         self.cursor = cursor;
         tracing::info!(sink = %self.name, url = %self.client.url(), cursor, "influx forwarder started");
+        let mut retry_check = tokio::time::Instant::now();
         while !stop_requested(&shutdown) {
+            if retry_check.elapsed() >= RETRY_QUEUE_CHECK {
+                retry_check = tokio::time::Instant::now();
+                if !self.send_queued_dead_letters(&mut shutdown).await {
+                    break;
+                }
+            }
             let batch = match self.reader.read_after(self.cursor, self.batch_size).await {
                 Ok(batch) => batch,
                 Err(e) => {
@@ -183,6 +205,61 @@ impl Forwarder {
         }
     }
 
+    /// Sends the dead letters an operator queued for this sink, like any batch, and
+    /// records the outcome: delivered ones are deleted, refused ones are dead letters again.
+    /// Returns false if stopped (or the store closed) first.
+    async fn send_queued_dead_letters(&mut self, shutdown: &mut watch::Receiver<bool>) -> bool {
+        let name = self.name.clone();
+        let queued = match self
+            .store
+            .call(move |store| store.queued_retries(&name, RETRY_QUEUE_BATCH))
+            .await
+        {
+            Ok(Ok(queued)) => queued,
+            Err(StoreError::WriterClosed) => return false,
+            Ok(Err(e)) | Err(e) => {
+                tracing::error!(sink = %self.name, "cannot read the dead letters queued for retry: {e}");
+                return true;
+            }
+        };
+        if queued.is_empty() {
+            return true;
+        }
+        let texts: Vec<(u64, String)> = queued
+            .iter()
+            .map(|d| (d.id, String::from_utf8_lossy(&d.payload).into_owned()))
+            .collect();
+        let batch = EncodedBatch::from_lines(texts.iter().map(|(id, t)| (*id, t.as_str())));
+        let Some(refused) = self.deliver(&batch, shutdown).await else {
+            return false;
+        };
+        let refused: Vec<(u64, String)> = refused.into_iter().map(|d| (d.seq, d.reason)).collect();
+        let delivered: Vec<u64> = queued
+            .iter()
+            .map(|d| d.id)
+            .filter(|id| !refused.iter().any(|(r, _)| r == id))
+            .collect();
+        tracing::info!(sink = %self.name, sent = delivered.len(), refused = refused.len(), "dead letters queued for retry sent again");
+        let (name, now) = (self.name.clone(), (self.clock)());
+        let again = refused.len() as u64;
+        match self
+            .store
+            .call(move |store| store.settle_retries(&name, &delivered, &refused, now))
+            .await
+        {
+            Ok(Ok(())) => {
+                self.stats.add_dead_letters(again);
+                true
+            }
+            Err(StoreError::WriterClosed) => false,
+            Ok(Err(e)) | Err(e) => {
+                // they stay queued and are sent again: the server takes a point twice alike
+                tracing::error!(sink = %self.name, "cannot record the dead letters sent again: {e}");
+                true
+            }
+        }
+    }
+
     /// Delivers or dead-letters every record of `records`; `None` if stopped first.
     async fn deliver_batch(
         &mut self,
@@ -221,7 +298,9 @@ impl Forwarder {
         while let Some(range) = pending.pop() {
             let text = batch.text(range.clone());
             let payload = self.client.payload(text);
-            let (status, message) = match self.send(&payload, shutdown).await? {
+            let small_line =
+                (range.len() == 1 && text.len() <= SURELY_TOO_LARGE_LINE).then_some(text.len());
+            let (status, message) = match self.send(&payload, small_line, shutdown).await? {
                 Answer::Accepted => {
                     self.stats.add_delivered(range.len() as u64);
                     continue;
@@ -250,50 +329,66 @@ impl Forwarder {
     }
 
     /// Sends `payload` until the server gives a final answer; `None` if stopped while
-    /// waiting to retry.
+    /// waiting to retry. `small_line` is the length of a payload of one line short enough
+    /// that a 413 on it is a limit to fix, so it is retried like an outage.
     async fn send(
         &mut self,
         payload: &super::client::Payload,
+        small_line: Option<usize>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Answer> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             self.stats.add_request();
-            let answer = match self.client.write(payload).await {
-                WriteOutcome::Accepted => Answer::Accepted,
-                WriteOutcome::Rejected { status, message } => Answer::Refused { status, message },
-                WriteOutcome::TooLarge { message } => Answer::Refused {
-                    status: 413,
-                    message,
+            let (reason, retry_after) = match self.client.write(payload).await {
+                WriteOutcome::Accepted => break Some(self.answered(attempt, Answer::Accepted)),
+                WriteOutcome::Rejected { status, message } => {
+                    break Some(self.answered(attempt, Answer::Refused { status, message }))
+                }
+                WriteOutcome::TooLarge { message } => match small_line {
+                    Some(bytes) => (
+                        format!(
+                            "HTTP 413 on a single line of {bytes} bytes: a body size limit \
+                             (the server's, or a proxy's such as nginx client_max_body_size) \
+                             is set too low: {message}"
+                        ),
+                        None,
+                    ),
+                    None => {
+                        let status = 413;
+                        break Some(self.answered(attempt, Answer::Refused { status, message }));
+                    }
                 },
                 WriteOutcome::Retry {
                     reason,
                     retry_after,
-                } => {
-                    let delay = match retry_after {
-                        Some(at) => at.delay_from((self.clock)()).min(RETRY_AFTER_LIMIT),
-                        None => self.backoff.next_delay(),
-                    };
-                    self.stats.add_retry();
-                    // The backlog keeps growing while this body waits; keep the gauge and
-                    // the warning honest.
-                    if let Ok(last_seq) = self.reader.last_seq().await {
-                        self.observe_backlog(last_seq);
-                    }
-                    tracing::warn!(sink = %self.name, attempt, "write failed, retrying in {delay:?}: {reason}");
-                    if pause(delay, shutdown).await {
-                        return None;
-                    }
-                    continue;
-                }
+                } => (reason, retry_after),
             };
-            if attempt > 1 {
-                tracing::info!(sink = %self.name, attempt, "the server answers again");
+            let delay = match retry_after {
+                Some(at) => at.delay_from((self.clock)()).min(RETRY_AFTER_LIMIT),
+                None => self.backoff.next_delay(),
+            };
+            self.stats.add_retry();
+            // The backlog keeps growing while this body waits; keep the gauge and
+            // the warning honest.
+            if let Ok(last_seq) = self.reader.last_seq().await {
+                self.observe_backlog(last_seq);
             }
-            self.backoff.reset();
-            return Some(answer);
+            tracing::warn!(sink = %self.name, attempt, "write failed, retrying in {delay:?}: {reason}");
+            if pause(delay, shutdown).await {
+                break None;
+            }
         }
+    }
+
+    /// A final answer after `attempt` tries: the backoff starts over.
+    fn answered(&mut self, attempt: u32, answer: Answer) -> Answer {
+        if attempt > 1 {
+            tracing::info!(sink = %self.name, attempt, "the server answers again");
+        }
+        self.backoff.reset();
+        answer
     }
 
     /// Records the dead letters and moves the cursor to `last`. Returns false if the store
