@@ -42,6 +42,8 @@ struct Point {
 pub struct Processor {
     points: Vec<Point>,
     point_of_device: HashMap<Arc<str>, usize>,
+    /// Each point by the stack id its records carry (see [`inlet_point`]).
+    point_of_stack: HashMap<Arc<str>, usize>,
     /// The basis of each device channel at this site, which a device's `basis` key may set
     /// apart from the profile the collector reports.
     basis_of: HashMap<Arc<str>, HashMap<Arc<str>, Basis>>,
@@ -132,9 +134,15 @@ impl Processor {
                 .insert(channel_id, channel.basis);
             point_of_device.insert(device_id, index);
         }
+        let point_of_stack = points
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.normaliser.stack().clone(), i))
+            .collect();
         Processor {
             points,
             point_of_device,
+            point_of_stack,
             basis_of,
             readings: Vec::new(),
             gaps: Vec::new(),
@@ -359,19 +367,13 @@ impl Processor {
         out: &mut Vec<Record>,
     ) -> LateOutcome {
         let mut readings_of: Vec<Vec<Record>> = vec![Vec::new(); self.points.len()];
-        let point_of_stack: HashMap<&str, usize> = self
-            .points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (&**p.normaliser.stack(), i))
-            .collect();
         let mut have: HashSet<(&str, &str, Timestamp)> = HashSet::new();
         for row in stored {
             let r = &row.record;
             if r.kind != RecordKind::Reading {
                 continue;
             }
-            if let Some(&point) = point_of_stack.get(&*r.stack) {
+            if let Some(&point) = self.point_of_stack.get(&*r.stack) {
                 have.insert((&r.device, &r.channel, r.ts));
                 readings_of[point].push(r.clone());
             }
@@ -389,7 +391,6 @@ impl Processor {
             .cloned()
             .collect();
         drop(have);
-        drop(point_of_stack);
         outcome.taken = fresh.len();
 
         let mut discarded_gaps = Vec::new();
@@ -465,15 +466,9 @@ impl Processor {
         let mut readings_of: Vec<Vec<Reading>> = vec![Vec::new(); self.points.len()];
         let mut closed_of: Vec<ClosedPeriods> = Vec::new();
         closed_of.resize_with(self.points.len(), ClosedPeriods::default);
-        let point_of_stack: HashMap<&str, usize> = self
-            .points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (&**p.normaliser.stack(), i))
-            .collect();
         for row in stored {
             let r = &row.record;
-            let Some(&point) = point_of_stack.get(&*r.stack) else {
+            let Some(&point) = self.point_of_stack.get(&*r.stack) else {
                 continue;
             };
             match r.kind {
@@ -485,7 +480,6 @@ impl Processor {
                 }
             }
         }
-        drop(point_of_stack);
         for (index, quantity, minute) in pending {
             let readings: Vec<&Reading> = readings_of[index]
                 .iter()
