@@ -24,6 +24,41 @@ fn wait_for_ids(dbs: &[&std::path::Path], n: u64, limit: Duration) -> Vec<u64> {
     }
 }
 
+/// A broker, and a cemsd subscribed to it (log `cemsd-0.log`) that the test will kill, with
+/// the seed of the kill moments printed.
+struct KillRig {
+    broker: Broker,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    db: std::path::PathBuf,
+    seed: u64,
+    rng: Rng,
+    cemsd: Daemon,
+}
+
+impl KillRig {
+    fn start(client_id: &str) -> KillRig {
+        let broker = Broker::start();
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        let config = json_site(dir.path(), broker.port, client_id, "plant/#");
+        let db = dir.path().join("data/cemsd.db");
+        let seed = now_ms() as u64;
+        println!("kill seed {seed}");
+        let cemsd = Daemon::start_logged(&config, &dir.path().join("cemsd-0.log"), &[]);
+        // the persistent session exists once cemsd has subscribed
+        std::thread::sleep(Duration::from_millis(1500));
+        KillRig {
+            broker,
+            dir,
+            config,
+            db,
+            seed,
+            rng: Rng(seed),
+            cemsd,
+        }
+    }
+}
+
 fn assert_exactly_once(ids: &[u64], n: u64, log: &str) {
     let (missing, repeated) = missing_and_repeated(ids, n);
     assert!(
@@ -73,16 +108,15 @@ fn broker_restart_mid_stream_loses_and_repeats_nothing() {
 
 #[test]
 fn sigkill_between_receive_and_commit_redelivers_and_stores_once() {
-    let broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let config = json_site(dir.path(), broker.port, "cemsd-kill", "plant/#");
-    let db = dir.path().join("data/cemsd.db");
-    let seed = now_ms() as u64;
-    println!("kill seed {seed}");
-    let mut rng = Rng(seed);
-
-    let mut cemsd = Daemon::start_logged(&config, &dir.path().join("cemsd-0.log"), &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let KillRig {
+        broker,
+        dir,
+        config,
+        db,
+        seed,
+        mut rng,
+        mut cemsd,
+    } = KillRig::start("cemsd-kill");
     let base = now_ms();
     let n: u64 = 6000;
     let port = broker.port;
@@ -124,15 +158,15 @@ fn sigkill_between_receive_and_commit_redelivers_and_stores_once() {
 
 #[test]
 fn twenty_thousand_readings_through_a_broker_restart_and_five_kills_are_stored_once() {
-    let mut broker = Broker::start();
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let config = json_site(dir.path(), broker.port, "cemsd-field", "plant/#");
-    let db = dir.path().join("data/cemsd.db");
-    let seed = now_ms() as u64;
-    println!("kill seed {seed}");
-    let mut rng = Rng(seed);
-    let mut cemsd = Daemon::start_logged(&config, &dir.path().join("cemsd-0.log"), &[]);
-    std::thread::sleep(Duration::from_millis(1500));
+    let KillRig {
+        mut broker,
+        dir,
+        config,
+        db,
+        seed,
+        mut rng,
+        mut cemsd,
+    } = KillRig::start("cemsd-field");
 
     // a device's readings at 1 s, the last one a minute ago: five and a half hours of
     // backlog as a logger would send after an outage, so messages redelivered around a
