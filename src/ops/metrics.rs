@@ -208,6 +208,16 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "Values an HJ 212 uplink left out because their stored unit has no exact conversion to the HJ 212 unit, by sink and quantity.",
     ),
     (
+        HJ212_OUT_OF_TYPE,
+        Kind::Counter,
+        "Values an HJ 212 uplink left out because they do not fit their code's data type (HJ 212-2017 Table B.2), by sink and quantity; never cut to a wrong number.",
+    ),
+    (
+        HJ212_IGNORED,
+        Kind::Counter,
+        "Packets from the platform an HJ 212 uplink did not take, by sink and reason (crc, length, syntax, garbage, unmatched_ack, response).",
+    ),
+    (
         hj212_listener::CONNECTIONS_OPEN,
         Kind::Gauge,
         "HJ 212 listener connections open now.",
@@ -225,7 +235,7 @@ pub const HELP: &[(&str, Kind, &str)] = &[
     (
         hj212_listener::REJECTED,
         Kind::Counter,
-        "HJ 212 packets or bytes the listener refused, by reason (crc, length, garbage, syntax, unknown_mn, bad_password, unsupported_command, bad_data, split, store, connection_limit).",
+        "HJ 212 packets or bytes the listener refused, by reason (crc, length, garbage, syntax, unknown_mn, bad_password, unsupported_command, bad_data, split, split_incomplete, not_period_start, store, connection_limit).",
     ),
     (
         hj212_listener::RECORDS,
@@ -236,6 +246,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         hj212_listener::HISTORY_PULLS,
         Kind::Counter,
         "History requests the HJ 212 listener sent for missing periods, by command code.",
+    ),
+    (
+        hj212_listener::REPEATED_PARTS,
+        Kind::Counter,
+        "Parts of split HJ 212 uploads (Table C.50) that a logger sent again: acked again, taken once.",
     ),
     (
         hj212_listener::ACK_LATENCY,
@@ -272,6 +287,12 @@ pub const HJ212_ACK_TIMEOUTS: &str = "cemsd_hj212_uplink_ack_timeouts_total";
 pub const HJ212_RECONNECTS: &str = "cemsd_hj212_uplink_reconnects_total";
 pub const HJ212_CONNECTED: &str = "cemsd_hj212_uplink_connected";
 pub const HJ212_BACKLOG: &str = "cemsd_hj212_uplink_backlog_records";
+/// Values left out because they do not fit their code's data type (HJ 212-2017 Table B.2).
+pub const HJ212_OUT_OF_TYPE: &str = "cemsd_hj212_uplink_values_out_of_type_total";
+/// Packets from the platform that were not taken, by reason: unreadable (crc, length,
+/// syntax, garbage), a 9014 for no QN on the wire (`unmatched_ack`), or a response that is
+/// never answered (`response`).
+pub const HJ212_IGNORED: &str = "cemsd_hj212_uplink_ignored_packets_total";
 pub const HJ212_HISTORY_REQUESTS: &str = "cemsd_hj212_uplink_history_requests_total";
 pub const HJ212_REJECTED_REQUESTS: &str = "cemsd_hj212_uplink_rejected_requests_total";
 pub const HJ212_UNCONVERTIBLE: &str = "cemsd_hj212_uplink_unconvertible_values_total";

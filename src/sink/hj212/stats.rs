@@ -8,16 +8,9 @@ use metrics::{counter, gauge};
 use crate::model::Quantity;
 use crate::ops::metrics::{
     HJ212_ACKS, HJ212_ACK_TIMEOUTS, HJ212_BACKLOG, HJ212_CONNECTED, HJ212_HISTORY_REQUESTS,
-    HJ212_PACKETS_SENT, HJ212_RECONNECTS, HJ212_REJECTED_REQUESTS, HJ212_RESENDS,
-    HJ212_UNCONVERTIBLE,
+    HJ212_IGNORED, HJ212_OUT_OF_TYPE, HJ212_PACKETS_SENT, HJ212_RECONNECTS,
+    HJ212_REJECTED_REQUESTS, HJ212_RESENDS, HJ212_UNCONVERTIBLE,
 };
-
-/// Values left out because they do not fit their code's data type (HJ 212-2017 Table B.2).
-pub const HJ212_OUT_OF_TYPE: &str = "cemsd_hj212_uplink_values_out_of_type_total";
-/// Packets from the platform that were not taken, by reason: unreadable (crc, length,
-/// syntax, garbage), a 9014 for no QN on the wire (`unmatched_ack`), or a response that is
-/// never answered (`response`).
-pub const HJ212_IGNORED: &str = "cemsd_hj212_uplink_ignored_packets_total";
 
 #[derive(Debug, Default)]
 pub struct UplinkStats {
