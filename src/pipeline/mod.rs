@@ -11,11 +11,12 @@
 //!
 //! Order does not matter: a reading is taken once per (device, channel, time), whenever it
 //! comes. One newer than its channel's newest is taken at once; an older one (a broker that
-//! restarted and redelivered, a logger's backlog) is looked up in the store once everything
-//! before it is committed: a copy is dropped, anything else is taken with the inputs of its
-//! own time and re-opens the minute, hour and day it falls into, which are stored again as
-//! revisions ([`Processor::push_late`]). Only readings further back than the lateness
-//! horizon are refused, as `too_late`.
+//! restarted and redelivered, a logger's backlog) is looked up in the store, after every
+//! commit in flight, and among the records gathered for the next commit: a copy is dropped,
+//! anything else is taken with the inputs of its own time ([`Processor::push_late`]). A
+//! reading that falls into a closed minute re-opens it, and its hour and day where closed;
+//! they are stored again as revisions in the commit that holds the reading. Only readings
+//! further back than the lateness horizon are refused, as `too_late`.
 
 mod dedupe;
 pub mod live;
@@ -63,6 +64,9 @@ pub const DEFAULT_FUTURE_TOLERANCE: Duration = Duration::from_secs(300);
 
 /// How far back a reading may arrive after later ones unless configured.
 pub const DEFAULT_LATENESS_HORIZON: Duration = Duration::from_secs(3 * 86_400);
+
+/// A reading's identity: device, channel and time; the store holds one of each.
+type ReadingKey = (Arc<str>, Arc<str>, Timestamp);
 
 /// What the store writer answers to an append: the seq range the records got.
 type Appended = Result<Option<(u64, u64)>, StoreError>;
@@ -123,6 +127,29 @@ struct Refused {
 }
 
 impl Refused {
+    /// Counts the refusal and makes its dead letter: the batch's message as received, or
+    /// else the listing of what was refused.
+    fn letter(
+        &self,
+        origin: &Origin,
+        reason: &'static str,
+        detail: &str,
+        message: Option<&Message>,
+        now: Timestamp,
+    ) -> DeadLetter {
+        metrics::counter!(REFUSED, "origin" => origin.kind(), "reason" => reason)
+            .increment(self.count as u64);
+        let (payload, address) = match message {
+            Some(m) => (m.payload.clone(), format!(" (topic {})", m.topic)),
+            None => (self.listing.clone().into_bytes(), String::new()),
+        };
+        DeadLetter {
+            reason: format!("{reason}: {detail}{address}"),
+            payload,
+            received: now,
+        }
+    }
+
     fn of(samples: &[Sample], records: &[Record]) -> Option<Refused> {
         let count = samples.len() + records.len();
         if count == 0 {
@@ -334,20 +361,14 @@ impl Pipeline {
         let (computed, future_records): (Vec<Record>, Vec<Record>) =
             computed.into_iter().partition(|r| r.ts <= limit);
         let future = Refused::of(&future_samples, &future_records).map(|refused| {
-            self.refuse(
-                &origin,
-                "future",
-                &format!(
-                    "{} stamped more than {} ahead of the receiving clock ({now}), first {}; the rest of the batch is stored",
-                    refused.what,
-                    humantime::format_duration(self.future_tolerance),
-                    refused.first
-                ),
-                &refused,
-                message.as_ref(),
-                now,
-                &mut dead_letters,
-            )
+            let detail = format!(
+                "{} stamped more than {} ahead of the receiving clock ({now}), first {}; the rest of the batch is stored",
+                refused.what,
+                humantime::format_duration(self.future_tolerance),
+                refused.first
+            );
+            dead_letters.push(refused.letter(&origin, "future", &detail, message.as_ref(), now));
+            detail
         });
         let (samples, not_newer) = if origin.redelivers() {
             self.high_water.admit(samples)
@@ -358,20 +379,14 @@ impl Pipeline {
         let (late, too_late): (Vec<Sample>, Vec<Sample>) =
             not_newer.into_iter().partition(|s| s.ts >= oldest);
         let too_late = Refused::of(&too_late, &[]).map(|refused| {
-            self.refuse(
-                &origin,
-                "too_late",
-                &format!(
-                    "{} older than the lateness horizon of {} before the receiving clock ({now}) and not stored before, first {}; the rest of the batch is stored",
-                    refused.what,
-                    humantime::format_duration(self.lateness_horizon),
-                    refused.first
-                ),
-                &refused,
-                message.as_ref(),
-                now,
-                &mut dead_letters,
-            )
+            let detail = format!(
+                "{} older than the lateness horizon of {} before the receiving clock ({now}) and not stored before, first {}; the rest of the batch is stored",
+                refused.what,
+                humantime::format_duration(self.lateness_horizon),
+                refused.first
+            );
+            dead_letters.push(refused.letter(&origin, "too_late", &detail, message.as_ref(), now));
+            detail
         });
         if !matches!(origin, Origin::Modbus) {
             let devices = samples
@@ -424,13 +439,14 @@ impl Pipeline {
         origin: &Origin,
         records: &[Record],
     ) -> (crate::process::LateOutcome, Vec<Record>) {
-        let windows = self.processor.late_windows(late);
-        let keys: Vec<(Arc<str>, Arc<str>, Timestamp)> = late
-            .iter()
-            .map(|s| (s.device.clone(), s.channel.clone(), s.ts))
-            .collect();
+        let windows = Arc::new(self.processor.late_windows(late));
+        let keys: Arc<Vec<ReadingKey>> = Arc::new(
+            late.iter()
+                .map(|s| (s.device.clone(), s.channel.clone(), s.ts))
+                .collect(),
+        );
         let mut stored = {
-            let (windows, keys) = (Arc::new(windows.clone()), Arc::new(keys.clone()));
+            let (windows, keys) = (windows.clone(), keys.clone());
             self.retry("read for late readings", move |store| {
                 let (windows, keys) = (windows.clone(), keys.clone());
                 async move {
@@ -467,9 +483,9 @@ impl Pipeline {
     /// commit in flight) or among `records`, so the revisions go into the same commit as
     /// the readings that caused them: a crash leaves both or neither.
     async fn revise(&mut self, records: &mut Vec<Record>) {
-        let windows = self.processor.pending_windows();
+        let windows = Arc::new(self.processor.pending_windows());
         let mut stored = {
-            let windows = Arc::new(windows.clone());
+            let windows = windows.clone();
             self.retry("read for revisions", move |store| {
                 let windows = windows.clone();
                 async move {
@@ -482,32 +498,6 @@ impl Pipeline {
         };
         stored.extend(gathered_within(records, &windows));
         self.processor.revise_pending(&stored, records);
-    }
-
-    /// Counts and dead-letters readings refused for `reason`; returns the explanation.
-    #[allow(clippy::too_many_arguments)]
-    fn refuse(
-        &self,
-        origin: &Origin,
-        reason: &'static str,
-        detail: &str,
-        refused: &Refused,
-        message: Option<&Message>,
-        now: Timestamp,
-        dead_letters: &mut Vec<DeadLetter>,
-    ) -> String {
-        metrics::counter!(REFUSED, "origin" => origin.kind(), "reason" => reason)
-            .increment(refused.count as u64);
-        let (payload, address) = match message {
-            Some(m) => (m.payload.clone(), format!(" (topic {})", m.topic)),
-            None => (refused.listing.clone().into_bytes(), String::new()),
-        };
-        dead_letters.push(DeadLetter {
-            reason: format!("{reason}: {detail}{address}"),
-            payload,
-            received: now,
-        });
-        detail.to_string()
     }
 
     /// Keeps the batch's dead letters, then answers its receipt.
@@ -602,7 +592,7 @@ fn gathered_within(records: &[Record], windows: &[Window]) -> Vec<Stored> {
 /// `windows`. A copy is found through the time index in a few page reads.
 fn read_late(
     store: &mut Store,
-    keys: &[(Arc<str>, Arc<str>, Timestamp)],
+    keys: &[ReadingKey],
     windows: &[Window],
 ) -> Result<Vec<Stored>, StoreError> {
     let mut rows = Vec::new();

@@ -357,9 +357,9 @@ impl Processor {
 
     /// Takes readings that arrive after later ones of their channel (a broker that restarted,
     /// a logger's backlog), given the stored copies of any of them and the stored readings of
-    /// [`Processor::late_windows`]. Copies of stored readings are dropped. The others are normalised and checked against the
-    /// inputs of their own time and stored; an open minute takes them as usual, a closed
-    /// one is left to [`Processor::revise_pending`].
+    /// [`Processor::late_windows`]. Copies of stored readings are dropped. The others are
+    /// normalised and checked against the inputs of their own time and stored; an open
+    /// minute takes them as usual, a closed one is left to [`Processor::revise_pending`].
     pub fn push_late(
         &mut self,
         samples: &[Sample],
@@ -390,7 +390,6 @@ impl Processor {
             })
             .cloned()
             .collect();
-        drop(have);
         outcome.taken = fresh.len();
 
         let mut discarded_gaps = Vec::new();
@@ -455,10 +454,9 @@ impl Processor {
         merge_windows(windows)
     }
 
-    /// Recomputes every minute re-opened by a reading from all its stored readings (given
-    /// `stored`, the records of [`Processor::pending_windows`], read after those readings
-    /// were committed) and stores it as the next revision, with its hour and day where
-    /// those were closed too.
+    /// Recomputes every minute re-opened by a reading from all its readings and stores it as
+    /// the next revision, with its hour and day where those were closed too. `stored` holds
+    /// the records of [`Processor::pending_windows`], stored or about to be, in store order.
     pub fn revise_pending(&mut self, stored: &[Stored], out: &mut Vec<Record>) {
         let offset = self.offset.millis();
         let mut pending = std::mem::take(&mut self.pending);
