@@ -5,14 +5,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use support::daemon::{write_config, Daemon, NotifySocket};
-use support::http::{http_get, metric, scrape};
+use support::http::{http_get, http_get_as, metric, scrape};
 use support::ports::free_port;
 use support::store::try_open;
 use support::time::eventually;
@@ -213,22 +212,6 @@ fn hard_open_files_limit() -> u64 {
         .unwrap_or(0)
 }
 
-/// A raw GET with the given `Host` header; the status code.
-fn status_for_host(port: u16, path: &str, host: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).ok()?;
-    raw.split_whitespace().nth(1)?.parse().ok()
-}
-
 #[test]
 fn requests_naming_another_host_are_refused_with_421() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
@@ -248,7 +231,7 @@ fn requests_naming_another_host_are_refused_with_421() {
     let local = format!("127.0.0.1:{http}");
     for host in [local.as_str(), "localhost", "cems-gw.plant.local"] {
         assert_eq!(
-            status_for_host(http, "/api/status", host),
+            http_get_as(http, "/api/status", host).map(|(code, _)| code),
             Some(200),
             "{host}"
         );
@@ -257,7 +240,7 @@ fn requests_naming_another_host_are_refused_with_421() {
     for host in [rebound.as_str(), "127.0.0.1.nip.io", "[::1]"] {
         for path in ["/api/status", "/metrics", "/"] {
             assert_eq!(
-                status_for_host(http, path, host),
+                http_get_as(http, path, host).map(|(code, _)| code),
                 Some(421),
                 "{host} {path}"
             );
