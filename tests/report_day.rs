@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use cemsd::app::daemon;
+use cemsd::app::resume::resume;
 use cemsd::config;
 use cemsd::model::{Basis, FlagSet, Quantity, Sample, Timestamp, Unit};
 use cemsd::process::Processor;
@@ -222,7 +222,7 @@ fn a_restart_continues_open_exceedances_and_stores_each_period_once() {
     run(&mut first, &mut store, from, 2, 40.0);
     drop(first);
 
-    let restarted = daemon::resume(
+    let restarted = resume(
         &mut store,
         Processor::new(&loaded.config, &loaded.profiles),
         &loaded.config,

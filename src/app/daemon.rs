@@ -2,7 +2,6 @@
 //! stops them in the order that commits everything already read. The store stays open for
 //! the whole run; the rest (the [`Workers`]) is replaced when SIGHUP brings a new config.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -12,26 +11,23 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::app::cli::Failure;
+use crate::app::resume::resume;
 use crate::collect::batch::{Batch, BatchSender, IngestPort, IngestSwitch};
 use crate::collect::modbus::start::start as start_collectors;
 use crate::collect::mqtt::{MqttSource, SourceStats};
-use crate::config::{self, Loaded, SiteConfig};
+use crate::config::{self, Loaded};
 use crate::field::capture::DailyCapture;
 use crate::field::sim;
-use crate::model::time::{period_start, Period, HOUR_MS};
-use crate::model::{Quantity, Reading, Timestamp};
 use crate::ops;
 use crate::ops::signals::{Request, Signals};
 use crate::ops::state::{Generation, OpsState};
 use crate::ops::status::StackLimits;
 use crate::pipeline::live::Live;
 use crate::pipeline::Pipeline;
-use crate::process::aggregate::Aggregate;
-use crate::process::{aggregate_of, Processor};
+use crate::process::Processor;
 use crate::sink::influx::{ClientError, StartError};
 use crate::store::{
-    LockError, Query, RecordKind, Store, StoreError, StoreHandle, StoreLock, StoreOptions,
-    StoreReader, StoreWriter, WriterOptions,
+    LockError, Store, StoreHandle, StoreLock, StoreOptions, StoreReader, StoreWriter, WriterOptions,
 };
 
 /// How long collectors and the pipeline get to finish after a stop signal.
@@ -399,110 +395,7 @@ impl Workers {
     }
 }
 
-/// Picks up where the last run stopped: the downtime becomes gap records, the hour and day in
-/// progress are rebuilt from the readings already stored, and exceedance events still open go on.
-pub fn resume(
-    store: &mut Store,
-    mut processor: Processor,
-    config: &SiteConfig,
-    now: Timestamp,
-) -> Result<Processor, StoreError> {
-    let mut last_of_point: HashMap<Arc<str>, Timestamp> = HashMap::new();
-    for stored in store.latest()? {
-        let last = last_of_point
-            .entry(stored.record.stack.clone())
-            .or_insert(stored.record.ts);
-        *last = (*last).max(stored.record.ts);
-    }
-    let today = period_start(now, Period::Day, config.site.utc_offset);
-    let readings: Vec<Reading> = store
-        .query(&Query {
-            kind: Some(RecordKind::Reading),
-            from: Some(today),
-            ..Query::default()
-        })?
-        .iter()
-        .filter_map(|stored| crate::process::reading_of(&stored.record))
-        .collect();
-    let mut stored_periods = HashSet::new();
-    for kind in [RecordKind::Minute, RecordKind::Hour, RecordKind::Day] {
-        for stored in store.query(&Query {
-            kind: Some(kind),
-            from: Some(today),
-            ..Query::default()
-        })? {
-            if let Some(period) = aggregate_of(&stored.record) {
-                stored_periods.insert((period.stack, period.quantity, period.period, period.start));
-            }
-        }
-    }
-    processor.warm_up(&readings, &stored_periods);
-    let horizon = config.ingest.lateness_horizon.0;
-    // a value late by up to the horizon may fall into a gap that began before it
-    processor.recall_gaps(&store.query(&Query {
-        kind: Some(RecordKind::Gap),
-        from: Some(now.minus(horizon).minus(horizon)),
-        ..Query::default()
-    })?);
-    let hours = hours_for_open_exceedances(store, &processor, now, horizon)?;
-    processor.warm_exceedances(&hours);
-    let mut gaps = Vec::new();
-    processor.restart(|point| last_of_point.get(point).copied(), now, &mut gaps);
-    if !gaps.is_empty() {
-        tracing::info!(
-            gaps = gaps.len(),
-            "recorded the downtime since the last run as gaps"
-        );
-        store.append(&gaps)?;
-    }
-    Ok(processor)
-}
-
 /// On a terminal, redraws a compact per-device status every two seconds.
-/// The stored hour averages (valid or not) that rebuild exceedance state: from one rolling window
-/// before the oldest event still open (or before the lateness horizon, which an hour may be
-/// revised within), in time order, the latest row of each (point, quantity, hour) winning.
-fn hours_for_open_exceedances(
-    store: &Store,
-    processor: &Processor,
-    now: Timestamp,
-    horizon: std::time::Duration,
-) -> Result<Vec<Aggregate>, StoreError> {
-    let mut closed = HashSet::new();
-    let mut starts = Vec::new();
-    for stored in store.query(&Query {
-        kind: Some(RecordKind::Exceedance),
-        ..Query::default()
-    })? {
-        let r = stored.record;
-        let key = (r.stack.clone(), r.quantity, r.ts);
-        if r.end.is_some() {
-            closed.insert(key);
-        } else {
-            starts.push(key);
-        }
-    }
-    let oldest_open = starts
-        .into_iter()
-        .filter(|key| !closed.contains(key))
-        .map(|(_, _, start)| start)
-        .min()
-        .unwrap_or(now)
-        .min(now.minus(horizon));
-    let window = i64::from(processor.exceedance_lookback_hours()) * HOUR_MS;
-    let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
-    for stored in store.query(&Query {
-        kind: Some(RecordKind::Hour),
-        from: Some(Timestamp(oldest_open.0.saturating_sub(window))),
-        ..Query::default()
-    })? {
-        if let Some(hour) = aggregate_of(&stored.record) {
-            latest.insert((hour.start.0, hour.stack.clone(), hour.quantity), hour);
-        }
-    }
-    Ok(latest.into_values().collect())
-}
-
 async fn console(
     live: Arc<Live>,
     mqtt: Vec<(String, Arc<SourceStats>)>,

@@ -654,6 +654,37 @@ impl Aggregator {
         self.tick(now, out);
     }
 
+    /// Restores, at a restart, a closed minute (or hour) the last run stored into the hour
+    /// (or day) it belongs to, so that period counts it when it closes. Parts arrive in time
+    /// order, those of the period of the series' newest reading; a part of another period
+    /// than the one already being rebuilt is left out.
+    pub fn seed(&mut self, part: &Aggregate) {
+        let (len, slot_of): (i64, fn(&mut Series) -> &mut Option<Parts>) = match part.period {
+            Period::Minute => (HOUR_MS, |s| &mut s.hour),
+            Period::Hour => (DAY_MS, |s| &mut s.day),
+            Period::Day => return,
+        };
+        let series = self.series[part.quantity as usize].get_or_insert(Series {
+            quantity: part.quantity,
+            unit: part.unit,
+            minute: None,
+            hour: None,
+            day: None,
+            watermark: i64::MIN,
+            delivering: false,
+        });
+        let start = floor(part.start.millis(), len, self.rules.offset_ms);
+        let parts = slot_of(series).get_or_insert_with(|| Parts::new(start));
+        if parts.start != start {
+            return;
+        }
+        parts.put(part.clone());
+        // readings of a stored period can only revise it
+        series.watermark = series
+            .watermark
+            .max(part.start.millis() + part.period.millis());
+    }
+
     /// After a warm-up from stored readings: closes, without emitting them, the open periods
     /// `stored` says the last run already closed and stored, so they are not written twice.
     pub fn settle_stored(&mut self, stored: impl Fn(Quantity, Period, Timestamp) -> bool) {

@@ -172,15 +172,28 @@ impl Processor {
         self.drain(out);
     }
 
-    /// Rebuilds the aggregation state of the current periods from readings already stored,
-    /// so the hour and day in progress at a restart count the minutes before it. Nothing is
-    /// emitted, and periods in `stored` (point, quantity, period, start) — closed and written
-    /// by the last run — are not emitted again later either.
+    /// Rebuilds the aggregation state of the periods open at the last stop from what that
+    /// run stored: `parts` are the closed minutes of each series' open hour and the closed
+    /// hours of its open day (newest revision each, in time order), `readings` those of its
+    /// open minute. So the hour and day in progress count what came before the restart, and
+    /// what is rebuilt is bounded by one day per series, however much the store holds.
+    /// Nothing is emitted, and periods in `stored` (point, quantity, period, start) — closed
+    /// and written by the last run — are not emitted again later either.
     pub fn warm_up(
         &mut self,
+        parts: &[Aggregate],
         readings: &[Reading],
         stored: &HashSet<(Arc<str>, Quantity, Period, Timestamp)>,
     ) {
+        for part in parts {
+            if let Some(point) = self
+                .point_of_stack
+                .get(&part.stack)
+                .and_then(|&i| self.points.get_mut(i))
+            {
+                point.aggregator.seed(part);
+            }
+        }
         let mut discarded = Vec::new();
         for reading in readings {
             if let Some(point) = self

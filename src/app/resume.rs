@@ -1,0 +1,191 @@
+//! Picking up where the last run stopped, at a cost that does not grow with the store.
+//!
+//! A restart must know the periods open at the stop (the minute, hour and day of each series'
+//! newest reading), the gaps a late value may still fill and the exceedance events still
+//! open. All of it is read back in windows bounded by one day per series (or the lateness
+//! horizon), never by how long the store or the day has run: an edge gateway that restarts at
+//! 23:50 does as much work as one that restarts at 00:10.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+
+use crate::config::SiteConfig;
+use crate::model::time::{period_start, Period, DAY_MS, HOUR_MS, MINUTE_MS};
+use crate::model::{Quantity, Reading, Timestamp};
+use crate::process::aggregate::Aggregate;
+use crate::process::{aggregate_of, reading_of, Processor};
+use crate::store::{Query, RecordKind, Store, StoreError};
+
+/// Picks up where the last run stopped: the downtime becomes gap records, the minute, hour
+/// and day in progress are rebuilt from what the last run stored of them, and exceedance
+/// events still open go on.
+pub fn resume(
+    store: &mut Store,
+    mut processor: Processor,
+    config: &SiteConfig,
+    now: Timestamp,
+) -> Result<Processor, StoreError> {
+    let latest = store.latest()?;
+    let mut last_of_point: HashMap<Arc<str>, Timestamp> = HashMap::new();
+    let mut newest: HashMap<(Arc<str>, Quantity), Timestamp> = HashMap::new();
+    for stored in &latest {
+        let r = &stored.record;
+        let last = last_of_point.entry(r.stack.clone()).or_insert(r.ts);
+        *last = (*last).max(r.ts);
+        if let Some(quantity) = r.quantity {
+            let last = newest.entry((r.stack.clone(), quantity)).or_insert(r.ts);
+            *last = (*last).max(r.ts);
+        }
+    }
+    let open = OpenPeriods::read(store, &newest, config)?;
+    processor.warm_up(&open.parts, &open.readings, &open.stored);
+    let horizon = config.ingest.lateness_horizon.0;
+    // a value late by up to the horizon may fall into a gap that began before it
+    processor.recall_gaps(&store.query(&Query {
+        kind: Some(RecordKind::Gap),
+        from: Some(now.minus(horizon).minus(horizon)),
+        ..Query::default()
+    })?);
+    let hours = hours_for_open_exceedances(store, &processor, now, horizon)?;
+    processor.warm_exceedances(&hours);
+    let mut gaps = Vec::new();
+    processor.restart(|point| last_of_point.get(point).copied(), now, &mut gaps);
+    if !gaps.is_empty() {
+        tracing::info!(
+            gaps = gaps.len(),
+            "recorded the downtime since the last run as gaps"
+        );
+        store.append(&gaps)?;
+    }
+    Ok(processor)
+}
+
+/// What the store holds of the periods open at the last stop.
+#[derive(Debug, Default)]
+struct OpenPeriods {
+    /// Closed minutes of each series' open hour, closed hours of its open day.
+    parts: Vec<Aggregate>,
+    /// Readings of each series' open minute.
+    readings: Vec<Reading>,
+    /// (point, quantity, period, start) of those periods the last run closed and stored.
+    stored: HashSet<(Arc<str>, Quantity, Period, Timestamp)>,
+}
+
+impl OpenPeriods {
+    /// Reads, for every series with a newest reading at `newest`, the minute, hour and day
+    /// around it. Each window is read once for all series whose newest reading falls in it,
+    /// through the time-led index, so the cost is what those windows hold.
+    fn read(
+        store: &Store,
+        newest: &HashMap<(Arc<str>, Quantity), Timestamp>,
+        config: &SiteConfig,
+    ) -> Result<OpenPeriods, StoreError> {
+        let offset = config.site.utc_offset;
+        let start_of = |ts: Timestamp, period| period_start(ts, period, offset);
+        let windows = |period| -> BTreeSet<Timestamp> {
+            newest.values().map(|&ts| start_of(ts, period)).collect()
+        };
+        // whether a record of `period` starting at `start` belongs to the open one of its series
+        let in_open = |r: &Aggregate, period: Period| {
+            newest
+                .get(&(r.stack.clone(), r.quantity))
+                .is_some_and(|&ts| start_of(ts, period) == start_of(r.start, period))
+        };
+        let mut open = OpenPeriods::default();
+        let mut keep = |kind, period, within: Period, len| -> Result<(), StoreError> {
+            // newest revision of each period, rows coming in store order
+            let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
+            for from in windows(within) {
+                for stored in store.query(&Query {
+                    kind: Some(kind),
+                    from: Some(from),
+                    to: Some(Timestamp(from.millis() + len)),
+                    ..Query::default()
+                })? {
+                    let Some(agg) = aggregate_of(&stored.record) else {
+                        continue;
+                    };
+                    if in_open(&agg, within) {
+                        latest.insert((agg.start.millis(), agg.stack.clone(), agg.quantity), agg);
+                    }
+                }
+            }
+            for agg in latest.into_values() {
+                if in_open(&agg, period) {
+                    open.stored
+                        .insert((agg.stack.clone(), agg.quantity, period, agg.start));
+                }
+                if period != Period::Day {
+                    open.parts.push(agg);
+                }
+            }
+            Ok(())
+        };
+        keep(RecordKind::Hour, Period::Hour, Period::Day, DAY_MS)?;
+        keep(RecordKind::Minute, Period::Minute, Period::Hour, HOUR_MS)?;
+        keep(RecordKind::Day, Period::Day, Period::Day, DAY_MS)?;
+        for from in windows(Period::Minute) {
+            for stored in store.query(&Query {
+                kind: Some(RecordKind::Reading),
+                from: Some(from),
+                to: Some(Timestamp(from.millis() + MINUTE_MS)),
+                ..Query::default()
+            })? {
+                let Some(reading) = reading_of(&stored.record) else {
+                    continue;
+                };
+                let open_minute = newest
+                    .get(&(reading.stack.clone(), reading.quantity))
+                    .is_some_and(|&ts| start_of(ts, Period::Minute) == from);
+                if open_minute {
+                    open.readings.push(reading);
+                }
+            }
+        }
+        Ok(open)
+    }
+}
+
+/// The stored hour averages (valid or not) that rebuild exceedance state: from one rolling window
+/// before the oldest event still open (or before the lateness horizon, which an hour may be
+/// revised within), in time order, the latest row of each (point, quantity, hour) winning.
+fn hours_for_open_exceedances(
+    store: &Store,
+    processor: &Processor,
+    now: Timestamp,
+    horizon: std::time::Duration,
+) -> Result<Vec<Aggregate>, StoreError> {
+    let mut closed = HashSet::new();
+    let mut starts = Vec::new();
+    for stored in store.query(&Query {
+        kind: Some(RecordKind::Exceedance),
+        ..Query::default()
+    })? {
+        let r = stored.record;
+        let key = (r.stack.clone(), r.quantity, r.ts);
+        if r.end.is_some() {
+            closed.insert(key);
+        } else {
+            starts.push(key);
+        }
+    }
+    let oldest_open = starts
+        .into_iter()
+        .filter(|key| !closed.contains(key))
+        .map(|(_, _, start)| start)
+        .min()
+        .unwrap_or(now)
+        .min(now.minus(horizon));
+    let window = i64::from(processor.exceedance_lookback_hours()) * HOUR_MS;
+    let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
+    for stored in store.query(&Query {
+        kind: Some(RecordKind::Hour),
+        from: Some(Timestamp(oldest_open.0.saturating_sub(window))),
+        ..Query::default()
+    })? {
+        if let Some(hour) = aggregate_of(&stored.record) {
+            latest.insert((hour.start.0, hour.stack.clone(), hour.quantity), hour);
+        }
+    }
+    Ok(latest.into_values().collect())
+}
