@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::app::cli::Failure;
 use crate::app::resume::resume;
+use crate::app::retention;
 use crate::collect::batch::{Batch, BatchSender, IngestPort, IngestSwitch};
 use crate::collect::modbus::start::start as start_collectors;
 use crate::collect::mqtt::{MqttSource, SourceStats};
@@ -48,10 +49,20 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         };
         Failure::store(format!("{e}{help}"), e.needs_operator())
     })?;
+    let budget = loaded.config.store.max_size.or_else(|| {
+        store_path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .map_or_else(
+                || retention::default_budget(Path::new(".")),
+                retention::default_budget,
+            )
+    });
     let store = Store::open(
         &store_path,
         StoreOptions {
             retention: loaded.config.store.retention.map(|r| r.0),
+            max_size: budget.map(|b| b.0),
             ..StoreOptions::default()
         },
     )
@@ -69,7 +80,11 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
             e.needs_operator(),
         )
     })?;
-    tracing::info!(store = %store_path.display(), "store open");
+    tracing::info!(
+        store = %store_path.display(),
+        budget = %budget.map_or_else(|| "none".to_string(), |b| b.to_string()),
+        "store open"
+    );
     let metrics = ops::metrics::install()
         .map_err(|e| tracing::warn!("{e}; /metrics stays empty"))
         .ok();
@@ -108,6 +123,12 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         std::env::var("WATCHDOG_PID").ok().as_deref(),
         std::process::id(),
     );
+    ops_tasks.spawn(retention::run(
+        store_handle.clone(),
+        budget,
+        loaded.config.store.retention.map(|r| r.0),
+        ops_stop_rx.clone(),
+    ));
     ops_tasks.spawn(ops::systemd::supervise(state, watchdog, ops_stop_rx));
     ops::systemd::ready(&format!("polling {} devices", loaded.config.devices.len()));
 

@@ -4,3 +4,4 @@ pub mod cli;
 pub mod daemon;
 pub mod dead_letters;
 pub mod resume;
+pub mod retention;

@@ -1,6 +1,7 @@
 //! The site config: what a plant or bureau runs, in one TOML file. Every mistake is reported
 //! with file, line, column, the key and what is allowed, before anything starts.
 
+pub mod byte_size;
 pub mod diagnostic;
 pub mod environment;
 pub mod hj212_listener;
@@ -337,6 +338,9 @@ fn basis_named<E: serde::de::Error>(name: &str) -> Result<Basis, E> {
     }
 }
 
+/// The smallest `[store] max_size` accepted: a day of 20 channels at 1 Hz takes about 120 MiB.
+const MIN_STORE_SIZE: u64 = 64 << 20;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
@@ -344,6 +348,10 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Rows older than this are deleted once every sink has taken them.
     pub retention: Option<Interval>,
+    /// The most the store may use on disk; past it the oldest readings (then minute records)
+    /// every sink has taken are deleted before their retention. Unset: half of the file
+    /// system the store lies on, as measured at start.
+    pub max_size: Option<byte_size::ByteSize>,
 }
 
 impl Default for StoreConfig {
@@ -351,6 +359,7 @@ impl Default for StoreConfig {
         StoreConfig {
             path: default_store_path(),
             retention: None,
+            max_size: None,
         }
     }
 }
@@ -791,6 +800,13 @@ fn validate(
                 Some("use e.g. \"90d\"; rows are kept until every sink has them anyway".into()),
             ));
         }
+    }
+    if let Some(max_size) = config.store.max_size.filter(|m| m.0 < MIN_STORE_SIZE) {
+        return Err(src.error_at_path(
+            &[Seg::Key("store"), Seg::Key("max_size")],
+            format!("a store budget of {max_size} cannot hold a day of even a small plant"),
+            Some("use at least \"64MiB\", e.g. \"4GiB\" on an 8 GB gateway".into()),
+        ));
     }
     Ok(())
 }

@@ -133,6 +133,16 @@ pub const HELP: &[(&str, Kind, &str)] = &[
     ),
     (STORE_ROWS, Kind::Gauge, "Records held in the store."),
     (
+        STORE_PRUNED,
+        Kind::Counter,
+        "Records deleted by retention, by reason (age: older than [store] retention; size: over [store] max_size), only ever records every sink had taken.",
+    ),
+    (
+        STORE_PRUNE_FAILURES,
+        Kind::Counter,
+        "Retention runs that failed (the store refused the delete); the next run tries again.",
+    ),
+    (
         STORE_LAST_SEQ,
         Kind::Gauge,
         "Highest sequence number handed out by the store.",
@@ -276,6 +286,8 @@ pub const STORE_WRITABLE: &str = "cemsd_store_writable";
 pub const STORE_SIZE: &str = "cemsd_store_size_bytes";
 pub const STORE_ROWS: &str = "cemsd_store_rows";
 pub const STORE_LAST_SEQ: &str = "cemsd_store_last_seq";
+pub const STORE_PRUNED: &str = "cemsd_store_pruned_records_total";
+pub const STORE_PRUNE_FAILURES: &str = "cemsd_store_prune_failures_total";
 pub const SINK_BACKLOG: &str = "cemsd_forwarder_backlog_records";
 pub const SINK_LAG: &str = "cemsd_forwarder_lag_seconds";
 pub const CONFIG_RELOADS: &str = "cemsd_config_reloads_total";
@@ -367,6 +379,17 @@ pub struct Collectors {
 pub fn config_reloaded(applied: bool) {
     let result = if applied { "applied" } else { "rejected" };
     counter!(CONFIG_RELOADS, "result" => result).increment(1);
+}
+
+/// Records one retention step deleted.
+pub fn count_pruned(by_age: u64, by_size: u64) {
+    counter!(STORE_PRUNED, "reason" => "age").increment(by_age);
+    counter!(STORE_PRUNED, "reason" => "size").increment(by_size);
+}
+
+/// A retention run the store refused.
+pub fn count_prune_failure() {
+    counter!(STORE_PRUNE_FAILURES).increment(1);
 }
 
 /// A request for another host refused by the status server.

@@ -17,6 +17,9 @@ pub fn restart_only_changes(running: &SiteConfig, new: &SiteConfig) -> Vec<&'sta
     if running.store.retention != new.store.retention {
         changed.push("store.retention");
     }
+    if running.store.max_size != new.store.max_size {
+        changed.push("store.max_size");
+    }
     if running.http.as_ref().map(|h| h.listen) != new.http.as_ref().map(|h| h.listen) {
         changed.push("http.listen");
     }

@@ -38,6 +38,7 @@ pub use lock::{lock_path, LockError, StoreLock};
 pub use query::Query;
 pub use reader::{ReadBatch, ReadError, StoreReader};
 pub use record::{Record, RecordKind, Stored};
+pub use retention::Pruned;
 pub use retry::RETRY_PREFIX;
 pub use writer::{StoreHandle, StoreWriter, WriterOptions, WriterStats};
 
@@ -54,6 +55,9 @@ pub struct StoreOptions {
     pub busy_timeout: Duration,
     /// SQLite page cache per connection.
     pub cache_size_kib: u32,
+    /// The most the store may use on disk (pages in use, not the file, whose free pages are
+    /// reused); past it the oldest delivered readings, then minute records, go first.
+    pub max_size: Option<u64>,
 }
 
 impl Default for StoreOptions {
@@ -63,6 +67,7 @@ impl Default for StoreOptions {
             synchronous_full: false,
             busy_timeout: Duration::from_secs(5),
             cache_size_kib: 8 * 1024,
+            max_size: None,
         }
     }
 }
@@ -520,6 +525,87 @@ mod tests {
 
         // Two hours later seq 3 is 2.5 h old and goes too.
         assert_eq!(ok(store.prune(Timestamp::from_millis(now + 2 * HOUR))), 1);
+        assert_eq!(ok(store.count()), 0);
+    }
+
+    /// A budget takes the oldest delivered readings an hour at a time, then minutes, and
+    /// never the hours or what a sink has not taken; steps stop at their row limit.
+    #[test]
+    fn a_store_over_its_budget_loses_its_oldest_delivered_readings_first() {
+        let dir = temp();
+        let mut store = open(&dir, StoreOptions::default());
+        let now = T0 + 10 * HOUR;
+        // three hours of readings a second apart, a minute record and an hour record each hour
+        let mut records = Vec::new();
+        for hour in 0..3 {
+            let start = T0 + hour * HOUR;
+            for s in 0..3600 {
+                records.push(reading(
+                    start + s * 1000,
+                    "s",
+                    "d",
+                    "so2",
+                    Quantity::SO2,
+                    1.0,
+                ));
+            }
+            for kind in [RecordKind::Minute, RecordKind::Hour] {
+                records.push(Record::new(
+                    kind,
+                    Timestamp::from_millis(start),
+                    "s".into(),
+                    "d".into(),
+                    "so2".into(),
+                ));
+            }
+        }
+        ok(store.append(&records));
+        ok(store.register_sink("influx"));
+        // the sink has everything but the last hour's readings and records
+        ok(store.set_cursor("influx", 2 * 3602));
+        let used = ok(store.used_bytes());
+        store.options.max_size = Some(used / 10);
+
+        let step = ok(store.prune_step(Timestamp::from_millis(now), 1000));
+        assert_eq!(
+            (step.by_age, step.by_size),
+            (0, 1000),
+            "a step stops at its limit"
+        );
+        assert!(step.more);
+        let mut by_size = step.by_size;
+        loop {
+            let step = ok(store.prune_step(Timestamp::from_millis(now), 1000));
+            by_size += step.by_size;
+            if step.by_size == 0 {
+                break;
+            }
+        }
+        // all delivered readings, then the delivered minutes; the hours and the last hour stay
+        assert_eq!(by_size, 2 * 3600 + 2);
+        let left = ok(store.read_after(0, 10_000));
+        let kinds = |kind| left.iter().filter(|s| s.record.kind == kind).count();
+        assert_eq!(kinds(RecordKind::Reading), 3600);
+        assert_eq!(kinds(RecordKind::Minute), 1);
+        assert_eq!(kinds(RecordKind::Hour), 3);
+        // the newest reading is still the series' latest
+        assert_eq!(ok(store.latest()).len(), 1);
+    }
+
+    /// Age retention, too, goes in bounded steps.
+    #[test]
+    fn pruning_by_age_goes_in_steps_of_at_most_the_row_limit() {
+        let dir = temp();
+        let mut store = open_keeping_an_hour(&dir);
+        let records: Vec<Record> = (0..2500)
+            .map(|i| reading(T0 + i * 1000, "s", "d", "so2", Quantity::SO2, 1.0))
+            .collect();
+        ok(store.append(&records));
+        let now = Timestamp::from_millis(T0 + 10 * HOUR);
+        let steps: Vec<usize> = (0..4)
+            .map(|_| ok(store.prune_step(now, 1000)).by_age)
+            .collect();
+        assert_eq!(steps, vec![1000, 1000, 500, 0]);
         assert_eq!(ok(store.count()), 0);
     }
 

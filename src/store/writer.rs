@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::model::Timestamp;
 
 use super::checkpoint::Checkpointer;
-use super::{Record, Store, StoreError};
+use super::{Pruned, Record, Store, StoreError};
 
 type AppendResult = Result<Option<(u64, u64)>, StoreError>;
 type StoreCall = Box<dyn FnOnce(&mut Store) + Send>;
@@ -282,11 +282,13 @@ impl StoreHandle {
         async move { done.await? }
     }
 
-    pub fn prune(
+    /// One bounded step of retention (see [`Store::prune_step`]), between commits.
+    pub fn prune_step(
         &self,
         now: Timestamp,
-    ) -> impl Future<Output = Result<usize, StoreError>> + Send + 'static {
-        let done = self.call(move |store| store.prune(now));
+        max_rows: usize,
+    ) -> impl Future<Output = Result<Pruned, StoreError>> + Send + 'static {
+        let done = self.call(move |store| store.prune_step(now, max_rows));
         async move { done.await? }
     }
 
@@ -587,7 +589,11 @@ mod tests {
         assert!(cursor.await.is_ok());
         // Records have ts 0..=3 ms; at 1002 ms the cutoff is 2 ms, so ts 0 and 1 go.
         assert_eq!(
-            handle.prune(Timestamp::from_millis(1002)).await.ok(),
+            handle
+                .prune_step(Timestamp::from_millis(1002), 1000)
+                .await
+                .ok()
+                .map(|p| p.by_age),
             Some(2)
         );
         let id = handle.append_dead_letter(

@@ -1,0 +1,95 @@
+//! Applies the store's retention and disk budget while the daemon runs: every ten minutes,
+//! in bounded steps that let commits through between them.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::config::byte_size::ByteSize;
+use crate::model::time::now;
+use crate::ops::metrics;
+use crate::store::StoreHandle;
+
+/// How often retention runs; the first time a few seconds after start, once the collectors run.
+const EVERY: Duration = Duration::from_secs(600);
+const FIRST_AFTER: Duration = Duration::from_secs(5);
+/// Rows one step deletes: about a tenth of a second of the writer's time.
+const STEP_ROWS: usize = 20_000;
+
+/// The budget when `[store] max_size` is not set: half of the file system the store lies on
+/// (or will, once its folder is made).
+pub fn default_budget(store: &std::path::Path) -> Option<ByteSize> {
+    let stats = store.ancestors().skip(1).find_map(|dir| {
+        let dir = if dir.as_os_str().is_empty() {
+            std::path::Path::new(".")
+        } else {
+            dir
+        };
+        nix::sys::statvfs::statvfs(dir).ok()
+    })?;
+    let total = stats.blocks().saturating_mul(stats.fragment_size());
+    (total > 0).then_some(ByteSize(total / 2))
+}
+
+/// Runs until `stop` turns true. `retention` is only for the warning that the budget keeps
+/// less history than the retention asks for.
+pub async fn run(
+    store: StoreHandle,
+    budget: Option<ByteSize>,
+    retention: Option<Duration>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut wait = FIRST_AFTER;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        wait = EVERY;
+        let (mut by_age, mut by_size, mut size_cutoff) = (0, 0, None);
+        loop {
+            let step = match store.prune_step(now(), STEP_ROWS).await {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(
+                        "retention: {e}; trying again in {}",
+                        humantime::format_duration(EVERY)
+                    );
+                    metrics::count_prune_failure();
+                    break;
+                }
+            };
+            by_age += step.by_age;
+            by_size += step.by_size;
+            size_cutoff = step.size_cutoff.or(size_cutoff);
+            metrics::count_pruned(step.by_age as u64, step.by_size as u64);
+            if !step.more || step.by_age + step.by_size == 0 || *stop.borrow() {
+                break;
+            }
+            // let the collectors' commits through
+            tokio::task::yield_now().await;
+        }
+        if by_age + by_size > 0 {
+            tracing::info!(by_age, by_size, "retention deleted records every sink has");
+        }
+        if let (Some(cutoff), Some(retention)) = (size_cutoff, retention) {
+            let kept = now().millis().saturating_sub(cutoff.millis()) as f64 / 86_400_000.0;
+            if kept * 86_400.0 < retention.as_secs_f64() {
+                tracing::warn!(
+                    "the store's budget ({}) holds only {kept:.1} days of readings, less than the retention of {}: set [store] max_size higher, or the retention lower",
+                    budget.map_or_else(|| "?".to_string(), |b| b.to_string()),
+                    humantime::format_duration(retention)
+                );
+            }
+        }
+        if let Some(budget) = budget {
+            match store.call(|s| s.used_bytes()).await {
+                Ok(Ok(used)) if used > budget.0 && by_size == 0 => tracing::warn!(
+                    "the store uses {} of its {budget} budget and holds nothing every sink has taken to delete; a sink that does not deliver keeps it growing",
+                    ByteSize(used)
+                ),
+                _ => {}
+            }
+        }
+    }
+}
