@@ -187,13 +187,11 @@ fn a_day_with_an_exceedance_and_an_fgd_pair() {
         (3, 0, 21)
     );
 
-    let text = report::render_text(&built);
+    let text = report::render_events(&built, report::Lang::En);
     assert!(text.contains("== stack u1"), "{text}");
-    let csv = report::render_csv(&built);
     assert!(
-        csv.lines()
-            .any(|l| l.starts_with("plant,2026-03-10,u1,u1,02:00,SO2,mg/m3,40")),
-        "{csv}"
+        text.contains("  SO2 2026-03-10 02:00 .. 2026-03-10 03:00 peak 40.00 mg/m3, 1 h"),
+        "{text}"
     );
 }
 
@@ -363,7 +361,7 @@ fn an_hour_invalidated_by_a_communication_failure_is_among_the_gaps() {
         ("SO2", "2026-03-10 00:00:00", Some("2026-03-10 01:00:00"))
     );
 
-    let text = report::render_text(&built);
+    let text = report::render_events(&built, report::Lang::En);
     assert!(!text.contains("Gaps: none"), "{text}");
     assert!(
         text.contains("u1 SO2 2026-03-10 00:00:00 .. 2026-03-10 01:00:00 (hour invalid, flag B"),

@@ -15,6 +15,7 @@ use crate::model::{Flag, Quantity, Timestamp};
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, inlet_point};
 use crate::report::fgd::{fgd_hour, summarise};
+use crate::report::lang::Lang;
 use crate::report::totals::{calendar_bounds, emitted_totals, CalendarPeriod};
 use crate::store::{Query, RecordKind, Store, StoreError, Stored};
 
@@ -98,13 +99,6 @@ pub struct TotalRow {
     pub valid_hours: u32,
     pub invalid_hours: u32,
     pub missing_hours: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Csv,
-    Json,
 }
 
 /// Builds the report of local `day`; `now` bounds what counts as missing in a day not over yet.
@@ -376,62 +370,29 @@ fn fgd_row(inlet: &[Aggregate], outlet: &[Aggregate], offset: UtcOffset) -> Opti
 }
 
 fn num(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
 }
 
-/// The report for a person at a terminal.
-pub fn render_text(report: &Report) -> String {
+/// What the HJ 75 day table does not show: each stack's gaps and exceedance events.
+pub fn render_events(report: &Report, lang: Lang) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "cemsd report: site {} on {} (UTC{})",
-        report.site, report.day, report.utc_offset
-    );
     for s in &report.stacks {
         let _ = writeln!(
             out,
-            "\n== stack {}{}",
+            "== {} {}{}",
+            lang.pick("排放口", "stack"),
             s.stack,
             s.name
                 .as_ref()
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default()
         );
+        let none = lang.pick("无", "none");
         let _ = writeln!(
             out,
-            "\nHourly averages (mg/m3 at standard conditions, dry; corrected = at reference O2)"
-        );
-        let _ = writeln!(
-            out,
-            "{:<14} {:<6} {:<9} {:<6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5} FLAG",
-            "POINT", "HOUR", "QUANTITY", "UNIT", "AVG", "CORRECTED", "MIN", "MAX", "KG/H", "N"
-        );
-        for h in s.hours.iter().chain(&s.day) {
-            let _ = writeln!(
-                out,
-                "{:<14} {:<6} {:<9} {:<6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5} {}{}{}",
-                h.point,
-                if h.hour.len() > 5 { "day" } else { &h.hour },
-                h.quantity,
-                h.unit,
-                num(h.avg),
-                num(h.corrected_avg),
-                num(h.min),
-                num(h.max),
-                num(h.rate_kg_h),
-                h.count,
-                h.flag,
-                if h.valid { "" } else { " (invalid)" },
-                h.note
-                    .as_deref()
-                    .map(|n| format!("  {n}"))
-                    .unwrap_or_default()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "\nGaps: {}",
-            if s.gaps.is_empty() { "none" } else { "" }
+            "{}: {}",
+            lang.pick("数据缺失", "Gaps"),
+            if s.gaps.is_empty() { none } else { "" }
         );
         for g in &s.gaps {
             let _ = writeln!(
@@ -445,92 +406,31 @@ pub fn render_text(report: &Report) -> String {
                 },
                 g.channel,
                 g.start,
-                g.end.as_deref().unwrap_or("still open"),
+                g.end
+                    .as_deref()
+                    .unwrap_or(lang.pick("未结束", "still open")),
                 g.cause
             );
         }
         let _ = writeln!(
             out,
-            "\nExceedances: {}",
-            if s.exceedances.is_empty() { "none" } else { "" }
+            "{}: {}",
+            lang.pick("超标", "Exceedances"),
+            if s.exceedances.is_empty() { none } else { "" }
         );
         for e in &s.exceedances {
             let _ = writeln!(
                 out,
-                "  {} {} .. {} peak {} mg/m3 over {} h ({})",
+                "  {} {} .. {} {} {} mg/m3, {} h ({})",
                 e.quantity,
                 e.start,
-                e.end.as_deref().unwrap_or("still open"),
+                e.end
+                    .as_deref()
+                    .unwrap_or(lang.pick("未结束", "still open")),
+                lang.pick("峰值", "peak"),
                 num(e.peak),
                 e.hours.unwrap_or(0),
                 e.detail
-            );
-        }
-        match &s.fgd {
-            Some(f) => {
-                let _ = writeln!(
-                    out,
-                    "\nFGD: SO2 in {:.1} kg, out {:.1} kg, removed {:.1} kg, efficiency {} ({} valid, {} invalid hours)",
-                    f.inlet_kg,
-                    f.outlet_kg,
-                    f.removed_kg,
-                    f.efficiency
-                        .map(|e| format!("{:.2} %", e * 100.0))
-                        .unwrap_or_else(|| "-".into()),
-                    f.valid_hours,
-                    f.invalid_hours
-                );
-            }
-            None => {
-                let _ = writeln!(out, "\nFGD: no inlet/outlet pair measured");
-            }
-        }
-        let _ = writeln!(out, "\nEmitted mass (valid hours only, never filled in)");
-        for t in &s.totals {
-            let _ = writeln!(
-                out,
-                "  {:<6} {:>12.3} kg  valid {:>2} h, invalid {:>2} h, missing {:>2} h",
-                t.quantity, t.mass_kg, t.valid_hours, t.invalid_hours, t.missing_hours
-            );
-        }
-    }
-    out
-}
-
-/// Hourly rows of every stack as CSV, one line per point, hour and quantity.
-pub fn render_csv(report: &Report) -> String {
-    let mut out = String::from(
-        "site,day,stack,point,period,quantity,unit,avg,corrected_avg,min,max,rate_kg_h,count,flag,valid,note\n",
-    );
-    let cell = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let text = |t: &str| {
-        if t.contains([',', '"', '\n']) {
-            format!("\"{}\"", t.replace('"', "\"\""))
-        } else {
-            t.to_string()
-        }
-    };
-    for s in &report.stacks {
-        for h in s.hours.iter().chain(&s.day) {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                text(&report.site),
-                report.day,
-                text(&s.stack),
-                text(&h.point),
-                h.hour,
-                h.quantity,
-                h.unit,
-                cell(h.avg),
-                cell(h.corrected_avg),
-                cell(h.min),
-                cell(h.max),
-                cell(h.rate_kg_h),
-                h.count,
-                h.flag,
-                h.valid,
-                text(h.note.as_deref().unwrap_or(""))
             );
         }
     }

@@ -130,12 +130,16 @@ pub fn emitted_totals(
         .collect()
 }
 
-/// Which HJ 75-2017 substitution rule produced a value (*verify* both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which substitution rule produced a value. HJ 75-2017's own clause on missing data could
+/// not be read from any public source at hand: the two rules below are the ones the project's
+/// notes give (*verify* against the standard's text before a bureau relies on them); the
+/// limits are the constants beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum SubstitutionRule {
-    /// Gap of at most 24 h: mean of the valid hour before and the valid hour after.
+    /// Gap of at most [`BRACKETING_MAX_HOURS`]: mean of the valid hour before and after it.
     Bracketing,
-    /// Gap longer than 24 h: the largest valid hourly value of the previous 720 valid hours.
+    /// Longer gap: the largest valid hourly value of the previous
+    /// [`LOOKBACK_VALID_HOURS`] valid hours.
     LookbackMaximum,
 }
 
@@ -154,57 +158,53 @@ pub struct Substitution {
 pub const BRACKETING_MAX_HOURS: i64 = 24;
 /// Valid hours [`SubstitutionRule::LookbackMaximum`] looks back over.
 pub const LOOKBACK_VALID_HOURS: usize = 720;
+/// How far back the valid hour before a gap, and the look-back, are searched: 60 days. It
+/// bounds what a report reads; [`SUBSTITUTION_CONTEXT_MS`] is what a caller must read before
+/// the first hour it fills so that every hour gets the same value whatever period asks.
+pub const SEARCH_BACK_MS: i64 = 60 * 24 * HOUR_MS;
+/// Hour records a caller reads before the first hour it fills.
+pub const SUBSTITUTION_CONTEXT_MS: i64 = 2 * SEARCH_BACK_MS;
+/// Hour records a caller reads after the last hour it fills (the valid hour closing a gap).
+pub const SUBSTITUTION_AHEAD_MS: i64 = (BRACKETING_MAX_HOURS + 2) * HOUR_MS;
 
-/// Substitute masses for every hour in `from..until` (whole hours) of one stack's one pollutant
-/// that has no valid mass. `hours` holds that series' hour aggregates (any order; only valid ones
-/// with a mass are used). A gap at most 24 h long is filled only once the valid hour after it
-/// exists; a gap with no valid hour before it is not filled.
+/// Substitute masses for every hour in `from..to` (whole hours) of one stack's one pollutant
+/// that has no valid mass and was not a plant stop (flag F: a stopped unit emits nothing, so
+/// nothing is filled in). `hours` holds that series' hour aggregates (any order) from
+/// [`SUBSTITUTION_CONTEXT_MS`] before `from` to [`SUBSTITUTION_AHEAD_MS`] after `to`.
+/// `known_until`: data after it may still come, so a gap still open then is filled only once
+/// it is known to be long. Each hour's value depends only on the hours around it, so a day,
+/// its month and its year substitute the same values.
 pub fn substitute_missing(
     stack: &Arc<str>,
     quantity: Quantity,
     hours: &[Aggregate],
     from: Timestamp,
-    until: Timestamp,
+    to: Timestamp,
+    known_until: Timestamp,
 ) -> Vec<Substitution> {
-    let valid: BTreeMap<i64, f64> = hours
+    let series = hours
         .iter()
-        .filter(|h| h.period == Period::Hour && h.valid && h.quantity == quantity)
-        .filter_map(|h| h.mass_kg.map(|m| (h.start.millis(), m)))
-        .collect();
+        .filter(|h| h.period == Period::Hour && h.quantity == quantity);
+    let mut valid: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut stopped: BTreeSet<i64> = BTreeSet::new();
+    for h in series {
+        match h.mass_kg.filter(|_| h.valid) {
+            Some(mass) => {
+                valid.insert(h.start.millis(), mass);
+            }
+            None if h.flag == crate::model::Flag::F => {
+                stopped.insert(h.start.millis());
+            }
+            None => {}
+        }
+    }
     let mut out = Vec::new();
     let mut hour = from.millis();
-    while hour + HOUR_MS <= until.millis() {
-        if valid.contains_key(&hour) {
-            hour += HOUR_MS;
-            continue;
-        }
-        let before = valid.range(..hour).next_back();
-        let after = valid.range(hour..).next();
-        let gap_end = after.map_or(until.millis(), |(s, _)| *s);
-        let Some((&before_start, &before_mass)) = before else {
-            hour = gap_end;
-            continue;
-        };
-        let gap_hours = (gap_end - (before_start + HOUR_MS)) / HOUR_MS;
-        let fill = if gap_hours <= BRACKETING_MAX_HOURS {
-            after.map(|(_, after_mass)| {
-                (
-                    (before_mass + after_mass) / 2.0,
-                    SubstitutionRule::Bracketing,
-                )
-            })
-        } else {
-            valid
-                .range(..hour)
-                .rev()
-                .take(LOOKBACK_VALID_HOURS)
-                .map(|(_, m)| *m)
-                .reduce(f64::max)
-                .map(|m| (m, SubstitutionRule::LookbackMaximum))
-        };
-        let gap_until = gap_end.min(until.millis());
-        if let Some((mass_kg, rule)) = fill {
-            while hour + HOUR_MS <= gap_until {
+    // an hour not over yet is not missing
+    let last = to.millis().min(known_until.millis());
+    while hour + HOUR_MS <= last {
+        if !valid.contains_key(&hour) && !stopped.contains(&hour) {
+            if let Some((mass_kg, rule)) = substitute_hour(&valid, hour, known_until.millis()) {
                 out.push(Substitution {
                     stack: Arc::clone(stack),
                     quantity,
@@ -212,12 +212,42 @@ pub fn substitute_missing(
                     mass_kg,
                     rule,
                 });
-                hour += HOUR_MS;
             }
         }
-        hour = hour.max(gap_until);
+        hour += HOUR_MS;
     }
     out
+}
+
+/// The value for one hour without a valid mass, from the valid hours around it.
+fn substitute_hour(
+    valid: &BTreeMap<i64, f64>,
+    hour: i64,
+    known_until: i64,
+) -> Option<(f64, SubstitutionRule)> {
+    let (&before, &before_mass) = valid.range(hour - SEARCH_BACK_MS..hour).next_back()?;
+    // the gap is `after − before − 1` hours long: bracketing while that is ≤ 24
+    let bracket_end = before + (BRACKETING_MAX_HOURS + 1) * HOUR_MS;
+    let after = (hour + HOUR_MS <= bracket_end)
+        .then(|| valid.range(hour + HOUR_MS..=bracket_end).next())
+        .flatten();
+    if let Some((_, &after_mass)) = after {
+        return Some((
+            (before_mass + after_mass) / 2.0,
+            SubstitutionRule::Bracketing,
+        ));
+    }
+    if bracket_end + HOUR_MS > known_until {
+        // the hour that would close a short gap may still come
+        return None;
+    }
+    valid
+        .range(before - SEARCH_BACK_MS..=before)
+        .rev()
+        .take(LOOKBACK_VALID_HOURS)
+        .map(|(_, m)| *m)
+        .reduce(f64::max)
+        .map(|m| (m, SubstitutionRule::LookbackMaximum))
 }
 
 #[cfg(test)]
@@ -329,6 +359,7 @@ mod tests {
             &hours,
             Timestamp(T0),
             Timestamp(T0 + 32 * HOUR_MS),
+            Timestamp(T0 + 32 * HOUR_MS),
         );
         let got: Vec<_> = subs
             .iter()
@@ -350,7 +381,26 @@ mod tests {
             &hours[..2],
             Timestamp(T0 - 2 * HOUR_MS),
             Timestamp(T0 + 5 * HOUR_MS),
+            Timestamp(T0 + 5 * HOUR_MS),
         );
         assert!(subs.is_empty(), "{subs:?}");
+
+        // a plant-stop hour (F) between two valid hours is not filled: nothing was emitted
+        let mut stop = hour("s1", Quantity::SO2, 2, None, false);
+        stop.flag = Flag::F;
+        let with_stop = [hours[0].clone(), hours[1].clone(), stop, hours[3].clone()];
+        let subs = substitute_missing(
+            &stack,
+            Quantity::SO2,
+            &with_stop,
+            Timestamp(T0),
+            Timestamp(T0 + 5 * HOUR_MS),
+            Timestamp(T0 + 5 * HOUR_MS),
+        );
+        let filled: Vec<_> = subs
+            .iter()
+            .map(|s| (s.hour.millis() - T0) / HOUR_MS)
+            .collect();
+        assert_eq!(filled, [3], "{subs:?}");
     }
 }
