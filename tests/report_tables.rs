@@ -374,7 +374,7 @@ print(json.dumps(rows))
     );
     let rows: Vec<Vec<serde_json::Value>> =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}"));
-    let csv_rows: Vec<Vec<String>> = csv.lines().map(|l| split_csv(l)).collect();
+    let csv_rows: Vec<Vec<String>> = csv.lines().map(split_csv).collect();
     assert_eq!(rows.len(), csv_rows.len(), "{rows:?}");
     for (r, (xlsx, text)) in rows.iter().zip(&csv_rows).enumerate() {
         let text: Vec<&String> = {
@@ -410,7 +410,9 @@ fn split_csv(line: &str) -> Vec<String> {
         match (c, quoted) {
             ('"', true) if chars.peek() == Some(&'"') => {
                 chars.next();
-                cells.last_mut().map(|s| s.push('"'));
+                if let Some(s) = cells.last_mut() {
+                    s.push('"');
+                }
             }
             ('"', _) => quoted = !quoted,
             (',', false) => cells.push(String::new()),
