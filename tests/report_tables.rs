@@ -607,3 +607,109 @@ fn an_empty_period_says_why_and_what_the_store_holds() {
         "{zh}"
     );
 }
+
+/// A site config whose store is `dir/c.db`, filled with the February records, and whose status
+/// server listens on `port`.
+fn site_on_disk(dir: &Path, port: u16) -> PathBuf {
+    let mut store =
+        Store::open(&dir.join("c.db"), StoreOptions::default()).unwrap_or_else(|e| panic!("{e}"));
+    store
+        .append(&month_records())
+        .unwrap_or_else(|e| panic!("{e}"));
+    drop(store);
+    support::daemon::write_config(
+        dir,
+        "site.toml",
+        &format!("{CONFIG}\n[store]\npath = \"c.db\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+}
+
+fn cemsd_report(config: &Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cemsd"))
+        .args(["report", "--config"])
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cemsd: {e}"));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+#[test]
+fn the_command_line_and_the_daemon_serve_the_report() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let port = support::ports::free_port();
+    let config = site_on_disk(dir.path(), port);
+
+    let (code, csv, err) = cemsd_report(&config, &["--month", "2026-02", "--format", "csv"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        csv.starts_with("烟气排放连续监测日平均值月报表 2026-02\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("\n二氧化硫,9.444,0.300,9.744*,645,3,24,27\n"),
+        "{csv}"
+    );
+
+    let xlsx = dir.path().join("feb.xlsx");
+    let out = xlsx.to_string_lossy().to_string();
+    let (code, _, err) = cemsd_report(
+        &config,
+        &["--month", "2026-02", "--format", "xlsx", "--output", &out],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let bytes = std::fs::read(&xlsx).unwrap_or_else(|e| panic!("{e}"));
+    assert!(bytes.starts_with(b"PK"), "an XLSX is a zip");
+
+    // an empty day says why and what the store holds
+    let (code, text, err) = cemsd_report(&config, &["--day", "2025-06-01", "--lang", "en"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        text.starts_with("Period 2025-06-01: the store holds no data for it\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hour records: 2026-02-01 .. 2026-03-02"),
+        "{text}"
+    );
+
+    // mistakes exit 2 and say what to write
+    for (args, says) in [
+        (&["--month", "2026-13"][..], "write the month as YYYY-MM"),
+        (
+            &["--day", "2026-02-01", "--stack", "u9"][..],
+            "use one of: u1",
+        ),
+        (
+            &["--year", "2026", "--format", "xlsx"][..],
+            "add --output FILE.xlsx",
+        ),
+    ] {
+        let (code, _, err) = cemsd_report(&config, args);
+        assert_eq!(code, Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+
+    // the daemon serves the printable page
+    let mut daemon = support::daemon::Daemon::start(&config, dir.path(), &[]);
+    assert!(
+        support::ports::listening_within(port, std::time::Duration::from_secs(30)),
+        "{}",
+        daemon.log_text()
+    );
+    let page = support::http::http_get(port, "/report?month=2026-02&lang=en");
+    let (status, html) = page.unwrap_or_else(|| panic!("no answer: {}", daemon.log_text()));
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("CEMS monthly report of daily averages 2026-02"),
+        "{html}"
+    );
+    assert!(html.contains("<td class=\"s\">9.744*</td>"), "{html}");
+    let bad = support::http::http_get(port, "/report?month=2026-02&day=2026-02-01");
+    assert_eq!(bad.map(|(s, _)| s), Some(400));
+    daemon.stop(std::time::Duration::from_secs(30));
+}

@@ -128,6 +128,23 @@ pub fn render_html(report: &TableReport, lang: Lang) -> String {
     out
 }
 
+/// The row of column groups: a name spans the empty cells after it (a pollutant's three).
+fn group_header(row: &[Cell], out: &mut String) {
+    let mut i = 0;
+    while i < row.len() {
+        let span = 1 + row[i + 1..]
+            .iter()
+            .take_while(|c| matches!(c, Cell::Empty))
+            .count();
+        let _ = write!(
+            out,
+            "<th colspan=\"{span}\">{}</th>",
+            escape(&row[i].text())
+        );
+        i += span;
+    }
+}
+
 fn html_sheet(sheet: &Sheet, out: &mut String) {
     let _ = write!(out, "<section><h1>{}</h1><table>", escape(&sheet.title));
     for (r, row) in sheet.rows.iter().enumerate() {
@@ -137,6 +154,11 @@ fn html_sheet(sheet: &Sheet, out: &mut String) {
         }
         let header = (1..sheet.header_rows).contains(&r);
         out.push_str("<tr>");
+        if header && r == 1 {
+            group_header(row, out);
+            out.push_str("</tr>");
+            continue;
+        }
         for cell in row {
             let text = escape(&cell.text());
             let class = match cell {
