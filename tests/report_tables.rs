@@ -316,13 +316,9 @@ fn a_day_table_cell_by_cell() {
         totals,
         [
             "污染物,实测排放量(t),补遗排放量(t),排放总量(t),有效小时,无效小时,缺失小时,补遗小时",
-            // 22 valid, 1 invalid (C), 1 missing, 2 substituted
-            format!(
-                "二氧化硫,{:.3},{:.3},0.378*,22,1,1,2",
-                355.5 / 1000.0,
-                22.5 / 1000.0
-            )
-            .as_str(),
+            // 22 valid, 1 invalid (C), 1 missing, 2 substituted; 0.3555 and 0.0225 t rounded
+            // half to even (GB/T 8170)
+            "二氧化硫,0.356,0.022,0.378*,22,1,1,2",
         ]
     );
     // 1440 minutes expected; 30 never came: 1410 received; 15 flagged C: 1395 valid.
