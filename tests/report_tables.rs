@@ -333,6 +333,24 @@ fn a_day_table_cell_by_cell() {
         ]
     );
 
+    // over March so far (now 12 March 00:00): per day, and 11 days × 1440 = 15 840 minutes
+    // expected for the month, 1410 / 15 840 = 8.90 %; days not begun expect nothing
+    let march = table(
+        &store,
+        period(ReportPeriod::month("2026-03")),
+        MARCH_10 + 2 * DAY,
+    );
+    let march_csv = report::render_csv(&march, Lang::Zh);
+    for line in [
+        "\n排放口 u1,09,1440,0,0,0.00,—\n",
+        "\n数采仪 MN001,10,1440,1410,1395,97.92,98.94\n",
+        "\n数采仪 MN001,12,0,0,0,—,—\n",
+        "\n数采仪 MN001,全期,15840,1410,1395,8.90,98.94\n",
+        "\n排放口 u1,全期,15840,1410,1395,8.90,98.94\n",
+    ] {
+        assert!(march_csv.contains(line), "{line:?} not in\n{march_csv}");
+    }
+
     // English on request; no float noise anywhere
     let en = report::render_csv(&built, Lang::En);
     assert!(en.contains("hour,SO2,,,O2,\"flow (std, dry)\"\n"), "{en}");
