@@ -216,8 +216,7 @@ pub fn report(config_path: &Path, request: ReportRequest<'_>) -> Result<(), Fail
         report::Format::Text => {
             let mut text = report::render_text(&built, lang);
             if let (report::ReportPeriod::Day(day), None) = (period, &built.empty) {
-                let mut detail =
-                    report::build(&store, &loaded.config, day, now).map_err(read_failed)?;
+                let mut detail = report::build(&store, &loaded.config, day).map_err(read_failed)?;
                 detail
                     .stacks
                     .retain(|s| request.stack.is_none_or(|id| s.stack == id));

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::stack::StackParams;
-use crate::model::time::{HOUR_MS, MINUTE_MS};
+use crate::model::time::{UtcOffset, HOUR_MS, MINUTE_MS};
 use crate::model::Timestamp;
 use crate::process::inlet_point;
-use crate::report::fgd::{fgd_hour, FgdHour};
+use crate::report::fgd::{fgd_hour, summarise, FgdHour};
 use crate::report::period::RowPeriod;
 use crate::report::table::{period_records, TableKind};
+use crate::report::totals::CalendarPeriod;
 use crate::store::{Query, RecordKind, Store, StoreError};
 
 /// SO2 removal of a stack's FGD (its inlet and outlet points) over a report period.
@@ -49,6 +50,7 @@ impl FgdPeriod {
 pub fn fgd_period(
     store: &Store,
     params: &StackParams,
+    (calendar, offset): (CalendarPeriod, UtcOffset),
     (start, end): (Timestamp, Timestamp),
     now: Timestamp,
 ) -> Result<Option<FgdPeriod>, StoreError> {
@@ -69,25 +71,17 @@ pub fn fgd_period(
         .iter()
         .filter_map(|i| outlet_by_start.get(&i.start.0).map(|o| fgd_hour(i, o)))
         .collect();
-    let mut sum = FgdPeriod {
-        inlet_kg: 0.0,
-        outlet_kg: 0.0,
-        removed_kg: 0.0,
-        efficiency: None,
-        valid_hours: 0,
+    // the report period is one calendar period, so there is one summary
+    let summary = summarise(&pairs, calendar, offset).into_iter().next();
+    Ok(Some(FgdPeriod {
+        inlet_kg: summary.as_ref().map_or(0.0, |s| s.inlet_kg),
+        outlet_kg: summary.as_ref().map_or(0.0, |s| s.outlet_kg),
+        removed_kg: summary.as_ref().map_or(0.0, |s| s.removed_kg),
+        efficiency: summary.as_ref().and_then(|s| s.efficiency),
+        valid_hours: summary.as_ref().map_or(0, |s| s.valid_hours),
         expected_hours: u32::try_from((now.0.clamp(start.0, end.0) - start.0) / HOUR_MS)
             .unwrap_or(0),
-    };
-    for p in pairs.iter().filter(|p| p.valid) {
-        if let (Some(i), Some(o)) = (p.inlet_kg, p.outlet_kg) {
-            sum.inlet_kg += i;
-            sum.outlet_kg += o;
-            sum.removed_kg += i - o;
-            sum.valid_hours += 1;
-        }
-    }
-    sum.efficiency = (sum.inlet_kg > 0.0).then(|| sum.removed_kg / sum.inlet_kg);
-    Ok(Some(sum))
+    }))
 }
 
 /// Transmission and validity of one source over one row period (a day) or the whole report.

@@ -32,7 +32,9 @@ use crate::process::aggregate_of;
 use crate::report::holdings::{self, EmptyPeriod};
 use crate::report::period::{ReportPeriod, RowPeriod};
 use crate::report::rates::{self, FgdPeriod, RateRow};
-use crate::report::totals::{substitute_missing, SUBSTITUTION_AHEAD_MS, SUBSTITUTION_CONTEXT_MS};
+use crate::report::totals::{
+    substitute_missing, CalendarPeriod, SUBSTITUTION_AHEAD_MS, SUBSTITUTION_CONTEXT_MS,
+};
 use crate::store::{Query, RecordKind, Store, StoreError, Stored};
 
 /// Pollutant columns in the order of HJ 75's tables (particulate, SO2, NOx), then the others
@@ -182,7 +184,20 @@ pub fn build_table(
         .filter(|p| stack.is_none_or(|s| p.id == s))
     {
         let rows = period_rows(period, params, store, (start, end), offset)?;
-        stacks.push(stack_table(store, params, kind, rows, (start, end), now)?);
+        let calendar = match kind {
+            TableKind::Day => CalendarPeriod::Day,
+            TableKind::Month => CalendarPeriod::Month,
+            TableKind::Year => CalendarPeriod::Year,
+        };
+        stacks.push(stack_table(
+            store,
+            params,
+            kind,
+            rows,
+            (calendar, offset),
+            (start, end),
+            now,
+        )?);
     }
     let empty = if stacks.iter().all(|s| s.rows_are_empty()) {
         Some(holdings::why_empty(store, config, (start, end), now)?)
@@ -319,6 +334,7 @@ fn stack_table(
     params: &StackParams,
     kind: TableKind,
     period_rows: PeriodRows,
+    calendar: (CalendarPeriod, UtcOffset),
     bounds: (Timestamp, Timestamp),
     now: Timestamp,
 ) -> Result<StackTable, StoreError> {
@@ -358,7 +374,7 @@ fn stack_table(
         .iter()
         .map(|row| table_row(row, kind, &records, &pollutants, &aux, &masses))
         .collect();
-    let fgd = rates::fgd_period(store, params, bounds, now)?;
+    let fgd = rates::fgd_period(store, params, calendar, bounds, now)?;
     let rates = match kind {
         TableKind::Day | TableKind::Month => {
             rates::transmission(store, params, &period_rows.rows, kind, now)?

@@ -1,7 +1,7 @@
-//! Emitted mass per pollutant per local day, month and year (HJ 75-2017: totals sum valid hourly
-//! rates × 1 h). Only valid hours count; hours that are invalid or have no record are reported
-//! as counts and never filled in. Missing-data substitution is a separate, clearly marked output
-//! ([`substitute_missing`]) for sites whose bureau asks for it.
+//! Local calendar periods, and missing-data substitution for emission totals: a total sums
+//! valid hourly masses (rate × 1 h); an hour without one may get a substituted mass
+//! ([`substitute_missing`]), always reported as substituted and never replacing the hour's
+//! own record (see [`super::table`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -50,84 +50,6 @@ pub fn calendar_bounds(
         Some(Timestamp(ms.checked_sub(offset.millis())?))
     };
     Some((utc(first)?, utc(next)?))
-}
-
-/// Emitted mass of one pollutant of one stack over one calendar period.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Total {
-    pub stack: Arc<str>,
-    pub quantity: Quantity,
-    pub period: CalendarPeriod,
-    pub start: Timestamp,
-    pub end: Timestamp,
-    /// Sum of the valid hours' mass.
-    pub mass_kg: f64,
-    /// Valid hours with a mass (flow was valid too).
-    pub valid_hours: u32,
-    /// Hours with a record that did not count: invalid, or valid without a flow to give mass.
-    pub invalid_hours: u32,
-    /// Hours of the period up to `until` with no record at all.
-    pub missing_hours: u32,
-}
-
-#[derive(Default)]
-struct TotalAcc {
-    end: i64,
-    mass: f64,
-    valid: u32,
-    invalid: u32,
-    seen: BTreeSet<i64>,
-}
-
-/// Totals per (stack, pollutant, period) from hour aggregates in any order; duplicate records of
-/// the same hour count once. Hours at or after `until` are not counted as missing.
-pub fn emitted_totals(
-    hours: &[Aggregate],
-    period: CalendarPeriod,
-    offset: UtcOffset,
-    until: Timestamp,
-) -> Vec<Total> {
-    let mut groups: BTreeMap<(Arc<str>, Quantity, i64), TotalAcc> = BTreeMap::new();
-    for h in hours
-        .iter()
-        .filter(|h| h.period == Period::Hour && h.quantity.is_pollutant())
-    {
-        let Some((start, end)) = calendar_bounds(h.start, period, offset) else {
-            continue;
-        };
-        let acc = groups
-            .entry((Arc::clone(&h.stack), h.quantity, start.millis()))
-            .or_default();
-        acc.end = end.millis();
-        if !acc.seen.insert(h.start.millis()) {
-            continue;
-        }
-        match h.mass_kg.filter(|_| h.valid) {
-            Some(mass) => {
-                acc.valid += 1;
-                acc.mass += mass;
-            }
-            None => acc.invalid += 1,
-        }
-    }
-    groups
-        .into_iter()
-        .map(|((stack, quantity, start), acc)| {
-            let counted_until = acc.end.min(until.millis().max(start));
-            let hours_in_period = u32::try_from((counted_until - start) / HOUR_MS).unwrap_or(0);
-            Total {
-                stack,
-                quantity,
-                period,
-                start: Timestamp(start),
-                end: Timestamp(acc.end),
-                mass_kg: acc.mass,
-                valid_hours: acc.valid,
-                invalid_hours: acc.invalid,
-                missing_hours: hours_in_period.saturating_sub(acc.valid + acc.invalid),
-            }
-        })
-        .collect()
 }
 
 /// Which substitution rule produced a value. HJ 75-2017's own clause on missing data could
@@ -299,46 +221,6 @@ mod tests {
         );
         let dec = calendar_bounds(Timestamp(T0 - 1), CalendarPeriod::Month, UtcOffset::CHINA);
         assert_eq!(dec.map(|(s, _)| s), Some(Timestamp(T0 - 31 * 24 * HOUR_MS)));
-    }
-
-    #[test]
-    fn totals_count_valid_hours_and_report_the_rest() {
-        let hours = [
-            hour("s1", Quantity::SO2, 0, Some(10.0), true),
-            hour("s1", Quantity::SO2, 1, Some(12.0), true),
-            // duplicate delivery of hour 1 counts once
-            hour("s1", Quantity::SO2, 1, Some(12.0), true),
-            hour("s1", Quantity::SO2, 2, Some(500.0), false),
-            // valid concentration but no flow: no mass
-            hour("s1", Quantity::SO2, 3, None, true),
-            hour("s1", Quantity::NOx, 0, Some(30.0), true),
-            hour("s1", Quantity::O2, 0, Some(1.0), true),
-        ];
-        // until 06:00 local: 6 hours of the day elapsed
-        let until = Timestamp(T0 + 6 * HOUR_MS);
-        let totals = emitted_totals(&hours, CalendarPeriod::Day, UtcOffset::CHINA, until);
-        assert_eq!(totals.len(), 2, "O2 has no emission total");
-        let so2 = &totals[0];
-        assert_eq!(so2.quantity, Quantity::SO2);
-        // 10 + 12 kg; hours 2 and 3 invalid for mass; hours 4, 5 missing
-        assert_eq!(
-            (
-                so2.mass_kg,
-                so2.valid_hours,
-                so2.invalid_hours,
-                so2.missing_hours
-            ),
-            (22.0, 2, 2, 2)
-        );
-        assert_eq!(
-            (so2.start, so2.end),
-            (Timestamp(T0), Timestamp(T0 + 24 * HOUR_MS))
-        );
-        let nox = &totals[1];
-        assert_eq!(
-            (nox.quantity, nox.mass_kg, nox.missing_hours),
-            (Quantity::NOx, 30.0, 5)
-        );
     }
 
     #[test]
