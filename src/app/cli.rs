@@ -196,6 +196,11 @@ pub struct ReportRequest<'a> {
 /// The HJ 75 table of a day, month or year; for a day as text, the gaps and exceedances below.
 pub fn report(config_path: &Path, request: ReportRequest<'_>) -> Result<(), Failure> {
     let period = request.period.map_err(Failure::usage)?;
+    if request.format == report::Format::Xlsx && request.output.is_none() {
+        return Err(Failure::usage(
+            "--format xlsx writes a workbook, not text\n  help: add --output FILE.xlsx",
+        ));
+    }
     let (loaded, store) = open_store(config_path)?;
     if let Some(stack) = request.stack {
         if !loaded.config.stacks.iter().any(|s| s.id == stack) {
@@ -234,11 +239,6 @@ pub fn report(config_path: &Path, request: ReportRequest<'_>) -> Result<(), Fail
     match request.output {
         Some(path) => std::fs::write(path, &bytes)
             .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", path.display())))?,
-        None if request.format == report::Format::Xlsx => {
-            return Err(Failure::usage(
-                "--format xlsx writes a workbook, not text\n  help: add --output FILE.xlsx",
-            ))
-        }
         None => {
             use std::io::Write as _;
             std::io::stdout()
