@@ -133,6 +133,21 @@ fn day_records() -> Vec<Record> {
             400_000.0 + 1000.0 * x,
         ));
     }
+    // corrected SO2 40–47 mg/m3 from 16:00 on is above a 35 mg/m3 limit: an event still open
+    let mut event = Record::new(
+        RecordKind::Exceedance,
+        Timestamp(MARCH_10 + 16 * HOUR),
+        Arc::from("u1"),
+        Arc::from(""),
+        Arc::from(""),
+    );
+    event.quantity = Some(Quantity::SO2);
+    event.unit = Some(Unit::MgPerM3);
+    event.max = Some(47.0);
+    event.corrected = Some(47.0);
+    event.count = Some(8);
+    event.note = Some("limit=35 window_hours=1".into());
+    records.push(event);
     for m in 0..1440 {
         if (100..130).contains(&m) {
             continue;
@@ -319,6 +334,13 @@ fn a_day_table_cell_by_cell() {
             // 22 valid, 1 invalid (C), 1 missing, 2 substituted; 0.3555 and 0.0225 t rounded
             // half to even (GB/T 8170)
             "二氧化硫,0.356,0.022,0.378*,22,1,1,2",
+        ]
+    );
+    assert_eq!(
+        lines_from(&csv, "超标,", 2),
+        [
+            "超标,开始,结束,峰值折算浓度(mg/m3),超标小时数,说明",
+            "二氧化硫,2026-03-10 16:00,未结束,47.00,8,limit=35 window_hours=1",
         ]
     );
     // 1440 minutes expected; 30 never came: 1410 received; 15 flagged C: 1395 valid.
@@ -521,6 +543,7 @@ fn a_month_with_a_missing_day_and_a_substituted_gap() {
         ["二氧化硫,9.444,0.300,9.744*,645,3,24,27"]
     );
 
+    assert_eq!(lines_from(&csv, "超标,", 2)[1], "无");
     // FGD: 645 hours valid at both points; inlet 645 000 kg, outlet 9 444 kg, removed
     // 635 556 kg, η = 635 556 / 645 000 = 98.54 %; 645 of 672 hours = 95.98 %.
     assert_eq!(

@@ -45,7 +45,7 @@ pub struct GapRow {
     pub cause: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ExceedanceRow {
     pub quantity: String,
     pub start: String,
@@ -203,7 +203,8 @@ fn unrecorded_b_hours(
         .collect()
 }
 
-fn exceedance_rows(
+/// The exceedance events overlapping [start, end), the latest record of each event counting.
+pub(crate) fn exceedance_rows(
     rows: Vec<Stored>,
     start: Timestamp,
     end: Timestamp,

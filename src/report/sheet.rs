@@ -188,6 +188,7 @@ fn sheet(report: &TableReport, s: &StackTable, lang: Lang) -> Sheet {
     summary_rows(s, lang, &mut rows);
     rows.push(Vec::new());
     totals_rows(s, lang, &mut rows);
+    exceedance_rows(s, lang, &mut rows);
     fgd_rows(s, lang, &mut rows);
     rate_rows(report.kind, s, lang, &mut rows);
     rows.push(Vec::new());
@@ -290,6 +291,46 @@ fn totals_rows(s: &StackTable, lang: Lang, rows: &mut Vec<Vec<Cell>>) {
             Cell::Number(f64::from(t.invalid_hours), 0),
             Cell::Number(f64::from(t.missing_hours), 0),
             Cell::Number(f64::from(t.substituted_hours), 0),
+        ]);
+    }
+}
+
+/// The period's exceedance events, or one row saying there were none.
+fn exceedance_rows(s: &StackTable, lang: Lang, rows: &mut Vec<Vec<Cell>>) {
+    rows.push(Vec::new());
+    rows.push(
+        [
+            lang.pick("超标", "exceedance"),
+            lang.pick("开始", "start"),
+            lang.pick("结束", "end"),
+            lang.pick("峰值折算浓度(mg/m3)", "peak corrected (mg/m3)"),
+            lang.pick("超标小时数", "hours"),
+            lang.pick("说明", "detail"),
+        ]
+        .map(Cell::text_of)
+        .to_vec(),
+    );
+    if s.exceedances.is_empty() {
+        rows.push(vec![Cell::text_of(lang.pick("无", "none"))]);
+    }
+    for e in &s.exceedances {
+        let name = e
+            .quantity
+            .parse::<Quantity>()
+            .map_or(e.quantity.as_str(), |q| lang.quantity(q));
+        rows.push(vec![
+            Cell::text_of(name),
+            Cell::Text(e.start.clone()),
+            Cell::Text(
+                e.end
+                    .clone()
+                    .unwrap_or_else(|| lang.pick("未结束", "still open").to_string()),
+            ),
+            e.peak
+                .map_or(Cell::Text("—".into()), |p| Cell::Number(p, CONCENTRATION)),
+            e.hours
+                .map_or(Cell::Text("—".into()), |h| Cell::Number(f64::from(h), 0)),
+            Cell::Text(e.detail.clone()),
         ]);
     }
 }

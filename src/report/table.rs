@@ -29,6 +29,7 @@ use crate::model::time::{UtcOffset, HOUR_MS};
 use crate::model::{Flag, Quantity, Timestamp, Unit};
 use crate::process::aggregate::Aggregate;
 use crate::process::aggregate_of;
+use crate::report::daily::{exceedance_rows, ExceedanceRow};
 use crate::report::holdings::{self, EmptyPeriod};
 use crate::report::period::{ReportPeriod, RowPeriod};
 use crate::report::rates::{self, FgdPeriod, RateRow};
@@ -145,6 +146,8 @@ pub struct StackTable {
     pub totals: Vec<PollutantTotal>,
     pub fgd: Option<FgdPeriod>,
     pub rates: Vec<RateRow>,
+    /// Exceedance events overlapping the period (GB 13223 limits against corrected hours).
+    pub exceedances: Vec<ExceedanceRow>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -382,6 +385,15 @@ fn stack_table(
         // minute records of a whole year are not read for a report; see the month reports
         TableKind::Year => Vec::new(),
     };
+    // events began at most a week before the period, as the day's detail assumes too
+    let events = store.query(&Query {
+        kind: Some(RecordKind::Exceedance),
+        stack: Some(params.id.clone()),
+        from: Some(Timestamp(bounds.0 .0 - 7 * 24 * HOUR_MS)),
+        to: Some(bounds.1),
+        ..Query::default()
+    })?;
+    let exceedances = exceedance_rows(events, bounds.0, bounds.1, calendar.1);
     Ok(StackTable {
         stack: params.id.clone(),
         name: params.name.clone(),
@@ -391,6 +403,7 @@ fn stack_table(
         totals: masses.into_iter().map(|m| m.total).collect(),
         fgd,
         rates,
+        exceedances,
     })
 }
 
