@@ -51,15 +51,32 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
     },
-    /// One local day per stack: hourly table, flags, gaps, exceedances, FGD efficiency, totals.
+    /// The HJ 75-2017 report of a local day (hourly values), month (daily values) or year
+    /// (monthly values) per stack, with emission totals, FGD removal and transmission rates.
+    #[command(group(clap::ArgGroup::new("period").required(true).args(["day", "month", "year"])))]
     Report {
         #[arg(long, short)]
         config: PathBuf,
         /// Local date, YYYY-MM-DD.
         #[arg(long)]
-        day: String,
+        day: Option<String>,
+        /// Local month, YYYY-MM.
+        #[arg(long)]
+        month: Option<String>,
+        /// Year, YYYY.
+        #[arg(long)]
+        year: Option<String>,
+        /// One stack (all when left out).
+        #[arg(long)]
+        stack: Option<String>,
         #[arg(long, value_enum, default_value = "text")]
         format: cemsd::report::Format,
+        /// Write to FILE instead of standard output (required for xlsx).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// Language of headings: zh (default) or en.
+        #[arg(long, value_enum, default_value = "zh")]
+        lang: cemsd::report::Lang,
     },
     /// Captured serial traffic: convert the logs field tools write into cemsd's capture format.
     Capture {
@@ -247,8 +264,31 @@ fn main() -> ExitCode {
         Command::Report {
             config,
             day,
+            month,
+            year,
+            stack,
             format,
-        } => cli::report(&config, &day, format),
+            output,
+            lang,
+        } => {
+            use cemsd::report::ReportPeriod;
+            let period = match (day, month, year) {
+                (Some(day), _, _) => ReportPeriod::day(&day),
+                (_, Some(month), _) => ReportPeriod::month(&month),
+                (_, _, Some(year)) => ReportPeriod::year(&year),
+                (None, None, None) => Err("give --day, --month or --year".to_string()),
+            };
+            cli::report(
+                &config,
+                cli::ReportRequest {
+                    period,
+                    stack: stack.as_deref(),
+                    format,
+                    output: output.as_deref(),
+                    lang,
+                },
+            )
+        }
         Command::Capture {
             action:
                 CaptureAction::Convert {

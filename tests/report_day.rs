@@ -1,6 +1,7 @@
-//! A local day through the live processing path into a real store, then `report::build`:
-//! hourly averages, an exceedance that opens and closes, FGD efficiency and emitted mass,
-//! each checked against numbers worked out by hand from HJ 75-2017.
+//! A local day through the live processing path into a real store, then the day's HJ 75
+//! table (`report::build_table`) and its events (`report::build`): hourly averages, an
+//! exceedance that opens and closes, FGD efficiency and emitted mass, each checked against
+//! numbers worked out by hand from HJ 75-2017.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use cemsd::config;
 use cemsd::model::{Basis, FlagSet, Quantity, Sample, Timestamp, Unit};
 use cemsd::process::Processor;
 use cemsd::report;
+use cemsd::report::table::{PollutantCells, StackTable, Value};
 use cemsd::store::{Query, RecordKind, Store, StoreOptions};
 use chrono::NaiveDate;
 
@@ -91,6 +93,26 @@ fn poll(device: &str, so2: f64, ts: i64) -> Vec<Sample> {
     ]
 }
 
+fn day_table(
+    store: &Store,
+    config: &config::SiteConfig,
+    day: NaiveDate,
+    now: Timestamp,
+) -> report::TableReport {
+    report::build_table(store, config, report::ReportPeriod::Day(day), None, now)
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The SO2 cells of the hour labelled `hour` ("02").
+fn so2_cells(stack: &StackTable, hour: &str) -> PollutantCells {
+    let column = stack.pollutants.iter().position(|q| *q == Quantity::SO2);
+    let row = stack.rows.iter().find(|r| r.label == hour);
+    match (column, row) {
+        (Some(column), Some(row)) => row.pollutants[column].clone(),
+        _ => panic!("no SO2 column or no row {hour}: {stack:?}"),
+    }
+}
+
 fn close(got: f64, want: f64) -> bool {
     (got - want).abs() <= 1e-6 * want.abs().max(1.0)
 }
@@ -122,34 +144,29 @@ fn a_day_with_an_exceedance_and_an_fgd_pair() {
     store.append(&records).unwrap_or_else(|e| panic!("{e}"));
 
     let day = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap_or_default();
-    let built = report::build(
-        &store,
-        &loaded.config,
-        day,
-        Timestamp(DAY_START + 24 * HOUR),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let now = Timestamp(DAY_START + 24 * HOUR);
+    let table = day_table(&store, &loaded.config, day, now);
+    let u1_table = &table.stacks[0];
+    let built = report::build(&store, &loaded.config, day).unwrap_or_else(|e| panic!("{e}"));
     let u1 = &built.stacks[0];
 
     // Q_s = 10 m/s × 20 m2 × 3600 = 720000 m3/h
     // Q_sn = 720000 × 273.15/(273.15+50) × (101325+0)/101325 × (1 − 0.10) = 547736.9 m3/h
     let q_sn = 720_000.0 * 273.15 / 323.15 * 0.9;
-    // O2 6 % at a 6 % reference: corrected = measured.
-    let so2_hours: Vec<_> = u1
-        .hours
-        .iter()
-        .filter(|h| h.point == "u1" && h.quantity == "SO2")
-        .collect();
-    let hours: Vec<_> = so2_hours.iter().map(|h| h.hour.as_str()).collect();
-    assert_eq!(hours, ["01:00", "02:00", "03:00"]);
-    for (h, want) in so2_hours.iter().zip([20.0, 40.0, 20.0]) {
-        assert!(h.valid && h.flag == 'N', "{h:?}");
-        assert!(close(h.corrected_avg.unwrap_or(0.0), want), "{h:?}");
-        // G = C × Q_sn × 1e-6 kg/h
-        assert!(
-            close(h.rate_kg_h.unwrap_or(0.0), want * q_sn * 1e-6),
-            "{h:?}"
-        );
+    // O2 6 % at a 6 % reference: corrected = measured; G = C × Q_sn × 1e-6 kg/h.
+    assert!(matches!(
+        so2_cells(u1_table, "00").corrected,
+        Value::Missing
+    ));
+    for (hour, want) in [("01", 20.0), ("02", 40.0), ("03", 20.0)] {
+        let cells = so2_cells(u1_table, hour);
+        match (cells.corrected, cells.emission) {
+            (Value::Valid(corrected), Value::Valid(rate)) => {
+                assert!(close(corrected, want), "{hour}: {cells:?}");
+                assert!(close(rate, want * q_sn * 1e-6), "{hour}: {cells:?}");
+            }
+            _ => panic!("{hour}: {cells:?}"),
+        }
     }
 
     // 40 > 35 (ultra-low SO2) in the 02:00 hour only: one event, 02:00 .. 03:00, peak 40.
@@ -161,7 +178,10 @@ fn a_day_with_an_exceedance_and_an_fgd_pair() {
     assert!(close(event.peak.unwrap_or(0.0), 40.0));
 
     // FGD: inlet 3 h × 2000 × Q_sn × 1e-6; outlet (20 + 40 + 20) × Q_sn × 1e-6.
-    let fgd = u1.fgd.as_ref().unwrap_or_else(|| panic!("no FGD pair"));
+    let fgd = u1_table
+        .fgd
+        .as_ref()
+        .unwrap_or_else(|| panic!("no FGD pair"));
     let inlet_kg = 3.0 * 2000.0 * q_sn * 1e-6;
     let outlet_kg = 80.0 * q_sn * 1e-6;
     assert!(close(fgd.inlet_kg, inlet_kg), "{fgd:?}");
@@ -172,28 +192,29 @@ fn a_day_with_an_exceedance_and_an_fgd_pair() {
         close(fgd.efficiency.unwrap_or(0.0), 5920.0 / 6000.0),
         "{fgd:?}"
     );
-    assert_eq!(fgd.valid_hours, 3);
+    assert_eq!((fgd.valid_hours, fgd.expected_hours), (3, 24));
 
-    // Emitted SO2 over the day: the three valid hours; the other 21 are missing, not filled.
-    let so2_total = u1.totals.iter().find(|t| t.quantity == "SO2");
-    let so2_total = so2_total.unwrap_or_else(|| panic!("no SO2 total: {:?}", u1.totals));
-    assert!(close(so2_total.mass_kg, outlet_kg), "{so2_total:?}");
+    // Emitted SO2 over the day: the three valid hours; the other 21 are missing and none is
+    // substituted (00:00 has no valid hour before it, the hours after 03:00 no valid hour
+    // after them within the day's reach).
+    let so2_total = u1_table.totals.iter().find(|t| t.quantity == Quantity::SO2);
+    let so2_total = so2_total.unwrap_or_else(|| panic!("no SO2 total: {:?}", u1_table.totals));
+    assert!(close(so2_total.measured_kg, outlet_kg), "{so2_total:?}");
     assert_eq!(
         (
             so2_total.valid_hours,
             so2_total.invalid_hours,
-            so2_total.missing_hours
+            so2_total.missing_hours,
+            so2_total.substituted_hours
         ),
-        (3, 0, 21)
+        (3, 0, 21, 0)
     );
 
-    let text = report::render_text(&built);
+    let text = report::render_events(&built, report::Lang::En);
     assert!(text.contains("== stack u1"), "{text}");
-    let csv = report::render_csv(&built);
     assert!(
-        csv.lines()
-            .any(|l| l.starts_with("plant,2026-03-10,u1,u1,02:00,SO2,mg/m3,40")),
-        "{csv}"
+        text.contains("  SO2 2026-03-10 02:00 .. 2026-03-10 03:00 peak 40.00 mg/m3, 1 h"),
+        "{text}"
     );
 }
 
@@ -234,13 +255,7 @@ fn a_restart_continues_open_exceedances_and_stores_each_period_once() {
     run(&mut second, &mut store, from + 3 * HOUR, 1, 20.0);
 
     let day = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap_or_default();
-    let built = report::build(
-        &store,
-        &loaded.config,
-        day,
-        Timestamp(DAY_START + 24 * HOUR),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    let built = report::build(&store, &loaded.config, day).unwrap_or_else(|e| panic!("{e}"));
     let events = &built.stacks[0].exceedances;
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].start, "2026-03-10 01:00");
@@ -317,22 +332,22 @@ fn an_hour_invalidated_by_a_communication_failure_is_among_the_gaps() {
     store.append(&records).unwrap_or_else(|e| panic!("{e}"));
 
     let day = NaiveDate::from_ymd_opt(2026, 3, 10).unwrap_or_default();
-    let built = report::build(
+    let table = day_table(
         &store,
         &loaded.config,
         day,
         Timestamp(DAY_START + 24 * HOUR),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
+    );
+    assert_eq!(
+        so2_cells(&table.stacks[0], "02").measured,
+        Value::Invalid('B')
+    );
+    assert_eq!(
+        so2_cells(&table.stacks[0], "00").measured,
+        Value::Invalid('B')
+    );
+    let built = report::build(&store, &loaded.config, day).unwrap_or_else(|e| panic!("{e}"));
     let u1 = &built.stacks[0];
-    let so2_flag = |hour: &str| {
-        u1.hours
-            .iter()
-            .find(|h| h.point == "u1" && h.quantity == "SO2" && h.hour == hour)
-            .map(|h| (h.flag, h.valid))
-    };
-    assert_eq!(so2_flag("02:00"), Some(('B', false)));
-    assert_eq!(so2_flag("00:00"), Some(('B', false)));
 
     // the failed reads: the gap records of the outlet analyser's channels, 02:00 .. 03:00
     let failed: Vec<_> = u1
@@ -363,7 +378,7 @@ fn an_hour_invalidated_by_a_communication_failure_is_among_the_gaps() {
         ("SO2", "2026-03-10 00:00:00", Some("2026-03-10 01:00:00"))
     );
 
-    let text = report::render_text(&built);
+    let text = report::render_events(&built, report::Lang::En);
     assert!(!text.contains("Gaps: none"), "{text}");
     assert!(
         text.contains("u1 SO2 2026-03-10 00:00:00 .. 2026-03-10 01:00:00 (hour invalid, flag B"),

@@ -6,7 +6,6 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,45 +14,12 @@ use cemsd::ops::state::{Generation, OpsState};
 use cemsd::ops::status::{StackLimits, ValueKind};
 use cemsd::pipeline::live::Live;
 use cemsd::store::{Query, Record, RecordKind, StoreReader, StoreWriter, WriterOptions};
+use support::browser::chromium;
 use support::daemon::{write_config, Daemon};
 use support::http::http_get;
 use support::ports::free_port;
 use support::store::{count_readings, open, try_open};
 use support::time::eventually;
-
-/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`) and gives
-/// its stdout. Virtual time lets the page's fetches finish before the DOM is taken.
-fn chromium(url: &str, mode: &str) -> String {
-    let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("profile dir: {e}"));
-    let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=1280,1400",
-            "--virtual-time-budget=10000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(mode)
-        .arg(url)
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot run chromium ({e}); install Debian's chromium package (scripts/test does)"
-            )
-        });
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).to_string()
-}
 
 fn screenshot(url: &str, name: &str) {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);

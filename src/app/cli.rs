@@ -184,24 +184,72 @@ pub fn simulate(
     })
 }
 
-pub fn report(config_path: &Path, day: &str, format: report::Format) -> Result<(), Failure> {
-    let day = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|e| {
-        Failure::usage(format!(
-            "--day {day:?}: {e}\n  help: write the local date as YYYY-MM-DD"
-        ))
-    })?;
+/// What `cemsd report` is asked for.
+pub struct ReportRequest<'a> {
+    pub period: Result<report::ReportPeriod, String>,
+    pub stack: Option<&'a str>,
+    pub format: report::Format,
+    pub output: Option<&'a Path>,
+    pub lang: report::Lang,
+}
+
+/// The HJ 75 table of a day, month or year; for a day as text, the gaps and exceedances below.
+pub fn report(config_path: &Path, request: ReportRequest<'_>) -> Result<(), Failure> {
+    let period = request.period.map_err(Failure::usage)?;
+    if request.format == report::Format::Xlsx && request.output.is_none() {
+        return Err(Failure::usage(
+            "--format xlsx writes a workbook, not text\n  help: add --output FILE.xlsx",
+        ));
+    }
     let (loaded, store) = open_store(config_path)?;
+    if let Some(stack) = request.stack {
+        if !loaded.config.stacks.iter().any(|s| s.id == stack) {
+            let known: Vec<&str> = loaded.config.stacks.iter().map(|s| s.id.as_str()).collect();
+            return Err(Failure::usage(format!(
+                "--stack {stack:?}: no such stack in {}\n  help: use one of: {}",
+                loaded.path.display(),
+                known.join(", ")
+            )));
+        }
+    }
     let now = Timestamp::from_datetime(chrono::Utc::now());
-    let built = report::build(&store, &loaded.config, day, now)
-        .map_err(|e| Failure::runtime(format!("cannot read the store: {e}")))?;
-    match format {
-        report::Format::Text => print!("{}", report::render_text(&built)),
-        report::Format::Csv => print!("{}", report::render_csv(&built)),
-        report::Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&built)
-                .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?
-        ),
+    let read_failed = |e| Failure::runtime(format!("cannot read the store: {e}"));
+    let built = report::build_table(&store, &loaded.config, period, request.stack, now)
+        .map_err(read_failed)?;
+    let lang = request.lang;
+    let bytes: Vec<u8> = match request.format {
+        report::Format::Text => {
+            let mut text = report::render_text(&built, lang);
+            if let (report::ReportPeriod::Day(day), None) = (period, &built.empty) {
+                let mut detail = report::build(&store, &loaded.config, day).map_err(read_failed)?;
+                detail
+                    .stacks
+                    .retain(|s| request.stack.is_none_or(|id| s.stack == id));
+                text.push_str(&report::render_events(&detail, lang));
+            }
+            text.into_bytes()
+        }
+        report::Format::Csv => report::render_csv(&built, lang).into_bytes(),
+        report::Format::Html => report::render_html(&built, lang).into_bytes(),
+        report::Format::Json => serde_json::to_vec_pretty(&built)
+            .map_err(|e| Failure::runtime(format!("cannot encode the report: {e}")))?,
+        report::Format::Xlsx => report::render_xlsx(&built, lang)
+            .map_err(|e| Failure::runtime(format!("cannot write the workbook: {e}")))?,
+    };
+    match request.output {
+        Some(path) => std::fs::write(path, &bytes)
+            .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", path.display())))?,
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .write_all(&bytes)
+                .map_err(|e| Failure::runtime(format!("cannot write the report: {e}")))?;
+        }
+    }
+    if let Some(note) = report::sheet::empty_note(&built, lang) {
+        if request.output.is_some() {
+            eprintln!("{note}");
+        }
     }
     Ok(())
 }

@@ -1,5 +1,5 @@
 //! The loopback HTTP server: `/health`, `/metrics`, the status page at `/` and the JSON it
-//! reads (`/api/status`, `/api/series`). No authentication, so it listens on loopback only
+//! reads (`/api/status`, `/api/series`), and the printable report at `/report`. No authentication, so it listens on loopback only
 //! (the config refuses anything else); put a reverse proxy in front to reach it remotely.
 
 use std::net::SocketAddr;
@@ -47,6 +47,7 @@ pub fn router(state: Arc<OpsState>, listen: SocketAddr) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/series", get(series))
+        .route("/report", get(report_page))
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), listen),
             refuse_other_hosts,
@@ -216,6 +217,28 @@ async fn status(State(state): State<Arc<OpsState>>) -> Response {
         now().0,
     );
     Json(view).into_response()
+}
+
+/// The printable HJ 75 report of a day, month or year (see [`crate::report::html_page`]).
+async fn report_page(
+    State(state): State<Arc<OpsState>>,
+    params: Result<Query<crate::report::PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(query) = match params {
+        Ok(p) => p,
+        Err(e) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let config = state.generation().config.clone();
+    let reader = state.reader().clone();
+    let page = blocking(move || {
+        reader.read(|store| crate::report::html_page(store, &config, &query, now()))
+    })
+    .await;
+    match page {
+        Ok(Ok(html)) => Html(html).into_response(),
+        Ok(Err(usage)) => failure(StatusCode::BAD_REQUEST, usage),
+        Err(response) => response,
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,6 @@
-//! `cemsd report`: one local day of a site as a bureau reads it — hourly averages with their
-//! flags, gaps, exceedance events, FGD efficiency and emitted mass — built only from what the
-//! store holds, so it says exactly what was recorded.
+//! What a day's HJ 75 table (see [`super::table`]) does not show: its gaps in the data and its
+//! exceedance events, built only from what the store holds, so it says exactly what was
+//! recorded.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -14,8 +14,8 @@ use crate::model::time::{UtcOffset, HOUR_MS};
 use crate::model::{Flag, Quantity, Timestamp};
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, inlet_point};
-use crate::report::fgd::{fgd_hour, summarise};
-use crate::report::totals::{calendar_bounds, emitted_totals, CalendarPeriod};
+use crate::report::lang::Lang;
+use crate::report::period::ReportPeriod;
 use crate::store::{Query, RecordKind, Store, StoreError, Stored};
 
 #[derive(Debug, Serialize)]
@@ -30,32 +30,8 @@ pub struct Report {
 pub struct StackReport {
     pub stack: String,
     pub name: Option<String>,
-    pub hours: Vec<HourRow>,
-    pub day: Vec<HourRow>,
     pub gaps: Vec<GapRow>,
     pub exceedances: Vec<ExceedanceRow>,
-    pub fgd: Option<FgdRow>,
-    pub totals: Vec<TotalRow>,
-}
-
-/// One period of one quantity; `hour` is the local start ("13:00"), or the date for days.
-#[derive(Debug, Serialize)]
-pub struct HourRow {
-    pub point: String,
-    pub hour: String,
-    pub quantity: String,
-    pub unit: String,
-    pub avg: Option<f64>,
-    pub corrected_avg: Option<f64>,
-    pub min: Option<f64>,
-    pub max: Option<f64>,
-    pub rate_kg_h: Option<f64>,
-    pub count: u32,
-    pub flag: char,
-    pub valid: bool,
-    /// Why a value is missing ("no O2 source" for an hour without corrected average) or how
-    /// it was obtained ("moisture set value 8 %").
-    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,7 +45,7 @@ pub struct GapRow {
     pub cause: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct ExceedanceRow {
     pub quantity: String,
     pub start: String,
@@ -79,49 +55,12 @@ pub struct ExceedanceRow {
     pub detail: String,
 }
 
-#[derive(Debug, Serialize)]
-pub struct FgdRow {
-    pub inlet_kg: f64,
-    pub outlet_kg: f64,
-    pub removed_kg: f64,
-    pub efficiency: Option<f64>,
-    pub valid_hours: u32,
-    pub invalid_hours: u32,
-    /// Per hour: local hour, efficiency.
-    pub hours: Vec<(String, Option<f64>)>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct TotalRow {
-    pub quantity: String,
-    pub mass_kg: f64,
-    pub valid_hours: u32,
-    pub invalid_hours: u32,
-    pub missing_hours: u32,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Csv,
-    Json,
-}
-
-/// Builds the report of local `day`; `now` bounds what counts as missing in a day not over yet.
-pub fn build(
-    store: &Store,
-    config: &SiteConfig,
-    day: NaiveDate,
-    now: Timestamp,
-) -> Result<Report, StoreError> {
+/// The gaps and exceedances of local `day` at every stack.
+pub fn build(store: &Store, config: &SiteConfig, day: NaiveDate) -> Result<Report, StoreError> {
     let offset = config.site.utc_offset;
-    let local_midnight = day
-        .and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc().timestamp_millis());
-    let start = Timestamp(local_midnight.unwrap_or(0) - offset.millis());
-    let end = calendar_bounds(start, CalendarPeriod::Day, offset)
-        .map(|(_, end)| end)
-        .unwrap_or(Timestamp(start.0 + 24 * HOUR_MS));
+    let (start, end) = ReportPeriod::Day(day)
+        .bounds(offset)
+        .unwrap_or((Timestamp(0), Timestamp(0)));
     let mut stacks = Vec::new();
     for params in &config.stacks {
         let outlet = params.id.clone();
@@ -137,16 +76,6 @@ pub fn build(
         };
         let outlet_hours = latest_aggregates(rows_of(&outlet, RecordKind::Hour)?, start, end);
         let inlet_hours = latest_aggregates(rows_of(&inlet, RecordKind::Hour)?, start, end);
-        let days = latest_aggregates(rows_of(&outlet, RecordKind::Day)?, start, end);
-
-        let mut hours: Vec<HourRow> = Vec::new();
-        for (point, aggs) in [(&outlet, &outlet_hours), (&inlet, &inlet_hours)] {
-            hours.extend(aggs.iter().map(|a| hour_row(point, a, offset, false)));
-        }
-        let day_rows = days
-            .iter()
-            .map(|a| hour_row(&outlet, a, offset, true))
-            .collect();
 
         let mut gaps = Vec::new();
         for (point, aggs) in [(&outlet, &outlet_hours), (&inlet, &inlet_hours)] {
@@ -164,26 +93,11 @@ pub fn build(
             offset,
         );
 
-        let fgd = fgd_row(&inlet_hours, &outlet_hours, offset);
-        let totals = emitted_totals(&outlet_hours, CalendarPeriod::Day, offset, now.min(end))
-            .into_iter()
-            .map(|t| TotalRow {
-                quantity: t.quantity.name().to_string(),
-                mass_kg: t.mass_kg,
-                valid_hours: t.valid_hours,
-                invalid_hours: t.invalid_hours,
-                missing_hours: t.missing_hours,
-            })
-            .collect();
         stacks.push(StackReport {
             stack: outlet.clone(),
             name: params.name.clone(),
-            hours,
-            day: day_rows,
             gaps,
             exceedances,
-            fgd,
-            totals,
         });
     }
     Ok(Report {
@@ -215,28 +129,6 @@ fn local(ts: Timestamp, offset: UtcOffset, format: &str) -> String {
         .to_datetime()
         .format(format)
         .to_string()
-}
-
-fn hour_row(point: &str, a: &Aggregate, offset: UtcOffset, whole_day: bool) -> HourRow {
-    HourRow {
-        point: point.to_string(),
-        hour: local(
-            a.start,
-            offset,
-            if whole_day { "%Y-%m-%d" } else { "%H:%M" },
-        ),
-        quantity: a.quantity.name().to_string(),
-        unit: a.unit.symbol().to_string(),
-        avg: a.avg,
-        corrected_avg: a.corrected_avg,
-        min: a.min,
-        max: a.max,
-        rate_kg_h: a.rate_avg,
-        count: a.count,
-        flag: a.flag.code(),
-        valid: a.valid,
-        note: a.note.clone(),
-    }
 }
 
 /// The gap records overlapping [start, end): a gap is recorded when it opens and again when
@@ -311,7 +203,8 @@ fn unrecorded_b_hours(
         .collect()
 }
 
-fn exceedance_rows(
+/// The exceedance events overlapping [start, end), the latest record of each event counting.
+pub(crate) fn exceedance_rows(
     rows: Vec<Stored>,
     start: Timestamp,
     end: Timestamp,
@@ -342,96 +235,30 @@ fn exceedance_rows(
         .collect()
 }
 
-fn fgd_row(inlet: &[Aggregate], outlet: &[Aggregate], offset: UtcOffset) -> Option<FgdRow> {
-    let so2 = |a: &&Aggregate| a.quantity == Quantity::SO2;
-    let pairs: Vec<_> = inlet
-        .iter()
-        .filter(so2)
-        .filter_map(|i| {
-            outlet
-                .iter()
-                .filter(so2)
-                .find(|o| o.start == i.start)
-                .map(|o| fgd_hour(i, o))
-        })
-        .collect();
-    if pairs.is_empty() {
-        return None;
-    }
-    let summary = summarise(&pairs, CalendarPeriod::Day, offset)
-        .into_iter()
-        .next()?;
-    Some(FgdRow {
-        inlet_kg: summary.inlet_kg,
-        outlet_kg: summary.outlet_kg,
-        removed_kg: summary.removed_kg,
-        efficiency: summary.efficiency,
-        valid_hours: summary.valid_hours,
-        invalid_hours: summary.invalid_hours,
-        hours: pairs
-            .iter()
-            .map(|p| (local(p.start, offset, "%H:%M"), p.efficiency))
-            .collect(),
-    })
-}
-
 fn num(v: Option<f64>) -> String {
-    v.map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into())
+    v.map(|v| format!("{v:.2}")).unwrap_or_else(|| "-".into())
 }
 
-/// The report for a person at a terminal.
-pub fn render_text(report: &Report) -> String {
+/// What the HJ 75 day table does not show: each stack's gaps and exceedance events.
+pub fn render_events(report: &Report, lang: Lang) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "cemsd report: site {} on {} (UTC{})",
-        report.site, report.day, report.utc_offset
-    );
     for s in &report.stacks {
         let _ = writeln!(
             out,
-            "\n== stack {}{}",
+            "== {} {}{}",
+            lang.pick("排放口", "stack"),
             s.stack,
             s.name
                 .as_ref()
                 .map(|n| format!(" ({n})"))
                 .unwrap_or_default()
         );
+        let none = lang.pick("无", "none");
         let _ = writeln!(
             out,
-            "\nHourly averages (mg/m3 at standard conditions, dry; corrected = at reference O2)"
-        );
-        let _ = writeln!(
-            out,
-            "{:<14} {:<6} {:<9} {:<6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5} FLAG",
-            "POINT", "HOUR", "QUANTITY", "UNIT", "AVG", "CORRECTED", "MIN", "MAX", "KG/H", "N"
-        );
-        for h in s.hours.iter().chain(&s.day) {
-            let _ = writeln!(
-                out,
-                "{:<14} {:<6} {:<9} {:<6} {:>10} {:>10} {:>10} {:>10} {:>10} {:>5} {}{}{}",
-                h.point,
-                if h.hour.len() > 5 { "day" } else { &h.hour },
-                h.quantity,
-                h.unit,
-                num(h.avg),
-                num(h.corrected_avg),
-                num(h.min),
-                num(h.max),
-                num(h.rate_kg_h),
-                h.count,
-                h.flag,
-                if h.valid { "" } else { " (invalid)" },
-                h.note
-                    .as_deref()
-                    .map(|n| format!("  {n}"))
-                    .unwrap_or_default()
-            );
-        }
-        let _ = writeln!(
-            out,
-            "\nGaps: {}",
-            if s.gaps.is_empty() { "none" } else { "" }
+            "{}: {}",
+            lang.pick("数据缺失", "Gaps"),
+            if s.gaps.is_empty() { none } else { "" }
         );
         for g in &s.gaps {
             let _ = writeln!(
@@ -445,92 +272,31 @@ pub fn render_text(report: &Report) -> String {
                 },
                 g.channel,
                 g.start,
-                g.end.as_deref().unwrap_or("still open"),
+                g.end
+                    .as_deref()
+                    .unwrap_or(lang.pick("未结束", "still open")),
                 g.cause
             );
         }
         let _ = writeln!(
             out,
-            "\nExceedances: {}",
-            if s.exceedances.is_empty() { "none" } else { "" }
+            "{}: {}",
+            lang.pick("超标", "Exceedances"),
+            if s.exceedances.is_empty() { none } else { "" }
         );
         for e in &s.exceedances {
             let _ = writeln!(
                 out,
-                "  {} {} .. {} peak {} mg/m3 over {} h ({})",
+                "  {} {} .. {} {} {} mg/m3, {} h ({})",
                 e.quantity,
                 e.start,
-                e.end.as_deref().unwrap_or("still open"),
+                e.end
+                    .as_deref()
+                    .unwrap_or(lang.pick("未结束", "still open")),
+                lang.pick("峰值", "peak"),
                 num(e.peak),
                 e.hours.unwrap_or(0),
                 e.detail
-            );
-        }
-        match &s.fgd {
-            Some(f) => {
-                let _ = writeln!(
-                    out,
-                    "\nFGD: SO2 in {:.1} kg, out {:.1} kg, removed {:.1} kg, efficiency {} ({} valid, {} invalid hours)",
-                    f.inlet_kg,
-                    f.outlet_kg,
-                    f.removed_kg,
-                    f.efficiency
-                        .map(|e| format!("{:.2} %", e * 100.0))
-                        .unwrap_or_else(|| "-".into()),
-                    f.valid_hours,
-                    f.invalid_hours
-                );
-            }
-            None => {
-                let _ = writeln!(out, "\nFGD: no inlet/outlet pair measured");
-            }
-        }
-        let _ = writeln!(out, "\nEmitted mass (valid hours only, never filled in)");
-        for t in &s.totals {
-            let _ = writeln!(
-                out,
-                "  {:<6} {:>12.3} kg  valid {:>2} h, invalid {:>2} h, missing {:>2} h",
-                t.quantity, t.mass_kg, t.valid_hours, t.invalid_hours, t.missing_hours
-            );
-        }
-    }
-    out
-}
-
-/// Hourly rows of every stack as CSV, one line per point, hour and quantity.
-pub fn render_csv(report: &Report) -> String {
-    let mut out = String::from(
-        "site,day,stack,point,period,quantity,unit,avg,corrected_avg,min,max,rate_kg_h,count,flag,valid,note\n",
-    );
-    let cell = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let text = |t: &str| {
-        if t.contains([',', '"', '\n']) {
-            format!("\"{}\"", t.replace('"', "\"\""))
-        } else {
-            t.to_string()
-        }
-    };
-    for s in &report.stacks {
-        for h in s.hours.iter().chain(&s.day) {
-            let _ = writeln!(
-                out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}",
-                text(&report.site),
-                report.day,
-                text(&s.stack),
-                text(&h.point),
-                h.hour,
-                h.quantity,
-                h.unit,
-                cell(h.avg),
-                cell(h.corrected_avg),
-                cell(h.min),
-                cell(h.max),
-                cell(h.rate_kg_h),
-                h.count,
-                h.flag,
-                h.valid,
-                text(h.note.as_deref().unwrap_or(""))
             );
         }
     }

@@ -1,7 +1,7 @@
-//! Emitted mass per pollutant per local day, month and year (HJ 75-2017: totals sum valid hourly
-//! rates × 1 h). Only valid hours count; hours that are invalid or have no record are reported
-//! as counts and never filled in. Missing-data substitution is a separate, clearly marked output
-//! ([`substitute_missing`]) for sites whose bureau asks for it.
+//! Local calendar periods, and missing-data substitution for emission totals: a total sums
+//! valid hourly masses (rate × 1 h); an hour without one may get a substituted mass
+//! ([`substitute_missing`]), always reported as substituted and never replacing the hour's
+//! own record (see [`super::table`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -52,90 +52,16 @@ pub fn calendar_bounds(
     Some((utc(first)?, utc(next)?))
 }
 
-/// Emitted mass of one pollutant of one stack over one calendar period.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Total {
-    pub stack: Arc<str>,
-    pub quantity: Quantity,
-    pub period: CalendarPeriod,
-    pub start: Timestamp,
-    pub end: Timestamp,
-    /// Sum of the valid hours' mass.
-    pub mass_kg: f64,
-    /// Valid hours with a mass (flow was valid too).
-    pub valid_hours: u32,
-    /// Hours with a record that did not count: invalid, or valid without a flow to give mass.
-    pub invalid_hours: u32,
-    /// Hours of the period up to `until` with no record at all.
-    pub missing_hours: u32,
-}
-
-#[derive(Default)]
-struct TotalAcc {
-    end: i64,
-    mass: f64,
-    valid: u32,
-    invalid: u32,
-    seen: BTreeSet<i64>,
-}
-
-/// Totals per (stack, pollutant, period) from hour aggregates in any order; duplicate records of
-/// the same hour count once. Hours at or after `until` are not counted as missing.
-pub fn emitted_totals(
-    hours: &[Aggregate],
-    period: CalendarPeriod,
-    offset: UtcOffset,
-    until: Timestamp,
-) -> Vec<Total> {
-    let mut groups: BTreeMap<(Arc<str>, Quantity, i64), TotalAcc> = BTreeMap::new();
-    for h in hours
-        .iter()
-        .filter(|h| h.period == Period::Hour && h.quantity.is_pollutant())
-    {
-        let Some((start, end)) = calendar_bounds(h.start, period, offset) else {
-            continue;
-        };
-        let acc = groups
-            .entry((Arc::clone(&h.stack), h.quantity, start.millis()))
-            .or_default();
-        acc.end = end.millis();
-        if !acc.seen.insert(h.start.millis()) {
-            continue;
-        }
-        match h.mass_kg.filter(|_| h.valid) {
-            Some(mass) => {
-                acc.valid += 1;
-                acc.mass += mass;
-            }
-            None => acc.invalid += 1,
-        }
-    }
-    groups
-        .into_iter()
-        .map(|((stack, quantity, start), acc)| {
-            let counted_until = acc.end.min(until.millis().max(start));
-            let hours_in_period = u32::try_from((counted_until - start) / HOUR_MS).unwrap_or(0);
-            Total {
-                stack,
-                quantity,
-                period,
-                start: Timestamp(start),
-                end: Timestamp(acc.end),
-                mass_kg: acc.mass,
-                valid_hours: acc.valid,
-                invalid_hours: acc.invalid,
-                missing_hours: hours_in_period.saturating_sub(acc.valid + acc.invalid),
-            }
-        })
-        .collect()
-}
-
-/// Which HJ 75-2017 substitution rule produced a value (*verify* both).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which substitution rule produced a value. HJ 75-2017's own clause on missing data could
+/// not be read from any public source at hand: the two rules below are the ones the project's
+/// notes give (*verify* against the standard's text before a bureau relies on them); the
+/// limits are the constants beside them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum SubstitutionRule {
-    /// Gap of at most 24 h: mean of the valid hour before and the valid hour after.
+    /// Gap of at most [`BRACKETING_MAX_HOURS`]: mean of the valid hour before and after it.
     Bracketing,
-    /// Gap longer than 24 h: the largest valid hourly value of the previous 720 valid hours.
+    /// Longer gap: the largest valid hourly value of the previous
+    /// [`LOOKBACK_VALID_HOURS`] valid hours.
     LookbackMaximum,
 }
 
@@ -154,57 +80,53 @@ pub struct Substitution {
 pub const BRACKETING_MAX_HOURS: i64 = 24;
 /// Valid hours [`SubstitutionRule::LookbackMaximum`] looks back over.
 pub const LOOKBACK_VALID_HOURS: usize = 720;
+/// How far back the valid hour before a gap, and the look-back, are searched: 60 days. It
+/// bounds what a report reads; [`SUBSTITUTION_CONTEXT_MS`] is what a caller must read before
+/// the first hour it fills so that every hour gets the same value whatever period asks.
+pub const SEARCH_BACK_MS: i64 = 60 * 24 * HOUR_MS;
+/// Hour records a caller reads before the first hour it fills.
+pub const SUBSTITUTION_CONTEXT_MS: i64 = 2 * SEARCH_BACK_MS;
+/// Hour records a caller reads after the last hour it fills (the valid hour closing a gap).
+pub const SUBSTITUTION_AHEAD_MS: i64 = (BRACKETING_MAX_HOURS + 2) * HOUR_MS;
 
-/// Substitute masses for every hour in `from..until` (whole hours) of one stack's one pollutant
-/// that has no valid mass. `hours` holds that series' hour aggregates (any order; only valid ones
-/// with a mass are used). A gap at most 24 h long is filled only once the valid hour after it
-/// exists; a gap with no valid hour before it is not filled.
+/// Substitute masses for every hour in `from..to` (whole hours) of one stack's one pollutant
+/// that has no valid mass and was not a plant stop (flag F: a stopped unit emits nothing, so
+/// nothing is filled in). `hours` holds that series' hour aggregates (any order) from
+/// [`SUBSTITUTION_CONTEXT_MS`] before `from` to [`SUBSTITUTION_AHEAD_MS`] after `to`.
+/// `known_until`: data after it may still come, so a gap still open then is filled only once
+/// it is known to be long. Each hour's value depends only on the hours around it, so a day,
+/// its month and its year substitute the same values.
 pub fn substitute_missing(
     stack: &Arc<str>,
     quantity: Quantity,
     hours: &[Aggregate],
     from: Timestamp,
-    until: Timestamp,
+    to: Timestamp,
+    known_until: Timestamp,
 ) -> Vec<Substitution> {
-    let valid: BTreeMap<i64, f64> = hours
+    let series = hours
         .iter()
-        .filter(|h| h.period == Period::Hour && h.valid && h.quantity == quantity)
-        .filter_map(|h| h.mass_kg.map(|m| (h.start.millis(), m)))
-        .collect();
+        .filter(|h| h.period == Period::Hour && h.quantity == quantity);
+    let mut valid: BTreeMap<i64, f64> = BTreeMap::new();
+    let mut stopped: BTreeSet<i64> = BTreeSet::new();
+    for h in series {
+        match h.mass_kg.filter(|_| h.valid) {
+            Some(mass) => {
+                valid.insert(h.start.millis(), mass);
+            }
+            None if h.flag == crate::model::Flag::F => {
+                stopped.insert(h.start.millis());
+            }
+            None => {}
+        }
+    }
     let mut out = Vec::new();
     let mut hour = from.millis();
-    while hour + HOUR_MS <= until.millis() {
-        if valid.contains_key(&hour) {
-            hour += HOUR_MS;
-            continue;
-        }
-        let before = valid.range(..hour).next_back();
-        let after = valid.range(hour..).next();
-        let gap_end = after.map_or(until.millis(), |(s, _)| *s);
-        let Some((&before_start, &before_mass)) = before else {
-            hour = gap_end;
-            continue;
-        };
-        let gap_hours = (gap_end - (before_start + HOUR_MS)) / HOUR_MS;
-        let fill = if gap_hours <= BRACKETING_MAX_HOURS {
-            after.map(|(_, after_mass)| {
-                (
-                    (before_mass + after_mass) / 2.0,
-                    SubstitutionRule::Bracketing,
-                )
-            })
-        } else {
-            valid
-                .range(..hour)
-                .rev()
-                .take(LOOKBACK_VALID_HOURS)
-                .map(|(_, m)| *m)
-                .reduce(f64::max)
-                .map(|m| (m, SubstitutionRule::LookbackMaximum))
-        };
-        let gap_until = gap_end.min(until.millis());
-        if let Some((mass_kg, rule)) = fill {
-            while hour + HOUR_MS <= gap_until {
+    // an hour not over yet is not missing
+    let last = to.millis().min(known_until.millis());
+    while hour + HOUR_MS <= last {
+        if !valid.contains_key(&hour) && !stopped.contains(&hour) {
+            if let Some((mass_kg, rule)) = substitute_hour(&valid, hour, known_until.millis()) {
                 out.push(Substitution {
                     stack: Arc::clone(stack),
                     quantity,
@@ -212,12 +134,42 @@ pub fn substitute_missing(
                     mass_kg,
                     rule,
                 });
-                hour += HOUR_MS;
             }
         }
-        hour = hour.max(gap_until);
+        hour += HOUR_MS;
     }
     out
+}
+
+/// The value for one hour without a valid mass, from the valid hours around it.
+fn substitute_hour(
+    valid: &BTreeMap<i64, f64>,
+    hour: i64,
+    known_until: i64,
+) -> Option<(f64, SubstitutionRule)> {
+    let (&before, &before_mass) = valid.range(hour - SEARCH_BACK_MS..hour).next_back()?;
+    // the gap is `after − before − 1` hours long: bracketing while that is ≤ 24
+    let bracket_end = before + (BRACKETING_MAX_HOURS + 1) * HOUR_MS;
+    let after = (hour + HOUR_MS <= bracket_end)
+        .then(|| valid.range(hour + HOUR_MS..=bracket_end).next())
+        .flatten();
+    if let Some((_, &after_mass)) = after {
+        return Some((
+            (before_mass + after_mass) / 2.0,
+            SubstitutionRule::Bracketing,
+        ));
+    }
+    if bracket_end + HOUR_MS > known_until {
+        // the hour that would close a short gap may still come
+        return None;
+    }
+    valid
+        .range(before - SEARCH_BACK_MS..=before)
+        .rev()
+        .take(LOOKBACK_VALID_HOURS)
+        .map(|(_, m)| *m)
+        .reduce(f64::max)
+        .map(|m| (m, SubstitutionRule::LookbackMaximum))
 }
 
 #[cfg(test)]
@@ -272,46 +224,6 @@ mod tests {
     }
 
     #[test]
-    fn totals_count_valid_hours_and_report_the_rest() {
-        let hours = [
-            hour("s1", Quantity::SO2, 0, Some(10.0), true),
-            hour("s1", Quantity::SO2, 1, Some(12.0), true),
-            // duplicate delivery of hour 1 counts once
-            hour("s1", Quantity::SO2, 1, Some(12.0), true),
-            hour("s1", Quantity::SO2, 2, Some(500.0), false),
-            // valid concentration but no flow: no mass
-            hour("s1", Quantity::SO2, 3, None, true),
-            hour("s1", Quantity::NOx, 0, Some(30.0), true),
-            hour("s1", Quantity::O2, 0, Some(1.0), true),
-        ];
-        // until 06:00 local: 6 hours of the day elapsed
-        let until = Timestamp(T0 + 6 * HOUR_MS);
-        let totals = emitted_totals(&hours, CalendarPeriod::Day, UtcOffset::CHINA, until);
-        assert_eq!(totals.len(), 2, "O2 has no emission total");
-        let so2 = &totals[0];
-        assert_eq!(so2.quantity, Quantity::SO2);
-        // 10 + 12 kg; hours 2 and 3 invalid for mass; hours 4, 5 missing
-        assert_eq!(
-            (
-                so2.mass_kg,
-                so2.valid_hours,
-                so2.invalid_hours,
-                so2.missing_hours
-            ),
-            (22.0, 2, 2, 2)
-        );
-        assert_eq!(
-            (so2.start, so2.end),
-            (Timestamp(T0), Timestamp(T0 + 24 * HOUR_MS))
-        );
-        let nox = &totals[1];
-        assert_eq!(
-            (nox.quantity, nox.mass_kg, nox.missing_hours),
-            (Quantity::NOx, 30.0, 5)
-        );
-    }
-
-    #[test]
     fn substitution_brackets_short_gaps_and_looks_back_over_long_ones() {
         let stack: Arc<str> = Arc::from("s1");
         let mut hours = vec![
@@ -328,6 +240,7 @@ mod tests {
             Quantity::SO2,
             &hours,
             Timestamp(T0),
+            Timestamp(T0 + 32 * HOUR_MS),
             Timestamp(T0 + 32 * HOUR_MS),
         );
         let got: Vec<_> = subs
@@ -350,7 +263,26 @@ mod tests {
             &hours[..2],
             Timestamp(T0 - 2 * HOUR_MS),
             Timestamp(T0 + 5 * HOUR_MS),
+            Timestamp(T0 + 5 * HOUR_MS),
         );
         assert!(subs.is_empty(), "{subs:?}");
+
+        // a plant-stop hour (F) between two valid hours is not filled: nothing was emitted
+        let mut stop = hour("s1", Quantity::SO2, 2, None, false);
+        stop.flag = Flag::F;
+        let with_stop = [hours[0].clone(), hours[1].clone(), stop, hours[3].clone()];
+        let subs = substitute_missing(
+            &stack,
+            Quantity::SO2,
+            &with_stop,
+            Timestamp(T0),
+            Timestamp(T0 + 5 * HOUR_MS),
+            Timestamp(T0 + 5 * HOUR_MS),
+        );
+        let filled: Vec<_> = subs
+            .iter()
+            .map(|s| (s.hour.millis() - T0) / HOUR_MS)
+            .collect();
+        assert_eq!(filled, [3], "{subs:?}");
     }
 }

@@ -5,6 +5,7 @@
 //!   randomness, child processes signalled and reaped.
 //! - [`daemon`]: `cemsd run` as a child process, the one way the tests start the daemon;
 //!   [`http`] for its loopback endpoints.
+//! - [`browser`]: headless Chromium on a page (DOM, screenshot, PDF).
 //! - [`store`]: the SQLite store opened, filled and queried.
 //! - [`peers`]: mosquitto, VictoriaMetrics, pymodbus, a fault-injecting write endpoint,
 //!   simulators over Modbus TCP, a serial line between pty pairs.
@@ -14,6 +15,7 @@
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 pub mod analyser;
+pub mod browser;
 pub mod collectors;
 pub mod daemon;
 pub mod http;
