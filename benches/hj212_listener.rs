@@ -137,7 +137,7 @@ fn loopback(c: &mut Criterion, at: StoreAt) {
     let (store, writer_thread) = StoreWriter::spawn(store, WriterOptions::default())
         .unwrap_or_else(|e| panic!("writer: {e}"));
     let config: ListenerConfig =
-        toml::from_str("listen = \"127.0.0.1:0\"\nmax_connections = 2000\nhistory_pull = false\n")
+        toml::from_str("listen = \"127.0.0.1:0\"\nmax_connections = 2000\nmax_connections_per_ip = 2000\nhistory_pull = false\n")
             .unwrap_or_else(|e| panic!("config: {e}"));
     let devices = Devices::new((0..CONNECTIONS).map(|i| Device {
         mn: mn_of(i).into(),
@@ -162,6 +162,7 @@ fn loopback(c: &mut Criterion, at: StoreAt) {
     let listener = runtime
         .block_on(Hj212Listener::start(
             &config,
+            site.config.ingest.future_tolerance.0,
             devices,
             port,
             store.clone(),
