@@ -355,6 +355,16 @@ fn hj212_listener_good_config_parses() {
 }
 
 #[test]
+fn a_spill_too_small_to_hold_a_poll_round_is_refused() {
+    let msg = error_of(&format!("{GOOD}\n[ingest]\nspill_records = 10\n"));
+    assert!(msg.contains("ingest.spill_records"), "{msg}");
+    assert!(
+        msg.contains("outside 1000..=10000000") && msg.contains("help:"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn hj212_listener_limits_are_checked_at_their_line() {
     let with = |keys: &str| {
         with_listener().replace(

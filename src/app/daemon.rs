@@ -344,6 +344,7 @@ impl Workers {
         let pipeline = Pipeline::new(resumed, store.clone(), live.clone())
             .with_future_tolerance(config.ingest.future_tolerance.0)
             .with_lateness_horizon(config.ingest.lateness_horizon.0)
+            .with_spill(config.ingest.spill_records)
             .warm_up()
             .await
             .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;

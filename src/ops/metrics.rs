@@ -92,6 +92,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "Readings and uploaded records refused before processing, by origin (modbus, mqtt, hj212) and reason (future: stamped further ahead of the receiving clock than [ingest] future_tolerance; too_late: older than [ingest] lateness_horizon and never stored).",
     ),
     (
+        crate::pipeline::SPILLED,
+        Kind::Gauge,
+        "Records held in memory while the store refuses commits (a full disk), at most [ingest] spill_records; 0 once a commit succeeds.",
+    ),
+    (
         crate::pipeline::LATE_TAKEN,
         Kind::Counter,
         "Readings taken after later ones of their channel (a redelivery after a broker restart, a backlog), by origin; the minutes, hours and days they fall into are stored again as revisions.",
