@@ -341,6 +341,47 @@ fn hj212_listener_good_config_parses() {
     assert_eq!(listener.devices.len(), 2);
     assert_eq!(listener.max_connections, 2000);
     assert_eq!(listener.idle_timeout.0, std::time::Duration::from_secs(900));
+    assert_eq!(listener.max_connections_per_ip, 64);
+    assert_eq!(
+        listener.packet_deadline.0,
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(listener.auth_lockout_after, 10);
+    assert_eq!(listener.auth_lockout.0, std::time::Duration::from_secs(900));
+    assert_eq!(
+        listener.data_time_horizon.0,
+        std::time::Duration::from_secs(366 * 86_400)
+    );
+}
+
+#[test]
+fn a_spill_too_small_to_hold_a_poll_round_is_refused() {
+    let msg = error_of(&format!("{GOOD}\n[ingest]\nspill_records = 10\n"));
+    assert!(msg.contains("ingest.spill_records"), "{msg}");
+    assert!(
+        msg.contains("outside 1000..=10000000") && msg.contains("help:"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn hj212_listener_limits_are_checked_at_their_line() {
+    let with = |keys: &str| {
+        with_listener().replace(
+            "listen = \"0.0.0.0:9001\"",
+            &format!("listen = \"0.0.0.0:9001\"\n{keys}"),
+        )
+    };
+    let msg = error_of(&with("packet_deadline = \"500ms\""));
+    assert_points_at(&msg, 27, "hj212_listener.packet_deadline", "10s");
+    let msg = error_of(&with("max_connections_per_ip = 0"));
+    assert_points_at(&msg, 27, "hj212_listener.max_connections_per_ip", "64");
+    let msg = error_of(&with("auth_lockout_after = 0"));
+    assert_points_at(&msg, 27, "hj212_listener.auth_lockout_after", "10");
+    let msg = error_of(&with("auth_lockout = \"0s\""));
+    assert_points_at(&msg, 27, "hj212_listener.auth_lockout", "15m");
+    let msg = error_of(&with("history_max = \"30d\"\ndata_time_horizon = \"7d\""));
+    assert_points_at(&msg, 28, "hj212_listener.data_time_horizon", "366d");
 }
 
 #[test]

@@ -103,6 +103,8 @@ listen = "127.0.0.1:{http_port}"
 [hj212_listener]
 listen = "127.0.0.1:{tcp_port}"
 history_pull = false
+# the fixtures are dated 2016-08-01 (HJ 212-2017 Appendix C): inside the window whatever the calendar says
+data_time_horizon = "20y"
 
 [[hj212_listener.device]]
 mn = "{MN}"

@@ -57,6 +57,8 @@ listen = "127.0.0.1:{http_port}"
 [hj212_listener]
 listen = "127.0.0.1:{tcp_port}"
 minute_gap = "10m"
+# the fixtures are dated 2026-01-01: inside the window whatever the calendar says
+data_time_horizon = "20y"
 {keys}
 
 [[hj212_listener.device]]
@@ -683,39 +685,284 @@ async fn serial_line_uploads_are_acked_on_the_line() {
 }
 
 #[test]
-fn an_upload_from_a_clock_decades_ahead_is_dead_lettered_and_holes_are_still_pulled() {
+fn uploads_dated_far_off_are_refused_unstored_and_holes_are_still_pulled() {
     let site = Site::start("");
     let mut logger = site.logger();
     let send = |logger: &mut Logger<TcpStream>, qn: &str, data_time: &str| {
         logger.send(&wire(&hour_upload(qn, data_time)));
-        assert_ack(
-            logger.receive(Duration::from_secs(10)),
-            qn,
-            CommandCode::HourData,
-        );
+        logger.receive(Duration::from_secs(10))
     };
-    send(&mut logger, "20260101110000001", "20260101100000");
-    // a logger whose clock jumped to 2090: acked (its dead letter keeps it), not stored
-    send(&mut logger, "20900101110000001", "20900101100000");
-    // 13:00 after 10:00: the 2090 hour must not hide that 11:00 and 12:00 are missing
-    send(&mut logger, "20260101140000001", "20260101130000");
+    let hour_10 = send(&mut logger, "20260101110000001", "20260101100000");
+    assert_ack(hour_10, "20260101110000001", CommandCode::HourData);
+    // loggers whose clocks jumped to 2090, 9999 or back to 1970: refused with 9011 QnRtn=2
+    // (HJ 212-2017 Table 7: request refused) under their QN, no 9014, nothing stored
+    for (qn, data_time) in [
+        ("20900101110000001", "20900101100000"),
+        ("99991224110000001", "99991224100000"),
+        ("19700101110000001", "19700101100000"),
+    ] {
+        let answer = send(&mut logger, qn, data_time)
+            .unwrap_or_else(|| panic!("no answer to {data_time}:\n{}", site.daemon.log_text()));
+        assert_eq!(answer.cn, CommandCode::RequestResponse, "{answer:?}");
+        assert_eq!(answer.qn.as_deref(), Some(qn));
+        assert_eq!(answer.cp.param("QnRtn"), Some("2"), "{answer:?}");
+    }
+    // 13:00 after 10:00: neither the 1970 nor the later hours moved what the pulls start from
+    let hour_13 = send(&mut logger, "20260101140000001", "20260101130000");
+    assert_ack(hour_13, "20260101140000001", CommandCode::HourData);
     let request = logger
         .receive(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("no history request:\n{}", site.daemon.log_text()));
     assert_eq!(request.cn, CommandCode::HourData);
     assert_eq!(request.cp.param("BeginTime"), Some("20260101110000"));
     assert_eq!(request.cp.param("EndTime"), Some("20260101120000"));
-    let hours = site.rows(RecordKind::Hour);
-    assert_eq!(hours.len(), 2, "{hours:?}");
-    assert!(hours.iter().all(|r| r.ts.0 < NOON_CST + 24 * HOUR));
+    let hours: Vec<i64> = site.rows(RecordKind::Hour).iter().map(|r| r.ts.0).collect();
+    assert_eq!(hours, vec![NOON_CST - 2 * HOUR, NOON_CST + HOUR]);
+    assert_eq!(site.rejected("data_time"), 3.0);
     let letters = open(&site.db())
         .dead_letters(10)
         .unwrap_or_else(|e| panic!("dead letters: {e}"));
-    assert_eq!(letters.len(), 1, "{letters:?}");
     assert!(
-        letters[0].reason.starts_with("future"),
-        "{}",
-        letters[0].reason
+        letters.is_empty(),
+        "refused before the pipeline: {letters:?}"
     );
+    site.stop();
+}
+
+#[test]
+fn an_upload_whose_qn_a_9014_cannot_carry_is_refused_unstored() {
+    let site = Site::start("");
+    let mut logger = site.logger();
+    // a QN of 200 digits (HJ 212-2017: YYYYMMDDhhmmsszzz, 17), framed by hand since the
+    // crate's encoder refuses it
+    let qn = "2".repeat(200);
+    let data = format!(
+        "QN={qn};ST=31;CN=2061;PW={PW};MN={MN};Flag=5;CP=&&DataTime=20260101120000;a21026-Avg=30,a21026-Flag=N&&"
+    );
+    let packet = format!(
+        "##{:04}{data}{:04X}\r\n",
+        data.len(),
+        cemsd::protocol::hj212::crc16_hj212(data.as_bytes())
+    );
+    for _resent in 0..3 {
+        logger.send(packet.as_bytes());
+    }
+    // the upload after them is taken as usual
+    logger.send(&wire(&hour_upload("20260101140000001", "20260101130000")));
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101140000001",
+        CommandCode::HourData,
+    );
+    let hours: Vec<i64> = site.rows(RecordKind::Hour).iter().map(|r| r.ts.0).collect();
+    assert_eq!(
+        hours,
+        vec![NOON_CST + HOUR],
+        "the unackable upload was stored"
+    );
+    assert_eq!(site.rejected("unackable"), 3.0);
+    site.stop();
+}
+
+/// Sends `bytes` one at a time every 250 ms, as a trickling client does, until the listener
+/// closes the connection; how long it stayed open, `None` when still open after `limit`.
+fn trickle(stream: &mut TcpStream, bytes: &[u8], limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    for byte in bytes.iter().cycle() {
+        if started.elapsed() > limit {
+            return None;
+        }
+        if stream.write_all(&[*byte]).is_err() || closed_within(stream, Duration::from_millis(250))
+        {
+            return Some(started.elapsed());
+        }
+    }
+    None
+}
+
+#[test]
+fn a_trickled_packet_is_cut_at_the_packet_deadline_and_quiet_loggers_are_not() {
+    let site = Site::start_with("packet_deadline = \"2s\"", "");
+    // silence between packets is not a packet: a logger uploading every 3 s stays connected
+    let mut logger = site.logger();
+    for (qn, data_time) in [
+        ("20260101120100001", "20260101120000"),
+        ("20260101120200001", "20260101120100"),
+    ] {
+        logger.send(&wire(&minute_upload(qn, data_time, "30")));
+        assert_ack(
+            logger.receive(Duration::from_secs(10)),
+            qn,
+            CommandCode::MinuteData,
+        );
+        std::thread::sleep(Duration::from_secs(3));
+    }
+    // a packet that never ends, and noise that never makes one: both cut near 2 s, long
+    // before the 15 min idle timeout (one byte every 250 ms resets that)
+    let never_ending = b"##1024QN=20260101120300001;ST=31;CN=2051;PW=123456;MN=";
+    for bytes in [&never_ending[..], b"AT+CSQ\r\n"] {
+        let mut trickler = site.logger();
+        let open_for = trickle(&mut trickler.stream, bytes, Duration::from_secs(20));
+        let open_for = open_for.unwrap_or_else(|| panic!("a trickling client stayed open 20 s"));
+        eprintln!("trickling client closed after {open_for:?}");
+        assert!(
+            open_for >= Duration::from_secs(2),
+            "cut before its deadline: {open_for:?}"
+        );
+    }
+    assert_eq!(site.rejected("packet_deadline"), 2.0);
+    // the logger that paused is still served on its connection
+    logger.send(&wire(&minute_upload(
+        "20260101120300001",
+        "20260101120200",
+        "30",
+    )));
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101120300001",
+        CommandCode::MinuteData,
+    );
+    assert_eq!(site.rows(RecordKind::Minute).len(), 3);
+    site.stop();
+}
+
+/// A connection to the listener from `source` (127.0.0.x: every loopback address is local).
+fn connect_from(source: [u8; 4], port: u16) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|e| panic!("runtime: {e}"));
+    let stream = runtime
+        .block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind((source, 0).into())?;
+            socket
+                .connect(([127, 0, 0, 1], port).into())
+                .await?
+                .into_std()
+        })
+        .unwrap_or_else(|e| panic!("connect from {source:?}: {e}"));
+    stream
+        .set_nonblocking(false)
+        .unwrap_or_else(|e| panic!("blocking: {e}"));
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap_or_else(|e| panic!("timeout: {e}"));
+    stream
+}
+
+#[test]
+fn one_address_cannot_take_every_slot() {
+    let site = Site::start_with("max_connections = 8\nmax_connections_per_ip = 4", "");
+    // the start-up probe's connection must have given its slot back first
+    assert!(eventually(Duration::from_secs(5), || metric(
+        &scrape(site.http_port),
+        "cemsd_hj212_listener_connections",
+        &[]
+    ) == Some(0.0)));
+    let mut idle: Vec<TcpStream> = (0..20).map(|_| site.logger().stream).collect();
+    assert!(
+        eventually(Duration::from_secs(10), || site
+            .rejected("source_connection_limit")
+            == 16.0),
+        "refused: {}",
+        site.rejected("source_connection_limit")
+    );
+    let closed = idle
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_millis(300)))
+        .filter(|closed| *closed)
+        .count();
+    assert_eq!(
+        closed, 16,
+        "idle sockets from one address beyond 4 are closed"
+    );
+    // a logger from another address still gets in and is served
+    let mut logger = Logger::new(connect_from([127, 0, 0, 2], site.tcp_port));
+    logger.send(&wire(&minute_upload(
+        "20260101120100001",
+        "20260101120000",
+        "30",
+    )));
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260101120100001",
+        CommandCode::MinuteData,
+    );
+    assert_eq!(
+        site.connections("accepted"),
+        5.0 + 1.0,
+        "with the start-up probe"
+    );
+    site.stop();
+}
+
+#[test]
+fn password_guessing_is_slowed_then_locked_out_without_cutting_the_logger_off() {
+    let site = Site::start_with("auth_lockout_after = 3\nauth_lockout = \"15m\"", "");
+    let metric_of = |name: &str, label: (&str, &str)| {
+        metric(&scrape(site.http_port), name, &[label]).unwrap_or(0.0)
+    };
+    // the plant's logger, from its own address, authenticates first
+    let mut logger = Logger::new(connect_from([127, 0, 0, 2], site.tcp_port));
+    let send = |logger: &mut Logger<TcpStream>, qn: &str, data_time: &str| {
+        logger.send(&wire(&minute_upload(qn, data_time, "30")));
+        logger.receive(Duration::from_secs(10))
+    };
+    let first = send(&mut logger, "20260101120100001", "20260101120000");
+    assert_ack(first, "20260101120100001", CommandCode::MinuteData);
+
+    // a guesser sends 1,000 wrong passwords at once on one connection, the right one last
+    let mut guesser = site.logger();
+    let mut guesses = Vec::new();
+    for i in 0..1000 {
+        let mut guess = minute_upload("20260101120200001", "20260101120100", "99");
+        guess.pw = Some(format!("{:06}", 200_000 + i));
+        guesses.extend(wire(&guess));
+    }
+    guesses.extend(wire(&minute_upload(
+        "20260101120200001",
+        "20260101120100",
+        "99",
+    )));
+    guesser.send(&guesses);
+    assert!(
+        closed_within(&mut guesser.stream, Duration::from_secs(10)),
+        "the guessing connection stayed open"
+    );
+    assert!(guesser.receive(Duration::from_millis(200)).is_none());
+    let failures = metric_of(
+        "cemsd_hj212_listener_auth_failures_total",
+        ("reason", "bad_password"),
+    );
+    assert_eq!(failures, 3.0, "checked after the lockout");
+    let lockouts = "cemsd_hj212_listener_lockouts_total";
+    assert_eq!(metric_of(lockouts, ("scope", "source")), 1.0);
+    assert_eq!(metric_of(lockouts, ("scope", "mn")), 1.0);
+
+    // the locked address gets no connection
+    let mut again = site.logger();
+    assert!(closed_within(&mut again.stream, Duration::from_secs(2)));
+    // from a third address even the right password is not confirmed while the MN is locked
+    let mut third = Logger::new(connect_from([127, 0, 0, 3], site.tcp_port));
+    let right = send(&mut third, "20260101120300001", "20260101120200");
+    assert!(
+        right.is_none(),
+        "a locked MN confirmed a password: {right:?}"
+    );
+    // the logger's own address is still served
+    let second = send(&mut logger, "20260101120400001", "20260101120300");
+    assert_ack(second, "20260101120400001", CommandCode::MinuteData);
+    assert_eq!(site.rows(RecordKind::Minute).len(), 2);
+    assert!(
+        metric_of(
+            "cemsd_hj212_listener_auth_failures_total",
+            ("reason", "locked_out")
+        ) >= 2.0
+    );
+    // one refusal line for the address in this minute, not one per guess
+    let log = site.daemon.log_text();
+    assert_eq!(log.matches("wrong password").count(), 1, "{log}");
+    assert!(log.contains("address locked out"), "{log}");
     site.stop();
 }

@@ -16,6 +16,8 @@ use support::ports::free_port;
 use support::store::try_open;
 use support::time::eventually;
 
+use cemsd::store::{Query, RecordKind};
+
 /// Exit codes the unit names in `RestartPreventExitStatus=`.
 const EXIT_CONFIG: i32 = 2;
 const EXIT_STORE: i32 = 3;
@@ -252,7 +254,7 @@ fn requests_naming_another_host_are_refused_with_421() {
 }
 
 #[test]
-fn a_full_disk_keeps_the_watchdog_fed_and_health_at_503_until_space_returns() {
+fn a_full_disk_keeps_the_watchdog_fed_health_at_503_and_polls_going_into_the_spill() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let Some(disk) = TmpfsMount::new(&dir.path().join("disk"), "6m") else {
         eprintln!(
@@ -266,7 +268,12 @@ fn a_full_disk_keeps_the_watchdog_fed_and_health_at_503_until_space_returns() {
     let config = write_config(
         dir.path(),
         "site.toml",
-        &site(&db.display().to_string(), Some(http), 8, ""),
+        &site(
+            &db.display().to_string(),
+            Some(http),
+            8,
+            "[ingest]\nspill_records = 5000\n",
+        ),
     );
     let mut notify = NotifySocket::bind(dir.path());
     // 20 s: the pipeline retries a refused commit at least every 10 s
@@ -285,16 +292,17 @@ fn a_full_disk_keeps_the_watchdog_fed_and_health_at_503_until_space_returns() {
         daemon.log_text()
     );
 
+    let stored_before = count();
     let filler = disk.fill();
     let mut health = None;
     let failing = eventually(Duration::from_secs(90), || {
+        notify.drain();
         health = http_get(http, "/health");
         health
             .as_ref()
             .is_some_and(|(code, body)| *code == 503 && body.contains(r#""status":"failing""#))
     });
     assert!(failing, "/health: {health:?}\n{}", daemon.log_text());
-    // Once the queue in memory is full the collectors wait: no poll ends any more.
     let polls = || {
         let scraped = scrape(http);
         scraped
@@ -307,8 +315,24 @@ fn a_full_disk_keeps_the_watchdog_fed_and_health_at_503_until_space_returns() {
             })
             .sum::<f64>()
     };
+    // The collectors go on polling into the spill: 8 devices at 10 polls a second, one
+    // reading each, far past the 1,024 polls the queue before the pipeline holds
+    let polls_failing = polls();
+    // (the notify socket is read meanwhile: it queues only 10 datagrams)
+    let spilling = eventually(Duration::from_secs(60), || {
+        notify.drain();
+        polls() > polls_failing + 3000.0
+    });
+    assert!(
+        spilling,
+        "polls stopped at {} while the disk was full\n{}",
+        polls() - polls_failing,
+        daemon.log_text()
+    );
+    // Once the spill (5,000 records) is full the collectors wait: no poll ends any more.
     let mut last = polls();
     let held = eventually(Duration::from_secs(120), || {
+        notify.drain();
         std::thread::sleep(Duration::from_secs(2));
         let now = polls();
         let still = now == last;
@@ -331,11 +355,39 @@ fn a_full_disk_keeps_the_watchdog_fed_and_health_at_503_until_space_returns() {
     assert!(!daemon.exited());
 
     std::fs::remove_file(&filler).unwrap_or_else(|e| panic!("free the disk: {e}"));
-    let stored = count();
+    // every poll made while the disk was full is committed: each gave a reading
+    let kept = stored_before + (last - polls_failing) as u64;
     let recovered = eventually(Duration::from_secs(60), || {
-        http_get(http, "/health").is_some_and(|(code, _)| code == 200) && count() > stored
+        http_get(http, "/health").is_some_and(|(code, _)| code == 200) && count() >= kept
     });
-    assert!(recovered, "{}", daemon.log_text());
+    assert!(
+        recovered,
+        "{} records stored, {kept} expected\n{}",
+        count(),
+        daemon.log_text()
+    );
+    // the polls missed while the spill was full are a gap on each channel
+    let stalls = eventually(Duration::from_secs(30), || {
+        try_open(&db)
+            .and_then(|store| {
+                store
+                    .query(&Query {
+                        kind: Some(RecordKind::Gap),
+                        device: Some("so2-0".into()),
+                        ..Query::default()
+                    })
+                    .ok()
+            })
+            .unwrap_or_default()
+            .iter()
+            .any(|g| {
+                g.record.note.as_deref() == Some("collector_silence")
+                    && g.record
+                        .end
+                        .is_some_and(|end| end.0 - g.record.ts.0 >= 20_000)
+            })
+    });
+    assert!(stalls, "no gap for the stall\n{}", daemon.log_text());
     daemon.stop(Duration::from_secs(30));
 }
 

@@ -262,10 +262,18 @@ async fn start_hj212_listener(
     let devices = Devices::load(config, loaded.config.site.utc_offset, &loaded.path)
         .map_err(|e| Failure::usage(e.to_string()))?;
     let clock = crate::model::time::system_clock();
-    Hj212Listener::start(config, devices, ingest, store.clone(), clock)
-        .await
-        .map(Some)
-        .map_err(|e| Failure::runtime(e.to_string()))
+    let future_tolerance = loaded.config.ingest.future_tolerance.0;
+    Hj212Listener::start(
+        config,
+        future_tolerance,
+        devices,
+        ingest,
+        store.clone(),
+        clock,
+    )
+    .await
+    .map(Some)
+    .map_err(|e| Failure::runtime(e.to_string()))
 }
 
 /// Everything that runs from one config: simulators, collectors, the pipeline into the
@@ -353,6 +361,7 @@ impl Workers {
         let pipeline = Pipeline::new(resumed, store.clone(), live.clone())
             .with_future_tolerance(config.ingest.future_tolerance.0)
             .with_lateness_horizon(config.ingest.lateness_horizon.0)
+            .with_spill(config.ingest.spill_records)
             .warm_up()
             .await
             .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;

@@ -24,6 +24,28 @@ pub struct ListenerConfig {
     /// do not hold a slot forever.
     #[serde(default = "fifteen_minutes")]
     pub idle_timeout: Interval,
+    /// A packet must be complete this long after its first byte arrived, else the
+    /// connection is closed: a peer trickling one byte a second is never idle, but it cannot
+    /// hold a slot past this (a 1 KiB packet takes about 1 s even at 9600 baud).
+    #[serde(default = "ten_seconds")]
+    pub packet_deadline: Interval,
+    /// Connections held open at once from one source address (an IPv6 /64 counts as one);
+    /// more are closed at once (and counted), so one host cannot take every slot.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Wrong passwords (or unknown MNs) from one source address, or against one MN, within
+    /// `auth_lockout` before the address or MN is locked out for `auth_lockout`.
+    #[serde(default = "default_auth_lockout_after")]
+    pub auth_lockout_after: u32,
+    /// How long a lockout lasts, and how long failures are remembered.
+    #[serde(default = "fifteen_minutes")]
+    pub auth_lockout: Interval,
+    /// Uploads whose DataTime lies further back than this are refused (9011 QnRtn=2): a
+    /// logger keeps about a year of data, and a wrong clock (1970) must not be stored or
+    /// move the history pulls. Uploads ahead of the clock by more than
+    /// `[ingest] future_tolerance` are refused the same way.
+    #[serde(default = "one_year")]
+    pub data_time_horizon: Interval,
     /// Local time of DataTime for devices that do not set their own; default the site's.
     pub utc_offset: Option<UtcOffset>,
     /// Ask a logger for the hours (2061) or minutes (2051) missing before an upload.
@@ -82,6 +104,24 @@ const MAX_CONNECTIONS: usize = 100_000;
 
 fn default_max_connections() -> usize {
     2000
+}
+
+/// Enough for a plant whose loggers leave through one NAT address; a host with more must be
+/// listed explicitly, so 2,000 idle sockets from one address cannot lock the others out.
+fn default_max_connections_per_ip() -> usize {
+    64
+}
+
+fn default_auth_lockout_after() -> u32 {
+    10
+}
+
+fn ten_seconds() -> Interval {
+    Interval(Duration::from_secs(10))
+}
+
+fn one_year() -> Interval {
+    Interval(Duration::from_secs(366 * 86_400))
 }
 
 fn fifteen_minutes() -> Interval {
@@ -151,6 +191,39 @@ pub fn validate(
             Some("loggers send at least every minute: use e.g. \"15m\"".into()),
         ));
     }
+    if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&listener.packet_deadline.0) {
+        return Err(src.error_at_path(
+            &at("packet_deadline"),
+            "the packet deadline must be between 1s and 1h",
+            Some("a packet of 1 KiB takes about 1 s at 9600 baud: use e.g. \"10s\"".into()),
+        ));
+    }
+    if listener.max_connections_per_ip == 0 || listener.max_connections_per_ip > MAX_CONNECTIONS {
+        return Err(src.error_at_path(
+            &at("max_connections_per_ip"),
+            format!(
+                "max_connections_per_ip = {} is outside 1..={MAX_CONNECTIONS}",
+                listener.max_connections_per_ip
+            ),
+            Some(
+                "e.g. 64; raise it only for a carrier gateway that all loggers come through".into(),
+            ),
+        ));
+    }
+    if listener.auth_lockout_after == 0 {
+        return Err(src.error_at_path(
+            &at("auth_lockout_after"),
+            "auth_lockout_after = 0 would lock out every logger at its first packet",
+            Some("use e.g. 10".into()),
+        ));
+    }
+    if listener.auth_lockout.0 < Duration::from_secs(1) {
+        return Err(src.error_at_path(
+            &at("auth_lockout"),
+            "a lockout under 1s does not slow a guesser down",
+            Some("use e.g. \"15m\"".into()),
+        ));
+    }
     if listener.history_pull && listener.minute_gap.0 < Duration::from_secs(60) {
         return Err(src.error_at_path(
             &at("minute_gap"),
@@ -163,6 +236,17 @@ pub fn validate(
             &at("history_max"),
             "history_max under 1h cannot cover a single missing hour",
             Some("use e.g. \"7d\"".into()),
+        ));
+    }
+    if listener.data_time_horizon.0 < listener.history_max.0 {
+        return Err(src.error_at_path(
+            &at("data_time_horizon"),
+            format!(
+                "data_time_horizon ({}) is shorter than history_max ({}): the answers to history pulls would be refused",
+                humantime::format_duration(listener.data_time_horizon.0),
+                humantime::format_duration(listener.history_max.0)
+            ),
+            Some("use e.g. \"366d\" (the default)".into()),
         ));
     }
     if listener.devices.is_empty() {

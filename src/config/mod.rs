@@ -81,6 +81,10 @@ pub struct IngestConfig {
     /// revisions; older ones go to the dead letters as `too_late`.
     #[serde(default = "three_days")]
     pub lateness_horizon: Interval,
+    /// Records held in memory while the store refuses commits (a full disk): collectors keep
+    /// polling into them; past it they wait and the polls they miss show as gaps.
+    #[serde(default = "default_spill_records")]
+    pub spill_records: usize,
 }
 
 impl Default for IngestConfig {
@@ -88,9 +92,20 @@ impl Default for IngestConfig {
         IngestConfig {
             future_tolerance: five_minutes(),
             lateness_horizon: three_days(),
+            spill_records: default_spill_records(),
         }
     }
 }
+
+fn default_spill_records() -> usize {
+    DEFAULT_SPILL_RECORDS
+}
+
+/// Records held in memory while the store refuses commits (a full disk) unless configured:
+/// collectors keep polling into them; past it they wait, and the polls they miss show as
+/// gaps. A record takes a few hundred bytes, so 100,000 hold some tens of MB: at 400
+/// readings a second (20 analysers of 20 channels polled every second) about four minutes.
+pub const DEFAULT_SPILL_RECORDS: usize = 100_000;
 
 fn five_minutes() -> Interval {
     Interval(Duration::from_secs(300))
@@ -779,6 +794,16 @@ fn validate(
             &[Seg::Key("ingest"), Seg::Key("lateness_horizon")],
             "the lateness horizon must be between 1h and 31d",
             Some("use e.g. \"3d\" (the default): longer than any outage after which delayed readings should still count".into()),
+        ));
+    }
+    if !(1000..=10_000_000).contains(&config.ingest.spill_records) {
+        return Err(src.error_at_path(
+            &[Seg::Key("ingest"), Seg::Key("spill_records")],
+            format!(
+                "spill_records = {} is outside 1000..=10000000",
+                config.ingest.spill_records
+            ),
+            Some("use e.g. 100000 (the default, about 25 MB of memory)".into()),
         ));
     }
     if let Some(retention) = config.store.retention.as_ref().filter(|r| r.0 < horizon) {

@@ -92,6 +92,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "Readings and uploaded records refused before processing, by origin (modbus, mqtt, hj212) and reason (future: stamped further ahead of the receiving clock than [ingest] future_tolerance; too_late: older than [ingest] lateness_horizon and never stored).",
     ),
     (
+        crate::pipeline::SPILLED,
+        Kind::Gauge,
+        "Records held in memory while the store refuses commits (a full disk), at most [ingest] spill_records; 0 once a commit succeeds.",
+    ),
+    (
         crate::pipeline::LATE_TAKEN,
         Kind::Counter,
         "Readings taken after later ones of their channel (a redelivery after a broker restart, a backlog), by origin; the minutes, hours and days they fall into are stored again as revisions.",
@@ -235,7 +240,7 @@ pub const HELP: &[(&str, Kind, &str)] = &[
     (
         hj212_listener::CONNECTIONS,
         Kind::Counter,
-        "HJ 212 listener connections, by outcome (accepted, refused over max_connections).",
+        "HJ 212 listener connections, by outcome (accepted, refused over max_connections or max_connections_per_ip, or from a locked-out address).",
     ),
     (
         hj212_listener::PACKETS,
@@ -245,7 +250,17 @@ pub const HELP: &[(&str, Kind, &str)] = &[
     (
         hj212_listener::REJECTED,
         Kind::Counter,
-        "HJ 212 packets or bytes the listener refused, by reason (crc, length, garbage, syntax, unknown_mn, bad_password, unsupported_command, bad_data, split, split_incomplete, not_period_start, store, connection_limit).",
+        "HJ 212 packets or bytes the listener refused, by reason (crc, length, garbage, syntax, unknown_mn, bad_password, unsupported_command, bad_data, split, split_incomplete, not_period_start, store, connection_limit, source_connection_limit, locked_out, packet_deadline, data_time, unackable).",
+    ),
+    (
+        hj212_listener::AUTH_FAILURES,
+        Kind::Counter,
+        "HJ 212 packets refused by the listener's authentication, by reason (bad_password, unknown_mn, locked_out: no password check for a locked-out address or MN).",
+    ),
+    (
+        hj212_listener::LOCKOUTS,
+        Kind::Counter,
+        "Lockouts after [hj212_listener] auth_lockout_after failures, by scope (source: an address, mn: a logger's MN except from the addresses it last authenticated from).",
     ),
     (
         hj212_listener::RECORDS,

@@ -52,6 +52,9 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(10);
 /// store writes the last, and the writer joins what is queued into one transaction.
 const MAX_COMMITS_IN_FLIGHT: usize = 2;
 
+/// Records gathered while the store refuses commits, waiting for it.
+pub const SPILLED: &str = "cemsd_ingest_spilled_records";
+
 /// Readings and records refused before processing, by origin (`modbus`, `mqtt`, `hj212`) and
 /// reason (`future`, `too_late`).
 pub const REFUSED: &str = "cemsd_ingest_refused_total";
@@ -76,6 +79,8 @@ struct Commit {
     records: Arc<Vec<Record>>,
     done: Pin<Box<dyn Future<Output = Appended> + Send>>,
     settle: Vec<Settle>,
+    /// Times the store refused it.
+    refusals: u32,
 }
 
 /// Resolves with the outcome of the oldest commit in flight; never while none is.
@@ -197,6 +202,7 @@ pub struct Pipeline {
     clock: Clock,
     future_tolerance: Duration,
     lateness_horizon: Duration,
+    spill_records: usize,
 }
 
 impl Pipeline {
@@ -209,7 +215,14 @@ impl Pipeline {
             clock: crate::model::time::system_clock(),
             future_tolerance: DEFAULT_FUTURE_TOLERANCE,
             lateness_horizon: DEFAULT_LATENESS_HORIZON,
+            spill_records: crate::config::DEFAULT_SPILL_RECORDS,
         }
+    }
+
+    /// Holds up to `records` in memory while the store refuses commits.
+    pub fn with_spill(mut self, records: usize) -> Self {
+        self.spill_records = records;
+        self
     }
 
     /// Reads time from `clock` instead of the system clock.
@@ -269,7 +282,14 @@ impl Pipeline {
         let mut in_flight = VecDeque::new();
         let mut open = true;
         while open || !in_flight.is_empty() {
-            let room = in_flight.len() < MAX_COMMITS_IN_FLIGHT;
+            // while the store refuses the oldest commit, batches are still taken (and periods
+            // closed) into memory, up to the spill; the commits wait in order
+            let refused = in_flight.front().is_some_and(|c: &Commit| c.refusals > 0);
+            if refused {
+                metrics::gauge!(SPILLED).set(records.len() as f64);
+            }
+            let room = in_flight.len() < MAX_COMMITS_IN_FLIGHT
+                || (refused && records.len() < self.spill_records);
             tokio::select! {
                 batch = batches.recv(), if open && room => match batch {
                     // each batch is processed on its own (see Processor::push); what queued
@@ -282,7 +302,10 @@ impl Pipeline {
                 _ = ticker.tick(), if open => self.processor.tick((self.clock)(), &mut records),
                 result = oldest(&mut in_flight) => {
                     if let Some(commit) = in_flight.pop_front() {
-                        self.finish(commit, result).await;
+                        match result {
+                            Ok(_) => self.finish(commit).await,
+                            Err(e) => in_flight.push_front(self.again(commit, &e, records.len())),
+                        }
                     }
                 }
             }
@@ -320,24 +343,33 @@ impl Pipeline {
             done: Box::pin(self.store.append_shared(records.clone())),
             records,
             settle: std::mem::take(settle),
+            refusals: 0,
         });
     }
 
-    /// Completes the oldest commit: retries it until it is durable (collectors wait on the
-    /// bounded channel meanwhile, so nothing read is dropped), then settles its batches.
-    async fn finish(&self, commit: Commit, result: Appended) {
-        if let Err(e) = result {
-            tracing::error!(
-                "store commit of {} records failed: {e}",
-                commit.records.len()
-            );
-            let records = commit.records.clone();
-            self.retry("store commit", move |store| {
-                let records = records.clone();
-                async move { store.append_shared(records).await.map(|_| ()) }
-            })
-            .await;
-        }
+    /// A commit the store refused, to be tried again after a delay that doubles with each
+    /// refusal (at most `MAX_RETRY_DELAY`); its batches stay unanswered until it is durable.
+    fn again(&self, mut commit: Commit, error: &StoreError, held: usize) -> Commit {
+        commit.refusals = commit.refusals.saturating_add(1);
+        let delay = Duration::from_millis(100)
+            .saturating_mul(1 << commit.refusals.min(10))
+            .min(MAX_RETRY_DELAY);
+        tracing::error!(
+            "store commit of {} records failed, retrying in {delay:?}; {held} more records held in memory (at most {}): {error}",
+            commit.records.len(),
+            self.spill_records
+        );
+        let (store, records) = (self.store.clone(), commit.records.clone());
+        commit.done = Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            store.append_shared(records).await
+        });
+        commit
+    }
+
+    /// Completes the oldest commit, now durable: settles its batches.
+    async fn finish(&self, commit: Commit) {
+        metrics::gauge!(SPILLED).set(0.0);
         self.live.add_committed(commit.records.len() as u64);
         for done in commit.settle {
             self.settle(done).await;

@@ -1,10 +1,12 @@
 //! The listener's tasks: a TCP accept loop with one task per connection (at most
-//! `max_connections`), and one task per serial port. Stopping closes the listening socket
-//! first, then lets every connection finish the packets it has read (commit and ack).
+//! `max_connections`, at most `max_connections_per_ip` from one source address, none from an
+//! address locked out for guessing passwords), and one task per serial port. Stopping closes
+//! the listening socket first, then lets every connection finish the packets it has read
+//! (commit and ack).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
@@ -16,8 +18,10 @@ use crate::store::StoreHandle;
 
 use super::devices::Devices;
 use super::gaps::GapTracker;
-use super::session::{serve, Context};
-use super::stats;
+use super::per_source::PerSource;
+use super::session::{serve, Context, DataTimeWindow, Limits};
+use super::stats::{self, Reject};
+use super::throttle::{source_of, AuthThrottle};
 use crate::config::hj212_listener::{ListenerConfig, ListenerSerial};
 use crate::model::time::Clock;
 
@@ -42,8 +46,11 @@ pub struct Hj212Listener {
 
 impl Hj212Listener {
     /// Binds the TCP address (so a taken port fails the start) and starts serving.
+    /// `future_tolerance` is `[ingest] future_tolerance`: how far ahead of the clock an
+    /// upload's DataTime may be.
     pub async fn start(
         config: &ListenerConfig,
+        future_tolerance: Duration,
         devices: Devices,
         ingest: IngestPort,
         store: StoreHandle,
@@ -57,6 +64,14 @@ impl Hj212Listener {
                 .history_pull
                 .then(|| Mutex::new(GapTracker::new(config.minute_gap.0, config.history_max.0))),
             history_max: config.history_max.0,
+            data_time: DataTimeWindow {
+                horizon: config.data_time_horizon.0,
+                tolerance: future_tolerance,
+            },
+            throttle: Mutex::new(AuthThrottle::new(
+                config.auth_lockout_after,
+                config.auth_lockout.0,
+            )),
             clock,
         });
         let (stop, stopped) = watch::channel(false);
@@ -71,8 +86,14 @@ impl Hj212Listener {
             tasks.spawn(accept_loop(
                 socket,
                 context.clone(),
-                config.max_connections,
-                config.idle_timeout.0,
+                Slots {
+                    max_connections: config.max_connections,
+                    per_source: PerSource::new(config.max_connections_per_ip),
+                },
+                Limits {
+                    idle: config.idle_timeout.0,
+                    packet_deadline: config.packet_deadline.0,
+                },
                 stopped.clone(),
             ));
         }
@@ -102,13 +123,20 @@ impl Hj212Listener {
     }
 }
 
+/// How many connections the accept loop lets in, in all and per source address.
+struct Slots {
+    max_connections: usize,
+    per_source: PerSource,
+}
+
 async fn accept_loop(
     socket: TcpListener,
     context: Arc<Context>,
-    max_connections: usize,
-    idle: Duration,
+    limits: Slots,
+    timing: Limits,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let max_connections = limits.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
     let mut connections = JoinSet::new();
     loop {
@@ -127,8 +155,22 @@ async fn accept_loop(
                 continue;
             }
         };
+        let source = source_of(peer.ip());
+        if context.throttle().source_locked(source, Instant::now()) {
+            // counted, not logged: the lockout itself was logged once
+            stats::connection_refused(Reject::LockedOut);
+            stats::auth_failure(Reject::LockedOut);
+            drop(stream);
+            continue;
+        }
+        let Some(source_slot) = limits.per_source.try_acquire(source) else {
+            stats::connection_refused(Reject::SourceConnectionLimit);
+            tracing::debug!(%peer, "HJ 212 connection refused: max_connections_per_ip reached");
+            drop(stream);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            stats::connection_refused();
+            stats::connection_refused(Reject::ConnectionLimit);
             tracing::warn!(%peer, max_connections, "HJ 212 connection refused: max_connections reached");
             drop(stream);
             continue;
@@ -138,9 +180,9 @@ async fn accept_loop(
         let context = context.clone();
         let stopped = stopped.clone();
         connections.spawn(async move {
-            serve_tcp(stream, peer, &context, idle, stopped).await;
+            serve_tcp(stream, peer, &context, timing, stopped).await;
             stats::connection_closed();
-            drop(slot);
+            drop((slot, source_slot));
         });
     }
     drop(socket);
@@ -158,12 +200,13 @@ async fn serve_tcp(
     stream: TcpStream,
     peer: SocketAddr,
     context: &Context,
-    idle: Duration,
+    limits: Limits,
     stopped: watch::Receiver<bool>,
 ) {
+    let source = source_of(peer.ip());
     let peer = peer.to_string();
     tracing::debug!(%peer, "HJ 212 connection accepted");
-    serve(stream, &peer, context, Some(idle), stopped).await;
+    serve(stream, &peer, Some(source), context, Some(limits), stopped).await;
 }
 
 /// Keeps one serial port open, reopening it with growing delays when it fails (a USB
@@ -183,7 +226,8 @@ async fn serial_loop(
             Ok(port) => {
                 tracing::info!(port = %serial.port, baud = serial.baud, "HJ 212 serial port open");
                 delay = Duration::from_secs(1);
-                serve(port, &serial.port, &context, None, stopped.clone()).await;
+                // a serial line is a wire inside the plant: no deadlines, no throttling
+                serve(port, &serial.port, None, &context, None, stopped.clone()).await;
             }
             Err(error) => tracing::warn!(%error, "HJ 212 serial port"),
         }

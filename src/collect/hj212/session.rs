@@ -22,12 +22,21 @@
 //! - a minute, hour or day upload whose DataTime is not the start of its period (C.16-C.18:
 //!   DataTime is "一个时间段的开始时间点") is refused with 9011 QnRtn=2 (request refused,
 //!   Table 7) under its QN, and never stored as an overlapping period;
+//! - an upload whose DataTime lies outside [now − `data_time_horizon`, now +
+//!   `[ingest] future_tolerance`] (a logger clock at 1970 or 2099) is refused the same way,
+//!   before anything is stored, so it never moves the history pulls;
+//! - an upload asking for a 9014 that cannot be written (a QN longer than the 20 characters
+//!   the encoder allows; HJ 212-2017's data segment gives QN as `YYYYMMDDhhmmsszzz`, 17) is
+//!   refused before it is stored: stored and never acked, the logger would send it again
+//!   forever, each copy stored again;
 //! - a bad CRC, an unknown MN, a wrong password, an unsupported command or unreadable data
 //!   get no reply at all: a missing 9014 is what makes a logger send again (after the plant
-//!   fixes its settings). Each is logged with the packet, its password masked;
+//!   fixes its settings). Each is logged with the packet, its password masked; wrong
+//!   passwords and unknown MNs are throttled (see [`super::throttle`]);
 //! - 9011/9012 from a logger answer our history requests and are only logged.
 
-use std::sync::Mutex;
+use std::net::IpAddr;
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -42,11 +51,13 @@ use crate::protocol::hj212::{
 };
 use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle};
 
+use super::deadline::PacketDeadline;
 use super::devices::{Device, Devices};
 use super::gaps::GapTracker;
 use super::records::{kind_of, not_a_period_start, records_of, ChannelNames};
 use super::reply;
 use super::stats::{self, Reject};
+use super::throttle::AuthThrottle;
 
 /// What every connection of one listener shares.
 pub struct Context {
@@ -58,7 +69,39 @@ pub struct Context {
     /// `None` when history pulls are off.
     pub gaps: Option<Mutex<GapTracker>>,
     pub history_max: Duration,
+    /// Which DataTimes an upload may carry.
+    pub data_time: DataTimeWindow,
+    /// Password guessing, slowed and locked out per address and MN.
+    pub throttle: Mutex<AuthThrottle>,
     pub clock: Clock,
+}
+
+impl Context {
+    pub fn throttle(&self) -> MutexGuard<'_, AuthThrottle> {
+        self.throttle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// An upload's DataTime must lie within [now − `horizon`, now + `tolerance`].
+#[derive(Debug, Clone, Copy)]
+pub struct DataTimeWindow {
+    pub horizon: Duration,
+    pub tolerance: Duration,
+}
+
+impl DataTimeWindow {
+    fn admits(&self, ts: Timestamp, now: Timestamp) -> bool {
+        now.minus(self.horizon) <= ts && ts <= now.plus(self.tolerance)
+    }
+}
+
+/// Time limits of a TCP connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Closed after this long without a byte.
+    pub idle: Duration,
+    /// See [`PacketDeadline`].
+    pub packet_deadline: Duration,
 }
 
 /// Split messages one connection may have half-received; a logger sends one at a time.
@@ -71,13 +114,16 @@ const READ_BUFFER: usize = 8192;
 /// Characters of a refused packet shown in its log line.
 const LOGGED_CHARS: usize = 300;
 
-/// Serves one connection until the peer closes it, it stays silent for `idle`, a write
-/// fails, or `shutdown` turns true (after finishing the packets already read).
+/// Serves one connection until the peer closes it, it stays silent for `limits.idle`, a
+/// packet misses `limits.packet_deadline`, its address is locked out, a write fails, or
+/// `shutdown` turns true (after finishing the packets already read). `source` is the
+/// address throttling counts by (none on a serial line).
 pub async fn serve<S>(
     stream: S,
     peer: &str,
+    source: Option<IpAddr>,
     context: &Context,
-    idle: Option<Duration>,
+    limits: Option<Limits>,
     mut shutdown: watch::Receiver<bool>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -91,16 +137,28 @@ pub async fn serve<S>(
         channels: ChannelNames::new(),
         discarded: 0,
         ingest: context.ingest.clone(),
+        source,
+        auth_failures: 0,
+        authenticated: None,
+        locked_out: false,
     };
     let mut buffer = vec![0u8; READ_BUFFER];
+    let mut deadline = limits.map(|l| PacketDeadline::new(l.packet_deadline, Instant::now()));
     loop {
+        let buffered = session.framer.buffered() > 0;
+        let wait = limits.map(|limits| {
+            deadline
+                .as_ref()
+                .and_then(|d| d.remaining(buffered, Instant::now()))
+                .map_or(limits.idle, |remaining| remaining.min(limits.idle))
+        });
         let read = tokio::select! {
             biased;
             _ = shutdown.wait_for(|stop| *stop) => {
                 session.abandon_parts();
                 return;
             }
-            read = read_within(&mut reader, &mut buffer, idle) => read,
+            read = read_within(&mut reader, &mut buffer, wait) => read,
         };
         let n = match read {
             Ok(0) => {
@@ -109,6 +167,12 @@ pub async fn serve<S>(
                 return;
             }
             Ok(n) => n,
+            Err(ReadEnd::Idle(_))
+                if buffered && deadline.as_ref().is_some_and(|d| d.passed(Instant::now())) =>
+            {
+                session.missed_deadline(limits);
+                return;
+            }
             Err(ReadEnd::Idle(after)) => {
                 tracing::info!(peer, ?after, "HJ 212 connection idle, closing it");
                 session.abandon_parts();
@@ -120,11 +184,17 @@ pub async fn serve<S>(
                 return;
             }
         };
+        let read_at = Instant::now();
         session.framer.push(&buffer[..n]);
+        let (mut valid, mut refused) = (false, false);
         while let Some(result) = session.framer.next_packet() {
             let handled = match result {
-                Ok(frame) => session.handle(frame, &mut writer).await,
+                Ok(frame) => {
+                    valid = true;
+                    session.handle(frame, &mut writer).await
+                }
                 Err(error) => {
+                    refused = true;
                     session.refuse_frame(&error);
                     Ok(())
                 }
@@ -134,8 +204,20 @@ pub async fn serve<S>(
                 session.abandon_parts();
                 return;
             }
+            if session.locked_out {
+                tracing::info!(peer, "HJ 212 connection closed: its address is locked out");
+                session.abandon_parts();
+                return;
+            }
         }
-        session.count_garbage();
+        let garbage = session.count_garbage();
+        let leftover = session.framer.buffered() > 0 || garbage || refused;
+        if let Some(deadline) = &mut deadline {
+            if deadline.read(read_at, valid, leftover) {
+                session.missed_deadline(limits);
+                return;
+            }
+        }
     }
 }
 
@@ -167,6 +249,14 @@ struct Session<'a> {
     /// Garbage bytes already reported.
     discarded: u64,
     ingest: IngestPort,
+    /// The address throttling counts by; none on a serial line.
+    source: Option<IpAddr>,
+    /// Wrong passwords and unknown MNs on this connection.
+    auth_failures: u32,
+    /// The MN last authenticated on this connection, already told to the throttle.
+    authenticated: Option<std::sync::Arc<str>>,
+    /// The address got locked out: the connection ends after this packet.
+    locked_out: bool,
 }
 
 impl Session<'_> {
@@ -189,16 +279,23 @@ impl Session<'_> {
             return Ok(());
         }
         let context = self.context;
-        let Some(device) = packet.mn.as_deref().and_then(|mn| context.devices.get(mn)) else {
-            stats::rejected(Reject::UnknownMn);
-            tracing::warn!(peer, offset, mn = ?packet.mn, cn = %packet.cn, packet = %text(), "HJ 212 packet from an MN not configured, ignored");
+        let device = packet.mn.as_deref().and_then(|mn| context.devices.get(mn));
+        let refusal = match device {
+            _ if self.source_locked() => Some(Reject::LockedOut),
+            None => Some(Reject::UnknownMn),
+            Some(device) if self.mn_locked(&device.mn) => Some(Reject::LockedOut),
+            Some(device) if packet.pw.as_deref() != Some(device.password.expose()) => {
+                Some(Reject::BadPassword)
+            }
+            Some(_) => None,
+        };
+        let Some(device) = device.filter(|_| refusal.is_none()) else {
+            let reason = refusal.unwrap_or(Reject::UnknownMn);
+            self.refuse_auth(reason, device, offset, &packet, &text)
+                .await;
             return Ok(());
         };
-        if packet.pw.as_deref() != Some(device.password.expose()) {
-            stats::rejected(Reject::BadPassword);
-            tracing::warn!(peer, offset, mn = %device.mn, packet = %text(), "HJ 212 packet with a wrong password, ignored");
-            return Ok(());
-        }
+        self.authenticated(&device.mn);
         let Some((kind, period)) = kind_of(packet.cn) else {
             stats::rejected(Reject::UnsupportedCommand);
             tracing::warn!(peer, offset, mn = %device.mn, cn = %packet.cn, packet = %text(), "HJ 212 command not handled by the listener, ignored");
@@ -208,18 +305,17 @@ impl Session<'_> {
         if let Some(error) = period.and_then(|p| not_a_period_start(&packet, p)) {
             stats::rejected(Reject::NotPeriodStart);
             tracing::warn!(peer, offset, mn = %device.mn, %error, packet = %text(), "HJ 212 upload refused: not stored as an overlapping period");
-            if ack_required {
-                match reply::request_refused(&packet) {
-                    Ok(refusal) => writer.write_all(&refusal).await?,
-                    Err(error) => {
-                        tracing::warn!(peer, mn = %device.mn, %error, "cannot answer this HJ 212 upload")
-                    }
-                }
-            }
-            return Ok(());
+            return self.answer_refused(&packet, device, writer).await;
         }
         // The 9014 of this very packet: a part is acked under its own QN (Table C.50).
-        let ack = ack_required.then(|| reply::data_response(&packet));
+        let ack = match ack_required.then(|| reply::data_response(&packet)) {
+            Some(Err(error)) => {
+                stats::rejected(Reject::Unackable);
+                tracing::warn!(peer, offset, mn = %device.mn, %error, packet = %text(), "HJ 212 upload refused: its 9014 cannot be written, so it is not stored");
+                return Ok(());
+            }
+            ack => ack,
+        };
         let pushed = self.reassembler.push(packet, received);
         self.count_incomplete();
         let whole = match pushed {
@@ -253,6 +349,15 @@ impl Session<'_> {
                 return Ok(());
             }
         };
+        let now = (context.clock)();
+        if let Some(record) = records
+            .iter()
+            .find(|r| !context.data_time.admits(r.ts, now))
+        {
+            stats::rejected(Reject::DataTime);
+            tracing::warn!(peer, offset, mn = %device.mn, data_time = %record.ts, %now, horizon = %humantime::format_duration(context.data_time.horizon), tolerance = %humantime::format_duration(context.data_time.tolerance), packet = %text(), "HJ 212 upload refused: its DataTime is outside the window the listener takes, nothing of it stored");
+            return self.answer_refused(&whole, device, writer).await;
+        }
         let mut period_start = records.first().map(|r| r.ts);
         let count = records.len();
         if count > 0 {
@@ -284,6 +389,114 @@ impl Session<'_> {
             self.pull_history(device, kind, ts, &whole, writer).await?;
         }
         Ok(())
+    }
+
+    /// 9011 QnRtn=2 (request refused) to an upload read but not taken, when it asked for an
+    /// answer: the logger stops resending what would be refused again.
+    async fn answer_refused<W: AsyncWrite + Unpin>(
+        &self,
+        upload: &Packet,
+        device: &Device,
+        writer: &mut W,
+    ) -> std::io::Result<()> {
+        if !upload.flag.is_some_and(|f| f.ack_required) {
+            return Ok(());
+        }
+        match reply::request_refused(upload) {
+            Ok(refusal) => writer.write_all(&refusal).await,
+            Err(error) => {
+                tracing::warn!(peer = self.peer, mn = %device.mn, %error, "cannot answer this HJ 212 upload");
+                Ok(())
+            }
+        }
+    }
+
+    fn source_locked(&self) -> bool {
+        self.source.is_some_and(|source| {
+            self.context
+                .throttle()
+                .source_locked(source, Instant::now())
+        })
+    }
+
+    fn mn_locked(&self, mn: &str) -> bool {
+        self.source.is_some_and(|source| {
+            self.context
+                .throttle()
+                .mn_locked(mn, source, Instant::now())
+        })
+    }
+
+    /// Tells the throttle once per connection and MN that `mn` authenticated from here.
+    fn authenticated(&mut self, mn: &std::sync::Arc<str>) {
+        let Some(source) = self.source else {
+            return;
+        };
+        if self.authenticated.as_ref() != Some(mn) {
+            self.context.throttle().succeeded(mn, source);
+            self.authenticated = Some(mn.clone());
+        }
+    }
+
+    /// Counts a refusal of authentication, logs it unless its address was logged within the
+    /// last minute, and waits as the throttle says before the next packet is read.
+    async fn refuse_auth(
+        &mut self,
+        reason: Reject,
+        device: Option<&Device>,
+        offset: usize,
+        packet: &Packet,
+        text: &impl Fn() -> String,
+    ) {
+        stats::rejected(reason);
+        stats::auth_failure(reason);
+        let peer = self.peer;
+        let what = match reason {
+            Reject::UnknownMn => "HJ 212 packet from an MN not configured, ignored",
+            Reject::LockedOut => {
+                "HJ 212 packet from a locked-out address or for a locked-out MN, ignored unchecked"
+            }
+            _ => "HJ 212 packet with a wrong password, ignored",
+        };
+        let Some(source) = self.source else {
+            tracing::warn!(peer, offset, mn = ?packet.mn, cn = %packet.cn, packet = %text(), "{what}");
+            return;
+        };
+        self.auth_failures = self.auth_failures.saturating_add(1);
+        let failure = self.context.throttle().failed(
+            device.map(|d| &d.mn),
+            source,
+            self.auth_failures,
+            Instant::now(),
+        );
+        match failure.log {
+            Some(0) => {
+                tracing::warn!(peer, offset, mn = ?packet.mn, cn = %packet.cn, packet = %text(), "{what}")
+            }
+            Some(unlogged) => {
+                tracing::warn!(peer, offset, mn = ?packet.mn, cn = %packet.cn, packet = %text(), "{what}; {unlogged} more refusals from {source} in the last minute")
+            }
+            None => {}
+        }
+        if failure.source_locked {
+            stats::lockout("source");
+            tracing::warn!(peer, %source, "HJ 212 authentication failures: address locked out");
+        }
+        if failure.mn_locked {
+            stats::lockout("mn");
+            tracing::warn!(peer, mn = ?packet.mn, "HJ 212 authentication failures: MN locked out, except from the addresses it last authenticated from");
+        }
+        self.locked_out = failure.source_locked || self.source_locked();
+        if !self.locked_out {
+            tokio::time::sleep(failure.delay).await;
+        }
+    }
+
+    /// Bytes kept coming without making a valid packet for `packet_deadline`.
+    fn missed_deadline(&mut self, limits: Option<Limits>) {
+        stats::rejected(Reject::PacketDeadline);
+        tracing::warn!(peer = self.peer, buffered = self.framer.buffered(), deadline = ?limits.map(|l| l.packet_deadline), "HJ 212 connection closed: no complete packet within the packet deadline");
+        self.abandon_parts();
     }
 
     async fn write_ack<W: AsyncWrite + Unpin>(
@@ -395,17 +608,20 @@ impl Session<'_> {
         tracing::warn!(peer = self.peer, position = error.error.position, error = %error.error, packet = %masked(&error.raw, LOGGED_CHARS), "HJ 212 packet refused");
     }
 
-    fn count_garbage(&mut self) {
+    /// Counts and logs garbage skipped since the last call; true when there was some.
+    fn count_garbage(&mut self) -> bool {
         let discarded = self.framer.discarded_bytes();
-        if discarded > self.discarded {
-            stats::rejected(Reject::Garbage);
-            tracing::warn!(
-                peer = self.peer,
-                bytes = discarded - self.discarded,
-                "bytes that are not HJ 212 packets skipped"
-            );
-            self.discarded = discarded;
+        if discarded <= self.discarded {
+            return false;
         }
+        stats::rejected(Reject::Garbage);
+        tracing::warn!(
+            peer = self.peer,
+            bytes = discarded - self.discarded,
+            "bytes that are not HJ 212 packets skipped"
+        );
+        self.discarded = discarded;
+        true
     }
 }
 

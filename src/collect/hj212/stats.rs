@@ -16,6 +16,8 @@ pub const RECORDS: &str = "cemsd_hj212_listener_records_committed_total";
 pub const HISTORY_PULLS: &str = "cemsd_hj212_listener_history_pulls_total";
 pub const ACK_LATENCY: &str = "cemsd_hj212_listener_ack_latency_seconds";
 pub const REPEATED_PARTS: &str = "cemsd_hj212_listener_repeated_parts_total";
+pub const AUTH_FAILURES: &str = "cemsd_hj212_listener_auth_failures_total";
+pub const LOCKOUTS: &str = "cemsd_hj212_listener_lockouts_total";
 
 /// Why a packet (or bytes that were meant to be one) was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +47,19 @@ pub enum Reject {
     Store,
     /// Over `max_connections`.
     ConnectionLimit,
+    /// Over `max_connections_per_ip` from one source address.
+    SourceConnectionLimit,
+    /// A connection or packet from a locked-out address, or for a locked-out MN.
+    LockedOut,
+    /// A packet not complete within `packet_deadline` of its first byte: the connection is
+    /// closed.
+    PacketDeadline,
+    /// An upload whose DataTime is older than `data_time_horizon` or further ahead of the
+    /// clock than `[ingest] future_tolerance`.
+    DataTime,
+    /// An upload asking for a 9014 that cannot be written (a QN longer than a 9014 carries):
+    /// not stored, since the logger would send it again forever.
+    Unackable,
 }
 
 impl Reject {
@@ -63,6 +78,11 @@ impl Reject {
             Reject::NotPeriodStart => "not_period_start",
             Reject::Store => "store",
             Reject::ConnectionLimit => "connection_limit",
+            Reject::SourceConnectionLimit => "source_connection_limit",
+            Reject::LockedOut => "locked_out",
+            Reject::PacketDeadline => "packet_deadline",
+            Reject::DataTime => "data_time",
+            Reject::Unackable => "unackable",
         }
     }
 }
@@ -89,9 +109,22 @@ pub fn connection_closed() {
     gauge!(CONNECTIONS_OPEN).decrement(1.0);
 }
 
-pub fn connection_refused() {
+/// A connection closed at once: over a limit (`ConnectionLimit`, `SourceConnectionLimit`)
+/// or from a locked-out address (`LockedOut`).
+pub fn connection_refused(reason: Reject) {
     counter!(CONNECTIONS, "outcome" => "refused").increment(1);
-    rejected(Reject::ConnectionLimit);
+    rejected(reason);
+}
+
+/// A wrong password, or a packet for an MN not configured or locked out (`reason` as in
+/// [`Reject::as_str`]).
+pub fn auth_failure(reason: Reject) {
+    counter!(AUTH_FAILURES, "reason" => reason.as_str()).increment(1);
+}
+
+/// A source address or an MN locked out for `auth_lockout`.
+pub fn lockout(scope: &'static str) {
+    counter!(LOCKOUTS, "scope" => scope).increment(1);
 }
 
 pub fn committed(records: usize) {
