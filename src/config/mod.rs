@@ -66,6 +66,46 @@ pub struct SiteConfig {
     pub ingest: IngestConfig,
 }
 
+impl SiteConfig {
+    /// The unit the raw values of a device channel are in; see [`raw_unit`].
+    pub fn raw_unit(
+        &self,
+        device: &str,
+        channel: &str,
+        quantity: Option<Quantity>,
+        record_unit: Option<Unit>,
+    ) -> Option<Unit> {
+        raw_unit(&self.wire_units, device, channel, quantity, record_unit)
+    }
+
+    /// Emission limit (mg/m3, O2-corrected) of each stack and limited pollutant.
+    pub fn limits(&self) -> BTreeMap<(String, Quantity), f64> {
+        self.stacks
+            .iter()
+            .flat_map(|s| s.limits.limited().map(move |(q, l)| ((s.id.clone(), q), l)))
+            .collect()
+    }
+}
+
+/// The unit the raw values of a device channel are in: the channel's wire unit from
+/// `wire_units` (`SiteConfig::wire_units`). A record's own unit (`record_unit`) is that of its
+/// measured value, which is the raw one's too except for gases read in ppm or ppb; for a gas
+/// whose channel is unknown, no unit rather than a wrong one.
+pub fn raw_unit(
+    wire_units: &BTreeMap<(String, String), Unit>,
+    device: &str,
+    channel: &str,
+    quantity: Option<Quantity>,
+    record_unit: Option<Unit>,
+) -> Option<Unit> {
+    let key = (device.to_string(), channel.to_string());
+    if let Some(unit) = wire_units.get(&key) {
+        return Some(*unit);
+    }
+    let unit = record_unit?;
+    (unit != Unit::MgPerM3 || quantity == Some(Quantity::Dust)).then_some(unit)
+}
+
 /// Checks the pipeline makes on everything collected, whatever the source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::health::{Health, SourceHealth, Verdict};
 use super::series::{SeriesSpec, SeriesView};
 use super::state::{store_facts, OpsState};
-use super::status::{raw_unit, StatusView, ValueKind};
+use super::status::{StatusView, ValueKind};
 use crate::model::time::now;
 use crate::model::{Quantity, Timestamp};
 
@@ -284,8 +284,9 @@ async fn series(
         let last = rows.last().map(|s| &s.record);
         let unit = last.and_then(|r| r.unit);
         let quantity = last.and_then(|r| r.quantity);
-        view.unit = raw_unit(
-            &generation.config,
+        view.unit = generation
+            .config
+            .raw_unit(
             &spec.device,
             &spec.channel,
             quantity,
