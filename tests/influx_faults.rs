@@ -297,7 +297,8 @@ async fn auth_and_server_errors_are_retried_with_the_same_body_until_accepted() 
     let statuses: Vec<u16> = received.iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![401, 403, 500, 502, 204]);
     // The bytes on the wire, uncompressed: T0 + 1 s and T0 + 2 s.
-    let body = "cems_reading,channel=so2,device=a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
+    let body =
+        "cems_reading,channel=so2,device=a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
                 flag_code=0i,flag=\"N\",measured=1.0 1767225601000\n\
                 cems_reading,channel=so2,device=a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
                 flag_code=0i,flag=\"N\",measured=2.0 1767225602000\n";

@@ -46,7 +46,12 @@ fn replayed() -> (Vec<Record>, Summary) {
 }
 
 fn csv(records: &[Record]) -> String {
-    let mut writer = RecordWriter::new(Vec::new(), OutputFormat::Csv, true, SiteFacts::named("fixture"));
+    let mut writer = RecordWriter::new(
+        Vec::new(),
+        OutputFormat::Csv,
+        true,
+        SiteFacts::named("fixture"),
+    );
     writer.write(records).unwrap_or_else(|e| panic!("{e}"));
     let bytes = writer.into_inner().unwrap_or_else(|e| panic!("{e}"));
     String::from_utf8(bytes).unwrap_or_else(|e| panic!("{e}"))

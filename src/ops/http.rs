@@ -286,13 +286,8 @@ async fn series(
         let quantity = last.and_then(|r| r.quantity);
         view.unit = generation
             .config
-            .raw_unit(
-            &spec.device,
-            &spec.channel,
-            quantity,
-            unit,
-        )
-        .map(|u| u.symbol());
+            .raw_unit(&spec.device, &spec.channel, quantity, unit)
+            .map(|u| u.symbol());
     }
     Json(view).into_response()
 }

@@ -10,7 +10,8 @@
 //!   simulators over Modbus TCP, a serial line between pty pairs.
 //! - [`analyser`] (the test analyser, tests/fixtures/profiles/two-floats.toml) and
 //!   [`collectors`] for the Modbus tests; [`site`] for pieces of site configs;
-//!   [`influx`] and [`mqtt`] for the sink and source tests.
+//!   [`influx`] and [`mqtt`] for the sink and source tests; [`monitored`] for a plant that
+//!   forwards to VictoriaMetrics and is scraped by it (alerts, dashboards).
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 pub mod analyser;
@@ -18,6 +19,7 @@ pub mod collectors;
 pub mod daemon;
 pub mod http;
 pub mod influx;
+pub mod monitored;
 pub mod mqtt;
 pub mod peers;
 pub mod ports;

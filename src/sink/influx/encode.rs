@@ -158,7 +158,12 @@ impl Encoder {
         out.push(' ');
         let flag = record.flags.primary();
         // Written first because it is always there, so later fields all start with a comma.
-        let _ = write!(out, "flag_code={}i,flag=\"{}\"", flag_code(flag), flag.code());
+        let _ = write!(
+            out,
+            "flag_code={}i,flag=\"{}\"",
+            flag_code(flag),
+            flag.code()
+        );
         float_field(out, "raw", raw);
         float_field(out, "measured", record.measured);
         float_field(out, "corrected", record.corrected);
@@ -222,8 +227,12 @@ impl Encoder {
         if &*record.channel == DERIVED_NOX_CHANNEL {
             return record.unit;
         }
-        self.facts
-            .raw_unit(&record.device, &record.channel, record.quantity, record.unit)
+        self.facts.raw_unit(
+            &record.device,
+            &record.channel,
+            record.quantity,
+            record.unit,
+        )
     }
 
     fn timestamp(&self, millis: i64) -> Result<i64, EncodeError> {
@@ -389,7 +398,8 @@ address = "127.0.0.1:1502"
     #[test]
     fn a_flag_change_keeps_the_series_and_a_close_lands_on_the_opening_point() {
         let encoder = Encoder::new("cems", site_facts(), Precision::Ms);
-        let series_of = |record: &Record| line(&encoder, record).split(' ').next().map(str::to_string);
+        let series_of =
+            |record: &Record| line(&encoder, record).split(' ').next().map(str::to_string);
         let calibrating = Record {
             flags: FlagSet::of(Flag::C),
             ..reading()
@@ -433,7 +443,10 @@ address = "127.0.0.1:1502"
         let mut record = reading();
         record.ts = Timestamp::from_millis(T0 + 1_234);
         let ts_of = |precision, record: &Record| {
-            let text = line(&Encoder::new("cems", SiteFacts::named("p"), precision), record);
+            let text = line(
+                &Encoder::new("cems", SiteFacts::named("p"), precision),
+                record,
+            );
             text.trim_end()
                 .rsplit(' ')
                 .next()
@@ -460,7 +473,8 @@ address = "127.0.0.1:1502"
         // i64::MAX ns is 2262-04-11; 9.3e12 ms is past it.
         record.ts = Timestamp::from_millis(9_300_000_000_000);
         let mut out = String::from("kept\n");
-        let e = Encoder::new("cems", SiteFacts::named("p"), Precision::Ns).encode(&record, &mut out);
+        let e =
+            Encoder::new("cems", SiteFacts::named("p"), Precision::Ns).encode(&record, &mut out);
         assert_eq!(
             e,
             Err(EncodeError::TimestampOutOfRange {
@@ -482,7 +496,10 @@ address = "127.0.0.1:1502"
         record.corrected = Some(f64::NEG_INFINITY);
         record.flags = FlagSet::of(Flag::B);
         assert_eq!(
-            line(&Encoder::new("cems", SiteFacts::named("p"), Precision::Ms), &record),
+            line(
+                &Encoder::new("cems", SiteFacts::named("p"), Precision::Ms),
+                &record
+            ),
             "cems_reading,channel=so2,device=so2-a,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
              flag_code=7i,flag=\"B\" 1767225600000\n"
         );
@@ -559,7 +576,10 @@ address = "127.0.0.1:1502"
             "ch\nx".into(),
         );
         assert_eq!(
-            line(&Encoder::new("cems", SiteFacts::named("site one"), Precision::Ms), &record),
+            line(
+                &Encoder::new("cems", SiteFacts::named("site one"), Precision::Ms),
+                &record
+            ),
             "cems_event,channel=ch\\nx,device=dev\\\\,site=site\\ one,stack=stack\\ 1\\,a\\=b \
              flag_code=0i,flag=\"N\",closed=0i 0\n"
         );
@@ -574,7 +594,10 @@ address = "127.0.0.1:1502"
             "d".into(),
             "c".into(),
         );
-        let text = line(&Encoder::new("my plant,x=1", SiteFacts::named("p"), Precision::Ms), &record);
+        let text = line(
+            &Encoder::new("my plant,x=1", SiteFacts::named("p"), Precision::Ms),
+            &record,
+        );
         assert!(
             text.starts_with("my\\ plant\\,x=1_day,channel=c,"),
             "{text}"
@@ -589,7 +612,10 @@ address = "127.0.0.1:1502"
         record.measured = None;
         record.corrected = None;
         record.note = Some("say \"hi\", a=b c:\\x\r\n".into());
-        let text = line(&Encoder::new("cems", SiteFacts::named("p"), Precision::Ms), &record);
+        let text = line(
+            &Encoder::new("cems", SiteFacts::named("p"), Precision::Ms),
+            &record,
+        );
         assert!(
             text.ends_with(",note=\"say \\\"hi\\\", a=b c:\\\\x\\r\\n\" 1767225600000\n"),
             "{text}"
@@ -675,8 +701,10 @@ address = "127.0.0.1:1502"
         let (batch, failed) = encoder.encode_batch(&records);
         assert_eq!(batch.len(), 2);
         assert_eq!((batch.seq(0), batch.seq(1)), (4, 6));
-        let first = "cems_gap,channel=x,device=a,site=p flag_code=0i,flag=\"N\",closed=0i 1000000\n";
-        let second = "cems_gap,channel=y,device=b,site=p flag_code=0i,flag=\"N\",closed=0i 2000000\n";
+        let first =
+            "cems_gap,channel=x,device=a,site=p flag_code=0i,flag=\"N\",closed=0i 1000000\n";
+        let second =
+            "cems_gap,channel=y,device=b,site=p flag_code=0i,flag=\"N\",closed=0i 2000000\n";
         assert_eq!(batch.text(0..1), first);
         assert_eq!(batch.text(1..2), second);
         assert_eq!(batch.text(0..2), format!("{first}{second}"));
