@@ -83,6 +83,7 @@ async fn an_exceedance_and_a_silent_analyser_reach_the_webhook_and_then_resolve(
     // the special limit of 50 mg/m3), unit 1's PLC answers nothing.
     let plant = MonitoredPlant::start(
         dir.path(),
+        &[],
         &[
             (
                 "u2-so2",

@@ -5,7 +5,8 @@
 //!   randomness, child processes signalled and reaped.
 //! - [`daemon`]: `cemsd run` as a child process, the one way the tests start the daemon;
 //!   [`http`] for its loopback endpoints.
-//! - [`store`]: the SQLite store opened, filled and queried.
+//! - [`store`]: the SQLite store opened, filled and queried; [`replayed`]: hours of past
+//!   records made by the replay tooling.
 //! - [`peers`]: mosquitto, VictoriaMetrics, pymodbus, a fault-injecting write endpoint,
 //!   simulators over Modbus TCP, a serial line between pty pairs.
 //! - [`analyser`] (the test analyser, tests/fixtures/profiles/two-floats.toml) and
@@ -24,6 +25,7 @@ pub mod mqtt;
 pub mod peers;
 pub mod ports;
 pub mod process;
+pub mod replayed;
 pub mod rng;
 pub mod site;
 pub mod store;

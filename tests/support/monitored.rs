@@ -1,22 +1,32 @@
 //! A plant watched the way an integrator watches one: `cemsd run` with the demo's two stacks
 //! and four simulated analysers (deploy/demo.toml, on free ports, polled every second),
-//! forwarding to a VictoriaMetrics on loopback that also scrapes the daemon's `/metrics`.
+//! forwarding to a VictoriaMetrics on loopback that also scrapes the daemon's `/metrics`, and
+//! uploading over HJ 212 to a bureau platform that is down.
 //! Scenarios (src/field/sim/scenario.rs) script what an analyser does: an exceedance, a
 //! calibration, a silence.
 
 use std::path::Path;
 use std::time::Duration;
 
+use cemsd::store::Record;
+
 use super::daemon::{write_config, Daemon};
 use super::peers::victoria::VictoriaMetrics;
 use super::ports::free_port;
+use super::replayed::polled_on_a_bus;
+use super::store::append;
 
 /// The site id the plant's points and scrapes carry as label `site`.
 pub const SITE: &str = "demo-plant";
 
 /// The demo's analysers: (device id, stack, profile, channels the device reads).
 pub const DEVICES: [(&str, &str, &str, &str); 4] = [
-    ("u1-scs900", "unit1", "sdl-scs900-plc", ""),
+    (
+        "u1-scs900",
+        "unit1",
+        "sdl-scs900-plc",
+        "spans = { so2 = [0, 750], no = [0, 750] }\n",
+    ),
     ("u2-so2", "unit2", "thermo-43i", ""),
     (
         "u2-nox",
@@ -32,6 +42,44 @@ pub const DEVICES: [(&str, &str, &str, &str); 4] = [
     ),
 ];
 
+/// Unit 1 as the demo has it: ultra-low limits (SO2 35, NOx 50, dust 10 mg/m3).
+const UNIT1: &str = r#"
+[[stack]]
+id = "unit1"
+mn = "88888880000001"
+source_type = "coal_boiler"
+limits = { preset = "ultra_low" }
+duct_area_m2 = 28.3
+nox = "no_only"
+"#;
+
+/// What unit 1's PLC ("u1-scs900", simulated with `scenario`) gave over `duration` from
+/// `start_ms`, as the live daemon would have stored it.
+pub fn unit1_history(start_ms: i64, duration: Duration, scenario: &str) -> Vec<Record> {
+    let config = format!(
+        r#"[site]
+id = "{SITE}"
+utc_offset = "+08:00"
+{UNIT1}
+[[bus]]
+id = "rs485-1"
+port = "/dev/ttyS1"
+baud = 9600
+
+[[device]]
+id = "u1-scs900"
+profile = "sdl-scs900-plc"
+stack = "unit1"
+transport = "rtu"
+bus = "rs485-1"
+unit_id = 1
+poll_interval = "10s"
+spans = {{ so2 = [0, 750], no = [0, 750] }}
+"#
+    );
+    polled_on_a_bus(&config, "sdl-scs900-plc", scenario, 0, start_ms, duration)
+}
+
 pub struct MonitoredPlant {
     pub vm: VictoriaMetrics,
     pub daemon: Daemon,
@@ -40,8 +88,16 @@ pub struct MonitoredPlant {
 
 impl MonitoredPlant {
     /// Starts VictoriaMetrics (deduplicating, scraping `/metrics` every second) and the
-    /// daemon; `scenarios` gives a device id's simulator its scenario file's text.
-    pub async fn start(dir: &Path, scenarios: &[(&str, &str)]) -> MonitoredPlant {
+    /// daemon on a store holding `history`; `scenarios` gives a device id's simulator its
+    /// scenario file's text.
+    pub async fn start(
+        dir: &Path,
+        history: &[Record],
+        scenarios: &[(&str, &str)],
+    ) -> MonitoredPlant {
+        if !history.is_empty() {
+            append(&dir.join("data/cemsd.db"), history);
+        }
         let http_port = free_port();
         let scrape = dir.join("scrape.yml");
         std::fs::write(
@@ -106,15 +162,10 @@ listen = "127.0.0.1:{http_port}"
 [store]
 path = "data/cemsd.db"
 
-[[stack]]
-id = "unit1"
-source_type = "coal_boiler"
-limits = {{ preset = "ultra_low" }}
-duct_area_m2 = 28.3
-nox = "no_only"
-
+{UNIT1}
 [[stack]]
 id = "unit2"
+mn = "88888880000002"
 source_type = "coal_boiler"
 limits = {{ preset = "gb13223_coal_special" }}
 
@@ -125,8 +176,16 @@ org = "plant"
 bucket = "cems"
 token_env = "CEMSD_TEST_INFLUX_TOKEN"
 flush_interval = "200ms"
-"#
+
+# A bureau platform that is down: the uplink keeps its backlog and reconnects.
+[[hj212]]
+name = "bureau"
+address = "127.0.0.1:{bureau_port}"
+password = {{ file = "hj212.pw" }}
+"#,
+        bureau_port = free_port(),
     );
+    std::fs::write(dir.join("hj212.pw"), "pw\n").unwrap_or_else(|e| panic!("write password: {e}"));
     for (seed, (device, stack, profile, channels)) in DEVICES.iter().enumerate() {
         let port = free_port();
         let scenario = scenarios

@@ -176,8 +176,8 @@ impl VictoriaMetrics {
     ) -> serde_json::Value {
         let end = super::super::time::now_ms() as f64 / 1000.0;
         let start = end - range.as_secs_f64();
-        let url = reqwest::Url::parse_with_params(
-            &format!("{}/api/v1/query_range", self.url()),
+        self.api(
+            "query_range",
             &[
                 ("query", query.to_string()),
                 ("start", format!("{start:.3}")),
@@ -185,21 +185,36 @@ impl VictoriaMetrics {
                 ("step", format!("{}s", step.as_secs().max(1))),
             ],
         )
-        .unwrap_or_else(|e| panic!("query URL: {e}"));
+        .await
+    }
+
+    /// Runs a query at one instant, now, through `/api/v1/query` (what Grafana sends for an
+    /// instant panel: a stat, a bar gauge) and returns the `data` object.
+    pub async fn query(&self, query: &str) -> serde_json::Value {
+        self.api("query", &[("query", query.to_string())]).await
+    }
+
+    async fn api(&self, endpoint: &str, params: &[(&str, String)]) -> serde_json::Value {
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/api/v1/{endpoint}", self.url()), params)
+                .unwrap_or_else(|e| panic!("{endpoint} URL: {e}"));
         let response = self
             .http
             .get(url)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("query {query}: {e}"));
+            .unwrap_or_else(|e| panic!("{endpoint} {params:?}: {e}"));
         let status = response.status();
         let text = response
             .text()
             .await
-            .unwrap_or_else(|e| panic!("query {query}: body: {e}"));
-        let body: serde_json::Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("query {query}: {e}: {text}"));
-        assert!(status.is_success(), "query {query}: HTTP {status}: {body}");
+            .unwrap_or_else(|e| panic!("{endpoint} {params:?}: body: {e}"));
+        let body: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{endpoint} {params:?}: {e}: {text}"));
+        assert!(
+            status.is_success(),
+            "{endpoint} {params:?}: HTTP {status}: {body}"
+        );
         body["data"].clone()
     }
 }
