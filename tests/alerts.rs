@@ -5,6 +5,13 @@
 //! silences unit 1's analyser for a while; both alerts arrive with their labels, then their
 //! resolution.
 //!
+//! Exceedance events open and close only as whole hours complete, so unit 1's last three
+//! hours are replayed into the store before the daemon starts (the replay tooling, the live
+//! processing code): its SO2 is over the limit from the second hour on and the event is
+//! still open. The event's close is the record the same tooling stores when the hour after
+//! it is back under the limit; it is added to the store while the daemon runs, and the
+//! forwarder carries it like any other.
+//!
 //! The rules are the shipped files with the plant's windows and `for:` durations cut to
 //! seconds (see `shortened`), so the test runs in about a minute; the expressions are the
 //! shipped ones.
@@ -14,8 +21,12 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use support::monitored::{MonitoredPlant, SITE};
+use cemsd::store::{Record, RecordKind};
+use support::monitored::{
+    recent_hours, unit1_history, MonitoredPlant, SITE, SO2_OVER_FROM_HOUR_ONE,
+};
 use support::peers::alerting::{check_rules, Alertmanager, Notified, Vmalert, Webhook};
+use support::store::append;
 
 const RULE_FILES: [&str; 2] = [
     "deploy/alerts/cemsd-emissions.yml",
@@ -59,6 +70,16 @@ fn shortened(dir: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
+/// The exceedance record of `records`, open or closed.
+fn exceedance(records: &[Record], closed: bool) -> Record {
+    records
+        .iter()
+        .rev()
+        .find(|r| r.kind == RecordKind::Exceedance && r.end.is_some() == closed)
+        .cloned()
+        .unwrap_or_else(|| panic!("no exceedance (closed: {closed}) in the replayed hours"))
+}
+
 #[test]
 fn the_shipped_rules_load_in_vmalert() {
     let (ok, said) = check_rules(&shipped());
@@ -77,13 +98,29 @@ fn has(alerts: &[Notified], alertname: &str, status: &str, labels: &[(&str, &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exceedance_and_a_silent_analyser_reach_the_webhook_and_then_resolve() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let (start, length) = recent_hours().await;
+    let history = unit1_history(start, length, SO2_OVER_FROM_HOUR_ONE);
+    let opened = exceedance(&history, false);
+    // SO2 over the limit in the second hour only: the same event, closed by the third hour.
+    let close = exceedance(
+        &unit1_history(
+            start,
+            length,
+            "[[event]]\nkind = \"exceedance\"\nstart = \"1h\"\nduration = \"1h\"\nchannel = \"so2\"\nfactor = 10.0\n",
+        ),
+        true,
+    );
+    assert_eq!(
+        (close.ts, &close.stack, close.quantity),
+        (opened.ts, &opened.stack, opened.quantity)
+    );
     let webhook = Webhook::start().await;
     let alertmanager = Alertmanager::start(dir.path(), &webhook.url());
     // From 20 s to 45 s after start: unit 2's SO2 analyser reads 20 times its value (over
     // the special limit of 50 mg/m3), unit 1's PLC answers nothing.
     let plant = MonitoredPlant::start(
         dir.path(),
-        &[],
+        &history,
         &[
             (
                 "u2-so2",
@@ -117,23 +154,40 @@ async fn an_exceedance_and_a_silent_analyser_reach_the_webhook_and_then_resolve(
         ("severity", "critical"),
     ];
     let disconnected = [("site", SITE), ("device", "u1-scs900"), ("job", "cemsd")];
+    let exceedance_open = [
+        ("site", SITE),
+        ("stack", "unit1"),
+        ("quantity", "SO2"),
+        ("severity", "critical"),
+    ];
+    let hour_over = [("site", SITE), ("stack", "unit1"), ("quantity", "SO2")];
     let expected = [
         ("CemsCorrectedOverLimit", &over_limit[..]),
         ("CemsDeviceSilent", &silent[..]),
         ("CemsdDeviceDisconnected", &disconnected[..]),
+        ("CemsExceedanceOpen", &exceedance_open[..]),
     ];
 
     let deadline = Instant::now() + Duration::from_secs(100);
+    let seen = |name: &str, status: &str, labels: &[(&str, &str)]| {
+        has(&webhook.received(), name, status, labels)
+    };
+    // The event closes once its alert has fired.
+    while !seen("CemsExceedanceOpen", "firing", &exceedance_open) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    append(&dir.path().join("data/cemsd.db"), &[close]);
     let all_seen = |status: &str| {
-        let got = webhook.received();
         expected
             .iter()
-            .all(|(name, labels)| has(&got, name, status, labels))
+            .all(|(name, labels)| seen(name, status, labels))
     };
     while !(all_seen("firing") && all_seen("resolved")) && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let got = webhook.received();
+    // The last whole hour was over the limit too.
+    assert!(has(&got, "CemsHourAverageOverLimit", "firing", &hour_over));
     let summary: Vec<String> = got
         .iter()
         .map(|a| format!("{} {:?}", a.status, a.labels))

@@ -10,10 +10,9 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use support::monitored::{unit1_history, MonitoredPlant, SITE};
-use support::time::now_ms;
-
-const HOUR_MS: i64 = 3_600_000;
+use support::monitored::{
+    recent_hours, unit1_history, MonitoredPlant, SITE, SO2_OVER_FROM_HOUR_ONE,
+};
 
 /// One panel query: dashboard file, panel title, expression, legend, instant or range.
 #[derive(Debug, Clone)]
@@ -131,22 +130,9 @@ async fn every_panel_of_every_dashboard_shows_data_from_a_running_plant() {
     let queries = panel_queries();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     // Three hours of unit 1 up to 30 s ago, its SO2 ten times over from the second hour on:
-    // two hours over the limit and an exceedance still open. The hour before this one has
-    // completed once a poll after the hour has been replayed.
-    let mut now = now_ms();
-    if now % HOUR_MS < 60_000 {
-        tokio::time::sleep(Duration::from_millis(
-            u64::try_from(60_000 - now % HOUR_MS).unwrap_or(0),
-        ))
-        .await;
-        now = now_ms();
-    }
-    let start = now - now % HOUR_MS - 3 * HOUR_MS;
-    let history = unit1_history(
-        start,
-        Duration::from_millis(u64::try_from(now - 30_000 - start).unwrap_or(0)),
-        "[[event]]\nkind = \"exceedance\"\nstart = \"1h\"\nduration = \"3h\"\nchannel = \"so2\"\nfactor = 10.0\n",
-    );
+    // two hours over the limit and an exceedance still open.
+    let (start, length) = recent_hours().await;
+    let history = unit1_history(start, length, SO2_OVER_FROM_HOUR_ONE);
     // Unit 2's NOx analyser drops out for a few seconds, so polls fail and a gap is recorded.
     let plant = MonitoredPlant::start(
         dir.path(),

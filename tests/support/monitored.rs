@@ -15,6 +15,7 @@ use super::peers::victoria::VictoriaMetrics;
 use super::ports::free_port;
 use super::replayed::polled_on_a_bus;
 use super::store::append;
+use super::time::now_ms;
 
 /// The site id the plant's points and scrapes carry as label `site`.
 pub const SITE: &str = "demo-plant";
@@ -53,6 +54,11 @@ duct_area_m2 = 28.3
 nox = "no_only"
 "#;
 
+/// A scenario for unit 1's PLC: SO2 ten times its value (over the ultra-low 35 mg/m3) from
+/// an hour after the start on.
+pub const SO2_OVER_FROM_HOUR_ONE: &str =
+    "[[event]]\nkind = \"exceedance\"\nstart = \"1h\"\nduration = \"3h\"\nchannel = \"so2\"\nfactor = 10.0\n";
+
 /// What unit 1's PLC ("u1-scs900", simulated with `scenario`) gave over `duration` from
 /// `start_ms`, as the live daemon would have stored it.
 pub fn unit1_history(start_ms: i64, duration: Duration, scenario: &str) -> Vec<Record> {
@@ -78,6 +84,22 @@ spans = {{ so2 = [0, 750], no = [0, 750] }}
 "#
     );
     polled_on_a_bus(&config, "sdl-scs900-plc", scenario, 0, start_ms, duration)
+}
+
+/// The three whole hours before the current one and the current one up to 30 s ago: (start
+/// ms, length), so the last hour has completed once it is replayed. Within a minute after
+/// an hour begins, waits until that minute has passed.
+pub async fn recent_hours() -> (i64, Duration) {
+    const HOUR_MS: i64 = 3_600_000;
+    let mut now = now_ms();
+    if now % HOUR_MS < 60_000 {
+        let wait = u64::try_from(60_000 - now % HOUR_MS).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        now = now_ms();
+    }
+    let start = now - now % HOUR_MS - 3 * HOUR_MS;
+    let length = u64::try_from(now - 30_000 - start).unwrap_or(0);
+    (start, Duration::from_millis(length))
 }
 
 pub struct MonitoredPlant {
