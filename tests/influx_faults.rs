@@ -175,7 +175,7 @@ async fn bad_points_are_split_out_dead_lettered_and_the_rest_delivered_in_order(
         // T0 + seq s in ms.
         format!(
             "cems_reading,channel=so2,device=bad-analyser,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
-             flag_code=0i,flag=\"N\",measured={seq}.0 {}",
+             flag_code=0i,measured={seq}.0 {}",
             T0 + seq as i64 * 1000
         )
     };
@@ -299,9 +299,9 @@ async fn auth_and_server_errors_are_retried_with_the_same_body_until_accepted() 
     // The bytes on the wire, uncompressed: T0 + 1 s and T0 + 2 s.
     let body =
         "cems_reading,channel=so2,device=a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
-                flag_code=0i,flag=\"N\",measured=1.0 1767225601000\n\
+                flag_code=0i,measured=1.0 1767225601000\n\
                 cems_reading,channel=so2,device=a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
-                flag_code=0i,flag=\"N\",measured=2.0 1767225602000\n";
+                flag_code=0i,measured=2.0 1767225602000\n";
     for r in &received {
         assert_eq!(r.body, body);
         assert_eq!(r.content_encoding, None);

@@ -26,18 +26,14 @@ fn record(kind: RecordKind, ts: i64, stack: &str, device: &str, channel: &str) -
     )
 }
 
-/// (metric name, labels) → points, without the string-field series (`*_note`, `*_flag`),
-/// whose values VictoriaMetrics does not keep as text.
+/// (metric name, labels) → points, without the string-field series (`*_note`), whose values
+/// VictoriaMetrics does not keep as text.
 type Points = BTreeMap<(String, BTreeMap<String, String>), Vec<(i64, f64)>>;
-
-fn is_string_field(series: &Series) -> bool {
-    series.name.ends_with("_note") || series.name.ends_with("_flag")
-}
 
 fn points(series: &[Series]) -> Points {
     series
         .iter()
-        .filter(|s| !is_string_field(s))
+        .filter(|s| !s.name.ends_with("_note"))
         .map(|s| ((s.name.clone(), s.labels.clone()), s.points()))
         .collect()
 }
@@ -211,7 +207,7 @@ async fn every_record_kind_arrives_with_its_tags_and_values() {
     }
     assert_eq!(points(&series), expected);
 
-    // The notes got through (VictoriaMetrics keeps a number for them, not the text).
+    // The string fields got through (VictoriaMetrics keeps a number for them, not the text).
     let notes: Vec<(&str, &BTreeMap<String, String>, &[i64])> = series
         .iter()
         .filter(|s| s.name.ends_with("_note"))

@@ -4,14 +4,14 @@
 //! exceedance, event); tags channel, device, quantity, raw_unit, site, stack, unit (sorted by
 //! key, as InfluxDB recommends; empty ones left out), so a series is one channel of one
 //! device of one stack and kind, and nothing that changes from one record to the next splits
-//! it. Fields: flag_code and flag, raw, measured, corrected, limit, rate, min, max,
+//! it. Fields: flag_code, raw, measured, corrected, limit, rate, min, max,
 //! corrected_min, corrected_max, count, duration_ms, closed, revision, note.
 //!
 //! - The HJ 212 flag is a field, never a tag: as a tag it started a new series at every flag
 //!   change, and a period revised with another flag landed beside its first version instead
 //!   of replacing it. `flag_code` is the flag as a number ([`flag_code`]), the only form
-//!   VictoriaMetrics and Prometheus keep, and is on every line, so every line has a field;
-//!   `flag` repeats it as a letter for InfluxDB queries.
+//!   VictoriaMetrics and Prometheus keep (a string field becomes a series of no use there),
+//!   and is on every line, so every line has a field.
 //! - `channel` is lower-case: profiles name channels `nox`, the NOx cemsd computes from NO and
 //!   NO2 is stored as `NOx`, and both are one name in a chart.
 //! - `unit` is the unit of measured, corrected, limit, min and max; `raw` is in the analyser's
@@ -156,14 +156,8 @@ impl Encoder {
             tag(out, "unit", u.symbol());
         }
         out.push(' ');
-        let flag = record.flags.primary();
         // Written first because it is always there, so later fields all start with a comma.
-        let _ = write!(
-            out,
-            "flag_code={}i,flag=\"{}\"",
-            flag_code(flag),
-            flag.code()
-        );
+        let _ = write!(out, "flag_code={}i", flag_code(record.flags.primary()));
         float_field(out, "raw", raw);
         float_field(out, "measured", record.measured);
         float_field(out, "corrected", record.corrected);
@@ -344,7 +338,7 @@ mod tests {
         assert_eq!(
             line(&encoder, &reading()),
             "cems_reading,channel=so2,device=so2-a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
-             flag_code=0i,flag=\"N\",raw=12.5,measured=35.75,corrected=41.0 1767225600000\n"
+             flag_code=0i,raw=12.5,measured=35.75,corrected=41.0 1767225600000\n"
         );
     }
 
@@ -377,7 +371,7 @@ address = "127.0.0.1:1502"
         assert_eq!(
             line(&encoder, &reading()),
             "cems_reading,channel=so2,device=so2-a,quantity=SO2,raw_unit=ppb,site=plant-1,stack=unit1,unit=mg/m3 \
-             flag_code=0i,flag=\"N\",raw=12.5,measured=35.75,corrected=41.0,limit=35.0 1767225600000\n"
+             flag_code=0i,raw=12.5,measured=35.75,corrected=41.0,limit=35.0 1767225600000\n"
         );
         // NOx computed from NO and NO2: its raw repeats measured, in mg/m3; ultra-low NOx 50
         let nox = Record {
@@ -391,7 +385,7 @@ address = "127.0.0.1:1502"
         assert_eq!(
             line(&encoder, &nox),
             "cems_reading,channel=nox,device=so2-a,quantity=NOx,raw_unit=mg/m3,site=plant-1,stack=unit1,unit=mg/m3 \
-             flag_code=0i,flag=\"N\",raw=20.0,measured=20.0,corrected=22.0,limit=50.0 1767225600000\n"
+             flag_code=0i,raw=20.0,measured=20.0,corrected=22.0,limit=50.0 1767225600000\n"
         );
     }
 
@@ -405,7 +399,7 @@ address = "127.0.0.1:1502"
             ..reading()
         };
         assert_eq!(series_of(&reading()), series_of(&calibrating));
-        assert!(line(&encoder, &calibrating).contains(" flag_code=3i,flag=\"C\","));
+        assert!(line(&encoder, &calibrating).contains(" flag_code=3i,"));
 
         let open = Record {
             quantity: Some(Quantity::SO2),
@@ -428,12 +422,12 @@ address = "127.0.0.1:1502"
         assert_eq!(
             open_line,
             "cems_exceedance,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
-             flag_code=0i,flag=\"N\",corrected=48.0,limit=35.0,count=2i,closed=0i 1767225600000\n"
+             flag_code=0i,corrected=48.0,limit=35.0,count=2i,closed=0i 1767225600000\n"
         );
         assert_eq!(
             closed_line,
             "cems_exceedance,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
-             flag_code=0i,flag=\"N\",corrected=48.0,limit=35.0,count=2i,duration_ms=7200000i,closed=1i \
+             flag_code=0i,corrected=48.0,limit=35.0,count=2i,duration_ms=7200000i,closed=1i \
              1767225600000\n"
         );
     }
@@ -501,7 +495,7 @@ address = "127.0.0.1:1502"
                 &record
             ),
             "cems_reading,channel=so2,device=so2-a,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
-             flag_code=7i,flag=\"B\" 1767225600000\n"
+             flag_code=7i 1767225600000\n"
         );
     }
 
@@ -524,7 +518,7 @@ address = "127.0.0.1:1502"
         assert_eq!(
             line(&encoder, &hour),
             "cems_hour,channel=so2,device=so2-a,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
-             flag_code=3i,flag=\"C\",measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i \
+             flag_code=3i,measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i \
              1767225600000\n"
         );
         // its second version, after late readings: same point, one more field
@@ -535,7 +529,7 @@ address = "127.0.0.1:1502"
         assert_eq!(
             line(&encoder, &revised),
             "cems_hour,channel=so2,device=so2-a,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
-             flag_code=3i,flag=\"C\",measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i,\
+             flag_code=3i,measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i,\
              revision=1i 1767225600000\n"
         );
         let gap = Record {
@@ -552,7 +546,7 @@ address = "127.0.0.1:1502"
         // Empty stack and missing quantity/unit leave their tags out.
         assert_eq!(
             line(&encoder, &gap),
-            "cems_gap,channel=so2,device=so2-a,site=p flag_code=0i,flag=\"N\",duration_ms=90000i,closed=1i,\
+            "cems_gap,channel=so2,device=so2-a,site=p flag_code=0i,duration_ms=90000i,closed=1i,\
              note=\"no answer\" 1767225600000\n"
         );
         for (kind, measurement) in [
@@ -581,7 +575,7 @@ address = "127.0.0.1:1502"
                 &record
             ),
             "cems_event,channel=ch\\nx,device=dev\\\\,site=site\\ one,stack=stack\\ 1\\,a\\=b \
-             flag_code=0i,flag=\"N\",closed=0i 0\n"
+             flag_code=0i,closed=0i 0\n"
         );
     }
 
@@ -627,7 +621,6 @@ address = "127.0.0.1:1502"
         let keys = [
             "channel",
             "device",
-            "flag",
             "quantity",
             "site",
             "stack",
@@ -701,10 +694,8 @@ address = "127.0.0.1:1502"
         let (batch, failed) = encoder.encode_batch(&records);
         assert_eq!(batch.len(), 2);
         assert_eq!((batch.seq(0), batch.seq(1)), (4, 6));
-        let first =
-            "cems_gap,channel=x,device=a,site=p flag_code=0i,flag=\"N\",closed=0i 1000000\n";
-        let second =
-            "cems_gap,channel=y,device=b,site=p flag_code=0i,flag=\"N\",closed=0i 2000000\n";
+        let first = "cems_gap,channel=x,device=a,site=p flag_code=0i,closed=0i 1000000\n";
+        let second = "cems_gap,channel=y,device=b,site=p flag_code=0i,closed=0i 2000000\n";
         assert_eq!(batch.text(0..1), first);
         assert_eq!(batch.text(1..2), second);
         assert_eq!(batch.text(0..2), format!("{first}{second}"));
