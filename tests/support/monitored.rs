@@ -151,23 +151,6 @@ impl MonitoredPlant {
             http_port,
         }
     }
-
-    /// Waits until VictoriaMetrics returns a result for `query` (evaluated now); false after
-    /// `limit`.
-    pub async fn wait_for_data(&self, query: &str, limit: Duration) -> bool {
-        let deadline = std::time::Instant::now() + limit;
-        while std::time::Instant::now() < deadline {
-            let data = self
-                .vm
-                .query_range(query, Duration::from_secs(60), Duration::from_secs(1))
-                .await;
-            if data["result"].as_array().is_some_and(|r| !r.is_empty()) {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        false
-    }
 }
 
 /// deploy/demo.toml on free ports, polling every second, with an `[[influx]]` sink to `url`
