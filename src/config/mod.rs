@@ -75,7 +75,8 @@ impl SiteConfig {
         quantity: Option<Quantity>,
         record_unit: Option<Unit>,
     ) -> Option<Unit> {
-        raw_unit(&self.wire_units, device, channel, quantity, record_unit)
+        let key = (device.to_string(), channel.to_string());
+        raw_unit(self.wire_units.get(&key).copied(), quantity, record_unit)
     }
 
     /// Emission limit (mg/m3, O2-corrected) of each stack and limited pollutant.
@@ -87,20 +88,17 @@ impl SiteConfig {
     }
 }
 
-/// The unit the raw values of a device channel are in: the channel's wire unit from
-/// `wire_units` (`SiteConfig::wire_units`). A record's own unit (`record_unit`) is that of its
+/// The unit the raw values of a device channel are in: the channel's wire unit (`wire`, from
+/// `SiteConfig::wire_units`). Without one, a record's own unit (`record_unit`), that of its
 /// measured value, which is the raw one's too except for gases read in ppm or ppb; for a gas
 /// whose channel is unknown, no unit rather than a wrong one.
 pub fn raw_unit(
-    wire_units: &BTreeMap<(String, String), Unit>,
-    device: &str,
-    channel: &str,
+    wire: Option<Unit>,
     quantity: Option<Quantity>,
     record_unit: Option<Unit>,
 ) -> Option<Unit> {
-    let key = (device.to_string(), channel.to_string());
-    if let Some(unit) = wire_units.get(&key) {
-        return Some(*unit);
+    if wire.is_some() {
+        return wire;
     }
     let unit = record_unit?;
     (unit != Unit::MgPerM3 || quantity == Some(Quantity::Dust)).then_some(unit)

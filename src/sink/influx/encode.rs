@@ -136,7 +136,12 @@ impl Encoder {
             .position(|k| *k == record.kind)
             .unwrap_or(0);
         out.push_str(&self.measurements[kind_index]);
-        tag(out, "channel", &record.channel.to_lowercase());
+        let channel = &*record.channel;
+        if channel.chars().any(char::is_uppercase) {
+            tag(out, "channel", &channel.to_lowercase());
+        } else {
+            tag(out, "channel", channel);
+        }
         tag(out, "device", &record.device);
         if let Some(q) = record.quantity {
             tag(out, "quantity", q.name());
