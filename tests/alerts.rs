@@ -153,7 +153,12 @@ async fn an_exceedance_and_a_silent_analyser_reach_the_webhook_and_then_resolve(
         ("device", "u1-scs900"),
         ("severity", "critical"),
     ];
-    let disconnected = [("site", SITE), ("device", "u1-scs900"), ("job", "cemsd")];
+    let disconnected = [
+        ("site", SITE),
+        ("stack", "unit1"),
+        ("device", "u1-scs900"),
+        ("job", "cemsd"),
+    ];
     let exceedance_open = [
         ("site", SITE),
         ("stack", "unit1"),

@@ -182,6 +182,7 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
         devices: generation.live.snapshot(),
         lines: generation.live.lines(),
         mqtt: generation.mqtt_snapshots(),
+        stacks: super::metrics::device_stacks(&generation.config),
     };
     super::metrics::refresh(
         state.writer().stats(),
