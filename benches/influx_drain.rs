@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 use cemsd::config::influx::Precision;
 use cemsd::model::{Quantity, Timestamp, Unit};
-use cemsd::sink::influx::Encoder;
+use cemsd::sink::influx::{Encoder, SiteFacts};
 use cemsd::store::{Record, RecordKind, Store, StoreOptions};
 use influx_support::{fill_store, sink_config, RunningForwarder, VictoriaMetrics, Writer};
 
@@ -60,7 +60,7 @@ fn line_files(db: &Path, dir: &Path) -> Vec<PathBuf> {
     let stored = store
         .read_after(0, POINTS)
         .unwrap_or_else(|e| panic!("{e}"));
-    let encoder = Encoder::new("cems", "plant-1", Precision::Ms);
+    let encoder = Encoder::new("cems", SiteFacts::named("plant-1"), Precision::Ms);
     stored
         .chunks(BATCH)
         .enumerate()

@@ -17,10 +17,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use cemsd::collect::hj212::records::from_hj212_unit;
-use cemsd::config;
-use cemsd::field::replay::synthetic::{SteppedClock, SyntheticBus};
-use cemsd::field::replay::Replayer;
-use cemsd::field::sim::{Scenario, Simulator};
 use cemsd::model::time::UtcOffset;
 use cemsd::model::Timestamp;
 use cemsd::protocol::hj212::codes::code_2017;
@@ -33,6 +29,7 @@ use cemsd::sink::hj212::upload::{
 use cemsd::store::{Record, RecordKind, Stored};
 use support::daemon::{write_config, Daemon};
 use support::ports::{free_port, listening_within};
+use support::replayed::polled_on_a_bus;
 use support::site::{head, hj212_uplink, plant_stack, simulated_plc};
 use support::store::{all, append, open};
 use support::time::eventually;
@@ -73,33 +70,16 @@ poll_interval = "10s"
 "#,
         stack = plant_stack(&format!("mn = \"{MN}\"\n")),
     );
-    let loaded = config::parse(Path::new("replay.toml"), &text).unwrap_or_else(|e| panic!("{e}"));
-    let clock = SteppedClock::new();
-    let profile = loaded
-        .profiles
-        .get("sdl-scs900-plc")
-        .unwrap_or_else(|| panic!("shipped profile sdl-scs900-plc"))
-        .clone();
-    let simulator = Simulator::new(profile, Scenario::default(), 7, clock.clone()).with_unit_id(1);
-    let bus = SyntheticBus::new(
-        &loaded.config,
-        &loaded.profiles,
-        None,
-        vec![(1, &simulator)],
-        clock,
-    );
-    let mut replayer = Replayer::new(&loaded.config, &loaded.profiles, None)
-        .unwrap_or_else(|e| panic!("replayer: {e}"));
-    let mut records = Vec::new();
     // Five minutes past the last hour, so the tick at 01:00 closes the hour 00:00.
     let hours = u64::try_from(REPLAY_HOURS).unwrap_or(0);
-    bus.run(
-        REPLAY_START_MS * 1000,
+    polled_on_a_bus(
+        &text,
+        "sdl-scs900-plc",
+        "",
+        7,
+        REPLAY_START_MS,
         Duration::from_secs(hours * 3600 + 300),
-        |frame| replayer.push(&frame, &mut records),
-    );
-    replayer.finish(&mut records);
-    records
+    )
 }
 
 /// When a replayed record became final: the end of its period, or its time.

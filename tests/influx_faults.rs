@@ -174,7 +174,7 @@ async fn bad_points_are_split_out_dead_lettered_and_the_rest_delivered_in_order(
     let line = |seq: u64| {
         // T0 + seq s in ms.
         format!(
-            "cems_reading,channel=so2,device=bad-analyser,flag=N,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
+            "cems_reading,channel=so2,device=bad-analyser,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
              flag_code=0i,measured={seq}.0 {}",
             T0 + seq as i64 * 1000
         )
@@ -297,9 +297,10 @@ async fn auth_and_server_errors_are_retried_with_the_same_body_until_accepted() 
     let statuses: Vec<u16> = received.iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![401, 403, 500, 502, 204]);
     // The bytes on the wire, uncompressed: T0 + 1 s and T0 + 2 s.
-    let body = "cems_reading,channel=so2,device=a,flag=N,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
+    let body =
+        "cems_reading,channel=so2,device=a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
                 flag_code=0i,measured=1.0 1767225601000\n\
-                cems_reading,channel=so2,device=a,flag=N,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
+                cems_reading,channel=so2,device=a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
                 flag_code=0i,measured=2.0 1767225602000\n";
     for r in &received {
         assert_eq!(r.body, body);

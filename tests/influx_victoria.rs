@@ -75,10 +75,13 @@ async fn every_record_kind_arrives_with_its_tags_and_values() {
         count: Some(60),
         ..nox(RecordKind::Minute, 60_000)
     };
+    // NOx computed from NO and NO2 is stored as channel "NOx"; it goes out as "nox", the
+    // name the profiles give a NOx channel, so minute and hour chart as one channel.
     let hour = Record {
         measured: Some(81.0),
         corrected: Some(120.5),
         count: Some(45),
+        channel: "NOx".into(),
         ..nox(RecordKind::Hour, 3_600_000)
     };
     let day = Record {
@@ -128,21 +131,18 @@ async fn every_record_kind_arrives_with_its_tags_and_values() {
     assert_eq!(stats.dead_letters, 0);
 
     let series = vm.export(r#"{__name__=~"cems_.*"}"#).await;
-    let so2 = |flag| {
-        labels(&[
-            ("channel", "so2"),
-            ("device", "so2-a"),
-            ("flag", flag),
-            ("quantity", "SO2"),
-            ("site", "plant-1"),
-            ("stack", "unit1"),
-            ("unit", "mg/m3"),
-        ])
-    };
+    // No flag label: the reading flagged C is a point of the same series as the one flagged N.
+    let so2 = labels(&[
+        ("channel", "so2"),
+        ("device", "so2-a"),
+        ("quantity", "SO2"),
+        ("site", "plant-1"),
+        ("stack", "unit1"),
+        ("unit", "mg/m3"),
+    ]);
     let nox = labels(&[
         ("channel", "nox"),
         ("device", "nox-a"),
-        ("flag", "N"),
         ("quantity", "NOx"),
         ("site", "plant-1"),
         ("stack", "unit1"),
@@ -152,7 +152,6 @@ async fn every_record_kind_arrives_with_its_tags_and_values() {
     let o2 = labels(&[
         ("channel", "o2"),
         ("device", "o2-a"),
-        ("flag", "B"),
         ("quantity", "O2"),
         ("site", "plant-1"),
     ]);
@@ -160,19 +159,18 @@ async fn every_record_kind_arrives_with_its_tags_and_values() {
     let odd = labels(&[
         ("channel", "o2=x"),
         ("device", "analyser 2,b"),
-        ("flag", "M"),
         ("site", "plant-1"),
         ("stack", "unit 1"),
     ]);
     let expect: Vec<(&str, BTreeMap<String, String>, i64, f64)> = vec![
-        ("cems_reading_flag_code", so2("N"), T0, 0.0),
-        ("cems_reading_raw", so2("N"), T0, 12.5),
-        ("cems_reading_measured", so2("N"), T0, 35.75),
-        ("cems_reading_corrected", so2("N"), T0, 41.0),
-        ("cems_reading_rate", so2("N"), T0, 0.5),
+        ("cems_reading_flag_code", so2.clone(), T0, 0.0),
+        ("cems_reading_raw", so2.clone(), T0, 12.5),
+        ("cems_reading_measured", so2.clone(), T0, 35.75),
+        ("cems_reading_corrected", so2.clone(), T0, 41.0),
+        ("cems_reading_rate", so2.clone(), T0, 0.5),
         // {T, C} reports C (rank 3); the infinite raw value and the missing ones are absent.
-        ("cems_reading_flag_code", so2("C"), T0 + 1000, 3.0),
-        ("cems_reading_corrected", so2("C"), T0 + 1000, 40.0),
+        ("cems_reading_flag_code", so2.clone(), T0 + 1000, 3.0),
+        ("cems_reading_corrected", so2.clone(), T0 + 1000, 40.0),
         ("cems_minute_flag_code", nox.clone(), T0, 0.0),
         ("cems_minute_measured", nox.clone(), T0, 80.25),
         ("cems_minute_min", nox.clone(), T0, 70.0),
@@ -188,13 +186,17 @@ async fn every_record_kind_arrives_with_its_tags_and_values() {
         ("cems_day_measured", nox.clone(), T0, 79.5),
         ("cems_day_count", nox.clone(), T0, 24.0),
         ("cems_day_duration_ms", nox.clone(), T0, 86_400_000.0),
-        // B is rank 7; the gap lasted 95 000 - 5 000 = 90 000 ms.
+        // B is rank 7; the gap lasted 95 000 - 5 000 = 90 000 ms, so it is closed.
         ("cems_gap_flag_code", o2.clone(), T0 + 5_000, 7.0),
         ("cems_gap_duration_ms", o2.clone(), T0 + 5_000, 90_000.0),
-        ("cems_exceedance_flag_code", so2("N"), T0 + 7_000, 0.0),
-        ("cems_exceedance_measured", so2("N"), T0 + 7_000, 120.0),
+        ("cems_gap_closed", o2.clone(), T0 + 5_000, 1.0),
+        // without an end the exceedance and the event are still open
+        ("cems_exceedance_flag_code", so2.clone(), T0 + 7_000, 0.0),
+        ("cems_exceedance_measured", so2.clone(), T0 + 7_000, 120.0),
+        ("cems_exceedance_closed", so2.clone(), T0 + 7_000, 0.0),
         // M is rank 4.
         ("cems_event_flag_code", odd.clone(), T0 + 9_000, 4.0),
+        ("cems_event_closed", odd.clone(), T0 + 9_000, 0.0),
     ];
     let mut expected = Points::new();
     for (name, labels, ts, value) in expect {
@@ -215,7 +217,7 @@ async fn every_record_kind_arrives_with_its_tags_and_values() {
         notes,
         vec![
             ("cems_event_note", &odd, &[T0 + 9_000][..]),
-            ("cems_exceedance_note", &so2("N"), &[T0 + 7_000][..]),
+            ("cems_exceedance_note", &so2, &[T0 + 7_000][..]),
             ("cems_gap_note", &o2, &[T0 + 5_000][..]),
         ]
     );

@@ -17,6 +17,7 @@ use cemsd::field::replay::synthetic::{SteppedClock, SyntheticBus};
 use cemsd::field::replay::{replay_all, OutputFormat, RecordWriter, Summary};
 use cemsd::field::sim::{Scenario, Simulator};
 use cemsd::model::Flag;
+use cemsd::sink::influx::SiteFacts;
 use cemsd::store::{Record, RecordKind};
 
 /// 2026-03-01T02:00:00Z, 10:00 at the site (UTC+8).
@@ -45,7 +46,12 @@ fn replayed() -> (Vec<Record>, Summary) {
 }
 
 fn csv(records: &[Record]) -> String {
-    let mut writer = RecordWriter::new(Vec::new(), OutputFormat::Csv, true, "fixture");
+    let mut writer = RecordWriter::new(
+        Vec::new(),
+        OutputFormat::Csv,
+        true,
+        SiteFacts::named("fixture"),
+    );
     writer.write(records).unwrap_or_else(|e| panic!("{e}"));
     let bytes = writer.into_inner().unwrap_or_else(|e| panic!("{e}"));
     String::from_utf8(bytes).unwrap_or_else(|e| panic!("{e}"))

@@ -600,7 +600,7 @@ pub fn replay(
             std::io::BufWriter::new(stdout),
             format,
             output.all,
-            &config.site.id,
+            crate::sink::influx::SiteFacts::of(&config),
         )
     });
     let mut records = Vec::with_capacity(REPLAY_BATCH);

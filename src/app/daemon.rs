@@ -210,8 +210,7 @@ impl Sinks {
     fn start(loaded: &Loaded, store_path: &Path, store: &StoreHandle) -> Result<Sinks, Failure> {
         let (stop, stop_rx) = watch::channel(false);
         let influx = crate::sink::influx::InfluxSinks::start(
-            &loaded.config.influx,
-            &loaded.config.site.id,
+            &loaded.config,
             &loaded.path,
             store_path,
             store,
@@ -369,11 +368,7 @@ impl Workers {
             .spawn(batches_rx)
             .map_err(|e| Failure::runtime(format!("cannot start the pipeline thread: {e}")))?;
         let console = tokio::spawn(console(live.clone(), mqtt_stats.clone(), shutdown_rx));
-        let limits: StackLimits = config
-            .stacks
-            .iter()
-            .flat_map(|s| s.limits.limited().map(move |(q, l)| ((s.id.clone(), q), l)))
-            .collect();
+        let limits: StackLimits = config.limits();
         Ok(Workers {
             generation: Arc::new(
                 Generation::new(Arc::new(config.clone()), live)

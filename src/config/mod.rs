@@ -67,6 +67,44 @@ pub struct SiteConfig {
     pub ingest: IngestConfig,
 }
 
+impl SiteConfig {
+    /// The unit the raw values of a device channel are in; see [`raw_unit`].
+    pub fn raw_unit(
+        &self,
+        device: &str,
+        channel: &str,
+        quantity: Option<Quantity>,
+        record_unit: Option<Unit>,
+    ) -> Option<Unit> {
+        let key = (device.to_string(), channel.to_string());
+        raw_unit(self.wire_units.get(&key).copied(), quantity, record_unit)
+    }
+
+    /// Emission limit (mg/m3, O2-corrected) of each stack and limited pollutant.
+    pub fn limits(&self) -> BTreeMap<(String, Quantity), f64> {
+        self.stacks
+            .iter()
+            .flat_map(|s| s.limits.limited().map(move |(q, l)| ((s.id.clone(), q), l)))
+            .collect()
+    }
+}
+
+/// The unit the raw values of a device channel are in: the channel's wire unit (`wire`, from
+/// `SiteConfig::wire_units`). Without one, a record's own unit (`record_unit`), that of its
+/// measured value, which is the raw one's too except for gases read in ppm or ppb; for a gas
+/// whose channel is unknown, no unit rather than a wrong one.
+pub fn raw_unit(
+    wire: Option<Unit>,
+    quantity: Option<Quantity>,
+    record_unit: Option<Unit>,
+) -> Option<Unit> {
+    if wire.is_some() {
+        return wire;
+    }
+    let unit = record_unit?;
+    (unit != Unit::MgPerM3 || quantity == Some(Quantity::Dust)).then_some(unit)
+}
+
 /// Checks the pipeline makes on everything collected, whatever the source.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use super::health::{Health, SourceHealth, Verdict};
 use super::series::{SeriesSpec, SeriesView};
 use super::state::{store_facts, OpsState};
-use super::status::{raw_unit, StatusView, ValueKind};
+use super::status::{StatusView, ValueKind};
 use crate::model::time::now;
 use crate::model::{Quantity, Timestamp};
 
@@ -183,6 +183,7 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
         devices: generation.live.snapshot(),
         lines: generation.live.lines(),
         mqtt: generation.mqtt_snapshots(),
+        stacks: super::metrics::device_stacks(&generation.config),
     };
     super::metrics::refresh(
         state.writer().stats(),
@@ -307,14 +308,10 @@ async fn series(
         let last = rows.last().map(|s| &s.record);
         let unit = last.and_then(|r| r.unit);
         let quantity = last.and_then(|r| r.quantity);
-        view.unit = raw_unit(
-            &generation.config,
-            &spec.device,
-            &spec.channel,
-            quantity,
-            unit,
-        )
-        .map(|u| u.symbol());
+        view.unit = generation
+            .config
+            .raw_unit(&spec.device, &spec.channel, quantity, unit)
+            .map(|u| u.symbol());
     }
     Json(view).into_response()
 }

@@ -30,6 +30,7 @@ use crate::collect::modbus::poll_metrics::{
     comm_metric, export_comm, Scope, COMM_COUNTERS, POLLS, POLL_ERRORS,
 };
 use crate::collect::mqtt::SourceSnapshot;
+use crate::config::SiteConfig;
 use crate::model::comm::CommStats;
 use crate::pipeline::live::DeviceLive;
 use crate::store::WriterStats;
@@ -50,6 +51,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         DEVICE_CONNECTED,
         Kind::Gauge,
         "1 while a device answers (its last poll got a reply, if only an exception), 0 after a poll it did not answer.",
+    ),
+    (
+        DEVICE_INFO,
+        Kind::Gauge,
+        "1 for every configured device, labelled with its stack: join on device (group_left(stack)) to give the device metrics a stack.",
     ),
     (
         MQTT_CONNECTED,
@@ -285,6 +291,7 @@ pub const HELP: &[(&str, Kind, &str)] = &[
 ];
 
 pub const DEVICE_CONNECTED: &str = "cemsd_device_connected";
+pub const DEVICE_INFO: &str = "cemsd_device_info";
 pub const MQTT_CONNECTED: &str = "cemsd_mqtt_connected";
 pub const MQTT_STALLED: &str = "cemsd_mqtt_stalled";
 pub const MQTT_MESSAGES: &str = "cemsd_mqtt_messages_total";
@@ -388,6 +395,21 @@ pub struct Collectors {
     pub lines: BTreeMap<Arc<str>, CommStats>,
     /// Counters of each MQTT source, by id.
     pub mqtt: Vec<(String, SourceSnapshot)>,
+    /// (device, stack) of every configured device, from [`device_stacks`].
+    pub stacks: Vec<(String, String)>,
+}
+
+/// (device id, stack id) of every polled and MQTT device of `config`.
+pub fn device_stacks(config: &SiteConfig) -> Vec<(String, String)> {
+    let polled = config
+        .devices
+        .iter()
+        .map(|d| (d.id.clone(), d.stack.clone()));
+    let published = config
+        .mqtt
+        .iter()
+        .flat_map(|m| m.devices.iter().map(|d| (d.id.clone(), d.stack.clone())));
+    polled.chain(published).collect()
 }
 
 /// A SIGHUP reload, applied or rejected.
@@ -436,6 +458,9 @@ pub fn refresh(
             .oldest_pending
             .map_or(0.0, |t| ((now_ms - t.0).max(0) as f64) / 1000.0);
         gauge!(SINK_LAG, "sink" => sink.name.clone()).set(lag);
+    }
+    for (device, stack) in &collectors.stacks {
+        gauge!(DEVICE_INFO, "device" => device.clone(), "stack" => stack.clone()).set(1.0);
     }
     for (id, device) in collectors.devices.iter().filter(|(_, d)| d.polls > 0) {
         gauge!(DEVICE_CONNECTED, "device" => id.to_string())
@@ -556,6 +581,7 @@ mod tests {
                 devices,
                 lines: BTreeMap::from([(Arc::from("rs485"), rs485)]),
                 mqtt: vec![("plant".to_string(), mqtt.snapshot())],
+                stacks: vec![("u1-so2".to_string(), "unit1".to_string())],
             };
             refresh(writer, StoreState::Writable, &store, &collectors, 60_000);
         });
@@ -585,6 +611,7 @@ mod tests {
             (r#"cemsd_forwarder_lag_seconds{sink="influx"}"#, 5.0),
             (r#"cemsd_device_connected{device="u1-so2"}"#, 1.0),
             (r#"cemsd_device_connected{device="dead"}"#, 0.0),
+            (r#"cemsd_device_info{device="u1-so2",stack="unit1"}"#, 1.0),
             (r#"cemsd_modbus_line_requests_total{line="rs485"}"#, 3.0),
             (r#"cemsd_modbus_line_timeouts_total{line="rs485"}"#, 1.0),
             (r#"cemsd_modbus_line_crc_errors_total{line="rs485"}"#, 1.0),

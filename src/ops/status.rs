@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::config::{Position, SiteConfig};
-use crate::model::{Quantity, Unit};
+use crate::model::Quantity;
 use crate::pipeline::live::DeviceLive;
 use crate::store::{Record, Stored};
 
@@ -195,7 +195,7 @@ fn value_view(stored: &Stored, config: &SiteConfig) -> ValueView {
     let r = &stored.record;
     let shown = ValueKind::of(r);
     let unit = match shown {
-        Some((ValueKind::Raw, _)) => raw_unit(config, &r.device, &r.channel, r.quantity, r.unit),
+        Some((ValueKind::Raw, _)) => config.raw_unit(&r.device, &r.channel, r.quantity, r.unit),
         _ => r.unit,
     };
     ValueView {
@@ -209,25 +209,6 @@ fn value_view(stored: &Stored, config: &SiteConfig) -> ValueView {
         ts: r.ts.0,
         seq: stored.seq,
     }
-}
-
-/// The unit the raw values of a device channel are in: the channel's wire unit. A record's
-/// own unit (`record_unit`) is that of its measured value, which is the raw one's too except
-/// for gases read in ppm or ppb; for a gas whose channel is unknown, no unit rather than a
-/// wrong one.
-pub fn raw_unit(
-    config: &SiteConfig,
-    device: &str,
-    channel: &str,
-    quantity: Option<Quantity>,
-    record_unit: Option<Unit>,
-) -> Option<Unit> {
-    let key = (device.to_string(), channel.to_string());
-    if let Some(unit) = config.wire_units.get(&key) {
-        return Some(*unit);
-    }
-    let unit = record_unit?;
-    (unit != Unit::MgPerM3 || quantity == Some(Quantity::Dust)).then_some(unit)
 }
 
 #[cfg(test)]

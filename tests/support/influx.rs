@@ -8,7 +8,7 @@ use cemsd::config::influx::{InfluxSinkConfig, Precision};
 use cemsd::config::secret::Secret as Token;
 use cemsd::config::Interval;
 use cemsd::model::Timestamp;
-use cemsd::sink::influx::{Forwarder, ForwarderStats};
+use cemsd::sink::influx::{Forwarder, ForwarderStats, SiteFacts};
 use cemsd::store::StoreHandle;
 use tokio::sync::watch;
 
@@ -51,7 +51,7 @@ impl RunningForwarder {
             Arc::new(|| Timestamp::from_datetime(chrono::Utc::now()));
         let forwarder = Forwarder::new(
             config,
-            "plant-1",
+            SiteFacts::named("plant-1"),
             &Token::new(TEST_TOKEN),
             store_path.to_path_buf(),
             store.clone(),

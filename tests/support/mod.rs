@@ -6,12 +6,14 @@
 //! - [`daemon`]: `cemsd run` as a child process, the one way the tests start the daemon;
 //!   [`http`] for its loopback endpoints.
 //! - [`browser`]: headless Chromium on a page (DOM, screenshot, PDF).
-//! - [`store`]: the SQLite store opened, filled and queried.
+//! - [`store`]: the SQLite store opened, filled and queried; [`replayed`]: hours of past
+//!   records made by the replay tooling.
 //! - [`peers`]: mosquitto, VictoriaMetrics, pymodbus, a fault-injecting write endpoint,
 //!   simulators over Modbus TCP, a serial line between pty pairs.
 //! - [`analyser`] (the test analyser, tests/fixtures/profiles/two-floats.toml) and
 //!   [`collectors`] for the Modbus tests; [`site`] for pieces of site configs;
-//!   [`influx`] and [`mqtt`] for the sink and source tests.
+//!   [`influx`] and [`mqtt`] for the sink and source tests; [`monitored`] for a plant that
+//!   forwards to VictoriaMetrics and is scraped by it (alerts, dashboards).
 #![allow(dead_code, unused_imports)] // each test binary uses its own subset
 
 pub mod analyser;
@@ -20,10 +22,12 @@ pub mod collectors;
 pub mod daemon;
 pub mod http;
 pub mod influx;
+pub mod monitored;
 pub mod mqtt;
 pub mod peers;
 pub mod ports;
 pub mod process;
+pub mod replayed;
 pub mod rng;
 pub mod site;
 pub mod store;

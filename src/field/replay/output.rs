@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::io::Write;
 
 use crate::config::influx::Precision;
-use crate::sink::influx::Encoder;
+use crate::sink::influx::{Encoder, SiteFacts};
 use crate::store::{Record, RecordKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -30,13 +30,14 @@ pub struct RecordWriter<W: Write> {
 }
 
 impl<W: Write> RecordWriter<W> {
-    /// `site` tags line-protocol points as the InfluxDB forwarder does.
-    pub fn new(out: W, format: OutputFormat, all: bool, site: &str) -> RecordWriter<W> {
+    /// `facts` (site, limits, raw units) go into line-protocol points as the InfluxDB
+    /// forwarder puts them.
+    pub fn new(out: W, format: OutputFormat, all: bool, facts: SiteFacts) -> RecordWriter<W> {
         RecordWriter {
             out,
             format,
             all,
-            encoder: Encoder::new("cems", site, Precision::Ms),
+            encoder: Encoder::new("cems", facts, Precision::Ms),
             started: false,
             line: String::new(),
         }

@@ -198,6 +198,9 @@ impl Uplink {
         }
         tracing::info!(sink = %self.settings.name, address = %self.settings.address, cursor = self.saved_cursor, "hj212 uplink started");
         while !stop_requested(&shutdown) {
+            // Set at every attempt, not only when a connection ends: a platform down since
+            // start shows 0, and the gauge is renewed before /metrics drops it as idle.
+            self.stats.set_connected(false);
             let connect = tokio::time::timeout(
                 self.settings.ack_timeout.max(Duration::from_secs(1)),
                 tokio::net::TcpStream::connect(self.settings.address.as_str()),

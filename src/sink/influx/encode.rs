@@ -1,13 +1,30 @@
-//! Store records as InfluxDB line protocol.
+//! Store records as InfluxDB line protocol, in the schema docs/influx-schema.md describes.
 //!
 //! One line per record: measurement `<prefix>_<kind>` (reading, minute, hour, day, gap,
-//! exceedance, event); tags channel, device, flag, quantity, site, stack, unit (sorted by key,
-//! as InfluxDB recommends; empty ones left out); fields raw, measured, corrected, rate, min,
-//! max, count, duration_ms, note, flag_code and, on a period stored again after late readings,
-//! revision (InfluxDB keeps the last write of a point, so the revision replaces the values of
-//! the first version). The HJ 212 flag is a tag because stores such
-//! as VictoriaMetrics turn string fields into numbers; `flag_code` repeats it as a number
-//! and guarantees every line has a field even when the record carries no value.
+//! exceedance, event); tags channel, device, quantity, raw_unit, site, stack, unit (sorted by
+//! key, as InfluxDB recommends; empty ones left out), so a series is one channel of one
+//! device of one stack and kind, and nothing that changes from one record to the next splits
+//! it. Fields: flag_code, raw, measured, corrected, limit, rate, min, max,
+//! corrected_min, corrected_max, count, duration_ms, closed, revision, note.
+//!
+//! - The HJ 212 flag is a field, never a tag: as a tag it started a new series at every flag
+//!   change, and a period revised with another flag landed beside its first version instead
+//!   of replacing it. `flag_code` is the flag as a number ([`flag_code`]), the only form
+//!   VictoriaMetrics and Prometheus keep (a string field becomes a series of no use there),
+//!   and is on every line, so every line has a field.
+//! - `channel` is lower-case: profiles name channels `nox`, the NOx cemsd computes from NO and
+//!   NO2 is stored as `NOx`, and both are one name in a chart.
+//! - `unit` is the unit of measured, corrected, limit, min and max; `raw` is in the analyser's
+//!   own unit (ppm, ppb, mA counts scaled to the span, …), named by `raw_unit` on lines that
+//!   carry `raw`.
+//! - `limit` is the stack's emission limit of the pollutant (O2-corrected mg/m3, as
+//!   `corrected`), on every line of a limited pollutant, so a chart or an alert compares two
+//!   fields of one series.
+//! - `closed` (gaps, exceedances, events) is 0 while the record is open and 1 once it has an
+//!   end; a close is written on the same point as the opening, and both InfluxDB (last write)
+//!   and VictoriaMetrics with deduplication (largest value) keep the 1.
+//! - `revision` is on a period stored again after late readings: InfluxDB keeps the last
+//!   write of a point, so the revision replaces the values of the first version.
 //!
 //! Escaping follows the line-protocol reference: measurement names escape comma and space;
 //! tag keys, tag values and field keys escape comma, equals sign and space; string field
@@ -17,17 +34,20 @@
 
 use std::fmt::Write as _;
 
-use crate::model::Flag;
-use crate::store::Record;
-
+use super::site_facts::SiteFacts;
 use crate::config::influx::Precision;
+use crate::model::{Flag, Unit};
+use crate::process::normalise::DERIVED_NOX_CHANNEL;
+use crate::store::{Record, RecordKind};
 
 /// Turns records into lines for one site and precision.
 #[derive(Debug, Clone)]
 pub struct Encoder {
     /// Escaped measurement names by `RecordKind` code order.
     measurements: [String; 7],
+    /// Escaped site id.
     site: String,
+    facts: SiteFacts,
     precision: Precision,
 }
 
@@ -92,17 +112,18 @@ impl EncodedBatch {
 }
 
 impl Encoder {
-    pub fn new(measurement_prefix: &str, site: &str, precision: Precision) -> Encoder {
+    pub fn new(measurement_prefix: &str, facts: SiteFacts, precision: Precision) -> Encoder {
         let measurements = crate::store::RecordKind::ALL.map(|kind| {
             let mut name = String::new();
             escape_measurement(&mut name, &format!("{measurement_prefix}_{kind}"));
             name
         });
-        let mut escaped_site = String::new();
-        escape_key_or_tag(&mut escaped_site, site);
+        let mut site = String::new();
+        escape_key_or_tag(&mut site, &facts.site);
         Encoder {
             measurements,
-            site: escaped_site,
+            site,
+            facts,
             precision,
         }
     }
@@ -110,18 +131,26 @@ impl Encoder {
     /// Appends the line of `record` (with its newline) to `out`. On error `out` is unchanged.
     pub fn encode(&self, record: &Record, out: &mut String) -> Result<(), EncodeError> {
         let ts = self.timestamp(record.ts.millis())?;
-        let kind_index = crate::store::RecordKind::ALL
+        let kind_index = RecordKind::ALL
             .iter()
             .position(|k| *k == record.kind)
             .unwrap_or(0);
         out.push_str(&self.measurements[kind_index]);
-        tag(out, "channel", &record.channel);
+        let channel = &*record.channel;
+        if channel.chars().any(char::is_uppercase) {
+            tag(out, "channel", &channel.to_lowercase());
+        } else {
+            tag(out, "channel", channel);
+        }
         tag(out, "device", &record.device);
-        let flag = record.flags.primary();
-        let mut code = [0u8; 4];
-        tag(out, "flag", flag.code().encode_utf8(&mut code));
         if let Some(q) = record.quantity {
             tag(out, "quantity", q.name());
+        }
+        let raw = record.raw.filter(|v| v.is_finite());
+        if raw.is_some() {
+            if let Some(u) = self.raw_unit(record) {
+                tag(out, "raw_unit", u.symbol());
+            }
         }
         if !self.site.is_empty() {
             out.push_str(",site=");
@@ -133,10 +162,14 @@ impl Encoder {
         }
         out.push(' ');
         // Written first because it is always there, so later fields all start with a comma.
-        let _ = write!(out, "flag_code={}i", flag_code(flag));
-        float_field(out, "raw", record.raw);
+        let _ = write!(out, "flag_code={}i", flag_code(record.flags.primary()));
+        float_field(out, "raw", raw);
         float_field(out, "measured", record.measured);
         float_field(out, "corrected", record.corrected);
+        let limit = record
+            .quantity
+            .and_then(|q| self.facts.limit(&record.stack, q));
+        float_field(out, "limit", limit);
         float_field(out, "rate", record.rate);
         float_field(out, "min", record.min);
         float_field(out, "max", record.max);
@@ -148,6 +181,12 @@ impl Encoder {
         if let Some(end) = record.end {
             let duration = end.millis().saturating_sub(record.ts.millis());
             let _ = write!(out, ",duration_ms={duration}i");
+        }
+        if matches!(
+            record.kind,
+            RecordKind::Gap | RecordKind::Exceedance | RecordKind::Event
+        ) {
+            let _ = write!(out, ",closed={}i", u8::from(record.end.is_some()));
         }
         if record.revision > 0 {
             let _ = write!(out, ",revision={}i", record.revision);
@@ -181,6 +220,20 @@ impl Encoder {
         (batch, failed)
     }
 
+    /// The unit of the record's raw value: the channel's wire unit; a derived NOx repeats its
+    /// measured value as raw, in the record's unit.
+    fn raw_unit(&self, record: &Record) -> Option<Unit> {
+        if &*record.channel == DERIVED_NOX_CHANNEL {
+            return record.unit;
+        }
+        self.facts.raw_unit(
+            &record.device,
+            &record.channel,
+            record.quantity,
+            record.unit,
+        )
+    }
+
     fn timestamp(&self, millis: i64) -> Result<i64, EncodeError> {
         let scaled = match self.precision {
             Precision::Ns => millis.checked_mul(1_000_000),
@@ -195,8 +248,9 @@ impl Encoder {
     }
 }
 
-/// The flag's rank by severity (N 0 … B 7, the order `Flag` declares), so "worse than" is
-/// a numeric comparison in a dashboard query.
+/// The flag's rank by severity, the order `Flag` declares: N 0, T 1, S 2, C 3, M 4, D 5, F 6,
+/// B 7 (the table in docs/influx-schema.md), so "worse than" is a numeric comparison in a
+/// dashboard query or an alert rule.
 pub fn flag_code(flag: Flag) -> u8 {
     flag as u8
 }
@@ -285,11 +339,101 @@ mod tests {
 
     #[test]
     fn a_reading_has_sorted_tags_its_values_and_a_millisecond_timestamp() {
-        let encoder = Encoder::new("cems", "plant-1", Precision::Ms);
+        let encoder = Encoder::new("cems", SiteFacts::named("plant-1"), Precision::Ms);
         assert_eq!(
             line(&encoder, &reading()),
-            "cems_reading,channel=so2,device=so2-a,flag=N,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
+            "cems_reading,channel=so2,device=so2-a,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
              flag_code=0i,raw=12.5,measured=35.75,corrected=41.0 1767225600000\n"
+        );
+    }
+
+    /// A site whose SO2 analyser reports ppb and whose NOx cemsd computes from NO and NO2.
+    fn site_facts() -> SiteFacts {
+        let text = r#"
+[site]
+id = "plant-1"
+
+[[stack]]
+id = "unit1"
+limits = { preset = "ultra_low" }
+
+[[device]]
+id = "so2-a"
+profile = "thermo-43i"
+stack = "unit1"
+transport = "tcp"
+address = "127.0.0.1:1502"
+"#;
+        let loaded = crate::config::parse(std::path::Path::new("site.toml"), text)
+            .unwrap_or_else(|e| panic!("{e}"));
+        SiteFacts::of(&loaded.config)
+    }
+
+    #[test]
+    fn raw_is_in_the_wire_unit_the_limit_beside_corrected_and_channels_lower_case() {
+        let encoder = Encoder::new("cems", site_facts(), Precision::Ms);
+        // the 43i reports SO2 in ppb (its profile): raw 12.5 ppb, measured 35.75 mg/m3; ultra-low SO2 35
+        assert_eq!(
+            line(&encoder, &reading()),
+            "cems_reading,channel=so2,device=so2-a,quantity=SO2,raw_unit=ppb,site=plant-1,stack=unit1,unit=mg/m3 \
+             flag_code=0i,raw=12.5,measured=35.75,corrected=41.0,limit=35.0 1767225600000\n"
+        );
+        // NOx computed from NO and NO2: its raw repeats measured, in mg/m3; ultra-low NOx 50
+        let nox = Record {
+            quantity: Some(Quantity::NOx),
+            raw: Some(20.0),
+            measured: Some(20.0),
+            corrected: Some(22.0),
+            channel: DERIVED_NOX_CHANNEL.into(),
+            ..reading()
+        };
+        assert_eq!(
+            line(&encoder, &nox),
+            "cems_reading,channel=nox,device=so2-a,quantity=NOx,raw_unit=mg/m3,site=plant-1,stack=unit1,unit=mg/m3 \
+             flag_code=0i,raw=20.0,measured=20.0,corrected=22.0,limit=50.0 1767225600000\n"
+        );
+    }
+
+    #[test]
+    fn a_flag_change_keeps_the_series_and_a_close_lands_on_the_opening_point() {
+        let encoder = Encoder::new("cems", site_facts(), Precision::Ms);
+        let series_of =
+            |record: &Record| line(&encoder, record).split(' ').next().map(str::to_string);
+        let calibrating = Record {
+            flags: FlagSet::of(Flag::C),
+            ..reading()
+        };
+        assert_eq!(series_of(&reading()), series_of(&calibrating));
+        assert!(line(&encoder, &calibrating).contains(" flag_code=3i,"));
+
+        let open = Record {
+            quantity: Some(Quantity::SO2),
+            unit: Some(Unit::MgPerM3),
+            corrected: Some(48.0),
+            count: Some(2),
+            ..Record::new(
+                RecordKind::Exceedance,
+                Timestamp::from_millis(T0),
+                "unit1".into(),
+                "".into(),
+                "".into(),
+            )
+        };
+        let closed = Record {
+            end: Some(Timestamp::from_millis(T0 + 7_200_000)),
+            ..open.clone()
+        };
+        let (open_line, closed_line) = (line(&encoder, &open), line(&encoder, &closed));
+        assert_eq!(
+            open_line,
+            "cems_exceedance,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
+             flag_code=0i,corrected=48.0,limit=35.0,count=2i,closed=0i 1767225600000\n"
+        );
+        assert_eq!(
+            closed_line,
+            "cems_exceedance,quantity=SO2,site=plant-1,stack=unit1,unit=mg/m3 \
+             flag_code=0i,corrected=48.0,limit=35.0,count=2i,duration_ms=7200000i,closed=1i \
+             1767225600000\n"
         );
     }
 
@@ -298,7 +442,10 @@ mod tests {
         let mut record = reading();
         record.ts = Timestamp::from_millis(T0 + 1_234);
         let ts_of = |precision, record: &Record| {
-            let text = line(&Encoder::new("cems", "p", precision), record);
+            let text = line(
+                &Encoder::new("cems", SiteFacts::named("p"), precision),
+                record,
+            );
             text.trim_end()
                 .rsplit(' ')
                 .next()
@@ -325,7 +472,8 @@ mod tests {
         // i64::MAX ns is 2262-04-11; 9.3e12 ms is past it.
         record.ts = Timestamp::from_millis(9_300_000_000_000);
         let mut out = String::from("kept\n");
-        let e = Encoder::new("cems", "p", Precision::Ns).encode(&record, &mut out);
+        let e =
+            Encoder::new("cems", SiteFacts::named("p"), Precision::Ns).encode(&record, &mut out);
         assert_eq!(
             e,
             Err(EncodeError::TimestampOutOfRange {
@@ -334,7 +482,7 @@ mod tests {
             })
         );
         assert_eq!(out, "kept\n");
-        assert!(Encoder::new("cems", "p", Precision::Ms)
+        assert!(Encoder::new("cems", SiteFacts::named("p"), Precision::Ms)
             .encode(&record, &mut out)
             .is_ok());
     }
@@ -347,15 +495,18 @@ mod tests {
         record.corrected = Some(f64::NEG_INFINITY);
         record.flags = FlagSet::of(Flag::B);
         assert_eq!(
-            line(&Encoder::new("cems", "p", Precision::Ms), &record),
-            "cems_reading,channel=so2,device=so2-a,flag=B,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
+            line(
+                &Encoder::new("cems", SiteFacts::named("p"), Precision::Ms),
+                &record
+            ),
+            "cems_reading,channel=so2,device=so2-a,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
              flag_code=7i 1767225600000\n"
         );
     }
 
     #[test]
     fn aggregates_gaps_and_events_carry_their_own_fields() {
-        let encoder = Encoder::new("cems", "p", Precision::Ms);
+        let encoder = Encoder::new("cems", SiteFacts::named("p"), Precision::Ms);
         let hour = Record {
             kind: RecordKind::Hour,
             end: Some(Timestamp::from_millis(T0 + 3_600_000)),
@@ -371,7 +522,7 @@ mod tests {
         // Primary flag of {T, C} is C (rank 3); the hour lasts 3 600 000 ms.
         assert_eq!(
             line(&encoder, &hour),
-            "cems_hour,channel=so2,device=so2-a,flag=C,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
+            "cems_hour,channel=so2,device=so2-a,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
              flag_code=3i,measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i \
              1767225600000\n"
         );
@@ -382,7 +533,7 @@ mod tests {
         };
         assert_eq!(
             line(&encoder, &revised),
-            "cems_hour,channel=so2,device=so2-a,flag=C,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
+            "cems_hour,channel=so2,device=so2-a,quantity=SO2,site=p,stack=unit1,unit=mg/m3 \
              flag_code=3i,measured=35.75,rate=1.5e-7,min=-0.5,max=1e21,count=45i,duration_ms=3600000i,\
              revision=1i 1767225600000\n"
         );
@@ -400,7 +551,7 @@ mod tests {
         // Empty stack and missing quantity/unit leave their tags out.
         assert_eq!(
             line(&encoder, &gap),
-            "cems_gap,channel=so2,device=so2-a,flag=N,site=p flag_code=0i,duration_ms=90000i,\
+            "cems_gap,channel=so2,device=so2-a,site=p flag_code=0i,duration_ms=90000i,closed=1i,\
              note=\"no answer\" 1767225600000\n"
         );
         for (kind, measurement) in [
@@ -424,9 +575,12 @@ mod tests {
             "ch\nx".into(),
         );
         assert_eq!(
-            line(&Encoder::new("cems", "site one", Precision::Ms), &record),
-            "cems_event,channel=ch\\nx,device=dev\\\\,flag=N,site=site\\ one,stack=stack\\ 1\\,a\\=b \
-             flag_code=0i 0\n"
+            line(
+                &Encoder::new("cems", SiteFacts::named("site one"), Precision::Ms),
+                &record
+            ),
+            "cems_event,channel=ch\\nx,device=dev\\\\,site=site\\ one,stack=stack\\ 1\\,a\\=b \
+             flag_code=0i,closed=0i 0\n"
         );
     }
 
@@ -439,7 +593,10 @@ mod tests {
             "d".into(),
             "c".into(),
         );
-        let text = line(&Encoder::new("my plant,x=1", "p", Precision::Ms), &record);
+        let text = line(
+            &Encoder::new("my plant,x=1", SiteFacts::named("p"), Precision::Ms),
+            &record,
+        );
         assert!(
             text.starts_with("my\\ plant\\,x=1_day,channel=c,"),
             "{text}"
@@ -454,7 +611,10 @@ mod tests {
         record.measured = None;
         record.corrected = None;
         record.note = Some("say \"hi\", a=b c:\\x\r\n".into());
-        let text = line(&Encoder::new("cems", "p", Precision::Ms), &record);
+        let text = line(
+            &Encoder::new("cems", SiteFacts::named("p"), Precision::Ms),
+            &record,
+        );
         assert!(
             text.ends_with(",note=\"say \\\"hi\\\", a=b c:\\\\x\\r\\n\" 1767225600000\n"),
             "{text}"
@@ -466,7 +626,6 @@ mod tests {
         let keys = [
             "channel",
             "device",
-            "flag",
             "quantity",
             "site",
             "stack",
@@ -481,6 +640,12 @@ mod tests {
             "count",
             "duration_ms",
             "note",
+            "raw_unit",
+            "limit",
+            "closed",
+            "revision",
+            "corrected_min",
+            "corrected_max",
         ];
         for key in keys {
             let mut escaped = String::new();
@@ -502,7 +667,7 @@ mod tests {
 
     #[test]
     fn a_batch_keeps_seqs_and_slices_lines_and_reports_what_it_could_not_encode() {
-        let encoder = Encoder::new("cems", "p", Precision::Ns);
+        let encoder = Encoder::new("cems", SiteFacts::named("p"), Precision::Ns);
         let mut far = reading();
         far.ts = Timestamp::from_millis(i64::MAX);
         let records = vec![
@@ -534,8 +699,8 @@ mod tests {
         let (batch, failed) = encoder.encode_batch(&records);
         assert_eq!(batch.len(), 2);
         assert_eq!((batch.seq(0), batch.seq(1)), (4, 6));
-        let first = "cems_gap,channel=x,device=a,flag=N,site=p flag_code=0i 1000000\n";
-        let second = "cems_gap,channel=y,device=b,flag=N,site=p flag_code=0i 2000000\n";
+        let first = "cems_gap,channel=x,device=a,site=p flag_code=0i,closed=0i 1000000\n";
+        let second = "cems_gap,channel=y,device=b,site=p flag_code=0i,closed=0i 2000000\n";
         assert_eq!(batch.text(0..1), first);
         assert_eq!(batch.text(1..2), second);
         assert_eq!(batch.text(0..2), format!("{first}{second}"));

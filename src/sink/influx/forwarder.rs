@@ -34,6 +34,7 @@ use crate::store::{StoreError, StoreHandle, StoreReader, Stored};
 
 use super::client::{ClientError, WriteClient, WriteOutcome};
 use super::encode::{EncodedBatch, Encoder};
+use super::site_facts::SiteFacts;
 use super::stats::ForwarderStats;
 use crate::config::influx::InfluxSinkConfig;
 use crate::config::secret::Secret;
@@ -97,7 +98,7 @@ impl Forwarder {
     /// letters go through `store`, the writer thread. `seed` drives the jitter.
     pub fn new(
         config: &InfluxSinkConfig,
-        site: &str,
+        facts: SiteFacts,
         token: &Secret,
         store_path: PathBuf,
         store: StoreHandle,
@@ -106,7 +107,7 @@ impl Forwarder {
     ) -> Result<Forwarder, ClientError> {
         Ok(Forwarder {
             name: config.store_name(),
-            encoder: Encoder::new(&config.measurement_prefix, site, config.precision),
+            encoder: Encoder::new(&config.measurement_prefix, facts, config.precision),
             client: WriteClient::new(config, token)?,
             reader: StoreReader::new(store_path),
             store,

@@ -4,6 +4,7 @@
 mod client;
 mod encode;
 mod forwarder;
+mod site_facts;
 mod stats;
 
 use std::collections::hash_map::RandomState;
@@ -15,7 +16,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::influx::{InfluxSinkConfig, TokenError};
+use crate::config::influx::TokenError;
+use crate::config::SiteConfig;
 use crate::model::time::system_clock;
 use crate::sink::stop::join_within;
 use crate::store::StoreHandle;
@@ -26,6 +28,7 @@ pub use client::{
 };
 pub use encode::{flag_code, EncodeError, EncodedBatch, Encoder};
 pub use forwarder::Forwarder;
+pub use site_facts::SiteFacts;
 pub use stats::{ForwarderStats, StatsSnapshot};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,21 +51,22 @@ impl InfluxSinks {
     /// Starts one forwarder per sink. Every token is read and every client built before any
     /// starts, so a mistake stops the daemon at once instead of failing later in a log.
     pub fn start(
-        sinks: &[InfluxSinkConfig],
-        site: &str,
+        config: &SiteConfig,
         config_path: &Path,
         store_path: &Path,
         store: &StoreHandle,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<InfluxSinks, StartError> {
         let clock = system_clock();
+        let facts = SiteFacts::of(config);
+        let sinks = &config.influx;
         let mut forwarders = Vec::new();
         for sink in sinks {
             let token = sink.load_token(config_path)?;
             let seed = RandomState::new().hash_one(&sink.id);
             let forwarder = Forwarder::new(
                 sink,
-                site,
+                facts.clone(),
                 &token,
                 PathBuf::from(store_path),
                 store.clone(),

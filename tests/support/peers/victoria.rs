@@ -19,6 +19,8 @@ pub struct VictoriaMetrics {
     pub port: u16,
     storage: PathBuf,
     dedup: bool,
+    /// More command-line flags, e.g. `-promscrape.config=…`.
+    extra: Vec<String>,
     http: reqwest::Client,
 }
 
@@ -46,11 +48,17 @@ impl VictoriaMetrics {
     /// Starts it on a free port with storage under `dir`, with `-dedup.minScrapeInterval=1ms`
     /// when `dedup` (one point per series and timestamp in exports), and waits until ready.
     pub async fn start(dir: &Path, dedup: bool) -> VictoriaMetrics {
+        VictoriaMetrics::start_with(dir, dedup, &[]).await
+    }
+
+    /// As `start`, with more command-line flags (`extra`).
+    pub async fn start_with(dir: &Path, dedup: bool, extra: &[String]) -> VictoriaMetrics {
         let mut vm = VictoriaMetrics {
             process: None,
             port: free_port(),
             storage: dir.join("victoria-metrics"),
             dedup,
+            extra: extra.to_vec(),
             http: {
                 cemsd::sink::influx::install_crypto_provider();
                 reqwest::Client::new()
@@ -79,6 +87,7 @@ impl VictoriaMetrics {
         if self.dedup {
             command.arg("-dedup.minScrapeInterval=1ms");
         }
+        command.args(&self.extra);
         Owned::spawn(&mut command, VICTORIA_METRICS)
     }
 
@@ -152,6 +161,61 @@ impl VictoriaMetrics {
         let mut series: Vec<Series> = text.lines().map(parse_series).collect();
         series.sort_by(|a, b| (&a.name, &a.labels).cmp(&(&b.name, &b.labels)));
         series
+    }
+}
+
+impl VictoriaMetrics {
+    /// Runs a MetricsQL/PromQL query over `[now - range, now]` at `step` through
+    /// `/api/v1/query_range` (what Grafana sends for a time-series panel) and returns the
+    /// `data` object: `resultType` and `result`.
+    pub async fn query_range(
+        &self,
+        query: &str,
+        range: Duration,
+        step: Duration,
+    ) -> serde_json::Value {
+        let end = super::super::time::now_ms() as f64 / 1000.0;
+        let start = end - range.as_secs_f64();
+        self.api(
+            "query_range",
+            &[
+                ("query", query.to_string()),
+                ("start", format!("{start:.3}")),
+                ("end", format!("{end:.3}")),
+                ("step", format!("{}s", step.as_secs().max(1))),
+            ],
+        )
+        .await
+    }
+
+    /// Runs a query at one instant, now, through `/api/v1/query` (what Grafana sends for an
+    /// instant panel: a stat, a bar gauge) and returns the `data` object.
+    pub async fn query(&self, query: &str) -> serde_json::Value {
+        self.api("query", &[("query", query.to_string())]).await
+    }
+
+    async fn api(&self, endpoint: &str, params: &[(&str, String)]) -> serde_json::Value {
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/api/v1/{endpoint}", self.url()), params)
+                .unwrap_or_else(|e| panic!("{endpoint} URL: {e}"));
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint} {params:?}: {e}"));
+        let status = response.status();
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint} {params:?}: body: {e}"));
+        let body: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{endpoint} {params:?}: {e}: {text}"));
+        assert!(
+            status.is_success(),
+            "{endpoint} {params:?}: HTTP {status}: {body}"
+        );
+        body["data"].clone()
     }
 }
 
