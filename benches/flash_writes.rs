@@ -4,7 +4,8 @@
 //! (24 channels) polled every second.
 //!
 //! Run with `cargo bench --bench flash_writes`; `CEMSD_FLASH_SECONDS` sets the measured
-//! span (default 120 s, after 15 s of warm-up). The figure does not depend on the build's
+//! span (default 120 s, after 15 s of warm-up), `CEMSD_FLASH_COMMIT_DELAY` the site's
+//! `[store] commit_delay` (default "5s", as shipped). The figure does not depend on the build's
 //! optimisation, so `cargo build --bench flash_writes` and running the binary measures the
 //! same.
 
@@ -17,9 +18,9 @@ use cemsd::store::{Store, StoreOptions};
 const PLCS: u16 = 3;
 const CHANNELS_PER_PLC: u64 = 8;
 
-fn site(store: &Path, first_port: u16) -> String {
+fn site(store: &Path, first_port: u16, commit_delay: &str) -> String {
     let mut text = format!(
-        "[site]\nid = \"flash\"\nutc_offset = \"+08:00\"\n\n[store]\npath = \"{}\"\nretention = \"90d\"\n",
+        "[site]\nid = \"flash\"\nutc_offset = \"+08:00\"\n\n[store]\npath = \"{}\"\nretention = \"90d\"\ncommit_delay = \"{commit_delay}\"\n",
         store.display()
     );
     for i in 0..PLCS {
@@ -28,7 +29,7 @@ fn site(store: &Path, first_port: u16) -> String {
             "\n[[stack]]\nid = \"unit{i}\"\nsource_type = \"coal_boiler\"\nduct_area_m2 = 20.0\n\
              \n[[simulate]]\nprofile = \"sdl-scs900-plc\"\nlisten = \"127.0.0.1:{port}\"\nseed = {i}\n\
              \n[[device]]\nid = \"plc{i}\"\nprofile = \"sdl-scs900-plc\"\nstack = \"unit{i}\"\n\
-             transport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\npoll_interval = \"1s\"\n"
+             transport = \"tcp\"\naddress = \"127.0.0.1:{port}\"\npoll_interval = \"1s\"\ntimeout = \"500ms\"\n"
         ));
     }
     text
@@ -65,16 +66,22 @@ fn main() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = dir.path().join("cems.db");
     let config = dir.path().join("site.toml");
-    std::fs::write(&config, site(&store, free_port_block())).unwrap_or_else(|e| panic!("{e}"));
+    let commit_delay =
+        std::env::var("CEMSD_FLASH_COMMIT_DELAY").unwrap_or_else(|_| "5s".to_string());
+    std::fs::write(&config, site(&store, free_port_block(), &commit_delay))
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_cemsd"))
         .args(["run", "--config"])
         .arg(&config)
         .env("CEMSD_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("cemsd: {e}"));
     std::thread::sleep(Duration::from_secs(15));
+    if let Ok(Some(status)) = child.try_wait() {
+        panic!("cemsd stopped: {status}");
+    }
     let (bytes0, seq0) = (write_bytes(child.id()), committed(&store));
     std::thread::sleep(Duration::from_secs(seconds));
     let (bytes1, seq1) = (write_bytes(child.id()), committed(&store));
@@ -86,7 +93,7 @@ fn main() {
     let size = std::fs::metadata(&store).map_or(0, |m| m.len());
     let total = committed(&store).max(1);
     println!(
-        "{} channels at 1 Hz, {seconds} s: {records} records, {} bytes written, {:.0} bytes written per record; store {} bytes, {:.0} bytes per record held",
+        "{} channels at 1 Hz, commit delay {commit_delay}, {seconds} s: {records} records, {} bytes written, {:.0} bytes written per record; store {} bytes, {:.0} bytes per record held",
         u64::from(PLCS) * CHANNELS_PER_PLC,
         bytes1 - bytes0,
         (bytes1 - bytes0) as f64 / records as f64,

@@ -361,6 +361,7 @@ impl Workers {
             .with_future_tolerance(config.ingest.future_tolerance.0)
             .with_lateness_horizon(config.ingest.lateness_horizon.0)
             .with_spill(config.ingest.spill_records)
+            .with_commit_delay(config.store.commit_delay.0)
             .warm_up()
             .await
             .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?;

@@ -405,7 +405,20 @@ pub struct StoreConfig {
     /// every sink has taken are deleted before their retention. Unset: half of the file
     /// system the store lies on, as measured at start.
     pub max_size: Option<byte_size::ByteSize>,
+    /// How long polls no one waits for may gather before they are committed together (see
+    /// `Pipeline::with_commit_delay`); "0s" commits each poll on its own.
+    #[serde(default = "default_commit_delay")]
+    pub commit_delay: Interval,
 }
+
+fn default_commit_delay() -> Interval {
+    Interval(DEFAULT_COMMIT_DELAY)
+}
+
+/// Gathering polls for this long cuts what a 24-channel plant polled every second writes to
+/// the flash from about 1.1 KB to under 400 bytes per record (`cargo bench --bench
+/// flash_writes`).
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_secs(5);
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -413,6 +426,7 @@ impl Default for StoreConfig {
             path: default_store_path(),
             retention: None,
             max_size: None,
+            commit_delay: default_commit_delay(),
         }
     }
 }
@@ -863,6 +877,13 @@ fn validate(
                 Some("use e.g. \"90d\"; rows are kept until every sink has them anyway".into()),
             ));
         }
+    }
+    if config.store.commit_delay.0 > Duration::from_secs(60) {
+        return Err(src.error_at_path(
+            &[Seg::Key("store"), Seg::Key("commit_delay")],
+            "a commit delay over a minute puts that much of every device's polls at risk in a crash",
+            Some("use e.g. \"5s\", or \"0s\" to commit each poll on its own".into()),
+        ));
     }
     if let Some(max_size) = config.store.max_size.filter(|m| m.0 < MIN_STORE_SIZE) {
         return Err(src.error_at_path(

@@ -83,6 +83,14 @@ struct Commit {
     refusals: u32,
 }
 
+/// Resolves at `deadline`; never without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves with the outcome of the oldest commit in flight; never while none is.
 async fn oldest(in_flight: &mut VecDeque<Commit>) -> Appended {
     match in_flight.front_mut() {
@@ -203,6 +211,9 @@ pub struct Pipeline {
     future_tolerance: Duration,
     lateness_horizon: Duration,
     spill_records: usize,
+    /// How long records nobody waits for (polls of Modbus devices: no receipt) may gather
+    /// before they are committed together; see [`Pipeline::with_commit_delay`].
+    commit_delay: Duration,
 }
 
 impl Pipeline {
@@ -216,7 +227,19 @@ impl Pipeline {
             future_tolerance: DEFAULT_FUTURE_TOLERANCE,
             lateness_horizon: DEFAULT_LATENESS_HORIZON,
             spill_records: crate::config::DEFAULT_SPILL_RECORDS,
+            commit_delay: Duration::ZERO,
         }
+    }
+
+    /// Gathers records for up to `delay` before committing them, while no batch among them
+    /// waits for its receipt (an MQTT ack, an HJ 212 9014: those commit at once, taking what
+    /// gathered with them). Each commit rewrites the pages at the end of the table and its
+    /// indexes, so one commit of many polls writes far less to the flash than one per poll;
+    /// the cost is that a kill loses up to `delay` of device polls, which no one had been
+    /// told were stored, and the restart records as a gap.
+    pub fn with_commit_delay(mut self, delay: Duration) -> Self {
+        self.commit_delay = delay;
+        self
     }
 
     /// Holds up to `records` in memory while the store refuses commits.
@@ -281,6 +304,8 @@ impl Pipeline {
         let mut settle = Vec::new();
         let mut in_flight = VecDeque::new();
         let mut open = true;
+        // when the records gathered now must be committed at the latest
+        let mut commit_by: Option<tokio::time::Instant> = None;
         while open || !in_flight.is_empty() {
             // while the store refuses the oldest commit, batches are still taken (and periods
             // closed) into memory, up to the spill; the commits wait in order
@@ -300,6 +325,7 @@ impl Pipeline {
                     None => open = false,
                 },
                 _ = ticker.tick(), if open => self.processor.tick((self.clock)(), &mut records),
+                _ = sleep_until(commit_by), if commit_by.is_some() => {}
                 result = oldest(&mut in_flight) => {
                     if let Some(commit) = in_flight.pop_front() {
                         match result {
@@ -323,7 +349,18 @@ impl Pipeline {
             if self.processor.has_pending_revisions() {
                 self.revise(&mut records).await;
             }
-            self.commit(&mut records, &mut settle, &mut in_flight);
+            let gathering = !records.is_empty() || !settle.is_empty();
+            let due =
+                commit_by.get_or_insert_with(|| tokio::time::Instant::now() + self.commit_delay);
+            let hold = open
+                && gathering
+                && tokio::time::Instant::now() < *due
+                && records.len() < MAX_RECORDS_PER_COMMIT
+                && settle.iter().all(|s| s.receipt.is_none());
+            if !hold {
+                self.commit(&mut records, &mut settle, &mut in_flight);
+                commit_by = None;
+            }
         }
     }
 
@@ -700,6 +737,14 @@ channels = { O2 = { unit = "%vol" } }
         }
 
         async fn start_with(clock: crate::model::time::Clock) -> Harness {
+            Harness::start_holding(clock, Duration::ZERO).await
+        }
+
+        /// With polls no one waits for held up to `commit_delay` before their commit.
+        async fn start_holding(
+            clock: crate::model::time::Clock,
+            commit_delay: Duration,
+        ) -> Harness {
             let loaded = config::parse(std::path::Path::new("t.toml"), SITE)
                 .unwrap_or_else(|e| panic!("{e}"));
             let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -712,6 +757,7 @@ channels = { O2 = { unit = "%vol" } }
             let (tx, rx) = mpsc::channel(8);
             let pipeline = Pipeline::new(processor, handle.clone(), live.clone())
                 .with_clock(clock)
+                .with_commit_delay(commit_delay)
                 .warm_up()
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
@@ -747,7 +793,9 @@ channels = { O2 = { unit = "%vol" } }
                 .unwrap_or_else(|e| panic!("{e}"))
         }
 
-        async fn stop(self) {
+        /// Ends the input and waits for everything to be committed; the store's folder is
+        /// handed back for a last look.
+        async fn stop(self) -> tempfile::TempDir {
             drop(self.tx);
             self.pipeline.await.unwrap_or_else(|e| panic!("{e}"));
             self.handle
@@ -755,6 +803,7 @@ channels = { O2 = { unit = "%vol" } }
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             let _ = self.thread.join();
+            self.dir
         }
     }
 
@@ -807,6 +856,53 @@ channels = { O2 = { unit = "%vol" } }
         assert_eq!(dtu.polls, 3 - 1, "two batches carried dtu's readings");
         assert_eq!(dtu.values.get("O2").map(|v| v.ts), Some(Timestamp(T1)));
         h.stop().await;
+    }
+
+    /// Polls no one waits for gather until a batch with a receipt comes, which commits them
+    /// with it in one transaction; the end of input commits what is held.
+    #[tokio::test]
+    async fn polls_without_receipts_wait_for_the_commit_delay_and_go_with_the_next_receipt() {
+        let h = Harness::start_holding(
+            crate::model::time::system_clock(),
+            Duration::from_secs(3600),
+        )
+        .await;
+        let transactions = || h.handle.stats().transactions;
+        let before = transactions();
+        for ts in [T0, T1] {
+            h.tx.send(Batch::readings(mqtt(), vec![o2(ts)]))
+                .await
+                .unwrap_or_else(|_| panic!("pipeline gone"));
+        }
+        // neither committed within the hour's delay
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(h.committed(RecordKind::Reading, "dtu").is_empty());
+        assert_eq!(transactions(), before);
+
+        let waited = h.send(Batch::readings(mqtt(), vec![o2(T1 + 1000)])).await;
+        waited
+            .await
+            .unwrap_or_else(|_| panic!("the batch with a receipt was never answered"));
+        assert_eq!(h.committed(RecordKind::Reading, "dtu").len(), 3);
+        assert_eq!(transactions(), before + 1, "one commit for all three");
+
+        h.tx.send(Batch::readings(mqtt(), vec![o2(T1 + 2000)]))
+            .await
+            .unwrap_or_else(|_| panic!("pipeline gone"));
+        let dir = h.stop().await;
+        let reader = Store::open(&dir.path().join("t.db"), StoreOptions::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            reader
+                .query(&Query {
+                    kind: Some(RecordKind::Reading),
+                    ..Query::default()
+                })
+                .map(|rows| rows.len())
+                .unwrap_or(0),
+            4,
+            "the poll held at the end of input is committed"
+        );
     }
 
     #[tokio::test]
