@@ -6,8 +6,8 @@
 //! Run with `cargo bench --bench flash_writes`; `CEMSD_FLASH_SECONDS` sets the measured
 //! span (default 120 s, after 15 s of warm-up), `CEMSD_FLASH_COMMIT_DELAY` the site's
 //! `[store] commit_delay` (default "5s", as shipped). The figure does not depend on the build's
-//! optimisation, so `cargo build --bench flash_writes` and running the binary measures the
-//! same.
+//! optimisation, so `cargo build --bench flash_writes` and running the built binary with
+//! `--bench` measures the same.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -59,6 +59,12 @@ fn free_port_block() -> u16 {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs benches too, without `--bench`: a two-minute measure
+    // has no place there
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("flash_writes: run with `cargo bench --bench flash_writes`");
+        return;
+    }
     let seconds: u64 = std::env::var("CEMSD_FLASH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())

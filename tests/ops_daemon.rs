@@ -186,13 +186,38 @@ fn sighup_swaps_a_good_config_and_rejects_a_bad_one_while_metrics_move() {
         Some(0.0)
     );
     assert_eq!(metric(&before, "cemsd_store_writable", &[]), Some(1.0));
-    std::thread::sleep(Duration::from_millis(600));
-    let after = scrape(http);
-    assert!(polls_a(&after) > polls_a(&before), "polls did not move");
-    assert!(
-        committed(&after) > committed(&before),
-        "commits did not move"
+    // the figures every exporter gives, under the names dashboards expect
+    assert_eq!(
+        metric(
+            &before,
+            "cemsd_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        Some(1.0)
     );
+    let own = |name| metric(&before, name, &[]).unwrap_or(0.0);
+    assert!(
+        own("process_resident_memory_bytes") > 1e6,
+        "{:?}",
+        before.samples
+    );
+    assert!(own("process_open_fds") >= 3.0);
+    assert!(own("process_max_fds") >= own("process_open_fds"));
+    assert!(own("process_cpu_seconds_total") > 0.0);
+    let started = own("process_start_time_seconds");
+    let now_s = support::time::now_ms() as f64 / 1000.0;
+    assert!(
+        started > now_s - 120.0 && started <= now_s + 1.0,
+        "start time {started} vs now {now_s}"
+    );
+    // polls of a device are committed together within [store] commit_delay (5 s)
+    let mut after = scrape(http);
+    let moved = eventually(Duration::from_secs(15), || {
+        after = scrape(http);
+        committed(&after) > committed(&before)
+    });
+    assert!(polls_a(&after) > polls_a(&before), "polls did not move");
+    assert!(moved, "commits did not move");
     let rows = metric(&after, "cemsd_store_rows", &[]).unwrap_or(0.0);
     assert!(rows >= committed(&before), "rows {rows}");
 
@@ -341,11 +366,26 @@ fn logs_are_json_on_request_and_carry_no_timestamp_under_journald() {
         "{messages:?}"
     );
 
-    let journal = run(&[("JOURNAL_STREAM", "8:12345".to_string())]);
+    // an unknown log format is warned about, so the journal holds a warning too
+    let journal = run(&[
+        ("JOURNAL_STREAM", "8:12345".to_string()),
+        ("CEMSD_LOG_FORMAT", "xml".to_string()),
+    ]);
+    // journald takes a line's priority from a leading <N> (sd-daemon(3)): 3 error, 4
+    // warning, 6 info; after it comes the level, not a time (journald stamps each line)
+    let mut priorities = std::collections::BTreeSet::new();
     for line in journal.lines() {
-        assert!(
-            line.starts_with(" INFO") || line.starts_with(" WARN") || line.starts_with("ERROR"),
-            "a journald line starts with its level, not a time: {line:?}"
-        );
+        let priority = [("<3>ERROR", 3), ("<4> WARN", 4), ("<6> INFO", 6)]
+            .into_iter()
+            .find(|(start, _)| line.starts_with(start))
+            .map(|(_, p)| p);
+        let Some(priority) = priority else {
+            panic!("a journald line starts with its priority and level: {line:?}");
+        };
+        priorities.insert(priority);
     }
+    assert!(
+        priorities.contains(&4) && priorities.contains(&6),
+        "warnings and infos both seen: {journal}"
+    );
 }

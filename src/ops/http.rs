@@ -192,6 +192,7 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
         &collectors,
         now().0,
     );
+    super::process_metrics::refresh();
     handle.run_upkeep();
     (
         [(

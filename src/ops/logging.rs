@@ -4,6 +4,10 @@
 use std::io::IsTerminal;
 use std::str::FromStr;
 
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -56,11 +60,51 @@ pub fn init(flag: Option<LogFormat>) {
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     match format {
         LogFormat::Json => builder.json().with_ansi(false).init(),
-        LogFormat::Human if under_journald => builder.without_time().with_ansi(false).init(),
+        LogFormat::Human if under_journald => builder
+            .with_ansi(false)
+            .event_format(Prioritised(
+                format::Format::default()
+                    .without_time()
+                    .with_target(false)
+                    .with_ansi(false),
+            ))
+            .init(),
         LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
     }
     if let Some(warning) = warning {
         tracing::warn!("{warning}; logging in the human format");
+    }
+}
+
+/// The syslog priority journald reads from a `<N>` at the start of a line of a service's
+/// output (sd-daemon(3): SD_ERR `<3>`, SD_WARNING `<4>`, SD_INFO `<6>`, SD_DEBUG `<7>`), so
+/// `journalctl -p warning` shows warnings and errors only.
+fn priority(level: &Level) -> u8 {
+    match *level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+/// A line format with the event's priority in front of it.
+struct Prioritised<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for Prioritised<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", priority(event.metadata().level()))?;
+        self.0.format_event(ctx, writer, event)
     }
 }
 

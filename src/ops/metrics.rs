@@ -25,6 +25,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
 use super::health::{StoreFacts, StoreState};
+use super::process_metrics;
 use crate::collect::hj212::stats as hj212_listener;
 use crate::collect::modbus::poll_metrics::{
     comm_metric, export_comm, Scope, COMM_COUNTERS, POLLS, POLL_ERRORS,
@@ -143,6 +144,41 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "Size of the store database and its write-ahead log.",
     ),
     (STORE_ROWS, Kind::Gauge, "Records held in the store."),
+    (
+        process_metrics::BUILD_INFO,
+        Kind::Gauge,
+        "1, labelled with the version of this cemsd.",
+    ),
+    (
+        process_metrics::CPU_SECONDS,
+        Kind::Gauge,
+        "User and system CPU time spent by the process, in seconds.",
+    ),
+    (
+        process_metrics::RESIDENT_MEMORY,
+        Kind::Gauge,
+        "Resident memory of the process, in bytes.",
+    ),
+    (
+        process_metrics::VIRTUAL_MEMORY,
+        Kind::Gauge,
+        "Virtual memory of the process, in bytes.",
+    ),
+    (
+        process_metrics::OPEN_FDS,
+        Kind::Gauge,
+        "File descriptors the process has open (sockets of loggers and brokers included).",
+    ),
+    (
+        process_metrics::MAX_FDS,
+        Kind::Gauge,
+        "The open-files limit of the process.",
+    ),
+    (
+        process_metrics::START_TIME,
+        Kind::Gauge,
+        "When the process started, in seconds since the epoch.",
+    ),
     (
         STORE_PRUNED,
         Kind::Counter,

@@ -7,6 +7,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod open_files;
+pub mod process_metrics;
 pub mod reload;
 pub mod series;
 pub mod signals;
