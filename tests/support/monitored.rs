@@ -166,6 +166,9 @@ listen = "127.0.0.1:{http_port}"
 
 [store]
 path = "data/cemsd.db"
+# the alert tests shorten the rules' windows to seconds, which a commit delay of seconds
+# would leave empty; the shipped windows are minutes
+commit_delay = "0s"
 
 {UNIT1}
 [[stack]]
