@@ -88,7 +88,8 @@ fn a_running_daemon_deletes_what_is_older_than_its_retention_and_keeps_the_rest(
     assert_eq!(count_readings(&db, "kept"), 3000);
     assert!(wait_for(&db, |store| hours_of(store, "kept") == 1));
     assert!(
-        count_readings(&db, "plc") > 0,
+        wait_for(&db, |store| !support::store::readings(store, "plc")
+            .is_empty()),
         "the simulated plant's readings are committed beside the pruning\n{log}"
     );
     daemon.stop(Duration::from_secs(30));
