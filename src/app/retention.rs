@@ -73,11 +73,14 @@ pub async fn run(
             tracing::info!(by_age, by_size, "retention deleted records every sink has");
         }
         if let (Some(cutoff), Some(retention)) = (size_cutoff, retention) {
-            let kept = now().millis().saturating_sub(cutoff.millis()) as f64 / 86_400_000.0;
-            if kept * 86_400.0 < retention.as_secs_f64() {
+            let kept = Duration::from_millis(
+                u64::try_from(now().millis().saturating_sub(cutoff.millis())).unwrap_or(0),
+            );
+            if kept < retention {
                 tracing::warn!(
-                    "the store's budget ({}) holds only {kept:.1} days of readings, less than the retention of {}: set [store] max_size higher, or the retention lower",
+                    "the store's budget ({}) holds only {:.1} days of readings, less than the retention of {}: set [store] max_size higher, or the retention lower",
                     budget.map_or_else(|| "?".to_string(), |b| b.to_string()),
+                    kept.as_secs_f64() / 86_400.0,
                     humantime::format_duration(retention)
                 );
             }

@@ -349,12 +349,12 @@ impl Pipeline {
             if self.processor.has_pending_revisions() {
                 self.revise(&mut records).await;
             }
+            let now = tokio::time::Instant::now();
             let gathering = !records.is_empty() || !settle.is_empty();
-            let due =
-                commit_by.get_or_insert_with(|| tokio::time::Instant::now() + self.commit_delay);
+            // the delay counts from the first record gathered since the last commit
+            let due = gathering.then(|| *commit_by.get_or_insert(now + self.commit_delay));
             let hold = open
-                && gathering
-                && tokio::time::Instant::now() < *due
+                && due.is_some_and(|due| now < due)
                 && records.len() < MAX_RECORDS_PER_COMMIT
                 && settle.iter().all(|s| s.receipt.is_none());
             if !hold {
