@@ -8,7 +8,9 @@ use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::registry::LookupSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,19 +49,38 @@ pub fn choose_format(flag: Option<LogFormat>, env: Option<&str>) -> (LogFormat, 
     }
 }
 
-/// Installs the global subscriber. The level filter comes from `CEMSD_LOG` (e.g.
-/// `CEMSD_LOG=debug` or `CEMSD_LOG=info,cemsd::collect=debug`), default `info`.
+/// The level filter from `CEMSD_LOG`: a default level and per-module levels, e.g.
+/// `debug` or `info,cemsd::collect=debug`. Module paths are matched as prefixes, not as
+/// regular expressions, which keeps a regex engine out of the binary. An invalid value
+/// falls back to `info` with a warning rather than stopping a service over its log level.
+pub fn choose_filter(env: Option<&str>) -> (Targets, Option<String>) {
+    let default = || Targets::new().with_default(Level::INFO);
+    match env.map(str::trim) {
+        None | Some("") => (default(), None),
+        Some(text) => match text.parse::<Targets>() {
+            Ok(targets) => (targets, None),
+            Err(e) => (
+                default(),
+                Some(format!(
+                    "CEMSD_LOG={text:?} is not a level filter ({e}); expected e.g. \"debug\" or \"info,cemsd::collect=debug\""
+                )),
+            ),
+        },
+    }
+}
+
+/// Installs the global subscriber. The level filter comes from `CEMSD_LOG` (see
+/// [`choose_filter`]), default `info`.
 pub fn init(flag: Option<LogFormat>) {
     let env = std::env::var("CEMSD_LOG_FORMAT").ok();
-    let (format, warning) = choose_format(flag, env.as_deref());
-    let filter = EnvFilter::try_from_env("CEMSD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let (format, format_warning) = choose_format(flag, env.as_deref());
+    let (filter, filter_warning) = choose_filter(std::env::var("CEMSD_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_target(false);
     let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     match format {
-        LogFormat::Json => builder.json().with_ansi(false).init(),
+        LogFormat::Json => builder.json().with_ansi(false).finish().with(filter).init(),
         LogFormat::Human if under_journald => builder
             .with_ansi(false)
             .event_format(Prioritised(
@@ -68,11 +89,20 @@ pub fn init(flag: Option<LogFormat>) {
                     .with_target(false)
                     .with_ansi(false),
             ))
+            .finish()
+            .with(filter)
             .init(),
-        LogFormat::Human => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Human => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .finish()
+            .with(filter)
+            .init(),
     }
-    if let Some(warning) = warning {
+    if let Some(warning) = format_warning {
         tracing::warn!("{warning}; logging in the human format");
+    }
+    if let Some(warning) = filter_warning {
+        tracing::warn!("{warning}; logging at info");
     }
 }
 
@@ -111,6 +141,24 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_level_filter_takes_a_default_and_module_levels_and_reports_nonsense() {
+        let (targets, warning) = choose_filter(Some("warn,cemsd::collect=debug"));
+        assert_eq!(warning, None);
+        assert!(targets.would_enable("cemsd::collect::modbus", &Level::DEBUG));
+        assert!(!targets.would_enable("cemsd::store", &Level::INFO));
+        assert!(targets.would_enable("cemsd::store", &Level::WARN));
+        let (targets, warning) = choose_filter(None);
+        assert_eq!(warning, None);
+        assert!(targets.would_enable("cemsd", &Level::INFO));
+        assert!(!targets.would_enable("cemsd", &Level::DEBUG));
+        let (targets, warning) = choose_filter(Some("cemsd=loud"));
+        assert!(targets.would_enable("cemsd", &Level::INFO));
+        assert!(!targets.would_enable("cemsd", &Level::DEBUG));
+        let warning = warning.unwrap_or_default();
+        assert!(warning.starts_with("CEMSD_LOG=\"cemsd=loud\""), "{warning}");
+    }
 
     #[test]
     fn the_flag_beats_the_environment_and_a_bad_environment_value_is_reported() {
