@@ -293,14 +293,14 @@ mod tests {
         };
         // a1 also has the minute at +0 from store_with_series.
         assert_eq!(read(Some("a1"), 0, 120_000), [0, 59_999, 61_500, 119_999]);
-        assert_eq!(read(Some("a1"), 59_999, 120_001), [59_999, 61_500, 119_999, 120_000]);
+        assert_eq!(
+            read(Some("a1"), 59_999, 120_001),
+            [59_999, 61_500, 119_999, 120_000]
+        );
         assert_eq!(read(Some("a1"), -1, 1), [-1, 0]);
         assert_eq!(read(Some("a2"), 0, 120_000), [60_000]);
         // Without a series filter the time-led index serves; both must agree.
-        assert_eq!(
-            read(None, 0, 120_000),
-            [0, 59_999, 60_000, 61_500, 119_999]
-        );
+        assert_eq!(read(None, 0, 120_000), [0, 59_999, 60_000, 61_500, 119_999]);
     }
 
     #[test]

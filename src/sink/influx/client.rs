@@ -163,24 +163,9 @@ impl WriteClient {
         &self.url
     }
 
-    /// Prepares `lines` for sending, gzip-compressed if the sink is configured so.
-    pub fn payload(&self, lines: &str) -> Payload {
-        if self.gzip {
-            let mut encoder = GzEncoder::new(
-                Vec::with_capacity(lines.len() / 8 + 64),
-                Compression::fast(),
-            );
-            // Writing into a Vec cannot fail.
-            if encoder.write_all(lines.as_bytes()).is_ok() {
-                if let Ok(body) = encoder.finish() {
-                    return Payload { body, gzip: true };
-                }
-            }
-        }
-        Payload {
-            body: lines.as_bytes().to_vec(),
-            gzip: false,
-        }
+    /// Whether bodies go out gzip-compressed.
+    pub fn gzip(&self) -> bool {
+        self.gzip
     }
 
     /// Sends one write request and classifies the answer. Never fails: a transport error is
@@ -283,6 +268,26 @@ fn truncate(text: &str, max_bytes: usize) -> &str {
         end -= 1;
     }
     &text[..end]
+}
+
+/// `lines` as a request body, gzip-compressed if `gzip`.
+pub fn payload_of(lines: &str, gzip: bool) -> Payload {
+    if gzip {
+        let mut encoder = GzEncoder::new(
+            Vec::with_capacity(lines.len() / 8 + 64),
+            Compression::fast(),
+        );
+        // Writing into a Vec cannot fail.
+        if encoder.write_all(lines.as_bytes()).is_ok() {
+            if let Ok(body) = encoder.finish() {
+                return Payload { body, gzip: true };
+            }
+        }
+    }
+    Payload {
+        body: lines.as_bytes().to_vec(),
+        gzip: false,
+    }
 }
 
 #[cfg(test)]
@@ -412,9 +417,9 @@ mod tests {
         use std::io::Read as _;
         let token = Secret::new("t");
         let lines = "m,t=a f=1i 1\n".repeat(100);
-        let gzip = WriteClient::new(&config("http://h:1"), &token)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .payload(&lines);
+        let client = WriteClient::new(&config("http://h:1"), &token);
+        assert!(client.is_ok_and(|c| c.gzip()), "gzip is the default");
+        let gzip = payload_of(&lines, true);
         assert!(gzip.gzip);
         assert!(gzip.len() < lines.len() / 5, "{} bytes", gzip.len());
         let mut back = String::new();
@@ -423,11 +428,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("gunzip: {e}"));
         assert_eq!(back, lines);
 
-        let mut plain_config = config("http://h:1");
-        plain_config.gzip = false;
-        let plain = WriteClient::new(&plain_config, &token)
-            .unwrap_or_else(|e| panic!("{e}"))
-            .payload(&lines);
+        let plain = payload_of(&lines, false);
         assert!(!plain.gzip);
         assert_eq!(plain.body, lines.as_bytes());
     }

@@ -30,10 +30,12 @@ use crate::model::backoff::Backoff;
 use crate::model::time::Clock;
 use crate::sink::backlog::{BacklogChange, BacklogMonitor};
 use crate::sink::stop::{pause, stop_requested};
-use crate::store::{StoreError, StoreHandle, StoreReader, Stored};
+use crate::store::{ReadError, StoreError, StoreHandle, StoreReader};
 
+use super::client::payload_of;
 use super::client::{ClientError, WriteClient, WriteOutcome};
 use super::encode::{EncodedBatch, Encoder};
+use super::prepared::{prepare, Prepared};
 use super::site_facts::SiteFacts;
 use super::stats::ForwarderStats;
 use crate::config::influx::InfluxSinkConfig;
@@ -79,7 +81,7 @@ struct DeadLine {
 
 pub struct Forwarder {
     name: String,
-    encoder: Encoder,
+    encoder: Arc<Encoder>,
     client: WriteClient,
     reader: StoreReader,
     store: StoreHandle,
@@ -107,7 +109,11 @@ impl Forwarder {
     ) -> Result<Forwarder, ClientError> {
         Ok(Forwarder {
             name: config.store_name(),
-            encoder: Encoder::new(&config.measurement_prefix, facts, config.precision),
+            encoder: Arc::new(Encoder::new(
+                &config.measurement_prefix,
+                facts,
+                config.precision,
+            )),
             client: WriteClient::new(config, token)?,
             reader: StoreReader::new(store_path),
             store,
@@ -134,6 +140,7 @@ impl Forwarder {
         self.cursor = cursor;
         tracing::info!(sink = %self.name, url = %self.client.url(), cursor, "influx forwarder started");
         let mut retry_check = tokio::time::Instant::now();
+        let mut next: Option<tokio::task::JoinHandle<Result<Prepared, ReadError>>> = None;
         while !stop_requested(&shutdown) {
             if retry_check.elapsed() >= RETRY_QUEUE_CHECK {
                 retry_check = tokio::time::Instant::now();
@@ -141,7 +148,13 @@ impl Forwarder {
                     break;
                 }
             }
-            let batch = match self.reader.read_after(self.cursor, self.batch_size).await {
+            let prepared = match next.take() {
+                Some(task) => task
+                    .await
+                    .unwrap_or_else(|e| Err(ReadError::Task(e.to_string()))),
+                None => self.prepare_after(self.cursor).await,
+            };
+            let batch = match prepared {
                 Ok(batch) => batch,
                 Err(e) => {
                     let delay = self.backoff.next_delay();
@@ -152,15 +165,20 @@ impl Forwarder {
                     continue;
                 }
             };
-            self.observe_backlog(batch.last_seq);
-            let Some(last) = batch.records.last().map(|s| s.seq) else {
+            self.observe_backlog(batch.store_last_seq);
+            let Some(last) = batch.last() else {
                 if pause(self.flush_interval, &mut shutdown).await {
                     break;
                 }
                 continue;
             };
             let full = batch.records.len() >= self.batch_size;
-            let Some(dead) = self.deliver_batch(&batch.records, &mut shutdown).await else {
+            let store_last_seq = batch.store_last_seq;
+            // A full batch says more is waiting: read and encode it while this one is sent.
+            if full {
+                next = Some(tokio::spawn(self.prepare_after(last)));
+            }
+            let Some(dead) = self.deliver_batch(batch, &mut shutdown).await else {
                 break;
             };
             if !self.commit(last, dead, &mut shutdown).await {
@@ -168,10 +186,13 @@ impl Forwarder {
             }
             self.cursor = last;
             self.stats.set_cursor(last);
-            self.observe_backlog(batch.last_seq);
+            self.observe_backlog(store_last_seq);
             if !full && pause(self.flush_interval, &mut shutdown).await {
                 break;
             }
+        }
+        if let Some(task) = next {
+            task.abort();
         }
         tracing::info!(sink = %self.name, cursor = self.cursor, "influx forwarder stopped");
     }
@@ -231,7 +252,7 @@ impl Forwarder {
             .map(|d| (d.id, String::from_utf8_lossy(&d.payload).into_owned()))
             .collect();
         let batch = EncodedBatch::from_lines(texts.iter().map(|(id, t)| (*id, t.as_str())));
-        let Some(refused) = self.deliver(&batch, shutdown).await else {
+        let Some(refused) = self.deliver(&batch, None, shutdown).await else {
             return false;
         };
         let refused: Vec<(u64, String)> = refused.into_iter().map(|d| (d.seq, d.reason)).collect();
@@ -261,13 +282,34 @@ impl Forwarder {
         }
     }
 
-    /// Delivers or dead-letters every record of `records`; `None` if stopped first.
+    /// The batch after seq `after`, read and encoded off this task.
+    fn prepare_after(
+        &self,
+        after: u64,
+    ) -> impl std::future::Future<Output = Result<Prepared, ReadError>> + Send + 'static {
+        let gzip = self.client.gzip();
+        prepare(
+            self.reader.clone(),
+            self.encoder.clone(),
+            gzip,
+            after,
+            self.batch_size,
+        )
+    }
+
+    /// Delivers or dead-letters every record of `batch`; `None` if stopped first.
     async fn deliver_batch(
         &mut self,
-        records: &[Stored],
+        batch: Prepared,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Vec<DeadLine>> {
-        let (encoded, unencodable) = self.encoder.encode_batch(records);
+        let Prepared {
+            records,
+            encoded,
+            unencodable,
+            body,
+            ..
+        } = batch;
         let mut dead: Vec<DeadLine> = unencodable
             .into_iter()
             .map(|(seq, error)| {
@@ -279,16 +321,18 @@ impl Forwarder {
                 }
             })
             .collect();
-        dead.extend(self.deliver(&encoded, shutdown).await?);
+        dead.extend(self.deliver(&encoded, body, shutdown).await?);
         dead.sort_by_key(|d| d.seq);
         Some(dead)
     }
 
     /// Sends `batch`, halving any part the server rejects until each bad line stands alone.
-    /// Halves go out left first, so lines still arrive in seq order.
+    /// Halves go out left first, so lines still arrive in seq order. `body` is the whole
+    /// batch's body when it was prepared beforehand.
     async fn deliver(
         &mut self,
         batch: &EncodedBatch,
+        mut body: Option<super::client::Payload>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Vec<DeadLine>> {
         let mut rejected = Vec::new();
@@ -298,7 +342,11 @@ impl Forwarder {
         }
         while let Some(range) = pending.pop() {
             let text = batch.text(range.clone());
-            let payload = self.client.payload(text);
+            let whole = range.len() == batch.len();
+            let payload = match body.take().filter(|_| whole) {
+                Some(prepared) => prepared,
+                None => payload_of(text, self.client.gzip()),
+            };
             let small_line =
                 (range.len() == 1 && text.len() <= SURELY_TOO_LARGE_LINE).then_some(text.len());
             let (status, message) = match self.send(&payload, small_line, shutdown).await? {

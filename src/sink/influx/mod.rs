@@ -4,6 +4,7 @@
 mod client;
 mod encode;
 mod forwarder;
+mod prepared;
 mod site_facts;
 mod stats;
 
