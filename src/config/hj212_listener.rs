@@ -48,7 +48,8 @@ pub struct ListenerConfig {
     pub data_time_horizon: Interval,
     /// Local time of DataTime for devices that do not set their own; default the site's.
     pub utc_offset: Option<UtcOffset>,
-    /// Ask a logger for the hours (2061) or minutes (2051) missing before an upload.
+    /// Ask a logger for the days (2031), hours (2061) or minutes (2051) missing before an
+    /// upload.
     #[serde(default = "yes")]
     pub history_pull: bool,
     /// Minute data missing for longer than this is pulled; shorter holes are left alone,

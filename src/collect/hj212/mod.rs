@@ -1,6 +1,6 @@
 //! HJ 212 listener: data loggers at plants (or analysers on a serial line) send their uploads
 //! here; each upload is committed to the store, then acknowledged with 9014, and holes in a
-//! logger's hour or minute data are asked for again with history requests.
+//! logger's day, hour or minute data are asked for again with history requests.
 
 pub mod deadline;
 pub mod devices;
