@@ -16,7 +16,7 @@ use crate::collect::batch::IngestPort;
 use crate::config::BusConfig;
 use crate::store::StoreHandle;
 
-use super::devices::Devices;
+use super::devices::{Devices, RegistryChange};
 use super::gaps::GapTracker;
 use super::per_source::PerSource;
 use super::session::{serve, Context, DataTimeWindow, Limits};
@@ -39,6 +39,7 @@ pub struct ListenError {
 }
 
 pub struct Hj212Listener {
+    context: Arc<Context>,
     local_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -56,8 +57,9 @@ impl Hj212Listener {
         store: StoreHandle,
         clock: Clock,
     ) -> Result<Hj212Listener, ListenError> {
+        stats::loggers(devices.len());
         let context = Arc::new(Context {
-            devices,
+            devices: watch::channel(Arc::new(devices)).0,
             ingest,
             store,
             gaps: config
@@ -82,7 +84,7 @@ impl Hj212Listener {
                 .await
                 .map_err(|source| ListenError { listen, source })?;
             local_addr = socket.local_addr().ok();
-            tracing::info!(%listen, devices = context.devices.len(), "HJ 212 listener accepting");
+            tracing::info!(%listen, devices = context.devices().len(), "HJ 212 listener accepting");
             tasks.spawn(accept_loop(
                 socket,
                 context.clone(),
@@ -105,10 +107,24 @@ impl Hj212Listener {
             ));
         }
         Ok(Hj212Listener {
+            context,
             local_addr,
             stop,
             tasks,
         })
+    }
+
+    /// Takes a new set of loggers (a reload changed the registry) without touching a
+    /// connection of a logger still in it: a changed password or stack applies from the
+    /// logger's next packet, a removed logger's connection is closed.
+    pub fn replace_devices(&self, devices: Devices) -> RegistryChange {
+        let change = self.context.devices().changes_to(&devices);
+        stats::loggers(devices.len());
+        stats::registry_change("added", change.added);
+        stats::registry_change("changed", change.changed);
+        stats::registry_change("removed", change.removed);
+        self.context.devices.send_replace(Arc::new(devices));
+        change
     }
 
     /// The bound TCP address (useful with port 0).

@@ -13,5 +13,5 @@ pub mod session;
 pub mod stats;
 pub mod throttle;
 
-pub use devices::{Device, Devices};
+pub use devices::{Device, Devices, RegistryChange};
 pub use listener::Hj212Listener;

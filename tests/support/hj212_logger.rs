@@ -1,0 +1,96 @@
+//! A data logger's end of an HJ 212 link, played by a test: sends uploads encoded with the
+//! crate's codec and reads what the listener writes back (9014 acks, history requests).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use cemsd::model::Flag;
+use cemsd::protocol::hj212::{
+    encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
+};
+
+/// How long one read waits before the caller's deadline is looked at again.
+const READ_SLICE: Duration = Duration::from_millis(200);
+
+pub struct TestLogger {
+    pub stream: TcpStream,
+    framer: Framer,
+}
+
+impl TestLogger {
+    pub fn connect(address: SocketAddr) -> TestLogger {
+        let stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("connect: {e}"));
+        stream
+            .set_read_timeout(Some(READ_SLICE))
+            .unwrap_or_else(|e| panic!("timeout: {e}"));
+        TestLogger {
+            stream,
+            framer: Framer::new(),
+        }
+    }
+
+    pub fn send(&mut self, packet: &Packet) {
+        let bytes = encode(packet).unwrap_or_else(|e| panic!("encode: {e}"));
+        self.stream
+            .write_all(&bytes)
+            .unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    /// The next packet from the listener, waiting at most `limit`; none also when the
+    /// listener closed the connection.
+    pub fn receive(&mut self, limit: Duration) -> Option<Packet> {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 2048];
+        loop {
+            if let Some(found) = self.framer.next_packet() {
+                let frame = found.unwrap_or_else(|e| panic!("listener sent a bad packet: {e}"));
+                return Some(frame.packet);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.framer.push(&buf[..n]),
+                Err(_) => {} // read timeout: look at the deadline again
+            }
+        }
+    }
+
+    /// True once the listener has closed the connection (end of file, or a reset).
+    pub fn closed_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 256];
+        while Instant::now() < deadline {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => {}
+            }
+        }
+        false
+    }
+}
+
+/// A minute upload (2051) of SO2 `so2` for `data_time` (local, `YYYYMMDDhhmmss`), asking
+/// for a 9014.
+pub fn minute_upload(mn: &str, password: &str, qn: &str, data_time: &str, so2: &str) -> Packet {
+    Packet {
+        qn: Some(qn.into()),
+        pw: Some(password.into()),
+        flag: Some(PacketFlag::hj212_2017(true)),
+        cp: CommandParams::new().with_data_time(data_time).with_factor(
+            Factor::new("a21026")
+                .with(FieldKind::Avg, so2)
+                .with_flag(Flag::N),
+        ),
+        ..Packet::new(SystemCode::AirPollutionSource, CommandCode::MinuteData, mn)
+    }
+}
+
+/// True when `packet` is the 9014 for the upload with `qn`.
+pub fn is_ack_of(packet: &Packet, qn: &str) -> bool {
+    packet.cn == CommandCode::DataResponse && packet.qn.as_deref() == Some(qn)
+}
