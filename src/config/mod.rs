@@ -597,6 +597,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
     if let Some(listener) = &mut config.hj212_listener {
         logger_registry::load_into(&src, listener)?;
     }
+    for source in &mut config.mqtt {
+        mqtt::partition::keep_own_devices(source);
+    }
     let warnings = warnings(&src, &config, &profiles);
     config.wire_units = bound_channels(&config, &profiles)
         .into_iter()
