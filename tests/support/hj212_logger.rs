@@ -20,21 +20,27 @@ pub struct TestLogger {
 
 impl TestLogger {
     pub fn connect(address: SocketAddr) -> TestLogger {
-        let stream = TcpStream::connect(address).unwrap_or_else(|e| panic!("connect: {e}"));
-        stream
-            .set_read_timeout(Some(READ_SLICE))
-            .unwrap_or_else(|e| panic!("timeout: {e}"));
-        TestLogger {
+        TestLogger::try_connect(address).unwrap_or_else(|e| panic!("connect: {e}"))
+    }
+
+    /// As `connect`, for loggers that reconnect when a host is gone.
+    pub fn try_connect(address: SocketAddr) -> std::io::Result<TestLogger> {
+        let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(READ_SLICE))?;
+        Ok(TestLogger {
             stream,
             framer: Framer::new(),
-        }
+        })
     }
 
     pub fn send(&mut self, packet: &Packet) {
-        let bytes = encode(packet).unwrap_or_else(|e| panic!("encode: {e}"));
-        self.stream
-            .write_all(&bytes)
+        self.try_send(packet)
             .unwrap_or_else(|e| panic!("send: {e}"));
+    }
+
+    pub fn try_send(&mut self, packet: &Packet) -> std::io::Result<()> {
+        let bytes = encode(packet).unwrap_or_else(|e| panic!("encode: {e}"));
+        self.stream.write_all(&bytes)
     }
 
     /// The next packet from the listener, waiting at most `limit`; none also when the
