@@ -1,7 +1,8 @@
 //! The bureau topology of deploy/bureau-ha on real engines: HAProxy in front of two cemsd
 //! listener hosts, each in its own network namespace, both forwarding to one
-//! VictoriaMetrics (deduplicating) in a third. 200 test loggers upload minutes through
-//! HAProxy; midway one host is cut off the network. Its loggers are disconnected by
+//! VictoriaMetrics (deduplicating) in a third. 200 test loggers, each from its own
+//! address, upload minutes through HAProxy, which names their addresses to the hosts in a
+//! PROXY header; midway one host is cut off the network. Its loggers are disconnected by
 //! HAProxy, reconnect to the other host and send again what was not acked; the cut host
 //! comes back at the end and forwards what it had committed. VictoriaMetrics must end with
 //! every minute of every logger exactly once.
@@ -13,7 +14,7 @@ mod support;
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -77,8 +78,8 @@ path = "data/cemsd.db"
 listen = "{}:{LISTEN_PORT}"
 registry = "loggers.d"
 max_connections = 1000
-max_connections_per_ip = 1000
-auth_lockout_after = 1000
+# as shipped: HAProxy names each logger's address, so the per-address limit (64) holds
+proxy_protocol = true
 
 [[influx]]
 id = "central"
@@ -129,6 +130,11 @@ fn haproxy(dir: &Path, port: u16, hosts: &[&Host]) -> Owned {
     )
 }
 
+/// Logger i's own address: 200 loggers behind HAProxy are more than one address may hold.
+fn source_of(i: usize) -> IpAddr {
+    IpAddr::from([127, 1, (i / 250) as u8, (i % 250 + 1) as u8])
+}
+
 /// One logger: uploads its minutes one by one, each until acked; a connection that breaks
 /// or stays silent for 5 s is opened again (through HAProxy) and the minute sent again.
 fn run_logger(i: usize, proxy: SocketAddr, first_minute: i64, acked: &AtomicUsize) -> usize {
@@ -149,7 +155,7 @@ fn run_logger(i: usize, proxy: SocketAddr, first_minute: i64, acked: &AtomicUsiz
             );
             let connection = match logger.as_mut() {
                 Some(connection) => connection,
-                None => match TestLogger::try_connect(proxy) {
+                None => match TestLogger::try_connect_from(source_of(i), proxy) {
                     Ok(connection) => logger.insert(connection),
                     Err(_) => {
                         std::thread::sleep(Duration::from_millis(200));

@@ -34,6 +34,12 @@ pub struct ListenerConfig {
     /// more are closed at once (and counted), so one host cannot take every slot.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Connections come through a TCP proxy (HAProxy with `send-proxy`) that starts each with
+    /// a PROXY protocol v1 header: the address it names counts for `max_connections_per_ip`
+    /// and the lockouts instead of the proxy's. A connection without one is closed, so only
+    /// the proxy may reach `listen`.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Wrong passwords (or unknown MNs) from one source address, or against one MN, within
     /// `auth_lockout` before the address or MN is locked out for `auth_lockout`.
     #[serde(default = "default_auth_lockout_after")]

@@ -2,7 +2,7 @@
 //! crate's codec and reads what the listener writes back (9014 acks, history requests).
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use cemsd::model::Flag;
@@ -26,6 +26,29 @@ impl TestLogger {
     /// As `connect`, for loggers that reconnect when a host is gone.
     pub fn try_connect(address: SocketAddr) -> std::io::Result<TestLogger> {
         let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(READ_SLICE))?;
+        Ok(TestLogger {
+            stream,
+            framer: Framer::new(),
+        })
+    }
+
+    /// As `try_connect`, from the loopback address `source` (127.0.0.0/8), so a listener
+    /// sees loggers at different addresses.
+    pub fn try_connect_from(source: IpAddr, address: SocketAddr) -> std::io::Result<TestLogger> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let stream = runtime.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(SocketAddr::new(source, 0))?;
+            let connect = socket.connect(address);
+            match tokio::time::timeout(Duration::from_secs(5), connect).await {
+                Ok(stream) => stream?.into_std(),
+                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            }
+        })?;
+        stream.set_nonblocking(false)?;
         stream.set_read_timeout(Some(READ_SLICE))?;
         Ok(TestLogger {
             stream,

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod gaps;
 pub mod listener;
 pub mod per_source;
+pub mod proxy_header;
 pub mod records;
 pub mod reply;
 pub mod session;

@@ -59,6 +59,8 @@ pub enum Reject {
     /// An upload whose DataTime is older than `data_time_horizon` or further ahead of the
     /// clock than `[ingest] future_tolerance`.
     DataTime,
+    /// `proxy_protocol` is on and a connection sent no valid PROXY header in time.
+    ProxyHeader,
     /// An upload asking for a 9014 that cannot be written (a QN longer than a 9014 carries):
     /// not stored, since the logger would send it again forever.
     Unackable,
@@ -85,6 +87,7 @@ impl Reject {
             Reject::PacketDeadline => "packet_deadline",
             Reject::DataTime => "data_time",
             Reject::Unackable => "unackable",
+            Reject::ProxyHeader => "proxy_header",
         }
     }
 }
