@@ -83,6 +83,35 @@ fn upload_round(loggers: &mut [(usize, TestLogger)], minute: usize, log: &dyn Fn
     }
 }
 
+/// `cemsd run` of a bureau whose listener reads the registry `dir/loggers.d`, up and
+/// listening: the daemon, its listener port and its HTTP port.
+fn start_bureau(dir: &Path) -> (Daemon, u16, u16) {
+    let (tcp_port, http_port) = (free_port(), free_port());
+    let config = head("bureau", "", "data/cemsd.db")
+        + &format!(
+            r#"
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[hj212_listener]
+listen = "127.0.0.1:{tcp_port}"
+registry = "loggers.d"
+# every test logger connects from 127.0.0.1
+max_connections_per_ip = 1000
+# the uploads are dated 2026-01-01: inside the window whatever the calendar says
+data_time_horizon = "20y"
+"#
+        );
+    let config = write_config(dir, "bureau.toml", &config);
+    let daemon = Daemon::start(&config, dir, &[("LOGGER_PW", PASSWORD.to_string())]);
+    assert!(
+        listening_within(tcp_port, WAIT),
+        "listener did not come up:\n{}",
+        daemon.log_text()
+    );
+    (daemon, tcp_port, http_port)
+}
+
 fn accepted(http_port: u16) -> f64 {
     metric(
         &scrape(http_port),
@@ -107,30 +136,8 @@ fn a_reload_of_the_registry_keeps_500_connections_and_applies_each_change() {
     }
     let password_file = registry.join(format!("{}.pw", mn(REPASSWORDED)));
     write(&password_file, &format!("{PASSWORD}\n"));
-    let (tcp_port, http_port) = (free_port(), free_port());
-    let config = head("bureau", "", "data/cemsd.db")
-        + &format!(
-            r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[hj212_listener]
-listen = "127.0.0.1:{tcp_port}"
-registry = "loggers.d"
-# every test logger connects from 127.0.0.1
-max_connections_per_ip = 1000
-# the uploads are dated 2026-01-01: inside the window whatever the calendar says
-data_time_horizon = "20y"
-"#
-        );
-    let config = write_config(dir.path(), "bureau.toml", &config);
-    let daemon = Daemon::start(&config, dir.path(), &[("LOGGER_PW", PASSWORD.to_string())]);
+    let (daemon, tcp_port, http_port) = start_bureau(dir.path());
     let log = || daemon.log_text();
-    assert!(
-        listening_within(tcp_port, WAIT),
-        "listener did not come up:\n{}",
-        log()
-    );
     let address: SocketAddr = ([127, 0, 0, 1], tcp_port).into();
     let mut loggers: Vec<(usize, TestLogger)> = (0..LOGGERS)
         .map(|i| (i, TestLogger::connect(address)))
@@ -253,6 +260,54 @@ data_time_horizon = "20y"
         vec![(m0, stack(REPASSWORDED)), (m1, stack(REPASSWORDED))]
     );
     assert_eq!(minutes(added), vec![(m1, stack(added))]);
+    let mut daemon = daemon;
+    daemon.stop(WAIT);
+}
+
+#[test]
+fn a_registry_that_cannot_be_used_is_rejected_and_the_loggers_stay() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let registry = dir.path().join("loggers.d");
+    std::fs::create_dir(&registry).unwrap_or_else(|e| panic!("mkdir: {e}"));
+    let district = registry.join("district-0.toml");
+    write(&district, &registry_file(0..3, stack));
+    let (daemon, tcp_port, http_port) = start_bureau(dir.path());
+    let log = || daemon.log_text();
+    let mut loggers = vec![(0, TestLogger::connect(([127, 0, 0, 1], tcp_port).into()))];
+    upload_round(&mut loggers, 0, &log);
+    let rejected = || {
+        metric(
+            &scrape(http_port),
+            "cemsd_config_reloads_total",
+            &[("result", "rejected")],
+        )
+        .unwrap_or(0.0)
+    };
+
+    // A misspelt key: rejected with the registry file's line and column.
+    let good = registry_file(0..3, stack);
+    write(&district, &good.replacen("stack =", "stak =", 1));
+    daemon.signal("HUP");
+    let position = format!("{}:6:1: logger[0].stak", district.display());
+    assert!(
+        eventually(WAIT, || log().contains(&position)),
+        "no positioned error:\n{}",
+        log()
+    );
+    // A password file that cannot be read: rejected, naming the logger.
+    write(
+        &district,
+        &good.replacen("{ env = \"LOGGER_PW\" }", "{ file = \"missing.pw\" }", 1),
+    );
+    daemon.signal("HUP");
+    assert!(
+        eventually(WAIT, || rejected() == 2.0),
+        "the reload was not rejected:\n{}",
+        log()
+    );
+    assert!(log().contains(&format!("HJ 212 device \"{}\": password", mn(0))));
+    // The logger goes on on its connection with the running registry.
+    upload_round(&mut loggers, 1, &log);
     let mut daemon = daemon;
     daemon.stop(WAIT);
 }
