@@ -631,6 +631,72 @@ fn a_hole_in_hour_data_is_pulled_and_the_answers_stored() {
     site.stop();
 }
 
+fn day_upload(qn: &str, data_time: &str) -> Packet {
+    upload(
+        CommandCode::DayData,
+        qn,
+        data_time,
+        vec![Factor::new("a21026")
+            .with(FieldKind::Avg, "28")
+            .with_flag(Flag::N)],
+    )
+}
+
+#[test]
+fn a_hole_in_day_data_is_pulled_with_2031_and_the_answers_stored() {
+    let site = Site::start("");
+    let mut logger = site.logger();
+    logger.send(&wire(&day_upload("20260102000100001", "20260101000000")));
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260102000100001",
+        CommandCode::DayData,
+    );
+    // The 4th after the 1st: the 2nd and the 3rd are missing.
+    logger.send(&wire(&day_upload("20260105000100001", "20260104000000")));
+    assert_ack(
+        logger.receive(Duration::from_secs(10)),
+        "20260105000100001",
+        CommandCode::DayData,
+    );
+    let request = logger
+        .receive(Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("no history request:\n{}", site.daemon.log_text()));
+    assert_eq!(request.cn, CommandCode::DayData);
+    assert_eq!(request.flag, Some(PacketFlag::hj212_2017(true)));
+    assert_eq!(request.cp.param("BeginTime"), Some("20260102000000"));
+    assert_eq!(request.cp.param("EndTime"), Some("20260103000000"));
+    for (qn, data_time) in [
+        ("20260105000100101", "20260102000000"),
+        ("20260105000100102", "20260103000000"),
+    ] {
+        logger.send(&wire(&day_upload(qn, data_time)));
+        assert_ack(
+            logger.receive(Duration::from_secs(10)),
+            qn,
+            CommandCode::DayData,
+        );
+    }
+    // Local midnights of the 1st..4th: 16:00Z the day before, 12 hours before noon.
+    let days: Vec<i64> = site
+        .rows(RecordKind::Day)
+        .iter()
+        .map(|r| (r.ts.0 - NOON_CST) / HOUR)
+        .collect();
+    assert_eq!(days, vec![-12, 12, 36, 60]);
+    assert!(
+        logger.receive(Duration::from_millis(500)).is_none(),
+        "the answers fill the hole: no second request"
+    );
+    let pulls = metric(
+        &scrape(site.http_port),
+        "cemsd_hj212_listener_history_pulls_total",
+        &[("cn", "2031")],
+    );
+    assert_eq!(pulls, Some(1.0));
+    site.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_line_uploads_are_acked_on_the_line() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -135,7 +135,10 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     let mut running = loaded;
     while signals.next().await == Request::Reload {
         ops::systemd::reloading();
-        if let Ok(new) = ops::reload::load(&running.path, &running.config) {
+        let reloaded = ops::reload::load(&running.path, &running.config).ok();
+        if let Some(new) =
+            reloaded.and_then(|new| ops::reload::apply_loggers(hj212_listener.as_ref(), new))
+        {
             // the listener's uploads wait while the pipelines are swapped
             ingest.connect(None);
             workers.stop().await;
@@ -247,8 +250,8 @@ impl Sinks {
     }
 }
 
-/// The HJ 212 listener runs for the whole process, like the sinks: a reload does not cut
-/// the loggers' connections.
+/// The HJ 212 listener runs for the whole process: a reload hands it the new loggers
+/// ([`ops::reload::apply_loggers`]) and cuts only the connections of loggers removed.
 async fn start_hj212_listener(
     loaded: &Loaded,
     store: &StoreHandle,

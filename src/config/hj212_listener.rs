@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -33,6 +34,12 @@ pub struct ListenerConfig {
     /// more are closed at once (and counted), so one host cannot take every slot.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// Connections come through a TCP proxy (HAProxy with `send-proxy`) that starts each with
+    /// a PROXY protocol v1 header: the address it names counts for `max_connections_per_ip`
+    /// and the lockouts instead of the proxy's. A connection without one is closed, so only
+    /// the proxy may reach `listen`.
+    #[serde(default)]
+    pub proxy_protocol: bool,
     /// Wrong passwords (or unknown MNs) from one source address, or against one MN, within
     /// `auth_lockout` before the address or MN is locked out for `auth_lockout`.
     #[serde(default = "default_auth_lockout_after")]
@@ -48,7 +55,8 @@ pub struct ListenerConfig {
     pub data_time_horizon: Interval,
     /// Local time of DataTime for devices that do not set their own; default the site's.
     pub utc_offset: Option<UtcOffset>,
-    /// Ask a logger for the hours (2061) or minutes (2051) missing before an upload.
+    /// Ask a logger for the days (2031), hours (2061) or minutes (2051) missing before an
+    /// upload.
     #[serde(default = "yes")]
     pub history_pull: bool,
     /// Minute data missing for longer than this is pulled; shorter holes are left alone,
@@ -60,6 +68,13 @@ pub struct ListenerConfig {
     pub history_max: Interval,
     #[serde(rename = "device", default)]
     pub devices: Vec<ListenerDevice>,
+    /// A directory of logger files (`*.toml`, each with `[[logger]]` tables), relative to
+    /// the config: a bureau adds, changes and retires loggers there and sends SIGHUP, and
+    /// the listener takes the change without dropping the other loggers' connections.
+    pub registry: Option<PathBuf>,
+    /// Not written in the file: the loggers read from `registry` when the config is loaded.
+    #[serde(skip)]
+    pub registered: Vec<ListenerDevice>,
     #[serde(rename = "serial", default)]
     pub serial: Vec<ListenerSerial>,
 }
@@ -76,6 +91,10 @@ pub struct ListenerDevice {
     pub stack: String,
     /// The logger's local time, when it differs from the listener's.
     pub utc_offset: Option<UtcOffset>,
+    /// Not written in the file: the registry file it was read from, which a relative
+    /// password file is relative to; none for a device of the site config.
+    #[serde(skip)]
+    pub defined_in: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -94,6 +113,11 @@ impl ListenerConfig {
     /// Local offset of DataTime for `device`: its own, the listener's, else the site's.
     pub fn zone_of(&self, device: &ListenerDevice, site: UtcOffset) -> UtcOffset {
         device.utc_offset.or(self.utc_offset).unwrap_or(site)
+    }
+
+    /// Every logger that may upload: the site config's, then the registry's.
+    pub fn all_devices(&self) -> impl Iterator<Item = &ListenerDevice> {
+        self.devices.iter().chain(&self.registered)
     }
 }
 
@@ -249,48 +273,24 @@ pub fn validate(
             Some("use e.g. \"366d\" (the default)".into()),
         ));
     }
-    if listener.devices.is_empty() {
+    if listener.devices.is_empty() && listener.registry.is_none() {
         return Err(src.error_at_path(
             &[TABLE],
-            "no [[hj212_listener.device]]: every upload would be refused",
-            Some("add a device with mn, password and stack".into()),
+            "no [[hj212_listener.device]] and no registry: every upload would be refused",
+            Some(
+                "add a device with mn, password and stack, or registry = \"loggers.d\" (a directory of [[logger]] files)".into(),
+            ),
         ));
     }
     let mut mns = HashSet::new();
     for (i, device) in listener.devices.iter().enumerate() {
-        let at = |key| [TABLE, Seg::Key("device"), Seg::Index(i), Seg::Key(key)];
-        device.password.validate(src, &at("password"))?;
-        let mn = device.mn.as_str();
-        let length = mn.chars().count();
-        if length == 0 || length > MAX_MN_LEN {
+        let at = [TABLE, Seg::Key("device"), Seg::Index(i)];
+        validate_device(src, &at, device)?;
+        if !mns.insert(device.mn.as_str()) {
             return Err(src.error_at_path(
-                &at("mn"),
-                format!("MN {mn:?} has {length} characters; HJ 212 allows 1 to {MAX_MN_LEN}"),
-                Some("copy the MN from the data logger's settings".into()),
-            ));
-        }
-        if !mn
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b";,&=".contains(&b))
-        {
-            return Err(src.error_at_path(
-                &at("mn"),
-                format!("MN {mn:?} contains a character a packet cannot carry"),
-                Some("an MN is printable ASCII without `;` `,` `&` `=`".into()),
-            ));
-        }
-        if !mns.insert(mn) {
-            return Err(src.error_at_path(
-                &at("mn"),
-                format!("MN {mn:?} is listed twice"),
+                &[TABLE, Seg::Key("device"), Seg::Index(i), Seg::Key("mn")],
+                format!("MN {:?} is listed twice", device.mn),
                 Some("each data logger is listed once; give it one stack".into()),
-            ));
-        }
-        if device.stack.trim().is_empty() {
-            return Err(src.error_at_path(
-                &at("stack"),
-                "the stack is empty",
-                Some("name the measuring point, e.g. stack = \"plant-a.unit1\"".into()),
             ));
         }
     }
@@ -325,6 +325,44 @@ pub fn validate(
                 Some("use 1 or 2".into()),
             ));
         }
+    }
+    Ok(())
+}
+
+/// Checks one logger wherever it is written (`[[hj212_listener.device]]` or a registry
+/// file): a password source, an MN a packet can carry, a stack. `at` is its table's path.
+pub fn validate_device(
+    src: &SourceText,
+    at: &[Seg],
+    device: &ListenerDevice,
+) -> Result<(), SourceError> {
+    let key = |key| [at, &[Seg::Key(key)]].concat();
+    device.password.validate(src, &key("password"))?;
+    let mn = device.mn.as_str();
+    let length = mn.chars().count();
+    if length == 0 || length > MAX_MN_LEN {
+        return Err(src.error_at_path(
+            &key("mn"),
+            format!("MN {mn:?} has {length} characters; HJ 212 allows 1 to {MAX_MN_LEN}"),
+            Some("copy the MN from the data logger's settings".into()),
+        ));
+    }
+    if !mn
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && !b";,&=".contains(&b))
+    {
+        return Err(src.error_at_path(
+            &key("mn"),
+            format!("MN {mn:?} contains a character a packet cannot carry"),
+            Some("an MN is printable ASCII without `;` `,` `&` `=`".into()),
+        ));
+    }
+    if device.stack.trim().is_empty() {
+        return Err(src.error_at_path(
+            &key("stack"),
+            "the stack is empty",
+            Some("name the measuring point, e.g. stack = \"plant-a.unit1\"".into()),
+        ));
     }
     Ok(())
 }

@@ -7,6 +7,7 @@ pub mod environment;
 pub mod hj212_listener;
 pub mod hj212_uplink;
 pub mod influx;
+pub mod logger_registry;
 pub mod mqtt;
 pub mod profile;
 pub mod secret;
@@ -593,6 +594,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Loaded, ConfigError> {
         profiles.load_dir(&dir).map_err(ConfigError::Profiles)?;
     }
     validate(&src, &config, &profiles)?;
+    if let Some(listener) = &mut config.hj212_listener {
+        logger_registry::load_into(&src, listener)?;
+    }
+    for source in &mut config.mqtt {
+        mqtt::partition::keep_own_devices(source);
+    }
     let warnings = warnings(&src, &config, &profiles);
     config.wire_units = bound_channels(&config, &profiles)
         .into_iter()

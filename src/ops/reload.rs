@@ -4,11 +4,14 @@
 
 use std::path::Path;
 
+use crate::collect::hj212::{Devices, Hj212Listener, RegistryChange};
+use crate::config::hj212_listener::ListenerConfig;
 use crate::config::{self, ConfigError, Loaded, SiteConfig};
 
 /// Keys a running daemon cannot change: the store stays open across a reload, the HTTP
 /// server keeps its socket and the HJ 212 listener its loggers' connections. A new value takes
-/// effect at the next restart.
+/// effect at the next restart. The listener's loggers (its devices and its registry) are not
+/// among them: [`apply_loggers`] hands them to the running listener.
 pub fn restart_only_changes(running: &SiteConfig, new: &SiteConfig) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if running.store.path != new.store.path {
@@ -23,10 +26,50 @@ pub fn restart_only_changes(running: &SiteConfig, new: &SiteConfig) -> Vec<&'sta
     if running.http.as_ref().map(|h| h.listen) != new.http.as_ref().map(|h| h.listen) {
         changed.push("http.listen");
     }
-    if running.hj212_listener != new.hj212_listener {
+    if running.hj212_listener.as_ref().map(listener_settings)
+        != new.hj212_listener.as_ref().map(listener_settings)
+    {
         changed.push("hj212_listener");
     }
     changed
+}
+
+/// A listener's settings without its loggers.
+fn listener_settings(listener: &ListenerConfig) -> ListenerConfig {
+    ListenerConfig {
+        devices: Vec::new(),
+        registered: Vec::new(),
+        registry: None,
+        ..listener.clone()
+    }
+}
+
+/// Hands the loggers of a reloaded config to the running listener, passwords read again.
+/// A password that cannot be read rejects the whole reload (`None`), so the running loggers
+/// stay as they were.
+pub fn apply_loggers(listener: Option<&Hj212Listener>, new: Loaded) -> Option<Loaded> {
+    let (Some(listener), Some(config)) = (listener, &new.config.hj212_listener) else {
+        return Some(new);
+    };
+    match Devices::load(config, new.config.site.utc_offset, &new.path) {
+        Ok(devices) => {
+            let change = listener.replace_devices(devices);
+            if change != RegistryChange::default() {
+                tracing::info!(
+                    added = change.added,
+                    changed = change.changed,
+                    removed = change.removed,
+                    "HJ 212 loggers reloaded; the connections of the others stay open"
+                );
+            }
+            Some(new)
+        }
+        Err(e) => {
+            tracing::error!("reload rejected, the running config stays: {e}");
+            super::metrics::config_reloaded(false);
+            None
+        }
+    }
 }
 
 /// Loads and validates the config at `path` for a reload, logging the outcome.
@@ -60,7 +103,7 @@ mod tests {
     }
 
     #[test]
-    fn only_store_http_and_listener_changes_need_a_restart() {
+    fn only_store_http_and_listener_settings_need_a_restart() {
         let base =
             "[site]\nid = \"a\"\n[store]\npath = \"a.db\"\n[http]\nlisten = \"127.0.0.1:8080\"\n";
         let running = parse(base);
@@ -85,9 +128,12 @@ mod tests {
             vec!["hj212_listener"]
         );
         let with_listener = parse(&listener);
-        let second_logger = listener.replace("MN1", "MN2");
+        // loggers are applied to the running listener
+        let other_logger = listener.replace("MN1", "MN2");
+        assert!(restart_only_changes(&with_listener, &parse(&other_logger)).is_empty());
+        let other_port = listener.replace("9001", "9002");
         assert_eq!(
-            restart_only_changes(&with_listener, &parse(&second_logger)),
+            restart_only_changes(&with_listener, &parse(&other_port)),
             vec!["hj212_listener"]
         );
         assert!(restart_only_changes(&with_listener, &parse(&listener)).is_empty());

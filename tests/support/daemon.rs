@@ -34,8 +34,24 @@ impl Daemon {
 
     /// As `start`, with the log at `log`: for several daemons or runs in one directory.
     pub fn start_logged(config: &Path, log: &Path, env: &[(&str, String)]) -> Daemon {
+        Daemon::spawn(Command::new(env!("CARGO_BIN_EXE_cemsd")), config, log, env)
+    }
+
+    /// As `start`, inside network namespace `namespace` (`ip netns exec`, which runs the
+    /// daemon as the same process, so its PID is the daemon's).
+    pub fn start_in_namespace(
+        namespace: &str,
+        config: &Path,
+        dir: &Path,
+        env: &[(&str, String)],
+    ) -> Daemon {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", namespace, env!("CARGO_BIN_EXE_cemsd")]);
+        Daemon::spawn(command, config, &dir.join("cemsd.log"), env)
+    }
+
+    fn spawn(mut command: Command, config: &Path, log: &Path, env: &[(&str, String)]) -> Daemon {
         let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("log file: {e}"));
-        let mut command = Command::new(env!("CARGO_BIN_EXE_cemsd"));
         command
             .args(["run", "--config"])
             .arg(config)

@@ -10,6 +10,8 @@
 //!   records made by the replay tooling.
 //! - [`peers`]: mosquitto, VictoriaMetrics, pymodbus, a fault-injecting write endpoint,
 //!   simulators over Modbus TCP, a serial line between pty pairs.
+//! - [`hj212_logger`]: a data logger on an HJ 212 link, for the listener tests;
+//!   [`netns`]: hosts in network namespaces on one bridge, for the bureau topology.
 //! - [`analyser`] (the test analyser, tests/fixtures/profiles/two-floats.toml) and
 //!   [`collectors`] for the Modbus tests; [`site`] for pieces of site configs;
 //!   [`influx`] and [`mqtt`] for the sink and source tests; [`monitored`] for a plant that
@@ -20,10 +22,12 @@ pub mod analyser;
 pub mod browser;
 pub mod collectors;
 pub mod daemon;
+pub mod hj212_logger;
 pub mod http;
 pub mod influx;
 pub mod monitored;
 pub mod mqtt;
+pub mod netns;
 pub mod peers;
 pub mod ports;
 pub mod process;

@@ -1,6 +1,8 @@
-//! Which periods a logger has not delivered: per MN, the newest hour and minute committed.
-//! When an upload lands after a hole, the hole is asked for again (2061 for hours, 2051 for
-//! minutes) so a link outage at the plant costs no data at the bureau.
+//! Which periods a logger has not delivered: per MN, the newest day, hour and minute
+//! committed. When an upload lands after a hole, the hole is asked for again (2031 for days,
+//! 2061 for hours, 2051 for minutes; HJ 212-2017 Table 6 gives each upload command its
+//! "取…历史数据" form with BeginTime/EndTime) so a link outage at the plant costs no data at
+//! the bureau.
 //!
 //! State starts empty; the first upload of a kind from an MN after start is compared with
 //! the store (see [`GapTracker::needs_warm_up`]), so a listener restart does not hide holes.
@@ -31,7 +33,7 @@ pub struct GapTracker {
 }
 
 impl GapTracker {
-    /// `minute_gap`: minute holes longer than this are pulled (hour holes always are);
+    /// `minute_gap`: minute holes longer than this are pulled (day and hour holes always are);
     /// `history_max`: how far before the new upload a pull may reach.
     pub fn new(minute_gap: Duration, history_max: Duration) -> GapTracker {
         GapTracker {
@@ -42,7 +44,7 @@ impl GapTracker {
     }
 
     /// Whether the tracker must learn the newest stored period of this kind before it can
-    /// judge an upload: true once per MN and kind (hours and minutes only).
+    /// judge an upload: true once per MN and kind (days, hours and minutes only).
     pub fn needs_warm_up(&self, mn: &Arc<str>, kind: RecordKind) -> bool {
         period_of(kind).is_some() && !self.newest.contains_key(&(mn.clone(), kind))
     }
@@ -88,6 +90,9 @@ fn period_of(kind: RecordKind) -> Option<(Period, CommandCode)> {
     match kind {
         RecordKind::Hour => Some((Period::Hour, CommandCode::HourData)),
         RecordKind::Minute => Some((Period::Minute, CommandCode::MinuteData)),
+        // A day starts at the logger's local midnight; China keeps one offset all year, so
+        // consecutive day starts are always 24 h apart.
+        RecordKind::Day => Some((Period::Day, CommandCode::DayData)),
         _ => None,
     }
 }
@@ -177,11 +182,33 @@ mod tests {
                 end: Timestamp(now - HOUR),
             })
         );
-        assert!(!gaps.needs_warm_up(&mn, RecordKind::Day));
-        assert_eq!(gaps.committed(&mn, RecordKind::Day, Timestamp(now)), None);
         assert_eq!(
             gaps.committed(&mn, RecordKind::Reading, Timestamp(now)),
             None
+        );
+    }
+
+    #[test]
+    fn day_holes_are_pulled_like_hours() {
+        const DAY: i64 = 24 * HOUR;
+        let mut gaps = GapTracker::new(Duration::from_secs(600), Duration::from_secs(7 * 86_400));
+        let mn: Arc<str> = Arc::from("MN1");
+        assert!(gaps.needs_warm_up(&mn, RecordKind::Day));
+        // 2026-01-01 00:00 at +08:00 is 2025-12-31T16:00Z.
+        let day1 = T0 - 8 * HOUR;
+        gaps.warm_up(&mn, RecordKind::Day, Some(Timestamp(day1)));
+        assert_eq!(
+            gaps.committed(&mn, RecordKind::Day, Timestamp(day1 + DAY)),
+            None
+        );
+        // The 5th after the 2nd: the 3rd and 4th are missing.
+        assert_eq!(
+            gaps.committed(&mn, RecordKind::Day, Timestamp(day1 + 4 * DAY)),
+            Some(HistoryPull {
+                cn: CommandCode::DayData,
+                begin: Timestamp(day1 + 2 * DAY),
+                end: Timestamp(day1 + 3 * DAY),
+            })
         );
     }
 }

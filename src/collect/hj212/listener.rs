@@ -1,6 +1,7 @@
 //! The listener's tasks: a TCP accept loop with one task per connection (at most
 //! `max_connections`, at most `max_connections_per_ip` from one source address, none from an
-//! address locked out for guessing passwords), and one task per serial port. Stopping closes
+//! address locked out for guessing passwords; behind a proxy, the source address is the one
+//! its PROXY header names), and one task per serial port. Stopping closes
 //! the listening socket first, then lets every connection finish the packets it has read
 //! (commit and ack).
 
@@ -16,9 +17,10 @@ use crate::collect::batch::IngestPort;
 use crate::config::BusConfig;
 use crate::store::StoreHandle;
 
-use super::devices::Devices;
+use super::devices::{Devices, RegistryChange};
 use super::gaps::GapTracker;
-use super::per_source::PerSource;
+use super::per_source::{PerSource, SourceSlot};
+use super::proxy_header::{self, ProxyHeaderError};
 use super::session::{serve, Context, DataTimeWindow, Limits};
 use super::stats::{self, Reject};
 use super::throttle::{source_of, AuthThrottle};
@@ -39,6 +41,7 @@ pub struct ListenError {
 }
 
 pub struct Hj212Listener {
+    context: Arc<Context>,
     local_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
@@ -56,8 +59,9 @@ impl Hj212Listener {
         store: StoreHandle,
         clock: Clock,
     ) -> Result<Hj212Listener, ListenError> {
+        stats::loggers(devices.len());
         let context = Arc::new(Context {
-            devices,
+            devices: watch::channel(Arc::new(devices)).0,
             ingest,
             store,
             gaps: config
@@ -82,13 +86,14 @@ impl Hj212Listener {
                 .await
                 .map_err(|source| ListenError { listen, source })?;
             local_addr = socket.local_addr().ok();
-            tracing::info!(%listen, devices = context.devices.len(), "HJ 212 listener accepting");
+            tracing::info!(%listen, devices = context.devices().len(), "HJ 212 listener accepting");
             tasks.spawn(accept_loop(
                 socket,
                 context.clone(),
                 Slots {
                     max_connections: config.max_connections,
                     per_source: PerSource::new(config.max_connections_per_ip),
+                    proxy_protocol: config.proxy_protocol,
                 },
                 Limits {
                     idle: config.idle_timeout.0,
@@ -105,10 +110,24 @@ impl Hj212Listener {
             ));
         }
         Ok(Hj212Listener {
+            context,
             local_addr,
             stop,
             tasks,
         })
+    }
+
+    /// Takes a new set of loggers (a reload changed the registry) without touching a
+    /// connection of a logger still in it: a changed password or stack applies from the
+    /// logger's next packet, a removed logger's connection is closed.
+    pub fn replace_devices(&self, devices: Devices) -> RegistryChange {
+        let change = self.context.devices().changes_to(&devices);
+        stats::loggers(devices.len());
+        stats::registry_change("added", change.added);
+        stats::registry_change("changed", change.changed);
+        stats::registry_change("removed", change.removed);
+        self.context.devices.send_replace(Arc::new(devices));
+        change
     }
 
     /// The bound TCP address (useful with port 0).
@@ -123,10 +142,12 @@ impl Hj212Listener {
     }
 }
 
-/// How many connections the accept loop lets in, in all and per source address.
+/// How many connections the accept loop lets in, in all and per source address, and
+/// whether a PROXY protocol header names the source.
 struct Slots {
     max_connections: usize,
     per_source: PerSource,
+    proxy_protocol: bool,
 }
 
 async fn accept_loop(
@@ -138,6 +159,7 @@ async fn accept_loop(
 ) {
     let max_connections = limits.max_connections;
     let slots = Arc::new(Semaphore::new(max_connections));
+    let per_source = Arc::new(limits.per_source);
     let mut connections = JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -146,7 +168,7 @@ async fn accept_loop(
             // reap finished connections so the set does not grow
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
         };
-        let (stream, peer) = match accepted {
+        let (mut stream, peer) = match accepted {
             Ok(accepted) => accepted,
             Err(error) => {
                 // EMFILE and the like: back off instead of spinning
@@ -155,31 +177,37 @@ async fn accept_loop(
                 continue;
             }
         };
-        let source = source_of(peer.ip());
-        if context.throttle().source_locked(source, Instant::now()) {
-            // counted, not logged: the lockout itself was logged once
-            stats::connection_refused(Reject::LockedOut);
-            stats::auth_failure(Reject::LockedOut);
-            drop(stream);
-            continue;
-        }
-        let Some(source_slot) = limits.per_source.try_acquire(source) else {
-            stats::connection_refused(Reject::SourceConnectionLimit);
-            tracing::debug!(%peer, "HJ 212 connection refused: max_connections_per_ip reached");
-            drop(stream);
-            continue;
+        // Behind a proxy the source is known only from the header: the connection takes a
+        // slot first, so connections waiting for their header are bounded too.
+        let source_slot = if limits.proxy_protocol {
+            None
+        } else {
+            let Some(source_slot) = admit_source(&context, &per_source, peer) else {
+                continue;
+            };
+            Some(source_slot)
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             stats::connection_refused(Reject::ConnectionLimit);
             tracing::warn!(%peer, max_connections, "HJ 212 connection refused: max_connections reached");
-            drop(stream);
             continue;
         };
-        stats::connection_accepted();
         let _ = stream.set_nodelay(true);
-        let context = context.clone();
-        let stopped = stopped.clone();
+        let (context, per_source, stopped) = (context.clone(), per_source.clone(), stopped.clone());
         connections.spawn(async move {
+            let (peer, source_slot) = match source_slot {
+                Some(source_slot) => (peer, source_slot),
+                None => {
+                    let Some(peer) = proxied_peer(&mut stream, peer, timing).await else {
+                        return;
+                    };
+                    let Some(source_slot) = admit_source(&context, &per_source, peer) else {
+                        return;
+                    };
+                    (peer, source_slot)
+                }
+            };
+            stats::connection_accepted();
             serve_tcp(stream, peer, &context, timing, stopped).await;
             stats::connection_closed();
             drop((slot, source_slot));
@@ -193,6 +221,48 @@ async fn accept_loop(
     if drained.is_err() {
         tracing::warn!("HJ 212 connections did not finish within {DRAIN_LIMIT:?}; cutting them");
         connections.shutdown().await;
+    }
+}
+
+/// A connection's slot of its source address, unless the address is locked out or has
+/// `max_connections_per_ip` open (both counted).
+fn admit_source(context: &Context, per_source: &PerSource, peer: SocketAddr) -> Option<SourceSlot> {
+    let source = source_of(peer.ip());
+    if context.throttle().source_locked(source, Instant::now()) {
+        // counted, not logged: the lockout itself was logged once
+        stats::connection_refused(Reject::LockedOut);
+        stats::auth_failure(Reject::LockedOut);
+        return None;
+    }
+    let source_slot = per_source.try_acquire(source);
+    if source_slot.is_none() {
+        stats::connection_refused(Reject::SourceConnectionLimit);
+        tracing::debug!(%peer, "HJ 212 connection refused: max_connections_per_ip reached");
+    }
+    source_slot
+}
+
+/// The logger's address from the PROXY header the proxy at `proxy` sent, within the packet
+/// deadline; none (the connection is dropped) without a valid one. A proxy's health check
+/// connects and closes without a byte: not counted.
+async fn proxied_peer(
+    stream: &mut TcpStream,
+    proxy: SocketAddr,
+    timing: Limits,
+) -> Option<SocketAddr> {
+    match tokio::time::timeout(timing.packet_deadline, proxy_header::read(stream)).await {
+        Ok(Ok(source)) => Some(source.unwrap_or(proxy)),
+        Ok(Err(ProxyHeaderError::Closed)) => None,
+        Ok(Err(error)) => {
+            stats::connection_refused(Reject::ProxyHeader);
+            tracing::warn!(%proxy, %error, "HJ 212 connection closed: proxy_protocol is on and it sent no PROXY header");
+            None
+        }
+        Err(_) => {
+            stats::connection_refused(Reject::ProxyHeader);
+            tracing::warn!(%proxy, "HJ 212 connection closed: no PROXY header within the packet deadline");
+            None
+        }
     }
 }
 

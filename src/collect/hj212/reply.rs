@@ -1,5 +1,5 @@
 //! What the listener writes back: the 9014 data response to an upload that asks for one, the
-//! 9011 refusal of an upload that cannot be taken, and the history requests (2061/2051 with
+//! 9011 refusal of an upload that cannot be taken, and the history requests (2031/2061/2051 with
 //! BeginTime/EndTime) for missing periods.
 
 use crate::model::time::UtcOffset;

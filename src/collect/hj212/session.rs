@@ -36,7 +36,7 @@
 //! - 9011/9012 from a logger answer our history requests and are only logged.
 
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,7 +61,10 @@ use super::throttle::AuthThrottle;
 
 /// What every connection of one listener shares.
 pub struct Context {
-    pub devices: Devices,
+    /// The loggers that may upload, replaced whole when a reload changes the registry: each
+    /// packet is checked against the current set, so a changed password applies from the
+    /// logger's next packet.
+    pub devices: watch::Sender<Arc<Devices>>,
     /// Where uploads go: the current pipeline.
     pub ingest: IngestPort,
     /// Read only, to find the newest stored periods when pulling history.
@@ -77,6 +80,11 @@ pub struct Context {
 }
 
 impl Context {
+    /// The loggers as they are now.
+    pub fn devices(&self) -> Arc<Devices> {
+        self.devices.borrow().clone()
+    }
+
     pub fn throttle(&self) -> MutexGuard<'_, AuthThrottle> {
         self.throttle.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -142,6 +150,7 @@ pub async fn serve<S>(
         authenticated: None,
         locked_out: false,
     };
+    let mut registry = context.devices.subscribe();
     let mut buffer = vec![0u8; READ_BUFFER];
     let mut deadline = limits.map(|l| PacketDeadline::new(l.packet_deadline, Instant::now()));
     loop {
@@ -157,6 +166,15 @@ pub async fn serve<S>(
             _ = shutdown.wait_for(|stop| *stop) => {
                 session.abandon_parts();
                 return;
+            }
+            Ok(()) = registry.changed() => {
+                if session.logger_removed() {
+                    stats::logger_removed();
+                    tracing::info!(peer, mn = ?session.authenticated, "HJ 212 connection closed: its logger was removed from the registry");
+                    session.abandon_parts();
+                    return;
+                }
+                continue;
             }
             read = read_within(&mut reader, &mut buffer, wait) => read,
         };
@@ -254,7 +272,7 @@ struct Session<'a> {
     /// Wrong passwords and unknown MNs on this connection.
     auth_failures: u32,
     /// The MN last authenticated on this connection, already told to the throttle.
-    authenticated: Option<std::sync::Arc<str>>,
+    authenticated: Option<Arc<str>>,
     /// The address got locked out: the connection ends after this packet.
     locked_out: bool,
 }
@@ -279,7 +297,8 @@ impl Session<'_> {
             return Ok(());
         }
         let context = self.context;
-        let device = packet.mn.as_deref().and_then(|mn| context.devices.get(mn));
+        let devices = context.devices();
+        let device = packet.mn.as_deref().and_then(|mn| devices.get(mn));
         let refusal = match device {
             _ if self.source_locked() => Some(Reject::LockedOut),
             None => Some(Reject::UnknownMn),
@@ -411,6 +430,13 @@ impl Session<'_> {
         }
     }
 
+    /// The logger this connection authenticated as is no longer in the registry.
+    fn logger_removed(&self) -> bool {
+        self.authenticated
+            .as_ref()
+            .is_some_and(|mn| self.context.devices().get(mn).is_none())
+    }
+
     fn source_locked(&self) -> bool {
         self.source.is_some_and(|source| {
             self.context
@@ -428,7 +454,7 @@ impl Session<'_> {
     }
 
     /// Tells the throttle once per connection and MN that `mn` authenticated from here.
-    fn authenticated(&mut self, mn: &std::sync::Arc<str>) {
+    fn authenticated(&mut self, mn: &Arc<str>) {
         let Some(source) = self.source else {
             return;
         };

@@ -18,6 +18,8 @@ pub const ACK_LATENCY: &str = "cemsd_hj212_listener_ack_latency_seconds";
 pub const REPEATED_PARTS: &str = "cemsd_hj212_listener_repeated_parts_total";
 pub const AUTH_FAILURES: &str = "cemsd_hj212_listener_auth_failures_total";
 pub const LOCKOUTS: &str = "cemsd_hj212_listener_lockouts_total";
+pub const LOGGERS: &str = "cemsd_hj212_listener_loggers";
+pub const REGISTRY_CHANGES: &str = "cemsd_hj212_listener_registry_changes_total";
 
 /// Why a packet (or bytes that were meant to be one) was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,8 @@ pub enum Reject {
     /// An upload whose DataTime is older than `data_time_horizon` or further ahead of the
     /// clock than `[ingest] future_tolerance`.
     DataTime,
+    /// `proxy_protocol` is on and a connection sent no valid PROXY header in time.
+    ProxyHeader,
     /// An upload asking for a 9014 that cannot be written (a QN longer than a 9014 carries):
     /// not stored, since the logger would send it again forever.
     Unackable,
@@ -83,6 +87,7 @@ impl Reject {
             Reject::PacketDeadline => "packet_deadline",
             Reject::DataTime => "data_time",
             Reject::Unackable => "unackable",
+            Reject::ProxyHeader => "proxy_header",
         }
     }
 }
@@ -143,4 +148,19 @@ pub fn history_pull(cn: CommandCode) {
 /// From the last byte of an upload read to its ack written, commit included.
 pub fn acked(latency: Duration) {
     histogram!(ACK_LATENCY).record(latency.as_secs_f64());
+}
+
+/// Loggers that may upload, after the start or a reload.
+pub fn loggers(count: usize) {
+    gauge!(LOGGERS).set(count as f64);
+}
+
+/// A reload added, changed or removed a logger (`change`: `added`, `changed`, `removed`).
+pub fn registry_change(change: &'static str, count: usize) {
+    counter!(REGISTRY_CHANGES, "change" => change).increment(count as u64);
+}
+
+/// A connection closed because its logger left the registry.
+pub fn logger_removed() {
+    counter!(CONNECTIONS, "outcome" => "logger_removed").increment(1);
 }

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::collect::batch::{Batch, BatchSender, DeadLetter, Message, Origin, Receipt};
 
 use crate::config::mqtt::credentials;
+use crate::config::mqtt::partition::subscription_filters;
 use crate::model::backoff::Backoff;
 use crate::model::time::UtcOffset;
 use crate::model::Timestamp;
@@ -121,10 +122,12 @@ impl MqttSource {
                 client_config,
             )));
         }
-        let filters = config
-            .subscriptions
-            .iter()
-            .map(|s| SubscribeFilter::new(s.filter.as_str().to_string(), qos(s.qos)))
+        if let Some(partition) = config.partition {
+            tracing::info!(source = %config.id, instance = partition.instance, instances = partition.instances, devices = config.devices.len(), "MQTT partition: this instance handles its own devices only");
+        }
+        let filters = subscription_filters(config)
+            .into_iter()
+            .map(|(filter, s)| SubscribeFilter::new(filter, qos(s.qos)))
             .collect();
         let seed = config
             .client_id
@@ -255,7 +258,10 @@ impl Session {
             Event::Incoming(Incoming::ConnAck(connack)) => {
                 self.stats.set_connected(true);
                 tracing::info!(source = %self.id, session_present = connack.session_present, "connected");
-                if let Err(e) = self.client.try_subscribe_many(self.filters.clone()) {
+                if self.filters.is_empty() {
+                    // a partitioned instance that owns none of this source's devices
+                    tracing::warn!(source = %self.id, "no device of this source is this instance's: nothing subscribed");
+                } else if let Err(e) = self.client.try_subscribe_many(self.filters.clone()) {
                     tracing::error!(source = %self.id, "cannot queue the subscriptions: {e}");
                 }
             }

@@ -3,6 +3,7 @@
 //! one measures. Validation reports every mistake at its key, before anything connects.
 
 pub mod credentials;
+pub mod partition;
 pub mod size;
 pub mod time;
 pub mod topic;
@@ -68,6 +69,9 @@ pub struct MqttSourceConfig {
     /// degraded with the reason.
     #[serde(default = "one_minute")]
     pub stall_after: Interval,
+    /// This instance's share of the devices when several instances split them; see
+    /// [`partition`].
+    pub partition: Option<partition::Partition>,
     #[serde(rename = "subscribe", default)]
     pub subscriptions: Vec<SubscriptionConfig>,
     #[serde(rename = "device", default)]
@@ -455,6 +459,7 @@ pub fn validate(
         for (j, sub) in source.subscriptions.iter().enumerate() {
             validate_subscription(src, i, j, sub)?;
         }
+        partition::validate(src, i, source)?;
         let mut published = HashSet::new();
         for (j, device) in source.devices.iter().enumerate() {
             let at = |key| {

@@ -61,6 +61,35 @@ impl Filter {
         self.text[self.start..].split('/')
     }
 
+    /// A `$share/GROUP/…` subscription.
+    pub fn is_shared(&self) -> bool {
+        self.start > 0
+    }
+
+    /// The filter without its `$share/GROUP/` prefix.
+    pub fn topic_filter(&self) -> &str {
+        &self.text[self.start..]
+    }
+
+    /// Whether level `index` (0-based, after any share prefix) is `+`.
+    pub fn is_wildcard_at(&self, index: usize) -> bool {
+        self.levels().nth(index) == Some("+")
+    }
+
+    /// The filter with the `+` at level `index` replaced by `literal`; none when that level
+    /// is not `+`.
+    pub fn with_level(&self, index: usize, literal: &str) -> Option<String> {
+        if !self.is_wildcard_at(index) {
+            return None;
+        }
+        let levels: Vec<&str> = self
+            .levels()
+            .enumerate()
+            .map(|(i, level)| if i == index { literal } else { level })
+            .collect();
+        Some(format!("{}{}", &self.text[..self.start], levels.join("/")))
+    }
+
     /// Whether the broker would deliver `topic` for this filter. Wildcards at the first
     /// level do not match topics starting with `$` (MQTT 3.1.1 §4.7.2).
     pub fn matches(&self, topic: &str) -> bool {
@@ -165,6 +194,13 @@ impl Template {
         self.levels
             .iter()
             .any(|l| matches!(l, Level::Named(n) if n == name))
+    }
+
+    /// The 0-based level `{name}` stands at.
+    pub fn level_of(&self, name: &str) -> Option<usize> {
+        self.levels
+            .iter()
+            .position(|l| matches!(l, Level::Named(n) if n == name))
     }
 
     /// Whether topics matching `filter` can have this template's shape.

@@ -16,6 +16,10 @@ pub const VICTORIA_METRICS: &str = "/usr/bin/victoria-metrics";
 /// the process, so a failing test leaves nothing running.
 pub struct VictoriaMetrics {
     process: Option<Owned>,
+    /// Where it listens: 127.0.0.1, or an address of the network namespace it runs in.
+    pub host: std::net::IpAddr,
+    /// The network namespace it runs in (`ip netns exec`), if any.
+    namespace: Option<String>,
     pub port: u16,
     storage: PathBuf,
     dedup: bool,
@@ -51,10 +55,33 @@ impl VictoriaMetrics {
         VictoriaMetrics::start_with(dir, dedup, &[]).await
     }
 
+    /// As `start`, inside network namespace `namespace`, listening on its address `host`
+    /// (port 8428), with deduplication.
+    pub async fn start_in_namespace(
+        dir: &Path,
+        namespace: &str,
+        host: std::net::IpAddr,
+    ) -> VictoriaMetrics {
+        let mut vm = VictoriaMetrics::new(dir, true, &[]);
+        vm.namespace = Some(namespace.to_string());
+        vm.host = host;
+        vm.port = 8428;
+        vm.launch().await;
+        vm
+    }
+
     /// As `start`, with more command-line flags (`extra`).
     pub async fn start_with(dir: &Path, dedup: bool, extra: &[String]) -> VictoriaMetrics {
-        let mut vm = VictoriaMetrics {
+        let mut vm = VictoriaMetrics::new(dir, dedup, extra);
+        vm.launch().await;
+        vm
+    }
+
+    fn new(dir: &Path, dedup: bool, extra: &[String]) -> VictoriaMetrics {
+        VictoriaMetrics {
             process: None,
+            host: std::net::Ipv4Addr::LOCALHOST.into(),
+            namespace: None,
             port: free_port(),
             storage: dir.join("victoria-metrics"),
             dedup,
@@ -63,9 +90,7 @@ impl VictoriaMetrics {
                 cemsd::sink::influx::install_crypto_provider();
                 reqwest::Client::new()
             },
-        };
-        vm.launch().await;
-        vm
+        }
     }
 
     fn spawn(&self) -> Owned {
@@ -73,10 +98,17 @@ impl VictoriaMetrics {
             Path::new(VICTORIA_METRICS).exists(),
             "{VICTORIA_METRICS} is missing: apt-get install victoria-metrics (scripts/test does)"
         );
-        let mut command = Command::new(VICTORIA_METRICS);
+        let mut command = match &self.namespace {
+            Some(namespace) => {
+                let mut command = Command::new("ip");
+                command.args(["netns", "exec", namespace, VICTORIA_METRICS]);
+                command
+            }
+            None => Command::new(VICTORIA_METRICS),
+        };
         command
             .arg(format!("-storageDataPath={}", self.storage.display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
+            .arg(format!("-httpListenAddr={}:{}", self.host, self.port))
             // The default retention (1 month) silently drops older points.
             .arg("-retentionPeriod=100y")
             .arg("-search.latencyOffset=0s")
@@ -109,7 +141,7 @@ impl VictoriaMetrics {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://{}:{}", self.host, self.port)
     }
 
     /// Graceful stop (SIGTERM): it flushes what it acknowledged, as a real server would on
