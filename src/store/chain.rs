@@ -88,6 +88,11 @@ pub(super) fn add_digest(sum: &mut Digest, add: &Digest) {
     }
 }
 
+/// SHA-256 of `bytes` in hex, e.g. the checksum of a config file.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(&sha256(&[bytes]))
+}
+
 pub fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }

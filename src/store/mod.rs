@@ -36,7 +36,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use crate::model::Timestamp;
 
 pub use audit::{AuditEntry, AuditHow, AUDIT_CHANNEL};
-pub use chain::hex;
+pub use chain::{hex, sha256_hex};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};
 pub use error::StoreError;
 pub use lock::{lock_path, LockError, StoreLock};
