@@ -58,27 +58,26 @@ pub async fn record_changes(
 ) -> Result<Vec<AuditEntry>, String> {
     let snapshots = snapshot(loaded)?;
     let affected = Affected::new(loaded);
-    let done = store.call(move |store| {
-        let mut entries = Vec::new();
-        for snapshot in &snapshots {
-            let recorded = store.audit_values(snapshot.source)?;
-            entries.extend(changes(&recorded, snapshot, ts, how));
-        }
-        let records: Vec<Record> = entries
-            .iter()
-            .flat_map(|entry| {
-                affected
-                    .stacks(entry)
-                    .into_iter()
-                    .map(move |stack| entry.to_record(&stack))
-            })
-            .collect();
-        store.record_audit(&entries, &records).map(|()| entries)
-    });
-    match done.await {
-        Ok(Ok(entries)) => Ok(entries),
-        Ok(Err(e)) | Err(e) => Err(format!("cannot record the audit trail: {e}")),
-    }
+    store
+        .record_audit(move |store| {
+            let mut entries = Vec::new();
+            for snapshot in &snapshots {
+                let recorded = store.audit_values(snapshot.source)?;
+                entries.extend(changes(&recorded, snapshot, ts, how));
+            }
+            let records: Vec<Record> = entries
+                .iter()
+                .flat_map(|entry| {
+                    affected
+                        .stacks(entry)
+                        .into_iter()
+                        .map(move |stack| entry.to_record(&stack))
+                })
+                .collect();
+            Ok((entries, records))
+        })
+        .await
+        .map_err(|e| format!("cannot record the audit trail: {e}"))
 }
 
 /// Which stacks' values an item can alter.

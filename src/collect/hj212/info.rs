@@ -121,18 +121,16 @@ pub async fn store_information(
     let (ts, information) = information_of(packet, device).map_err(|e| e.to_string())?;
     let mn = device.mn.to_string();
     let stack = device.stack.to_string();
-    let done = store.call(move |store| {
-        let recorded = store.audit_values(&mn)?;
-        let entries = entries(&mn, ts, information, &recorded);
-        let records: Vec<_> = entries.iter().map(|e| e.to_record(&stack)).collect();
-        store
-            .record_audit(&entries, &records)
-            .map(|()| entries.len())
-    });
-    match done.await {
-        Ok(Ok(n)) => Ok(n),
-        Ok(Err(e)) | Err(e) => Err(format!("cannot store the logger's information: {e}")),
-    }
+    store
+        .record_audit(move |store| {
+            let recorded = store.audit_values(&mn)?;
+            let entries = entries(&mn, ts, information, &recorded);
+            let records = entries.iter().map(|e| e.to_record(&stack)).collect();
+            Ok((entries, records))
+        })
+        .await
+        .map(|entries| entries.len())
+        .map_err(|e| format!("cannot store the logger's information: {e}"))
 }
 
 #[cfg(test)]
