@@ -85,7 +85,7 @@ const MIGRATIONS: &[&str] = &[
     "ALTER TABLE record ADD COLUMN revision INTEGER;",
     // 5: evidence. `record_commit` chains every commit (its seq range and a hash over its
     // rows and the previous commit's hash, see `chain.rs`); `chain_checkpoint` holds the hash
-    // where retention cut the chain, and at first the seq up to which rows predate it.
+    // where retention cut the chain, and (`unchained_to`) the seq up to which rows predate it.
     // `audit_entry` is the trail of parameter changes, each entry chained to the one
     // before; retention never deletes it.
     "CREATE TABLE record_commit (
@@ -103,10 +103,11 @@ const MIGRATIONS: &[&str] = &[
          id INTEGER PRIMARY KEY CHECK (id = 1),
          commit_id INTEGER NOT NULL,
          last_seq INTEGER NOT NULL,
-         hash BLOB NOT NULL
+         hash BLOB NOT NULL,
+         unchained_to INTEGER NOT NULL
      );
-     INSERT INTO chain_checkpoint (id, commit_id, last_seq, hash)
-         SELECT 1, 0, last_seq, zeroblob(32) FROM seq_counter WHERE id = 1;
+     INSERT INTO chain_checkpoint (id, commit_id, last_seq, hash, unchained_to)
+         SELECT 1, 0, last_seq, zeroblob(32), last_seq FROM seq_counter WHERE id = 1;
      CREATE TABLE audit_entry (
          id INTEGER PRIMARY KEY,
          ts INTEGER NOT NULL,

@@ -82,22 +82,32 @@ impl Found {
 impl Store {
     /// Checks every commit from the checkpoint on and the audit trail. Reads only.
     pub fn verify(&self) -> Result<Verification, StoreError> {
-        let conn = &self.conn;
-        let (checkpoint_id, checkpoint_seq, checkpoint_hash): (i64, i64, Vec<u8>) = conn
-            .query_row(
-                "SELECT commit_id, last_seq, hash FROM chain_checkpoint WHERE id = 1",
-                [],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )?;
+        // one read transaction: a daemon committing meanwhile is not seen half-way
+        let tx = self.conn.unchecked_transaction()?;
+        let conn: &rusqlite::Connection = &tx;
+        let (checkpoint_id, checkpoint_seq, checkpoint_hash, unchained_to): (
+            i64,
+            i64,
+            Vec<u8>,
+            i64,
+        ) = conn.query_row(
+            "SELECT commit_id, last_seq, hash, unchained_to FROM chain_checkpoint WHERE id = 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )?;
         let last_seq: i64 =
             conn.query_row("SELECT last_seq FROM seq_counter WHERE id = 1", [], |row| {
                 row.get(0)
             })?;
-        let below: i64 = conn.query_row(
-            "SELECT count(*) FROM record WHERE seq <= ?1",
-            [checkpoint_seq],
-            |row| row.get(0),
-        )?;
+        let count_between = |from: i64, to: i64| -> Result<i64, StoreError> {
+            Ok(conn.query_row(
+                "SELECT count(*) FROM record WHERE seq > ?1 AND seq <= ?2",
+                [from, to],
+                |row| row.get(0),
+            )?)
+        };
+        let unchained = count_between(i64::MIN, unchained_to)?;
+        let below = count_between(unchained_to, checkpoint_seq)?;
         let mut verification = Verification {
             commits: 0,
             rows: 0,
@@ -107,9 +117,8 @@ impl Store {
             audit_entries: 0,
             audit_broken: None,
         };
-        if checkpoint_id == 0 {
-            verification.unchained_rows = u64::try_from(below).unwrap_or(0);
-        } else if below > 0 {
+        verification.unchained_rows = u64::try_from(unchained).unwrap_or(0);
+        if below > 0 {
             // retention moved the checkpoint past these seqs once none of them was left
             verification.broken.push(BrokenCommit {
                 commit: checkpoint_id,
@@ -317,6 +326,25 @@ mod tests {
         );
         assert_eq!(broken(&store).len(), 2);
         assert_eq!(broken(&store)[1].0, 4);
+    }
+
+    #[test]
+    fn rows_of_a_store_from_before_the_chain_are_counted_as_not_covered() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        {
+            let mut conn = rusqlite::Connection::open(dir.path().join("cems.db"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(super::super::schema::migrate_to(&mut conn, 4).is_ok());
+            let old = "INSERT INTO series (id, stack, device, channel) VALUES (1, 's', 'd', 'c');
+                 INSERT INTO record (seq, kind, series, ts, flags) VALUES (1, 6, 1, 0, 0), (2, 6, 1, 1, 0);
+                 UPDATE seq_counter SET last_seq = 2;";
+            assert!(conn.execute_batch(old).is_ok());
+        }
+        let mut store = open(&dir, StoreOptions::default());
+        assert_eq!(store.append(&events(3)).ok(), Some(Some((3, 5))));
+        let v = store.verify().unwrap_or_else(|e| panic!("{e}"));
+        assert!(v.is_intact(), "{:?}", v.broken);
+        assert_eq!((v.unchained_rows, v.commits, v.rows), (2, 1, 3));
     }
 
     #[test]
