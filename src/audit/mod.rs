@@ -7,4 +7,4 @@ pub mod flatten;
 pub mod record;
 
 pub use changes::{changes, Snapshot};
-pub use record::{record_changes, snapshot};
+pub use record::record_changes;

@@ -35,7 +35,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::model::Timestamp;
 
-pub use audit::{AuditEntry, AuditHow, AUDIT_CHANNEL};
+pub use audit::{AuditEntry, AuditHow};
 pub use chain::{hex, sha256_hex};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};
 pub use error::StoreError;
