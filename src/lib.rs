@@ -4,10 +4,11 @@
 //! `model` (samples, records, time) → `config` (site schema, profiles, secrets) → `protocol`
 //! (Modbus and HJ 212 codecs) → `collect` (devices, brokers, loggers → one batch type) →
 //! `process` (HJ 75 normalisation, quality, aggregation) → `pipeline` (the only writer of
-//! ingested data) → `store` → `sink` (InfluxDB, HJ 212 uplinks); `report`, `field` (capture,
+//! ingested data) → `store` → `audit` (the trail of parameter changes) → `sink` (InfluxDB, HJ 212 uplinks); `report`, `field` (capture,
 //! replay, simulator) and `ops` (live board, HTTP, systemd) read from them; `app` wires it all.
 
 pub mod app;
+pub mod audit;
 pub mod collect;
 pub mod config;
 pub mod field;

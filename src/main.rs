@@ -117,6 +117,17 @@ enum Command {
         #[command(subcommand)]
         action: DeadLettersAction,
     },
+    /// Check the store's tamper chain and audit trail: names the first commit whose rows
+    /// were edited, inserted or deleted after it was made, and the periods affected. Exits
+    /// 4 when anything is broken.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["config", "store"])))]
+    Verify {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The store file itself, without a config.
+        #[arg(long)]
+        store: Option<PathBuf>,
+    },
     /// Print what the store holds.
     Query {
         #[arg(long, short)]
@@ -326,6 +337,9 @@ fn main() -> ExitCode {
                 DeadLettersAction::Retry { filter } => filter.run(Action::Retry),
                 DeadLettersAction::Drop { filter, all } => filter.run(Action::Drop { all }),
             }
+        }
+        Command::Verify { config, store } => {
+            cemsd::app::verify::verify(config.as_deref(), store.as_deref())
         }
         Command::Query {
             config,

@@ -80,6 +80,8 @@ fn lock(state: &Mutex<PlatformState>) -> std::sync::MutexGuard<'_, PlatformState
     state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Uploads the platform answers with 9014: data, and the field-device information (3020)
+/// the gateway uploads its parameter changes with.
 fn is_upload(cn: CommandCode) -> bool {
     matches!(
         cn,
@@ -87,6 +89,7 @@ fn is_upload(cn: CommandCode) -> bool {
             | CommandCode::MinuteData
             | CommandCode::HourData
             | CommandCode::DayData
+            | CommandCode::GetInfo
     )
 }
 
@@ -744,4 +747,162 @@ async fn cemsd_run_uploads_real_time_data_and_answers_the_platform() {
         cemsd::protocol::hj212::parse_data_time(system_time).is_some(),
         "SystemTime {system_time:?}"
     );
+}
+
+/// The site of the SIGHUP test: `reference_o2`, the SO2 limit and the PLC's SO2 span as
+/// given, the status page on `http_port`, uploads to `platform`.
+fn audited_site(
+    dir: &Path,
+    sim_port: u16,
+    platform: SocketAddr,
+    values: (&str, &str, &str),
+) -> String {
+    let (reference_o2, so2_limit, so2_span) = values;
+    head("test-plant", "", "data/cemsd.db")
+        + &plant_stack(&format!(
+            "mn = \"{MN}\"\nreference_o2 = {reference_o2}\nlimits = {{ so2 = {so2_limit} }}\n"
+        ))
+        + &simulated_plc(sim_port, 0, "200ms", "100ms")
+        + &format!("spans = {{ so2 = {so2_span} }}\n")
+        + &hj212_uplink(
+            dir,
+            "province",
+            &platform.to_string(),
+            PASSWORD,
+            "ack_timeout = \"2s\"\n",
+        )
+}
+
+/// The store's audit entries made by `how`, oldest first; none while it cannot be read.
+fn trail(db: &Path, how: cemsd::store::AuditHow) -> Vec<cemsd::store::AuditEntry> {
+    let mut entries: Vec<_> = support::store::try_open(db)
+        .and_then(|s| s.audit_entries(0, i64::MAX).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.how == how)
+        .collect();
+    entries.reverse();
+    entries
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_changes_of_span_reference_o2_and_limit_are_on_record_in_the_report_and_at_the_platform(
+) {
+    use cemsd::store::AuditHow;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let platform = Platform::start(0, ACK_ALL, None).await;
+    let sim_port = free_port();
+    let before = audited_site(
+        dir.path(),
+        sim_port,
+        platform.addr,
+        ("6.0", "35", "[0, 750]"),
+    );
+    let config = write_config(dir.path(), "site.toml", &before);
+    let db = dir.path().join("data/cemsd.db");
+    let mut daemon = Daemon::start(&config, dir.path(), &[]);
+    let started = eventually(Duration::from_secs(30), async || {
+        !trail(&db, AuditHow::Start).is_empty()
+    })
+    .await;
+    assert!(started, "nothing recorded at start:\n{}", daemon.log_text());
+    // the first start records what is in force: the values the reload will change among them
+    let at_start = trail(&db, AuditHow::Start);
+    assert!(
+        at_start.iter().any(|e| e.item == "stack.unit1.reference_o2"
+            && e.old.is_none()
+            && e.new.as_deref() == Some("6.0")),
+        "{at_start:?}"
+    );
+
+    let after = audited_site(
+        dir.path(),
+        sim_port,
+        platform.addr,
+        ("8.0", "50", "[0, 500]"),
+    );
+    write_config(dir.path(), "site.toml", &after);
+    let sent = support::time::now_ms();
+    daemon.signal("HUP");
+    let reloaded = eventually(Duration::from_secs(30), async || {
+        trail(&db, AuditHow::Reload).len() >= 3
+    })
+    .await;
+    assert!(reloaded, "no reload entries:\n{}", daemon.log_text());
+    let recorded = support::time::now_ms();
+    let changes = trail(&db, AuditHow::Reload);
+    let got: Vec<(&str, Option<&str>, Option<&str>)> = changes
+        .iter()
+        .map(|e| (e.item.as_str(), e.old.as_deref(), e.new.as_deref()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("device.plc.spans.so2", Some("[0, 750]"), Some("[0, 500]")),
+            ("stack.unit1.limits.so2", Some("35"), Some("50")),
+            ("stack.unit1.reference_o2", Some("6.0"), Some("8.0")),
+        ]
+    );
+    let checksum = cemsd::store::sha256_hex(after.as_bytes());
+    for e in &changes {
+        assert!(sent <= e.ts && e.ts <= recorded, "{e:?}");
+        assert_eq!(e.source, "site");
+        assert_eq!(e.file.as_deref(), Some(config.to_string_lossy().as_ref()));
+        assert_eq!(e.checksum.as_deref(), Some(checksum.as_str()));
+    }
+
+    // at the platform: one 3020 run-log entry per change, in the form of HJ 212-2017's own
+    // example (Appendix C: `CN=3020;…;CP=&&DataTime=20160801062035;PolId=w01018;
+    // i11001-Info=//清洗管路//&&`), acked with 9014 like any upload
+    let uploaded = eventually(Duration::from_secs(30), async || {
+        platform
+            .uploads(3020)
+            .iter()
+            .filter(|r| r.acked && r.text.contains("reload"))
+            .count()
+            >= 3
+    })
+    .await;
+    let code = daemon.terminate();
+    assert!(
+        uploaded,
+        "no three acked 3020: {:?}",
+        platform.uploads(3020)
+    );
+    assert_eq!(code, Some(0));
+    let reference = platform
+        .uploads(3020)
+        .into_iter()
+        .find(|r| r.text.contains("stack.unit1.reference_o2: 6.0 -> 8.0"))
+        .unwrap_or_else(|| panic!("no 3020 of reference_o2: {:?}", platform.uploads(3020)));
+    let local =
+        cemsd::model::time::UtcOffset::CHINA.local_time(Timestamp::from_millis(changes[2].ts));
+    let data_time = cemsd::protocol::hj212::format_data_time(local);
+    let expected = format!(
+        ";ST=31;CN=3020;PW={PASSWORD};MN={MN};Flag=5;CP=&&DataTime={data_time};i11001-Info=//参数变更 stack.unit1.reference_o2: 6.0 -> 8.0 (reload， site， sha256 {})//&&",
+        &checksum[..16]
+    );
+    assert!(reference.text.contains(&expected), "{}", reference.text);
+    assert_eq!(reference.packet.flag.map(|f| f.bits()), Some(5));
+
+    // the day report lists them, in local time
+    let day = local.format("%Y-%m-%d").to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cemsd"))
+        .args(["report", "--config"])
+        .arg(&config)
+        .args(["--day", &day])
+        .output()
+        .unwrap_or_else(|e| panic!("cemsd report: {e}"));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let time = local.format("%H:%M:%S").to_string();
+    let file = config.to_string_lossy();
+    let short = &checksum[..16];
+    for (item, old, new) in [
+        ("device.plc.spans.so2", "[0, 750]", "[0, 500]"),
+        ("stack.unit1.limits.so2", "35", "50"),
+        ("stack.unit1.reference_o2", "6.0", "8.0"),
+    ] {
+        let line = format!("  {time} {item} {old} -> {new} (重载, site, {file}, sha256 {short})\n");
+        assert!(text.contains(&line), "{line} not in:\n{text}");
+    }
 }

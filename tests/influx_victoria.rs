@@ -360,3 +360,57 @@ async fn a_large_store_arrives_complete_in_gzip_batches() {
     let series = vm.export(r#"{__name__="cems_reading_raw"}"#).await;
     assert_eq!(exported_raw(&series), expected_raw(N));
 }
+
+/// A parameter change from the audit trail arrives as a point of its own measurement,
+/// `cems_audit`, tagged with what changed and how, its values as string fields.
+#[tokio::test]
+async fn an_audit_entry_arrives_as_its_own_measurement() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let vm = VictoriaMetrics::start(dir.path(), true).await;
+    let db = dir.path().join("cems.db");
+    let entry = cemsd::store::AuditEntry {
+        ts: T0 + 11_000,
+        source: "site".into(),
+        how: cemsd::store::AuditHow::Reload,
+        item: "stack.unit1.reference_o2".into(),
+        old: Some("6.0".into()),
+        new: Some("8.0".into()),
+        file: Some("/etc/cemsd/cemsd.toml".into()),
+        checksum: Some("0123abcd".into()),
+    };
+    let last = fill_store(&db, &[entry.to_record("unit1")]);
+
+    let writer = Writer::start(&db);
+    let forwarder = RunningForwarder::spawn(&sink_config("vm", &vm.url()), &db, &writer.handle);
+    let drained = forwarder
+        .wait_for_cursor(last, Duration::from_secs(30))
+        .await;
+    forwarder.stop().await;
+    writer.stop().await;
+    assert!(drained, "cursor stuck");
+
+    let series = vm.export(r#"{__name__=~"cems_.*"}"#).await;
+    let tags = labels(&[
+        ("how", "reload"),
+        ("item", "stack.unit1.reference_o2"),
+        ("site", "plant-1"),
+        ("source", "site"),
+        ("stack", "unit1"),
+    ]);
+    let got: Vec<(&str, &BTreeMap<String, String>, &[i64])> = series
+        .iter()
+        .map(|s| (s.name.as_str(), &s.labels, s.timestamps.as_slice()))
+        .collect();
+    let at = [T0 + 11_000];
+    assert_eq!(
+        got,
+        vec![
+            ("cems_audit_changed", &tags, &at[..]),
+            ("cems_audit_checksum", &tags, &at[..]),
+            ("cems_audit_file", &tags, &at[..]),
+            ("cems_audit_new", &tags, &at[..]),
+            ("cems_audit_old", &tags, &at[..]),
+        ]
+    );
+    assert_eq!(series[0].points(), vec![(T0 + 11_000, 1.0)]);
+}

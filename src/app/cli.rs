@@ -193,7 +193,8 @@ pub struct ReportRequest<'a> {
     pub lang: report::Lang,
 }
 
-/// The HJ 75 table of a day, month or year; for a day as text, the gaps and exceedances below.
+/// The HJ 75 table of a day, month or year; for a day as text, the gaps, exceedances and
+/// parameter changes below.
 pub fn report(config_path: &Path, request: ReportRequest<'_>) -> Result<(), Failure> {
     let period = request.period.map_err(Failure::usage)?;
     if request.format == report::Format::Xlsx && request.output.is_none() {
@@ -220,12 +221,17 @@ pub fn report(config_path: &Path, request: ReportRequest<'_>) -> Result<(), Fail
     let bytes: Vec<u8> = match request.format {
         report::Format::Text => {
             let mut text = report::render_text(&built, lang);
-            if let (report::ReportPeriod::Day(day), None) = (period, &built.empty) {
+            if let report::ReportPeriod::Day(day) = period {
                 let mut detail = report::build(&store, &loaded.config, day).map_err(read_failed)?;
                 detail
                     .stacks
                     .retain(|s| request.stack.is_none_or(|id| s.stack == id));
-                text.push_str(&report::render_events(&detail, lang));
+                if built.empty.is_none() {
+                    text.push_str(&report::render_events(&detail, lang));
+                }
+                // a day without values may still have had its parameters changed
+                let offset = loaded.config.site.utc_offset;
+                text.push_str(&report::render_changes(&detail.changes, offset, lang));
             }
             text.into_bytes()
         }

@@ -28,7 +28,8 @@ use crate::pipeline::Pipeline;
 use crate::process::Processor;
 use crate::sink::influx::{ClientError, StartError};
 use crate::store::{
-    LockError, Store, StoreHandle, StoreLock, StoreOptions, StoreReader, StoreWriter, WriterOptions,
+    AuditHow, LockError, Store, StoreHandle, StoreLock, StoreOptions, StoreReader, StoreWriter,
+    WriterOptions,
 };
 
 /// How long collectors and the pipeline get to finish after a stop signal.
@@ -102,6 +103,8 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         }
         None => None,
     };
+    // before anything is read: what was changed while the daemon was stopped applies from now
+    record_audit(&store_handle, &loaded, AuditHow::Start).await;
     let mut sinks = Sinks::start(&loaded, &store_path, &store_handle)?;
     let (ingest, ingest_port) = IngestSwitch::new();
     let hj212_listener = start_hj212_listener(&loaded, &store_handle, ingest_port).await?;
@@ -153,6 +156,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
                 Ok(started) => {
                     ops::metrics::config_reloaded(true);
                     tracing::info!(devices = new.config.devices.len(), "config reloaded");
+                    record_audit(&store_handle, &new, AuditHow::Reload).await;
                     running = new;
                     started
                 }
@@ -195,6 +199,38 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
         }
         (Err(e), _) => Err(Failure::runtime(format!("store writer failed: {e}"))),
         (_, _) => Err(Failure::runtime("store writer thread did not finish")),
+    }
+}
+
+/// Records in the audit trail what changed in the config and profiles now in force. A
+/// failure is logged and counted; it does not stop the daemon, whose data stays chained.
+async fn record_audit(store: &StoreHandle, loaded: &Loaded, how: AuditHow) {
+    let now = crate::model::time::now().millis();
+    match crate::audit::record_changes(store, loaded, how, now).await {
+        Ok(entries) => {
+            // the first start records every item once: one line for them
+            let each = how != AuditHow::Start || entries.len() <= 20;
+            if !each {
+                tracing::info!(
+                    entries = entries.len(),
+                    "audit trail: parameters recorded at start"
+                );
+            }
+            for e in entries.iter().filter(|_| each) {
+                tracing::info!(
+                    item = %e.item,
+                    old = e.old.as_deref().unwrap_or("-"),
+                    new = e.new.as_deref().unwrap_or("-"),
+                    how = %how,
+                    "parameter change recorded"
+                );
+            }
+            ops::metrics::audit_recorded(how.as_str(), Some(entries.len()));
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ops::metrics::audit_recorded(how.as_str(), None);
+        }
     }
 }
 

@@ -5,3 +5,4 @@ pub mod daemon;
 pub mod dead_letters;
 pub mod resume;
 pub mod retention;
+pub mod verify;

@@ -1,5 +1,5 @@
 //! The loopback HTTP server: `/health`, `/metrics`, the status page at `/` and the JSON it
-//! reads (`/api/status`, `/api/series`), and the printable report at `/report`. No authentication, so it listens on loopback only
+//! reads (`/api/status`, `/api/series`, `/api/audit`), and the printable report at `/report`. No authentication, so it listens on loopback only
 //! (the config refuses anything else); put a reverse proxy in front to reach it remotely.
 
 use std::net::SocketAddr;
@@ -47,6 +47,7 @@ pub fn router(state: Arc<OpsState>, listen: SocketAddr) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/series", get(series))
+        .route("/api/audit", get(audit))
         .route("/report", get(report_page))
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), listen),
@@ -315,4 +316,42 @@ async fn series(
             .map(|u| u.symbol());
     }
     Json(view).into_response()
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    /// Start of the window in ms since the epoch, default 24 hours before `to`.
+    from: Option<i64>,
+    /// End of the window (exclusive), default now.
+    to: Option<i64>,
+}
+
+/// The audit trail of a window, newest first:
+/// `{"entries":[{"ts","source","how","item","old","new","file","checksum"}]}`.
+async fn audit(
+    State(state): State<Arc<OpsState>>,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(p) = match params {
+        Ok(p) => p,
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                format!("{e}; expected ?from=MILLIS&to=MILLIS"),
+            )
+        }
+    };
+    let to = p.to.unwrap_or_else(|| now().0.saturating_add(1));
+    let from = p.from.unwrap_or_else(|| to.saturating_sub(24 * 3_600_000));
+    if from > to {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            format!("from ({from}) must not be after to ({to})"),
+        );
+    }
+    let reader = state.reader().clone();
+    match blocking(move || reader.read(|store| store.audit_entries(from, to))).await {
+        Ok(entries) => Json(serde_json::json!({ "entries": entries })).into_response(),
+        Err(response) => response,
+    }
 }

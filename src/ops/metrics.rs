@@ -210,6 +210,16 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "SIGHUP config reloads, by result (applied, rejected).",
     ),
     (
+        AUDIT_ENTRIES,
+        Kind::Counter,
+        "Parameter changes recorded in the audit trail, by how they took effect (start, reload, upload).",
+    ),
+    (
+        AUDIT_FAILURES,
+        Kind::Counter,
+        "Times the audit trail could not be recorded (unreadable file, store error).",
+    ),
+    (
         HTTP_HOST_REFUSED,
         Kind::Counter,
         "HTTP requests refused because their Host header named another server (DNS rebinding).",
@@ -349,6 +359,8 @@ pub const STORE_PRUNE_FAILURES: &str = "cemsd_store_prune_failures_total";
 pub const SINK_BACKLOG: &str = "cemsd_forwarder_backlog_records";
 pub const SINK_LAG: &str = "cemsd_forwarder_lag_seconds";
 pub const CONFIG_RELOADS: &str = "cemsd_config_reloads_total";
+pub const AUDIT_ENTRIES: &str = "cemsd_audit_entries_total";
+pub const AUDIT_FAILURES: &str = "cemsd_audit_failures_total";
 pub const HTTP_HOST_REFUSED: &str = "cemsd_http_host_refused_total";
 pub const HJ212_PACKETS_SENT: &str = "cemsd_hj212_uplink_packets_total";
 pub const HJ212_ACKS: &str = "cemsd_hj212_uplink_acks_total";
@@ -452,6 +464,14 @@ pub fn device_stacks(config: &SiteConfig) -> Vec<(String, String)> {
 pub fn config_reloaded(applied: bool) {
     let result = if applied { "applied" } else { "rejected" };
     counter!(CONFIG_RELOADS, "result" => result).increment(1);
+}
+
+/// Entries recorded in the audit trail, or `None` when recording failed.
+pub fn audit_recorded(how: &'static str, entries: Option<usize>) {
+    match entries {
+        Some(n) => counter!(AUDIT_ENTRIES, "how" => how).increment(n as u64),
+        None => counter!(AUDIT_FAILURES).increment(1),
+    }
 }
 
 /// Records one retention step deleted.

@@ -16,7 +16,7 @@ use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, inlet_point};
 use crate::report::lang::Lang;
 use crate::report::period::ReportPeriod;
-use crate::store::{Query, RecordKind, Store, StoreError, Stored};
+use crate::store::{AuditEntry, Query, RecordKind, Store, StoreError, Stored};
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -24,6 +24,8 @@ pub struct Report {
     pub day: String,
     pub utc_offset: String,
     pub stacks: Vec<StackReport>,
+    /// The day's audit trail, newest first: every parameter change that took effect.
+    pub changes: Vec<AuditEntry>,
 }
 
 #[derive(Debug, Serialize)]
@@ -105,6 +107,7 @@ pub fn build(store: &Store, config: &SiteConfig, day: NaiveDate) -> Result<Repor
         day: day.format("%Y-%m-%d").to_string(),
         utc_offset: offset.to_string(),
         stacks,
+        changes: store.audit_entries(start.0, end.0)?,
     })
 }
 

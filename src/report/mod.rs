@@ -1,7 +1,8 @@
 //! Reports over the store: the tables of HJ 75-2017's report appendix for a day, a month and a
 //! year in text, CSV, JSON, XLSX and HTML; the detailed day (gaps, exceedances); emitted mass,
-//! FGD removal and transmission rates.
+//! FGD removal and transmission rates; the day's parameter changes.
 
+mod changes;
 mod daily;
 pub mod fgd;
 pub mod holdings;
@@ -16,6 +17,7 @@ pub mod table;
 pub mod totals;
 mod xlsx;
 
+pub use changes::render_changes;
 pub use daily::*;
 pub use lang::Lang;
 pub use page::{html_page, PageQuery};

@@ -7,6 +7,8 @@
 //! One `Store` should write (normally owned by a [`StoreWriter`] thread); further `Store`s
 //! opened on the same file may read concurrently without blocking it.
 
+mod audit;
+mod chain;
 mod checkpoint;
 mod cursor;
 mod dead_letter;
@@ -20,6 +22,7 @@ mod retry;
 mod row;
 mod schema;
 mod series;
+mod verify;
 mod writer;
 
 use std::cell::RefCell;
@@ -32,6 +35,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 
 use crate::model::Timestamp;
 
+pub use audit::{AuditEntry, AuditHow};
+pub use chain::{hex, sha256_hex};
 pub use dead_letter::{DeadLetter, DeadLetterFilter};
 pub use error::StoreError;
 pub use lock::{lock_path, LockError, StoreLock};
@@ -40,6 +45,7 @@ pub use reader::{ReadBatch, ReadError, StoreReader};
 pub use record::{Record, RecordKind, Stored};
 pub use retention::Pruned;
 pub use retry::RETRY_PREFIX;
+pub use verify::{BrokenCommit, Verification};
 pub use writer::{StoreHandle, StoreWriter, WriterOptions, WriterStats};
 
 use series::SeriesTable;
@@ -128,17 +134,20 @@ impl Store {
         if total == 0 {
             return Ok(None);
         }
-        let result = self.append_in_transaction(parts, total);
+        let result = self.append_in_transaction(parts, total, &[]);
         if result.is_err() {
             self.series.get_mut().forget_all();
         }
         result
     }
 
+    /// Appends `parts` (and the audit `entries` with them) in one transaction, adding its
+    /// commit to the tamper chain.
     fn append_in_transaction(
         &mut self,
         parts: &[&[Record]],
         total: usize,
+        entries: &[AuditEntry],
     ) -> Result<Option<(u64, u64)>, StoreError> {
         let series = self.series.get_mut();
         // IMMEDIATE takes the write lock before reading last_seq, so two connections
@@ -179,6 +188,10 @@ impl Store {
         }
         tx.prepare_cached("UPDATE seq_counter SET last_seq = ?1 WHERE id = 1")?
             .execute([last])?;
+        if total > 0 {
+            chain::add_commit(&tx, before + 1, last, crate::model::time::now().millis())?;
+        }
+        audit::insert_entries(&tx, entries)?;
         tx.commit()?;
         Ok(Some((seq_from_sql(before + 1), seq_from_sql(last))))
     }

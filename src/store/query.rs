@@ -94,7 +94,7 @@ const MAX_SLOTS: i64 = 530_000;
 /// (schema migration 3) only when it can see from the statement itself that the query
 /// implies the index's condition. Without a kind, every kind is listed, which lets the
 /// time-led index serve a time range. A read of named series over a window of a bulk kind
-/// seeks each slot of its slotted index (migration 5); the slots are generated in the
+/// seeks each slot of its slotted index (migration 6); the slots are generated in the
 /// statement so that their number does not run into SQLite's limit on parameters.
 fn filter_of(
     q: &Query,

@@ -11,7 +11,7 @@ use rusqlite::{Transaction, TransactionBehavior};
 use crate::model::time::HOUR_MS;
 use crate::model::Timestamp;
 
-use super::{RecordKind, Store, StoreError};
+use super::{chain, RecordKind, Store, StoreError};
 
 /// What one pruning step deleted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -104,6 +104,7 @@ impl Store {
         }
         if pruned.by_age + pruned.by_size > 0 {
             hand_latest_on(&tx, readings_cutoff)?;
+            chain::advance_checkpoint(&tx)?;
         }
         tx.commit()?;
         Ok(pruned)
@@ -116,7 +117,7 @@ impl Store {
 }
 
 /// Deletes up to `limit` records of `kind` older than `cutoff` that every sink has taken,
-/// a range of the (kind, ts, series) index.
+/// a range of the (kind, ts, series) index, keeping the tamper chain verifiable.
 fn delete_before(
     tx: &Transaction<'_>,
     kind: RecordKind,
@@ -124,12 +125,11 @@ fn delete_before(
     delivered: i64,
     limit: i64,
 ) -> Result<usize, StoreError> {
-    Ok(tx
-        .prepare_cached(
-            "DELETE FROM record WHERE seq IN (
-                 SELECT seq FROM record WHERE kind = ?1 AND ts < ?2 AND seq <= ?3 LIMIT ?4)",
-        )?
-        .execute(rusqlite::params![kind.code(), cutoff, delivered, limit])?)
+    chain::delete_keeping_chain(
+        tx,
+        "SELECT seq FROM record WHERE kind = ?1 AND ts < ?2 AND seq <= ?3 LIMIT ?4",
+        rusqlite::params![kind.code(), cutoff, delivered, limit],
+    )
 }
 
 /// A series whose newest reading went keeps only readings before `cutoff` no sink has taken

@@ -83,7 +83,45 @@ const MIGRATIONS: &[&str] = &[
     // (1, 2, …) beside the rows it supersedes, which stay for audit; NULL is the first
     // version. Readers take the newest row of each (series, kind, ts).
     "ALTER TABLE record ADD COLUMN revision INTEGER;",
-    // 5: the status page's day chart reads one channel's minute records. Through the
+    // 5: evidence. `record_commit` chains every commit (its seq range and a hash over its
+    // rows and the previous commit's hash, see `chain.rs`); `chain_checkpoint` holds the hash
+    // where retention cut the chain, and (`unchained_to`) the seq up to which rows predate it.
+    // `audit_entry` is the trail of parameter changes, each entry chained to the one
+    // before; retention never deletes it.
+    "CREATE TABLE record_commit (
+         id INTEGER PRIMARY KEY,
+         first_seq INTEGER NOT NULL,
+         last_seq INTEGER NOT NULL,
+         committed_at INTEGER NOT NULL,
+         rows INTEGER NOT NULL,
+         pruned_rows INTEGER NOT NULL DEFAULT 0,
+         pruned_sum BLOB,
+         hash BLOB NOT NULL
+     );
+     CREATE UNIQUE INDEX record_commit_first_seq ON record_commit (first_seq);
+     CREATE TABLE chain_checkpoint (
+         id INTEGER PRIMARY KEY CHECK (id = 1),
+         commit_id INTEGER NOT NULL,
+         last_seq INTEGER NOT NULL,
+         hash BLOB NOT NULL,
+         unchained_to INTEGER NOT NULL
+     );
+     INSERT INTO chain_checkpoint (id, commit_id, last_seq, hash, unchained_to)
+         SELECT 1, 0, last_seq, zeroblob(32), last_seq FROM seq_counter WHERE id = 1;
+     CREATE TABLE audit_entry (
+         id INTEGER PRIMARY KEY,
+         ts INTEGER NOT NULL,
+         source TEXT NOT NULL,
+         how TEXT NOT NULL,
+         item TEXT NOT NULL,
+         old TEXT,
+         new TEXT,
+         file TEXT,
+         checksum TEXT,
+         hash BLOB NOT NULL
+     );
+     CREATE INDEX audit_entry_ts ON audit_entry (ts);",
+    // 6: the status page's day chart reads one channel's minute records. Through the
     // time-led index that read walked every series' minutes of the day: 0.24 s with 2,000
     // series. This index groups minute records by minute and, inside a minute, by series, so
     // the read seeks its series once per minute and costs what it returns. Minutes are
@@ -96,7 +134,7 @@ const MIGRATIONS: &[&str] = &[
     "CREATE INDEX record_minute_slot ON record (ts / 60000, series, ts) WHERE kind = 1;",
 ];
 
-/// The slotted per-series index of a bulk kind (migration 5): its name and slot width. The
+/// The slotted per-series index of a bulk kind (migration 6): its name and slot width. The
 /// width is part of the index's expression, written out in the migration, and a query must
 /// repeat that expression word for word for SQLite to use the index.
 pub(super) fn slot_index(kind: RecordKind) -> Option<SlotIndex> {

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::model::Timestamp;
 
 use super::checkpoint::Checkpointer;
-use super::{Pruned, Record, Store, StoreError};
+use super::{AuditEntry, Pruned, Record, Store, StoreError};
 
 type AppendResult = Result<Option<(u64, u64)>, StoreError>;
 type StoreCall = Box<dyn FnOnce(&mut Store) + Send>;
@@ -270,6 +270,31 @@ impl StoreHandle {
             sent?;
             answer.await.map_err(|_| StoreError::WriterClosed)
         }
+    }
+
+    /// Runs `changes` on the writer thread, between transactions, and records the audit
+    /// entries it returns together with their event records in one transaction, counted like
+    /// any commit. Resolves to the entries recorded.
+    pub fn record_audit<F>(
+        &self,
+        changes: F,
+    ) -> impl Future<Output = Result<Vec<AuditEntry>, StoreError>> + Send + 'static
+    where
+        F: FnOnce(&Store) -> Result<(Vec<AuditEntry>, Vec<Record>), StoreError> + Send + 'static,
+    {
+        let counters = self.counters.clone();
+        let done = self.call(move |store| {
+            let (entries, records) = changes(store)?;
+            store.record_audit(&entries, &records)?;
+            if !entries.is_empty() {
+                counters
+                    .records_committed
+                    .fetch_add(records.len() as u64, Ordering::Relaxed);
+                counters.transactions.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(entries)
+        });
+        async move { done.await? }
     }
 
     pub fn set_cursor(

@@ -5,6 +5,7 @@
 pub mod deadline;
 pub mod devices;
 pub mod gaps;
+pub mod info;
 pub mod listener;
 pub mod per_source;
 pub mod proxy_header;

@@ -54,6 +54,7 @@ use crate::store::{Query, RecordKind, Store, StoreError, StoreHandle};
 use super::deadline::PacketDeadline;
 use super::devices::{Device, Devices};
 use super::gaps::GapTracker;
+use super::info;
 use super::records::{kind_of, not_a_period_start, records_of, ChannelNames};
 use super::reply;
 use super::stats::{self, Reject};
@@ -315,6 +316,22 @@ impl Session<'_> {
             return Ok(());
         };
         self.authenticated(&device.mn);
+        if packet.cn == CommandCode::GetInfo {
+            // logs, states and parameters: to the audit trail, then the 9014
+            let ack = (packet.flag.is_some_and(|f| f.ack_required))
+                .then(|| reply::data_response(&packet));
+            return match info::store_information(&context.store, device, &packet).await {
+                Ok(entries) => {
+                    stats::committed(entries);
+                    self.write_ack(ack, device, received, writer).await
+                }
+                Err(error) => {
+                    stats::rejected(Reject::BadData);
+                    tracing::warn!(peer, offset, mn = %device.mn, %error, packet = %text(), "HJ 212 3020 information not stored, not acked");
+                    Ok(())
+                }
+            };
+        }
         let Some((kind, period)) = kind_of(packet.cn) else {
             stats::rejected(Reject::UnsupportedCommand);
             tracing::warn!(peer, offset, mn = %device.mn, cn = %packet.cn, packet = %text(), "HJ 212 command not handled by the listener, ignored");

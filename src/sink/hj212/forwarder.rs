@@ -24,8 +24,9 @@ use crate::sink::hj212::upload::{
 };
 use crate::sink::hj212::upload::{QnSequence, UploadHeader};
 use crate::sink::stop::{pause, stop_requested};
-use crate::store::{Record, RecordKind, StoreError, StoreHandle, StoreReader, Stored};
+use crate::store::{AuditEntry, Record, RecordKind, StoreError, StoreHandle, StoreReader, Stored};
 
+use super::info::info_packet;
 use super::progress::{complete_prefix, Progress};
 use super::stats::UplinkStats;
 use super::window::{Purpose, Upload, Window};
@@ -354,6 +355,16 @@ impl Uplink {
                 self.backlog.push_back(upload);
             }
         }
+        // parameter changes of the uploaded points go as 3020 run-log entries
+        for stored in &batch.records[..take] {
+            let Some(entry) = AuditEntry::from_record(&stored.record) else {
+                continue;
+            };
+            if let Some(upload) = self.info_upload(&stored.record.stack, &entry, stored.seq) {
+                firsts.push(stored.seq);
+                self.backlog.push_back(upload);
+            }
+        }
         self.progress.read(read_to, firsts);
         self.stats
             .set_progress(self.progress.cursor(), self.last_seq);
@@ -377,6 +388,28 @@ impl Uplink {
                 {
                     tracing::error!(sink = %self.settings.name, "cannot record the dead letter: {e}");
                 }
+                None
+            }
+        }
+    }
+
+    /// The 3020 upload of an audit entry on `point`; `None` when the point is not uploaded
+    /// here. An entry that cannot be encoded is logged and passed over (its text is cleaned of
+    /// delimiters, so only a broken header can fail, and that fails every upload).
+    fn info_upload(&mut self, point: &str, entry: &AuditEntry, seq: u64) -> Option<Upload> {
+        let mn = self.settings.mn_of(point)?.to_string();
+        let header = self.settings.header(&mn, true);
+        let qn = self.qns.next((self.clock)(), self.settings.offset);
+        let packet = info_packet(&header, &qn, entry, self.settings.offset);
+        let (qns, clock, offset) = (&mut self.qns, &self.clock, self.settings.offset);
+        match to_wire(&packet, || qns.next(clock(), offset)) {
+            Ok(parts) => Some(Upload {
+                cn: cn_label(packet.cn.code()),
+                parts,
+                purpose: Purpose::Backlog { first_seq: seq },
+            }),
+            Err(e) => {
+                tracing::error!(sink = %self.settings.name, seq, "cannot encode the 3020 upload of a parameter change: {e}");
                 None
             }
         }
@@ -526,6 +559,7 @@ pub(super) fn cn_label(code: u16) -> &'static str {
         2031 => "2031",
         2051 => "2051",
         2061 => "2061",
+        3020 => "3020",
         9011 => "9011",
         9012 => "9012",
         _ => "other",

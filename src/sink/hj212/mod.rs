@@ -4,6 +4,7 @@
 
 mod forwarder;
 mod history;
+pub mod info;
 mod progress;
 mod requests;
 mod session;

@@ -38,13 +38,15 @@ use super::site_facts::SiteFacts;
 use crate::config::influx::Precision;
 use crate::model::{Flag, Unit};
 use crate::process::normalise::DERIVED_NOX_CHANNEL;
-use crate::store::{Record, RecordKind};
+use crate::store::{AuditEntry, Record, RecordKind};
 
 /// Turns records into lines for one site and precision.
 #[derive(Debug, Clone)]
 pub struct Encoder {
     /// Escaped measurement names by `RecordKind` code order.
     measurements: [String; 7],
+    /// Escaped `<prefix>_audit`: audit entries, which the store carries as events.
+    audit: String,
     /// Escaped site id.
     site: String,
     facts: SiteFacts,
@@ -120,8 +122,11 @@ impl Encoder {
         });
         let mut site = String::new();
         escape_key_or_tag(&mut site, &facts.site);
+        let mut audit = String::new();
+        escape_measurement(&mut audit, &format!("{measurement_prefix}_audit"));
         Encoder {
             measurements,
+            audit,
             site,
             facts,
             precision,
@@ -131,6 +136,10 @@ impl Encoder {
     /// Appends the line of `record` (with its newline) to `out`. On error `out` is unchanged.
     pub fn encode(&self, record: &Record, out: &mut String) -> Result<(), EncodeError> {
         let ts = self.timestamp(record.ts.millis())?;
+        if let Some(entry) = AuditEntry::from_record(record) {
+            self.encode_audit(&entry, &record.stack, ts, out);
+            return Ok(());
+        }
         let kind_index = RecordKind::ALL
             .iter()
             .position(|k| *k == record.kind)
@@ -198,6 +207,35 @@ impl Encoder {
         }
         let _ = writeln!(out, " {ts}");
         Ok(())
+    }
+
+    /// An audit entry: `<prefix>_audit` tagged by how, item, site, source and stack, with
+    /// the old and new value, file and checksum as string fields (left out when absent) and
+    /// `changed=1i`, so every line has a field.
+    fn encode_audit(&self, entry: &AuditEntry, stack: &str, ts: i64, out: &mut String) {
+        out.push_str(&self.audit);
+        tag(out, "how", entry.how.as_str());
+        tag(out, "item", &entry.item);
+        if !self.site.is_empty() {
+            out.push_str(",site=");
+            out.push_str(&self.site);
+        }
+        tag(out, "source", &entry.source);
+        tag(out, "stack", stack);
+        out.push_str(" changed=1i");
+        for (key, value) in [
+            ("checksum", &entry.checksum),
+            ("file", &entry.file),
+            ("new", &entry.new),
+            ("old", &entry.old),
+        ] {
+            if let Some(value) = value {
+                let _ = write!(out, ",{key}=\"");
+                escape_string(out, value);
+                out.push('"');
+            }
+        }
+        let _ = writeln!(out, " {ts}");
     }
 
     /// Encodes `records` in order. Records that cannot be encoded are returned with their
@@ -563,6 +601,26 @@ address = "127.0.0.1:1502"
             let record = Record { kind, ..reading() };
             assert!(line(&encoder, &record).starts_with(measurement), "{kind}");
         }
+    }
+
+    #[test]
+    fn an_audit_entry_is_a_line_of_its_own_measurement() {
+        let encoder = Encoder::new("cems", site_facts(), Precision::Ms);
+        let entry = crate::store::AuditEntry {
+            ts: 1_767_240_000_000,
+            source: "site".to_string(),
+            how: crate::store::AuditHow::Reload,
+            item: "stack.unit1.reference_o2".to_string(),
+            old: Some("6".to_string()),
+            new: Some("8".to_string()),
+            file: Some("site.toml".to_string()),
+            checksum: None,
+        };
+        assert_eq!(
+            line(&encoder, &entry.to_record("unit1")),
+            "cems_audit,how=reload,item=stack.unit1.reference_o2,site=plant-1,source=site,stack=unit1 \
+             changed=1i,file=\"site.toml\",new=\"8\",old=\"6\" 1767240000000\n"
+        );
     }
 
     #[test]
