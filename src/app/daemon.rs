@@ -421,12 +421,14 @@ impl Workers {
     }
 }
 
-/// On a terminal, redraws a compact per-device status every two seconds.
+/// On a terminal, redraws a compact per-device status every two seconds, cut to the
+/// terminal's size (read again at each redraw, so a resize is followed).
 async fn console(
     live: Arc<Live>,
     mqtt: Vec<(String, Arc<SourceStats>)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use crate::ops::terminal::{size, view, TerminalFacts};
     if !std::io::stdout().is_terminal() {
         return;
     }
@@ -437,10 +439,18 @@ async fn console(
             _ = every.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let mut text = live.render();
-        for (id, stats) in &mqtt {
-            text.push_str(&format!("mqtt {id:<19} {}\n", stats.snapshot().summary()));
-        }
+        let facts = TerminalFacts {
+            devices: live.snapshot(),
+            lines: live.lines(),
+            mqtt: mqtt
+                .iter()
+                .map(|(id, stats)| (id.clone(), stats.snapshot().summary()))
+                .collect(),
+            committed: live.committed.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let text = size()
+            .and_then(|(columns, rows)| view(&facts, columns, rows))
+            .unwrap_or_default();
         let mut out = std::io::stdout().lock();
         if lines_drawn > 0 {
             // move up and clear what was drawn last time

@@ -73,6 +73,14 @@ pub struct SinkFacts {
     pub oldest_pending: Option<Timestamp>,
 }
 
+impl SinkFacts {
+    /// Age of the oldest record not yet delivered at `now`; 0 when caught up.
+    pub fn lag_seconds(&self, now: Timestamp) -> f64 {
+        self.oldest_pending
+            .map_or(0.0, |t| ((now.0 - t.0).max(0) as f64) / 1000.0)
+    }
+}
+
 /// Facts about the store read through a separate connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreFacts {
@@ -165,9 +173,7 @@ impl Health {
             .map(|s| SinkHealth {
                 name: s.name.clone(),
                 backlog: s.backlog,
-                lag_seconds: s
-                    .oldest_pending
-                    .map_or(0.0, |t| ((now.0 - t.0).max(0) as f64) / 1000.0),
+                lag_seconds: s.lag_seconds(now),
             })
             .collect();
         let connected = devices.iter().filter(|d| d.connected == Some(true)).count();

@@ -31,7 +31,6 @@ use crate::collect::modbus::poll_metrics::{
     comm_metric, export_comm, Scope, COMM_COUNTERS, POLLS, POLL_ERRORS,
 };
 use crate::collect::mqtt::SourceSnapshot;
-use crate::config::SiteConfig;
 use crate::model::comm::CommStats;
 use crate::pipeline::live::DeviceLive;
 use crate::store::WriterStats;
@@ -431,21 +430,8 @@ pub struct Collectors {
     pub lines: BTreeMap<Arc<str>, CommStats>,
     /// Counters of each MQTT source, by id.
     pub mqtt: Vec<(String, SourceSnapshot)>,
-    /// (device, stack) of every configured device, from [`device_stacks`].
+    /// (device, stack) of every device, from [`super::devices::known_devices`].
     pub stacks: Vec<(String, String)>,
-}
-
-/// (device id, stack id) of every polled and MQTT device of `config`.
-pub fn device_stacks(config: &SiteConfig) -> Vec<(String, String)> {
-    let polled = config
-        .devices
-        .iter()
-        .map(|d| (d.id.clone(), d.stack.clone()));
-    let published = config
-        .mqtt
-        .iter()
-        .flat_map(|m| m.devices.iter().map(|d| (d.id.clone(), d.stack.clone())));
-    polled.chain(published).collect()
 }
 
 /// A SIGHUP reload, applied or rejected.
@@ -490,10 +476,8 @@ pub fn refresh(
     gauge!(STORE_LAST_SEQ).set(store.last_seq as f64);
     for sink in &store.sinks {
         gauge!(SINK_BACKLOG, "sink" => sink.name.clone()).set(sink.backlog as f64);
-        let lag = sink
-            .oldest_pending
-            .map_or(0.0, |t| ((now_ms - t.0).max(0) as f64) / 1000.0);
-        gauge!(SINK_LAG, "sink" => sink.name.clone()).set(lag);
+        gauge!(SINK_LAG, "sink" => sink.name.clone())
+            .set(sink.lag_seconds(crate::model::Timestamp(now_ms)));
     }
     for (device, stack) in &collectors.stacks {
         gauge!(DEVICE_INFO, "device" => device.clone(), "stack" => stack.clone()).set(1.0);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
+use super::devices::{known_devices, KnownDevice};
 use super::health::{SinkFacts, StoreFacts, StoreState, StoreWatch};
 use super::status::StackLimits;
 use crate::collect::mqtt::{SourceSnapshot, SourceStats};
@@ -16,7 +17,7 @@ use crate::config::SiteConfig;
 use crate::pipeline::live::Live;
 /// The status page reads through the store's reader.
 use crate::store::StoreReader;
-use crate::store::{StoreError, StoreHandle};
+use crate::store::{Store, StoreError, StoreHandle};
 
 /// One running config and the live state of its collectors.
 #[derive(Debug)]
@@ -58,12 +59,9 @@ impl Generation {
         self
     }
 
-    pub fn device_ids(&self) -> Vec<Arc<str>> {
-        self.config
-            .devices
-            .iter()
-            .map(|d| Arc::from(d.id.as_str()))
-            .collect()
+    /// Every device of every collector, with its stack (see [`known_devices`]).
+    pub fn devices(&self) -> Vec<KnownDevice> {
+        known_devices(&self.config, &self.live.snapshot())
     }
 }
 
@@ -135,17 +133,7 @@ pub fn store_facts(reader: &StoreReader) -> Result<StoreFacts, StoreError> {
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let size_bytes = size(path) + size(&wal);
     reader.read(|store| {
-        let last_seq = store.last_seq()?;
-        let mut sinks = Vec::new();
-        for (name, cursor) in store.sinks()? {
-            let oldest_pending = store.read_after(cursor, 1)?.first().map(|s| s.record.ts);
-            sinks.push(SinkFacts {
-                name,
-                cursor,
-                backlog: last_seq.saturating_sub(cursor),
-                oldest_pending,
-            });
-        }
+        let (last_seq, sinks) = sink_facts(store)?;
         Ok(StoreFacts {
             size_bytes,
             rows: store.count()?,
@@ -153,4 +141,21 @@ pub fn store_facts(reader: &StoreReader) -> Result<StoreFacts, StoreError> {
             sinks,
         })
     })
+}
+
+/// The store's last seq and every forwarder's backlog: a few indexed reads whatever the
+/// store's size, unlike counting its rows, so the status page can ask every few seconds.
+pub fn sink_facts(store: &Store) -> Result<(u64, Vec<SinkFacts>), StoreError> {
+    let last_seq = store.last_seq()?;
+    let mut sinks = Vec::new();
+    for (name, cursor) in store.sinks()? {
+        let oldest_pending = store.read_after(cursor, 1)?.first().map(|s| s.record.ts);
+        sinks.push(SinkFacts {
+            name,
+            cursor,
+            backlog: last_seq.saturating_sub(cursor),
+            oldest_pending,
+        });
+    }
+    Ok((last_seq, sinks))
 }
