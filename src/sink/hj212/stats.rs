@@ -8,7 +8,7 @@ use metrics::{counter, gauge};
 use crate::model::Quantity;
 use crate::ops::metrics::{
     HJ212_ACKS, HJ212_ACK_TIMEOUTS, HJ212_BACKLOG, HJ212_CONNECTED, HJ212_HISTORY_REQUESTS,
-    HJ212_IGNORED, HJ212_OUT_OF_TYPE, HJ212_PACKETS_SENT, HJ212_RECONNECTS,
+    HJ212_IGNORED, HJ212_LAST_ACK, HJ212_OUT_OF_TYPE, HJ212_PACKETS_SENT, HJ212_RECONNECTS,
     HJ212_REJECTED_REQUESTS, HJ212_RESENDS, HJ212_UNCONVERTIBLE,
 };
 
@@ -87,6 +87,8 @@ impl UplinkStats {
     pub(super) fn acked(&self) {
         self.acks.fetch_add(1, Ordering::Relaxed);
         counter!(HJ212_ACKS, "sink" => self.sink.clone()).increment(1);
+        gauge!(HJ212_LAST_ACK, "sink" => self.sink.clone())
+            .set(crate::model::time::now().0 as f64 / 1000.0);
     }
 
     pub(super) fn resent(&self) {
