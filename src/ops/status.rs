@@ -114,7 +114,9 @@ pub struct ValueView {
     /// value) or how it was obtained, from the reading's note.
     pub note: Option<String>,
     pub ts: i64,
-    pub seq: u64,
+    /// The stored reading shown; `None` for the latest value of a data logger's upload
+    /// (minute, hour), which the store keeps as that period's record, not as a reading.
+    pub seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -190,7 +192,10 @@ impl StatusView {
                 errors: state.map_or(0, |s| s.errors),
                 last_error: state.and_then(|s| s.last_error.clone()),
                 last_seen: state.and_then(|s| s.last_seen).map(|t| t.0),
-                values: values.remove(&key).unwrap_or_default(),
+                values: values
+                    .remove(&key)
+                    .or_else(|| state.map(uploaded_values))
+                    .unwrap_or_default(),
                 id: device.id,
             };
             match stacks.iter_mut().find(|s| s.id == device.stack) {
@@ -232,8 +237,36 @@ fn value_view(stored: &Stored, config: &SiteConfig) -> ValueView {
         flag: r.flags.primary().code(),
         note: r.note.clone(),
         ts: r.ts.0,
-        seq: stored.seq,
+        seq: Some(stored.seq),
     }
+}
+
+/// The latest uploaded value of each channel of a device the store has no readings of (an
+/// HJ 212 logger uploading minutes and hours), as the live model holds it.
+fn uploaded_values(device: &DeviceLive) -> Vec<ValueView> {
+    device
+        .values
+        .iter()
+        .map(|(channel, v)| {
+            let (value, kind) = match (v.corrected, v.value.is_finite()) {
+                (Some(c), _) => (Some(c), Some(ValueKind::Corrected)),
+                (None, true) => (Some(v.value), Some(ValueKind::Measured)),
+                (None, false) => (None, None),
+            };
+            ValueView {
+                channel: channel.to_string(),
+                quantity: v.quantity.map(Quantity::name),
+                unit: Some(v.unit.symbol()),
+                value,
+                kind,
+                rate: None,
+                flag: v.flag.code(),
+                note: None,
+                ts: v.ts.0,
+                seq: None,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -341,6 +374,26 @@ address = "127.0.0.1:1504"
                 ..DeviceLive::default()
             },
         );
+        // A logger that uploads minutes only: no stored reading, its live values show.
+        let mut minute_upload = DeviceLive {
+            connected: true,
+            polls: 1,
+            source: Some("hj212"),
+            stack: Some(Arc::from("unit3")),
+            ..DeviceLive::default()
+        };
+        minute_upload.values.insert(
+            Arc::from("a21026"),
+            crate::pipeline::live::ChannelLive {
+                value: 10.0,
+                corrected: Some(14.0),
+                quantity: Some(Quantity::SO2),
+                unit: Unit::MgPerM3,
+                flag: Flag::N,
+                ts: Timestamp(60_000),
+            },
+        );
+        live.insert(Arc::from("mn18"), minute_upload);
         let view = StatusView::build(&config, &live, &latest, 42, 5_000);
         assert_eq!(view.site_id, "plant");
         assert_eq!(view.committed, 42);
@@ -360,7 +413,7 @@ address = "127.0.0.1:1504"
                 Some("mg/m3"),
                 'N',
                 7_000,
-                7
+                Some(7)
             )
         );
         let o2 = &unit1.devices[1];
@@ -390,6 +443,17 @@ address = "127.0.0.1:1504"
             ("mn17", "hj212", Connection::Connected, Some(12_000))
         );
         assert_eq!(mn17.values[0].value, Some(12.5));
+        let mn18 = &logger.devices[1].values[0];
+        assert_eq!(
+            (mn18.value, mn18.kind, mn18.quantity, mn18.seq, mn18.ts),
+            (
+                Some(14.0),
+                Some(ValueKind::Corrected),
+                Some("SO2"),
+                None,
+                60_000
+            )
+        );
         let nox = &view.stacks[1].devices[0];
         assert_eq!(nox.connection, Connection::Waiting, "never polled this run");
         assert_eq!(nox.values[0].value, Some(9.5));

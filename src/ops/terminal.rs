@@ -140,6 +140,7 @@ mod tests {
                 ChannelLive {
                     value: 20.0,
                     corrected: (i == 0).then_some(31.0),
+                    quantity: None,
                     unit: Unit::MgPerM3,
                     flag: Flag::N,
                     ts: Timestamp(0),

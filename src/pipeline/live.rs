@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::comm::{CommEvent, CommStats};
-use crate::model::{Flag, Timestamp, Unit};
+use crate::model::{Flag, Quantity, Timestamp, Unit};
 use crate::store::{Record, RecordKind};
 
 /// [`DeviceLive::source`] of a polled device.
@@ -37,6 +37,7 @@ pub struct ChannelLive {
     pub value: f64,
     /// Also at reference O2, for pollutants.
     pub corrected: Option<f64>,
+    pub quantity: Option<Quantity>,
     pub unit: Unit,
     pub flag: Flag,
     pub ts: Timestamp,
@@ -141,6 +142,7 @@ impl Live {
                 ChannelLive {
                     value: r.measured.unwrap_or(f64::NAN),
                     corrected: r.corrected,
+                    quantity: r.quantity,
                     unit,
                     flag: r.flags.primary(),
                     ts: r.ts,

@@ -6,7 +6,8 @@
 const WORDS = {
   zh: {
     title: "排放连续监测状态", switchTo: "English", loading: "加载中…",
-    stacks: "烟囱总览", devices: "设备", sinks: "转发与上传", audit: "参数变更记录",
+    stacks: "烟囱总览", devices: "设备",
+    overviewNote: "排放口最新值：污染物为折算值（基准氧含量，标态干基），与排放限值比较（折算值 / 限值）；无折算值时显示实测值并注明。", sinks: "转发与上传", audit: "参数变更记录",
     stack: "烟囱", device: "设备", source: "来源", state: "状态", lastSeen: "最近数据", polls: "次数",
     errors: "错误", lastError: "最近错误", filter: "搜索设备或烟囱…", all: "全部",
     connected: "在线", down: "离线", waiting: "等待", devicesUp: (up, n) => `${up}/${n} 台设备在线`,
@@ -33,7 +34,8 @@ const WORDS = {
   },
   en: {
     title: "CEMS status", switchTo: "中文", loading: "Loading…",
-    stacks: "Stacks", devices: "Devices", sinks: "Forwarders and uplinks", audit: "Parameter changes",
+    stacks: "Stacks", devices: "Devices",
+    overviewNote: "Latest values at each outlet: pollutants corrected to the reference O2 (standard conditions, dry), against the emission limit (corrected / limit); a measured value, where no corrected one exists, is marked as such.", sinks: "Forwarders and uplinks", audit: "Parameter changes",
     stack: "Stack", device: "Device", source: "Source", state: "State", lastSeen: "Last data", polls: "Polls",
     errors: "Errors", lastError: "Last error", filter: "Search device or stack…", all: "All",
     connected: "connected", down: "down", waiting: "waiting", devicesUp: (up, n) => `${up}/${n} devices connected`,

@@ -90,14 +90,17 @@ function renderHeader(s) {
   document.getElementById("updated").textContent = `${T.updated} ${formatTime(s.now)}`;
 }
 
-// The stack's latest value of a quantity: corrected where a device gives one.
+// The stack's latest value of a quantity at its outlet: the corrected one where a device
+// gives it (comparable with the limit), else the measured one; never a raw value, whose
+// unit may be ppb or mA.
 function stackValue(st, quantity) {
   let best = null;
+  const rank = v => (v.kind === "corrected" ? 2 : 1);
   for (const d of st.devices) {
     if (d.position === "inlet") continue;
     for (const v of d.values) {
-      if (v.quantity !== quantity || v.value === null) continue;
-      if (!best || (v.kind === "corrected" && best.kind !== "corrected") || v.ts > best.ts) best = v;
+      if (v.quantity !== quantity || v.value === null || v.kind === "raw" || !v.kind) continue;
+      if (!best || rank(v) > rank(best) || (rank(v) === rank(best) && v.ts > best.ts)) best = v;
     }
   }
   return best;
@@ -114,9 +117,10 @@ function renderOverview(s) {
       const v = stackValue(st, q);
       if (!v) return el("td", { class: "value" }, "–");
       const limit = st.limits[q];
-      const over = v.kind === "corrected" && limit !== undefined && v.value > limit;
-      return el("td", { class: "value" + (over ? " over" : ""), title: T.kinds[v.kind] || "", "data-quantity": q },
-        formatValue(v.value), el("small", { class: "unit" }, limit !== undefined ? ` / ${formatValue(limit)}` : ""));
+      const corrected = v.kind === "corrected";
+      const over = corrected && limit !== undefined && v.value > limit;
+      return el("td", { class: "value" + (over ? " over" : "") + (corrected ? "" : " measured"), title: T.kinds[v.kind], "data-quantity": q },
+        formatValue(v.value), el("small", { class: "unit" }, corrected ? (limit !== undefined ? ` / ${formatValue(limit)}` : "") : ` ${T.kindsShort[v.kind]}`));
     });
     return el("tr", { class: "stack-row", "data-stack": st.id },
       el("td", {}, el("a", { href: "#stack=" + encodeURIComponent(st.id) }, stackName(st))),
@@ -124,8 +128,9 @@ function renderOverview(s) {
       ...cells,
       el("td", {}, flagBadge(worst), " ", T.flags[worst]));
   });
-  const headers = [T.stack, T.devices, ...OVERVIEW_QUANTITIES.map(q => `${q} (mg/m3) ${T.kinds.corrected} / ${T.limit}`), T.flag];
-  document.getElementById("stack-table").replaceChildren(table(headers, rows));
+  const headers = [T.stack, T.devices, ...OVERVIEW_QUANTITIES.map(q => `${q} mg/m3`), T.flag];
+  document.getElementById("stack-table").replaceChildren(
+    el("p", { class: "meta" }, T.overviewNote), table(headers, rows));
 }
 
 function matchesFilter(st, d) {
