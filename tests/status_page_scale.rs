@@ -361,6 +361,54 @@ fn five_hundred_devices_from_three_collectors_all_appear_with_their_state() {
             "{source} device {device} connected in /metrics"
         );
     }
+    // What the scripted run did, family by family: 245 loggers each connected once (after
+    // the probe that waited for the port) and sent one minute upload; the MQTT source is connected; logger 0's newest data is its
+    // minute 2026-01-01 12:00 +08:00 = 1767240000 s.
+    let value = |name: &str, labels: &[(&str, &str)]| {
+        metrics.get(name).and_then(|samples| {
+            samples
+                .iter()
+                .find(|(l, _)| {
+                    labels
+                        .iter()
+                        .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+                })
+                .map(|(_, v)| *v)
+        })
+    };
+    let loggers = (LOGGER_STACKS * PER_STACK) as f64;
+    assert_eq!(
+        value("cemsd_hj212_listener_packets_total", &[("cn", "2051")]),
+        Some(loggers)
+    );
+    assert_eq!(
+        value(
+            "cemsd_hj212_listener_connections_total",
+            &[("outcome", "accepted")]
+        ),
+        Some(loggers + 1.0)
+    );
+    assert_eq!(
+        value("cemsd_mqtt_connected", &[("source", "bureau")]),
+        Some(1.0)
+    );
+    assert!(
+        value("cemsd_mqtt_readings_total", &[("source", "bureau")])
+            .is_some_and(|n| n >= (MQTT_STACKS * PER_STACK) as f64),
+        "every MQTT device's reading counted"
+    );
+    assert_eq!(
+        value(
+            "cemsd_device_last_data_timestamp_seconds",
+            &[("device", &logger_mn(0))]
+        ),
+        Some(1_767_240_000.0)
+    );
+    assert!(value("cemsd_build_info", &[]).is_some(), "build info");
+    assert!(
+        value("process_resident_memory_bytes", &[]).is_some_and(|b| b > 0.0),
+        "process metrics"
+    );
     let (code, health) = http_get(http, "/health").unwrap_or_else(|| panic!("GET /health"));
     assert_eq!(code, 200, "{health}");
     let health: serde_json::Value = serde_json::from_str(&health).unwrap_or_else(|e| panic!("{e}"));
