@@ -16,7 +16,7 @@ use cemsd::store::{Query, RecordKind};
 use support::browser::chromium;
 use support::daemon::{write_config, Daemon};
 use support::hj212_logger::{connect, minute_upload, send_and_receive};
-use support::http::http_get;
+use support::http::{http_get, metric, scrape};
 use support::mqtt::{broker, numbered_json};
 use support::peers::mosquitto::{publish, Broker};
 use support::ports::{free_port, listening_within};
@@ -112,6 +112,8 @@ timeout = "500ms"
 [hj212_listener]
 listen = "127.0.0.1:{listener}"
 history_pull = false
+# every logger stays connected from the same address until the metrics are read
+max_connections_per_ip = 300
 # the uploads are dated 2026-01-01: inside the window whatever the calendar says
 data_time_horizon = "20y"
 "#
@@ -226,7 +228,9 @@ fn five_hundred_devices_from_three_collectors_all_appear_with_their_state() {
     );
     let db = dir.path().join("data/cemsd.db");
 
-    // Every logger uploads one minute and gets its 9014 once it is committed.
+    // Every logger uploads one minute and gets its 9014 once it is committed; each stays
+    // connected, online, until the metrics are read.
+    let mut connections = Vec::new();
     for i in 0..LOGGER_STACKS * PER_STACK {
         let mut logger = connect(listener);
         let ack = send_and_receive(
@@ -236,6 +240,7 @@ fn five_hundred_devices_from_three_collectors_all_appear_with_their_state() {
         );
         let ack = ack.unwrap_or_else(|| panic!("no ack for logger {i}:\n{}", daemon.log_text()));
         assert_eq!(ack.cn, CommandCode::DataResponse);
+        connections.push(logger);
     }
     // Every MQTT device publishes one reading; publish until the source has subscribed.
     let messages: Vec<(String, Vec<u8>)> = (0..MQTT_STACKS * PER_STACK)
@@ -387,6 +392,19 @@ fn five_hundred_devices_from_three_collectors_all_appear_with_their_state() {
             &[("outcome", "accepted")]
         ),
         Some(loggers + 1.0)
+    );
+    assert_eq!(
+        value("cemsd_hj212_listener_loggers_online", &[]),
+        Some(loggers)
+    );
+    drop(connections);
+    assert!(
+        eventually(WAIT, || metric(
+            &scrape(http),
+            "cemsd_hj212_listener_loggers_online",
+            &[]
+        ) == Some(0.0)),
+        "loggers that hung up are no longer online"
     );
     assert_eq!(
         value("cemsd_mqtt_connected", &[("source", "bureau")]),

@@ -309,6 +309,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "HJ 212 listener connections open now.",
     ),
     (
+        hj212_listener::LOGGERS_ONLINE,
+        Kind::Gauge,
+        "HJ 212 loggers (MNs) with an open connection on which they authenticated.",
+    ),
+    (
         hj212_listener::CONNECTIONS,
         Kind::Counter,
         "HJ 212 listener connections, by outcome (accepted, refused over max_connections or max_connections_per_ip, or from a locked-out address).",
