@@ -101,7 +101,7 @@ timeout = "500ms"
     for i in 0..MQTT_STACKS * PER_STACK {
         let (id, stack) = (mqtt_id(i), stack_of("gateway", i));
         text += &format!(
-            "\n[[mqtt.device]]\nid = \"{id}\"\nstack = \"{stack}\"\ninterval = \"10s\"\nchannels = {{ SO2 = {{ unit = \"mg/m3\" }} }}\n"
+            "\n[[mqtt.device]]\nid = \"{id}\"\nstack = \"{stack}\"\ninterval = \"1m\"\nchannels = {{ SO2 = {{ unit = \"mg/m3\" }} }}\n"
         );
         devices.push((id, stack, "mqtt"));
     }

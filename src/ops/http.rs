@@ -148,19 +148,10 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
             stalled: s.stalled,
         })
         .collect();
-    let devices: Vec<Arc<str>> = generation
-        .devices()
-        .into_iter()
-        .map(|d| Arc::from(d.id))
-        .collect();
-    let body = Health::assess(
-        &devices,
-        &generation.live.snapshot(),
-        store_state,
-        &facts.sinks,
-        &mqtt,
-        now(),
-    );
+    let now = now();
+    let (known, live) = generation.devices(now);
+    let devices: Vec<Arc<str>> = known.into_iter().map(|d| Arc::from(d.id)).collect();
+    let body = Health::assess(&devices, &live, store_state, &facts.sinks, &mqtt, now);
     let code = match body.status {
         Verdict::Failing => StatusCode::SERVICE_UNAVAILABLE,
         Verdict::Ok | Verdict::Degraded => StatusCode::OK,
@@ -182,22 +173,20 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
         Err(response) => return response,
     };
     let generation = state.generation();
+    let now = now();
+    let (known, devices) = generation.devices(now);
     let collectors = super::metrics::Collectors {
-        devices: generation.live.snapshot(),
+        devices,
         lines: generation.live.lines(),
         mqtt: generation.mqtt_snapshots(),
-        stacks: generation
-            .devices()
-            .into_iter()
-            .map(|d| (d.id, d.stack))
-            .collect(),
+        stacks: known.into_iter().map(|d| (d.id, d.stack)).collect(),
     };
     super::metrics::refresh(
         state.writer().stats(),
         store_state,
         &facts,
         &collectors,
-        now().0,
+        now.0,
     );
     super::process_metrics::refresh();
     handle.run_upkeep();
@@ -222,7 +211,7 @@ async fn status(State(state): State<Arc<OpsState>>) -> Response {
     let now = now();
     let mut view = StatusView::build(
         &generation.config,
-        &generation.live.snapshot(),
+        &generation.devices(now).1,
         &latest,
         state.writer().stats().records_committed,
         now.0,

@@ -2,6 +2,7 @@
 //! that gather it. The running config and its live state form a [`Generation`], replaced
 //! whole on a reload, so a reader never sees a new config with the old devices' state.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,12 +10,13 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
-use super::devices::{known_devices, KnownDevice};
+use super::devices::{judge_silence, known_devices, KnownDevice};
 use super::health::{SinkFacts, StoreFacts, StoreState, StoreWatch};
 use super::status::StackLimits;
 use crate::collect::mqtt::{SourceSnapshot, SourceStats};
 use crate::config::SiteConfig;
-use crate::pipeline::live::Live;
+use crate::model::Timestamp;
+use crate::pipeline::live::{DeviceLive, Live};
 /// The status page reads through the store's reader.
 use crate::store::StoreReader;
 use crate::store::{Store, StoreError, StoreHandle};
@@ -59,9 +61,14 @@ impl Generation {
         self
     }
 
-    /// Every device of every collector, with its stack (see [`known_devices`]).
-    pub fn devices(&self) -> Vec<KnownDevice> {
-        known_devices(&self.config, &self.live.snapshot())
+    /// Every device of every collector with its stack (see [`known_devices`]), and the live
+    /// state of each at `now`, publishers silent for too long marked down (see
+    /// [`judge_silence`]): what the page, `/health` and `/metrics` all show.
+    pub fn devices(&self, now: Timestamp) -> (Vec<KnownDevice>, BTreeMap<Arc<str>, DeviceLive>) {
+        let mut live = self.live.snapshot();
+        let known = known_devices(&self.config, &live);
+        judge_silence(&known, &mut live, now);
+        (known, live)
     }
 }
 

@@ -29,6 +29,8 @@ pub struct DeviceLive {
     pub stack: Option<Arc<str>>,
     /// Time of its newest reading or uploaded record.
     pub last_seen: Option<Timestamp>,
+    /// When data of a publishing or uploading device last arrived (the receiving clock).
+    pub last_delivery: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,9 +154,14 @@ impl Live {
     }
 
     /// Data arrived from devices that have no link of their own to watch (MQTT publishers,
-    /// HJ 212 loggers): each counts as connected, with one more delivery. `source` is the
-    /// kind of collector ([`crate::collect::batch::Origin::kind`]).
-    pub fn delivered<'a>(&self, source: &'static str, devices: impl Iterator<Item = &'a Arc<str>>) {
+    /// HJ 212 loggers) at `at`: each counts as connected, with one more delivery. `source`
+    /// is the kind of collector ([`crate::collect::batch::Origin::kind`]).
+    pub fn delivered<'a>(
+        &self,
+        source: &'static str,
+        at: Timestamp,
+        devices: impl Iterator<Item = &'a Arc<str>>,
+    ) {
         let mut seen: Vec<&Arc<str>> = devices.collect();
         seen.sort();
         seen.dedup();
@@ -164,6 +171,7 @@ impl Live {
             d.connected = true;
             d.polls += 1;
             d.source = Some(source);
+            d.last_delivery = Some(at);
         }
     }
 

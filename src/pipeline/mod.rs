@@ -464,6 +464,7 @@ impl Pipeline {
                 .chain(late.iter().map(|s| &s.device));
             self.live.delivered(
                 origin.kind(),
+                now,
                 devices.chain(computed.iter().map(|r| &r.device)),
             );
         }
