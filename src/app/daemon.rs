@@ -105,7 +105,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     let mut sinks = Sinks::start(&loaded, &store_path, &store_handle)?;
     let (ingest, ingest_port) = IngestSwitch::new();
     let hj212_listener = start_hj212_listener(&loaded, &store_handle, ingest_port).await?;
-    let mut workers = Workers::start(&loaded, &store_handle).await?;
+    let mut workers = Workers::start(&loaded, &store_handle, &sinks).await?;
     ingest.connect(workers.ingest.take());
     let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
     let state = OpsState::new(generation_rx, store_handle.clone(), reader, metrics);
@@ -141,7 +141,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
             workers.stop().await;
             sinks.stop().await;
             let started = match Sinks::start(&new, &store_path, &store_handle) {
-                Ok(new_sinks) => Workers::start(&new, &store_handle)
+                Ok(new_sinks) => Workers::start(&new, &store_handle, &new_sinks)
                     .await
                     .map(|workers| (workers, new_sinks)),
                 Err(failure) => Err(failure),
@@ -160,7 +160,10 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
                         failure.message
                     );
                     let sinks = Sinks::start(&running, &store_path, &store_handle)?;
-                    (Workers::start(&running, &store_handle).await?, sinks)
+                    (
+                        Workers::start(&running, &store_handle, &sinks).await?,
+                        sinks,
+                    )
                 }
             };
             ingest.connect(workers.ingest.take());
@@ -291,7 +294,12 @@ struct Workers {
 }
 
 impl Workers {
-    async fn start(loaded: &Loaded, store: &StoreHandle) -> Result<Workers, Failure> {
+    /// `sinks` are the running forwarders and uplinks, whose counters the status page shows.
+    async fn start(
+        loaded: &Loaded,
+        store: &StoreHandle,
+        sinks: &Sinks,
+    ) -> Result<Workers, Failure> {
         let Loaded {
             path: config_path,
             config,
@@ -374,7 +382,8 @@ impl Workers {
             generation: Arc::new(
                 Generation::new(Arc::new(config.clone()), live)
                     .with_limits(limits)
-                    .with_mqtt(mqtt_stats.clone()),
+                    .with_mqtt(mqtt_stats.clone())
+                    .with_uplinks(sinks.hj212.stats().to_vec()),
             ),
             shutdown,
             simulators,

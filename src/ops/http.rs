@@ -218,10 +218,19 @@ async fn status(State(state): State<Arc<OpsState>>) -> Response {
     );
     view.sinks = sinks
         .into_iter()
-        .map(|s| SinkView {
-            lag_seconds: s.lag_seconds(now),
-            name: s.name,
-            backlog: s.backlog,
+        .map(|s| {
+            let uplink = generation
+                .uplinks
+                .iter()
+                .find(|(name, _)| *name == s.name)
+                .map(|(_, stats)| stats.snapshot());
+            SinkView {
+                lag_seconds: s.lag_seconds(now),
+                connected: uplink.map(|u| u.connected),
+                last_ack: uplink.and_then(|u| u.last_ack).map(|t| t.0),
+                name: s.name,
+                backlog: s.backlog,
+            }
         })
         .collect();
     view.mqtt = generation

@@ -17,6 +17,7 @@ use crate::collect::mqtt::{SourceSnapshot, SourceStats};
 use crate::config::SiteConfig;
 use crate::model::Timestamp;
 use crate::pipeline::live::{DeviceLive, Live};
+use crate::sink::hj212::UplinkStats;
 /// The status page reads through the store's reader.
 use crate::store::StoreReader;
 use crate::store::{Store, StoreError, StoreHandle};
@@ -29,6 +30,8 @@ pub struct Generation {
     pub limits: StackLimits,
     /// Counters of the MQTT sources, by source id.
     pub mqtt: Vec<(String, Arc<SourceStats>)>,
+    /// Counters of the HJ 212 uplinks, by store name.
+    pub uplinks: Vec<(String, Arc<UplinkStats>)>,
 }
 
 impl Generation {
@@ -38,7 +41,14 @@ impl Generation {
             live,
             limits: StackLimits::new(),
             mqtt: Vec::new(),
+            uplinks: Vec::new(),
         }
+    }
+
+    /// With the counters of the HJ 212 uplinks, for the status page.
+    pub fn with_uplinks(mut self, uplinks: Vec<(String, Arc<UplinkStats>)>) -> Generation {
+        self.uplinks = uplinks;
+        self
     }
 
     /// With the counters of the MQTT sources, for `/health`, `/metrics` and the terminal.

@@ -125,6 +125,10 @@ pub struct SinkView {
     pub backlog: u64,
     /// Age of the oldest record not yet delivered, in seconds; 0 when caught up.
     pub lag_seconds: f64,
+    /// For an HJ 212 uplink: whether it is connected to its platform, and when the platform
+    /// last acknowledged an upload (ms since the epoch).
+    pub connected: Option<bool>,
+    pub last_ack: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

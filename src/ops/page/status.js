@@ -161,8 +161,12 @@ function renderDevices(s) {
 function renderSinks(s) {
   const parts = [];
   if (s.sinks.length) {
-    parts.push(table([T.sink, T.backlog, T.lag], s.sinks.map(k => el("tr", { class: "sink-row", "data-sink": k.name },
-      el("td", {}, k.name), el("td", { class: "num" }, k.backlog), el("td", { class: "num" }, k.lag_seconds.toFixed(0))))));
+    // an HJ 212 uplink also says whether it is connected and when its platform last acked
+    parts.push(table([T.sink, T.state, T.lastAck, T.backlog, T.lag], s.sinks.map(k => el("tr", { class: "sink-row", "data-sink": k.name },
+      el("td", {}, k.name),
+      el("td", {}, k.connected === null ? "" : stateBadge(k.connected ? "connected" : "down")),
+      el("td", { class: "time" }, k.last_ack ? formatDateTime(k.last_ack) : ""),
+      el("td", { class: "num" }, k.backlog), el("td", { class: "num" }, k.lag_seconds.toFixed(0))))));
   } else {
     parts.push(el("p", { class: "meta" }, T.noSinks));
   }
