@@ -259,6 +259,12 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
             "{device} listed as {state}:\n{overview}"
         );
     }
+    // No parameter-change trail is served here (404): the panel stays hidden, no error.
+    assert!(
+        overview.contains("<section id=\"audit\" hidden=\"\">"),
+        "audit panel:\n{overview}"
+    );
+    assert!(!overview.contains("cannot reach the daemon"), "{overview}");
     assert!(
         !overview.contains("class=\"reading\""),
         "readings and charts wait until a stack is opened:\n{overview}"
