@@ -21,7 +21,7 @@ use crate::field::capture::DailyCapture;
 use crate::field::sim;
 use crate::ops;
 use crate::ops::signals::{Request, Signals};
-use crate::ops::state::{Generation, OpsState};
+use crate::ops::state::{Generation, OpsState, UplinkState};
 use crate::ops::status::StackLimits;
 use crate::pipeline::live::Live;
 use crate::pipeline::Pipeline;
@@ -383,7 +383,16 @@ impl Workers {
                 Generation::new(Arc::new(config.clone()), live)
                     .with_limits(limits)
                     .with_mqtt(mqtt_stats.clone())
-                    .with_uplinks(sinks.hj212.stats().to_vec()),
+                    .with_uplinks(
+                        sinks
+                            .hj212
+                            .stats()
+                            .iter()
+                            .map(|(name, stats)| {
+                                (name.clone(), stats.clone() as Arc<dyn UplinkState>)
+                            })
+                            .collect(),
+                    ),
             ),
             shutdown,
             simulators,

@@ -223,11 +223,11 @@ async fn status(State(state): State<Arc<OpsState>>) -> Response {
                 .uplinks
                 .iter()
                 .find(|(name, _)| *name == s.name)
-                .map(|(_, stats)| stats.snapshot());
+                .map(|(_, uplink)| uplink);
             SinkView {
                 lag_seconds: s.lag_seconds(now),
-                connected: uplink.map(|u| u.connected),
-                last_ack: uplink.and_then(|u| u.last_ack).map(|t| t.0),
+                connected: uplink.map(|u| u.connected()),
+                last_ack: uplink.and_then(|u| u.last_ack()).map(|t| t.0),
                 name: s.name,
                 backlog: s.backlog,
             }

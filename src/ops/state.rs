@@ -17,7 +17,6 @@ use crate::collect::mqtt::{SourceSnapshot, SourceStats};
 use crate::config::SiteConfig;
 use crate::model::Timestamp;
 use crate::pipeline::live::{DeviceLive, Live};
-use crate::sink::hj212::UplinkStats;
 /// The status page reads through the store's reader.
 use crate::store::StoreReader;
 use crate::store::{Store, StoreError, StoreHandle};
@@ -30,8 +29,16 @@ pub struct Generation {
     pub limits: StackLimits,
     /// Counters of the MQTT sources, by source id.
     pub mqtt: Vec<(String, Arc<SourceStats>)>,
-    /// Counters of the HJ 212 uplinks, by store name.
-    pub uplinks: Vec<(String, Arc<UplinkStats>)>,
+    /// The HJ 212 uplinks' live state, by store name.
+    pub uplinks: Vec<(String, Arc<dyn UplinkState>)>,
+}
+
+/// What the status page shows of an HJ 212 uplink, read from its live counters (the
+/// uplink implements it, so this module needs nothing of the uplink's).
+pub trait UplinkState: Send + Sync + std::fmt::Debug {
+    fn connected(&self) -> bool;
+    /// When the platform last acknowledged an upload.
+    fn last_ack(&self) -> Option<Timestamp>;
 }
 
 impl Generation {
@@ -46,7 +53,7 @@ impl Generation {
     }
 
     /// With the counters of the HJ 212 uplinks, for the status page.
-    pub fn with_uplinks(mut self, uplinks: Vec<(String, Arc<UplinkStats>)>) -> Generation {
+    pub fn with_uplinks(mut self, uplinks: Vec<(String, Arc<dyn UplinkState>)>) -> Generation {
         self.uplinks = uplinks;
         self
     }

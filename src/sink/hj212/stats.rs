@@ -57,6 +57,16 @@ pub struct UplinkSnapshot {
     pub ignored: u64,
 }
 
+impl crate::ops::state::UplinkState for UplinkStats {
+    fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed) == 1
+    }
+
+    fn last_ack(&self) -> Option<crate::model::Timestamp> {
+        self.snapshot().last_ack
+    }
+}
+
 impl UplinkStats {
     pub fn new(sink: impl Into<String>) -> UplinkStats {
         UplinkStats {
