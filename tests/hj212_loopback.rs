@@ -28,6 +28,7 @@ use cemsd::sink::hj212::upload::{
 };
 use cemsd::store::{Record, RecordKind, Stored};
 use support::daemon::{write_config, Daemon};
+use support::http::http_get;
 use support::ports::{free_port, listening_within};
 use support::replayed::polled_on_a_bus;
 use support::site::{head, hj212_uplink, plant_stack, simulated_plc};
@@ -201,6 +202,8 @@ stack = "unit1"
 struct Plant {
     dir: PathBuf,
     daemon: Daemon,
+    /// Its status page, `/health` and `/metrics`.
+    http: u16,
 }
 
 impl Plant {
@@ -232,10 +235,13 @@ impl Plant {
                 PASSWORD,
                 &format!("ack_timeout = \"2s\"\n{realtime}"),
             );
+        let http = free_port();
+        let text = text + &format!("\n[http]\nlisten = \"127.0.0.1:{http}\"\n");
         let path = write_config(dir, "plant.toml", &text);
         Plant {
             dir: dir.to_path_buf(),
             daemon: Daemon::start(&path, dir, &[]),
+            http,
         }
     }
 
@@ -346,6 +352,23 @@ fn minute_hour_and_day_data_arrive_in_hj212_units_and_the_cursor_follows_the_ack
         moved,
         "cursor {} short of the last upload {last_upload}",
         cursor(&plant.db())
+    );
+    // The status page's uplink row: connected, the bureau's last 9014 during this run.
+    let (code, body) = http_get(plant.http, "/api/status").unwrap_or_else(|| panic!("GET"));
+    assert_eq!(code, 200, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}"));
+    let uplink = status["sinks"]
+        .as_array()
+        .and_then(|sinks| {
+            sinks
+                .iter()
+                .find(|s| s["name"].as_str().is_some_and(|n| n.contains("bureau")))
+        })
+        .unwrap_or_else(|| panic!("no uplink in {body}"));
+    assert_eq!(uplink["connected"], true, "{uplink}");
+    assert!(
+        uplink["last_ack"].as_i64().is_some_and(|t| t >= started),
+        "last ack during this run: {uplink}"
     );
 
     // Pressure travelled in kPa: the PLC reads it in Pa (around 101 kPa absolute or a few

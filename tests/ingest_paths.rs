@@ -5,17 +5,13 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use cemsd::model::Flag;
-use cemsd::protocol::hj212::{
-    encode, CommandCode, CommandParams, Factor, FieldKind, Framer, Packet, PacketFlag, SystemCode,
-};
+use cemsd::protocol::hj212::CommandCode;
 use cemsd::store::{Query, RecordKind};
 use support::daemon::{write_config, Daemon};
+use support::hj212_logger::{plant_minute, TestLogger};
 use support::http::{metric, scrape};
 use support::mqtt::{broker, json_readings, numbered_json};
 use support::peers::mosquitto::{publish, Broker};
@@ -111,49 +107,6 @@ fn mqtt_readings_reach_the_store_and_the_live_board() {
 const MN: &str = "010000A8900016F000169DC0";
 const PW: &str = "123456";
 
-/// A minute upload (2051) with the A bit, SO2 and O2 averages, the way a logger sends it,
-/// for the minute starting at 12:`minute` local time.
-fn minute_upload(minute: u32) -> Vec<u8> {
-    let cp = CommandParams::new()
-        .with_data_time(format!("2026010112{minute:02}00"))
-        .with_factor(
-            Factor::new("a21026")
-                .with(FieldKind::Avg, "31.25")
-                .with_flag(Flag::N),
-        )
-        .with_factor(
-            Factor::new("a19001")
-                .with(FieldKind::Avg, "6.2")
-                .with_flag(Flag::N),
-        );
-    let packet = Packet {
-        qn: Some(format!("2026010112{:02}00001", minute + 1)),
-        pw: Some(PW.into()),
-        flag: Some(PacketFlag::hj212_2017(true)),
-        cp,
-        ..Packet::new(SystemCode::AirPollutionSource, CommandCode::MinuteData, MN)
-    };
-    encode(&packet).unwrap_or_else(|e| panic!("encode: {e}"))
-}
-
-/// Reads from `stream` until one packet is framed or `limit` passes.
-fn receive(stream: &mut TcpStream, limit: Duration) -> Option<Packet> {
-    let mut framer = Framer::new();
-    let mut buf = [0u8; 4096];
-    let deadline = std::time::Instant::now() + limit;
-    while std::time::Instant::now() < deadline {
-        if let Some(Ok(frame)) = framer.next_packet() {
-            return Some(frame.packet);
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return None,
-            Ok(n) => framer.push(&buf[..n]),
-            Err(_) => continue, // read timeout: try again until the deadline
-        }
-    }
-    None
-}
-
 fn minutes(db: &Path) -> usize {
     open(db)
         .query(&Query {
@@ -196,22 +149,11 @@ stack = "plant-a.unit1"
     daemon
 }
 
-fn logger(tcp_port: u16) -> TcpStream {
-    let stream =
-        TcpStream::connect(("127.0.0.1", tcp_port)).unwrap_or_else(|e| panic!("connect: {e}"));
-    stream
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap_or_else(|e| panic!("timeout: {e}"));
-    stream
-}
-
 /// Sends the upload of `minute` and gives the number of minute rows stored the moment its
 /// 9014 arrived.
-fn upload_and_count_at_ack(stream: &mut TcpStream, minute: u32, db: &Path, log: &str) -> usize {
-    stream
-        .write_all(&minute_upload(minute))
-        .unwrap_or_else(|e| panic!("send: {e}"));
-    let ack = receive(stream, Duration::from_secs(10));
+fn upload_and_count_at_ack(logger: &mut TestLogger, minute: u32, db: &Path, log: &str) -> usize {
+    logger.send(&plant_minute(MN, PW, minute));
+    let ack = logger.receive(Duration::from_secs(10));
     let stored = minutes(db);
     let ack = ack.unwrap_or_else(|| panic!("no ack for minute {minute}:\n{log}"));
     assert_eq!(ack.cn, CommandCode::DataResponse);
@@ -224,7 +166,7 @@ fn hj212_uploads_are_committed_before_their_ack_and_reach_the_live_board() {
     let (tcp_port, http_port) = (free_port(), free_port());
     let daemon = bureau(dir.path(), tcp_port, http_port);
     let db = dir.path().join("data/cemsd.db");
-    let mut stream = logger(tcp_port);
+    let mut stream = TestLogger::on_port(tcp_port);
     let stored = upload_and_count_at_ack(&mut stream, 0, &db, &daemon.log_text());
     assert_eq!(stored, 2, "acked before its two factors were committed");
     assert_eq!(connected(http_port, MN), Some(1.0));
@@ -237,7 +179,7 @@ fn a_reload_swaps_the_pipeline_under_the_listener_without_dropping_its_loggers()
     let (tcp_port, http_port) = (free_port(), free_port());
     let daemon = bureau(dir.path(), tcp_port, http_port);
     let db = dir.path().join("data/cemsd.db");
-    let mut stream = logger(tcp_port);
+    let mut stream = TestLogger::on_port(tcp_port);
     assert_eq!(
         upload_and_count_at_ack(&mut stream, 0, &db, &daemon.log_text()),
         2

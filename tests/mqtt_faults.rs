@@ -1,7 +1,7 @@
 //! Ordinary field faults through a real mosquitto and `cemsd run` into the store: a reading
 //! stamped in 2090 is refused as `future` and holds nothing back, a message over 1 MiB is
 //! refused as `too_large` and the messages after it are stored, and a message the client
-//! cannot read at all (over `max_packet_size`) makes `/health` degraded with the reason.
+//! cannot read at all (over `max_packet_size`) makes `/health` fail (503) naming the source and why.
 
 mod support;
 
@@ -219,7 +219,7 @@ fn a_message_over_1_mib_is_dead_lettered_too_large_and_the_next_ones_are_stored(
 }
 
 #[test]
-fn a_source_that_cannot_take_its_next_message_makes_health_degraded() {
+fn a_source_that_cannot_take_its_next_message_makes_health_fail_naming_it() {
     let broker = Broker::start();
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let http = free_port();
@@ -243,19 +243,23 @@ fn a_source_that_cannot_take_its_next_message_makes_health_degraded() {
     publish(broker.port, &messages);
 
     let mut last = String::new();
-    let degraded = eventually(Duration::from_secs(30), || {
-        last = http_get(http, "/health")
-            .map(|(_, b)| b)
-            .unwrap_or_default();
-        last.contains(r#""status":"degraded""#)
+    let mut code = 0;
+    let failing = eventually(Duration::from_secs(30), || {
+        (code, last) = http_get(http, "/health").unwrap_or_default();
+        last.contains(r#""status":"failing""#)
     });
     let scraped = scrape(http);
     cemsd.signal("TERM");
     let _ = cemsd.wait_exit(Duration::from_secs(30));
     let log = std::fs::read_to_string(dir.path().join("cemsd.log")).unwrap_or_default();
-    assert!(degraded, "/health stayed {last}\n{log}");
+    assert!(failing, "/health stayed {last}\n{log}");
+    assert_eq!(
+        code, 503,
+        "a stalled source is a failure a monitor sees by the code"
+    );
     let health: serde_json::Value =
         serde_json::from_str(&last).unwrap_or_else(|e| panic!("{e}: {last}"));
+    assert_eq!(health["failing"][0]["component"], "mqtt:plant", "{last}");
     let reasons = health["reasons"].to_string();
     assert!(
         reasons.contains("mqtt source plant stalled: lost the connection")

@@ -154,10 +154,14 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
         "not every device committed:\n{}",
         daemon.log_text()
     );
-    let url = format!("http://127.0.0.1:{http}/");
-    let dom = chromium(&url, "--dump-dom");
+    // Each stack's readings show when it is opened; the overview lists every device.
+    let url = format!("http://127.0.0.1:{http}/?lang=en");
+    let overview = chromium(&url, "--dump-dom");
+    let dom = ["unit1", "unit2"]
+        .map(|stack| chromium(&format!("{url}#stack={stack}"), "--dump-dom"))
+        .join("\n");
     let shown = shown_readings(&dom);
-    screenshot(&url, "status-page.png");
+    screenshot(&format!("{url}#stack=unit2"), "status-page.png");
 
     let store = try_open(&db).unwrap_or_else(|| panic!("open the store"));
     let wire_units = cemsd::config::load(&config)
@@ -242,12 +246,30 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
         dom.contains("no moisture source"),
         "the reason its dry value is missing:\n{dom}"
     );
+    for (device, state) in [
+        ("so2", "connected"),
+        ("multi", "connected"),
+        ("dead", "down"),
+    ] {
+        assert!(
+            overview.contains(&format!(
+                "<tr class=\"device-row\" data-device=\"{device}\" data-stack=\"unit{}\" data-connection=\"{state}\">",
+                if device == "so2" { 1 } else { 2 }
+            )),
+            "{device} listed as {state}:\n{overview}"
+        );
+    }
+    // No parameter-change trail is served here (404): the panel stays hidden, no error.
     assert!(
-        dom.contains("class=\"state down\""),
-        "the dead device shows as down"
+        overview.contains("<section id=\"audit\" hidden=\"\">"),
+        "audit panel:\n{overview}"
     );
-    assert!(dom.contains("class=\"state connected\""));
-    // A chart per pollutant channel, drawn from /api/series.
+    assert!(!overview.contains("cannot reach the daemon"), "{overview}");
+    assert!(
+        !overview.contains("class=\"reading\""),
+        "readings and charts wait until a stack is opened:\n{overview}"
+    );
+    // A chart per pollutant channel of the opened stack, drawn from /api/series.
     assert!(
         dom.contains("data-key=\"unit1/so2/so2\""),
         "no SO2 chart:\n{dom}"
@@ -259,9 +281,17 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
     daemon.stop(Duration::from_secs(15));
 }
 
-fn corrected(ts: i64, stack: &str, device: &str, channel: &str, q: Quantity, value: f64) -> Record {
+fn corrected(
+    kind: RecordKind,
+    ts: i64,
+    stack: &str,
+    device: &str,
+    channel: &str,
+    q: Quantity,
+    value: f64,
+) -> Record {
     let mut r = Record::new(
-        RecordKind::Reading,
+        kind,
         Timestamp(ts),
         stack.into(),
         device.into(),
@@ -281,15 +311,28 @@ async fn a_stack_limit_is_drawn_on_charts_of_corrected_values() {
     let now = chrono::Utc::now().timestamp_millis();
     let hour = 3_600_000;
     let mut store = open(&db);
-    let mut raw_nox = corrected(now - hour, "unit2", "nox", "nox", Quantity::NOx, 40.0);
-    raw_nox.corrected = None;
-    raw_nox.flags = FlagSet::of(Flag::T);
-    store
-        .append(&[
-            corrected(now - 2 * hour, "unit1", "so2", "so2", Quantity::SO2, 20.0),
-            corrected(now - hour, "unit1", "so2", "so2", Quantity::SO2, 30.0),
+    // The day's chart draws minute records; the table the latest reading.
+    let mut records = Vec::new();
+    for kind in [RecordKind::Reading, RecordKind::Minute] {
+        let mut raw_nox = corrected(kind, now - hour, "unit2", "nox", "nox", Quantity::NOx, 40.0);
+        raw_nox.corrected = None;
+        raw_nox.flags = FlagSet::of(Flag::T);
+        records.extend([
+            corrected(
+                kind,
+                now - 2 * hour,
+                "unit1",
+                "so2",
+                "so2",
+                Quantity::SO2,
+                20.0,
+            ),
+            corrected(kind, now - hour, "unit1", "so2", "so2", Quantity::SO2, 30.0),
             raw_nox,
-        ])
+        ]);
+    }
+    store
+        .append(&records)
         .unwrap_or_else(|e| panic!("append: {e}"));
     let (writer, writer_thread) = StoreWriter::spawn(store, WriterOptions::default())
         .unwrap_or_else(|e| panic!("writer: {e}"));
@@ -330,11 +373,13 @@ address = "127.0.0.1:1"
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(cemsd::ops::http::serve(listener, state, stop_rx));
 
-    let url = format!("http://127.0.0.1:{port}/");
+    let url = format!("http://127.0.0.1:{port}/?lang=en&range=day");
     let page = url.clone();
     let dom = tokio::task::spawn_blocking(move || {
-        let dom = chromium(&page, "--dump-dom");
-        screenshot(&page, "status-page-limits.png");
+        let dom = ["unit1", "unit2"]
+            .map(|stack| chromium(&format!("{page}#stack={stack}"), "--dump-dom"))
+            .join("\n");
+        screenshot(&format!("{page}#stack=unit1"), "status-page-limits.png");
         dom
     })
     .await
@@ -356,7 +401,7 @@ address = "127.0.0.1:1"
     // so the limit sits at 8 + (38.5 − 35) / 38.5 × 94 = 16.545 → "16.5".
     assert_eq!(attr(line, "y1"), Some("16.5"), "{line}");
     assert_eq!(attr(line, "data-limit"), Some("35"), "{line}");
-    assert!(so2.contains("limit 35.00"), "limit label: {so2}");
+    assert!(so2.contains("Limit 35.00"), "limit label: {so2}");
     let nox = chart("unit2/nox/nox");
     assert!(
         nox.contains("class=\"mean"),

@@ -21,7 +21,7 @@ use crate::field::capture::DailyCapture;
 use crate::field::sim;
 use crate::ops;
 use crate::ops::signals::{Request, Signals};
-use crate::ops::state::{Generation, OpsState};
+use crate::ops::state::{Generation, OpsState, UplinkState};
 use crate::ops::status::StackLimits;
 use crate::pipeline::live::Live;
 use crate::pipeline::Pipeline;
@@ -108,7 +108,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
     let mut sinks = Sinks::start(&loaded, &store_path, &store_handle)?;
     let (ingest, ingest_port) = IngestSwitch::new();
     let hj212_listener = start_hj212_listener(&loaded, &store_handle, ingest_port).await?;
-    let mut workers = Workers::start(&loaded, &store_handle).await?;
+    let mut workers = Workers::start(&loaded, &store_handle, &sinks).await?;
     ingest.connect(workers.ingest.take());
     let (generation_tx, generation_rx) = watch::channel(workers.generation.clone());
     let state = OpsState::new(generation_rx, store_handle.clone(), reader, metrics);
@@ -147,7 +147,7 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
             workers.stop().await;
             sinks.stop().await;
             let started = match Sinks::start(&new, &store_path, &store_handle) {
-                Ok(new_sinks) => Workers::start(&new, &store_handle)
+                Ok(new_sinks) => Workers::start(&new, &store_handle, &new_sinks)
                     .await
                     .map(|workers| (workers, new_sinks)),
                 Err(failure) => Err(failure),
@@ -167,7 +167,10 @@ pub async fn run(loaded: Loaded) -> Result<(), Failure> {
                         failure.message
                     );
                     let sinks = Sinks::start(&running, &store_path, &store_handle)?;
-                    (Workers::start(&running, &store_handle).await?, sinks)
+                    (
+                        Workers::start(&running, &store_handle, &sinks).await?,
+                        sinks,
+                    )
                 }
             };
             ingest.connect(workers.ingest.take());
@@ -330,7 +333,12 @@ struct Workers {
 }
 
 impl Workers {
-    async fn start(loaded: &Loaded, store: &StoreHandle) -> Result<Workers, Failure> {
+    /// `sinks` are the running forwarders and uplinks, whose counters the status page shows.
+    async fn start(
+        loaded: &Loaded,
+        store: &StoreHandle,
+        sinks: &Sinks,
+    ) -> Result<Workers, Failure> {
         let Loaded {
             path: config_path,
             config,
@@ -413,7 +421,17 @@ impl Workers {
             generation: Arc::new(
                 Generation::new(Arc::new(config.clone()), live)
                     .with_limits(limits)
-                    .with_mqtt(mqtt_stats.clone()),
+                    .with_mqtt(mqtt_stats.clone())
+                    .with_uplinks(
+                        sinks
+                            .hj212
+                            .stats()
+                            .iter()
+                            .map(|(name, stats)| {
+                                (name.clone(), stats.clone() as Arc<dyn UplinkState>)
+                            })
+                            .collect(),
+                    ),
             ),
             shutdown,
             simulators,
@@ -460,12 +478,14 @@ impl Workers {
     }
 }
 
-/// On a terminal, redraws a compact per-device status every two seconds.
+/// On a terminal, redraws a compact per-device status every two seconds, cut to the
+/// terminal's size (read again at each redraw, so a resize is followed).
 async fn console(
     live: Arc<Live>,
     mqtt: Vec<(String, Arc<SourceStats>)>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    use crate::ops::terminal::{size, view, TerminalFacts};
     if !std::io::stdout().is_terminal() {
         return;
     }
@@ -476,10 +496,18 @@ async fn console(
             _ = every.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let mut text = live.render();
-        for (id, stats) in &mqtt {
-            text.push_str(&format!("mqtt {id:<19} {}\n", stats.snapshot().summary()));
-        }
+        let facts = TerminalFacts {
+            devices: live.snapshot(),
+            lines: live.lines(),
+            mqtt: mqtt
+                .iter()
+                .map(|(id, stats)| (id.clone(), stats.snapshot().summary()))
+                .collect(),
+            committed: live.committed.load(std::sync::atomic::Ordering::Relaxed),
+        };
+        let text = size()
+            .and_then(|(columns, rows)| view(&facts, columns, rows))
+            .unwrap_or_default();
         let mut out = std::io::stdout().lock();
         if lines_drawn > 0 {
             // move up and clear what was drawn last time

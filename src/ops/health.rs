@@ -73,6 +73,14 @@ pub struct SinkFacts {
     pub oldest_pending: Option<Timestamp>,
 }
 
+impl SinkFacts {
+    /// Age of the oldest record not yet delivered at `now`; 0 when caught up.
+    pub fn lag_seconds(&self, now: Timestamp) -> f64 {
+        self.oldest_pending
+            .map_or(0.0, |t| ((now.0 - t.0).max(0) as f64) / 1000.0)
+    }
+}
+
 /// Facts about the store read through a separate connection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoreFacts {
@@ -83,14 +91,15 @@ pub struct StoreFacts {
     pub sinks: Vec<SinkFacts>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Everything configured is working.
     Ok,
     /// Data is being committed, but a device is down or a forwarder is behind.
     Degraded,
-    /// Nothing can be committed.
+    /// Nothing can be committed, or an MQTT source is stalled so none of its devices'
+    /// data arrives.
     Failing,
 }
 
@@ -133,6 +142,17 @@ pub struct Health {
     pub forwarders: Vec<SinkHealth>,
     /// Why the status is not `ok`, one line per cause; empty when it is.
     pub reasons: Vec<String>,
+    /// Every component whose check did not pass (store, `device:ID`, `mqtt:ID`,
+    /// `forwarder:NAME`), with its verdict and reason.
+    pub failing: Vec<Check>,
+}
+
+/// The check of one component.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub component: String,
+    pub status: Verdict,
+    pub reason: Option<String>,
 }
 
 /// A forwarder whose oldest undelivered record is older than this counts as behind.
@@ -165,42 +185,62 @@ impl Health {
             .map(|s| SinkHealth {
                 name: s.name.clone(),
                 backlog: s.backlog,
-                lag_seconds: s
-                    .oldest_pending
-                    .map_or(0.0, |t| ((now.0 - t.0).max(0) as f64) / 1000.0),
+                lag_seconds: s.lag_seconds(now),
             })
             .collect();
         let connected = devices.iter().filter(|d| d.connected == Some(true)).count();
         let ready = store == StoreState::Writable;
-        let mut reasons = Vec::new();
-        if !ready {
-            reasons.push(format!("store {}", store.name()));
-        }
-        for d in devices.iter().filter(|d| d.connected == Some(false)) {
-            reasons.push(match &d.last_error {
-                Some(error) => format!("device {} down: {error}", d.id),
-                None => format!("device {} down", d.id),
+        let mut checks = vec![Check {
+            component: "store".into(),
+            status: if ready { Verdict::Ok } else { Verdict::Failing },
+            reason: (!ready).then(|| format!("store {}", store.name())),
+        }];
+        for d in &devices {
+            let down = d.connected == Some(false);
+            checks.push(Check {
+                component: format!("device:{}", d.id),
+                status: if down { Verdict::Degraded } else { Verdict::Ok },
+                reason: down.then(|| match &d.last_error {
+                    Some(error) => format!("device {} down: {error}", d.id),
+                    None => format!("device {} down", d.id),
+                }),
             });
         }
-        for s in mqtt {
-            if let Some(why) = &s.stalled {
-                reasons.push(format!("mqtt source {} stalled: {why}", s.id));
-            }
+        // A stalled source delivers nothing of any device behind it: at a bureau that is
+        // every device, so the daemon no longer does its job for them.
+        for m in mqtt {
+            checks.push(Check {
+                component: format!("mqtt:{}", m.id),
+                status: if m.stalled.is_some() {
+                    Verdict::Failing
+                } else {
+                    Verdict::Ok
+                },
+                reason: m
+                    .stalled
+                    .as_ref()
+                    .map(|why| format!("mqtt source {} stalled: {why}", m.id)),
+            });
         }
-        for f in forwarders
-            .iter()
-            .filter(|f| f.lag_seconds > SINK_LAG_LIMIT_SECONDS)
-        {
-            reasons.push(format!(
-                "forwarder {} {:.0} s behind",
-                f.name, f.lag_seconds
-            ));
+        for f in &forwarders {
+            let behind = f.lag_seconds > SINK_LAG_LIMIT_SECONDS;
+            checks.push(Check {
+                component: format!("forwarder:{}", f.name),
+                status: if behind {
+                    Verdict::Degraded
+                } else {
+                    Verdict::Ok
+                },
+                reason: behind
+                    .then(|| format!("forwarder {} {:.0} s behind", f.name, f.lag_seconds)),
+            });
         }
-        let status = match (ready, reasons.is_empty()) {
-            (false, _) => Verdict::Failing,
-            (true, false) => Verdict::Degraded,
-            (true, true) => Verdict::Ok,
-        };
+        let status = checks.iter().map(|c| c.status).max().unwrap_or(Verdict::Ok);
+        let reasons = checks.iter().filter_map(|c| c.reason.clone()).collect();
+        let failing = checks
+            .into_iter()
+            .filter(|c| c.status != Verdict::Ok)
+            .collect();
         Health {
             status,
             ready,
@@ -211,6 +251,7 @@ impl Health {
             mqtt: mqtt.to_vec(),
             forwarders,
             reasons,
+            failing,
         }
     }
 }
@@ -341,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn a_stalled_mqtt_source_degrades_with_its_reason() {
+    fn a_stalled_mqtt_source_fails_and_is_named() {
         let live = BTreeMap::new();
         let now = Timestamp(1_000_000);
         let source = |stalled: Option<&str>| SourceHealth {
@@ -360,13 +401,18 @@ mod tests {
             &[source(Some(why))],
             now,
         );
-        assert_eq!(stuck.status, Verdict::Degraded);
+        assert_eq!(stuck.status, Verdict::Failing);
+        assert_eq!(
+            (stuck.failing[0].component.as_str(), stuck.failing.len()),
+            ("mqtt:plant", 1)
+        );
         assert_eq!(
             stuck.reasons,
             vec![format!("mqtt source plant stalled: {why}")]
         );
         let json = serde_json::to_value(&stuck).unwrap_or_default();
         assert_eq!(json["mqtt"][0]["stalled"], why);
-        assert_eq!(json["status"], "degraded");
+        assert_eq!(json["status"], "failing");
+        assert_eq!(json["failing"][0]["component"], "mqtt:plant");
     }
 }

@@ -1,5 +1,5 @@
 //! The loopback HTTP server: `/health`, `/metrics`, the status page at `/` and the JSON it
-//! reads (`/api/status`, `/api/series`, `/api/audit`), and the printable report at `/report`. No authentication, so it listens on loopback only
+//! reads (`/api/status`, `/api/stack`, `/api/series`, `/api/audit`), and the printable report at `/report`. No authentication, so it listens on loopback only
 //! (the config refuses anything else); put a reverse proxy in front to reach it remotely.
 
 use std::net::SocketAddr;
@@ -15,39 +15,37 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::health::{Health, SourceHealth, Verdict};
-use super::series::{SeriesSpec, SeriesView};
-use super::state::{store_facts, OpsState};
-use super::status::{StatusView, ValueKind};
+use super::series::{ChartRange, SeriesSpec, SeriesView};
+use super::state::{sink_facts, store_facts, OpsState};
+use super::status::{MqttView, SinkView, StatusView, ValueKind};
 use crate::model::time::now;
-use crate::model::{Quantity, Timestamp};
+use crate::model::Quantity;
 
 const INDEX_HTML: &str = include_str!("page/index.html");
 const STATUS_JS: &str = include_str!("page/status.js");
+const I18N_JS: &str = include_str!("page/i18n.js");
 
-/// Buckets per chart: 5 min each over 24 h.
-const CHART_BUCKETS: u32 = 288;
-/// Longest window `/api/series` serves, in hours.
-const MAX_SERIES_HOURS: u32 = 24 * 7;
+/// A script of the page, as JavaScript.
+fn script(text: &'static str) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        text,
+    )
+}
 
 /// The routes, answering only requests whose `Host` names `listen` (the bound address) or
 /// a configured name.
 pub fn router(state: Arc<OpsState>, listen: SocketAddr) -> Router {
     Router::new()
         .route("/", get(|| async { Html(INDEX_HTML) }))
-        .route(
-            "/status.js",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                    STATUS_JS,
-                )
-            }),
-        )
+        .route("/status.js", get(|| async { script(STATUS_JS) }))
+        .route("/i18n.js", get(|| async { script(I18N_JS) }))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))
         .route("/api/series", get(series))
         .route("/api/audit", get(audit))
+        .route("/api/stack", get(stack))
         .route("/report", get(report_page))
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), listen),
@@ -151,14 +149,10 @@ async fn health(State(state): State<Arc<OpsState>>) -> Response {
             stalled: s.stalled,
         })
         .collect();
-    let body = Health::assess(
-        &generation.device_ids(),
-        &generation.live.snapshot(),
-        store_state,
-        &facts.sinks,
-        &mqtt,
-        now(),
-    );
+    let now = now();
+    let (known, live) = generation.devices(now);
+    let devices: Vec<Arc<str>> = known.into_iter().map(|d| Arc::from(d.id)).collect();
+    let body = Health::assess(&devices, &live, store_state, &facts.sinks, &mqtt, now);
     let code = match body.status {
         Verdict::Failing => StatusCode::SERVICE_UNAVAILABLE,
         Verdict::Ok | Verdict::Degraded => StatusCode::OK,
@@ -180,18 +174,20 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
         Err(response) => return response,
     };
     let generation = state.generation();
+    let now = now();
+    let (known, devices) = generation.devices(now);
     let collectors = super::metrics::Collectors {
-        devices: generation.live.snapshot(),
+        devices,
         lines: generation.live.lines(),
         mqtt: generation.mqtt_snapshots(),
-        stacks: super::metrics::device_stacks(&generation.config),
+        stacks: known.into_iter().map(|d| (d.id, d.stack)).collect(),
     };
     super::metrics::refresh(
         state.writer().stats(),
         store_state,
         &facts,
         &collectors,
-        now().0,
+        now.0,
     );
     super::process_metrics::refresh();
     handle.run_upkeep();
@@ -207,18 +203,49 @@ async fn metrics(State(state): State<Arc<OpsState>>) -> Response {
 
 async fn status(State(state): State<Arc<OpsState>>) -> Response {
     let reader = state.reader().clone();
-    let latest = match blocking(move || reader.latest()).await {
-        Ok(latest) => latest,
+    let read = blocking(move || reader.read(|store| Ok((store.latest()?, sink_facts(store)?.1))));
+    let (latest, sinks) = match read.await {
+        Ok(read) => read,
         Err(response) => return response,
     };
     let generation = state.generation();
-    let view = StatusView::build(
+    let now = now();
+    let mut view = StatusView::build(
         &generation.config,
-        &generation.live.snapshot(),
+        &generation.devices(now).1,
         &latest,
         state.writer().stats().records_committed,
-        now().0,
+        now.0,
     );
+    view.sinks = sinks
+        .into_iter()
+        .map(|s| {
+            let uplink = generation
+                .uplinks
+                .iter()
+                .find(|(name, _)| *name == s.name)
+                .map(|(_, uplink)| uplink);
+            SinkView {
+                lag_seconds: s.lag_seconds(now),
+                connected: uplink.map(|u| u.connected()),
+                last_ack: uplink.and_then(|u| u.last_ack()).map(|t| t.0),
+                name: s.name,
+                backlog: s.backlog,
+            }
+        })
+        .collect();
+    view.mqtt = generation
+        .mqtt_snapshots()
+        .into_iter()
+        .map(|(id, s)| MqttView {
+            connected: s.connected,
+            stalled: s.stalled.clone(),
+            messages: s.messages,
+            readings: s.readings,
+            refused: s.refused(),
+            id,
+        })
+        .collect();
     Json(view).into_response()
 }
 
@@ -245,12 +272,37 @@ async fn report_page(
 }
 
 #[derive(Debug, Deserialize)]
+struct StackParams {
+    id: String,
+}
+
+/// One stack opened on the page: hour-to-date, completeness, exceedances and gaps.
+async fn stack(
+    State(state): State<Arc<OpsState>>,
+    params: Result<Query<StackParams>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Query(p) = match params {
+        Ok(p) => p,
+        Err(e) => return failure(StatusCode::BAD_REQUEST, format!("{e}; expected ?id=STACK")),
+    };
+    let offset = state.generation().config.site.utc_offset;
+    let reader = state.reader().clone();
+    let read = blocking(move || {
+        reader.read(|store| super::stack_detail::read(store, &p.id, now(), offset))
+    });
+    match read.await {
+        Ok(detail) => Json(detail).into_response(),
+        Err(response) => response,
+    }
+}
+
+#[derive(Debug, Deserialize)]
 struct SeriesParams {
     stack: String,
     device: String,
     channel: String,
-    /// Window length, default 24.
-    hours: Option<u32>,
+    /// `hour` (raw readings, the default), `day` (minutes) or `week` (hours).
+    range: Option<ChartRange>,
     /// End of the window in ms since the epoch, default now.
     to: Option<i64>,
 }
@@ -264,39 +316,18 @@ async fn series(
         Err(e) => {
             return failure(
                 StatusCode::BAD_REQUEST,
-                format!("{e}; expected ?stack=ID&device=ID&channel=NAME[&hours=24][&to=MILLIS]"),
+                format!(
+                "{e}; expected ?stack=ID&device=ID&channel=NAME[&range=hour|day|week][&to=MILLIS]"
+            ),
             )
         }
     };
-    let hours = p.hours.unwrap_or(24);
-    if hours == 0 || hours > MAX_SERIES_HOURS {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            format!("hours must be 1 to {MAX_SERIES_HOURS}, not {hours}"),
-        );
-    }
+    let range = p.range.unwrap_or(ChartRange::Hour);
     let to = p.to.unwrap_or_else(|| now().0);
-    let spec = SeriesSpec {
-        from: to - i64::from(hours) * 3_600_000,
-        to,
-        stack: p.stack,
-        device: p.device,
-        channel: p.channel,
-        buckets: CHART_BUCKETS,
-    };
+    let spec = SeriesSpec::of(p.stack, p.device, p.channel, range, to);
     let reader = state.reader().clone();
     let read = spec.clone();
-    let rows = match blocking(move || {
-        reader.readings(
-            &read.stack,
-            &read.device,
-            &read.channel,
-            Timestamp(read.from),
-            Timestamp(read.to),
-        )
-    })
-    .await
-    {
+    let rows = match blocking(move || read.read(&reader)).await {
         Ok(rows) => rows,
         Err(response) => return response,
     };

@@ -31,7 +31,6 @@ use crate::collect::modbus::poll_metrics::{
     comm_metric, export_comm, Scope, COMM_COUNTERS, POLLS, POLL_ERRORS,
 };
 use crate::collect::mqtt::SourceSnapshot;
-use crate::config::SiteConfig;
 use crate::model::comm::CommStats;
 use crate::pipeline::live::DeviceLive;
 use crate::store::WriterStats;
@@ -57,6 +56,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         DEVICE_INFO,
         Kind::Gauge,
         "1 for every configured device, labelled with its stack: join on device (group_left(stack)) to give the device metrics a stack.",
+    ),
+    (
+        DEVICE_LAST_DATA,
+        Kind::Gauge,
+        "Time stamp (Unix seconds) of the newest reading or uploaded record of a device this run, whichever collector delivers it (Modbus, MQTT, HJ 212): now minus it is how long a device has been silent.",
     ),
     (
         MQTT_CONNECTED,
@@ -260,6 +264,31 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         "Store records after an HJ 212 uplink's cursor (last seq minus cursor), by sink.",
     ),
     (
+        HJ212_LAST_ACK,
+        Kind::Gauge,
+        "Unix time of the last 9014 data response an HJ 212 platform sent, by sink.",
+    ),
+    (
+        INFLUX_POINTS_SENT,
+        Kind::Counter,
+        "Lines an InfluxDB server accepted, by sink (a line resent after a split counts again).",
+    ),
+    (
+        INFLUX_FAILED_REQUESTS,
+        Kind::Counter,
+        "InfluxDB write requests that failed and will be sent again (outage, 429, 5xx, auth, a body limit), by sink.",
+    ),
+    (
+        INFLUX_DEAD_LETTERS,
+        Kind::Counter,
+        "Records an InfluxDB server refused for good, moved to the dead-letter table, by sink.",
+    ),
+    (
+        INFLUX_LAST_SUCCESS,
+        Kind::Gauge,
+        "Unix time of the last write an InfluxDB server accepted, by sink.",
+    ),
+    (
         HJ212_HISTORY_REQUESTS,
         Kind::Counter,
         "History pulls (BeginTime/EndTime) served by an HJ 212 uplink, by sink.",
@@ -288,6 +317,11 @@ pub const HELP: &[(&str, Kind, &str)] = &[
         hj212_listener::CONNECTIONS_OPEN,
         Kind::Gauge,
         "HJ 212 listener connections open now.",
+    ),
+    (
+        hj212_listener::LOGGERS_ONLINE,
+        Kind::Gauge,
+        "HJ 212 loggers (MNs) with an open connection on which they authenticated.",
     ),
     (
         hj212_listener::CONNECTIONS,
@@ -338,6 +372,7 @@ pub const HELP: &[(&str, Kind, &str)] = &[
 
 pub const DEVICE_CONNECTED: &str = "cemsd_device_connected";
 pub const DEVICE_INFO: &str = "cemsd_device_info";
+pub const DEVICE_LAST_DATA: &str = "cemsd_device_last_data_timestamp_seconds";
 pub const MQTT_CONNECTED: &str = "cemsd_mqtt_connected";
 pub const MQTT_STALLED: &str = "cemsd_mqtt_stalled";
 pub const MQTT_MESSAGES: &str = "cemsd_mqtt_messages_total";
@@ -369,6 +404,11 @@ pub const HJ212_ACK_TIMEOUTS: &str = "cemsd_hj212_uplink_ack_timeouts_total";
 pub const HJ212_RECONNECTS: &str = "cemsd_hj212_uplink_reconnects_total";
 pub const HJ212_CONNECTED: &str = "cemsd_hj212_uplink_connected";
 pub const HJ212_BACKLOG: &str = "cemsd_hj212_uplink_backlog_records";
+pub const HJ212_LAST_ACK: &str = "cemsd_hj212_uplink_last_ack_timestamp_seconds";
+pub const INFLUX_POINTS_SENT: &str = "cemsd_influx_points_sent_total";
+pub const INFLUX_FAILED_REQUESTS: &str = "cemsd_influx_failed_requests_total";
+pub const INFLUX_DEAD_LETTERS: &str = "cemsd_influx_dead_letters_total";
+pub const INFLUX_LAST_SUCCESS: &str = "cemsd_influx_last_success_timestamp_seconds";
 /// Values left out because they do not fit their code's data type (HJ 212-2017 Table B.2).
 pub const HJ212_OUT_OF_TYPE: &str = "cemsd_hj212_uplink_values_out_of_type_total";
 /// Packets from the platform that were not taken, by reason: unreadable (crc, length,
@@ -443,21 +483,8 @@ pub struct Collectors {
     pub lines: BTreeMap<Arc<str>, CommStats>,
     /// Counters of each MQTT source, by id.
     pub mqtt: Vec<(String, SourceSnapshot)>,
-    /// (device, stack) of every configured device, from [`device_stacks`].
+    /// (device, stack) of every device, from [`super::devices::known_devices`].
     pub stacks: Vec<(String, String)>,
-}
-
-/// (device id, stack id) of every polled and MQTT device of `config`.
-pub fn device_stacks(config: &SiteConfig) -> Vec<(String, String)> {
-    let polled = config
-        .devices
-        .iter()
-        .map(|d| (d.id.clone(), d.stack.clone()));
-    let published = config
-        .mqtt
-        .iter()
-        .flat_map(|m| m.devices.iter().map(|d| (d.id.clone(), d.stack.clone())));
-    polled.chain(published).collect()
 }
 
 /// A SIGHUP reload, applied or rejected.
@@ -510,10 +537,8 @@ pub fn refresh(
     gauge!(STORE_LAST_SEQ).set(store.last_seq as f64);
     for sink in &store.sinks {
         gauge!(SINK_BACKLOG, "sink" => sink.name.clone()).set(sink.backlog as f64);
-        let lag = sink
-            .oldest_pending
-            .map_or(0.0, |t| ((now_ms - t.0).max(0) as f64) / 1000.0);
-        gauge!(SINK_LAG, "sink" => sink.name.clone()).set(lag);
+        gauge!(SINK_LAG, "sink" => sink.name.clone())
+            .set(sink.lag_seconds(crate::model::Timestamp(now_ms)));
     }
     for (device, stack) in &collectors.stacks {
         gauge!(DEVICE_INFO, "device" => device.clone(), "stack" => stack.clone()).set(1.0);
@@ -521,6 +546,13 @@ pub fn refresh(
     for (id, device) in collectors.devices.iter().filter(|(_, d)| d.polls > 0) {
         gauge!(DEVICE_CONNECTED, "device" => id.to_string())
             .set(f64::from(u8::from(device.connected)));
+    }
+    for (id, seen) in collectors
+        .devices
+        .iter()
+        .filter_map(|(id, d)| Some((id, d.last_seen?)))
+    {
+        gauge!(DEVICE_LAST_DATA, "device" => id.to_string()).set(seen.0 as f64 / 1000.0);
     }
     // devices with a line of their own (Modbus); MQTT and HJ 212 publishers count nothing
     let quiet = CommStats::default();
@@ -581,6 +613,7 @@ mod tests {
                 DeviceLive {
                     connected: true,
                     polls: 3,
+                    last_seen: Some(Timestamp(58_000)),
                     ..DeviceLive::default()
                 },
             );
@@ -667,6 +700,10 @@ mod tests {
             (r#"cemsd_forwarder_lag_seconds{sink="influx"}"#, 5.0),
             (r#"cemsd_device_connected{device="u1-so2"}"#, 1.0),
             (r#"cemsd_device_connected{device="dead"}"#, 0.0),
+            (
+                r#"cemsd_device_last_data_timestamp_seconds{device="u1-so2"}"#,
+                58.0,
+            ),
             (r#"cemsd_device_info{device="u1-so2",stack="unit1"}"#, 1.0),
             (r#"cemsd_modbus_line_requests_total{line="rs485"}"#, 3.0),
             (r#"cemsd_modbus_line_timeouts_total{line="rs485"}"#, 1.0),

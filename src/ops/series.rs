@@ -1,12 +1,37 @@
 //! One channel over a time window, averaged into buckets small enough for a chart
-//! (`/api/series`). A day of 2 s readings is 43 200 rows; 288 buckets of 5 min draw the
-//! same picture in a few kilobytes.
+//! (`/api/series`). The window picks the records read, so a chart costs the same whatever
+//! the store's age: raw readings for the last hour, minute records for a day, hour
+//! records for a week (a week of 1 s readings would be 604 800 rows; its hours are 168).
 
 use serde::Serialize;
 
 use super::status::ValueKind;
-use crate::model::{Flag, Quantity};
-use crate::store::Stored;
+use crate::model::{Flag, Quantity, Timestamp};
+use crate::store::{Query, RecordKind, StoreError, StoreReader, Stored};
+
+/// The windows a chart offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChartRange {
+    /// The last hour of raw readings, in 30 s buckets.
+    Hour,
+    /// The last day of minute records, in 5 min buckets.
+    Day,
+    /// The last week of hour records, one bucket each.
+    Week,
+}
+
+impl ChartRange {
+    /// Window length, records read and buckets drawn.
+    pub fn layout(self) -> (i64, RecordKind, u32) {
+        const HOUR_MS: i64 = 3_600_000;
+        match self {
+            ChartRange::Hour => (HOUR_MS, RecordKind::Reading, 120),
+            ChartRange::Day => (24 * HOUR_MS, RecordKind::Minute, 288),
+            ChartRange::Week => (7 * 24 * HOUR_MS, RecordKind::Hour, 168),
+        }
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SeriesView {
@@ -17,6 +42,8 @@ pub struct SeriesView {
     pub unit: Option<&'static str>,
     /// Which value of the records was averaged; `None` when no record had one.
     pub kind: Option<ValueKind>,
+    /// Which records were read: `reading`, `minute` or `hour`.
+    pub records: &'static str,
     pub from: i64,
     pub to: i64,
     pub bucket_ms: i64,
@@ -46,13 +73,45 @@ pub struct SeriesSpec {
     pub stack: String,
     pub device: String,
     pub channel: String,
+    pub kind: RecordKind,
     pub from: i64,
     pub to: i64,
     pub buckets: u32,
 }
 
+impl SeriesSpec {
+    /// The chart of `range` ending at `to`.
+    pub fn of(stack: String, device: String, channel: String, range: ChartRange, to: i64) -> Self {
+        let (span, kind, buckets) = range.layout();
+        SeriesSpec {
+            stack,
+            device,
+            channel,
+            kind,
+            from: to - span,
+            to,
+            buckets,
+        }
+    }
+
+    /// Reads the records the chart draws, through the store's per-series query. Blocks.
+    pub fn read(&self, reader: &StoreReader) -> Result<Vec<Stored>, StoreError> {
+        let query = Query {
+            kind: Some(self.kind),
+            stack: Some(self.stack.clone()),
+            device: Some(self.device.clone()),
+            channel: Some(self.channel.clone()),
+            from: Some(Timestamp(self.from)),
+            to: Some(Timestamp(self.to)),
+            ..Query::default()
+        };
+        reader.read(|store| store.query(&query))
+    }
+}
+
 impl SeriesView {
-    /// `rows` are the channel's readings in `[from, to)`, in time order; `limit` the stack's
+    /// `rows` are the channel's records of `spec.kind` in `[from, to)`, in time order (a
+    /// recomputed minute or hour after the revision it replaces); `limit` the stack's
     /// limit for the channel's quantity, if it has one.
     pub fn build(spec: &SeriesSpec, rows: &[Stored], limit: Option<f64>) -> SeriesView {
         let span = (spec.to - spec.from).max(1);
@@ -65,9 +124,11 @@ impl SeriesView {
         let last = rows.last().map(|s| &s.record);
         let mut points: Vec<Bucket> = Vec::new();
         let mut sum = 0.0;
-        for row in rows {
+        for (i, row) in rows.iter().enumerate() {
             let r = &row.record;
-            if r.ts.0 < spec.from || r.ts.0 >= spec.to {
+            let revised = rows.get(i + 1).is_some_and(|next| next.record.ts == r.ts);
+            if r.ts.0 < spec.from || r.ts.0 >= spec.to || (revised && r.kind != RecordKind::Reading)
+            {
                 continue;
             }
             let t = spec.from + (r.ts.0 - spec.from) / bucket_ms * bucket_ms;
@@ -105,6 +166,7 @@ impl SeriesView {
             quantity: last.and_then(|r| r.quantity).map(Quantity::name),
             unit: last.and_then(|r| r.unit).map(|u| u.symbol()),
             kind,
+            records: spec.kind.as_str(),
             from: spec.from,
             to: spec.to,
             bucket_ms,
@@ -147,6 +209,7 @@ mod tests {
             stack: "unit1".into(),
             device: "so2".into(),
             channel: "SO2".into(),
+            kind: RecordKind::Reading,
             from,
             to,
             buckets,
@@ -233,5 +296,48 @@ mod tests {
         assert_eq!(view.points[0].t, 68, "99 ms falls in the third bucket");
         let empty = SeriesView::build(&spec(0, 100, 3), &[], None);
         assert_eq!((empty.kind, empty.points.len()), (None, 0));
+    }
+
+    #[test]
+    fn a_recomputed_minute_counts_once_with_its_newest_revision() {
+        let minute = |seq: u64, ts: i64, v: f64, revision: u32| {
+            let mut stored = row(seq, ts, None, Some(v), Flag::N);
+            stored.record.kind = RecordKind::Minute;
+            stored.record.revision = revision;
+            stored
+        };
+        // Minutes at 0 and 60 s; the first recomputed after a late reading (12 → 18).
+        let rows = vec![
+            minute(1, 0, 12.0, 0),
+            minute(3, 0, 18.0, 1),
+            minute(2, 60_000, 30.0, 0),
+        ];
+        let mut spec = spec(0, 300_000, 1);
+        spec.kind = RecordKind::Minute;
+        let view = SeriesView::build(&spec, &rows, None);
+        // (18 + 30) / 2 = 24, not (12 + 18 + 30) / 3 = 20
+        assert_eq!((view.points[0].mean, view.points[0].n), (Some(24.0), 2));
+        assert_eq!(view.records, "minute");
+    }
+
+    #[test]
+    fn each_range_reads_the_records_that_keep_its_cost_flat() {
+        let day = 86_400_000;
+        let spec = |range| SeriesSpec::of("s".into(), "d".into(), "c".into(), range, 8 * day);
+        let hour = spec(ChartRange::Hour);
+        assert_eq!(
+            (hour.kind, hour.from, hour.buckets),
+            (RecordKind::Reading, 8 * day - 3_600_000, 120)
+        );
+        let one_day = spec(ChartRange::Day);
+        assert_eq!(
+            (one_day.kind, one_day.from, one_day.buckets),
+            (RecordKind::Minute, 7 * day, 288)
+        );
+        let week = spec(ChartRange::Week);
+        assert_eq!(
+            (week.kind, week.from, week.buckets),
+            (RecordKind::Hour, day, 168)
+        );
     }
 }

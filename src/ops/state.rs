@@ -2,6 +2,7 @@
 //! that gather it. The running config and its live state form a [`Generation`], replaced
 //! whole on a reload, so a reader never sees a new config with the old devices' state.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -9,14 +10,16 @@ use std::time::Duration;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 
+use super::devices::{judge_silence, known_devices, KnownDevice};
 use super::health::{SinkFacts, StoreFacts, StoreState, StoreWatch};
 use super::status::StackLimits;
 use crate::collect::mqtt::{SourceSnapshot, SourceStats};
 use crate::config::SiteConfig;
-use crate::pipeline::live::Live;
+use crate::model::Timestamp;
+use crate::pipeline::live::{DeviceLive, Live};
 /// The status page reads through the store's reader.
 use crate::store::StoreReader;
-use crate::store::{StoreError, StoreHandle};
+use crate::store::{Store, StoreError, StoreHandle};
 
 /// One running config and the live state of its collectors.
 #[derive(Debug)]
@@ -26,6 +29,16 @@ pub struct Generation {
     pub limits: StackLimits,
     /// Counters of the MQTT sources, by source id.
     pub mqtt: Vec<(String, Arc<SourceStats>)>,
+    /// The HJ 212 uplinks' live state, by store name.
+    pub uplinks: Vec<(String, Arc<dyn UplinkState>)>,
+}
+
+/// What the status page shows of an HJ 212 uplink, read from its live counters (the
+/// uplink implements it, so this module needs nothing of the uplink's).
+pub trait UplinkState: Send + Sync + std::fmt::Debug {
+    fn connected(&self) -> bool;
+    /// When the platform last acknowledged an upload.
+    fn last_ack(&self) -> Option<Timestamp>;
 }
 
 impl Generation {
@@ -35,7 +48,14 @@ impl Generation {
             live,
             limits: StackLimits::new(),
             mqtt: Vec::new(),
+            uplinks: Vec::new(),
         }
+    }
+
+    /// With the counters of the HJ 212 uplinks, for the status page.
+    pub fn with_uplinks(mut self, uplinks: Vec<(String, Arc<dyn UplinkState>)>) -> Generation {
+        self.uplinks = uplinks;
+        self
     }
 
     /// With the counters of the MQTT sources, for `/health`, `/metrics` and the terminal.
@@ -58,12 +78,14 @@ impl Generation {
         self
     }
 
-    pub fn device_ids(&self) -> Vec<Arc<str>> {
-        self.config
-            .devices
-            .iter()
-            .map(|d| Arc::from(d.id.as_str()))
-            .collect()
+    /// Every device of every collector with its stack (see [`known_devices`]), and the live
+    /// state of each at `now`, publishers silent for too long marked down (see
+    /// [`judge_silence`]): what the page, `/health` and `/metrics` all show.
+    pub fn devices(&self, now: Timestamp) -> (Vec<KnownDevice>, BTreeMap<Arc<str>, DeviceLive>) {
+        let mut live = self.live.snapshot();
+        let known = known_devices(&self.config, &live);
+        judge_silence(&known, &mut live, now);
+        (known, live)
     }
 }
 
@@ -135,17 +157,7 @@ pub fn store_facts(reader: &StoreReader) -> Result<StoreFacts, StoreError> {
     let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
     let size_bytes = size(path) + size(&wal);
     reader.read(|store| {
-        let last_seq = store.last_seq()?;
-        let mut sinks = Vec::new();
-        for (name, cursor) in store.sinks()? {
-            let oldest_pending = store.read_after(cursor, 1)?.first().map(|s| s.record.ts);
-            sinks.push(SinkFacts {
-                name,
-                cursor,
-                backlog: last_seq.saturating_sub(cursor),
-                oldest_pending,
-            });
-        }
+        let (last_seq, sinks) = sink_facts(store)?;
         Ok(StoreFacts {
             size_bytes,
             rows: store.count()?,
@@ -153,4 +165,21 @@ pub fn store_facts(reader: &StoreReader) -> Result<StoreFacts, StoreError> {
             sinks,
         })
     })
+}
+
+/// The store's last seq and every forwarder's backlog: a few indexed reads whatever the
+/// store's size, unlike counting its rows, so the status page can ask every few seconds.
+pub fn sink_facts(store: &Store) -> Result<(u64, Vec<SinkFacts>), StoreError> {
+    let last_seq = store.last_seq()?;
+    let mut sinks = Vec::new();
+    for (name, cursor) in store.sinks()? {
+        let oldest_pending = store.read_after(cursor, 1)?.first().map(|s| s.record.ts);
+        sinks.push(SinkFacts {
+            name,
+            cursor,
+            backlog: last_seq.saturating_sub(cursor),
+            oldest_pending,
+        });
+    }
+    Ok((last_seq, sinks))
 }

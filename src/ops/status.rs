@@ -4,11 +4,12 @@
 //! Values come from the store, not from memory, so the page shows exactly what is kept as
 //! evidence (and the corrected values once the pipeline computes them).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::devices::known_devices;
 use crate::config::{Position, SiteConfig};
 use crate::model::Quantity;
 use crate::pipeline::live::DeviceLive;
@@ -54,21 +55,25 @@ pub struct StatusView {
     /// Records the store writer committed since the daemon started.
     pub committed: u64,
     pub stacks: Vec<StackView>,
+    /// Every forwarder and uplink reading the store (InfluxDB, HJ 212 platforms).
+    pub sinks: Vec<SinkView>,
+    /// Every MQTT source.
+    pub mqtt: Vec<MqttView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StackView {
     pub id: String,
     pub name: Option<String>,
+    /// Emission limits by quantity name, in the unit of the corrected values.
+    pub limits: BTreeMap<&'static str, f64>,
     pub devices: Vec<DeviceView>,
-    /// One small 24 h chart per pollutant channel of the stack.
-    pub charts: Vec<ChartRef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Connection {
-    /// No poll has finished yet.
+    /// No poll has finished yet, or no data arrived yet.
     Waiting,
     Connected,
     Down,
@@ -77,13 +82,18 @@ pub enum Connection {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceView {
     pub id: String,
-    pub profile: String,
-    pub address: String,
+    /// `modbus`, `mqtt`, `hj212`.
+    pub source: &'static str,
+    pub profile: Option<String>,
+    pub address: Option<String>,
     pub position: &'static str,
     pub connection: Connection,
+    /// Polls, or deliveries for a device that publishes or uploads.
     pub polls: u64,
     pub errors: u64,
     pub last_error: Option<String>,
+    /// Time of its newest reading or uploaded record this run.
+    pub last_seen: Option<i64>,
     pub values: Vec<ValueView>,
 }
 
@@ -97,19 +107,38 @@ pub struct ValueView {
     /// `None` when the latest reading carries no value (flag B).
     pub value: Option<f64>,
     pub kind: Option<ValueKind>,
+    /// Emission rate in kg/h, where the stack's flow is known.
+    pub rate: Option<f64>,
     pub flag: char,
     /// Why a value is missing (e.g. "no O2 source" for a pollutant without a corrected
     /// value) or how it was obtained, from the reading's note.
     pub note: Option<String>,
     pub ts: i64,
-    pub seq: u64,
+    /// The stored reading shown; `None` for the latest value of a data logger's upload
+    /// (minute, hour), which the store keeps as that period's record, not as a reading.
+    pub seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ChartRef {
-    pub device: String,
-    pub channel: String,
-    pub quantity: &'static str,
+pub struct SinkView {
+    pub name: String,
+    pub backlog: u64,
+    /// Age of the oldest record not yet delivered, in seconds; 0 when caught up.
+    pub lag_seconds: f64,
+    /// For an HJ 212 uplink: whether it is connected to its platform, and when the platform
+    /// last acknowledged an upload (ms since the epoch).
+    pub connected: Option<bool>,
+    pub last_ack: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MqttView {
+    pub id: String,
+    pub connected: bool,
+    pub stalled: Option<String>,
+    pub messages: u64,
+    pub readings: u64,
+    pub refused: u64,
 }
 
 impl StatusView {
@@ -121,72 +150,76 @@ impl StatusView {
         committed: u64,
         now: i64,
     ) -> StatusView {
-        let stacks = config
+        let mut values: HashMap<(Arc<str>, Arc<str>), Vec<ValueView>> = HashMap::new();
+        for stored in latest {
+            let r = &stored.record;
+            values
+                .entry((r.stack.clone(), r.device.clone()))
+                .or_default()
+                .push(value_view(stored, config));
+        }
+        let limits = config.limits();
+        let mut stacks: Vec<StackView> = config
             .stacks
             .iter()
-            .map(|stack| {
-                let devices: Vec<DeviceView> = config
-                    .devices
+            .map(|stack| StackView {
+                id: stack.id.clone(),
+                name: stack.name.clone(),
+                limits: limits
                     .iter()
-                    .filter(|d| d.stack == stack.id)
-                    .map(|d| {
-                        let state = live.get(d.id.as_str());
-                        let values = latest
-                            .iter()
-                            .filter(|s| *s.record.stack == *stack.id && *s.record.device == *d.id)
-                            .map(|s| value_view(s, config))
-                            .collect();
-                        DeviceView {
-                            id: d.id.clone(),
-                            profile: d.profile.clone(),
-                            address: d
-                                .address
-                                .clone()
-                                .or_else(|| d.bus.clone())
-                                .unwrap_or_default(),
-                            position: match d.position {
-                                Position::Inlet => "inlet",
-                                Position::Outlet => "outlet",
-                            },
-                            connection: match state {
-                                Some(s) if s.polls > 0 && s.connected => Connection::Connected,
-                                Some(s) if s.polls > 0 => Connection::Down,
-                                _ => Connection::Waiting,
-                            },
-                            polls: state.map_or(0, |s| s.polls),
-                            errors: state.map_or(0, |s| s.errors),
-                            last_error: state.and_then(|s| s.last_error.clone()),
-                            values,
-                        }
-                    })
-                    .collect();
-                let charts = devices
-                    .iter()
-                    .flat_map(|d| {
-                        d.values.iter().filter_map(move |v| {
-                            let quantity: Quantity = v.quantity?.parse().ok()?;
-                            quantity.is_pollutant().then(|| ChartRef {
-                                device: d.id.clone(),
-                                channel: v.channel.clone(),
-                                quantity: quantity.name(),
-                            })
-                        })
-                    })
-                    .collect();
-                StackView {
-                    id: stack.id.clone(),
-                    name: stack.name.clone(),
-                    devices,
-                    charts,
-                }
+                    .filter(|((id, _), _)| *id == stack.id)
+                    .map(|((_, q), limit)| (q.name(), *limit))
+                    .collect(),
+                devices: Vec::new(),
             })
             .collect();
+        for device in known_devices(config, live) {
+            let state = live.get(device.id.as_str());
+            let key = (
+                Arc::from(device.stack.as_str()),
+                Arc::from(device.id.as_str()),
+            );
+            let view = DeviceView {
+                source: device.source,
+                profile: device.profile,
+                address: device.address,
+                position: match device.position {
+                    Position::Inlet => "inlet",
+                    Position::Outlet => "outlet",
+                },
+                connection: match state {
+                    Some(s) if s.polls > 0 && s.connected => Connection::Connected,
+                    Some(s) if s.polls > 0 => Connection::Down,
+                    _ => Connection::Waiting,
+                },
+                polls: state.map_or(0, |s| s.polls),
+                errors: state.map_or(0, |s| s.errors),
+                last_error: state.and_then(|s| s.last_error.clone()),
+                last_seen: state.and_then(|s| s.last_seen).map(|t| t.0),
+                values: values
+                    .remove(&key)
+                    .or_else(|| state.map(uploaded_values))
+                    .unwrap_or_default(),
+                id: device.id,
+            };
+            match stacks.iter_mut().find(|s| s.id == device.stack) {
+                Some(stack) => stack.devices.push(view),
+                None => stacks.push(StackView {
+                    id: device.stack,
+                    name: None,
+                    limits: BTreeMap::new(),
+                    devices: vec![view],
+                }),
+            }
+        }
         StatusView {
             site_id: config.site.id.clone(),
             site_name: config.site.name.clone(),
             now,
             committed,
             stacks,
+            sinks: Vec::new(),
+            mqtt: Vec::new(),
         }
     }
 }
@@ -204,11 +237,40 @@ fn value_view(stored: &Stored, config: &SiteConfig) -> ValueView {
         unit: unit.map(|u| u.symbol()),
         value: shown.map(|(_, v)| v),
         kind: shown.map(|(k, _)| k),
+        rate: r.rate,
         flag: r.flags.primary().code(),
         note: r.note.clone(),
         ts: r.ts.0,
-        seq: stored.seq,
+        seq: Some(stored.seq),
     }
+}
+
+/// The latest uploaded value of each channel of a device the store has no readings of (an
+/// HJ 212 logger uploading minutes and hours), as the live model holds it.
+fn uploaded_values(device: &DeviceLive) -> Vec<ValueView> {
+    device
+        .values
+        .iter()
+        .map(|(channel, v)| {
+            let (value, kind) = match (v.corrected, v.value.is_finite()) {
+                (Some(c), _) => (Some(c), Some(ValueKind::Corrected)),
+                (None, true) => (Some(v.value), Some(ValueKind::Measured)),
+                (None, false) => (None, None),
+            };
+            ValueView {
+                channel: channel.to_string(),
+                quantity: v.quantity.map(Quantity::name),
+                unit: Some(v.unit.symbol()),
+                value,
+                kind,
+                rate: None,
+                flag: v.flag.code(),
+                note: None,
+                ts: v.ts.0,
+                seq: None,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -283,7 +345,8 @@ address = "127.0.0.1:1504"
         let nox = stored(9, "unit2", "nox", "NOx", Quantity::NOx);
         // Same device id on a stack it is no longer bound to: not shown under unit1.
         let moved = stored(3, "unit9", "so2", "SO2", Quantity::SO2);
-        let latest = vec![so2, o2, nox, moved];
+        let upload = stored(12, "unit3", "mn17", "SO2", Quantity::SO2);
+        let latest = vec![so2, o2, nox, moved, upload];
 
         let mut live = BTreeMap::new();
         live.insert(
@@ -304,11 +367,42 @@ address = "127.0.0.1:1504"
                 ..DeviceLive::default()
             },
         );
+        live.insert(
+            Arc::from("mn17"),
+            DeviceLive {
+                connected: true,
+                polls: 1,
+                source: Some("hj212"),
+                stack: Some(Arc::from("unit3")),
+                last_seen: Some(Timestamp(12_000)),
+                ..DeviceLive::default()
+            },
+        );
+        // A logger that uploads minutes only: no stored reading, its live values show.
+        let mut minute_upload = DeviceLive {
+            connected: true,
+            polls: 1,
+            source: Some("hj212"),
+            stack: Some(Arc::from("unit3")),
+            ..DeviceLive::default()
+        };
+        minute_upload.values.insert(
+            Arc::from("a21026"),
+            crate::pipeline::live::ChannelLive {
+                value: 10.0,
+                corrected: Some(14.0),
+                quantity: Some(Quantity::SO2),
+                unit: Unit::MgPerM3,
+                flag: Flag::N,
+                ts: Timestamp(60_000),
+            },
+        );
+        live.insert(Arc::from("mn18"), minute_upload);
         let view = StatusView::build(&config, &live, &latest, 42, 5_000);
         assert_eq!(view.site_id, "plant");
         assert_eq!(view.committed, 42);
         let stack_ids: Vec<_> = view.stacks.iter().map(|s| s.id.as_str()).collect();
-        assert_eq!(stack_ids, vec!["unit1", "unit2"]);
+        assert_eq!(stack_ids, vec!["unit1", "unit2", "unit3"]);
 
         let unit1 = &view.stacks[0];
         let so2 = &unit1.devices[0];
@@ -323,7 +417,7 @@ address = "127.0.0.1:1504"
                 Some("mg/m3"),
                 'N',
                 7_000,
-                7
+                Some(7)
             )
         );
         let o2 = &unit1.devices[1];
@@ -336,14 +430,33 @@ address = "127.0.0.1:1504"
             (o2.values[0].value, o2.values[0].kind, o2.values[0].flag),
             (None, None, 'B')
         );
-        // Charts for pollutants only: SO2 yes, O2 no.
+        // A logger no config line binds shows under the stack its uploads name.
+        let logger = &view.stacks[2];
         assert_eq!(
-            unit1.charts,
-            vec![ChartRef {
-                device: "so2".into(),
-                channel: "SO2".into(),
-                quantity: "SO2"
-            }]
+            (logger.id.as_str(), logger.name.as_deref()),
+            ("unit3", None)
+        );
+        let mn17 = &logger.devices[0];
+        assert_eq!(
+            (
+                mn17.id.as_str(),
+                mn17.source,
+                mn17.connection,
+                mn17.last_seen
+            ),
+            ("mn17", "hj212", Connection::Connected, Some(12_000))
+        );
+        assert_eq!(mn17.values[0].value, Some(12.5));
+        let mn18 = &logger.devices[1].values[0];
+        assert_eq!(
+            (mn18.value, mn18.kind, mn18.quantity, mn18.seq, mn18.ts),
+            (
+                Some(14.0),
+                Some(ValueKind::Corrected),
+                Some("SO2"),
+                None,
+                60_000
+            )
         );
         let nox = &view.stacks[1].devices[0];
         assert_eq!(nox.connection, Connection::Waiting, "never polled this run");

@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::model::comm::{CommEvent, CommStats};
-use crate::model::{Flag, Timestamp, Unit};
+use crate::model::{Flag, Quantity, Timestamp, Unit};
 use crate::store::{Record, RecordKind};
+
+/// [`DeviceLive::source`] of a polled device.
+pub const MODBUS: &str = "modbus";
 
 #[derive(Debug, Clone, Default)]
 pub struct DeviceLive {
@@ -19,6 +22,15 @@ pub struct DeviceLive {
     pub values: BTreeMap<Arc<str>, ChannelLive>,
     /// What happened on the wire for this device.
     pub comm: CommStats,
+    /// Which kind of collector delivers it (`modbus`, `mqtt`, `hj212`), once it did.
+    pub source: Option<&'static str>,
+    /// The stack of its latest record: devices that publish or upload are bound to a stack
+    /// by their payloads or the logger registry, not only by `[[device]]`.
+    pub stack: Option<Arc<str>>,
+    /// Time of its newest reading or uploaded record.
+    pub last_seen: Option<Timestamp>,
+    /// When data of a publishing or uploading device last arrived (the receiving clock).
+    pub last_delivery: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone)]
@@ -27,6 +39,7 @@ pub struct ChannelLive {
     pub value: f64,
     /// Also at reference O2, for pollutants.
     pub corrected: Option<f64>,
+    pub quantity: Option<Quantity>,
     pub unit: Unit,
     pub flag: Flag,
     pub ts: Timestamp,
@@ -55,6 +68,7 @@ impl Live {
         let d = devices.entry(device.clone()).or_default();
         d.connected = true;
         d.polls += 1;
+        d.source = Some(MODBUS);
     }
 
     pub fn poll_failed(&self, device: &Arc<str>, error: String) {
@@ -64,6 +78,7 @@ impl Live {
         d.polls += 1;
         d.errors += 1;
         d.last_error = Some(error);
+        d.source = Some(MODBUS);
     }
 
     /// A poll the device answered without data (an exception for every read): it is
@@ -75,6 +90,7 @@ impl Live {
         d.polls += 1;
         d.errors += 1;
         d.last_error = Some(error);
+        d.source = Some(MODBUS);
     }
 
     /// Counts what happened on `line` while talking to `device`, for both.
@@ -115,6 +131,10 @@ impl Live {
                 continue;
             };
             let d = devices.entry(r.device.clone()).or_default();
+            if d.last_seen.is_none_or(|seen| seen <= r.ts) {
+                d.last_seen = Some(r.ts);
+                d.stack = Some(r.stack.clone());
+            }
             let newer = d.values.get(&r.channel).is_none_or(|v| v.ts <= r.ts);
             if !newer {
                 continue;
@@ -124,6 +144,7 @@ impl Live {
                 ChannelLive {
                     value: r.measured.unwrap_or(f64::NAN),
                     corrected: r.corrected,
+                    quantity: r.quantity,
                     unit,
                     flag: r.flags.primary(),
                     ts: r.ts,
@@ -133,8 +154,14 @@ impl Live {
     }
 
     /// Data arrived from devices that have no link of their own to watch (MQTT publishers,
-    /// HJ 212 loggers): each counts as connected, with one more delivery.
-    pub fn delivered<'a>(&self, devices: impl Iterator<Item = &'a Arc<str>>) {
+    /// HJ 212 loggers) at `at`: each counts as connected, with one more delivery. `source`
+    /// is the kind of collector ([`crate::collect::batch::Origin::kind`]).
+    pub fn delivered<'a>(
+        &self,
+        source: &'static str,
+        at: Timestamp,
+        devices: impl Iterator<Item = &'a Arc<str>>,
+    ) {
         let mut seen: Vec<&Arc<str>> = devices.collect();
         seen.sort();
         seen.dedup();
@@ -143,6 +170,8 @@ impl Live {
             let d = live.entry(device.clone()).or_default();
             d.connected = true;
             d.polls += 1;
+            d.source = Some(source);
+            d.last_delivery = Some(at);
         }
     }
 
@@ -152,38 +181,5 @@ impl Live {
 
     pub fn snapshot(&self) -> BTreeMap<Arc<str>, DeviceLive> {
         self.devices().clone()
-    }
-
-    /// One compact line per device, for the terminal.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (id, d) in self.snapshot() {
-            let state = if d.connected { "ok  " } else { "DOWN" };
-            let values: Vec<String> = d
-                .values
-                .iter()
-                .map(|(ch, v)| {
-                    if v.value.is_nan() {
-                        format!("{ch}=- [{}]", v.flag)
-                    } else {
-                        format!("{ch}={:.2}{} [{}]", v.value, v.unit, v.flag)
-                    }
-                })
-                .collect();
-            out.push_str(&format!(
-                "{state} {id:<14} polls {:<6} errors {:<4} {}\n",
-                d.polls,
-                d.errors,
-                values.join("  ")
-            ));
-        }
-        for (line, stats) in self.lines() {
-            out.push_str(&format!("line {line:<19} {}\n", stats.summary()));
-        }
-        out.push_str(&format!(
-            "store: {} rows committed this run\n",
-            self.committed.load(Ordering::Relaxed)
-        ));
-        out
     }
 }

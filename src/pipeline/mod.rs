@@ -462,8 +462,11 @@ impl Pipeline {
                 .iter()
                 .map(|s| &s.device)
                 .chain(late.iter().map(|s| &s.device));
-            self.live
-                .delivered(devices.chain(computed.iter().map(|r| &r.device)));
+            self.live.delivered(
+                origin.kind(),
+                now,
+                devices.chain(computed.iter().map(|r| &r.device)),
+            );
         }
         let first = records.len();
         self.processor.push(&samples, records);

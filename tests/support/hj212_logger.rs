@@ -23,6 +23,11 @@ impl TestLogger {
         TestLogger::try_connect(address).unwrap_or_else(|e| panic!("connect: {e}"))
     }
 
+    /// A logger of a listener on `port` of 127.0.0.1.
+    pub fn on_port(port: u16) -> TestLogger {
+        TestLogger::connect(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
     /// As `connect`, for loggers that reconnect when a host is gone.
     pub fn try_connect(address: SocketAddr) -> std::io::Result<TestLogger> {
         let stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
@@ -117,6 +122,24 @@ pub fn minute_upload(mn: &str, password: &str, qn: &str, data_time: &str, so2: &
         ),
         ..Packet::new(SystemCode::AirPollutionSource, CommandCode::MinuteData, mn)
     }
+}
+
+/// A plant's minute upload (2051) of logger `mn`: SO2 31.25 mg/m3 and O2 6.2 %, for the
+/// minute starting at 2026-01-01 12:`minute` local time, asking for a 9014.
+pub fn plant_minute(mn: &str, password: &str, minute: u32) -> Packet {
+    let mut packet = minute_upload(
+        mn,
+        password,
+        &format!("2026010112{:02}00001", minute + 1),
+        &format!("2026010112{minute:02}00"),
+        "31.25",
+    );
+    packet.cp = packet.cp.with_factor(
+        Factor::new("a19001")
+            .with(FieldKind::Avg, "6.2")
+            .with_flag(Flag::N),
+    );
+    packet
 }
 
 /// True when `packet` is the 9014 for the upload with `qn`.

@@ -4,7 +4,7 @@
 //! - [`ports`], [`time`], [`rng`], [`process`]: loopback ports, bounded waits, reproducible
 //!   randomness, child processes signalled and reaped.
 //! - [`daemon`]: `cemsd run` as a child process, the one way the tests start the daemon;
-//!   [`http`] for its loopback endpoints.
+//!   [`http`] for its loopback endpoints; [`hj212_logger`] plays a data logger at a bureau.
 //! - [`browser`]: headless Chromium on a page (DOM, screenshot, PDF).
 //! - [`store`]: the SQLite store opened, filled and queried; [`replayed`]: hours of past
 //!   records made by the replay tooling.

@@ -149,6 +149,7 @@ pub async fn serve<S>(
         source,
         auth_failures: 0,
         authenticated: None,
+        online: None,
         locked_out: false,
     };
     let mut registry = context.devices.subscribe();
@@ -274,6 +275,8 @@ struct Session<'a> {
     auth_failures: u32,
     /// The MN last authenticated on this connection, already told to the throttle.
     authenticated: Option<Arc<str>>,
+    /// The logger that last authenticated here, counted online while the connection lasts.
+    online: Option<stats::Online>,
     /// The address got locked out: the connection ends after this packet.
     locked_out: bool,
 }
@@ -470,8 +473,12 @@ impl Session<'_> {
         })
     }
 
-    /// Tells the throttle once per connection and MN that `mn` authenticated from here.
+    /// Counts `mn` online while this connection lasts, and tells the throttle once per
+    /// connection and MN that `mn` authenticated from here.
     fn authenticated(&mut self, mn: &Arc<str>) {
+        if self.online.as_ref().is_none_or(|o| o.mn() != mn) {
+            self.online = Some(stats::Online::new(mn.clone()));
+        }
         let Some(source) = self.source else {
             return;
         };

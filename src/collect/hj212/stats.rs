@@ -2,6 +2,8 @@
 //! table and every rejection are folded into fixed names, so a hostile peer cannot grow the
 //! exposition.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
@@ -20,6 +22,44 @@ pub const AUTH_FAILURES: &str = "cemsd_hj212_listener_auth_failures_total";
 pub const LOCKOUTS: &str = "cemsd_hj212_listener_lockouts_total";
 pub const LOGGERS: &str = "cemsd_hj212_listener_loggers";
 pub const REGISTRY_CHANGES: &str = "cemsd_hj212_listener_registry_changes_total";
+
+pub const LOGGERS_ONLINE: &str = "cemsd_hj212_listener_loggers_online";
+
+/// Open connections per MN authenticated on them (a logger may hold more than one).
+static ONLINE: Mutex<BTreeMap<Arc<str>, usize>> = Mutex::new(BTreeMap::new());
+
+/// Held by a connection once logger `mn` authenticated on it: while any connection holds
+/// one for an MN, that logger counts as online.
+#[derive(Debug)]
+pub struct Online {
+    mn: Arc<str>,
+}
+
+impl Online {
+    pub fn new(mn: Arc<str>) -> Online {
+        let mut online = ONLINE.lock().unwrap_or_else(|e| e.into_inner());
+        *online.entry(mn.clone()).or_default() += 1;
+        gauge!(LOGGERS_ONLINE).set(online.len() as f64);
+        Online { mn }
+    }
+
+    pub fn mn(&self) -> &Arc<str> {
+        &self.mn
+    }
+}
+
+impl Drop for Online {
+    fn drop(&mut self) {
+        let mut online = ONLINE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = online.get_mut(&self.mn) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                online.remove(&self.mn);
+            }
+        }
+        gauge!(LOGGERS_ONLINE).set(online.len() as f64);
+    }
+}
 
 /// Why a packet (or bytes that were meant to be one) was not taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

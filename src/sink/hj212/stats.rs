@@ -1,14 +1,14 @@
 //! Counters and gauges of one uplink: kept as atomics for tests and the stop log, and recorded
 //! as Prometheus metrics at the same moment.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use metrics::{counter, gauge};
 
 use crate::model::Quantity;
 use crate::ops::metrics::{
     HJ212_ACKS, HJ212_ACK_TIMEOUTS, HJ212_BACKLOG, HJ212_CONNECTED, HJ212_HISTORY_REQUESTS,
-    HJ212_IGNORED, HJ212_OUT_OF_TYPE, HJ212_PACKETS_SENT, HJ212_RECONNECTS,
+    HJ212_IGNORED, HJ212_LAST_ACK, HJ212_OUT_OF_TYPE, HJ212_PACKETS_SENT, HJ212_RECONNECTS,
     HJ212_REJECTED_REQUESTS, HJ212_RESENDS, HJ212_UNCONVERTIBLE,
 };
 
@@ -17,6 +17,8 @@ pub struct UplinkStats {
     sink: String,
     packets_sent: AtomicU64,
     acks: AtomicU64,
+    /// Milliseconds since the epoch of the last 9014; 0 before the first.
+    last_ack_ms: AtomicI64,
     resends: AtomicU64,
     ack_timeouts: AtomicU64,
     reconnects: AtomicU64,
@@ -36,6 +38,8 @@ pub struct UplinkSnapshot {
     /// Packets written for the first time (a split upload counts each part).
     pub packets_sent: u64,
     pub acks: u64,
+    /// When the platform last acknowledged an upload (9014).
+    pub last_ack: Option<crate::model::Timestamp>,
     pub resends: u64,
     pub ack_timeouts: u64,
     pub reconnects: u64,
@@ -53,6 +57,16 @@ pub struct UplinkSnapshot {
     pub ignored: u64,
 }
 
+impl crate::ops::state::UplinkState for UplinkStats {
+    fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed) == 1
+    }
+
+    fn last_ack(&self) -> Option<crate::model::Timestamp> {
+        self.snapshot().last_ack
+    }
+}
+
 impl UplinkStats {
     pub fn new(sink: impl Into<String>) -> UplinkStats {
         UplinkStats {
@@ -65,6 +79,10 @@ impl UplinkStats {
         UplinkSnapshot {
             packets_sent: self.packets_sent.load(Ordering::Relaxed),
             acks: self.acks.load(Ordering::Relaxed),
+            last_ack: match self.last_ack_ms.load(Ordering::Relaxed) {
+                0 => None,
+                ms => Some(crate::model::Timestamp(ms)),
+            },
             resends: self.resends.load(Ordering::Relaxed),
             ack_timeouts: self.ack_timeouts.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
@@ -87,6 +105,9 @@ impl UplinkStats {
     pub(super) fn acked(&self) {
         self.acks.fetch_add(1, Ordering::Relaxed);
         counter!(HJ212_ACKS, "sink" => self.sink.clone()).increment(1);
+        let now = crate::model::time::now();
+        self.last_ack_ms.store(now.0, Ordering::Relaxed);
+        gauge!(HJ212_LAST_ACK, "sink" => self.sink.clone()).set(now.0 as f64 / 1000.0);
     }
 
     pub(super) fn resent(&self) {

@@ -109,6 +109,7 @@ impl Forwarder {
     ) -> Result<Forwarder, ClientError> {
         Ok(Forwarder {
             name: config.store_name(),
+            stats: Arc::new(ForwarderStats::new(config.store_name())),
             encoder: Arc::new(Encoder::new(
                 &config.measurement_prefix,
                 facts,
@@ -122,7 +123,6 @@ impl Forwarder {
             backoff: Backoff::new(INITIAL_BACKOFF, config.max_backoff.0, seed),
             backlog: BacklogMonitor::new(config.backlog_warning),
             cursor: 0,
-            stats: Arc::new(ForwarderStats::default()),
             clock,
         })
     }
@@ -351,7 +351,7 @@ impl Forwarder {
                 (range.len() == 1 && text.len() <= SURELY_TOO_LARGE_LINE).then_some(text.len());
             let (status, message) = match self.send(&payload, small_line, shutdown).await? {
                 Answer::Accepted => {
-                    self.stats.add_delivered(range.len() as u64);
+                    self.stats.add_delivered(range.len() as u64, (self.clock)());
                     continue;
                 }
                 Answer::Refused { status, message } => (status, message),

@@ -1,9 +1,18 @@
-//! Counters and gauges of one forwarder, readable from any thread while it runs.
+//! Counters and gauges of one forwarder, readable from any thread while it runs, and
+//! recorded as Prometheus metrics at the same moment.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use metrics::{counter, gauge};
+
+use crate::ops::metrics::{
+    INFLUX_DEAD_LETTERS, INFLUX_FAILED_REQUESTS, INFLUX_LAST_SUCCESS, INFLUX_POINTS_SENT,
+};
+
 #[derive(Debug, Default)]
 pub struct ForwarderStats {
+    /// The forwarder's name in the store, its metric label.
+    sink: String,
     points_delivered: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
@@ -33,6 +42,13 @@ pub struct StatsSnapshot {
 }
 
 impl ForwarderStats {
+    pub fn new(sink: String) -> ForwarderStats {
+        ForwarderStats {
+            sink,
+            ..ForwarderStats::default()
+        }
+    }
+
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
             points_delivered: self.points_delivered.load(Ordering::Relaxed),
@@ -45,8 +61,11 @@ impl ForwarderStats {
         }
     }
 
-    pub(super) fn add_delivered(&self, n: u64) {
+    /// `n` lines the server accepted at `at`.
+    pub(super) fn add_delivered(&self, n: u64, at: crate::model::Timestamp) {
         self.points_delivered.fetch_add(n, Ordering::Relaxed);
+        counter!(INFLUX_POINTS_SENT, "sink" => self.sink.clone()).increment(n);
+        gauge!(INFLUX_LAST_SUCCESS, "sink" => self.sink.clone()).set(at.0 as f64 / 1000.0);
     }
 
     pub(super) fn add_request(&self) {
@@ -55,10 +74,12 @@ impl ForwarderStats {
 
     pub(super) fn add_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+        counter!(INFLUX_FAILED_REQUESTS, "sink" => self.sink.clone()).increment(1);
     }
 
     pub(super) fn add_dead_letters(&self, n: u64) {
         self.dead_letters.fetch_add(n, Ordering::Relaxed);
+        counter!(INFLUX_DEAD_LETTERS, "sink" => self.sink.clone()).increment(n);
     }
 
     pub(super) fn set_cursor(&self, seq: u64) {
@@ -71,5 +92,48 @@ impl ForwarderStats {
 
     pub(super) fn add_backlog_warning(&self) {
         self.backlog_warnings.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Timestamp;
+
+    fn sample(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    }
+
+    #[test]
+    fn a_forwarder_s_outcomes_reach_metrics_under_its_name() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let stats = ForwarderStats::new("influx:site".into());
+            stats.add_delivered(500, Timestamp(1_767_225_600_000));
+            stats.add_delivered(20, Timestamp(1_767_225_660_000));
+            stats.add_retry();
+            stats.add_dead_letters(3);
+        });
+        let text = handle.render();
+        let label = r#"{sink="influx:site"}"#;
+        assert_eq!(
+            sample(&text, &format!("{INFLUX_POINTS_SENT}{label}")),
+            Some(520.0),
+            "{text}"
+        );
+        assert_eq!(
+            sample(&text, &format!("{INFLUX_FAILED_REQUESTS}{label}")),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, &format!("{INFLUX_DEAD_LETTERS}{label}")),
+            Some(3.0)
+        );
+        assert_eq!(
+            sample(&text, &format!("{INFLUX_LAST_SUCCESS}{label}")),
+            Some(1_767_225_660.0)
+        );
     }
 }
