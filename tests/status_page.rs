@@ -259,9 +259,12 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
             "{device} listed as {state}:\n{overview}"
         );
     }
-    // No parameter-change trail is served here (404): the panel stays hidden, no error.
+    // The first start put every configured item on the parameter-change trail: the panel
+    // shows it, each row saying how the change came (at start).
     assert!(
-        overview.contains("<section id=\"audit\" hidden=\"\">"),
+        overview.contains("<section id=\"audit\">")
+            && overview.contains("<tr class=\"audit-row\">")
+            && overview.contains(">start</td>"),
         "audit panel:\n{overview}"
     );
     assert!(!overview.contains("cannot reach the daemon"), "{overview}");
