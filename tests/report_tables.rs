@@ -340,7 +340,7 @@ fn a_day_table_cell_by_cell() {
         lines_from(&csv, "超标,", 2),
         [
             "超标,开始,结束,峰值折算浓度(mg/m3),超标小时数,说明",
-            "二氧化硫,2026-03-10 16:00,未结束,47.00,8,limit=35 window_hours=1",
+            "二氧化硫,2026-03-10 16:00,未结束,47.00,8,限值 35 mg/m3，按 1 小时均值判定",
         ]
     );
     // 1440 minutes expected; 30 never came: 1410 received; 15 flagged C: 1395 valid.

@@ -246,6 +246,15 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
         dom.contains("no moisture source"),
         "the reason its dry value is missing:\n{dom}"
     );
+    // The Chinese page words the same note in Chinese; the stored text stays in the tooltip.
+    let zh = chromium(
+        &format!("http://127.0.0.1:{http}/?lang=zh#stack=unit1"),
+        "--dump-dom",
+    );
+    assert!(
+        zh.contains("未配置烟气湿度数据来源") && !zh.contains(">no moisture source"),
+        "the note in Chinese:\n{zh}"
+    );
     for (device, state) in [
         ("so2", "connected"),
         ("multi", "connected"),

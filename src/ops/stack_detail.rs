@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::status::ValueKind;
 use crate::model::time::UtcOffset;
 use crate::model::{Flag, Quantity, Timestamp};
+use crate::report::notes::NoteWords;
 use crate::store::{Query, RecordKind, Store, StoreError, Stored};
 
 const MINUTE_MS: i64 = 60_000;
@@ -62,6 +63,8 @@ pub struct Period {
     /// The exceedance's value (corrected where there is one), or the gap's cause.
     pub value: Option<f64>,
     pub note: Option<String>,
+    /// `note` in words, Chinese and English.
+    pub note_words: Option<NoteWords>,
 }
 
 /// Reads and summarises `stack` at `now`. Blocks.
@@ -169,6 +172,7 @@ fn periods(rows: &[Stored]) -> Vec<Period> {
                 flag: r.flags.primary().code(),
                 value: r.corrected.or(r.measured),
                 note: r.note.clone(),
+                note_words: NoteWords::of(r.note.as_deref()),
             }
         })
         .collect()

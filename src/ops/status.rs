@@ -13,6 +13,7 @@ use super::devices::known_devices;
 use crate::config::{Position, SiteConfig};
 use crate::model::Quantity;
 use crate::pipeline::live::DeviceLive;
+use crate::report::notes::NoteWords;
 use crate::store::{Record, Stored};
 
 /// Emission limits by stack id and pollutant, in the unit of the corrected values
@@ -113,6 +114,8 @@ pub struct ValueView {
     /// Why a value is missing (e.g. "no O2 source" for a pollutant without a corrected
     /// value) or how it was obtained, from the reading's note.
     pub note: Option<String>,
+    /// `note` in words, Chinese and English.
+    pub note_words: Option<NoteWords>,
     pub ts: i64,
     /// The stored reading shown; `None` for the latest value of a data logger's upload
     /// (minute, hour), which the store keeps as that period's record, not as a reading.
@@ -240,6 +243,7 @@ fn value_view(stored: &Stored, config: &SiteConfig) -> ValueView {
         rate: r.rate,
         flag: r.flags.primary().code(),
         note: r.note.clone(),
+        note_words: NoteWords::of(r.note.as_deref()),
         ts: r.ts.0,
         seq: Some(stored.seq),
     }
@@ -266,6 +270,7 @@ fn uploaded_values(device: &DeviceLive) -> Vec<ValueView> {
                 rate: None,
                 flag: v.flag.code(),
                 note: None,
+                note_words: None,
                 ts: v.ts.0,
                 seq: None,
             }

@@ -15,6 +15,7 @@ use crate::model::{Flag, Quantity, Timestamp};
 use crate::process::aggregate::Aggregate;
 use crate::process::{aggregate_of, inlet_point};
 use crate::report::lang::Lang;
+use crate::report::notes::note_in;
 use crate::report::period::ReportPeriod;
 use crate::store::{AuditEntry, Query, RecordKind, Store, StoreError, Stored};
 
@@ -278,7 +279,7 @@ pub fn render_events(report: &Report, lang: Lang) -> String {
                 g.end
                     .as_deref()
                     .unwrap_or(lang.pick("未结束", "still open")),
-                g.cause
+                note_in(&g.cause, lang)
             );
         }
         let _ = writeln!(
@@ -299,7 +300,7 @@ pub fn render_events(report: &Report, lang: Lang) -> String {
                 lang.pick("峰值", "peak"),
                 num(e.peak),
                 e.hours.unwrap_or(0),
-                e.detail
+                note_in(&e.detail, lang)
             );
         }
     }

@@ -7,6 +7,7 @@ mod daily;
 pub mod fgd;
 pub mod holdings;
 pub mod lang;
+pub mod notes;
 mod page;
 pub mod period;
 pub mod rates;

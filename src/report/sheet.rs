@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 
 use crate::model::{Quantity, Unit};
 use crate::report::lang::Lang;
+use crate::report::notes::note_in;
 use crate::report::rounding::round_half_even;
 use crate::report::table::{StackTable, TableKind, TableReport, Value};
 
@@ -330,7 +331,7 @@ fn exceedance_rows(s: &StackTable, lang: Lang, rows: &mut Vec<Vec<Cell>>) {
                 .map_or(Cell::Text("—".into()), |p| Cell::Number(p, CONCENTRATION)),
             e.hours
                 .map_or(Cell::Text("—".into()), |h| Cell::Number(f64::from(h), 0)),
-            Cell::Text(e.detail.clone()),
+            Cell::Text(note_in(&e.detail, lang)),
         ]);
     }
 }

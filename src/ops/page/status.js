@@ -198,10 +198,15 @@ function deviceCard(stack, d) {
     el("td", {}, flagBadge(v.flag)),
     el("td", { class: "time" }, formatTime(v.ts)),
     // why a value is missing, e.g. a pollutant without O2-corrected value: "no O2 source"
-    el("td", { class: "note" }, v.note || "")));
+    el("td", { class: "note", title: v.note || "" }, noteText(v))));
   if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: 8, class: "unit" }, T.noReadings)));
   card.append(table([T.channel, T.quantity, T.value, T.unit, T.kind, T.flag, T.time, T.note], rows));
   return card;
+}
+
+// The stored note in the page's language (the daemon words it); the stored text in the tooltip.
+function noteText(x) {
+  return x.note_words ? x.note_words[LANG] : (x.note || "");
 }
 
 function renderDetail(s) {
@@ -259,7 +264,7 @@ function renderSummary(detail) {
     list.map(p => el("tr", { class: cls },
       el("td", {}, p.device), el("td", {}, p.channel), el("td", { class: "time" }, formatDateTime(p.from)),
       el("td", { class: "time" }, p.to ? formatDateTime(p.to) : T.ongoing), el("td", { class: "value" }, formatValue(p.value)),
-      ...(withFlag ? [el("td", {}, flagBadge(p.flag))] : []), el("td", { class: "note" }, p.note || ""))));
+      ...(withFlag ? [el("td", {}, flagBadge(p.flag))] : []), el("td", { class: "note", title: p.note || "" }, noteText(p)))));
   section.querySelector(".exceedances").replaceChildren(periods(detail.exceedances, "exceedance-row", true));
   section.querySelector(".gaps").replaceChildren(periods(detail.gaps, "gap-row", false));
 }
@@ -366,6 +371,24 @@ async function refreshAudit() {
   }
 }
 
+// Dead letters: the panel shows only when there are some (or hides on a daemon without
+// the route), so a clean site's page stays short.
+async function refreshDeadLetters() {
+  const section = document.getElementById("dead-letters");
+  try {
+    const body = await fetchJson("/api/dead-letters");
+    const letters = Array.isArray(body.letters) ? body.letters : [];
+    const cols = ["ts", "source", "reason", "payload"];
+    document.getElementById("dead-letter-table").replaceChildren(table(cols.map(c => T.deadCols[c]),
+      letters.map(d => el("tr", { class: "dead-letter-row", "data-id": d.id },
+        el("td", { class: "time" }, formatDateTime(d.ts)), el("td", {}, d.source),
+        el("td", {}, d.reason), el("td", { class: "payload" }, d.payload)))));
+    section.hidden = letters.length === 0;
+  } catch (e) {
+    section.hidden = true;
+  }
+}
+
 function render() {
   if (!lastStatus) return;
   renderHeader(lastStatus);
@@ -415,6 +438,8 @@ document.getElementById("lang").addEventListener("click", () => {
   document.getElementById("detail").replaceChildren();
   render();
   refreshDetail();
+  refreshAudit();
+  refreshDeadLetters();
 });
 document.getElementById("filter").addEventListener("input", () => lastStatus && renderDevices(lastStatus));
 document.getElementById("state-filter").addEventListener("change", () => lastStatus && renderDevices(lastStatus));
@@ -423,3 +448,5 @@ detailStack = stackInHash();
 refresh();
 refreshAudit();
 setInterval(refreshAudit, DETAIL_EVERY_MS);
+refreshDeadLetters();
+setInterval(refreshDeadLetters, DETAIL_EVERY_MS);
