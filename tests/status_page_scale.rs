@@ -21,7 +21,7 @@ use support::mqtt::{broker, numbered_json};
 use support::peers::mosquitto::{publish, Broker};
 use support::ports::{free_port, listening_within};
 use support::site::head;
-use support::store::try_open;
+use support::store::{open, try_open};
 use support::time::{eventually, now_ms};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -267,9 +267,37 @@ fn five_hundred_devices_from_three_collectors_all_appear_with_their_state() {
         daemon.log_text()
     );
 
+    // A payload that is not JSON is refused to the dead letters, and the page lists it.
+    let garbage = (format!("scale/{}", mqtt_id(0)), b"{\"device\": ".to_vec());
+    assert!(
+        eventually(WAIT, || {
+            let refused = open(&db)
+                .dead_letters(10)
+                .unwrap_or_else(|e| panic!("dead letters: {e}"));
+            if refused.is_empty() {
+                publish(mosquitto.port, std::slice::from_ref(&garbage));
+            }
+            !refused.is_empty()
+        }),
+        "the malformed payload was not dead-lettered:\n{}",
+        daemon.log_text()
+    );
+
     // The overview lists all 500, each under its stack, each connected.
     let url = format!("http://127.0.0.1:{http}/");
     let overview = chromium(&format!("{url}?lang=zh"), "--dump-dom");
+    let dead_letters = overview
+        .split("<section id=\"dead-letters\">")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no dead-letter panel shown:\n{overview}"));
+    let dead_letters = &dead_letters[..dead_letters.find("</section>").unwrap_or(0)];
+    assert!(
+        dead_letters.contains("死信")
+            && dead_letters.contains("class=\"dead-letter-row\"")
+            && dead_letters.contains("mqtt:bureau")
+            && dead_letters.contains("{\"device\": "),
+        "the refused payload, its source and the panel's Chinese title:\n{dead_letters}"
+    );
     let shown: BTreeSet<(String, String, String)> = listed(&overview).into_iter().collect();
     let expected: BTreeSet<(String, String, String)> = devices
         .iter()

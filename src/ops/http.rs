@@ -1,5 +1,5 @@
 //! The loopback HTTP server: `/health`, `/metrics`, the status page at `/` and the JSON it
-//! reads (`/api/status`, `/api/stack`, `/api/series`, `/api/audit`), and the printable report at `/report`. No authentication, so it listens on loopback only
+//! reads (`/api/status`, `/api/stack`, `/api/series`, `/api/audit`, `/api/dead-letters`), and the printable report at `/report`. No authentication, so it listens on loopback only
 //! (the config refuses anything else); put a reverse proxy in front to reach it remotely.
 
 use std::net::SocketAddr;
@@ -46,6 +46,7 @@ pub fn router(state: Arc<OpsState>, listen: SocketAddr) -> Router {
         .route("/api/series", get(series))
         .route("/api/audit", get(audit))
         .route("/api/stack", get(stack))
+        .route("/api/dead-letters", get(dead_letters))
         .route("/report", get(report_page))
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), listen),
@@ -383,6 +384,42 @@ async fn audit(
     let reader = state.reader().clone();
     match blocking(move || reader.read(|store| store.audit_entries(from, to))).await {
         Ok(entries) => Json(serde_json::json!({ "entries": entries })).into_response(),
+        Err(response) => response,
+    }
+}
+
+/// Dead letters the page lists, newest first: enough to see what is being refused and why;
+/// `cemsd dead-letters list` shows them all.
+const PAGE_DEAD_LETTERS: usize = 20;
+/// A payload is cut to this many characters on the page (the store keeps it whole).
+const PAGE_PAYLOAD_CHARS: usize = 160;
+
+/// The newest dead letters (received but refused, or refused by a server), passwords
+/// already masked by the store.
+async fn dead_letters(State(state): State<Arc<OpsState>>) -> Response {
+    let reader = state.reader().clone();
+    match blocking(move || reader.read(|store| store.dead_letters(PAGE_DEAD_LETTERS))).await {
+        Ok(letters) => {
+            let letters: Vec<_> = letters
+                .iter()
+                .map(|d| {
+                    let text = String::from_utf8_lossy(&d.payload);
+                    let mut payload: String = text.chars().take(PAGE_PAYLOAD_CHARS).collect();
+                    if text.chars().nth(PAGE_PAYLOAD_CHARS).is_some() {
+                        payload.push('…');
+                    }
+                    serde_json::json!({
+                        "id": d.id,
+                        "ts": d.ts.millis(),
+                        "source": d.source,
+                        "reason": d.reason,
+                        "payload": payload,
+                        "bytes": d.payload.len(),
+                    })
+                })
+                .collect();
+            Json(serde_json::json!({ "letters": letters })).into_response()
+        }
         Err(response) => response,
     }
 }
