@@ -23,7 +23,7 @@ use serde::{Deserialize, Deserializer};
 
 use crate::config::diagnostic::{Seg, SourceError, SourceText};
 use crate::config::profile::{ProfileDirError, ProfileSet, MAX_REGISTERS_PER_READ};
-use crate::config::stack::{FlowSource, StackParams};
+use crate::config::stack::{FlowSource, NoxMethod, StackParams, DERIVED_NOX_CHANNEL};
 use crate::model::time::UtcOffset;
 use crate::model::{Basis, Quantity, Unit};
 
@@ -1003,7 +1003,9 @@ pub fn bound_channels<'a>(
 ///   value the limits apply to;
 /// - a wet-basis concentration at a measuring point with neither a moisture channel nor the
 ///   stack's `moisture_set_percent`: it cannot be made dry, so it is stored raw only;
-/// - `moisture_set_percent` on a stack that measures moisture: the set value is not used.
+/// - `moisture_set_percent` on a stack that measures moisture: the set value is not used;
+/// - a stack that derives NOx from NO while an analyser on it delivers NOx too: two NOx
+///   series reach the reports and the bureau.
 pub fn warnings(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) -> Vec<SourceError> {
     let channels = bound_channels(config, profiles);
     let mut out = Vec::new();
@@ -1025,6 +1027,35 @@ pub fn warnings(src: &SourceText, config: &SiteConfig, profiles: &ProfileSet) ->
                 ),
                 Some("bind the O2 analyser (or its channel) to this stack; HJ 75-2017 allows no set value for O2 in the correction".into()),
             ));
+        }
+        if stack.nox != NoxMethod::Direct {
+            for position in [Position::Outlet, Position::Inlet] {
+                let Some(delivered) = at_point(position).find(|c| c.quantity == Quantity::NOx)
+                else {
+                    continue;
+                };
+                if !has(position, Quantity::NO) {
+                    continue;
+                }
+                let mut path = stack_path.to_vec();
+                path.push(Seg::Key("id"));
+                out.push(src.error_at_path(
+                    &path,
+                    format!(
+                        "stack {:?} derives NOx from NO (nox = {:?}) and device {:?} delivers NOx itself (channel {:?}): both are stored, as channel {:?} and channel {:?}, and both go to the reports, InfluxDB and the HJ 212 uplink as NOx",
+                        stack.id,
+                        stack.nox.name(),
+                        delivered.device,
+                        delivered.channel,
+                        DERIVED_NOX_CHANNEL,
+                        delivered.channel
+                    ),
+                    Some(format!(
+                        "set nox = \"direct\" on the stack to use the analyser's NOx, or list the device's channels without {:?} (channels = [...]) to keep the derived one",
+                        delivered.channel
+                    )),
+                ));
+            }
         }
         let points: Vec<Position> = [Position::Outlet, Position::Inlet]
             .into_iter()
@@ -1469,6 +1500,32 @@ mod tests {
             .replace("thermo-43i", "sdl-scs900-plc")
             .replace("id = \"u1\"\n", "id = \"u1\"\nduct_area_m2 = 20\n");
         assert_eq!(warnings(&full), Vec::<String>::new());
+    }
+
+    #[test]
+    fn an_analyser_delivering_nox_on_a_stack_that_derives_it_is_warned_about() {
+        let nox_warnings = |text: &str| -> Vec<String> {
+            let loaded = loaded(text).unwrap_or_else(|e| panic!("{e}"));
+            loaded
+                .warnings
+                .iter()
+                .map(|w| w.to_string())
+                .filter(|w| w.contains("NOx"))
+                .collect()
+        };
+        // the 1080 delivers SO2, NO, O2, NO2 and NOx
+        let sdl = SITE.replace("thermo-43i", "sdl-model-1080");
+        let found = nox_warnings(&sdl);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("site.toml:5:6: stack[0].id: stack \"u1\" derives NOx from NO (nox = \"no_plus_no2\") and device \"so2\" delivers NOx itself (channel \"nox\")"),
+            "{found:?}"
+        );
+        // either fix silences it: the analyser's NOx, or the channel left out
+        let direct = sdl.replace("id = \"u1\"\n", "id = \"u1\"\nnox = \"direct\"\n");
+        assert_eq!(nox_warnings(&direct), Vec::<String>::new());
+        let without = format!("{sdl}channels = [\"so2\", \"no\", \"o2\", \"no2\"]\n");
+        assert_eq!(nox_warnings(&without), Vec::<String>::new());
     }
 
     #[test]

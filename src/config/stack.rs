@@ -150,6 +150,20 @@ pub enum NoxMethod {
     Direct,
 }
 
+/// Channel name of the NOx readings cemsd derives from NO (and NO2), as stored.
+pub const DERIVED_NOX_CHANNEL: &str = "NOx";
+
+impl NoxMethod {
+    /// As written in a config.
+    pub fn name(self) -> &'static str {
+        match self {
+            NoxMethod::NoPlusNo2 => "no_plus_no2",
+            NoxMethod::NoOnly => "no_only",
+            NoxMethod::Direct => "direct",
+        }
+    }
+}
+
 /// Which measurement gives the flue-gas flow used for emission rates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -33,8 +33,9 @@ pub const STANDARD_PRESSURE_PA: f64 = 101_325.0;
 /// HJ 75-2017: NOx is reported as NO2; NO converts with 46/30 ≈ 1.53.
 pub const NO_TO_NO2: f64 = 1.53;
 
-/// Channel name of readings cemsd derives itself (NOx from NO, flow from velocity), as stored.
-pub const DERIVED_NOX_CHANNEL: &str = "NOx";
+/// Channel name of readings cemsd derives itself (flow from velocity), as stored; NOx's is
+/// the config's [`DERIVED_NOX_CHANNEL`], which `cemsd check` names too.
+pub use crate::config::stack::DERIVED_NOX_CHANNEL;
 pub const DERIVED_FLOW_CHANNEL: &str = "flow";
 
 /// HJ 75-2017 ppm → mg/m3 factor at standard condition, M / 22.4, as the standard rounds it:
