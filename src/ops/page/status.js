@@ -416,12 +416,24 @@ function openFromHash() {
   }
 }
 
+// When the first full render (every device listed) was done, in ms since the navigation
+// began: a performance mark for the browser's tools, and an attribute a headless browser's
+// DOM dump carries (the status_page bench reads it).
+function markFirstRender() {
+  const root = document.documentElement;
+  if (root.dataset.firstRenderMs) return;
+  performance.mark("cemsd-first-render");
+  root.dataset.firstRenderMs = Math.round(performance.now());
+  console.info(`cemsd first render ${root.dataset.firstRenderMs} ms`);
+}
+
 async function refresh() {
   const problem = document.getElementById("problem");
   try {
     lastStatus = await fetchJson("/api/status");
     render();
     problem.textContent = "";
+    markFirstRender();
     const undrawn = document.querySelector("#detail .chart .pending");
     if (detailStack && (undrawn || Date.now() - detailDrawnAt > DETAIL_EVERY_MS)) await refreshDetail();
   } catch (e) {
