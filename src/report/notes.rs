@@ -114,55 +114,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn each_phrase_of_a_joined_note_is_put_in_chinese() {
-        assert_eq!(
-            note_in("no fresh O2 reading; no flue pressure source", Lang::Zh),
-            "无有效氧含量读数（已超时）；未配置烟气压力数据来源"
-        );
-        assert_eq!(note_in("no NO2 value", Lang::Zh), "二氧化氮无数值");
-        assert_eq!(
-            note_in("moisture set value 10 %", Lang::Zh),
-            "烟气湿度取设定值 10 %"
-        );
-        assert_eq!(note_in("cou=30.7", Lang::Zh), "累计值 30.7");
-    }
-
-    #[test]
-    fn gap_causes_read_as_words_in_both_languages() {
-        assert_eq!(
-            note_in("collector_silence", Lang::Zh),
-            "采集中断（未读入数据）"
-        );
-        assert_eq!(
-            note_in("communication_failure", Lang::En),
-            "communication failure"
-        );
-    }
-
-    #[test]
-    fn exceedance_notes_name_limit_and_window() {
-        assert_eq!(
-            note_in("limit=35 window_hours=1", Lang::Zh),
-            "限值 35 mg/m3，按 1 小时均值判定"
-        );
-        assert_eq!(
-            note_in(
-                "withdrawn: revised hours no longer exceed; limit=50 window_hours=24",
-                Lang::Zh
+    fn known_phrases_read_as_words_each_on_its_own() {
+        let cases = [
+            // a joined note: each phrase on its own, joined the language's way
+            (
+                "no fresh O2 reading; no flue pressure source",
+                Lang::Zh,
+                "无有效氧含量读数（已超时）；未配置烟气压力数据来源",
             ),
-            "已撤销：修订后的小时数据不再超标；限值 50 mg/m3，按 24 小时均值判定"
-        );
-    }
-
-    #[test]
-    fn an_unknown_phrase_is_kept_as_stored() {
-        assert_eq!(
-            note_in("no fresh widget reading; something new", Lang::Zh),
-            "no fresh widget reading；something new"
-        );
-        assert_eq!(
-            note_in("limit=35 window_hours=1", Lang::En),
-            "limit 35 mg/m3 on 1 h means"
-        );
+            ("no NO2 value", Lang::Zh, "二氧化氮无数值"),
+            ("moisture set value 10 %", Lang::Zh, "烟气湿度取设定值 10 %"),
+            ("cou=30.7", Lang::Zh, "累计值 30.7"),
+            // gap causes, in both languages
+            ("collector_silence", Lang::Zh, "采集中断（未读入数据）"),
+            ("communication_failure", Lang::En, "communication failure"),
+            // an exceedance's limit and window, and a withdrawn one
+            (
+                "limit=35 window_hours=1",
+                Lang::Zh,
+                "限值 35 mg/m3，按 1 小时均值判定",
+            ),
+            (
+                "limit=35 window_hours=1",
+                Lang::En,
+                "limit 35 mg/m3 on 1 h means",
+            ),
+            (
+                "withdrawn: revised hours no longer exceed; limit=50 window_hours=24",
+                Lang::Zh,
+                "已撤销：修订后的小时数据不再超标；限值 50 mg/m3，按 24 小时均值判定",
+            ),
+            // unknown phrases are kept as stored
+            (
+                "no fresh widget reading; something new",
+                Lang::Zh,
+                "no fresh widget reading；something new",
+            ),
+        ];
+        for (note, lang, words) in cases {
+            assert_eq!(note_in(note, lang), words, "{note:?} in {lang:?}");
+        }
     }
 }

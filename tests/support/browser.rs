@@ -3,23 +3,27 @@
 
 use std::process::Command;
 
+/// Headless, on this machine's closed network (no background connections), at a desktop
+/// size, with a new profile per run.
+const HEADLESS: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--window-size=1280,1400",
+];
+
 /// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`) and gives
 /// its stdout. Virtual time lets the page's fetches finish before the DOM is taken.
 pub fn chromium(url: &str, mode: &str) -> String {
     let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("profile dir: {e}"));
     let out = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--window-size=1280,1400",
-            "--virtual-time-budget=10000",
-        ])
+        .args(HEADLESS)
+        .arg("--virtual-time-budget=10000")
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(mode)
         .arg(url)
@@ -47,15 +51,8 @@ pub fn first_render_ms(url: &str) -> Option<f64> {
 
     let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("profile dir: {e}"));
     let mut child = Command::new("chromium")
+        .args(HEADLESS)
         .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--window-size=1280,1400",
             "--enable-logging=stderr",
             "--v=0",
             // keeps the browser open after the load event, until it is killed
@@ -67,7 +64,11 @@ pub fn first_render_ms(url: &str) -> Option<f64> {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run chromium ({e})"));
-    let stderr = child.stderr.take()?;
+    let Some(stderr) = child.stderr.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
