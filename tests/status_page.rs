@@ -16,7 +16,7 @@ use cemsd::pipeline::live::Live;
 use cemsd::store::{Query, Record, RecordKind, StoreReader, StoreWriter, WriterOptions};
 use support::browser::chromium;
 use support::daemon::{write_config, Daemon};
-use support::http::http_get;
+use support::http::{http_get, http_get_raw};
 use support::ports::free_port;
 use support::store::{count_readings, open, try_open};
 use support::time::eventually;
@@ -289,6 +289,30 @@ fn the_page_shows_the_stores_latest_values_in_chromium() {
     assert!(dom.contains("class=\"mean"), "no chart line drawn:\n{dom}");
     let (code, _) = http_get(http, "/api/series?stack=unit1").unwrap_or_else(|| panic!("GET"));
     assert_eq!(code, 400, "missing parameters are a client error");
+    // The page's files travel gzipped to a client that takes gzip (Chromium above), and
+    // inflated to one that does not: the same text either way.
+    for path in ["/", "/status.js", "/i18n.js"] {
+        let (code, plain) = http_get(http, path).unwrap_or_else(|| panic!("GET {path}"));
+        assert_eq!(code, 200, "{path}");
+        let (head, gzipped) = http_get_raw(http, path, "Accept-Encoding: gzip, br\r\n")
+            .unwrap_or_else(|| panic!("GET {path} gzip"));
+        assert!(
+            head.to_ascii_lowercase().contains("content-encoding: gzip"),
+            "{path}: {head}"
+        );
+        let mut inflated = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(&gzipped[..]),
+            &mut inflated,
+        )
+        .unwrap_or_else(|e| panic!("{path}: not gzip: {e}"));
+        assert_eq!(inflated, plain, "{path}");
+        assert!(gzipped.len() * 2 < plain.len(), "{path} compressed");
+    }
+    assert!(
+        http_get(http, "/").is_some_and(|(_, page)| page.contains("<script src=\"/status.js\"")),
+        "the page names its script"
+    );
 
     daemon.stop(Duration::from_secs(15));
 }

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,31 +15,29 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::health::{Health, SourceHealth, Verdict};
+use super::page_assets::{I18N_JS, INDEX_HTML, STATUS_JS};
 use super::series::{ChartRange, SeriesSpec, SeriesView};
 use super::state::{sink_facts, store_facts, OpsState};
 use super::status::{MqttView, SinkView, StatusView, ValueKind};
 use crate::model::time::now;
 use crate::model::Quantity;
 
-const INDEX_HTML: &str = include_str!("page/index.html");
-const STATUS_JS: &str = include_str!("page/status.js");
-const I18N_JS: &str = include_str!("page/i18n.js");
-
-/// A script of the page, as JavaScript.
-fn script(text: &'static str) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        text,
-    )
-}
-
 /// The routes, answering only requests whose `Host` names `listen` (the bound address) or
 /// a configured name.
 pub fn router(state: Arc<OpsState>, listen: SocketAddr) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(INDEX_HTML) }))
-        .route("/status.js", get(|| async { script(STATUS_JS) }))
-        .route("/i18n.js", get(|| async { script(I18N_JS) }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { INDEX_HTML.respond(&h) }),
+        )
+        .route(
+            "/status.js",
+            get(|h: HeaderMap| async move { STATUS_JS.respond(&h) }),
+        )
+        .route(
+            "/i18n.js",
+            get(|h: HeaderMap| async move { I18N_JS.respond(&h) }),
+        )
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/status", get(status))

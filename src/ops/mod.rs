@@ -8,6 +8,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod open_files;
+mod page_assets;
 pub mod process_metrics;
 pub mod reload;
 pub mod series;

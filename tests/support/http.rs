@@ -39,6 +39,25 @@ pub fn http_get_as(port: u16, path: &str, host: &str) -> Option<(u16, String)> {
     ))
 }
 
+/// A GET on loopback with `headers` (each line ending in CRLF) added; the response's head
+/// and its body as bytes (not chunked: the daemon sends fixed bodies with a length).
+pub fn http_get_raw(port: u16, path: &str, headers: &str) -> Option<(String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    Some((head, raw[end + 4..].to_vec()))
+}
+
 fn dechunk(mut body: &str) -> Option<String> {
     let mut out = String::new();
     loop {
