@@ -1,13 +1,14 @@
 //! What is happening right now, per device: shared by the collectors (connection, errors),
 //! the pipeline (latest values) and whatever shows it (terminal line, status page).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::cadence::Cadence;
 use crate::model::comm::{CommEvent, CommStats};
 use crate::model::{Flag, Quantity, Timestamp, Unit};
-use crate::store::{Record, RecordKind};
+use crate::store::{Record, RecordKind, Stored};
 
 /// [`DeviceLive::source`] of a polled device.
 pub const MODBUS: &str = "modbus";
@@ -31,6 +32,8 @@ pub struct DeviceLive {
     pub last_seen: Option<Timestamp>,
     /// When data of a publishing or uploading device last arrived (the receiving clock).
     pub last_delivery: Option<Timestamp>,
+    /// How often it delivers, as its data times show (see [`Cadence`]).
+    pub cadence: Cadence,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +127,20 @@ impl Live {
         self.record_values(records.iter());
     }
 
+    /// Shows, from a start on, what the store holds of each device of the running config
+    /// (`known`) until its link speaks again: the newest value of each channel and the
+    /// device's last data time, from `stored`, the store's newest reading and newest
+    /// minute, hour or day record of each series. Neither a poll nor a delivery: the device
+    /// stays waiting, neither connected nor down, until it delivers.
+    pub fn seed(&self, stored: &[Stored], known: impl Fn(&str) -> bool) {
+        self.record_values(
+            stored
+                .iter()
+                .map(|s| &s.record)
+                .filter(|r| known(&r.device)),
+        );
+    }
+
     fn record_values<'a>(&self, records: impl Iterator<Item = &'a Record>) {
         let mut devices = self.devices();
         for r in records {
@@ -154,24 +171,26 @@ impl Live {
     }
 
     /// Data arrived from devices that have no link of their own to watch (MQTT publishers,
-    /// HJ 212 loggers) at `at`: each counts as connected, with one more delivery. `source`
-    /// is the kind of collector ([`crate::collect::batch::Origin::kind`]).
+    /// HJ 212 loggers) at `at`: each counts as connected, with one more delivery, and each
+    /// value's (device, kind, data time) teaches its [`Cadence`]. `source` is the kind of
+    /// collector ([`crate::collect::batch::Origin::kind`]).
     pub fn delivered<'a>(
         &self,
         source: &'static str,
         at: Timestamp,
-        devices: impl Iterator<Item = &'a Arc<str>>,
+        values: impl Iterator<Item = (&'a Arc<str>, RecordKind, Timestamp)>,
     ) {
-        let mut seen: Vec<&Arc<str>> = devices.collect();
-        seen.sort();
-        seen.dedup();
         let mut live = self.devices();
-        for device in seen {
+        let mut counted: BTreeSet<&Arc<str>> = BTreeSet::new();
+        for (device, kind, ts) in values {
             let d = live.entry(device.clone()).or_default();
-            d.connected = true;
-            d.polls += 1;
-            d.source = Some(source);
-            d.last_delivery = Some(at);
+            if counted.insert(device) {
+                d.connected = true;
+                d.polls += 1;
+                d.source = Some(source);
+                d.last_delivery = Some(at);
+            }
+            d.cadence.observe(kind, ts);
         }
     }
 
