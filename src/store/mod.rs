@@ -164,27 +164,23 @@ impl Store {
             .ok_or(StoreError::SeqOutOfRange(u64::MAX))?;
         {
             let mut insert = tx.prepare_cached(row::INSERT)?;
-            // The newest (ts, seq) of each series read in this commit.
-            let mut latest: HashMap<i64, (i64, i64)> = HashMap::new();
+            // The newest (ts, seq) of each series' readings, and of its minute, hour and day
+            // records, in this commit.
+            let mut readings = Newest::default();
+            let mut periods = Newest::default();
             for (record, seq) in parts.iter().flat_map(|p| p.iter()).zip(before + 1..) {
                 let series_id = series.intern(&tx, record)?;
                 row::insert(&mut insert, seq, series_id, record)?;
-                if record.kind == RecordKind::Reading {
-                    let newest = latest.entry(series_id).or_insert((record.ts.millis(), seq));
-                    // Later seqs win ties, as they do in `latest`.
-                    if record.ts.millis() >= newest.0 {
-                        *newest = (record.ts.millis(), seq);
+                match record.kind {
+                    RecordKind::Reading => readings.take(series_id, record.ts.millis(), seq),
+                    RecordKind::Minute | RecordKind::Hour | RecordKind::Day => {
+                        periods.take(series_id, record.ts.millis(), seq)
                     }
+                    _ => {}
                 }
             }
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO latest_reading (series, ts, seq) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (series) DO UPDATE SET ts = excluded.ts, seq = excluded.seq
-                 WHERE excluded.ts >= latest_reading.ts",
-            )?;
-            for (series_id, (ts, seq)) in latest {
-                upsert.execute([series_id, ts, seq])?;
-            }
+            readings.write(&tx, "latest_reading")?;
+            periods.write(&tx, "latest_period")?;
         }
         tx.prepare_cached("UPDATE seq_counter SET last_seq = ?1 WHERE id = 1")?
             .execute([last])?;
@@ -254,6 +250,19 @@ impl Store {
         Ok(newest.into_values().collect())
     }
 
+    /// The newest minute, hour or day record of every series (what a data logger last
+    /// uploaded of each channel, or the last period computed), read one row per series
+    /// through `latest_period`, whatever the store's age. A series whose newest period
+    /// retention deleted has none.
+    pub fn latest_periods(&self) -> Result<Vec<Stored>, StoreError> {
+        let mut series = self.series.borrow_mut();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM record WHERE seq IN (SELECT seq FROM latest_period)",
+            row::COLUMNS
+        ))?;
+        row::read_all(&mut stmt, [], &self.conn, &mut series)
+    }
+
     /// Time of the newest reading of `device`/`channel` on any stack, so a restart can
     /// tell how long the channel has been silent.
     pub fn last_timestamp(
@@ -278,6 +287,37 @@ impl Store {
 
 /// (stack, device, channel).
 type ChannelKey = (Arc<str>, Arc<str>, Arc<str>);
+
+/// The newest (ts, seq) of each series among the records of one commit, for a table that
+/// keeps each series' newest row of some kinds (`latest_reading`, `latest_period`).
+#[derive(Default)]
+struct Newest(HashMap<i64, (i64, i64)>);
+
+impl Newest {
+    fn take(&mut self, series: i64, ts: i64, seq: i64) {
+        let newest = self.0.entry(series).or_insert((ts, seq));
+        // Later seqs win ties (a revision of a period, a reading redelivered).
+        if ts >= newest.0 {
+            *newest = (ts, seq);
+        }
+    }
+
+    /// Moves `table`'s row of each series on where this commit holds a newer one.
+    fn write(self, tx: &rusqlite::Transaction<'_>, table: &str) -> Result<(), StoreError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO {table} (series, ts, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (series) DO UPDATE SET ts = excluded.ts, seq = excluded.seq
+             WHERE excluded.ts >= {table}.ts"
+        ))?;
+        for (series, (ts, seq)) in self.0 {
+            upsert.execute([series, ts, seq])?;
+        }
+        Ok(())
+    }
+}
 
 /// Seqs and counts in SQLite are never negative; a negative value reads as 0.
 fn seq_from_sql(value: i64) -> u64 {
