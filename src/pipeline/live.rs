@@ -202,3 +202,49 @@ impl Live {
         self.devices().clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(seq: u64, kind: RecordKind, ts: i64, device: &str, value: f64) -> Stored {
+        let mut record = Record::new(
+            kind,
+            Timestamp(ts),
+            "p1".into(),
+            device.into(),
+            "so2".into(),
+        );
+        record.unit = Some(Unit::MgPerM3);
+        record.measured = Some(value);
+        Stored { seq, record }
+    }
+
+    #[test]
+    fn a_seeded_device_shows_its_newest_stored_values_and_stays_waiting() {
+        let live = Live::new();
+        live.seed(
+            &[
+                stored(1, RecordKind::Reading, 1_000, "logger", 1.5),
+                stored(2, RecordKind::Minute, 60_000, "logger", 2.5),
+                stored(3, RecordKind::Minute, 60_000, "retired", 9.0),
+            ],
+            |device| device == "logger",
+        );
+        let board = live.snapshot();
+        assert!(
+            !board.contains_key("retired"),
+            "not in the config: not shown"
+        );
+        let logger = &board["logger"];
+        assert_eq!(
+            (logger.polls, logger.connected, logger.last_delivery),
+            (0, false, None),
+            "neither a poll nor a delivery"
+        );
+        assert_eq!(logger.last_seen, Some(Timestamp(60_000)));
+        assert_eq!(logger.stack.as_deref(), Some("p1"));
+        let so2 = &logger.values["so2"];
+        assert_eq!((so2.value, so2.ts), (2.5, Timestamp(60_000)));
+    }
+}

@@ -867,6 +867,35 @@ mod tests {
     }
 
     #[test]
+    fn latest_periods_gives_the_newest_minute_hour_or_day_per_series() {
+        let dir = temp();
+        let mut store = open(&dir, StoreOptions::default());
+        let period = |kind, ts: i64, device: &str, v: f64| Record {
+            kind,
+            ..reading(ts, "s1", device, "so2", Quantity::SO2, v)
+        };
+        ok(store.append(&[
+            period(RecordKind::Minute, T0, "a1", 1.0),          // seq 1
+            period(RecordKind::Minute, T0 + MINUTE, "a1", 2.0), // seq 2
+            period(RecordKind::Hour, T0, "a1", 3.0),            // seq 3: older than seq 2
+            reading(T0 + 2 * MINUTE, "s1", "a1", "so2", Quantity::SO2, 9.0), // seq 4: a reading
+            period(RecordKind::Hour, T0, "a2", 5.0),            // seq 5
+        ]));
+        // a late minute is older; a revision of the newest minute (same ts) wins
+        ok(store.append(&[period(RecordKind::Minute, T0 - MINUTE, "a1", 6.0)])); // seq 6
+        let mut newest = seqs(&ok(store.latest_periods()));
+        newest.sort_unstable();
+        assert_eq!(newest, vec![2, 5]);
+        ok(store.append(&[period(RecordKind::Minute, T0 + MINUTE, "a1", 7.0)])); // seq 7
+        let mut newest: Vec<(u64, Option<f64>)> = ok(store.latest_periods())
+            .iter()
+            .map(|s| (s.seq, s.record.measured))
+            .collect();
+        newest.sort_by_key(|(seq, _)| *seq);
+        assert_eq!(newest, vec![(5, Some(5.0)), (7, Some(7.0))]);
+    }
+
+    #[test]
     fn latest_gives_the_newest_reading_per_channel() {
         let dir = temp();
         let mut store = open(&dir, StoreOptions::default());
@@ -1047,6 +1076,8 @@ mod tests {
         store_from_schema_1(&path);
 
         let mut store = ok(Store::open(&path, StoreOptions::default()));
+        // Migration 7: the old hour is its series' newest period.
+        assert_eq!(seqs(&ok(store.latest_periods())), vec![1]);
         let mut hour = Record::new(
             RecordKind::Hour,
             Timestamp::from_millis(T0),
@@ -1068,6 +1099,7 @@ mod tests {
         }));
         let back: Vec<Record> = hours.into_iter().map(|s| s.record).collect();
         assert_eq!(back, vec![hour, later]);
+        assert_eq!(seqs(&ok(store.latest_periods())), vec![4]);
         // Migration 3: the newest reading of the old rows is known without a search; it is
         // seq 2 (T0 + 1 min), stored before seq 3 (T0).
         assert_eq!(seqs(&ok(store.latest())), vec![2]);
