@@ -446,13 +446,13 @@ fn hj212_listener_upload_interval_is_checked_at_its_line() {
     let msg = error_of(&with("\"2d\""));
     assert_points_at(
         &msg,
-        36,
+        37,
         "hj212_listener.device[1].upload_interval",
         "learn it from the uploads",
     );
     assert!(msg.contains("outside 1s..=1d"), "{msg}");
     let msg = error_of(&with("\"ten minutes\""));
-    assert!(msg.starts_with("site.toml:36:"), "{msg}");
+    assert!(msg.starts_with("site.toml:37:"), "{msg}");
     assert!(msg.contains("upload_interval"), "{msg}");
     let loaded =
         config::parse(Path::new("site.toml"), &with("\"10m\"")).unwrap_or_else(|e| panic!("{e}"));
