@@ -2,7 +2,7 @@
 //! stops them in the order that commits everything already read. The store stays open for
 //! the whole run; the rest (the [`Workers`]) is replaced when SIGHUP brings a new config.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -385,8 +385,11 @@ impl Workers {
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
         };
         let live = Live::new();
-        let configured = known_devices(config, &BTreeMap::new());
-        live.seed(&newest, |device| configured.iter().any(|d| d.id == device));
+        let configured: HashSet<String> = known_devices(config, &BTreeMap::new())
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        live.seed(&newest, |device| configured.contains(device));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (batches_tx, batches_rx) = mpsc::channel::<Batch>(1024);
         let started = start_collectors(
