@@ -434,3 +434,35 @@ fn hj212_listener_without_tcp_or_serial() {
     let msg = error_of(&text);
     assert_points_at(&msg, 25, "hj212_listener", "serial");
 }
+
+#[test]
+fn hj212_listener_upload_interval_is_checked_at_its_line() {
+    let with = |value: &str| {
+        with_listener().replace(
+            "stack = \"plant-b.unit1\"",
+            &format!("stack = \"plant-b.unit1\"\nupload_interval = {value}"),
+        )
+    };
+    let msg = error_of(&with("\"2d\""));
+    assert_points_at(
+        &msg,
+        37,
+        "hj212_listener.device[1].upload_interval",
+        "learn it from the uploads",
+    );
+    assert!(msg.contains("outside 1s..=1d"), "{msg}");
+    let msg = error_of(&with("\"ten minutes\""));
+    assert!(msg.starts_with("site.toml:37:"), "{msg}");
+    assert!(msg.contains("upload_interval"), "{msg}");
+    let loaded =
+        config::parse(Path::new("site.toml"), &with("\"10m\"")).unwrap_or_else(|e| panic!("{e}"));
+    let listener = loaded
+        .config
+        .hj212_listener
+        .unwrap_or_else(|| panic!("no listener"));
+    assert_eq!(
+        listener.devices[1].upload_interval.map(|i| i.0),
+        Some(std::time::Duration::from_secs(600))
+    );
+    assert_eq!(listener.devices[0].upload_interval, None);
+}

@@ -2,6 +2,7 @@
 //! stops them in the order that commits everything already read. The store stays open for
 //! the whole run; the rest (the [`Workers`]) is replaced when SIGHUP brings a new config.
 
+use std::collections::{BTreeMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::config::{self, Loaded};
 use crate::field::capture::DailyCapture;
 use crate::field::sim;
 use crate::ops;
+use crate::ops::devices::known_devices;
 use crate::ops::signals::{Request, Signals};
 use crate::ops::state::{Generation, OpsState, UplinkState};
 use crate::ops::status::StackLimits;
@@ -28,8 +30,8 @@ use crate::pipeline::Pipeline;
 use crate::process::Processor;
 use crate::sink::influx::{ClientError, StartError};
 use crate::store::{
-    AuditHow, LockError, Store, StoreHandle, StoreLock, StoreOptions, StoreReader, StoreWriter,
-    WriterOptions,
+    AuditHow, LockError, Store, StoreError, StoreHandle, StoreLock, StoreOptions, StoreReader,
+    StoreWriter, WriterOptions,
 };
 
 /// How long collectors and the pipeline get to finish after a stop signal.
@@ -368,16 +370,26 @@ impl Workers {
             simulators.spawn(sim::serve(listener, simulator));
         }
 
-        let resumed = {
+        let (resumed, newest) = {
             let config = config.clone();
             let processor = Processor::new(&config, profiles);
             store
-                .call(move |store| resume(store, processor, &config, crate::model::time::now()))
+                .call(move |store| {
+                    let resumed = resume(store, processor, &config, crate::model::time::now())?;
+                    let mut newest = store.latest()?;
+                    newest.extend(store.latest_periods()?);
+                    Ok::<_, StoreError>((resumed, newest))
+                })
                 .await
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
                 .map_err(|e| Failure::runtime(format!("cannot resume from the store: {e}")))?
         };
         let live = Live::new();
+        let configured: HashSet<String> = known_devices(config, &BTreeMap::new())
+            .into_iter()
+            .map(|d| d.id)
+            .collect();
+        live.seed(&newest, |device| configured.contains(device));
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (batches_tx, batches_rx) = mpsc::channel::<Batch>(1024);
         let started = start_collectors(

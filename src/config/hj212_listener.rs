@@ -91,6 +91,11 @@ pub struct ListenerDevice {
     pub stack: String,
     /// The logger's local time, when it differs from the listener's.
     pub utc_offset: Option<UtcOffset>,
+    /// How often the logger uploads (its real-time interval `RtdInterval`, set and read by
+    /// CN 1062/1061, or its minute-data interval `MinInterval`, CN 1064/1063, HJ 212-2017
+    /// appendix C, whichever is shorter). Silent for three of these (at least a minute), it
+    /// counts as down. When absent it is learned from the logger's own uploads.
+    pub upload_interval: Option<Interval>,
     /// Not written in the file: the registry file it was read from, which a relative
     /// password file is relative to; none for a device of the site config.
     #[serde(skip)]
@@ -123,6 +128,10 @@ impl ListenerConfig {
 
 /// HJ 212-2017: MN is at most 24 characters.
 pub const MAX_MN_LEN: usize = 24;
+/// Bounds of `upload_interval`: day data (CN 2031) is the rarest upload a logger sends
+/// on its own.
+pub const MIN_UPLOAD_INTERVAL: Duration = Duration::from_secs(1);
+pub const MAX_UPLOAD_INTERVAL: Duration = Duration::from_secs(86_400);
 /// Far above what one host serves, low enough that a typo (an extra zero) is caught.
 const MAX_CONNECTIONS: usize = 100_000;
 
@@ -363,6 +372,20 @@ pub fn validate_device(
             "the stack is empty",
             Some("name the measuring point, e.g. stack = \"plant-a.unit1\"".into()),
         ));
+    }
+    if let Some(interval) = device.upload_interval {
+        if !(MIN_UPLOAD_INTERVAL..=MAX_UPLOAD_INTERVAL).contains(&interval.0) {
+            return Err(src.error_at_path(
+                &key("upload_interval"),
+                format!(
+                    "upload_interval = \"{}\" is outside 1s..=1d",
+                    humantime::format_duration(interval.0)
+                ),
+                Some(
+                    "write the logger's shortest upload interval, e.g. \"30s\" (RtdInterval) or \"10m\" (MinInterval); leave it out to learn it from the uploads".into(),
+                ),
+            ));
+        }
     }
     Ok(())
 }

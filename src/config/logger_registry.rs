@@ -173,6 +173,19 @@ mod tests {
         write(
             dir.path(),
             "b.toml",
+            &format!("{}upload_interval = \"0s\"\n", LOGGER.replace("MN1", "MN2")),
+        );
+        let error = site(dir.path(), "").map(|_| ()).unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!(
+                "{}:5:19: logger[0].upload_interval: upload_interval = \"0s\" is outside 1s..=1d",
+                b.display()
+            )),
+            "{error}"
+        );
+        write(
+            dir.path(),
+            "b.toml",
             "[[logger]]\nmn = \"MN2\"\nstak = \"x\"\n",
         );
         let error = site(dir.path(), "").map(|_| ()).unwrap_err().to_string();

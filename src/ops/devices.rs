@@ -24,9 +24,13 @@ pub struct KnownDevice {
     /// Endpoint or serial bus of a polled device.
     pub address: Option<String>,
     pub position: Position,
-    /// How often a bound MQTT device publishes each channel.
+    /// How often a bound MQTT device publishes each channel, or an HJ 212 logger uploads,
+    /// as configured.
     pub interval: Option<Duration>,
 }
+
+/// [`KnownDevice::source`] of an HJ 212 data logger.
+pub const HJ212: &str = "hj212";
 
 /// Publishing intervals without a delivery after which a publishing device counts as down…
 pub const SILENT_INTERVALS: u32 = 3;
@@ -34,28 +38,36 @@ pub const SILENT_INTERVALS: u32 = 3;
 /// publisher is not called down over a broker's hiccup.
 pub const MIN_SILENCE: Duration = Duration::from_secs(60);
 
-/// Marks down, with the reason, every device that publishes at a known interval and has
+/// Marks down, with the reason, every device that delivers at a known interval and has
 /// delivered nothing for [`SILENT_INTERVALS`] of them (at least [`MIN_SILENCE`]) by `now`:
-/// its own link is not watched, so silence is how it shows it is gone. Polled devices keep
-/// what their polls said.
+/// its own link is not watched, so silence is how it shows it is gone. The interval is the
+/// configured one, else, for an HJ 212 logger, the one learned from its uploads; a device
+/// of neither is never called down for silence. Polled devices keep what their polls said.
 pub fn judge_silence(
     known: &[KnownDevice],
     live: &mut BTreeMap<Arc<str>, DeviceLive>,
     now: Timestamp,
 ) {
     for device in known {
-        let (Some(interval), Some(state)) = (device.interval, live.get_mut(device.id.as_str()))
-        else {
+        let Some(state) = live.get_mut(device.id.as_str()) else {
             continue;
         };
-        let Some(delivered) = state.last_delivery else {
+        let learned = (device.source == HJ212).then(|| state.cadence.interval());
+        let (Some(interval), Some(delivered)) =
+            (device.interval.or(learned.flatten()), state.last_delivery)
+        else {
             continue;
         };
         let silent = Duration::from_millis(u64::try_from(now.0 - delivered.0).unwrap_or(0));
         if silent > (interval * SILENT_INTERVALS).max(MIN_SILENCE) {
+            let verb = if device.source == HJ212 {
+                "uploads"
+            } else {
+                "publishes"
+            };
             state.connected = false;
             state.last_error = Some(format!(
-                "no data for {} (publishes every {})",
+                "no data for {} ({verb} every {})",
                 humantime::format_duration(Duration::from_secs(silent.as_secs())),
                 humantime::format_duration(interval)
             ));
@@ -89,14 +101,14 @@ pub fn known_devices(
         })
     });
     let uploading = config.hj212_listener.iter().flat_map(|l| {
-        l.devices.iter().map(|d| KnownDevice {
+        l.all_devices().map(|d| KnownDevice {
             id: d.mn.clone(),
             stack: d.stack.clone(),
-            source: "hj212",
+            source: HJ212,
             profile: None,
             address: None,
             position: Position::Outlet,
-            interval: None,
+            interval: d.upload_interval.map(|i| i.0),
         })
     });
     let mut seen = BTreeSet::new();
@@ -170,8 +182,16 @@ channels = { SO2 = { unit = "mg/m3" } }
         let live = crate::pipeline::live::Live::new();
         let gateway: Arc<str> = Arc::from("gateway");
         let logger: Arc<str> = Arc::from("010000A8900016F000169DC1");
-        live.delivered("mqtt", Timestamp(50_000), [&gateway].into_iter());
-        live.delivered("hj212", Timestamp(50_000), [&logger].into_iter());
+        live.delivered(
+            "mqtt",
+            Timestamp(50_000),
+            [(&gateway, RecordKind::Reading, Timestamp(49_000))].into_iter(),
+        );
+        live.delivered(
+            "hj212",
+            Timestamp(50_000),
+            [(&logger, RecordKind::Minute, Timestamp(0))].into_iter(),
+        );
         // The logger's upload names its stack; nothing in the config binds it.
         let mut upload = Record::new(
             RecordKind::Minute,
@@ -205,7 +225,11 @@ channels = { SO2 = { unit = "mg/m3" } }
         };
         let live = crate::pipeline::live::Live::new();
         let gateway: Arc<str> = Arc::from("gateway");
-        live.delivered("mqtt", Timestamp(100_000), [&gateway].into_iter());
+        live.delivered(
+            "mqtt",
+            Timestamp(100_000),
+            [(&gateway, RecordKind::Reading, Timestamp(99_000))].into_iter(),
+        );
         let known = known_devices(&config, &live.snapshot());
         // publishes every 10 s: down once more than 30 s, raised to the 1 min floor, passed
         // without a delivery
@@ -223,5 +247,84 @@ channels = { SO2 = { unit = "mg/m3" } }
                 Some("no data for 1m 1s (publishes every 10s)".to_string())
             )
         );
+    }
+
+    const BUREAU: &str = r#"
+[site]
+id = "bureau"
+
+[hj212_listener]
+listen = "127.0.0.1:9001"
+
+[[hj212_listener.device]]
+mn = "SET"
+password = { env = "PW" }
+stack = "p1"
+upload_interval = "10m"
+
+[[hj212_listener.device]]
+mn = "LEARNED"
+password = { env = "PW" }
+stack = "p2"
+"#;
+
+    #[test]
+    fn a_logger_silent_for_three_of_its_intervals_is_down_configured_or_learned() {
+        let config = match crate::config::parse(std::path::Path::new("site.toml"), BUREAU) {
+            Ok(l) => l.config,
+            Err(e) => panic!("test config: {e}"),
+        };
+        const MINUTE: i64 = 60_000;
+        let live = crate::pipeline::live::Live::new();
+        let set: Arc<str> = Arc::from("SET");
+        let learned: Arc<str> = Arc::from("LEARNED");
+        // one upload each at 0; LEARNED's minute data then steps by 5 min
+        live.delivered(
+            "hj212",
+            Timestamp(0),
+            [
+                (&set, RecordKind::Minute, Timestamp(-MINUTE)),
+                (&learned, RecordKind::Minute, Timestamp(-MINUTE)),
+            ]
+            .into_iter(),
+        );
+        let state_at = |now: i64| {
+            let mut snapshot = live.snapshot();
+            let known = known_devices(&config, &snapshot);
+            judge_silence(&known, &mut snapshot, Timestamp(now));
+            let of = |id: &str| (snapshot[id].connected, snapshot[id].last_error.clone());
+            (of("SET"), of("LEARNED"))
+        };
+        // nothing learned yet: LEARNED is never called down for silence
+        assert_eq!(state_at(120 * MINUTE).1, (true, None));
+        // SET uploads every 10 m: down once more than 30 m passed
+        assert_eq!(state_at(30 * MINUTE).0, (true, None));
+        assert_eq!(
+            state_at(31 * MINUTE).0,
+            (
+                false,
+                Some("no data for 31m (uploads every 10m)".to_string())
+            )
+        );
+        live.delivered(
+            "hj212",
+            Timestamp(5 * MINUTE),
+            [(&learned, RecordKind::Minute, Timestamp(4 * MINUTE))].into_iter(),
+        );
+        assert_eq!(state_at(20 * MINUTE).1, (true, None));
+        assert_eq!(
+            state_at(21 * MINUTE).1,
+            (
+                false,
+                Some("no data for 16m (uploads every 5m)".to_string())
+            )
+        );
+        // its next upload brings it back
+        live.delivered(
+            "hj212",
+            Timestamp(22 * MINUTE),
+            [(&learned, RecordKind::Minute, Timestamp(21 * MINUTE))].into_iter(),
+        );
+        assert_eq!(state_at(22 * MINUTE).1, (true, None));
     }
 }

@@ -50,7 +50,7 @@ pub const HELP: &[(&str, Kind, &str)] = &[
     (
         DEVICE_CONNECTED,
         Kind::Gauge,
-        "1 while a device answers (its last poll got a reply, if only an exception), 0 after a poll it did not answer.",
+        "1 while a device answers (its last poll got a reply, if only an exception) or delivers, 0 after a poll it did not answer or once a publisher or logger has sent nothing for three of its intervals (at least a minute).",
     ),
     (
         DEVICE_INFO,

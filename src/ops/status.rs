@@ -74,7 +74,8 @@ pub struct StackView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Connection {
-    /// No poll has finished yet, or no data arrived yet.
+    /// No poll has finished yet, or no data arrived yet, since the start (a device may
+    /// show the values and data time the store kept of it meanwhile).
     Waiting,
     Connected,
     Down,
@@ -93,7 +94,8 @@ pub struct DeviceView {
     pub polls: u64,
     pub errors: u64,
     pub last_error: Option<String>,
-    /// Time of its newest reading or uploaded record this run.
+    /// Time of its newest reading or uploaded record, from the store until it delivers
+    /// after a start.
     pub last_seen: Option<i64>,
     pub values: Vec<ValueView>,
 }

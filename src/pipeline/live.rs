@@ -1,13 +1,14 @@
 //! What is happening right now, per device: shared by the collectors (connection, errors),
 //! the pipeline (latest values) and whatever shows it (terminal line, status page).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use super::cadence::Cadence;
 use crate::model::comm::{CommEvent, CommStats};
 use crate::model::{Flag, Quantity, Timestamp, Unit};
-use crate::store::{Record, RecordKind};
+use crate::store::{Record, RecordKind, Stored};
 
 /// [`DeviceLive::source`] of a polled device.
 pub const MODBUS: &str = "modbus";
@@ -31,6 +32,8 @@ pub struct DeviceLive {
     pub last_seen: Option<Timestamp>,
     /// When data of a publishing or uploading device last arrived (the receiving clock).
     pub last_delivery: Option<Timestamp>,
+    /// How often it delivers, as its data times show (see [`Cadence`]).
+    pub cadence: Cadence,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +127,20 @@ impl Live {
         self.record_values(records.iter());
     }
 
+    /// Shows, from a start on, what the store holds of each device of the running config
+    /// (`known`) until its link speaks again: the newest value of each channel and the
+    /// device's last data time, from `stored`, the store's newest reading and newest
+    /// minute, hour or day record of each series. Neither a poll nor a delivery: the device
+    /// stays waiting, neither connected nor down, until it delivers.
+    pub fn seed(&self, stored: &[Stored], known: impl Fn(&str) -> bool) {
+        self.record_values(
+            stored
+                .iter()
+                .map(|s| &s.record)
+                .filter(|r| known(&r.device)),
+        );
+    }
+
     fn record_values<'a>(&self, records: impl Iterator<Item = &'a Record>) {
         let mut devices = self.devices();
         for r in records {
@@ -154,24 +171,26 @@ impl Live {
     }
 
     /// Data arrived from devices that have no link of their own to watch (MQTT publishers,
-    /// HJ 212 loggers) at `at`: each counts as connected, with one more delivery. `source`
-    /// is the kind of collector ([`crate::collect::batch::Origin::kind`]).
+    /// HJ 212 loggers) at `at`: each counts as connected, with one more delivery, and each
+    /// value's (device, kind, data time) teaches its [`Cadence`]. `source` is the kind of
+    /// collector ([`crate::collect::batch::Origin::kind`]).
     pub fn delivered<'a>(
         &self,
         source: &'static str,
         at: Timestamp,
-        devices: impl Iterator<Item = &'a Arc<str>>,
+        values: impl Iterator<Item = (&'a Arc<str>, RecordKind, Timestamp)>,
     ) {
-        let mut seen: Vec<&Arc<str>> = devices.collect();
-        seen.sort();
-        seen.dedup();
         let mut live = self.devices();
-        for device in seen {
+        let mut counted: BTreeSet<&Arc<str>> = BTreeSet::new();
+        for (device, kind, ts) in values {
             let d = live.entry(device.clone()).or_default();
-            d.connected = true;
-            d.polls += 1;
-            d.source = Some(source);
-            d.last_delivery = Some(at);
+            if counted.insert(device) {
+                d.connected = true;
+                d.polls += 1;
+                d.source = Some(source);
+                d.last_delivery = Some(at);
+            }
+            d.cadence.observe(kind, ts);
         }
     }
 
@@ -181,5 +200,51 @@ impl Live {
 
     pub fn snapshot(&self) -> BTreeMap<Arc<str>, DeviceLive> {
         self.devices().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(seq: u64, kind: RecordKind, ts: i64, device: &str, value: f64) -> Stored {
+        let mut record = Record::new(
+            kind,
+            Timestamp(ts),
+            "p1".into(),
+            device.into(),
+            "so2".into(),
+        );
+        record.unit = Some(Unit::MgPerM3);
+        record.measured = Some(value);
+        Stored { seq, record }
+    }
+
+    #[test]
+    fn a_seeded_device_shows_its_newest_stored_values_and_stays_waiting() {
+        let live = Live::new();
+        live.seed(
+            &[
+                stored(1, RecordKind::Reading, 1_000, "logger", 1.5),
+                stored(2, RecordKind::Minute, 60_000, "logger", 2.5),
+                stored(3, RecordKind::Minute, 60_000, "retired", 9.0),
+            ],
+            |device| device == "logger",
+        );
+        let board = live.snapshot();
+        assert!(
+            !board.contains_key("retired"),
+            "not in the config: not shown"
+        );
+        let logger = &board["logger"];
+        assert_eq!(
+            (logger.polls, logger.connected, logger.last_delivery),
+            (0, false, None),
+            "neither a poll nor a delivery"
+        );
+        assert_eq!(logger.last_seen, Some(Timestamp(60_000)));
+        assert_eq!(logger.stack.as_deref(), Some("p1"));
+        let so2 = &logger.values["so2"];
+        assert_eq!((so2.value, so2.ts), (2.5, Timestamp(60_000)));
     }
 }

@@ -18,6 +18,7 @@
 //! they are stored again as revisions in the commit that holds the reading. Only readings
 //! further back than the lateness horizon are refused, as `too_late`.
 
+pub mod cadence;
 mod dedupe;
 pub mod live;
 
@@ -458,15 +459,12 @@ impl Pipeline {
             detail
         });
         if !matches!(origin, Origin::Modbus) {
-            let devices = samples
+            let uploads = samples
                 .iter()
-                .map(|s| &s.device)
-                .chain(late.iter().map(|s| &s.device));
-            self.live.delivered(
-                origin.kind(),
-                now,
-                devices.chain(computed.iter().map(|r| &r.device)),
-            );
+                .chain(&late)
+                .map(|s| (&s.device, RecordKind::Reading, s.ts))
+                .chain(computed.iter().map(|r| (&r.device, r.kind, r.ts)));
+            self.live.delivered(origin.kind(), now, uploads);
         }
         let first = records.len();
         self.processor.push(&samples, records);

@@ -164,27 +164,23 @@ impl Store {
             .ok_or(StoreError::SeqOutOfRange(u64::MAX))?;
         {
             let mut insert = tx.prepare_cached(row::INSERT)?;
-            // The newest (ts, seq) of each series read in this commit.
-            let mut latest: HashMap<i64, (i64, i64)> = HashMap::new();
+            // The newest (ts, seq) of each series' readings, and of its minute, hour and day
+            // records, in this commit.
+            let mut readings = Newest::default();
+            let mut periods = Newest::default();
             for (record, seq) in parts.iter().flat_map(|p| p.iter()).zip(before + 1..) {
                 let series_id = series.intern(&tx, record)?;
                 row::insert(&mut insert, seq, series_id, record)?;
-                if record.kind == RecordKind::Reading {
-                    let newest = latest.entry(series_id).or_insert((record.ts.millis(), seq));
-                    // Later seqs win ties, as they do in `latest`.
-                    if record.ts.millis() >= newest.0 {
-                        *newest = (record.ts.millis(), seq);
+                match record.kind {
+                    RecordKind::Reading => readings.take(series_id, record.ts.millis(), seq),
+                    RecordKind::Minute | RecordKind::Hour | RecordKind::Day => {
+                        periods.take(series_id, record.ts.millis(), seq)
                     }
+                    _ => {}
                 }
             }
-            let mut upsert = tx.prepare_cached(
-                "INSERT INTO latest_reading (series, ts, seq) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (series) DO UPDATE SET ts = excluded.ts, seq = excluded.seq
-                 WHERE excluded.ts >= latest_reading.ts",
-            )?;
-            for (series_id, (ts, seq)) in latest {
-                upsert.execute([series_id, ts, seq])?;
-            }
+            readings.write(&tx, "latest_reading")?;
+            periods.write(&tx, "latest_period")?;
         }
         tx.prepare_cached("UPDATE seq_counter SET last_seq = ?1 WHERE id = 1")?
             .execute([last])?;
@@ -254,6 +250,19 @@ impl Store {
         Ok(newest.into_values().collect())
     }
 
+    /// The newest minute, hour or day record of every series (what a data logger last
+    /// uploaded of each channel, or the last period computed), read one row per series
+    /// through `latest_period`, whatever the store's age. A series whose newest period
+    /// retention deleted has none.
+    pub fn latest_periods(&self) -> Result<Vec<Stored>, StoreError> {
+        let mut series = self.series.borrow_mut();
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {} FROM record WHERE seq IN (SELECT seq FROM latest_period)",
+            row::COLUMNS
+        ))?;
+        row::read_all(&mut stmt, [], &self.conn, &mut series)
+    }
+
     /// Time of the newest reading of `device`/`channel` on any stack, so a restart can
     /// tell how long the channel has been silent.
     pub fn last_timestamp(
@@ -278,6 +287,37 @@ impl Store {
 
 /// (stack, device, channel).
 type ChannelKey = (Arc<str>, Arc<str>, Arc<str>);
+
+/// The newest (ts, seq) of each series among the records of one commit, for a table that
+/// keeps each series' newest row of some kinds (`latest_reading`, `latest_period`).
+#[derive(Default)]
+struct Newest(HashMap<i64, (i64, i64)>);
+
+impl Newest {
+    fn take(&mut self, series: i64, ts: i64, seq: i64) {
+        let newest = self.0.entry(series).or_insert((ts, seq));
+        // Later seqs win ties (a revision of a period, a reading redelivered).
+        if ts >= newest.0 {
+            *newest = (ts, seq);
+        }
+    }
+
+    /// Moves `table`'s row of each series on where this commit holds a newer one.
+    fn write(self, tx: &rusqlite::Transaction<'_>, table: &str) -> Result<(), StoreError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut upsert = tx.prepare_cached(&format!(
+            "INSERT INTO {table} (series, ts, seq) VALUES (?1, ?2, ?3)
+             ON CONFLICT (series) DO UPDATE SET ts = excluded.ts, seq = excluded.seq
+             WHERE excluded.ts >= {table}.ts"
+        ))?;
+        for (series, (ts, seq)) in self.0 {
+            upsert.execute([series, ts, seq])?;
+        }
+        Ok(())
+    }
+}
 
 /// Seqs and counts in SQLite are never negative; a negative value reads as 0.
 fn seq_from_sql(value: i64) -> u64 {
@@ -827,6 +867,35 @@ mod tests {
     }
 
     #[test]
+    fn latest_periods_gives_the_newest_minute_hour_or_day_per_series() {
+        let dir = temp();
+        let mut store = open(&dir, StoreOptions::default());
+        let period = |kind, ts: i64, device: &str, v: f64| Record {
+            kind,
+            ..reading(ts, "s1", device, "so2", Quantity::SO2, v)
+        };
+        ok(store.append(&[
+            period(RecordKind::Minute, T0, "a1", 1.0),          // seq 1
+            period(RecordKind::Minute, T0 + MINUTE, "a1", 2.0), // seq 2
+            period(RecordKind::Hour, T0, "a1", 3.0),            // seq 3: older than seq 2
+            reading(T0 + 2 * MINUTE, "s1", "a1", "so2", Quantity::SO2, 9.0), // seq 4: a reading
+            period(RecordKind::Hour, T0, "a2", 5.0),            // seq 5
+        ]));
+        // a late minute is older; a revision of the newest minute (same ts) wins
+        ok(store.append(&[period(RecordKind::Minute, T0 - MINUTE, "a1", 6.0)])); // seq 6
+        let mut newest = seqs(&ok(store.latest_periods()));
+        newest.sort_unstable();
+        assert_eq!(newest, vec![2, 5]);
+        ok(store.append(&[period(RecordKind::Minute, T0 + MINUTE, "a1", 7.0)])); // seq 7
+        let mut newest: Vec<(u64, Option<f64>)> = ok(store.latest_periods())
+            .iter()
+            .map(|s| (s.seq, s.record.measured))
+            .collect();
+        newest.sort_by_key(|(seq, _)| *seq);
+        assert_eq!(newest, vec![(5, Some(5.0)), (7, Some(7.0))]);
+    }
+
+    #[test]
     fn latest_gives_the_newest_reading_per_channel() {
         let dir = temp();
         let mut store = open(&dir, StoreOptions::default());
@@ -1007,6 +1076,8 @@ mod tests {
         store_from_schema_1(&path);
 
         let mut store = ok(Store::open(&path, StoreOptions::default()));
+        // Migration 7: the old hour is its series' newest period.
+        assert_eq!(seqs(&ok(store.latest_periods())), vec![1]);
         let mut hour = Record::new(
             RecordKind::Hour,
             Timestamp::from_millis(T0),
@@ -1028,6 +1099,7 @@ mod tests {
         }));
         let back: Vec<Record> = hours.into_iter().map(|s| s.record).collect();
         assert_eq!(back, vec![hour, later]);
+        assert_eq!(seqs(&ok(store.latest_periods())), vec![4]);
         // Migration 3: the newest reading of the old rows is known without a search; it is
         // seq 2 (T0 + 1 min), stored before seq 3 (T0).
         assert_eq!(seqs(&ok(store.latest())), vec![2]);

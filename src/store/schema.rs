@@ -132,6 +132,25 @@ const MIGRATIONS: &[&str] = &[
     // bytes of flash per reading at plant rates (benches/flash_writes.rs), for a read (the
     // last hour of one channel) the time-led index serves in tens of milliseconds.
     "CREATE INDEX record_minute_slot ON record (ts / 60000, series, ts) WHERE kind = 1;",
+    // 7: a restart shows each device's last values before it speaks again. A data logger
+    // uploads minutes, hours or days, not readings, and none of the indexes finds the
+    // newest minute of one series without walking every series' minutes back to it (a
+    // logger silent for a day: a day of the whole bureau's minutes). This table keeps the
+    // newest minute, hour or day record of each series, as `latest_reading` does for
+    // readings: one row per series, moved on by each commit that holds a newer one. A
+    // store written before this fills it once at its first start (a read of the period
+    // records through the time-led index); a revision (same ts, later seq) wins.
+    "CREATE TABLE latest_period (
+         series INTEGER PRIMARY KEY,
+         ts INTEGER NOT NULL,
+         seq INTEGER NOT NULL
+     );
+     INSERT INTO latest_period (series, ts, seq)
+         SELECT series, ts, seq FROM (
+             SELECT series, ts, seq,
+                    row_number() OVER (PARTITION BY series ORDER BY ts DESC, seq DESC) AS nth
+             FROM record WHERE kind IN (1, 2, 3))
+         WHERE nth = 1;",
 ];
 
 /// The slotted per-series index of a bulk kind (migration 6): its name and slot width. The

@@ -124,6 +124,26 @@ pub fn minute_upload(mn: &str, password: &str, qn: &str, data_time: &str, so2: &
     }
 }
 
+/// A real-time upload (2011) of SO2 `so2` for `data_time` (local, `YYYYMMDDhhmmss`),
+/// asking for a 9014.
+pub fn realtime_upload(mn: &str, password: &str, qn: &str, data_time: &str, so2: &str) -> Packet {
+    Packet {
+        qn: Some(qn.into()),
+        pw: Some(password.into()),
+        flag: Some(PacketFlag::hj212_2017(true)),
+        cp: CommandParams::new().with_data_time(data_time).with_factor(
+            Factor::new("a21026")
+                .with(FieldKind::Rtd, so2)
+                .with_flag(Flag::N),
+        ),
+        ..Packet::new(
+            SystemCode::AirPollutionSource,
+            CommandCode::RealTimeData,
+            mn,
+        )
+    }
+}
+
 /// A plant's minute upload (2051) of logger `mn`: SO2 31.25 mg/m3 and O2 6.2 %, for the
 /// minute starting at 2026-01-01 12:`minute` local time, asking for a 9014.
 pub fn plant_minute(mn: &str, password: &str, minute: u32) -> Packet {
