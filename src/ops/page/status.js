@@ -152,7 +152,7 @@ function renderDevices(s) {
     el("td", { class: "time" }, d.last_seen ? formatDateTime(d.last_seen) : "–"),
     el("td", { class: "num" }, d.polls),
     el("td", { class: "num" }, d.errors),
-    el("td", { class: "error" }, d.connection === "down" ? d.last_error || "" : "")));
+    el("td", { class: "error" }, d.connection === "down" ? errorText(d.last_error) : "")));
   document.getElementById("shown").textContent = T.shown(shown.length, all.length);
   document.getElementById("device-table").replaceChildren(
     table([T.state, T.device, T.stack, T.source, T.lastSeen, T.polls, T.errors, T.lastError], rows));
@@ -185,7 +185,7 @@ function deviceCard(stack, d) {
   card.append(el("h3", {}, d.id, stateBadge(d.connection)));
   const where = [T.sources[d.source] || d.source, d.profile, d.address, T.positions[d.position]].filter(Boolean);
   card.append(el("div", { class: "sub" }, `${where.join(" · ")} · ${d.polls} ${T.polls} · ${d.errors} ${T.errors}`));
-  if (d.last_error && d.connection === "down") card.append(el("div", { class: "error" }, d.last_error));
+  if (d.last_error && d.connection === "down") card.append(el("div", { class: "error" }, errorText(d.last_error)));
   const rows = d.values.map(v => el("tr", {
     class: "reading", "data-stack": stack.id, "data-device": d.id, "data-channel": v.channel,
     "data-seq": v.seq, "data-ts": v.ts, "data-kind": v.kind || "",
@@ -202,6 +202,13 @@ function deviceCard(stack, d) {
   if (rows.length === 0) rows.push(el("tr", {}, el("td", { colspan: 8, class: "unit" }, T.noReadings)));
   card.append(table([T.channel, T.quantity, T.value, T.unit, T.kind, T.flag, T.time, T.note], rows));
   return card;
+}
+
+// A device's last error: the silence of a publisher or logger in the page's language (the
+// daemon's words: "no data for 31m (uploads every 10m)"), anything else as the daemon said it.
+function errorText(message) {
+  const silent = (message || "").match(/^no data for (.+) \((publishes|uploads) every (.+)\)$/);
+  return silent ? T.silentFor(silent[1], silent[2], silent[3]) : (message || "");
 }
 
 // The stored note in the page's language (the daemon words it); the stored text in the tooltip.
