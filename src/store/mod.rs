@@ -1062,9 +1062,10 @@ mod tests {
                  INSERT INTO record (seq, kind, series, ts, flags, min)
                  VALUES (1, 2, 1, {T0}, 0, 3.0);
                  INSERT INTO record (seq, kind, series, ts, flags, measured)
-                 VALUES (2, 0, 2, {}, 0, 7.0), (3, 0, 2, {T0}, 0, 8.0);
-                 UPDATE seq_counter SET last_seq = 3;",
-                T0 + MINUTE
+                 VALUES (2, 0, 2, {}, 0, 7.0), (3, 0, 2, {T0}, 0, 8.0), (4, 1, 2, {}, 0, 6.0);
+                 UPDATE seq_counter SET last_seq = 4;",
+                T0 + MINUTE,
+                T0 - 10 * 24 * HOUR
             ))
             .map_err(StoreError::from));
     }
@@ -1076,7 +1077,8 @@ mod tests {
         store_from_schema_1(&path);
 
         let mut store = ok(Store::open(&path, StoreOptions::default()));
-        // Migration 7: the old hour is its series' newest period.
+        // Migration 7: the old hour is its series' newest period; a minute ten days before
+        // it lies outside the three days the migration reads back.
         assert_eq!(seqs(&ok(store.latest_periods())), vec![1]);
         let mut hour = Record::new(
             RecordKind::Hour,
@@ -1099,7 +1101,7 @@ mod tests {
         }));
         let back: Vec<Record> = hours.into_iter().map(|s| s.record).collect();
         assert_eq!(back, vec![hour, later]);
-        assert_eq!(seqs(&ok(store.latest_periods())), vec![4]);
+        assert_eq!(seqs(&ok(store.latest_periods())), vec![5]);
         // Migration 3: the newest reading of the old rows is known without a search; it is
         // seq 2 (T0 + 1 min), stored before seq 3 (T0).
         assert_eq!(seqs(&ok(store.latest())), vec![2]);
