@@ -341,7 +341,10 @@ async fn a_stop_during_an_outage_leaves_the_cursor_where_it_was() {
     assert_eq!(store.dead_letters(10).map(|d| d.len()).ok(), Some(0));
 }
 
-/// (first seq, last seq) of each request, in the order the server received them.
+/// A request's (first seq, last seq) and the forwarder's cursor when it arrived.
+type CursorAtRequest = ((u64, u64), u64);
+
+/// The requests in the order the server received them.
 fn by_arrival(received: &[Received]) -> Vec<Received> {
     let mut received = received.to_vec();
     received.sort_by_key(|r| r.received_at);
@@ -402,7 +405,7 @@ async fn a_batch_refused_while_the_next_is_on_the_wire_is_sent_again_with_everyt
     // The first batch is refused once (503), slowly, so the second is accepted meanwhile. The
     // server notes the forwarder's cursor as each request arrives.
     let stats: Arc<OnceLock<Arc<ForwarderStats>>> = Arc::new(OnceLock::new());
-    let cursors: Arc<Mutex<Vec<((u64, u64), u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let cursors: Arc<Mutex<Vec<CursorAtRequest>>> = Arc::new(Mutex::new(Vec::new()));
     let (seen_stats, seen) = (Arc::clone(&stats), Arc::clone(&cursors));
     let mut refused_once = false;
     let server = FaultServer::start(Box::new(move |_, body: &str| {
