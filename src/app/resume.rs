@@ -21,6 +21,22 @@ use crate::store::{Query, RecordKind, Store, StoreError};
 /// events still open go on.
 pub fn resume(
     store: &mut Store,
+    processor: Processor,
+    config: &SiteConfig,
+    now: Timestamp,
+) -> Result<Processor, StoreError> {
+    store.with_cache_kib(RESUME_CACHE_KIB, |store| {
+        resume_with(store, processor, config, now)
+    })
+}
+
+/// The writer's page cache while a restart reads back. Each page is read once (the windows
+/// are disjoint), so caching them only held up to the writer's whole cache (8 MiB) at READY
+/// on a store late in its day; a few hundred KiB hold the index paths the reads share.
+const RESUME_CACHE_KIB: u32 = 512;
+
+fn resume_with(
+    store: &mut Store,
     mut processor: Processor,
     config: &SiteConfig,
     now: Timestamp,
