@@ -155,7 +155,7 @@ impl OpenPeriods {
                     to: Some(Timestamp(from.millis() + len)),
                     ..Query::default()
                 };
-                store.query_each(&query, |stored| {
+                store.query_each(&query, &mut |stored| {
                     if let Some(agg) = aggregate_of(&stored.record).filter(|a| in_open(a, within)) {
                         newest_rows.push(agg, &mut settle);
                     }
@@ -174,7 +174,7 @@ impl OpenPeriods {
                 to: Some(Timestamp(from.millis() + MINUTE_MS)),
                 ..Query::default()
             };
-            store.query_each(&query, |stored| {
+            store.query_each(&query, &mut |stored| {
                 let Some(reading) = reading_of(&stored.record) else {
                     return;
                 };
@@ -207,7 +207,7 @@ fn warm_exceedances(
             kind: Some(RecordKind::Exceedance),
             ..Query::default()
         },
-        |stored| {
+        &mut |stored| {
             let r = stored.record;
             let key = (r.stack.clone(), r.quantity, r.ts);
             if r.end.is_some() {
@@ -233,7 +233,7 @@ fn warm_exceedances(
             from: Some(Timestamp(oldest_open.0.saturating_sub(window))),
             ..Query::default()
         },
-        |stored| {
+        &mut |stored| {
             if let Some(hour) = aggregate_of(&stored.record) {
                 newest_rows.push(hour, &mut warm);
             }

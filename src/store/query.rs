@@ -36,13 +36,14 @@ impl Store {
     /// Matching records ordered by `ts`, then seq.
     pub fn query(&self, q: &Query) -> Result<Vec<Stored>, StoreError> {
         let mut out = Vec::new();
-        self.query_each(q, |stored| out.push(stored))?;
+        self.query_each(q, &mut |stored| out.push(stored))?;
         Ok(out)
     }
 
     /// Hands `each` the matching records one at a time, ordered by `ts`, then seq: a reader
-    /// that keeps little of what it reads (a restart) holds one row, not all of them.
-    pub fn query_each(&self, q: &Query, mut each: impl FnMut(Stored)) -> Result<(), StoreError> {
+    /// that keeps little of what it reads (a restart) holds one row, not all of them. A
+    /// `dyn` callback keeps one copy of this code in the binary, whatever the callers.
+    pub fn query_each(&self, q: &Query, each: &mut dyn FnMut(Stored)) -> Result<(), StoreError> {
         let mut series = self.series.borrow_mut();
         let Some((filter, mut params)) = filter_of(q, &self.conn, &mut series, Reach::Whole)?
         else {
