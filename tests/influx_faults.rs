@@ -1,13 +1,17 @@
 //! The forwarder against a fault-injecting server: bad points are split out and
 //! dead-lettered with the server's reason while every good point arrives once and in order;
 //! 413 splits; 429/503 honour Retry-After; auth and 5xx errors are retried unchanged; a stop
-//! during an outage leaves the cursor where it was.
+//! during an outage leaves the cursor where it was; batches go out while earlier ones await
+//! their answers, and a batch not accepted is sent again with everything after it, the cursor
+//! waiting for it.
 
 mod support;
 
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use cemsd::model::{Quantity, Timestamp, Unit};
+use cemsd::sink::influx::ForwarderStats;
 use cemsd::store::{Record, RecordKind};
 use support::influx::{sink_config, RunningForwarder, TEST_TOKEN};
 use support::peers::fault_server::{Answer, FaultServer, Received};
@@ -97,6 +101,8 @@ async fn bad_points_are_split_out_dead_lettered_and_the_rest_delivered_in_order(
     let writer = Writer::start(&db);
     let mut config = sink_config("faulty", &server.url());
     config.batch_size = 40;
+    // one request at a time, so the n-th request is the n-th of the sequence worked out below
+    config.requests_in_flight = 1;
     let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
     let drained = forwarder
         .wait_for_cursor(100, Duration::from_secs(30))
@@ -333,4 +339,142 @@ async fn a_stop_during_an_outage_leaves_the_cursor_where_it_was() {
     let store = open(&db);
     assert_eq!(store.cursor("influx:faulty").ok(), Some(0));
     assert_eq!(store.dead_letters(10).map(|d| d.len()).ok(), Some(0));
+}
+
+/// A request's (first seq, last seq) and the forwarder's cursor when it arrived.
+type CursorAtRequest = ((u64, u64), u64);
+
+/// The requests in the order the server received them.
+fn by_arrival(received: &[Received]) -> Vec<Received> {
+    let mut received = received.to_vec();
+    received.sort_by_key(|r| r.received_at);
+    received
+}
+
+fn range(r: &Received) -> (u64, u64) {
+    let s = seqs(&r.body);
+    (
+        s.first().copied().unwrap_or(0),
+        s.last().copied().unwrap_or(0),
+    )
+}
+
+#[tokio::test]
+async fn the_next_batch_goes_out_while_the_first_awaits_its_answer() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let db = dir.path().join("cems.db");
+    let records: Vec<Record> = (1..=120).map(|seq| reading(seq, "a")).collect();
+    fill_store(&db, &records);
+    // a server that takes its time over every request
+    let server = FaultServer::start(Box::new(|_, _: &str| {
+        Answer::status(204).after(Duration::from_millis(300))
+    }))
+    .await;
+    let writer = Writer::start(&db);
+    let mut config = sink_config("busy", &server.url());
+    config.batch_size = 40;
+    let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
+    let drained = forwarder
+        .wait_for_cursor(120, Duration::from_secs(30))
+        .await;
+    let stats = forwarder.stats.snapshot();
+    forwarder.stop().await;
+    writer.stop().await;
+    assert!(drained, "cursor stuck at {}", stats.cursor);
+
+    let received = by_arrival(&server.received());
+    let ranges: Vec<(u64, u64)> = received.iter().map(range).collect();
+    assert_eq!(ranges, vec![(1, 40), (41, 80), (81, 120)]);
+    // two on the wire at once: the second batch arrived while the first was still unanswered,
+    // and the third only once the first was answered
+    assert!(received[1].received_at < received[0].answered_at);
+    assert!(received[2].received_at >= received[0].answered_at);
+    assert_eq!(
+        (stats.requests, stats.retries, stats.points_delivered),
+        (3, 0, 120)
+    );
+    assert_eq!(open(&db).cursor("influx:busy").ok(), Some(120));
+}
+
+#[tokio::test]
+async fn a_batch_refused_while_the_next_is_on_the_wire_is_sent_again_with_everything_after_it() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let db = dir.path().join("cems.db");
+    let records: Vec<Record> = (1..=120).map(|seq| reading(seq, "a")).collect();
+    fill_store(&db, &records);
+    // The first batch is refused once (503), slowly, so the second is accepted meanwhile. The
+    // server notes the forwarder's cursor as each request arrives.
+    let stats: Arc<OnceLock<Arc<ForwarderStats>>> = Arc::new(OnceLock::new());
+    let cursors: Arc<Mutex<Vec<CursorAtRequest>>> = Arc::new(Mutex::new(Vec::new()));
+    let (seen_stats, seen) = (Arc::clone(&stats), Arc::clone(&cursors));
+    let mut refused_once = false;
+    let server = FaultServer::start(Box::new(move |_, body: &str| {
+        let s = seqs(body);
+        let cursor = seen_stats.get().map_or(0, |s| s.snapshot().cursor);
+        if let Ok(mut seen) = seen.lock() {
+            seen.push(((s[0], s[s.len() - 1]), cursor));
+        }
+        if s[0] == 1 && !refused_once {
+            refused_once = true;
+            return Answer::status(503).after(Duration::from_millis(300));
+        }
+        Answer::status(204).after(Duration::from_millis(50))
+    }))
+    .await;
+    let writer = Writer::start(&db);
+    let mut config = sink_config("flaky", &server.url());
+    config.batch_size = 40;
+    let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
+    // the forwarder's task has not run yet: the server sees its cursor from the first request
+    assert!(stats.set(Arc::clone(&forwarder.stats)).is_ok());
+    let drained = forwarder
+        .wait_for_cursor(120, Duration::from_secs(30))
+        .await;
+    let snapshot = forwarder.stats.snapshot();
+    forwarder.stop().await;
+    writer.stop().await;
+    assert!(drained, "cursor stuck at {}", snapshot.cursor);
+
+    let received = by_arrival(&server.received());
+    let order: Vec<((u64, u64), u16)> = received.iter().map(|r| (range(r), r.status)).collect();
+    // The first two together; the second's 204 does not count while the first is unsettled:
+    // the first goes again alone, then the second again, beside the third.
+    assert_eq!(
+        order[..3],
+        [((1, 40), 503), ((41, 80), 204), ((1, 40), 204)],
+        "{order:?}"
+    );
+    let mut rest = order[3..].to_vec();
+    rest.sort_unstable();
+    assert_eq!(rest, [((41, 80), 204), ((81, 120), 204)]);
+    assert!(received[1].received_at < received[0].answered_at);
+    let second_again = received
+        .iter()
+        .skip(3)
+        .find(|r| range(r) == (41, 80))
+        .unwrap_or_else(|| panic!("the second batch was not sent again"));
+    assert!(second_again.received_at >= received[2].answered_at);
+    // The cursor stayed before the refused batch until it was accepted, although the server
+    // held the next one, and never moved past a batch unsettled.
+    let mut cursors = cursors.lock().map(|c| c.clone()).unwrap_or_default();
+    cursors[3..].sort_unstable();
+    assert_eq!(
+        cursors,
+        [
+            ((1, 40), 0),
+            ((41, 80), 0),
+            ((1, 40), 0),
+            ((41, 80), 40),
+            ((81, 120), 40)
+        ]
+    );
+    assert_eq!(
+        (
+            snapshot.requests,
+            snapshot.retries,
+            snapshot.points_delivered
+        ),
+        (5, 1, 120)
+    );
+    assert_eq!(open(&db).cursor("influx:flaky").ok(), Some(120));
 }

@@ -1,6 +1,7 @@
 //! The InfluxDB sink against a real VictoriaMetrics on loopback: every committed record is
-//! queryable with the right tags and values, and an outage of the server while records keep
-//! being committed loses, reorders and duplicates nothing.
+//! queryable with the right tags and values, an outage of the server while records keep
+//! being committed loses, reorders and duplicates nothing, and neither does a server stopped
+//! while a backlog drains with several requests on the wire.
 
 mod support;
 
@@ -12,7 +13,7 @@ use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
 use cemsd::store::{Record, RecordKind};
 use support::influx::{sink_config, RunningForwarder};
 use support::peers::victoria::{labels, Series, VictoriaMetrics};
-use support::store::{fill_store, Writer};
+use support::store::{fill_store, open, Writer};
 
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
@@ -357,6 +358,75 @@ async fn a_large_store_arrives_complete_in_gzip_batches() {
     assert!(drained, "cursor stuck at {}", stats.cursor);
     // 20 000 / 3 000 = 6 full batches and one of 2 000: 7 requests, no retries.
     assert_eq!((stats.requests, stats.retries), (7, 0));
+    let series = vm.export(r#"{__name__="cems_reading_raw"}"#).await;
+    assert_eq!(exported_raw(&series), expected_raw(N));
+}
+
+#[tokio::test]
+async fn a_server_stopped_with_requests_on_the_wire_gets_every_point_once_and_the_cursor_waits() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let mut vm = VictoriaMetrics::start(dir.path(), true).await;
+    let db = dir.path().join("cems.db");
+    const N: usize = 60_000;
+    let last = fill_store(&db, &readings(0, N));
+    let mut config = sink_config("vm", &vm.url());
+    config.batch_size = 1000;
+    config.requests_in_flight = 3;
+    let writer = Writer::start(&db);
+    let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
+    // stop the server a few batches into the drain, requests on the wire
+    assert!(
+        forwarder
+            .wait_for_cursor(5_000, Duration::from_secs(60))
+            .await,
+        "the drain did not start"
+    );
+    vm.stop();
+    let at_stop = forwarder.stats.snapshot();
+    // the forwarder notices, and is stopped while it waits to retry
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while forwarder.stats.snapshot().retries == 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let in_outage = forwarder.stats.snapshot();
+    forwarder.stop().await;
+    writer.stop().await;
+    assert!(
+        in_outage.retries > 0,
+        "the outage went unnoticed: {in_outage:?}"
+    );
+    assert!(at_stop.cursor < last, "the drain was over before the stop");
+    let cursor = open(&db)
+        .cursor("influx:vm")
+        .unwrap_or_else(|e| panic!("cursor: {e}"));
+    assert_eq!(cursor, in_outage.cursor);
+    assert_eq!(cursor % 1000, 0, "the cursor ends a batch: {cursor}");
+
+    // Everything up to the cursor is on the server, with its values: it never moved past a
+    // batch the server had not taken. Readings 0.. have seqs 1..
+    vm.restart().await;
+    let held = exported_raw(&vm.export(r#"{__name__="cems_reading_raw"}"#).await);
+    let wanted = expected_raw(cursor as usize);
+    for (channel, points) in &wanted {
+        let got = held.get(channel).map(Vec::as_slice).unwrap_or_default();
+        assert!(
+            got.len() >= points.len() && got[..points.len()] == points[..],
+            "{channel}: {} points up to the cursor, {} held",
+            points.len(),
+            got.len()
+        );
+    }
+
+    // Resumed, the sink sends the rest: each (series, time) once, with its value.
+    let writer = Writer::start(&db);
+    let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
+    let drained = forwarder
+        .wait_for_cursor(last, Duration::from_secs(60))
+        .await;
+    let stats = forwarder.stats.snapshot();
+    forwarder.stop().await;
+    writer.stop().await;
+    assert!(drained, "cursor stuck at {}", stats.cursor);
     let series = vm.export(r#"{__name__="cems_reading_raw"}"#).await;
     assert_eq!(exported_raw(&series), expected_raw(N));
 }

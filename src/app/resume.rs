@@ -21,6 +21,22 @@ use crate::store::{Query, RecordKind, Store, StoreError};
 /// events still open go on.
 pub fn resume(
     store: &mut Store,
+    processor: Processor,
+    config: &SiteConfig,
+    now: Timestamp,
+) -> Result<Processor, StoreError> {
+    store.with_cache_kib(RESUME_CACHE_KIB, |store| {
+        resume_with(store, processor, config, now)
+    })
+}
+
+/// The writer's page cache while a restart reads back. Each page is read once (the windows
+/// are disjoint), so caching them only held up to the writer's whole cache (8 MiB) at READY
+/// on a store late in its day; a few hundred KiB hold the index paths the reads share.
+const RESUME_CACHE_KIB: u32 = 512;
+
+fn resume_with(
+    store: &mut Store,
     mut processor: Processor,
     config: &SiteConfig,
     now: Timestamp,
@@ -37,8 +53,8 @@ pub fn resume(
             *last = (*last).max(r.ts);
         }
     }
-    let open = OpenPeriods::read(store, &newest, config)?;
-    processor.warm_up(&open.parts, &open.readings, &open.stored);
+    let open = OpenPeriods::read(store, &mut processor, &newest, config)?;
+    processor.warm_up(&open.readings, &open.stored);
     let horizon = config.ingest.lateness_horizon.0;
     // a value late by up to the horizon may fall into a gap that began before it
     processor.recall_gaps(&store.query(&Query {
@@ -46,8 +62,7 @@ pub fn resume(
         from: Some(now.minus(horizon).minus(horizon)),
         ..Query::default()
     })?);
-    let hours = hours_for_open_exceedances(store, &processor, now, horizon)?;
-    processor.warm_exceedances(&hours);
+    warm_exceedances(store, &mut processor, now, horizon)?;
     let mut gaps = Vec::new();
     processor.restart(|point| last_of_point.get(point).copied(), now, &mut gaps);
     if !gaps.is_empty() {
@@ -60,23 +75,52 @@ pub fn resume(
     Ok(processor)
 }
 
-/// What the store holds of the periods open at the last stop.
+/// What the store holds of the periods open at the last stop, besides the closed parts
+/// seeded into the processor as they were read.
 #[derive(Debug, Default)]
 struct OpenPeriods {
-    /// Closed minutes of each series' open hour, closed hours of its open day.
-    parts: Vec<Aggregate>,
     /// Readings of each series' open minute.
     readings: Vec<Reading>,
     /// (point, quantity, period, start) of those periods the last run closed and stored.
     stored: HashSet<(Arc<str>, Quantity, Period, Timestamp)>,
 }
 
+/// The newest revision of each period among aggregate rows read in (start, seq) order. The
+/// revisions of a period share its start, so only the rows of one start are held, however
+/// long the window: a restart late in the day holds a few hundred aggregates, not the day's.
+#[derive(Default)]
+struct NewestOfEachStart {
+    start: Option<Timestamp>,
+    rows: BTreeMap<(Arc<str>, Quantity), Aggregate>,
+}
+
+impl NewestOfEachStart {
+    /// Takes `row`; hands `each` the newest of every period of the start before, once the
+    /// rows of a later start begin.
+    fn push(&mut self, row: Aggregate, each: &mut impl FnMut(Aggregate)) {
+        if self.start != Some(row.start) {
+            self.finish(each);
+            self.start = Some(row.start);
+        }
+        self.rows.insert((row.stack.clone(), row.quantity), row);
+    }
+
+    /// Hands `each` the newest of every period of the last start.
+    fn finish(&mut self, each: &mut impl FnMut(Aggregate)) {
+        for row in std::mem::take(&mut self.rows).into_values() {
+            each(row);
+        }
+    }
+}
+
 impl OpenPeriods {
     /// Reads, for every series with a newest reading at `newest`, the minute, hour and day
-    /// around it. Each window is read once for all series whose newest reading falls in it,
-    /// through the time-led index, so the cost is what those windows hold.
+    /// around it, and seeds `processor` with the closed parts. Each window is read once for
+    /// all series whose newest reading falls in it, through the time-led index, so the cost
+    /// is what those windows hold, and row by row, so the memory is what one start holds.
     fn read(
         store: &Store,
+        processor: &mut Processor,
         newest: &HashMap<(Arc<str>, Quantity), Timestamp>,
         config: &SiteConfig,
     ) -> Result<OpenPeriods, StoreError> {
@@ -93,46 +137,46 @@ impl OpenPeriods {
         };
         let mut open = OpenPeriods::default();
         let mut keep = |kind, period, within: Period, len| -> Result<(), StoreError> {
-            // newest revision of each period, rows coming in store order
-            let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
-            for from in windows(within) {
-                for stored in store.query(&Query {
-                    kind: Some(kind),
-                    from: Some(from),
-                    to: Some(Timestamp(from.millis() + len)),
-                    ..Query::default()
-                })? {
-                    let Some(agg) = aggregate_of(&stored.record) else {
-                        continue;
-                    };
-                    if in_open(&agg, within) {
-                        latest.insert((agg.start.millis(), agg.stack.clone(), agg.quantity), agg);
-                    }
-                }
-            }
-            for agg in latest.into_values() {
+            let mut newest_rows = NewestOfEachStart::default();
+            let mut settle = |agg: Aggregate| {
                 if in_open(&agg, period) {
                     open.stored
                         .insert((agg.stack.clone(), agg.quantity, period, agg.start));
                 }
                 if period != Period::Day {
-                    open.parts.push(agg);
+                    processor.seed(&agg);
                 }
+            };
+            // windows are disjoint and come in time order, and so do their rows
+            for from in windows(within) {
+                let query = Query {
+                    kind: Some(kind),
+                    from: Some(from),
+                    to: Some(Timestamp(from.millis() + len)),
+                    ..Query::default()
+                };
+                store.query_each(&query, &mut |stored| {
+                    if let Some(agg) = aggregate_of(&stored.record).filter(|a| in_open(a, within)) {
+                        newest_rows.push(agg, &mut settle);
+                    }
+                })?;
             }
+            newest_rows.finish(&mut settle);
             Ok(())
         };
         keep(RecordKind::Hour, Period::Hour, Period::Day, DAY_MS)?;
         keep(RecordKind::Minute, Period::Minute, Period::Hour, HOUR_MS)?;
         keep(RecordKind::Day, Period::Day, Period::Day, DAY_MS)?;
         for from in windows(Period::Minute) {
-            for stored in store.query(&Query {
+            let query = Query {
                 kind: Some(RecordKind::Reading),
                 from: Some(from),
                 to: Some(Timestamp(from.millis() + MINUTE_MS)),
                 ..Query::default()
-            })? {
+            };
+            store.query_each(&query, &mut |stored| {
                 let Some(reading) = reading_of(&stored.record) else {
-                    continue;
+                    return;
                 };
                 let open_minute = newest
                     .get(&(reading.stack.clone(), reading.quantity))
@@ -140,35 +184,39 @@ impl OpenPeriods {
                 if open_minute {
                     open.readings.push(reading);
                 }
-            }
+            })?;
         }
         Ok(open)
     }
 }
 
-/// The stored hour averages (valid or not) that rebuild exceedance state: from one rolling window
-/// before the oldest event still open (or before the lateness horizon, which an hour may be
-/// revised within), in time order, the latest row of each (point, quantity, hour) winning.
-fn hours_for_open_exceedances(
+/// Rebuilds exceedance state from the stored hour averages (valid or not): from one rolling
+/// window before the oldest event still open (or before the lateness horizon, which an hour
+/// may be revised within), in time order, the latest row of each (point, quantity, hour)
+/// winning. Read row by row, one hour's rows held at a time.
+fn warm_exceedances(
     store: &Store,
-    processor: &Processor,
+    processor: &mut Processor,
     now: Timestamp,
     horizon: std::time::Duration,
-) -> Result<Vec<Aggregate>, StoreError> {
+) -> Result<(), StoreError> {
     let mut closed = HashSet::new();
     let mut starts = Vec::new();
-    for stored in store.query(&Query {
-        kind: Some(RecordKind::Exceedance),
-        ..Query::default()
-    })? {
-        let r = stored.record;
-        let key = (r.stack.clone(), r.quantity, r.ts);
-        if r.end.is_some() {
-            closed.insert(key);
-        } else {
-            starts.push(key);
-        }
-    }
+    store.query_each(
+        &Query {
+            kind: Some(RecordKind::Exceedance),
+            ..Query::default()
+        },
+        &mut |stored| {
+            let r = stored.record;
+            let key = (r.stack.clone(), r.quantity, r.ts);
+            if r.end.is_some() {
+                closed.insert(key);
+            } else {
+                starts.push(key);
+            }
+        },
+    )?;
     let oldest_open = starts
         .into_iter()
         .filter(|key| !closed.contains(key))
@@ -177,15 +225,20 @@ fn hours_for_open_exceedances(
         .unwrap_or(now)
         .min(now.minus(horizon));
     let window = i64::from(processor.exceedance_lookback_hours()) * HOUR_MS;
-    let mut latest: BTreeMap<(i64, Arc<str>, Quantity), Aggregate> = BTreeMap::new();
-    for stored in store.query(&Query {
-        kind: Some(RecordKind::Hour),
-        from: Some(Timestamp(oldest_open.0.saturating_sub(window))),
-        ..Query::default()
-    })? {
-        if let Some(hour) = aggregate_of(&stored.record) {
-            latest.insert((hour.start.0, hour.stack.clone(), hour.quantity), hour);
-        }
-    }
-    Ok(latest.into_values().collect())
+    let mut newest_rows = NewestOfEachStart::default();
+    let mut warm = |hour: Aggregate| processor.warm_exceedances(std::slice::from_ref(&hour));
+    store.query_each(
+        &Query {
+            kind: Some(RecordKind::Hour),
+            from: Some(Timestamp(oldest_open.0.saturating_sub(window))),
+            ..Query::default()
+        },
+        &mut |stored| {
+            if let Some(hour) = aggregate_of(&stored.record) {
+                newest_rows.push(hour, &mut warm);
+            }
+        },
+    )?;
+    newest_rows.finish(&mut warm);
+    Ok(())
 }

@@ -35,6 +35,11 @@ pub struct InfluxSinkConfig {
     /// Most records per write request.
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
+    /// Write requests on the wire at once while a backlog drains. Two keep the server busy
+    /// while the forwarder records the previous answer; more help a distant server. Batches
+    /// in flight together never write the same point.
+    #[serde(default = "default_requests_in_flight")]
+    pub requests_in_flight: usize,
     /// How long to wait for more records when a batch was not full.
     #[serde(default = "one_second")]
     pub flush_interval: Interval,
@@ -122,6 +127,10 @@ fn default_batch_size() -> usize {
     5000
 }
 
+fn default_requests_in_flight() -> usize {
+    2
+}
+
 fn default_backlog_warning() -> u64 {
     100_000
 }
@@ -145,6 +154,9 @@ fn one_minute() -> Interval {
 /// Beyond this a single request body gets unwieldy for servers and proxies (InfluxDB's
 /// default limit is in the tens of MB); large backlogs simply take more requests.
 const MAX_BATCH_SIZE: usize = 100_000;
+
+/// More requests at once only load the server: each already carries thousands of lines.
+const MAX_REQUESTS_IN_FLIGHT: usize = 8;
 
 /// Checks what serde cannot: unique ids, a usable URL, exactly one token source, sane sizes.
 pub fn validate(src: &SourceText, sinks: &[InfluxSinkConfig]) -> Result<(), SourceError> {
@@ -248,6 +260,13 @@ pub fn validate(src: &SourceText, sinks: &[InfluxSinkConfig]) -> Result<(), Sour
                 Some("5000 suits most servers".into()),
             ));
         }
+        if sink.requests_in_flight == 0 || sink.requests_in_flight > MAX_REQUESTS_IN_FLIGHT {
+            return Err(src.error_at_path(
+                &at("requests_in_flight"),
+                format!("requests_in_flight must be between 1 and {MAX_REQUESTS_IN_FLIGHT}"),
+                Some("2 suits a server on the same network; 1 sends one request at a time".into()),
+            ));
+        }
         if sink.flush_interval.0 < Duration::from_millis(10) {
             return Err(src.error_at_path(
                 &at("flush_interval"),
@@ -303,6 +322,7 @@ mod tests {
         let s = &sinks[0];
         assert_eq!(s.precision, Precision::Ms);
         assert_eq!(s.batch_size, 5000);
+        assert_eq!(s.requests_in_flight, 2);
         assert_eq!(s.flush_interval.0, Duration::from_secs(1));
         assert!(s.gzip);
         assert_eq!(s.timeout.0, Duration::from_secs(10));
@@ -318,7 +338,7 @@ mod tests {
         let sinks = parse(
             "[[influx]]\nid = \"a\"\nurl = \"https://db.example/influx\"\norg = \"o\"\nbucket = \"b\"\n\
              token_file = \"t\"\nprecision = \"ns\"\nmeasurement_prefix = \"plant\"\nbatch_size = 7\n\
-             flush_interval = \"250ms\"\ngzip = false\ntimeout = \"3s\"\nmax_backoff = \"5m\"\n\
+             requests_in_flight = 3\nflush_interval = \"250ms\"\ngzip = false\ntimeout = \"3s\"\nmax_backoff = \"5m\"\n\
              backlog_warning = 9\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
@@ -328,6 +348,7 @@ mod tests {
         assert_eq!(s.precision, Precision::Ns);
         assert_eq!(s.measurement_prefix, "plant");
         assert_eq!(s.batch_size, 7);
+        assert_eq!(s.requests_in_flight, 3);
         assert_eq!(s.flush_interval.0, Duration::from_millis(250));
         assert!(!s.gzip);
         assert_eq!(s.timeout.0, Duration::from_secs(3));
@@ -382,6 +403,11 @@ mod tests {
                 sink("token_env = \"T\"\nbatch_size = 0\n"),
                 "site.toml:8:14: influx[0].batch_size",
                 "5000",
+            ),
+            (
+                sink("token_env = \"T\"\nrequests_in_flight = 0\n"),
+                "site.toml:8:22: influx[0].requests_in_flight",
+                "one request at a time",
             ),
             (
                 sink("token_env = \"T\"\nflush_interval = \"1ms\"\n"),

@@ -173,27 +173,28 @@ impl Processor {
     }
 
     /// Rebuilds the aggregation state of the periods open at the last stop from what that
-    /// run stored: `parts` are the closed minutes of each series' open hour and the closed
-    /// hours of its open day (newest revision each, in time order), `readings` those of its
-    /// open minute. So the hour and day in progress count what came before the restart, and
-    /// what is rebuilt is bounded by one day per series, however much the store holds.
-    /// Nothing is emitted, and periods in `stored` (point, quantity, period, start) — closed
-    /// and written by the last run — are not emitted again later either.
+    /// run stored, one closed part at a time: the closed hours of each series' open day,
+    /// then the closed minutes of its open hour, newest revision each, in time order. So
+    /// the hour and day in progress count what came before the restart. Nothing is emitted.
+    pub fn seed(&mut self, part: &Aggregate) {
+        if let Some(point) = self
+            .point_of_stack
+            .get(&part.stack)
+            .and_then(|&i| self.points.get_mut(i))
+        {
+            point.aggregator.seed(part);
+        }
+    }
+
+    /// Finishes the rebuild `seed` began: `readings` are those of each series' open minute.
+    /// Periods in `stored` (point, quantity, period, start), closed and written by the last
+    /// run, are not emitted again later. What is rebuilt is bounded by one day per series,
+    /// however much the store holds.
     pub fn warm_up(
         &mut self,
-        parts: &[Aggregate],
         readings: &[Reading],
         stored: &HashSet<(Arc<str>, Quantity, Period, Timestamp)>,
     ) {
-        for part in parts {
-            if let Some(point) = self
-                .point_of_stack
-                .get(&part.stack)
-                .and_then(|&i| self.points.get_mut(i))
-            {
-                point.aggregator.seed(part);
-            }
-        }
         let mut discarded = Vec::new();
         for reading in readings {
             if let Some(point) = self

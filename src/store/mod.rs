@@ -121,6 +121,26 @@ impl Store {
         &self.options
     }
 
+    /// Caps this connection's page cache at `kib` for the duration of `work`, then gives it
+    /// back its configured size. For work that reads each page once (a restart's look back):
+    /// the pages it reads are recycled instead of kept, so they add nothing to the peak
+    /// memory. SQLite frees cached pages above a lowered limit at once.
+    pub fn with_cache_kib<R>(
+        &mut self,
+        kib: u32,
+        work: impl FnOnce(&mut Store) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        self.conn
+            .pragma_update(None, "cache_size", -i64::from(kib))?;
+        let result = work(self);
+        let restored =
+            self.conn
+                .pragma_update(None, "cache_size", -i64::from(self.options.cache_size_kib));
+        let result = result?;
+        restored?;
+        Ok(result)
+    }
+
     /// Commits all `records` in one transaction and returns the first and last seq they
     /// got (`None` for no records). Either every record is committed or none is.
     pub fn append(&mut self, records: &[Record]) -> Result<Option<(u64, u64)>, StoreError> {

@@ -35,10 +35,19 @@ impl Query {
 impl Store {
     /// Matching records ordered by `ts`, then seq.
     pub fn query(&self, q: &Query) -> Result<Vec<Stored>, StoreError> {
+        let mut out = Vec::new();
+        self.query_each(q, &mut |stored| out.push(stored))?;
+        Ok(out)
+    }
+
+    /// Hands `each` the matching records one at a time, ordered by `ts`, then seq: a reader
+    /// that keeps little of what it reads (a restart) holds one row, not all of them. A
+    /// `dyn` callback keeps one copy of this code in the binary, whatever the callers.
+    pub fn query_each(&self, q: &Query, each: &mut dyn FnMut(Stored)) -> Result<(), StoreError> {
         let mut series = self.series.borrow_mut();
         let Some((filter, mut params)) = filter_of(q, &self.conn, &mut series, Reach::Whole)?
         else {
-            return Ok(Vec::new());
+            return Ok(());
         };
         let sql = format!(
             "SELECT {} FROM record {filter} ORDER BY ts, seq LIMIT ?",
@@ -47,12 +56,11 @@ impl Store {
         params.push(Value::Integer(limit_to_sql(q.limit)));
         // Not cached: the text varies with the filters and the number of series.
         let mut stmt = self.conn.prepare(&sql)?;
-        row::read_all(
-            &mut stmt,
-            rusqlite::params_from_iter(params),
-            &self.conn,
-            &mut series,
-        )
+        let mut rows = stmt.query(rusqlite::params_from_iter(params))?;
+        while let Some(found) = rows.next()? {
+            each(row::decode(found, &self.conn, &mut series)?);
+        }
+        Ok(())
     }
 
     /// The newest `ts` among the records `q` matches (its limit does not apply). The time

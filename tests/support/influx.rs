@@ -24,6 +24,7 @@ pub fn sink_config(id: &str, url: &str) -> InfluxSinkConfig {
         precision: Precision::Ms,
         measurement_prefix: "cems".into(),
         batch_size: 500,
+        requests_in_flight: 2,
         flush_interval: Interval(Duration::from_millis(50)),
         gzip: true,
         timeout: Interval(Duration::from_secs(5)),

@@ -6,6 +6,14 @@
 //! at least once, and because a point is keyed by series and timestamp the store ends up
 //! with each record exactly once.
 //!
+//! While a backlog drains, up to `requests_in_flight` batches are on the wire at once, each
+//! read, encoded and compressed beforehand, so the server never waits for the forwarder's
+//! bookkeeping. Answers are settled in seq order: the cursor moves past a batch only once
+//! it and every batch before it are settled. Batches on the wire together never write the
+//! same point, so the server cannot apply a revision before the version it replaces. When a
+//! batch is not accepted at once, the later ones are let finish and sent again after it:
+//! everything from the first unsettled batch goes out again, in order.
+//!
 //! What each answer means:
 //! - 2xx: delivered.
 //! - 400/422: some line is bad. The batch is halved until the bad lines stand alone; the
@@ -19,12 +27,14 @@
 //!   after an exponential backoff with jitter, or after `Retry-After` on 429/503. The
 //!   backlog waits in the store and is sent in order, at full speed, once the server is back.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::model::backoff::Backoff;
 use crate::model::time::Clock;
@@ -71,6 +81,27 @@ enum Answer {
     },
 }
 
+/// A batch whose whole body was sent; `answer` is `None` when no line of it could be
+/// encoded, so there was nothing to send.
+struct InFlight {
+    batch: Prepared,
+    answer: Option<JoinHandle<WriteOutcome>>,
+}
+
+impl InFlight {
+    /// The server's answer; a request task that died counts as a failed request.
+    async fn outcome(self) -> (Prepared, Option<WriteOutcome>) {
+        let outcome = match self.answer {
+            Some(task) => Some(task.await.unwrap_or_else(|e| WriteOutcome::Retry {
+                reason: format!("the request task ended: {e}"),
+                retry_after: None,
+            })),
+            None => None,
+        };
+        (self.batch, outcome)
+    }
+}
+
 /// A record the server (or the encoder) refused, on its way to the dead-letter table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct DeadLine {
@@ -82,10 +113,11 @@ struct DeadLine {
 pub struct Forwarder {
     name: String,
     encoder: Arc<Encoder>,
-    client: WriteClient,
+    client: Arc<WriteClient>,
     reader: StoreReader,
     store: StoreHandle,
     batch_size: usize,
+    requests_in_flight: usize,
     flush_interval: Duration,
     backoff: Backoff,
     backlog: BacklogMonitor,
@@ -115,10 +147,11 @@ impl Forwarder {
                 facts,
                 config.precision,
             )),
-            client: WriteClient::new(config, token)?,
+            client: Arc::new(WriteClient::new(config, token)?),
             reader: StoreReader::new(store_path),
             store,
             batch_size: config.batch_size,
+            requests_in_flight: config.requests_in_flight.max(1),
             flush_interval: config.flush_interval.0,
             backoff: Backoff::new(INITIAL_BACKOFF, config.max_backoff.0, seed),
             backlog: BacklogMonitor::new(config.backlog_warning),
@@ -131,70 +164,159 @@ impl Forwarder {
         self.stats.clone()
     }
 
-    /// Forwards until `shutdown` turns true (or its sender is dropped). A request already
-    /// sent is finished and recorded first; waits (idle, backoff) end at once.
+    /// Forwards until `shutdown` turns true (or its sender is dropped). Requests already
+    /// sent are finished and recorded first; waits (idle, backoff) end at once.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let Some(cursor) = self.start(&mut shutdown).await else {
             return;
         };
         self.cursor = cursor;
-        tracing::info!(sink = %self.name, url = %self.client.url(), cursor, "influx forwarder started");
+        tracing::info!(sink = %self.name, url = %self.client.url(), cursor, requests_in_flight = self.requests_in_flight, "influx forwarder started");
         let mut retry_check = tokio::time::Instant::now();
-        let mut next: Option<tokio::task::JoinHandle<Result<Prepared, ReadError>>> = None;
-        while !stop_requested(&shutdown) {
+        // Batches sent and not yet settled, in seq order.
+        let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+        // Batches read and not sent (sent again after a failure, or held back because they
+        // write a point of a batch in flight), in seq order, before anything read later.
+        let mut unsent: VecDeque<Prepared> = VecDeque::new();
+        // The batch after `read_to`, being read and encoded.
+        let mut next: Option<JoinHandle<Result<Prepared, ReadError>>> = None;
+        // Last seq of the newest batch read.
+        let mut read_to = cursor;
+        // The newest read found less than a full batch: wait `flush_interval` once all is settled.
+        let mut caught_up = false;
+        'forward: while !stop_requested(&shutdown) {
             if retry_check.elapsed() >= RETRY_QUEUE_CHECK {
                 retry_check = tokio::time::Instant::now();
                 if !self.send_queued_dead_letters(&mut shutdown).await {
                     break;
                 }
             }
-            let prepared = match next.take() {
-                Some(task) => task
-                    .await
-                    .unwrap_or_else(|e| Err(ReadError::Task(e.to_string()))),
-                None => self.prepare_after(self.cursor).await,
-            };
-            let batch = match prepared {
-                Ok(batch) => batch,
-                Err(e) => {
-                    let delay = self.backoff.next_delay();
-                    tracing::error!(sink = %self.name, "cannot read the store, retrying in {delay:?}: {e}");
-                    if pause(delay, &mut shutdown).await {
+            while in_flight.len() < self.requests_in_flight {
+                let batch = match unsent.pop_front() {
+                    Some(batch) => batch,
+                    None if caught_up => break,
+                    None => {
+                        let prepared = match next.take() {
+                            Some(task) => task
+                                .await
+                                .unwrap_or_else(|e| Err(ReadError::Task(e.to_string()))),
+                            None => self.prepare_after(read_to).await,
+                        };
+                        let batch = match prepared {
+                            Ok(batch) => batch,
+                            Err(e) if in_flight.is_empty() => {
+                                let delay = self.backoff.next_delay();
+                                tracing::error!(sink = %self.name, "cannot read the store, retrying in {delay:?}: {e}");
+                                if pause(delay, &mut shutdown).await {
+                                    break 'forward;
+                                }
+                                continue 'forward;
+                            }
+                            Err(e) => {
+                                tracing::error!(sink = %self.name, "cannot read the store; read again once the requests sent are answered: {e}");
+                                break;
+                            }
+                        };
+                        self.observe_backlog(batch.store_last_seq);
+                        let Some(last) = batch.last() else {
+                            caught_up = true;
+                            break;
+                        };
+                        read_to = last;
+                        // A full batch says more is waiting: read and encode it meanwhile.
+                        if batch.records.len() >= self.batch_size {
+                            next = Some(tokio::spawn(self.prepare_after(last)));
+                        } else {
+                            caught_up = true;
+                        }
+                        batch
+                    }
+                };
+                if in_flight
+                    .iter()
+                    .any(|sent| sent.batch.points.overlap(&batch.points))
+                {
+                    unsent.push_front(batch);
+                    break;
+                }
+                in_flight.push_back(self.send_whole(batch));
+            }
+            let Some(front) = in_flight.pop_front() else {
+                if caught_up {
+                    caught_up = false;
+                    if pause(self.flush_interval, &mut shutdown).await {
                         break;
                     }
-                    continue;
-                }
-            };
-            self.observe_backlog(batch.store_last_seq);
-            let Some(last) = batch.last() else {
-                if pause(self.flush_interval, &mut shutdown).await {
-                    break;
                 }
                 continue;
             };
-            let full = batch.records.len() >= self.batch_size;
-            let store_last_seq = batch.store_last_seq;
-            // A full batch says more is waiting: read and encode it while this one is sent.
-            if full {
-                next = Some(tokio::spawn(self.prepare_after(last)));
+            let (batch, outcome) = front.outcome().await;
+            if outcome
+                .as_ref()
+                .is_some_and(|o| *o != WriteOutcome::Accepted)
+            {
+                // The later batches' answers no longer count: let them finish, then send
+                // them again after this one, in order.
+                while let Some(later) = in_flight.pop_back() {
+                    let (batch, _) = later.outcome().await;
+                    unsent.push_front(batch);
+                }
             }
-            let Some(dead) = self.deliver_batch(batch, &mut shutdown).await else {
-                break;
-            };
-            if !self.commit(last, dead, &mut shutdown).await {
-                break;
-            }
-            self.cursor = last;
-            self.stats.set_cursor(last);
-            self.observe_backlog(store_last_seq);
-            if !full && pause(self.flush_interval, &mut shutdown).await {
+            if !self.settle(batch, outcome, &mut shutdown).await {
                 break;
             }
+        }
+        // Requests on the wire when the stop came: record those accepted, in order.
+        while let Some(sent) = in_flight.pop_front() {
+            let (batch, outcome) = sent.outcome().await;
+            if outcome.is_some_and(|o| o != WriteOutcome::Accepted)
+                || !self
+                    .settle(batch, Some(WriteOutcome::Accepted), &mut shutdown)
+                    .await
+            {
+                break;
+            }
+        }
+        for sent in in_flight {
+            let _ = sent.outcome().await;
         }
         if let Some(task) = next {
             task.abort();
         }
         tracing::info!(sink = %self.name, cursor = self.cursor, "influx forwarder stopped");
+    }
+
+    /// Puts the whole body of `batch` on the wire.
+    fn send_whole(&self, batch: Prepared) -> InFlight {
+        let answer = batch.body.clone().map(|payload| {
+            self.stats.add_request();
+            let client = Arc::clone(&self.client);
+            tokio::spawn(async move { client.write(&payload).await })
+        });
+        InFlight { batch, answer }
+    }
+
+    /// Finishes `batch` after the server's first answer to its whole body (retries, splits,
+    /// dead letters) and moves the cursor past it. False if stopped first or the store is gone.
+    async fn settle(
+        &mut self,
+        batch: Prepared,
+        first: Option<WriteOutcome>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> bool {
+        let (Some(last), store_last_seq) = (batch.last(), batch.store_last_seq) else {
+            return true;
+        };
+        let Some(dead) = self.deliver_batch(batch, first, shutdown).await else {
+            return false;
+        };
+        if !self.commit(last, dead, shutdown).await {
+            return false;
+        }
+        self.cursor = last;
+        self.stats.set_cursor(last);
+        self.observe_backlog(store_last_seq);
+        true
     }
 
     /// Registers the sink (a new one starts at the oldest retained record) and reads its
@@ -252,7 +374,7 @@ impl Forwarder {
             .map(|d| (d.id, String::from_utf8_lossy(&d.payload).into_owned()))
             .collect();
         let batch = EncodedBatch::from_lines(texts.iter().map(|(id, t)| (*id, t.as_str())));
-        let Some(refused) = self.deliver(&batch, None, shutdown).await else {
+        let Some(refused) = self.deliver(&batch, None, None, shutdown).await else {
             return false;
         };
         let refused: Vec<(u64, String)> = refused.into_iter().map(|d| (d.seq, d.reason)).collect();
@@ -297,10 +419,12 @@ impl Forwarder {
         )
     }
 
-    /// Delivers or dead-letters every record of `batch`; `None` if stopped first.
+    /// Delivers or dead-letters every record of `batch`, given the answer to its whole body
+    /// if it was sent already; `None` if stopped first.
     async fn deliver_batch(
         &mut self,
         batch: Prepared,
+        first: Option<WriteOutcome>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Vec<DeadLine>> {
         let Prepared {
@@ -321,18 +445,19 @@ impl Forwarder {
                 }
             })
             .collect();
-        dead.extend(self.deliver(&encoded, body, shutdown).await?);
+        dead.extend(self.deliver(&encoded, body, first, shutdown).await?);
         dead.sort_by_key(|d| d.seq);
         Some(dead)
     }
 
     /// Sends `batch`, halving any part the server rejects until each bad line stands alone.
     /// Halves go out left first, so lines still arrive in seq order. `body` is the whole
-    /// batch's body when it was prepared beforehand.
+    /// batch's body when it was prepared beforehand, `first` the answer to it if it was sent.
     async fn deliver(
         &mut self,
         batch: &EncodedBatch,
         mut body: Option<super::client::Payload>,
+        mut first: Option<WriteOutcome>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Vec<DeadLine>> {
         let mut rejected = Vec::new();
@@ -349,13 +474,15 @@ impl Forwarder {
             };
             let small_line =
                 (range.len() == 1 && text.len() <= SURELY_TOO_LARGE_LINE).then_some(text.len());
-            let (status, message) = match self.send(&payload, small_line, shutdown).await? {
-                Answer::Accepted => {
-                    self.stats.add_delivered(range.len() as u64, (self.clock)());
-                    continue;
-                }
-                Answer::Refused { status, message } => (status, message),
-            };
+            let answered = first.take().filter(|_| whole);
+            let (status, message) =
+                match self.send(&payload, small_line, answered, shutdown).await? {
+                    Answer::Accepted => {
+                        self.stats.add_delivered(range.len() as u64, (self.clock)());
+                        continue;
+                    }
+                    Answer::Refused { status, message } => (status, message),
+                };
             if range.len() == 1 {
                 let seq = batch.seq(range.start);
                 tracing::warn!(sink = %self.name, seq, status, %message, "the server rejected a record; it goes to the dead-letter table");
@@ -379,18 +506,26 @@ impl Forwarder {
 
     /// Sends `payload` until the server gives a final answer; `None` if stopped while
     /// waiting to retry. `small_line` is the length of a payload of one line short enough
-    /// that a 413 on it is a limit to fix, so it is retried like an outage.
+    /// that a 413 on it is a limit to fix, so it is retried like an outage. `answered` is
+    /// the answer to a first attempt made already.
     async fn send(
         &mut self,
         payload: &super::client::Payload,
         small_line: Option<usize>,
+        mut answered: Option<WriteOutcome>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Option<Answer> {
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
-            self.stats.add_request();
-            let (reason, retry_after) = match self.client.write(payload).await {
+            let outcome = match answered.take() {
+                Some(outcome) => outcome,
+                None => {
+                    self.stats.add_request();
+                    self.client.write(payload).await
+                }
+            };
+            let (reason, retry_after) = match outcome {
                 WriteOutcome::Accepted => break Some(self.answered(attempt, Answer::Accepted)),
                 WriteOutcome::Rejected { status, message } => {
                     break Some(self.answered(attempt, Answer::Refused { status, message }))

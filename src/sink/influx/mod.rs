@@ -4,6 +4,7 @@
 mod client;
 mod encode;
 mod forwarder;
+mod point;
 mod prepared;
 mod site_facts;
 mod stats;

@@ -1,5 +1,5 @@
 //! A batch read from the store and encoded, ready to send. The forwarder prepares the next
-//! batch while the current one is on the wire, so reading, encoding and compressing are off
+//! batch while the ones before are on the wire, so reading, encoding and compressing are off
 //! the send path: the drain then runs at the rate of the server, not of the sum of the steps.
 
 use std::sync::Arc;
@@ -8,6 +8,7 @@ use crate::store::{ReadError, StoreReader, Stored};
 
 use super::client::{payload_of, Payload};
 use super::encode::{EncodeError, EncodedBatch, Encoder};
+use super::point::PointKeys;
 
 pub(super) struct Prepared {
     pub records: Vec<Stored>,
@@ -17,6 +18,9 @@ pub(super) struct Prepared {
     pub unencodable: Vec<(u64, EncodeError)>,
     /// The whole batch's body, sent first; only a refused batch is cut and re-encoded.
     pub body: Option<Payload>,
+    /// The points its lines write: a batch goes on the wire only beside batches that write
+    /// none of them.
+    pub points: PointKeys,
 }
 
 impl Prepared {
@@ -37,12 +41,14 @@ pub(super) async fn prepare(
     let encode = move || {
         let (encoded, unencodable) = encoder.encode_batch(&batch.records);
         let body = (!encoded.is_empty()).then(|| payload_of(encoded.text(0..encoded.len()), gzip));
+        let points = PointKeys::of(&batch.records);
         Prepared {
             records: batch.records,
             store_last_seq: batch.last_seq,
             encoded,
             unencodable,
             body,
+            points,
         }
     };
     tokio::task::spawn_blocking(encode)

@@ -4,7 +4,7 @@
 
 use std::io::Read as _;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -38,6 +38,8 @@ pub struct Answer {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// How long the server takes before it answers, as a busy server does.
+    pub delay: Duration,
 }
 
 impl Answer {
@@ -46,7 +48,13 @@ impl Answer {
             status,
             headers: Vec::new(),
             body: String::new(),
+            delay: Duration::ZERO,
         }
+    }
+
+    pub fn after(mut self, delay: Duration) -> Answer {
+        self.delay = delay;
+        self
     }
 
     pub fn with_body(mut self, body: &str) -> Answer {
@@ -100,8 +108,8 @@ impl Drop for FaultServer {
 }
 
 async fn accept(listener: TcpListener, script: Arc<Mutex<Script>>, log: Arc<Mutex<Vec<Received>>>) {
-    // The forwarder sends one request at a time, so the log is in request order even with
-    // a task per connection (a pooled connection may be replaced by a new one).
+    // A task per connection: a forwarder may have several requests on the wire. The log is
+    // in the order the answers went out; `received_at` orders the requests.
     let counter = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     while let Ok((stream, _)) = listener.accept().await {
         tokio::spawn(serve(stream, script.clone(), log.clone(), counter.clone()));
@@ -168,6 +176,7 @@ async fn serve(
         }
         response.push_str("\r\n");
         response.push_str(&answer.body);
+        tokio::time::sleep(answer.delay).await;
         let written = stream.write_all(response.as_bytes()).await;
         let answered_at = Instant::now();
         if let Ok(mut log) = log.lock() {
