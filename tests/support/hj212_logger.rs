@@ -111,36 +111,49 @@ impl TestLogger {
 /// A minute upload (2051) of SO2 `so2` for `data_time` (local, `YYYYMMDDhhmmss`), asking
 /// for a 9014.
 pub fn minute_upload(mn: &str, password: &str, qn: &str, data_time: &str, so2: &str) -> Packet {
-    Packet {
-        qn: Some(qn.into()),
-        pw: Some(password.into()),
-        flag: Some(PacketFlag::hj212_2017(true)),
-        cp: CommandParams::new().with_data_time(data_time).with_factor(
-            Factor::new("a21026")
-                .with(FieldKind::Avg, so2)
-                .with_flag(Flag::N),
-        ),
-        ..Packet::new(SystemCode::AirPollutionSource, CommandCode::MinuteData, mn)
-    }
+    so2_upload(
+        CommandCode::MinuteData,
+        FieldKind::Avg,
+        mn,
+        password,
+        qn,
+        data_time,
+        so2,
+    )
 }
 
 /// A real-time upload (2011) of SO2 `so2` for `data_time` (local, `YYYYMMDDhhmmss`),
 /// asking for a 9014.
 pub fn realtime_upload(mn: &str, password: &str, qn: &str, data_time: &str, so2: &str) -> Packet {
+    so2_upload(
+        CommandCode::RealTimeData,
+        FieldKind::Rtd,
+        mn,
+        password,
+        qn,
+        data_time,
+        so2,
+    )
+}
+
+/// An upload `cn` of SO2 `so2` in field `kind` (Rtd for real-time data, Avg for periods).
+fn so2_upload(
+    cn: CommandCode,
+    kind: FieldKind,
+    mn: &str,
+    password: &str,
+    qn: &str,
+    data_time: &str,
+    so2: &str,
+) -> Packet {
     Packet {
         qn: Some(qn.into()),
         pw: Some(password.into()),
         flag: Some(PacketFlag::hj212_2017(true)),
-        cp: CommandParams::new().with_data_time(data_time).with_factor(
-            Factor::new("a21026")
-                .with(FieldKind::Rtd, so2)
-                .with_flag(Flag::N),
-        ),
-        ..Packet::new(
-            SystemCode::AirPollutionSource,
-            CommandCode::RealTimeData,
-            mn,
-        )
+        cp: CommandParams::new()
+            .with_data_time(data_time)
+            .with_factor(Factor::new("a21026").with(kind, so2).with_flag(Flag::N)),
+        ..Packet::new(SystemCode::AirPollutionSource, cn, mn)
     }
 }
 
