@@ -16,7 +16,7 @@ use cemsd::store::AuditHow;
 use support::daemon::{write_config, Daemon};
 use support::http::http_get;
 use support::ports::{free_port, listening_within};
-use support::site::{head, plant_stack, simulated_plc};
+use support::site::{bureau_listener, head, plant_stack, simulated_plc};
 use support::store::{open, wait_for};
 
 /// Runs `sqlite3 db sql` and returns its output, trimmed.
@@ -178,22 +178,14 @@ fn a_third_party_3020_packet_is_decoded_stored_under_its_logger_and_acked() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let (tcp_port, http_port) = (free_port(), free_port());
     std::fs::write(dir.path().join("station.pw"), "624930\n").unwrap_or_else(|e| panic!("{e}"));
-    let text = head("bureau", "", "data/cemsd.db")
-        + &format!(
-            r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[hj212_listener]
-listen = "127.0.0.1:{tcp_port}"
-data_time_horizon = "20y"
+    let text = bureau_listener(http_port, tcp_port)
+        + r#"data_time_horizon = "20y"
 
 [[hj212_listener.device]]
 mn = "A140100_2006"
-password = {{ file = "station.pw" }}
+password = { file = "station.pw" }
 stack = "station"
-"#
-        );
+"#;
     let config = write_config(dir.path(), "bureau.toml", &text);
     let mut daemon = Daemon::start(&config, dir.path(), &[]);
     assert!(

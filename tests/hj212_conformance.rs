@@ -35,7 +35,7 @@ use cemsd::store::{Query, Record, RecordKind, Store, StoreOptions, StoreWriter, 
 use support::daemon::{write_config, Daemon};
 use support::http::{metric, scrape};
 use support::ports::{free_port, listening_within};
-use support::site::head;
+use support::site::bureau_listener;
 use support::store::open;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -94,15 +94,9 @@ impl Bureau {
         let (tcp_port, http_port) = (free_port(), free_port());
         std::fs::write(dir.path().join("logger.pw"), format!("{PW}\n"))
             .unwrap_or_else(|e| panic!("write password: {e}"));
-        let text = head("bureau", "", "data/cemsd.db")
+        let text = bureau_listener(http_port, tcp_port)
             + &format!(
-                r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[hj212_listener]
-listen = "127.0.0.1:{tcp_port}"
-history_pull = false
+                r#"history_pull = false
 # the fixtures are dated 2016-08-01 (HJ 212-2017 Appendix C): inside the window whatever the calendar says
 data_time_horizon = "20y"
 

@@ -17,7 +17,7 @@ use cemsd::store::{Query, Record, RecordKind};
 use support::daemon::{write_config, Daemon};
 use support::http::{metric, scrape};
 use support::ports::{free_port, listening_within};
-use support::site::head;
+use support::site::bureau_listener;
 use support::store::open;
 use support::time::eventually;
 
@@ -48,15 +48,9 @@ impl Site {
         let (tcp_port, http_port) = (free_port(), free_port());
         std::fs::write(dir.path().join("plant-a.pw"), format!("{PW}\n"))
             .unwrap_or_else(|e| panic!("write password: {e}"));
-        let text = head("bureau", "", "data/cemsd.db")
+        let text = bureau_listener(http_port, tcp_port)
             + &format!(
-                r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[hj212_listener]
-listen = "127.0.0.1:{tcp_port}"
-minute_gap = "10m"
+                r#"minute_gap = "10m"
 # the fixtures are dated 2026-01-01: inside the window whatever the calendar says
 data_time_horizon = "20y"
 {keys}

@@ -16,7 +16,7 @@ use support::daemon::{write_config, Daemon};
 use support::hj212_logger::{is_ack_of, minute_upload, plant_minute, realtime_upload, TestLogger};
 use support::http::{http_get, metric, scrape};
 use support::ports::{free_port, listening_within};
-use support::site::head;
+use support::site::bureau_listener;
 use support::time::eventually;
 
 const PASSWORD: &str = "logger-pw";
@@ -35,15 +35,9 @@ const ONCE: &str = "LOGGER-ONCE";
 /// A bureau listening for the loggers `devices` (TOML of `[[hj212_listener.device]]`
 /// tables), with its status page; started on `dir` (same store on every call).
 fn start(dir: &Path, tcp_port: u16, http_port: u16, devices: &str) -> Daemon {
-    let config = head("bureau", "", "data/cemsd.db")
+    let config = bureau_listener(http_port, tcp_port)
         + &format!(
-            r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[hj212_listener]
-listen = "127.0.0.1:{tcp_port}"
-history_pull = false
+            r#"history_pull = false
 # the uploads are dated 2026-01-01: inside the window whatever the calendar says
 data_time_horizon = "20y"
 {devices}"#

@@ -12,7 +12,7 @@ use support::daemon::{write_config, Daemon};
 use support::hj212_logger::{is_ack_of, minute_upload, TestLogger};
 use support::http::{metric, scrape};
 use support::ports::{free_port, listening_within};
-use support::site::head;
+use support::site::bureau_listener;
 
 const MN: &str = "PROXY-LOGGER-01";
 const PASSWORD: &str = "proxy-pw";
@@ -36,15 +36,9 @@ fn through_proxy(listener: SocketAddr, source: &str) -> TestLogger {
 fn the_proxy_header_names_the_address_that_is_locked_out() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let (tcp_port, http_port) = (free_port(), free_port());
-    let text = head("bureau", "", "data/cemsd.db")
+    let text = bureau_listener(http_port, tcp_port)
         + &format!(
-            r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[hj212_listener]
-listen = "127.0.0.1:{tcp_port}"
-proxy_protocol = true
+            r#"proxy_protocol = true
 auth_lockout_after = 2
 data_time_horizon = "20y"
 

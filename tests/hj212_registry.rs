@@ -16,7 +16,7 @@ use support::daemon::{write_config, Daemon};
 use support::hj212_logger::{is_ack_of, minute_upload, TestLogger};
 use support::http::{metric, scrape};
 use support::ports::{free_port, listening_within};
-use support::site::head;
+use support::site::bureau_listener;
 use support::store::open;
 use support::time::eventually;
 
@@ -87,21 +87,13 @@ fn upload_round(loggers: &mut [(usize, TestLogger)], minute: usize, log: &dyn Fn
 /// listening: the daemon, its listener port and its HTTP port.
 fn start_bureau(dir: &Path) -> (Daemon, u16, u16) {
     let (tcp_port, http_port) = (free_port(), free_port());
-    let config = head("bureau", "", "data/cemsd.db")
-        + &format!(
-            r#"
-[http]
-listen = "127.0.0.1:{http_port}"
-
-[hj212_listener]
-listen = "127.0.0.1:{tcp_port}"
-registry = "loggers.d"
+    let config = bureau_listener(http_port, tcp_port)
+        + r#"registry = "loggers.d"
 # every test logger connects from 127.0.0.1
 max_connections_per_ip = 1000
 # the uploads are dated 2026-01-01: inside the window whatever the calendar says
 data_time_horizon = "20y"
-"#
-        );
+"#;
     let config = write_config(dir, "bureau.toml", &config);
     let daemon = Daemon::start(&config, dir, &[("LOGGER_PW", PASSWORD.to_string())]);
     assert!(

@@ -1,5 +1,5 @@
-//! Pieces of the site configs the daemon tests write: the head, the stack "unit1", the
-//! simulated SCS-900 plant, an HJ 212 uplink.
+//! Pieces of the site configs the daemon tests write: the head, a bureau's listener, the
+//! stack "unit1", the simulated SCS-900 plant, an HJ 212 uplink.
 
 use std::path::Path;
 
@@ -14,6 +14,16 @@ id = "{id}"
 path = "{store_path}"
 "#
     )
+}
+
+/// A bureau's head: the site "bureau" storing to `data/cemsd.db`, its status page on loopback
+/// `http_port`, and an `[hj212_listener]` table listening on loopback `tcp_port`, open for
+/// more of its keys.
+pub fn bureau_listener(http_port: u16, tcp_port: u16) -> String {
+    head("bureau", "", "data/cemsd.db")
+        + &format!(
+            "\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n[hj212_listener]\nlisten = \"127.0.0.1:{tcp_port}\"\n"
+        )
 }
 
 /// Stack "unit1", a coal boiler; `keys` are added to its table (e.g. `mn = "…"`).
