@@ -12,18 +12,7 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// A GET on loopback naming `host` in its `Host` header; the status code and body.
 pub fn http_get_as(port: u16, path: &str, host: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8(raw).ok()?;
+    let text = String::from_utf8(exchange(port, path, host, "")?).ok()?;
     let (head, body) = text.split_once("\r\n\r\n")?;
     let code = head.split_whitespace().nth(1)?.parse().ok()?;
     let chunked = head
@@ -39,20 +28,26 @@ pub fn http_get_as(port: u16, path: &str, host: &str) -> Option<(u16, String)> {
     ))
 }
 
-/// A GET on loopback with `headers` (each line ending in CRLF) added; the response's head
-/// and its body as bytes (not chunked: the daemon sends fixed bodies with a length).
-pub fn http_get_raw(port: u16, path: &str, headers: &str) -> Option<(String, Vec<u8>)> {
+/// One GET on a connection of its own (closed after the answer): the raw response.
+fn exchange(port: u16, path: &str, host: &str, headers: &str) -> Option<Vec<u8>> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{headers}\r\n"
     )
     .ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
+    Some(raw)
+}
+
+/// A GET on loopback with `headers` (each line ending in CRLF) added; the response's head
+/// and its body as bytes (not chunked: the daemon sends fixed bodies with a length).
+pub fn http_get_raw(port: u16, path: &str, headers: &str) -> Option<(String, Vec<u8>)> {
+    let raw = exchange(port, path, "127.0.0.1", headers)?;
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..end]).to_string();
     Some((head, raw[end + 4..].to_vec()))
