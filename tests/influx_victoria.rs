@@ -6,10 +6,13 @@
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use cemsd::config::influx::InfluxSinkConfig;
 use cemsd::model::{Flag, FlagSet, Quantity, Timestamp, Unit};
+use cemsd::sink::influx::StatsSnapshot;
 use cemsd::store::{Record, RecordKind};
 use support::influx::{sink_config, RunningForwarder};
 use support::peers::victoria::{labels, Series, VictoriaMetrics};
@@ -37,6 +40,23 @@ fn points(series: &[Series]) -> Points {
         .filter(|s| !s.name.ends_with("_note"))
         .map(|s| ((s.name.clone(), s.labels.clone()), s.points()))
         .collect()
+}
+
+/// Runs a forwarder with `config` on the store `db` (and its writer) until its cursor reaches
+/// `last` or `limit` passes, then stops both: whether it got there, and its counters then.
+async fn drain(
+    config: &InfluxSinkConfig,
+    db: &Path,
+    last: u64,
+    limit: Duration,
+) -> (bool, StatsSnapshot) {
+    let writer = Writer::start(db);
+    let forwarder = RunningForwarder::spawn(config, db, &writer.handle);
+    let drained = forwarder.wait_for_cursor(last, limit).await;
+    let stats = forwarder.stats.snapshot();
+    forwarder.stop().await;
+    writer.stop().await;
+    (drained, stats)
 }
 
 #[tokio::test]
@@ -119,14 +139,13 @@ async fn every_record_kind_arrives_with_its_tags_and_values() {
     let last = fill_store(&db, &records);
     assert_eq!(last, 8);
 
-    let writer = Writer::start(&db);
-    let forwarder = RunningForwarder::spawn(&sink_config("vm", &vm.url()), &db, &writer.handle);
-    let drained = forwarder
-        .wait_for_cursor(last, Duration::from_secs(30))
-        .await;
-    let stats = forwarder.stats.snapshot();
-    forwarder.stop().await;
-    writer.stop().await;
+    let (drained, stats) = drain(
+        &sink_config("vm", &vm.url()),
+        &db,
+        last,
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(drained, "cursor stuck at {}", stats.cursor);
     assert_eq!(stats.points_delivered, 8);
     assert_eq!(stats.dead_letters, 0);
@@ -345,16 +364,9 @@ async fn a_large_store_arrives_complete_in_gzip_batches() {
     let db = dir.path().join("cems.db");
     const N: usize = 20_000;
     let last = fill_store(&db, &readings(0, N));
-    let writer = Writer::start(&db);
     let mut config = sink_config("vm", &vm.url());
     config.batch_size = 3000; // 6 full batches and a partial one
-    let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
-    let drained = forwarder
-        .wait_for_cursor(last, Duration::from_secs(60))
-        .await;
-    let stats = forwarder.stats.snapshot();
-    forwarder.stop().await;
-    writer.stop().await;
+    let (drained, stats) = drain(&config, &db, last, Duration::from_secs(60)).await;
     assert!(drained, "cursor stuck at {}", stats.cursor);
     // 20 000 / 3 000 = 6 full batches and one of 2 000: 7 requests, no retries.
     assert_eq!((stats.requests, stats.retries), (7, 0));
@@ -418,14 +430,7 @@ async fn a_server_stopped_with_requests_on_the_wire_gets_every_point_once_and_th
     }
 
     // Resumed, the sink sends the rest: each (series, time) once, with its value.
-    let writer = Writer::start(&db);
-    let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
-    let drained = forwarder
-        .wait_for_cursor(last, Duration::from_secs(60))
-        .await;
-    let stats = forwarder.stats.snapshot();
-    forwarder.stop().await;
-    writer.stop().await;
+    let (drained, stats) = drain(&config, &db, last, Duration::from_secs(60)).await;
     assert!(drained, "cursor stuck at {}", stats.cursor);
     let series = vm.export(r#"{__name__="cems_reading_raw"}"#).await;
     assert_eq!(exported_raw(&series), expected_raw(N));
@@ -450,13 +455,13 @@ async fn an_audit_entry_arrives_as_its_own_measurement() {
     };
     let last = fill_store(&db, &[entry.to_record("unit1")]);
 
-    let writer = Writer::start(&db);
-    let forwarder = RunningForwarder::spawn(&sink_config("vm", &vm.url()), &db, &writer.handle);
-    let drained = forwarder
-        .wait_for_cursor(last, Duration::from_secs(30))
-        .await;
-    forwarder.stop().await;
-    writer.stop().await;
+    let (drained, _) = drain(
+        &sink_config("vm", &vm.url()),
+        &db,
+        last,
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(drained, "cursor stuck");
 
     let series = vm.export(r#"{__name__=~"cems_.*"}"#).await;
