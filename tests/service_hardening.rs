@@ -61,7 +61,7 @@ fn a_second_daemon_on_the_same_store_exits_3_naming_the_first() {
     let mut first = Daemon::start_logged(&config, &dir.path().join("first.log"), &[]);
     assert!(
         eventually(Duration::from_secs(30), || try_open(&db)
-            .and_then(|s| s.count().ok())
+            .and_then(|s| s.count().ok().flatten())
             .is_some_and(|n| n > 0)),
         "the first daemon stored nothing:\n{}",
         first.log_text()
@@ -81,10 +81,10 @@ fn a_second_daemon_on_the_same_store_exits_3_naming_the_first() {
     first.stop(Duration::from_secs(20));
     // once it is gone, the store is free again
     let mut again = Daemon::start_logged(&config, &dir.path().join("again.log"), &[]);
-    let before = try_open(&db).and_then(|s| s.count().ok()).unwrap_or(0);
+    let before = try_open(&db).and_then(|s| s.count().ok().flatten()).unwrap_or(0);
     assert!(
         eventually(Duration::from_secs(30), || try_open(&db)
-            .and_then(|s| s.count().ok())
+            .and_then(|s| s.count().ok().flatten())
             .is_some_and(|n| n > before)),
         "{}",
         again.log_text()
@@ -285,7 +285,7 @@ fn a_full_disk_keeps_the_watchdog_fed_health_at_503_and_polls_going_into_the_spi
             ("WATCHDOG_USEC", "20000000".to_string()),
         ],
     );
-    let count = || try_open(&db).and_then(|s| s.count().ok()).unwrap_or(0);
+    let count = || try_open(&db).and_then(|s| s.count().ok().flatten()).unwrap_or(0);
     assert!(
         eventually(Duration::from_secs(30), || count() > 100),
         "{}",

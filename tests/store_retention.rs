@@ -1,6 +1,7 @@
 //! `[store] retention` is applied by a running daemon: rows older than it go while the
 //! collectors keep committing, younger ones stay, and the store still verifies. (Before, retention was configured and
-//! documented but nothing ever ran it, so the store grew without end.)
+//! documented but nothing ever ran it, so the store grew without end.) The rows held are
+//! counted as they come and go, also on a store from before that counter.
 
 mod support;
 
@@ -64,6 +65,13 @@ fn a_running_daemon_deletes_what_is_older_than_its_retention_and_keeps_the_rest(
     let mut old = history("gone", now - 40 * DAY, 3000);
     old.extend(history("kept", now - 10 * DAY, 3000));
     fill_store(&db, &old);
+    // as a store from before the row counter: its rows known to no count
+    let sql = |statement: &str| -> i64 {
+        rusqlite::Connection::open(&db)
+            .and_then(|conn| conn.query_row(statement, [], |row| row.get(0)))
+            .unwrap_or_else(|e| panic!("{statement}: {e}"))
+    };
+    sql("UPDATE seq_counter SET rows = 0, uncounted_to = last_seq RETURNING uncounted_to");
 
     let port = free_port();
     let config = write_config(
@@ -100,4 +108,10 @@ fn a_running_daemon_deletes_what_is_older_than_its_retention_and_keeps_the_rest(
         .unwrap_or_else(|e| panic!("verify: {e}"));
     assert!(verification.is_intact(), "{:?}", verification.broken);
     assert!(verification.rows > 3000, "{verification:?}");
+    // the old rows were counted after the start, the deleted ones taken off, the new ones added
+    let held = sql("SELECT count(*) FROM record");
+    let counted = support::store::open(&db)
+        .count()
+        .unwrap_or_else(|e| panic!("count: {e}"));
+    assert_eq!(counted, u64::try_from(held).ok());
 }

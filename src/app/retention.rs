@@ -1,5 +1,6 @@
 //! Applies the store's retention and disk budget while the daemon runs: every ten minutes,
-//! in bounded steps that let commits through between them.
+//! in bounded steps that let commits through between them. Its first round also finishes
+//! counting the rows of a store from before the row counter, in the same kind of steps.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use tokio::sync::watch;
 use crate::config::byte_size::ByteSize;
 use crate::model::time::now;
 use crate::ops::metrics;
-use crate::store::StoreHandle;
+use crate::store::{StoreHandle, COUNT_STEP_SEQS};
 
 /// How often retention runs; the first time a few seconds after start, once the collectors run.
 const EVERY: Duration = Duration::from_secs(600);
@@ -31,6 +32,21 @@ pub fn default_budget(store: &std::path::Path) -> Option<ByteSize> {
     (total > 0).then_some(ByteSize(total / 2))
 }
 
+/// Counts, in steps between commits, the rows a store from before the row counter held
+/// (nothing to do on any other store); `/metrics` reports the count once it is whole.
+async fn count_rows(store: &StoreHandle, stop: &watch::Receiver<bool>) {
+    loop {
+        match store.count_step(COUNT_STEP_SEQS).await {
+            Ok(true) if !*stop.borrow() => tokio::task::yield_now().await,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!("counting the store's rows: {e}; the row count stays unknown");
+                return;
+            }
+        }
+    }
+}
+
 /// Runs until `stop` turns true. `retention` is only for the warning that the budget keeps
 /// less history than the retention asks for.
 pub async fn run(
@@ -44,6 +60,9 @@ pub async fn run(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => return,
+        }
+        if wait == FIRST_AFTER {
+            count_rows(&store, &stop).await;
         }
         wait = EVERY;
         let (mut by_age, mut by_size, mut size_cutoff) = (0, 0, None);

@@ -86,7 +86,8 @@ impl SinkFacts {
 pub struct StoreFacts {
     /// Database file plus its write-ahead log, in bytes.
     pub size_bytes: u64,
-    pub rows: u64,
+    /// `None` while a store from an older version is still being counted.
+    pub rows: Option<u64>,
     pub last_seq: u64,
     pub sinks: Vec<SinkFacts>,
 }

@@ -533,7 +533,9 @@ pub fn refresh(
     gauge!(STORE_QUEUED_RECORDS).set(writer.queued_records as f64);
     gauge!(STORE_WRITABLE).set(f64::from(u8::from(store_state == StoreState::Writable)));
     gauge!(STORE_SIZE).set(store.size_bytes as f64);
-    gauge!(STORE_ROWS).set(store.rows as f64);
+    if let Some(rows) = store.rows {
+        gauge!(STORE_ROWS).set(rows as f64);
+    }
     gauge!(STORE_LAST_SEQ).set(store.last_seq as f64);
     for sink in &store.sinks {
         gauge!(SINK_BACKLOG, "sink" => sink.name.clone()).set(sink.backlog as f64);
@@ -628,7 +630,7 @@ mod tests {
             devices.insert(Arc::from("unpolled"), DeviceLive::default());
             let store = StoreFacts {
                 size_bytes: 4096,
-                rows: 120,
+                rows: Some(120),
                 last_seq: 130,
                 sinks: vec![SinkFacts {
                     name: "influx".into(),

@@ -236,6 +236,7 @@ pub(super) fn delete_keeping_chain(
     if let Some((id, _, count, sum)) = open {
         update.execute(rusqlite::params![id, count, &sum[..]])?;
     }
+    super::row_count::take_off(tx, pruned.iter().map(|(seq, _)| *seq))?;
     Ok(pruned.len())
 }
 

@@ -133,6 +133,6 @@ mod tests {
             .query_row("PRAGMA wal_autocheckpoint", [], |row| row.get(0))
             .unwrap_or_else(|e| panic!("pragma: {e}"));
         assert_eq!(pages, 8192);
-        assert_eq!(store.count().ok(), Some(3000));
+        assert_eq!(store.count().ok().flatten(), Some(3000));
     }
 }

@@ -160,6 +160,14 @@ const MIGRATIONS: &[&str] = &[
                              coalesce((SELECT max(ts) FROM record WHERE kind = 3), 0))
                          - 3 * 86400000)
          WHERE nth = 1;",
+    // 8: `/metrics` reported the rows held with count(*), a walk of a whole index on every
+    // scrape: 0.3 s warm and 1.1 s cold on 17.5 million rows, minutes on a year-old bureau
+    // store. The rows are now counted as they come and go (`row_count.rs`). A store written
+    // before counts what it held in steps after its first start: `uncounted_to` is the seq up
+    // to which rows are not in `rows` yet.
+    "ALTER TABLE seq_counter ADD COLUMN rows INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE seq_counter ADD COLUMN uncounted_to INTEGER NOT NULL DEFAULT 0;
+     UPDATE seq_counter SET uncounted_to = last_seq WHERE id = 1;",
 ];
 
 /// The slotted per-series index of a bulk kind (migration 6): its name and slot width. The
