@@ -35,10 +35,22 @@ pub fn default_budget(store: &std::path::Path) -> Option<ByteSize> {
 /// Counts, in steps between commits, the rows a store from before the row counter held
 /// (nothing to do on any other store); `/metrics` reports the count once it is whole.
 async fn count_rows(store: &StoreHandle, stop: &watch::Receiver<bool>) {
+    let started = std::time::Instant::now();
+    let mut steps = 0u64;
     loop {
+        steps += 1;
         match store.count_step(COUNT_STEP_SEQS).await {
             Ok(true) if !*stop.borrow() => tokio::task::yield_now().await,
-            Ok(_) => return,
+            Ok(more) => {
+                if steps > 1 || more {
+                    tracing::info!(
+                        seconds = started.elapsed().as_secs_f64(),
+                        finished = !more,
+                        "counted the rows a store from an older version held"
+                    );
+                }
+                return;
+            }
             Err(e) => {
                 tracing::warn!("counting the store's rows: {e}; the row count stays unknown");
                 return;

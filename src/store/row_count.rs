@@ -12,9 +12,10 @@ use rusqlite::{Transaction, TransactionBehavior};
 
 use super::{Store, StoreError};
 
-/// Seqs one counting step covers: a walk of the table's rowid range, tens of milliseconds
-/// of the writer's time per step.
-pub const COUNT_STEP_SEQS: i64 = 1_000_000;
+/// Seqs one counting step covers: a walk of that rowid range of the table, about 50 ms of
+/// the writer's time (a million took a second, and held every commit and `/health` up that
+/// long).
+pub const COUNT_STEP_SEQS: i64 = 50_000;
 
 impl Store {
     /// Records held; `None` while a store written by an older version is still being
