@@ -1,12 +1,18 @@
 //! Backlog drain rate of the InfluxDB sink into VictoriaMetrics on loopback, in points
-//! (records) per second, next to the same lines posted by curl in large batches: the
+//! (records) per second, next to curl posting the same bodies (the forwarder's batches,
+//! plain, and gzipped at the forwarder's level) over one kept-alive connection: the
 //! forwarder's overhead over the bare HTTP path (store reads, encoding, gzip, cursor commits).
+//! The forwarder keeps its default `requests_in_flight` (2), so it may use two connections.
+//! At the end it prints the median rates and the ratios plain / curl plain and gzip / curl
+//! gzip.
 //!
 //! Needs /usr/bin/victoria-metrics and curl. Run: `cargo bench --bench influx_drain`.
 
 #[path = "../tests/support/mod.rs"]
 mod influx_support;
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,7 +21,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 
 use cemsd::config::influx::Precision;
 use cemsd::model::{Quantity, Timestamp, Unit};
-use cemsd::sink::influx::{Encoder, SiteFacts};
+use cemsd::sink::influx::{payload_of, Encoder, SiteFacts};
 use cemsd::store::{Record, RecordKind, Store, StoreOptions};
 use influx_support::{fill_store, sink_config, RunningForwarder, VictoriaMetrics, Writer};
 
@@ -54,8 +60,9 @@ fn records() -> Vec<Record> {
         .collect()
 }
 
-/// The store's records as line-protocol files of `BATCH` lines, for curl.
-fn line_files(db: &Path, dir: &Path) -> Vec<PathBuf> {
+/// The store's records as request bodies of `BATCH` lines for curl, one file each, gzipped
+/// by the forwarder's own `payload_of` (same level) if `gzip`.
+fn body_files(db: &Path, dir: &Path, gzip: bool) -> Vec<PathBuf> {
     let store = Store::open(db, StoreOptions::default()).unwrap_or_else(|e| panic!("{e}"));
     let stored = store
         .read_after(0, POINTS)
@@ -67,16 +74,19 @@ fn line_files(db: &Path, dir: &Path) -> Vec<PathBuf> {
         .map(|(n, chunk)| {
             let (batch, failed) = encoder.encode_batch(chunk);
             assert!(failed.is_empty());
-            let path = dir.join(format!("batch-{n}.lp"));
-            std::fs::write(&path, batch.text(0..batch.len()))
+            let payload = payload_of(batch.text(0..batch.len()), gzip);
+            let extension = if gzip { "lp.gz" } else { "lp" };
+            let path = dir.join(format!("batch-{n}.{extension}"));
+            std::fs::write(&path, payload.bytes())
                 .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
             path
         })
         .collect()
 }
 
-/// One curl process posting every file over one kept-alive connection.
-fn curl_all(url: &str, files: &[PathBuf]) -> Duration {
+/// One curl process posting every file over one kept-alive connection, one request at a
+/// time; with `Content-Encoding: gzip` if `gzip`.
+fn curl_all(url: &str, files: &[PathBuf], gzip: bool) -> Duration {
     let target = format!("{url}/api/v2/write?org=plant-org&bucket=cems&precision=ms");
     let mut command = Command::new("curl");
     for (i, file) in files.iter().enumerate() {
@@ -85,7 +95,11 @@ fn curl_all(url: &str, files: &[PathBuf]) -> Duration {
         }
         command
             .args(["--silent", "--fail", "--output", "/dev/null"])
-            .args(["--header", "Authorization: Token t"])
+            .args(["--header", "Authorization: Token t"]);
+        if gzip {
+            command.args(["--header", "Content-Encoding: gzip"]);
+        }
+        command
             .arg("--data-binary")
             .arg(format!("@{}", file.display()))
             .arg(&target);
@@ -98,6 +112,45 @@ fn curl_all(url: &str, files: &[PathBuf]) -> Duration {
     took
 }
 
+/// Every drain's time by variant, for the summary after criterion's own report.
+#[derive(Default)]
+struct Drains(RefCell<BTreeMap<String, Vec<Duration>>>);
+
+impl Drains {
+    fn record(&self, variant: &str, took: Duration) -> Duration {
+        self.0
+            .borrow_mut()
+            .entry(variant.to_string())
+            .or_default()
+            .push(took);
+        took
+    }
+
+    /// The median drain of `variant` in points per second.
+    fn median_rate(&self, variant: &str) -> f64 {
+        let mut took = self.0.borrow().get(variant).cloned().unwrap_or_default();
+        took.sort();
+        match took.get(took.len() / 2) {
+            Some(median) => POINTS as f64 / median.as_secs_f64(),
+            None => f64::NAN,
+        }
+    }
+
+    fn print_ratios(&self) {
+        for encoding in ["plain", "gzip"] {
+            let curl = self.median_rate(&format!("curl/{encoding}"));
+            let forwarder = self.median_rate(&format!("forwarder/{encoding}"));
+            println!(
+                "influx_drain {encoding}: curl {:.0} k points/s, forwarder {:.0} k points/s, \
+                 forwarder / curl {:.2}x (medians)",
+                curl / 1e3,
+                forwarder / 1e3,
+                forwarder / curl
+            );
+        }
+    }
+}
+
 fn drain(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -108,15 +161,26 @@ fn drain(c: &mut Criterion) {
     let vm = runtime.block_on(VictoriaMetrics::start(dir.path(), true));
     let db = dir.path().join("cems.db");
     fill_store(&db, &records());
-    let files = line_files(&db, dir.path());
+    let plain_files = body_files(&db, dir.path(), false);
+    let gzip_files = body_files(&db, dir.path(), true);
+    let drains = Drains::default();
     let writer = runtime.block_on(async { Writer::start(&db) });
 
     let mut group = c.benchmark_group("influx_drain");
     group.sample_size(10);
     group.throughput(Throughput::Elements(POINTS as u64));
-    group.bench_function("curl_5000_line_batches", |b| {
-        b.iter_custom(|iters| (0..iters).map(|_| curl_all(&vm.url(), &files)).sum());
-    });
+    for (gzip, files) in [(false, &plain_files), (true, &gzip_files)] {
+        let name = if gzip { "gzip" } else { "plain" };
+        group.bench_function(BenchmarkId::new("curl", name), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        drains.record(&format!("curl/{name}"), curl_all(&vm.url(), files, gzip))
+                    })
+                    .sum()
+            });
+        });
+    }
     let mut sink_number = 0;
     for gzip in [false, true] {
         let name = if gzip { "gzip" } else { "plain" };
@@ -129,7 +193,7 @@ fn drain(c: &mut Criterion) {
                     let mut config = sink_config(&format!("bench{sink_number}"), &vm.url());
                     config.batch_size = BATCH;
                     config.gzip = gzip;
-                    total += runtime.block_on(async {
+                    let took = runtime.block_on(async {
                         let started = Instant::now();
                         let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
                         let drained = forwarder
@@ -140,12 +204,14 @@ fn drain(c: &mut Criterion) {
                         assert!(drained, "backlog not drained");
                         took
                     });
+                    total += drains.record(&format!("forwarder/{name}"), took);
                 }
                 total
             });
         });
     }
     group.finish();
+    drains.print_ratios();
     runtime.block_on(writer.stop());
 }
 

@@ -49,6 +49,11 @@ impl Payload {
     pub fn is_empty(&self) -> bool {
         self.body.is_empty()
     }
+
+    /// The bytes on the wire (compressed if gzip is on).
+    pub fn bytes(&self) -> &[u8] {
+        &self.body
+    }
 }
 
 /// What the server made of one write.
