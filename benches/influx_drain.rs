@@ -3,16 +3,16 @@
 //! plain, and gzipped at the forwarder's level) over one kept-alive connection: the
 //! forwarder's overhead over the bare HTTP path (store reads, encoding, gzip, cursor commits).
 //! The forwarder keeps its default `requests_in_flight` (2), so it may use two connections.
-//! At the end it prints the median rates and the ratios plain / curl plain and gzip / curl
-//! gzip.
+//! After criterion's figures it runs curl and the forwarder in turns and prints the ratios
+//! plain / curl plain and gzip / curl gzip: on a machine whose load changes, pairs compare
+//! like with like where separate runs a minute apart do not.
 //!
 //! Needs /usr/bin/victoria-metrics and curl. Run: `cargo bench --bench influx_drain`.
 
 #[path = "../tests/support/mod.rs"]
 mod influx_support;
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +27,8 @@ use influx_support::{fill_store, sink_config, RunningForwarder, VictoriaMetrics,
 
 const POINTS: usize = 50_000;
 const BATCH: usize = 5_000;
+/// Curl and forwarder drains run in turns for the ratio.
+const PAIRED_ROUNDS: usize = 15;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 /// Readings as the pipeline commits them: four channels of one analyser, once a second,
@@ -112,43 +114,83 @@ fn curl_all(url: &str, files: &[PathBuf], gzip: bool) -> Duration {
     took
 }
 
-/// Every drain's time by variant, for the summary after criterion's own report.
-#[derive(Default)]
-struct Drains(RefCell<BTreeMap<String, Vec<Duration>>>);
+/// What a drain needs: the server, the store and its writer, and a count of the sinks
+/// made so far (each drain is a new sink, so the whole store is its backlog).
+struct Bench {
+    runtime: tokio::runtime::Runtime,
+    vm: VictoriaMetrics,
+    db: PathBuf,
+    writer: Writer,
+    sinks: Cell<u32>,
+    /// The bodies curl posts: plain, and gzipped.
+    files: [Vec<PathBuf>; 2],
+}
 
-impl Drains {
-    fn record(&self, variant: &str, took: Duration) -> Duration {
-        self.0
-            .borrow_mut()
-            .entry(variant.to_string())
-            .or_default()
-            .push(took);
-        took
+impl Bench {
+    fn curl(&self, gzip: bool) -> Duration {
+        curl_all(&self.vm.url(), &self.files[usize::from(gzip)], gzip)
     }
 
-    /// The median drain of `variant` in points per second.
-    fn median_rate(&self, variant: &str) -> f64 {
-        let mut took = self.0.borrow().get(variant).cloned().unwrap_or_default();
-        took.sort();
-        match took.get(took.len() / 2) {
-            Some(median) => POINTS as f64 / median.as_secs_f64(),
-            None => f64::NAN,
+    /// The time a new sink takes from its start to the cursor past the last record.
+    fn forwarder(&self, gzip: bool) -> Duration {
+        self.sinks.set(self.sinks.get() + 1);
+        let mut config = sink_config(&format!("bench{}", self.sinks.get()), &self.vm.url());
+        config.batch_size = BATCH;
+        config.gzip = gzip;
+        self.runtime.block_on(async {
+            let started = Instant::now();
+            let forwarder = RunningForwarder::spawn(&config, &self.db, &self.writer.handle);
+            let drained = forwarder
+                .wait_for_cursor(POINTS as u64, Duration::from_secs(120))
+                .await;
+            let took = started.elapsed();
+            forwarder.stop().await;
+            assert!(drained, "backlog not drained");
+            took
+        })
+    }
+
+    /// Curl and the forwarder in turns, each pair back to back, so both see the same load
+    /// of a shared machine; prints the median rates and the median and range of the
+    /// per-pair ratios.
+    fn paired(&self, gzip: bool) {
+        let (mut curl, mut forwarder, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..PAIRED_ROUNDS {
+            // Alternating which goes first cancels a load that rises or falls.
+            let (c, f) = if round % 2 == 0 {
+                let c = self.curl(gzip);
+                (c, self.forwarder(gzip))
+            } else {
+                let f = self.forwarder(gzip);
+                (self.curl(gzip), f)
+            };
+            curl.push(rate(c));
+            forwarder.push(rate(f));
+            ratios.push(c.as_secs_f64() / f.as_secs_f64());
         }
+        let ratio_median = median(&mut ratios);
+        println!(
+            "influx_drain {}, {PAIRED_ROUNDS} paired rounds: curl {:.0} k points/s, forwarder \
+             {:.0} k points/s (medians); forwarder / curl {ratio_median:.2}x (median, \
+             {:.2}–{:.2}x)",
+            if gzip { "gzip" } else { "plain" },
+            median(&mut curl) / 1e3,
+            median(&mut forwarder) / 1e3,
+            ratios[0],
+            ratios[ratios.len() - 1],
+        );
     }
+}
 
-    fn print_ratios(&self) {
-        for encoding in ["plain", "gzip"] {
-            let curl = self.median_rate(&format!("curl/{encoding}"));
-            let forwarder = self.median_rate(&format!("forwarder/{encoding}"));
-            println!(
-                "influx_drain {encoding}: curl {:.0} k points/s, forwarder {:.0} k points/s, \
-                 forwarder / curl {:.2}x (medians)",
-                curl / 1e3,
-                forwarder / 1e3,
-                forwarder / curl
-            );
-        }
-    }
+/// Points per second of a drain that took `took`.
+fn rate(took: Duration) -> f64 {
+    POINTS as f64 / took.as_secs_f64()
+}
+
+/// Sorts `values` and returns the middle one.
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
 }
 
 fn drain(c: &mut Criterion) {
@@ -161,57 +203,39 @@ fn drain(c: &mut Criterion) {
     let vm = runtime.block_on(VictoriaMetrics::start(dir.path(), true));
     let db = dir.path().join("cems.db");
     fill_store(&db, &records());
-    let plain_files = body_files(&db, dir.path(), false);
-    let gzip_files = body_files(&db, dir.path(), true);
-    let drains = Drains::default();
+    let files = [
+        body_files(&db, dir.path(), false),
+        body_files(&db, dir.path(), true),
+    ];
     let writer = runtime.block_on(async { Writer::start(&db) });
+    let bench = Bench {
+        runtime,
+        vm,
+        db,
+        writer,
+        sinks: Cell::new(0),
+        files,
+    };
 
     let mut group = c.benchmark_group("influx_drain");
     group.sample_size(10);
     group.throughput(Throughput::Elements(POINTS as u64));
-    for (gzip, files) in [(false, &plain_files), (true, &gzip_files)] {
-        let name = if gzip { "gzip" } else { "plain" };
-        group.bench_function(BenchmarkId::new("curl", name), |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        drains.record(&format!("curl/{name}"), curl_all(&vm.url(), files, gzip))
-                    })
-                    .sum()
-            });
-        });
-    }
-    let mut sink_number = 0;
     for gzip in [false, true] {
         let name = if gzip { "gzip" } else { "plain" };
+        group.bench_function(BenchmarkId::new("curl", name), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| bench.curl(gzip)).sum());
+        });
         group.bench_function(BenchmarkId::new("forwarder", name), |b| {
-            b.iter_custom(|iters| {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    // A new sink starts at seq 0: the whole store is its backlog.
-                    sink_number += 1;
-                    let mut config = sink_config(&format!("bench{sink_number}"), &vm.url());
-                    config.batch_size = BATCH;
-                    config.gzip = gzip;
-                    let took = runtime.block_on(async {
-                        let started = Instant::now();
-                        let forwarder = RunningForwarder::spawn(&config, &db, &writer.handle);
-                        let drained = forwarder
-                            .wait_for_cursor(POINTS as u64, Duration::from_secs(120))
-                            .await;
-                        let took = started.elapsed();
-                        forwarder.stop().await;
-                        assert!(drained, "backlog not drained");
-                        took
-                    });
-                    total += drains.record(&format!("forwarder/{name}"), took);
-                }
-                total
-            });
+            b.iter_custom(|iters| (0..iters).map(|_| bench.forwarder(gzip)).sum());
         });
     }
     group.finish();
-    drains.print_ratios();
+    for gzip in [false, true] {
+        bench.paired(gzip);
+    }
+    let Bench {
+        runtime, writer, ..
+    } = bench;
     runtime.block_on(writer.stop());
 }
 
