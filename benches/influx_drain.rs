@@ -28,7 +28,7 @@ use influx_support::{fill_store, sink_config, RunningForwarder, VictoriaMetrics,
 const POINTS: usize = 50_000;
 const BATCH: usize = 5_000;
 /// Curl and forwarder drains run in turns for the ratio.
-const PAIRED_ROUNDS: usize = 15;
+const PAIRED_ROUNDS: usize = 30;
 const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
 /// Readings as the pipeline commits them: four channels of one analyser, once a second,
@@ -155,27 +155,30 @@ impl Bench {
     /// per-pair ratios.
     fn paired(&self, gzip: bool) {
         let (mut curl, mut forwarder, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut forwarder_cpu, mut curl_cpu) = (0.0, 0.0);
-        let timed_forwarder = |cpu: &mut f64| {
-            let before = cpu_seconds();
-            let took = self.forwarder(gzip);
-            *cpu += cpu_seconds().0 - before.0;
-            took
-        };
-        let timed_curl = |cpu: &mut f64| {
-            let before = cpu_seconds();
-            let took = self.curl(gzip);
-            *cpu += cpu_seconds().1 - before.1;
+        // CPU seconds over all rounds: [forwarder's drains, curl's drains] of each process.
+        let (mut own, mut children, mut server) = ([0.0; 2], [0.0; 2], [0.0; 2]);
+        let mut timed = |curl_turn: bool| {
+            let before = self.cpu();
+            let took = if curl_turn {
+                self.curl(gzip)
+            } else {
+                self.forwarder(gzip)
+            };
+            let after = self.cpu();
+            let turn = usize::from(curl_turn);
+            own[turn] += after.own - before.own;
+            children[turn] += after.children - before.children;
+            server[turn] += after.server - before.server;
             took
         };
         for round in 0..PAIRED_ROUNDS {
             // Alternating which goes first cancels a load that rises or falls.
             let (c, f) = if round % 2 == 0 {
-                let c = timed_curl(&mut curl_cpu);
-                (c, timed_forwarder(&mut forwarder_cpu))
+                let c = timed(true);
+                (c, timed(false))
             } else {
-                let f = timed_forwarder(&mut forwarder_cpu);
-                (timed_curl(&mut curl_cpu), f)
+                let f = timed(false);
+                (timed(true), f)
             };
             curl.push(rate(c));
             forwarder.push(rate(f));
@@ -195,25 +198,48 @@ impl Bench {
         let per_thousand_points = |cpu: f64| cpu / (PAIRED_ROUNDS * POINTS) as f64 * 1e6;
         println!(
             "  CPU per 1,000 points: forwarder {:.2} ms (the whole process: store reads, \
-             encoding, HTTP, cursor commits), curl {:.2} ms",
-            per_thousand_points(forwarder_cpu),
-            per_thousand_points(curl_cpu),
+             encoding, HTTP, cursor commits) and VictoriaMetrics {:.2} ms; curl {:.2} ms and \
+             VictoriaMetrics {:.2} ms",
+            per_thousand_points(own[0]),
+            per_thousand_points(server[0]),
+            per_thousand_points(children[1]),
+            per_thousand_points(server[1]),
         );
+    }
+
+    fn cpu(&self) -> CpuSeconds {
+        let own = stat_fields("self");
+        let server = self.vm.pid().map(|pid| stat_fields(&pid.to_string()));
+        let seconds = |fields: &[f64], first: usize| (fields[first] + fields[first + 1]) / 100.0;
+        CpuSeconds {
+            own: seconds(&own, 11),
+            children: seconds(&own, 13),
+            server: server.map_or(0.0, |fields| seconds(&fields, 11)),
+        }
     }
 }
 
-/// CPU time (user and system) of this process and of its children waited for (curl), in
-/// seconds, from /proc/self/stat (fields 14–17, in ticks of 1/100 s, USER_HZ).
-fn cpu_seconds() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_else(|e| panic!("{e}"));
-    // The command name may hold spaces; the fields after it do not. Field 3 is index 0.
+/// CPU time, user and system, in seconds.
+struct CpuSeconds {
+    /// This process: the forwarder, its store writer, the bench's own waiting.
+    own: f64,
+    /// Children waited for: curl.
+    children: f64,
+    /// VictoriaMetrics.
+    server: f64,
+}
+
+/// /proc/<pid>/stat from its third field on, as numbers; fields 14 to 17 (index 11 to 14)
+/// are utime, stime, cutime and cstime in ticks of 1/100 s (USER_HZ).
+fn stat_fields(pid: &str) -> Vec<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/stat: {e}"));
+    // The command name may hold spaces; the fields after it do not.
     let after_name = stat.rsplit_once(") ").map_or("", |(_, rest)| rest);
-    let fields: Vec<f64> = after_name
+    after_name
         .split(' ')
         .map(|field| field.parse().unwrap_or(0.0))
-        .collect();
-    let ticks = |first: usize| (fields[first] + fields[first + 1]) / 100.0;
-    (ticks(11), ticks(13))
+        .collect()
 }
 
 /// Points per second of a drain that took `took`.

@@ -45,6 +45,7 @@ pub use reader::{ReadBatch, ReadError, StoreReader};
 pub use record::{Record, RecordKind, Stored};
 pub use retention::Pruned;
 pub use retry::RETRY_PREFIX;
+pub(crate) use series::{names_at, NamesAt};
 pub use verify::{BrokenCommit, Verification};
 pub use writer::{StoreHandle, StoreWriter, WriterOptions, WriterStats};
 

@@ -39,7 +39,7 @@ use super::site_facts::SiteFacts;
 use crate::config::influx::Precision;
 use crate::model::{Flag, Unit};
 use crate::process::normalise::DERIVED_NOX_CHANNEL;
-use crate::store::{AuditEntry, Record, RecordKind};
+use crate::store::{names_at, AuditEntry, NamesAt, Record, RecordKind};
 
 /// Turns records into lines for one site and precision.
 #[derive(Debug, Clone)]
@@ -274,7 +274,7 @@ impl Encoder {
             ends: Vec::with_capacity(records.len()),
         };
         let mut failed = Vec::new();
-        let mut series: HashMap<SeriesIdentity<'_>, SeriesLine> = HashMap::new();
+        let mut series: HashMap<SeriesIdentity, SeriesLine> = HashMap::new();
         for stored in records {
             let record = &stored.record;
             let ts = match self.timestamp(record.ts.millis()) {
@@ -333,28 +333,20 @@ struct SeriesLine {
     limit: Option<f64>,
 }
 
-/// What [`Encoder::series_line`] reads of a record: records alike in all of it share a
-/// series part.
+/// What [`Encoder::series_line`] reads of a record, the names by their addresses
+/// ([`NamesAt`]): the batch's records hold the names while the map of a batch lives.
 #[derive(PartialEq, Eq, Hash)]
-struct SeriesIdentity<'a> {
+struct SeriesIdentity {
     kind: RecordKind,
-    stack: &'a str,
-    device: &'a str,
-    channel: &'a str,
-    quantity: Option<crate::model::Quantity>,
-    unit: Option<Unit>,
+    names: NamesAt,
     has_raw: bool,
 }
 
-impl<'a> SeriesIdentity<'a> {
-    fn of(record: &'a Record, has_raw: bool) -> SeriesIdentity<'a> {
+impl SeriesIdentity {
+    fn of(record: &Record, has_raw: bool) -> SeriesIdentity {
         SeriesIdentity {
             kind: record.kind,
-            stack: &record.stack,
-            device: &record.device,
-            channel: &record.channel,
-            quantity: record.quantity,
-            unit: record.unit,
+            names: names_at(record),
             has_raw,
         }
     }
