@@ -869,7 +869,7 @@ address = "127.0.0.1:1502"
             values.push(m as f64 * 2f64.powi(-k));
         }
         values.push(0.5 + 2f64.powi(-17));
-        values.push(70_368_744_177_664.125);
+        values.push(2f64.powi(46) + 0.125);
         for v in values.into_iter().filter(|v| v.is_finite()) {
             let mut fast = String::new();
             float(&mut fast, v);
