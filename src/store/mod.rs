@@ -47,6 +47,7 @@ pub use record::{Record, RecordKind, Stored};
 pub use retention::Pruned;
 pub use retry::RETRY_PREFIX;
 pub use row_count::COUNT_STEP_SEQS;
+pub(crate) use series::{names_at, NamesAt};
 pub use verify::{BrokenCommit, Verification};
 pub use writer::{StoreHandle, StoreWriter, WriterOptions, WriterStats};
 

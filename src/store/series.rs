@@ -32,11 +32,14 @@ impl SeriesKey {
 }
 
 /// A series by the addresses of its name strings. Producers reuse one `Arc` per name for
-/// every record (the listener per connection, the pipeline per configured channel), so
-/// comparing addresses finds the series without hashing or comparing the text.
-type NamesAt = (usize, usize, usize, Option<Quantity>, Option<Unit>);
+/// every record (the listener per connection, the pipeline per configured channel, the
+/// store's reads per series), so comparing addresses finds the series without hashing or
+/// comparing the text. Equal names at other addresses only miss; whoever keys by address
+/// must hold the records (or their names) while the key is in use, so that an address is
+/// not reused for another name.
+pub(crate) type NamesAt = (usize, usize, usize, Option<Quantity>, Option<Unit>);
 
-fn names_at(record: &Record) -> NamesAt {
+pub(crate) fn names_at(record: &Record) -> NamesAt {
     let at = |name: &Arc<str>| Arc::as_ptr(name).cast::<u8>() as usize;
     (
         at(&record.stack),

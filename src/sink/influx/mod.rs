@@ -25,8 +25,8 @@ use crate::sink::stop::join_within;
 use crate::store::StoreHandle;
 
 pub use client::{
-    install_crypto_provider, parse_retry_after, ClientError, Payload, RetryAfter, WriteClient,
-    WriteOutcome,
+    install_crypto_provider, parse_retry_after, payload_of, ClientError, Payload, RetryAfter,
+    WriteClient, WriteOutcome,
 };
 pub use encode::{flag_code, EncodeError, EncodedBatch, Encoder};
 pub use forwarder::Forwarder;

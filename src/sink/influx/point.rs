@@ -3,10 +3,11 @@
 //! carry a point must not be on the wire at once: the server may apply them in either order,
 //! and a revision could be overwritten by the version it replaces.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-use crate::store::{Record, Stored};
+use crate::model::random::mix;
+use crate::store::{names_at, NamesAt, Record, RecordKind, Stored};
 
 /// The keys of the points a batch writes. Two records whose lines write the same point
 /// always share a key; records that share a key may still write different points (a
@@ -15,8 +16,22 @@ use crate::store::{Record, Stored};
 pub(super) struct PointKeys(HashSet<u64>);
 
 impl PointKeys {
+    /// The part of a key a series' records share is hashed once per series and batch,
+    /// found by the addresses of the names ([`NamesAt`]; `records` hold them meanwhile).
     pub fn of(records: &[Stored]) -> PointKeys {
-        PointKeys(records.iter().map(|s| key(&s.record)).collect())
+        let mut series: HashMap<(RecordKind, NamesAt), u64> = HashMap::new();
+        PointKeys(
+            records
+                .iter()
+                .map(|stored| {
+                    let record = &stored.record;
+                    let series = *series
+                        .entry((record.kind, names_at(record)))
+                        .or_insert_with(|| series_key(record));
+                    key(series, record)
+                })
+                .collect(),
+        )
     }
 
     pub fn overlap(&self, other: &PointKeys) -> bool {
@@ -35,7 +50,13 @@ impl PointKeys {
 /// entries); the other tags only split points further, so leaving them out can only make
 /// more records share a key. The timestamp is taken in whole seconds, the coarsest
 /// precision, so records that one precision writes at the same instant share it too.
-fn key(record: &Record) -> u64 {
+fn key(series: u64, record: &Record) -> u64 {
+    let second = record.ts.millis().div_euclid(1000) as u64;
+    mix(series ^ mix(second))
+}
+
+/// The measurement and tags of [`key`], hashed.
+fn series_key(record: &Record) -> u64 {
     let mut hasher = DefaultHasher::new();
     record.kind.code().hash(&mut hasher);
     record.stack.hash(&mut hasher);
@@ -43,7 +64,6 @@ fn key(record: &Record) -> u64 {
     for c in record.channel.chars().flat_map(char::to_lowercase) {
         c.hash(&mut hasher);
     }
-    record.ts.millis().div_euclid(1000).hash(&mut hasher);
     hasher.finish()
 }
 

@@ -140,6 +140,11 @@ impl VictoriaMetrics {
         }
     }
 
+    /// Its process id while it runs, for reading its CPU time.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().map(|process| process.child().id())
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}:{}", self.host, self.port)
     }
