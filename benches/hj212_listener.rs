@@ -4,8 +4,9 @@
 //! off, so the figures are the upload path alone.
 //!
 //! On 2 cores, the loggers sharing them with the listener: about 160,000 uploads/s (6.2 µs
-//! each) framed, decoded and converted on one core; 23,000–25,000 packets/s (about 145,000
-//! records/s) over loopback with the store on disk, 21,000–23,000 with it in memory. With
+//! each) framed, decoded and converted on one core; 20,000–32,000 packets/s (120,000–190,000
+//! records/s) over loopback with the store on disk, as quiet as the machine was, and about the
+//! same with it in memory. With
 //! the store led by series (before schema migration 3) the disk figure was about 5,000: 6000
 //! series written in turn put each record on a page of its own.
 

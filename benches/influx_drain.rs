@@ -7,7 +7,13 @@
 //! plain / curl plain and gzip / curl gzip: on a machine whose load changes, pairs compare
 //! like with like where separate runs a minute apart do not.
 //!
-//! Needs /usr/bin/victoria-metrics and curl. Run: `cargo bench --bench influx_drain`.
+//! On loopback the server shares the cores with the client, so every cycle the forwarder
+//! spends slows the server: the ratio is then one of CPU per point. `CEMSD_DRAIN_CORES=split`
+//! runs the server on the second core and everything else (the forwarder, its store, curl) on
+//! the first, as if the server were a machine of its own: the ratio then shows whether the
+//! forwarder keeps a server busy.
+//!
+//! Needs /usr/bin/victoria-metrics, curl and taskset. Run: `cargo bench --bench influx_drain`.
 
 #[path = "../tests/support/mod.rs"]
 mod influx_support;
@@ -253,7 +259,27 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
+/// Puts every thread of `pid` on `core` (its later threads and children follow).
+fn pin(pid: u32, core: u32) {
+    let status = Command::new("taskset")
+        .args([
+            "--all-tasks",
+            "--pid",
+            "--cpu-list",
+            &core.to_string(),
+            &pid.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap_or_else(|e| panic!("taskset: {e}"));
+    assert!(status.success(), "taskset {pid} to core {core}: {status}");
+}
+
 fn drain(c: &mut Criterion) {
+    let split = std::env::var("CEMSD_DRAIN_CORES").is_ok_and(|v| v == "split");
+    if split {
+        pin(std::process::id(), 0);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -261,6 +287,13 @@ fn drain(c: &mut Criterion) {
         .unwrap_or_else(|e| panic!("runtime: {e}"));
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let vm = runtime.block_on(VictoriaMetrics::start(dir.path(), true));
+    if split {
+        let server = vm
+            .pid()
+            .unwrap_or_else(|| panic!("VictoriaMetrics has no pid"));
+        pin(server, 1);
+        println!("influx_drain: VictoriaMetrics on core 1, the forwarder and curl on core 0");
+    }
     let db = dir.path().join("cems.db");
     fill_store(&db, &records());
     let files = [

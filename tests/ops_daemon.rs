@@ -89,7 +89,9 @@ fn sigterm_under_ingest_commits_everything_read_and_exits_0_in_bounded_time() {
     let db = dir.path().join("data/cemsd.db");
     let mut seen = 0;
     let loaded = eventually(Duration::from_secs(30), || {
-        seen = try_open(&db).and_then(|s| s.count().ok().flatten()).unwrap_or(0);
+        seen = try_open(&db)
+            .and_then(|s| s.count().ok().flatten())
+            .unwrap_or(0);
         seen >= 3000
     });
     assert!(

@@ -81,7 +81,9 @@ fn a_second_daemon_on_the_same_store_exits_3_naming_the_first() {
     first.stop(Duration::from_secs(20));
     // once it is gone, the store is free again
     let mut again = Daemon::start_logged(&config, &dir.path().join("again.log"), &[]);
-    let before = try_open(&db).and_then(|s| s.count().ok().flatten()).unwrap_or(0);
+    let before = try_open(&db)
+        .and_then(|s| s.count().ok().flatten())
+        .unwrap_or(0);
     assert!(
         eventually(Duration::from_secs(30), || try_open(&db)
             .and_then(|s| s.count().ok().flatten())
@@ -285,7 +287,11 @@ fn a_full_disk_keeps_the_watchdog_fed_health_at_503_and_polls_going_into_the_spi
             ("WATCHDOG_USEC", "20000000".to_string()),
         ],
     );
-    let count = || try_open(&db).and_then(|s| s.count().ok().flatten()).unwrap_or(0);
+    let count = || {
+        try_open(&db)
+            .and_then(|s| s.count().ok().flatten())
+            .unwrap_or(0)
+    };
     assert!(
         eventually(Duration::from_secs(30), || count() > 100),
         "{}",
