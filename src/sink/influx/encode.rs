@@ -136,14 +136,27 @@ impl Encoder {
 
     /// Appends the line of `record` (with its newline) to `out`. On error `out` is unchanged.
     pub fn encode(&self, record: &Record, out: &mut String) -> Result<(), EncodeError> {
+        self.encode_with(record, &mut SeriesLines::new(), out)
+    }
+
+    /// [`Encoder::encode`], taking the series' part of the line from `lines`, or building it
+    /// there for the records after it.
+    fn encode_with(
+        &self,
+        record: &Record,
+        lines: &mut SeriesLines,
+        out: &mut String,
+    ) -> Result<(), EncodeError> {
         let ts = self.timestamp(record.ts.millis())?;
         if let Some(entry) = AuditEntry::from_record(record) {
             self.encode_audit(&entry, &record.stack, ts, out);
             return Ok(());
         }
         let raw = record.raw.filter(|v| v.is_finite());
-        let series = self.series_line(record, raw.is_some());
-        self.write_line(&series, record, raw, ts, out);
+        let line = lines
+            .entry(SeriesIdentity::of(record, raw.is_some()))
+            .or_insert_with(|| self.series_line(record, raw.is_some()));
+        self.write_line(line, record, raw, ts, out);
         Ok(())
     }
 
@@ -274,26 +287,12 @@ impl Encoder {
             ends: Vec::with_capacity(records.len()),
         };
         let mut failed = Vec::new();
-        let mut series: HashMap<SeriesIdentity, SeriesLine> = HashMap::new();
+        let mut lines = SeriesLines::new();
         for stored in records {
-            let record = &stored.record;
-            let ts = match self.timestamp(record.ts.millis()) {
-                Ok(ts) => ts,
-                Err(e) => {
-                    failed.push((stored.seq, e));
-                    continue;
-                }
-            };
-            if let Some(entry) = AuditEntry::from_record(record) {
-                self.encode_audit(&entry, &record.stack, ts, &mut batch.text);
-            } else {
-                let raw = record.raw.filter(|v| v.is_finite());
-                let line = series
-                    .entry(SeriesIdentity::of(record, raw.is_some()))
-                    .or_insert_with(|| self.series_line(record, raw.is_some()));
-                self.write_line(line, record, raw, ts, &mut batch.text);
+            match self.encode_with(&stored.record, &mut lines, &mut batch.text) {
+                Ok(()) => batch.ends.push((stored.seq, batch.text.len())),
+                Err(e) => failed.push((stored.seq, e)),
             }
-            batch.ends.push((stored.seq, batch.text.len()));
         }
         (batch, failed)
     }
@@ -332,6 +331,10 @@ struct SeriesLine {
     head: String,
     limit: Option<f64>,
 }
+
+/// The series' parts of the lines of one batch (or one record). Keyed by the addresses of the
+/// names, so it lives no longer than the records it was built from.
+type SeriesLines = HashMap<SeriesIdentity, SeriesLine>;
 
 /// What [`Encoder::series_line`] reads of a record, the names by their addresses
 /// ([`NamesAt`]): the batch's records hold the names while the map of a batch lives.
