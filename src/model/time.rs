@@ -43,6 +43,23 @@ impl Period {
         }
     }
 
+    /// The period an hour or a day is made of: its statistics are those of its minutes or
+    /// hours. A minute is made of readings.
+    pub fn part(self) -> Option<Period> {
+        match self {
+            Period::Minute => None,
+            Period::Hour => Some(Period::Minute),
+            Period::Day => Some(Period::Hour),
+        }
+    }
+
+    /// How many parts fill it: 60 minutes an hour, 24 hours a day (the site's offset is
+    /// fixed, so every day has 24); 0 for a minute.
+    pub fn parts_in(self) -> u32 {
+        self.part()
+            .map_or(0, |part| (self.millis() / part.millis()) as u32)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Period::Minute => "minute",

@@ -277,11 +277,12 @@ impl Rules {
         quantity: Quantity,
         unit: Unit,
     ) -> Aggregate {
-        let (min_valid, expected): (u32, u32) = match period {
-            Period::Minute => (1, 0),
-            Period::Hour => (self.hour_min_valid_minutes, 60),
-            Period::Day => (self.day_min_valid_hours, 24),
+        let min_valid = match period {
+            Period::Minute => 1,
+            Period::Hour => self.hour_min_valid_minutes,
+            Period::Day => self.day_min_valid_hours,
         };
+        let expected = period.parts_in();
         let valid = acc.valid >= min_valid;
         let flag = if valid {
             acc.valid_flags.primary()
@@ -361,14 +362,9 @@ impl Parts {
     /// needs is known from its first minute instead of growing (and doubling) towards the
     /// end of the day: the footprint after a start is the footprint at 23:59.
     fn new(start: i64, period: Period) -> Parts {
-        let room = match period {
-            Period::Minute => 0,
-            Period::Hour => (HOUR_MS / MINUTE_MS) as usize,
-            Period::Day => (DAY_MS / HOUR_MS) as usize,
-        };
         Parts {
             start,
-            parts: Vec::with_capacity(room),
+            parts: Vec::with_capacity(period.parts_in() as usize),
         }
     }
 
@@ -519,15 +515,11 @@ impl ClosedPeriods {
 
     /// The stored sub-periods of `quantity`'s hour or day (`parent`) starting at `from`.
     fn parts(&self, quantity: Quantity, parent: Period, from: i64) -> Parts {
-        let part_period = match parent {
-            Period::Day => Period::Hour,
-            Period::Minute | Period::Hour => Period::Minute,
-        };
         let mut parts = Parts::new(from, parent);
         for agg in self.periods.values() {
             let start = agg.start.millis();
             if agg.quantity == quantity
-                && agg.period == part_period
+                && parent.part() == Some(agg.period)
                 && start >= from
                 && start < from + parent.millis()
             {
